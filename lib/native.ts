@@ -1,0 +1,118 @@
+// The raw native addon: typed signatures of what native/src/napi exports.
+// Everything above this file talks to tensors, not to these functions.
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+
+/** Owns one block of device or host memory. Freed explicitly with free(). */
+export interface NativeBuffer {
+  readonly freed: boolean
+  readonly numel: number
+  readonly dtype: number
+  readonly device: number
+  free(): void
+  read(): Float32Array | Int32Array | Uint16Array
+  write(values: Float32Array | Int32Array | Uint16Array, offset?: number): void
+}
+
+type Buf = NativeBuffer
+type OptBuf = NativeBuffer | null
+
+export interface NativeAddon {
+  NativeBuffer: new (device: number, dtype: number, numel: number) => NativeBuffer
+  gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Buf, b: Buf,
+    beta: number, c: Buf, batch: number, strideA: number, strideB: number, strideC: number): void
+  fill(x: Buf, n: number, value: number): void
+  axpby(n: number, alpha: number, x: Buf, beta: number, y: Buf): void
+  mul(n: number, a: Buf, b: Buf, out: Buf): void
+  addBiasRows(rows: number, cols: number, bias: Buf, y: Buf): void
+  sumRows(rows: number, cols: number, x: Buf, out: Buf): void
+  sum(n: number, x: Buf, out: Buf): void
+  sumSquares(n: number, x: Buf, out: Buf): void
+  cast(n: number, src: Buf, dst: Buf): void
+  sliceRowsForward(batch: number, srcRows: number, cols: number, start: number, count: number, src: Buf, dst: Buf): void
+  sliceRowsBackward(batch: number, srcRows: number, cols: number, start: number, count: number, ddst: Buf, dsrc: Buf): void
+  activationForward(kind: number, n: number, x: Buf, y: Buf): void
+  activationBackward(kind: number, n: number, x: Buf, dy: Buf, dx: Buf): void
+  dropoutForward(n: number, p: number, seed: number | bigint, offset: number | bigint, x: Buf, y: Buf): void
+  dropoutBackward(n: number, p: number, seed: number | bigint, offset: number | bigint, dy: Buf, dx: Buf): void
+  layernormForward(rows: number, cols: number, eps: number, x: Buf, residual: OptBuf, gamma: Buf, beta: Buf,
+    y: Buf, sumOut: OptBuf, mean: Buf, rstd: Buf): void
+  layernormBackward(rows: number, cols: number, x: Buf, gamma: Buf, mean: Buf, rstd: Buf, dy: Buf,
+    dx: OptBuf, dgamma: OptBuf, dbeta: OptBuf): void
+  embeddingForward(n: number, dim: number, vocab: number, ids: Buf, table: Buf, out: Buf): void
+  embeddingBackward(n: number, dim: number, vocab: number, ids: Buf, dout: Buf, dtable: Buf): void
+  attentionForward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
+    seed: number | bigint, offset: number | bigint, q: Buf, k: Buf, v: Buf, mask: Buf, probs: Buf, out: Buf): void
+  attentionBackward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
+    seed: number | bigint, offset: number | bigint, q: Buf, k: Buf, v: Buf, probs: Buf, dout: Buf,
+    dq: OptBuf, dk: OptBuf, dv: OptBuf): void
+  crossEntropyForward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,
+    classWeights: OptBuf, loss: Buf): void
+  crossEntropyBackward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,
+    classWeights: OptBuf, dloss: Buf, dlogits: Buf): void
+  adamwStep(n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number,
+    gradScale: OptBuf, grad: Buf, param: Buf, expAvg: Buf, expAvgSq: Buf): void
+  clipCoefficient(sumSq: Buf, maxNorm: number, clipCoef: Buf): void
+  probeDevice(device: number): { ok: boolean; description?: string; reason?: string }
+  synchronize(device: number): void
+  getNumThreads(): number
+  setNumThreads(n: number): void
+  memoryStats(): { liveBuffers: number; cpuBytes: number; cudaBytes: number; peakCpuBytes: number; peakCudaBytes: number }
+  resetPeakMemory(): void
+  readonly cudaCompiled: boolean
+  readonly cpuGemm: string
+}
+
+/** dtype codes shared with native/include/bertkit/dtype.h */
+export const DTYPE_CODE = { float32: 0, float16: 1, bfloat16: 2, int32: 3 } as const
+/** device codes shared with native/include/bertkit/backend.h */
+export const DEVICE_CODE = { cpu: 0, cuda: 1 } as const
+/** activation codes shared with Backend::Activation */
+export const ACTIVATION_CODE = { gelu: 0, gelu_new: 1, tanh: 2, relu: 3 } as const
+
+const packageRoot = join(__dirname, '..', '..')
+
+function loadCpuVariant(): NativeAddon {
+  // node-gyp-build finds build/Release/bertkit.node or prebuilds/<platform>-<arch>/.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const load = require('node-gyp-build') as (dir: string) => NativeAddon
+  return load(packageRoot)
+}
+
+/** Path of the CUDA variant when it was built (or shipped), else null. */
+export function cudaVariantPath(): string | null {
+  const candidates = [
+    join(packageRoot, 'build', 'Release', 'cuda', 'bertkit_cuda.node'),
+    join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'cuda', 'bertkit_cuda.node'),
+  ]
+  return candidates.find((p) => existsSync(p)) ?? null
+}
+
+let loaded: { addon: NativeAddon; variant: 'cpu' | 'cuda'; note?: string } | null = null
+
+/**
+ * Loads the addon once. The CUDA variant (which contains the CPU backend too)
+ * is preferred when it exists and BERTKIT_DEVICE is not "cpu"; if it fails to
+ * load (no driver, missing cuBLAS), the CPU variant is used and `note` says why.
+ */
+export function loadNative(): { addon: NativeAddon; variant: 'cpu' | 'cuda'; note?: string } {
+  if (loaded) return loaded
+  const wanted = (process.env.BERTKIT_DEVICE ?? 'auto').toLowerCase()
+  const cudaPath = wanted === 'cpu' ? null : cudaVariantPath()
+  if (cudaPath) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      loaded = { addon: require(cudaPath) as NativeAddon, variant: 'cuda' }
+      return loaded
+    } catch (err) {
+      loaded = { addon: loadCpuVariant(), variant: 'cpu', note: `the CUDA build failed to load (${(err as Error).message.split('\n')[0]})` }
+      return loaded
+    }
+  }
+  loaded = { addon: loadCpuVariant(), variant: 'cpu' }
+  return loaded
+}
+
+export function native(): NativeAddon {
+  return loadNative().addon
+}

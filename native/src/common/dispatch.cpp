@@ -1,0 +1,37 @@
+// The one dispatch point from a device to its backend.
+#include "bertkit/backend.h"
+#include "../cpu/cpu_backend.h"
+
+namespace bertkit {
+
+#ifdef BERTKIT_WITH_CUDA
+Backend& cuda_backend();  // cuda/cuda_backend.cu; throws Error when no usable GPU
+#endif
+
+const char* device_name(Device device) {
+  return device == Device::CUDA ? "cuda" : "cpu";
+}
+
+bool backend_compiled(Device device) {
+#ifdef BERTKIT_WITH_CUDA
+  return true;
+#else
+  return device == Device::CPU;
+#endif
+}
+
+Backend& backend_for(Device device) {
+  if (device == Device::CPU) {
+    static CpuBackend cpu;
+    return cpu;
+  }
+#ifdef BERTKIT_WITH_CUDA
+  return cuda_backend();
+#else
+  throw Error(
+      "cuda: this bertkit addon was not compiled with CUDA (rebuild with `npm run build:cuda` on a "
+      "machine with nvcc and cuBLAS)");
+#endif
+}
+
+}  // namespace bertkit

@@ -1,0 +1,88 @@
+// The CPU backend: the readable reference implementation of every op, in fp32,
+// multithreaded through ThreadPool. Each op family lives in its own file
+// (gemm.cpp, elementwise.cpp, activation.cpp, dropout.cpp, layernorm.cpp,
+// embedding.cpp, attention.cpp, loss.cpp, adamw.cpp); memory and dispatch
+// live in cpu_backend.cpp.
+#pragma once
+
+#include "bertkit/backend.h"
+
+namespace bertkit {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::CPU; }
+  std::string describe() const override;
+
+  void* allocate(size_t bytes) override;
+  void release(void* ptr, size_t bytes) override;
+  void upload(void* dst, const void* host_src, size_t bytes) override;
+  void download(void* host_dst, const void* src, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void synchronize() override {}
+
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+            const float* a, const float* b, float beta, float* c, int64_t batch, int64_t stride_a,
+            int64_t stride_b, int64_t stride_c) override;
+
+  void fill(float* x, int64_t n, float value) override;
+  void axpby(int64_t n, float alpha, const float* x, float beta, float* y) override;
+  void mul(int64_t n, const float* a, const float* b, float* out) override;
+  void add_bias_rows(int64_t rows, int64_t cols, const float* bias, float* y) override;
+  void sum_rows(int64_t rows, int64_t cols, const float* x, float* out) override;
+  void sum(int64_t n, const float* x, float* out) override;
+  void sum_squares(int64_t n, const float* x, float* out) override;
+  void cast(int64_t n, DType src_dtype, const void* src, DType dst_dtype, void* dst) override;
+  void slice_rows_forward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start,
+                          int64_t count, const float* src, float* dst) override;
+  void slice_rows_backward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start,
+                           int64_t count, const float* ddst, float* dsrc) override;
+
+  void activation_forward(Activation kind, int64_t n, const float* x, float* y) override;
+  void activation_backward(Activation kind, int64_t n, const float* x, const float* dy,
+                           float* dx) override;
+
+  void dropout_forward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x,
+                       float* y) override;
+  void dropout_backward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* dy,
+                        float* dx) override;
+
+  void layernorm_forward(int64_t rows, int64_t cols, float eps, const float* x,
+                         const float* residual, const float* gamma, const float* beta, float* y,
+                         float* sum_out, float* mean, float* rstd) override;
+  void layernorm_backward(int64_t rows, int64_t cols, const float* x, const float* gamma,
+                          const float* mean, const float* rstd, const float* dy, float* dx,
+                          float* dgamma, float* dbeta) override;
+
+  void embedding_forward(int64_t n, int64_t dim, const int32_t* ids, const float* table,
+                         float* out) override;
+  void embedding_backward(int64_t n, int64_t dim, int64_t vocab, const int32_t* ids,
+                          const float* dout, float* dtable) override;
+
+  void attention_forward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, float scale,
+                         float dropout_p, uint64_t seed, uint64_t offset, const float* q,
+                         const float* k, const float* v, const int32_t* mask, float* probs,
+                         float* out) override;
+  void attention_backward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                          float scale, float dropout_p, uint64_t seed, uint64_t offset,
+                          const float* q, const float* k, const float* v, const float* probs,
+                          const float* dout, float* dq, float* dk, float* dv) override;
+
+  void cross_entropy_forward(int64_t rows, int64_t classes, const float* logits,
+                             const int32_t* labels, int32_t ignore_index,
+                             const float* class_weights, float* loss) override;
+  void cross_entropy_backward(int64_t rows, int64_t classes, const float* logits,
+                              const int32_t* labels, int32_t ignore_index,
+                              const float* class_weights, const float* dloss,
+                              float* dlogits) override;
+
+  void adamw_step(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  int64_t step, const float* grad_scale, const float* grad, float* param,
+                  float* exp_avg, float* exp_avg_sq) override;
+  void clip_coefficient(const float* sum_sq, float max_norm, float* clip_coef) override;
+};
+
+// Which GEMM implementation this build uses ("OpenBLAS" or "built-in AVX2/FMA ...").
+const char* cpu_gemm_name();
+
+}  // namespace bertkit

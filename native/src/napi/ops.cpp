@@ -1,0 +1,544 @@
+// One binding per backend op: unpack, validate, dispatch. No maths here.
+#include "ops.h"
+
+#include <string>
+#include <vector>
+
+#include "op_args.h"
+
+namespace bertkit {
+
+namespace {
+
+Napi::Value Done(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+// Range check of integer indices (token ids, labels) before any kernel reads
+// memory with them. Device-resident indices are copied to the host first.
+void check_indices(OpArgs& args, Backend& backend, NativeBuffer* buf, int64_t n, const char* name,
+                   int64_t limit, bool allow_ignore, int32_t ignore_index) {
+  std::vector<int32_t> host(static_cast<size_t>(n));
+  if (n > 0) backend.download(host.data(), buf->data(), static_cast<size_t>(n) * sizeof(int32_t));
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t v = host[static_cast<size_t>(i)];
+    if (allow_ignore && v == ignore_index) continue;
+    if (v < 0 || v >= limit) {
+      args.fail(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(v) +
+                " is out of range [0, " + std::to_string(limit) + ")");
+    }
+  }
+}
+
+Backend::Activation activation_kind(OpArgs& args, size_t index) {
+  int32_t k = args.i32(index, "kind");
+  if (k < 0 || k > 3) args.fail("unknown activation kind " + std::to_string(k));
+  return static_cast<Backend::Activation>(k);
+}
+
+float probability(OpArgs& args, size_t index, const char* name) {
+  float p = args.number(index, name);
+  if (!(p >= 0.0f && p < 1.0f)) args.fail(std::string("'") + name + "' must be in [0, 1), got " + std::to_string(p));
+  return p;
+}
+
+template <typename Fn>
+Napi::Value guarded(const Napi::CallbackInfo& info, const char* op, Fn fn) {
+  try {
+    fn();
+  } catch (const OutOfMemory& e) {
+    Napi::Error err = Napi::Error::New(info.Env(), std::string(op) + ": " + e.what());
+    err.Set("code", Napi::String::New(info.Env(), "ERR_BERTKIT_OOM"));
+    throw err;
+  } catch (const Error& e) {
+    throw Napi::Error::New(info.Env(), std::string(op) + ": " + e.what());
+  }
+  return Done(info);
+}
+
+// gemm(transA, transB, m, n, k, alpha, a, b, beta, c, batch, strideA, strideB, strideC)
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "gemm", 14);
+  bool ta = a.flag(0, "transA"), tb = a.flag(1, "transB");
+  int64_t m = a.dim(2, "m"), n = a.dim(3, "n"), k = a.dim(4, "k");
+  float alpha = a.number(5, "alpha");
+  NativeBuffer* A = a.buffer(6, "a", DType::F32);
+  NativeBuffer* B = a.buffer(7, "b", DType::F32);
+  float beta = a.number(8, "beta");
+  NativeBuffer* C = a.buffer(9, "c", DType::F32);
+  int64_t batch = a.positive_dim(10, "batch");
+  int64_t sa = a.dim(11, "strideA"), sb = a.dim(12, "strideB"), sc = a.dim(13, "strideC");
+  int64_t size_a = checked_mul(a, {m, k}), size_b = checked_mul(a, {k, n}), size_c = checked_mul(a, {m, n});
+  if (batch > 1 && sc < size_c) a.fail("strideC " + std::to_string(sc) + " makes output matrices overlap");
+  std::string shape_a = ta ? shape_str({k, m}) : shape_str({m, k});
+  std::string shape_b = tb ? shape_str({n, k}) : shape_str({k, n});
+  a.need(A, "a", checked_mul(a, {batch - 1, sa}) + size_a, "batch " + std::to_string(batch) + " x " + shape_a);
+  a.need(B, "b", checked_mul(a, {batch - 1, sb}) + size_b, "batch " + std::to_string(batch) + " x " + shape_b);
+  a.need(C, "c", checked_mul(a, {batch - 1, sc}) + size_c, "batch " + std::to_string(batch) + " x " + shape_str({m, n}));
+  a.distinct(C, "c", A, "a");
+  a.distinct(C, "c", B, "b");
+  Backend& be = a.backend();
+  return guarded(info, "gemm", [&] {
+    be.gemm(ta, tb, m, n, k, alpha, f32(A), f32(B), beta, f32(C), batch, sa, sb, sc);
+  });
+}
+
+// fill(x, n, value)
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "fill", 3);
+  NativeBuffer* x = a.buffer(0, "x", DType::F32);
+  int64_t n = a.dim(1, "n");
+  float value = static_cast<float>(info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0);
+  if (!info[2].IsNumber()) a.fail("'value' must be a number");
+  a.need(x, "x", n, shape_str({n}));
+  Backend& be = a.backend();
+  return guarded(info, "fill", [&] { be.fill(f32(x), n, value); });
+}
+
+// axpby(n, alpha, x, beta, y):  y = alpha * x + beta * y
+Napi::Value Axpby(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "axpby", 5);
+  int64_t n = a.dim(0, "n");
+  float alpha = a.number(1, "alpha");
+  NativeBuffer* x = a.buffer(2, "x", DType::F32);
+  float beta = a.number(3, "beta");
+  NativeBuffer* y = a.buffer(4, "y", DType::F32);
+  a.need(x, "x", n, shape_str({n}));
+  a.need(y, "y", n, shape_str({n}));
+  Backend& be = a.backend();
+  return guarded(info, "axpby", [&] { be.axpby(n, alpha, f32(x), beta, f32(y)); });
+}
+
+// mul(n, a, b, out)
+Napi::Value Mul(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "mul", 4);
+  int64_t n = a.dim(0, "n");
+  NativeBuffer* x = a.buffer(1, "a", DType::F32);
+  NativeBuffer* y = a.buffer(2, "b", DType::F32);
+  NativeBuffer* out = a.buffer(3, "out", DType::F32);
+  a.need(x, "a", n, shape_str({n}));
+  a.need(y, "b", n, shape_str({n}));
+  a.need(out, "out", n, shape_str({n}));
+  Backend& be = a.backend();
+  return guarded(info, "mul", [&] { be.mul(n, f32(x), f32(y), f32(out)); });
+}
+
+// addBiasRows(rows, cols, bias, y)
+Napi::Value AddBiasRows(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "addBiasRows", 4);
+  int64_t rows = a.dim(0, "rows"), cols = a.dim(1, "cols");
+  NativeBuffer* bias = a.buffer(2, "bias", DType::F32);
+  NativeBuffer* y = a.buffer(3, "y", DType::F32);
+  a.need(bias, "bias", cols, shape_str({cols}));
+  a.need(y, "y", checked_mul(a, {rows, cols}), shape_str({rows, cols}));
+  a.distinct(y, "y", bias, "bias");
+  Backend& be = a.backend();
+  return guarded(info, "addBiasRows", [&] { be.add_bias_rows(rows, cols, f32(bias), f32(y)); });
+}
+
+// sumRows(rows, cols, x, out):  out[c] += sum_r x[r, c]
+Napi::Value SumRows(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "sumRows", 4);
+  int64_t rows = a.dim(0, "rows"), cols = a.dim(1, "cols");
+  NativeBuffer* x = a.buffer(2, "x", DType::F32);
+  NativeBuffer* out = a.buffer(3, "out", DType::F32);
+  a.need(x, "x", checked_mul(a, {rows, cols}), shape_str({rows, cols}));
+  a.need(out, "out", cols, shape_str({cols}));
+  a.distinct(out, "out", x, "x");
+  Backend& be = a.backend();
+  return guarded(info, "sumRows", [&] { be.sum_rows(rows, cols, f32(x), f32(out)); });
+}
+
+// sum(n, x, out) / sumSquares(n, x, out):  out[0] += ...
+Napi::Value SumImpl(const Napi::CallbackInfo& info, const char* op, bool squares) {
+  OpArgs a(info, op, 3);
+  int64_t n = a.dim(0, "n");
+  NativeBuffer* x = a.buffer(1, "x", DType::F32);
+  NativeBuffer* out = a.buffer(2, "out", DType::F32);
+  a.need(x, "x", n, shape_str({n}));
+  a.need(out, "out", 1, shape_str({1}));
+  a.distinct(out, "out", x, "x");
+  Backend& be = a.backend();
+  return guarded(info, op, [&] {
+    if (squares) be.sum_squares(n, f32(x), f32(out));
+    else be.sum(n, f32(x), f32(out));
+  });
+}
+Napi::Value Sum(const Napi::CallbackInfo& info) { return SumImpl(info, "sum", false); }
+Napi::Value SumSquares(const Napi::CallbackInfo& info) { return SumImpl(info, "sumSquares", true); }
+
+// cast(n, src, dst): dtypes are taken from the buffers.
+Napi::Value Cast(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "cast", 3);
+  int64_t n = a.dim(0, "n");
+  if (!NativeBuffer::Is(info[1]) || !NativeBuffer::Is(info[2])) a.fail("'src' and 'dst' must be NativeBuffers");
+  DType sd = NativeBuffer::Unwrap(info[1])->dtype(), dd = NativeBuffer::Unwrap(info[2])->dtype();
+  NativeBuffer* src = a.buffer(1, "src", sd);
+  NativeBuffer* dst = a.buffer(2, "dst", dd);
+  bool supported = (sd == DType::F32 && (dd == DType::F16 || dd == DType::BF16 || dd == DType::F32)) ||
+                   ((sd == DType::F16 || sd == DType::BF16 || sd == DType::I32) && dd == DType::F32);
+  if (!supported) a.fail(std::string("cannot cast ") + dtype_name(sd) + " to " + dtype_name(dd));
+  a.need(src, "src", n, shape_str({n}));
+  a.need(dst, "dst", n, shape_str({n}));
+  a.distinct(dst, "dst", src, "src");
+  Backend& be = a.backend();
+  return guarded(info, "cast", [&] { be.cast(n, sd, src->data(), dd, dst->data()); });
+}
+
+// sliceRowsForward(batch, srcRows, cols, start, count, src, dst)
+// sliceRowsBackward(batch, srcRows, cols, start, count, ddst, dsrc)
+Napi::Value SliceRowsImpl(const Napi::CallbackInfo& info, const char* op, bool backward) {
+  OpArgs a(info, op, 7);
+  int64_t batch = a.dim(0, "batch"), src_rows = a.dim(1, "srcRows"), cols = a.dim(2, "cols");
+  int64_t start = a.dim(3, "start"), count = a.dim(4, "count");
+  if (start + count > src_rows) {
+    a.fail("rows [" + std::to_string(start) + ", " + std::to_string(start + count) +
+           ") exceed the " + std::to_string(src_rows) + " rows of the source");
+  }
+  NativeBuffer* x = a.buffer(5, backward ? "ddst" : "src", DType::F32);
+  NativeBuffer* y = a.buffer(6, backward ? "dsrc" : "dst", DType::F32);
+  int64_t src_n = checked_mul(a, {batch, src_rows, cols}), dst_n = checked_mul(a, {batch, count, cols});
+  a.need(x, backward ? "ddst" : "src", backward ? dst_n : src_n,
+         backward ? shape_str({batch, count, cols}) : shape_str({batch, src_rows, cols}));
+  a.need(y, backward ? "dsrc" : "dst", backward ? src_n : dst_n,
+         backward ? shape_str({batch, src_rows, cols}) : shape_str({batch, count, cols}));
+  a.distinct(y, "out", x, "in");
+  Backend& be = a.backend();
+  return guarded(info, op, [&] {
+    if (backward) be.slice_rows_backward(batch, src_rows, cols, start, count, f32(x), f32(y));
+    else be.slice_rows_forward(batch, src_rows, cols, start, count, f32(x), f32(y));
+  });
+}
+Napi::Value SliceRowsForward(const Napi::CallbackInfo& info) { return SliceRowsImpl(info, "sliceRowsForward", false); }
+Napi::Value SliceRowsBackward(const Napi::CallbackInfo& info) { return SliceRowsImpl(info, "sliceRowsBackward", true); }
+
+// activationForward(kind, n, x, y)
+Napi::Value ActivationForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "activationForward", 4);
+  Backend::Activation kind = activation_kind(a, 0);
+  int64_t n = a.dim(1, "n");
+  NativeBuffer* x = a.buffer(2, "x", DType::F32);
+  NativeBuffer* y = a.buffer(3, "y", DType::F32);
+  a.need(x, "x", n, shape_str({n}));
+  a.need(y, "y", n, shape_str({n}));
+  Backend& be = a.backend();
+  return guarded(info, "activationForward", [&] { be.activation_forward(kind, n, f32(x), f32(y)); });
+}
+
+// activationBackward(kind, n, x, dy, dx)
+Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "activationBackward", 5);
+  Backend::Activation kind = activation_kind(a, 0);
+  int64_t n = a.dim(1, "n");
+  NativeBuffer* x = a.buffer(2, "x", DType::F32);
+  NativeBuffer* dy = a.buffer(3, "dy", DType::F32);
+  NativeBuffer* dx = a.buffer(4, "dx", DType::F32);
+  a.need(x, "x", n, shape_str({n}));
+  a.need(dy, "dy", n, shape_str({n}));
+  a.need(dx, "dx", n, shape_str({n}));
+  a.distinct(dx, "dx", x, "x");
+  Backend& be = a.backend();
+  return guarded(info, "activationBackward", [&] { be.activation_backward(kind, n, f32(x), f32(dy), f32(dx)); });
+}
+
+// dropoutForward(n, p, seed, offset, x, y) / dropoutBackward(n, p, seed, offset, dy, dx)
+Napi::Value DropoutImpl(const Napi::CallbackInfo& info, const char* op, bool backward) {
+  OpArgs a(info, op, 6);
+  int64_t n = a.dim(0, "n");
+  float p = probability(a, 1, "p");
+  uint64_t seed = a.u64(2, "seed"), offset = a.u64(3, "offset");
+  NativeBuffer* x = a.buffer(4, backward ? "dy" : "x", DType::F32);
+  NativeBuffer* y = a.buffer(5, backward ? "dx" : "y", DType::F32);
+  a.need(x, backward ? "dy" : "x", n, shape_str({n}));
+  a.need(y, backward ? "dx" : "y", n, shape_str({n}));
+  Backend& be = a.backend();
+  return guarded(info, op, [&] {
+    if (backward) be.dropout_backward(n, p, seed, offset, f32(x), f32(y));
+    else be.dropout_forward(n, p, seed, offset, f32(x), f32(y));
+  });
+}
+Napi::Value DropoutForward(const Napi::CallbackInfo& info) { return DropoutImpl(info, "dropoutForward", false); }
+Napi::Value DropoutBackward(const Napi::CallbackInfo& info) { return DropoutImpl(info, "dropoutBackward", true); }
+
+// layernormForward(rows, cols, eps, x, residual|null, gamma, beta, y, sumOut|null, mean, rstd)
+Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "layernormForward", 11);
+  int64_t rows = a.dim(0, "rows"), cols = a.positive_dim(1, "cols");
+  float eps = a.number(2, "eps");
+  if (!(eps > 0)) a.fail("'eps' must be positive");
+  NativeBuffer* x = a.buffer(3, "x", DType::F32);
+  NativeBuffer* residual = a.buffer(4, "residual", DType::F32, true);
+  NativeBuffer* gamma = a.buffer(5, "gamma", DType::F32);
+  NativeBuffer* beta = a.buffer(6, "beta", DType::F32);
+  NativeBuffer* y = a.buffer(7, "y", DType::F32);
+  NativeBuffer* sum_out = a.buffer(8, "sumOut", DType::F32, true);
+  NativeBuffer* mean = a.buffer(9, "mean", DType::F32);
+  NativeBuffer* rstd = a.buffer(10, "rstd", DType::F32);
+  int64_t numel = checked_mul(a, {rows, cols});
+  std::string shape = shape_str({rows, cols});
+  a.need(x, "x", numel, shape);
+  a.need(residual, "residual", numel, shape);
+  a.need(gamma, "gamma", cols, shape_str({cols}));
+  a.need(beta, "beta", cols, shape_str({cols}));
+  a.need(y, "y", numel, shape);
+  if (residual && !sum_out) a.fail("'sumOut' is required when 'residual' is given");
+  a.need(sum_out, "sumOut", numel, shape);
+  a.need(mean, "mean", rows, shape_str({rows}));
+  a.need(rstd, "rstd", rows, shape_str({rows}));
+  Backend& be = a.backend();
+  return guarded(info, "layernormForward", [&] {
+    be.layernorm_forward(rows, cols, eps, f32(x), f32(residual), f32(gamma), f32(beta), f32(y),
+                         residual ? f32(sum_out) : nullptr, f32(mean), f32(rstd));
+  });
+}
+
+// layernormBackward(rows, cols, x, gamma, mean, rstd, dy, dx|null, dgamma|null, dbeta|null)
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "layernormBackward", 10);
+  int64_t rows = a.dim(0, "rows"), cols = a.positive_dim(1, "cols");
+  NativeBuffer* x = a.buffer(2, "x", DType::F32);
+  NativeBuffer* gamma = a.buffer(3, "gamma", DType::F32);
+  NativeBuffer* mean = a.buffer(4, "mean", DType::F32);
+  NativeBuffer* rstd = a.buffer(5, "rstd", DType::F32);
+  NativeBuffer* dy = a.buffer(6, "dy", DType::F32);
+  NativeBuffer* dx = a.buffer(7, "dx", DType::F32, true);
+  NativeBuffer* dgamma = a.buffer(8, "dgamma", DType::F32, true);
+  NativeBuffer* dbeta = a.buffer(9, "dbeta", DType::F32, true);
+  int64_t numel = checked_mul(a, {rows, cols});
+  std::string shape = shape_str({rows, cols});
+  a.need(x, "x", numel, shape);
+  a.need(gamma, "gamma", cols, shape_str({cols}));
+  a.need(mean, "mean", rows, shape_str({rows}));
+  a.need(rstd, "rstd", rows, shape_str({rows}));
+  a.need(dy, "dy", numel, shape);
+  a.need(dx, "dx", numel, shape);
+  a.need(dgamma, "dgamma", cols, shape_str({cols}));
+  a.need(dbeta, "dbeta", cols, shape_str({cols}));
+  a.distinct(dx, "dx", dy, "dy");
+  a.distinct(dx, "dx", x, "x");
+  Backend& be = a.backend();
+  return guarded(info, "layernormBackward", [&] {
+    be.layernorm_backward(rows, cols, f32(x), f32(gamma), f32(mean), f32(rstd), f32(dy), f32(dx),
+                          f32(dgamma), f32(dbeta));
+  });
+}
+
+// embeddingForward(n, dim, vocab, ids, table, out)
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "embeddingForward", 6);
+  int64_t n = a.dim(0, "n"), dim = a.dim(1, "dim"), vocab = a.dim(2, "vocab");
+  NativeBuffer* ids = a.buffer(3, "ids", DType::I32);
+  NativeBuffer* table = a.buffer(4, "table", DType::F32);
+  NativeBuffer* out = a.buffer(5, "out", DType::F32);
+  a.need(ids, "ids", n, shape_str({n}));
+  a.need(table, "table", checked_mul(a, {vocab, dim}), shape_str({vocab, dim}));
+  a.need(out, "out", checked_mul(a, {n, dim}), shape_str({n, dim}));
+  Backend& be = a.backend();
+  check_indices(a, be, ids, n, "ids", vocab, false, 0);
+  return guarded(info, "embeddingForward", [&] {
+    be.embedding_forward(n, dim, i32p(ids), f32(table), f32(out));
+  });
+}
+
+// embeddingBackward(n, dim, vocab, ids, dout, dtable)
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "embeddingBackward", 6);
+  int64_t n = a.dim(0, "n"), dim = a.dim(1, "dim"), vocab = a.dim(2, "vocab");
+  NativeBuffer* ids = a.buffer(3, "ids", DType::I32);
+  NativeBuffer* dout = a.buffer(4, "dout", DType::F32);
+  NativeBuffer* dtable = a.buffer(5, "dtable", DType::F32);
+  a.need(ids, "ids", n, shape_str({n}));
+  a.need(dout, "dout", checked_mul(a, {n, dim}), shape_str({n, dim}));
+  a.need(dtable, "dtable", checked_mul(a, {vocab, dim}), shape_str({vocab, dim}));
+  a.distinct(dtable, "dtable", dout, "dout");
+  Backend& be = a.backend();
+  check_indices(a, be, ids, n, "ids", vocab, false, 0);
+  return guarded(info, "embeddingBackward", [&] {
+    be.embedding_backward(n, dim, vocab, i32p(ids), f32(dout), f32(dtable));
+  });
+}
+
+// attentionForward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, q, k, v, mask, probs, out)
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "attentionForward", 14);
+  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), heads = a.positive_dim(2, "heads"),
+          head_dim = a.positive_dim(3, "headDim");
+  float scale = a.number(4, "scale");
+  float p = probability(a, 5, "dropoutP");
+  uint64_t seed = a.u64(6, "seed"), offset = a.u64(7, "offset");
+  NativeBuffer* q = a.buffer(8, "q", DType::F32);
+  NativeBuffer* k = a.buffer(9, "k", DType::F32);
+  NativeBuffer* v = a.buffer(10, "v", DType::F32);
+  NativeBuffer* mask = a.buffer(11, "mask", DType::I32);
+  NativeBuffer* probs = a.buffer(12, "probs", DType::F32);
+  NativeBuffer* out = a.buffer(13, "out", DType::F32);
+  int64_t hidden = checked_mul(a, {heads, head_dim});
+  int64_t numel = checked_mul(a, {batch, seq, hidden});
+  std::string shape = shape_str({batch, seq, hidden});
+  a.need(q, "q", numel, shape);
+  a.need(k, "k", numel, shape);
+  a.need(v, "v", numel, shape);
+  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
+  a.need(probs, "probs", checked_mul(a, {batch, heads, seq, seq}), shape_str({batch, heads, seq, seq}));
+  a.need(out, "out", numel, shape);
+  a.distinct(out, "out", q, "q");
+  a.distinct(out, "out", k, "k");
+  a.distinct(out, "out", v, "v");
+  Backend& be = a.backend();
+  return guarded(info, "attentionForward", [&] {
+    be.attention_forward(batch, seq, heads, head_dim, scale, p, seed, offset, f32(q), f32(k), f32(v),
+                         i32p(mask), f32(probs), f32(out));
+  });
+}
+
+// attentionBackward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, q, k, v, probs, dout, dq|null, dk|null, dv|null)
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "attentionBackward", 16);
+  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), heads = a.positive_dim(2, "heads"),
+          head_dim = a.positive_dim(3, "headDim");
+  float scale = a.number(4, "scale");
+  float p = probability(a, 5, "dropoutP");
+  uint64_t seed = a.u64(6, "seed"), offset = a.u64(7, "offset");
+  NativeBuffer* q = a.buffer(8, "q", DType::F32);
+  NativeBuffer* k = a.buffer(9, "k", DType::F32);
+  NativeBuffer* v = a.buffer(10, "v", DType::F32);
+  NativeBuffer* probs = a.buffer(11, "probs", DType::F32);
+  NativeBuffer* dout = a.buffer(12, "dout", DType::F32);
+  NativeBuffer* dq = a.buffer(13, "dq", DType::F32, true);
+  NativeBuffer* dk = a.buffer(14, "dk", DType::F32, true);
+  NativeBuffer* dv = a.buffer(15, "dv", DType::F32, true);
+  int64_t hidden = checked_mul(a, {heads, head_dim});
+  int64_t numel = checked_mul(a, {batch, seq, hidden});
+  std::string shape = shape_str({batch, seq, hidden});
+  for (auto [buf, name] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {dout, "dout"}, {dq, "dq"}, {dk, "dk"}, {dv, "dv"}}) {
+    a.need(buf, name, numel, shape);
+  }
+  a.need(probs, "probs", checked_mul(a, {batch, heads, seq, seq}), shape_str({batch, heads, seq, seq}));
+  for (auto [out, oname] : {std::pair{dq, "dq"}, {dk, "dk"}, {dv, "dv"}}) {
+    for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {dout, "dout"}, {probs, "probs"}}) {
+      a.distinct(out, oname, in, iname);
+    }
+  }
+  Backend& be = a.backend();
+  return guarded(info, "attentionBackward", [&] {
+    be.attention_backward(batch, seq, heads, head_dim, scale, p, seed, offset, f32(q), f32(k), f32(v),
+                          f32(probs), f32(dout), f32(dq), f32(dk), f32(dv));
+  });
+}
+
+// crossEntropyForward(rows, classes, logits, labels, ignoreIndex, classWeights|null, loss)
+Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "crossEntropyForward", 7);
+  int64_t rows = a.dim(0, "rows"), classes = a.positive_dim(1, "classes");
+  NativeBuffer* logits = a.buffer(2, "logits", DType::F32);
+  NativeBuffer* labels = a.buffer(3, "labels", DType::I32);
+  int32_t ignore = a.i32(4, "ignoreIndex");
+  NativeBuffer* weights = a.buffer(5, "classWeights", DType::F32, true);
+  NativeBuffer* loss = a.buffer(6, "loss", DType::F32);
+  a.need(logits, "logits", checked_mul(a, {rows, classes}), shape_str({rows, classes}));
+  a.need(labels, "labels", rows, shape_str({rows}));
+  a.need(weights, "classWeights", classes, shape_str({classes}));
+  a.need(loss, "loss", 1, shape_str({1}));
+  a.distinct(loss, "loss", logits, "logits");
+  Backend& be = a.backend();
+  check_indices(a, be, labels, rows, "labels", classes, true, ignore);
+  return guarded(info, "crossEntropyForward", [&] {
+    be.cross_entropy_forward(rows, classes, f32(logits), i32p(labels), ignore, f32(weights), f32(loss));
+  });
+}
+
+// crossEntropyBackward(rows, classes, logits, labels, ignoreIndex, classWeights|null, dloss, dlogits)
+Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "crossEntropyBackward", 8);
+  int64_t rows = a.dim(0, "rows"), classes = a.positive_dim(1, "classes");
+  NativeBuffer* logits = a.buffer(2, "logits", DType::F32);
+  NativeBuffer* labels = a.buffer(3, "labels", DType::I32);
+  int32_t ignore = a.i32(4, "ignoreIndex");
+  NativeBuffer* weights = a.buffer(5, "classWeights", DType::F32, true);
+  NativeBuffer* dloss = a.buffer(6, "dloss", DType::F32);
+  NativeBuffer* dlogits = a.buffer(7, "dlogits", DType::F32);
+  a.need(logits, "logits", checked_mul(a, {rows, classes}), shape_str({rows, classes}));
+  a.need(labels, "labels", rows, shape_str({rows}));
+  a.need(weights, "classWeights", classes, shape_str({classes}));
+  a.need(dloss, "dloss", 1, shape_str({1}));
+  a.need(dlogits, "dlogits", checked_mul(a, {rows, classes}), shape_str({rows, classes}));
+  a.distinct(dlogits, "dlogits", logits, "logits");
+  Backend& be = a.backend();
+  check_indices(a, be, labels, rows, "labels", classes, true, ignore);
+  return guarded(info, "crossEntropyBackward", [&] {
+    be.cross_entropy_backward(rows, classes, f32(logits), i32p(labels), ignore, f32(weights), f32(dloss), f32(dlogits));
+  });
+}
+
+// adamwStep(n, lr, beta1, beta2, eps, weightDecay, step, gradScale|null, grad, param, expAvg, expAvgSq)
+Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "adamwStep", 12);
+  int64_t n = a.dim(0, "n");
+  float lr = a.number(1, "lr"), beta1 = a.number(2, "beta1"), beta2 = a.number(3, "beta2");
+  float eps = a.number(4, "eps"), wd = a.number(5, "weightDecay");
+  int64_t step = a.positive_dim(6, "step");
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) a.fail("betas must be in [0, 1)");
+  if (lr < 0 || eps < 0 || wd < 0) a.fail("lr, eps and weightDecay must be non-negative");
+  NativeBuffer* scale = a.buffer(7, "gradScale", DType::F32, true);
+  NativeBuffer* grad = a.buffer(8, "grad", DType::F32);
+  NativeBuffer* param = a.buffer(9, "param", DType::F32);
+  NativeBuffer* m = a.buffer(10, "expAvg", DType::F32);
+  NativeBuffer* v = a.buffer(11, "expAvgSq", DType::F32);
+  std::string shape = shape_str({n});
+  a.need(scale, "gradScale", 1, shape_str({1}));
+  a.need(grad, "grad", n, shape);
+  a.need(param, "param", n, shape);
+  a.need(m, "expAvg", n, shape);
+  a.need(v, "expAvgSq", n, shape);
+  a.distinct(param, "param", grad, "grad");
+  a.distinct(m, "expAvg", v, "expAvgSq");
+  a.distinct(param, "param", m, "expAvg");
+  a.distinct(param, "param", v, "expAvgSq");
+  Backend& be = a.backend();
+  return guarded(info, "adamwStep", [&] {
+    be.adamw_step(n, lr, beta1, beta2, eps, wd, step, f32(scale), f32(grad), f32(param), f32(m), f32(v));
+  });
+}
+
+// clipCoefficient(sumSq, maxNorm, clipCoef)
+Napi::Value ClipCoefficient(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "clipCoefficient", 3);
+  NativeBuffer* sum_sq = a.buffer(0, "sumSq", DType::F32);
+  float max_norm = a.number(1, "maxNorm");
+  if (!(max_norm > 0)) a.fail("'maxNorm' must be positive");
+  NativeBuffer* coef = a.buffer(2, "clipCoef", DType::F32);
+  a.need(sum_sq, "sumSq", 1, shape_str({1}));
+  a.need(coef, "clipCoef", 1, shape_str({1}));
+  Backend& be = a.backend();
+  return guarded(info, "clipCoefficient", [&] { be.clip_coefficient(f32(sum_sq), max_norm, f32(coef)); });
+}
+
+}  // namespace
+
+void RegisterOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("fill", Napi::Function::New(env, Fill, "fill"));
+  exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));
+  exports.Set("mul", Napi::Function::New(env, Mul, "mul"));
+  exports.Set("addBiasRows", Napi::Function::New(env, AddBiasRows, "addBiasRows"));
+  exports.Set("sumRows", Napi::Function::New(env, SumRows, "sumRows"));
+  exports.Set("sum", Napi::Function::New(env, Sum, "sum"));
+  exports.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
+  exports.Set("cast", Napi::Function::New(env, Cast, "cast"));
+  exports.Set("sliceRowsForward", Napi::Function::New(env, SliceRowsForward, "sliceRowsForward"));
+  exports.Set("sliceRowsBackward", Napi::Function::New(env, SliceRowsBackward, "sliceRowsBackward"));
+  exports.Set("activationForward", Napi::Function::New(env, ActivationForward, "activationForward"));
+  exports.Set("activationBackward", Napi::Function::New(env, ActivationBackward, "activationBackward"));
+  exports.Set("dropoutForward", Napi::Function::New(env, DropoutForward, "dropoutForward"));
+  exports.Set("dropoutBackward", Napi::Function::New(env, DropoutBackward, "dropoutBackward"));
+  exports.Set("layernormForward", Napi::Function::New(env, LayerNormForward, "layernormForward"));
+  exports.Set("layernormBackward", Napi::Function::New(env, LayerNormBackward, "layernormBackward"));
+  exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward, "embeddingForward"));
+  exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward, "embeddingBackward"));
+  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
+  exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward, "crossEntropyForward"));
+  exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
+  exports.Set("adamwStep", Napi::Function::New(env, AdamWStep, "adamwStep"));
+  exports.Set("clipCoefficient", Napi::Function::New(env, ClipCoefficient, "clipCoefficient"));
+}
+
+}  // namespace bertkit
