@@ -97,6 +97,14 @@ let loaded: { addon: NativeAddon; variant: 'cpu' | 'cuda'; note?: string } | nul
  */
 export function loadNative(): { addon: NativeAddon; variant: 'cpu' | 'cuda'; note?: string } {
   if (loaded) return loaded
+  // An explicit addon file (a developer's private build directory, a test of a variant).
+  const explicit = process.env.BERTKIT_ADDON_PATH
+  if (explicit) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon = require(explicit) as NativeAddon
+    loaded = { addon, variant: addon.cudaCompiled ? 'cuda' : 'cpu' }
+    return loaded
+  }
   const wanted = (process.env.BERTKIT_DEVICE ?? 'auto').toLowerCase()
   const cudaPath = wanted === 'cpu' ? null : cudaVariantPath()
   if (cudaPath) {
