@@ -1,6 +1,102 @@
-// PLACEHOLDER (helper-owned).
+// Activations of the CPU backend, forward and backward side by side.
+//
+// Both GELUs are written in a form that is algebraically identical to torch's
+// but avoids its cancellation for negative x: torch computes 1 + erf(z) and
+// 1 + tanh(u), which lose most of their significant digits once erf/tanh are
+// near -1. Using erfc(-z) and 2 * sigmoid(2u) instead keeps full float relative
+// precision everywhere, while staying within float rounding of torch's values.
+#include <cmath>
+#include <string>
+
 #include "cpu_backend.h"
+#include "thread_pool.h"
+
 namespace bertkit {
-void CpuBackend::activation_forward(Activation, int64_t, const float*, float*) { throw Error("not implemented yet"); }
-void CpuBackend::activation_backward(Activation, int64_t, const float*, const float*, float*) { throw Error("not implemented yet"); }
+
+namespace {
+
+// erf/exp/tanh cost tens of cycles per element, so a thread pays off sooner
+// than for plain adds.
+constexpr int64_t kGrain = 4096;
+
+constexpr float kSqrt1_2 = 0.70710678118654752440f;       // 1/sqrt(2)
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;    // 1/sqrt(2*pi), the normal pdf's scale
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;   // sqrt(2/pi), gelu_new's constant
+constexpr float kGeluTanhCubic = 0.044715f;
+
+// Normal cdf Phi(x) = 0.5 * (1 + erf(x / sqrt2)), as 0.5 * erfc(-x / sqrt2).
+inline float normal_cdf(float x) { return 0.5f * std::erfc(-x * kSqrt1_2); }
+inline float normal_pdf(float x) { return kInvSqrt2Pi * std::exp(-0.5f * x * x); }
+
+// 0.5 * (1 + tanh(u)) == sigmoid(2u); expf overflowing to inf gives exactly 0.
+inline float gelu_tanh_inner(float x) { return kSqrt2OverPi * (x + kGeluTanhCubic * x * x * x); }
+inline float half_one_plus_tanh(float u) { return 1.0f / (1.0f + std::exp(-2.0f * u)); }
+
+template <typename Fn>
+void for_each_chunk(int64_t n, Fn fn) {
+  ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) fn(i);
+  });
 }
+
+}  // namespace
+
+void CpuBackend::activation_forward(Activation kind, int64_t n, const float* x, float* y) {
+  switch (kind) {
+    case Activation::GeluErf:
+      for_each_chunk(n, [&](int64_t i) { y[i] = x[i] * normal_cdf(x[i]); });
+      return;
+    case Activation::GeluTanh:
+      for_each_chunk(n, [&](int64_t i) { y[i] = x[i] * half_one_plus_tanh(gelu_tanh_inner(x[i])); });
+      return;
+    case Activation::Tanh:
+      for_each_chunk(n, [&](int64_t i) { y[i] = std::tanh(x[i]); });
+      return;
+    case Activation::Relu:
+      // NaN stays NaN, as torch.relu does; a plain `x > 0 ? x : 0` would hide it.
+      for_each_chunk(n, [&](int64_t i) {
+        float v = x[i];
+        y[i] = (v > 0.0f || std::isnan(v)) ? v : 0.0f;
+      });
+      return;
+  }
+  throw Error("unknown activation kind " + std::to_string(static_cast<int>(kind)));
+}
+
+void CpuBackend::activation_backward(Activation kind, int64_t n, const float* x, const float* dy,
+                                     float* dx) {
+  switch (kind) {
+    case Activation::GeluErf:
+      // d/dx [x * Phi(x)] = Phi(x) + x * phi(x)
+      for_each_chunk(n, [&](int64_t i) {
+        float v = x[i];
+        dx[i] += dy[i] * (normal_cdf(v) + v * normal_pdf(v));
+      });
+      return;
+    case Activation::GeluTanh:
+      // y = x * s with s = sigmoid(2u(x)); s' = 2 s (1 - s) u'(x), and
+      // u'(x) = sqrt(2/pi) * (1 + 3 * 0.044715 * x^2).
+      for_each_chunk(n, [&](int64_t i) {
+        float v = x[i];
+        float s = half_one_plus_tanh(gelu_tanh_inner(v));
+        float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluTanhCubic * v * v);
+        dx[i] += dy[i] * (s + 2.0f * v * s * (1.0f - s) * du);
+      });
+      return;
+    case Activation::Tanh:
+      for_each_chunk(n, [&](int64_t i) {
+        float t = std::tanh(x[i]);
+        dx[i] += dy[i] * (1.0f - t * t);
+      });
+      return;
+    case Activation::Relu:
+      // torch's threshold_backward: the gradient passes where x > 0 and is 0
+      // elsewhere (x == 0 included). A select, not dy * mask, so a NaN dy at a
+      // masked position does not poison dx.
+      for_each_chunk(n, [&](int64_t i) { dx[i] += x[i] > 0.0f ? dy[i] : 0.0f; });
+      return;
+  }
+  throw Error("unknown activation kind " + std::to_string(static_cast<int>(kind)));
+}
+
+}  // namespace bertkit

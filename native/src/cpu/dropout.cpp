@@ -1,6 +1,76 @@
-// PLACEHOLDER (helper-owned).
+// Dropout, fp32, forward and backward.
+//
+// Offsets: the mask of a call keyed by (seed, offset) uses Philox blocks
+// offset, offset + 1, ..., offset + ceil(n / 4) - 1, because one Philox4x32-10
+// block yields four draws and element i takes lane i % 4 of block i / 4 (see
+// philox_uniform in philox.h). A caller that wants a fresh mask next time must
+// therefore advance its offset by ceil(n / 4), not by n, and by ceil(n / 4)
+// of the probs tensor for attention dropout (lib/tensor/random.ts does this).
+// Backward is called with the same (seed, offset) as forward and regenerates
+// the mask instead of storing it.
+//
+// Both directions multiply by a factor of 0 or 1/(1-p), as torch does
+// (input * noise), rather than selecting 0: a dropped NaN or inf stays NaN,
+// so a diverging run is not hidden by the mask.
+#include <algorithm>
+
+#include "bertkit/philox.h"
 #include "cpu_backend.h"
+#include "thread_pool.h"
+
 namespace bertkit {
-void CpuBackend::dropout_forward(int64_t, float, uint64_t, uint64_t, const float*, float*) { throw Error("not implemented yet"); }
-void CpuBackend::dropout_backward(int64_t, float, uint64_t, uint64_t, const float*, float*) { throw Error("not implemented yet"); }
+
+namespace {
+
+// Elements per parallel task: well above the cost of waking a thread.
+constexpr int64_t kGrainBlocks = 4096;
+
+float keep_scale(float p) { return static_cast<float>(1.0 / (1.0 - static_cast<double>(p))); }
+
+// Calls fn(i, factor) for every element i in [0, n): factor is `scale` for a
+// kept element and 0 for a dropped one. Each Philox block is computed once for
+// its four elements; philox_keep would recompute it per element (about 3x
+// slower). The draw -> keep rule must stay exactly philox_uniform(...) >= p;
+// test/ops/dropout.test.ts pins it against an independent JavaScript port.
+template <typename Fn>
+void for_each_factor(int64_t n, float p, uint64_t seed, uint64_t offset, const Fn& fn) {
+  const float scale = keep_scale(p);
+  const int64_t blocks = (n + 3) / 4;
+  ThreadPool::instance().parallel_for(blocks, kGrainBlocks, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const uint64_t counter = offset + static_cast<uint64_t>(blk);
+      const Philox4 r = philox4x32_10(static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32),
+                                      0u, 0u, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+      const int64_t first = blk * 4;
+      const int lanes = static_cast<int>(std::min<int64_t>(4, n - first));
+      for (int lane = 0; lane < lanes; ++lane) {
+        const float u = static_cast<float>(r.v[lane] >> 8) * (1.0f / 16777216.0f);
+        fn(first + lane, u >= p ? scale : 0.0f);
+      }
+    }
+  });
 }
+
+}  // namespace
+
+void CpuBackend::dropout_forward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x,
+                                 float* y) {
+  if (p == 0.0f) {
+    copy(y, x, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  for_each_factor(n, p, seed, offset, [&](int64_t i, float factor) { y[i] = x[i] * factor; });
+}
+
+void CpuBackend::dropout_backward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* dy,
+                                  float* dx) {
+  if (p == 0.0f) {
+    ThreadPool::instance().parallel_for(n, kGrainBlocks * 4, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) dx[i] += dy[i];
+    });
+    return;
+  }
+  for_each_factor(n, p, seed, offset, [&](int64_t i, float factor) { dx[i] += dy[i] * factor; });
+}
+
+}  // namespace bertkit

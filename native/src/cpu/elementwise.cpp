@@ -1,14 +1,188 @@
-// PLACEHOLDER (helper-owned).
+// Elementwise helpers and reductions of the CPU backend.
+//
+// Loops are plain indexed loops over contiguous floats so -O3 vectorises them.
+// Pointers are not marked __restrict__: the Node-API layer lets several of these
+// ops run in place (axpby with x == y, mul with out == a), which is safe because
+// every element is read before it is written at the same index.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
 #include "cpu_backend.h"
+#include "thread_pool.h"
+
 namespace bertkit {
-void CpuBackend::fill(float*, int64_t, float) { throw Error("not implemented yet"); }
-void CpuBackend::axpby(int64_t, float, const float*, float, float*) { throw Error("not implemented yet"); }
-void CpuBackend::mul(int64_t, const float*, const float*, float*) { throw Error("not implemented yet"); }
-void CpuBackend::add_bias_rows(int64_t, int64_t, const float*, float*) { throw Error("not implemented yet"); }
-void CpuBackend::sum_rows(int64_t, int64_t, const float*, float*) { throw Error("not implemented yet"); }
-void CpuBackend::sum(int64_t, const float*, float*) { throw Error("not implemented yet"); }
-void CpuBackend::sum_squares(int64_t, const float*, float*) { throw Error("not implemented yet"); }
-void CpuBackend::cast(int64_t, DType, const void*, DType, void*) { throw Error("not implemented yet"); }
-void CpuBackend::slice_rows_forward(int64_t, int64_t, int64_t, int64_t, int64_t, const float*, float*) { throw Error("not implemented yet"); }
-void CpuBackend::slice_rows_backward(int64_t, int64_t, int64_t, int64_t, int64_t, const float*, float*) { throw Error("not implemented yet"); }
+
+namespace {
+
+// Below this many elements a loop costs less than waking a worker thread.
+constexpr int64_t kGrain = 32768;
+
+// Reductions sum fixed blocks of this many elements, then add the block sums in
+// block order. The block layout depends only on n, so the result is the same
+// for every thread count, not merely deterministic for one.
+constexpr int64_t kReduceBlock = 8192;
+
+// Sum of x[0..n) in double. Eight independent lanes let the compiler keep the
+// adds in vector registers (a single accumulator would serialise them); double
+// lanes make the error negligible next to the float result.
+template <typename Term>
+double lane_sum(const float* x, int64_t n, Term term) {
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += term(static_cast<double>(x[i + l]));
+  }
+  for (; i < n; ++i) lanes[0] += term(static_cast<double>(x[i]));
+  double total = 0;
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
 }
+
+template <typename Term>
+double blocked_sum(int64_t n, const float* x, Term term) {
+  int64_t blocks = (n + kReduceBlock - 1) / kReduceBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
+  ThreadPool::instance().parallel_for(blocks, kGrain / kReduceBlock, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      int64_t begin = b * kReduceBlock;
+      int64_t len = std::min(kReduceBlock, n - begin);
+      partial[static_cast<size_t>(b)] = lane_sum(x + begin, len, term);
+    }
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+}  // namespace
+
+void CpuBackend::fill(float* x, int64_t n, float value) {
+  ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) x[i] = value;
+  });
+}
+
+void CpuBackend::axpby(int64_t n, float alpha, const float* x, float beta, float* y) {
+  ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    // beta == 0 must not read y: 0 * NaN would leak stale NaN/inf into the result.
+    if (beta == 0.0f) {
+      for (int64_t i = begin; i < end; ++i) y[i] = alpha * x[i];
+    } else {
+      for (int64_t i = begin; i < end; ++i) y[i] = alpha * x[i] + beta * y[i];
+    }
+  });
+}
+
+void CpuBackend::mul(int64_t n, const float* a, const float* b, float* out) {
+  ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) out[i] = a[i] * b[i];
+  });
+}
+
+void CpuBackend::add_bias_rows(int64_t rows, int64_t cols, const float* bias, float* y) {
+  if (cols == 0) return;
+  int64_t grain_rows = std::max<int64_t>(1, kGrain / cols);
+  ThreadPool::instance().parallel_for(rows, grain_rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = y + r * cols;
+      for (int64_t c = 0; c < cols; ++c) row[c] += bias[c];
+    }
+  });
+}
+
+void CpuBackend::sum_rows(int64_t rows, int64_t cols, const float* x, float* out) {
+  if (cols == 0) return;
+  // Threads own disjoint column ranges and each column is summed over the rows
+  // in order, so no partials need combining and the result does not depend on
+  // the thread count. Columns go in tiles whose double accumulators stay in L1
+  // while the rows stream past.
+  constexpr int64_t kTile = 256;
+  int64_t grain_cols = std::max<int64_t>(16, kGrain / std::max<int64_t>(rows, 1));
+  ThreadPool::instance().parallel_for(cols, grain_cols, [&](int64_t c0, int64_t c1) {
+    double acc[kTile];
+    for (int64_t t0 = c0; t0 < c1; t0 += kTile) {
+      int64_t width = std::min(kTile, c1 - t0);
+      for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* row = x + r * cols + t0;
+        for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(row[c]);
+      }
+      for (int64_t c = 0; c < width; ++c) {
+        out[t0 + c] = static_cast<float>(static_cast<double>(out[t0 + c]) + acc[c]);
+      }
+    }
+  });
+}
+
+void CpuBackend::sum(int64_t n, const float* x, float* out) {
+  double total = blocked_sum(n, x, [](double v) { return v; });
+  out[0] = static_cast<float>(static_cast<double>(out[0]) + total);
+}
+
+void CpuBackend::sum_squares(int64_t n, const float* x, float* out) {
+  double total = blocked_sum(n, x, [](double v) { return v * v; });
+  out[0] = static_cast<float>(static_cast<double>(out[0]) + total);
+}
+
+void CpuBackend::cast(int64_t n, DType src_dtype, const void* src, DType dst_dtype, void* dst) {
+  auto run = [n](auto convert) {
+    ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) convert(i);
+    });
+  };
+  const float* f32_src = static_cast<const float*>(src);
+  float* f32_dst = static_cast<float*>(dst);
+  const uint16_t* u16_src = static_cast<const uint16_t*>(src);
+  uint16_t* u16_dst = static_cast<uint16_t*>(dst);
+
+  if (src_dtype == DType::F32 && dst_dtype == DType::F32) {
+    if (n > 0) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+  } else if (src_dtype == DType::F32 && dst_dtype == DType::F16) {
+    run([&](int64_t i) { u16_dst[i] = float_to_half(f32_src[i]); });
+  } else if (src_dtype == DType::F32 && dst_dtype == DType::BF16) {
+    run([&](int64_t i) { u16_dst[i] = float_to_bf16(f32_src[i]); });
+  } else if (src_dtype == DType::F16 && dst_dtype == DType::F32) {
+    run([&](int64_t i) { f32_dst[i] = half_to_float(u16_src[i]); });
+  } else if (src_dtype == DType::BF16 && dst_dtype == DType::F32) {
+    run([&](int64_t i) { f32_dst[i] = bf16_to_float(u16_src[i]); });
+  } else if (src_dtype == DType::I32 && dst_dtype == DType::F32) {
+    const int32_t* i32_src = static_cast<const int32_t*>(src);
+    // int -> float rounds to nearest even above 2^24, as torch's .float() does.
+    run([&](int64_t i) { f32_dst[i] = static_cast<float>(i32_src[i]); });
+  } else {
+    throw Error(std::string("cannot cast ") + dtype_name(src_dtype) + " to " + dtype_name(dst_dtype));
+  }
+}
+
+void CpuBackend::slice_rows_forward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start,
+                                    int64_t count, const float* src, float* dst) {
+  if (cols == 0) return;
+  int64_t grain_rows = std::max<int64_t>(1, kGrain / cols);
+  ThreadPool::instance().parallel_for(batch * count, grain_rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t b = r / count, j = r % count;
+      const float* from = src + (b * src_rows + start + j) * cols;
+      std::memcpy(dst + r * cols, from, static_cast<size_t>(cols) * sizeof(float));
+    }
+  });
+}
+
+void CpuBackend::slice_rows_backward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start,
+                                     int64_t count, const float* ddst, float* dsrc) {
+  if (cols == 0) return;
+  int64_t grain_rows = std::max<int64_t>(1, kGrain / cols);
+  // Each destination row receives exactly one source row, so threads never collide.
+  ThreadPool::instance().parallel_for(batch * count, grain_rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t b = r / count, j = r % count;
+      float* to = dsrc + (b * src_rows + start + j) * cols;
+      const float* from = ddst + r * cols;
+      for (int64_t c = 0; c < cols; ++c) to[c] += from[c];
+    }
+  });
+}
+
+}  // namespace bertkit

@@ -1,0 +1,6 @@
+export * from './tensor.js'
+export * from './ops.js'
+export { tidy, scopeDepth } from './scope.js'
+export { noGrad, isGradEnabled } from './autograd.js'
+export { manualSeed, getRandomState, setRandomState } from './random.js'
+export { resolveDevice, getDefaultDevice, setDefaultDevice, type DeviceName, type DeviceRequest } from './device.js'

@@ -1,0 +1,418 @@
+// Differentiable ops on Tensors: each validates its inputs (naming the op and
+// the shapes), runs the native forward, and records its backward beside it.
+import { native, ACTIVATION_CODE } from '../native.js'
+import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } from './tensor.js'
+import { record, save, willRecord } from './autograd.js'
+import { nextPhiloxRange } from './random.js'
+
+function fail(op: string, message: string): never {
+  throw new Error(`${op}: ${message}`)
+}
+
+function live(op: string, name: string, t: Tensor): void {
+  if (!(t instanceof Tensor)) fail(op, `'${name}' must be a Tensor, got ${t === null ? 'null' : typeof t}`)
+  if (t.disposed) fail(op, `'${name}' ${formatShape(t.shape)} was disposed (use after free)`)
+}
+
+function expectDtype(op: string, name: string, t: Tensor, dtype: string): void {
+  live(op, name, t)
+  if (t.dtype !== dtype) fail(op, `'${name}' must be ${dtype}, got ${t.dtype}`)
+}
+
+function sameDevice(op: string, tensors: Record<string, Tensor | null | undefined>): void {
+  let first: [string, Tensor] | null = null
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!t) continue
+    if (!first) first = [name, t]
+    else if (t.device !== first[1].device) {
+      fail(op, `tensors on different devices: '${first[0]}' is on ${first[1].device}, '${name}' is on ${t.device}`)
+    }
+  }
+}
+
+function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i])
+}
+
+function lastDim(t: Tensor): number {
+  return t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]
+}
+
+// ---- views -----------------------------------------------------------------
+
+/** Same memory, new shape (one dimension may be -1). */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  live('reshape', 'x', x)
+  const resolved = [...shape]
+  const unknown = resolved.indexOf(-1)
+  if (unknown >= 0) {
+    const known = shapeNumel(resolved.filter((_, i) => i !== unknown))
+    if (known === 0 || x.numel % known !== 0) fail('reshape', `cannot reshape ${formatShape(x.shape)} to ${formatShape(shape)}`)
+    resolved[unknown] = x.numel / known
+  }
+  if (shapeNumel(resolved) !== x.numel || resolved.some((d) => !Number.isInteger(d) || d < 0)) {
+    fail('reshape', `cannot reshape ${formatShape(x.shape)} (${x.numel} elements) to ${formatShape(shape)}`)
+  }
+  const out = new Tensor(x.retainStorage(), resolved)
+  return record('reshape', out, [x], [], (g, [gx]) => {
+    native().axpby(g.numel, 1, g.buffer, 1, gx!.buffer)
+  })
+}
+
+// ---- elementwise -------------------------------------------------------------
+
+/** a + b (same shape). */
+export function add(a: Tensor, b: Tensor): Tensor {
+  live('add', 'a', a)
+  live('add', 'b', b)
+  expectDtype('add', 'a', a, 'float32')
+  expectDtype('add', 'b', b, 'float32')
+  sameDevice('add', { a, b })
+  if (!sameShape(a.shape, b.shape)) fail('add', `shapes differ: a ${formatShape(a.shape)}, b ${formatShape(b.shape)}`)
+  const addon = native()
+  const out = empty(a.shape, { device: a.device })
+  addon.axpby(a.numel, 1, a.buffer, 0, out.buffer)
+  addon.axpby(a.numel, 1, b.buffer, 1, out.buffer)
+  return record('add', out, [a, b], [], (g, [ga, gb]) => {
+    if (ga) addon.axpby(g.numel, 1, g.buffer, 1, ga.buffer)
+    if (gb) addon.axpby(g.numel, 1, g.buffer, 1, gb.buffer)
+  })
+}
+
+/** a * b elementwise (same shape). */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  expectDtype('mul', 'a', a, 'float32')
+  expectDtype('mul', 'b', b, 'float32')
+  sameDevice('mul', { a, b })
+  if (!sameShape(a.shape, b.shape)) fail('mul', `shapes differ: a ${formatShape(a.shape)}, b ${formatShape(b.shape)}`)
+  const addon = native()
+  const out = empty(a.shape, { device: a.device })
+  addon.mul(a.numel, a.buffer, b.buffer, out.buffer)
+  return record('mul', out, [a, b], [save(a), save(b)], (g, [ga, gb], [sa, sb]) => {
+    const tmp = emptyUntracked(g.shape, g.device)
+    try {
+      if (ga) {
+        addon.mul(g.numel, g.buffer, sb!.buffer, tmp.buffer)
+        addon.axpby(g.numel, 1, tmp.buffer, 1, ga.buffer)
+      }
+      if (gb) {
+        addon.mul(g.numel, g.buffer, sa!.buffer, tmp.buffer)
+        addon.axpby(g.numel, 1, tmp.buffer, 1, gb.buffer)
+      }
+    } finally {
+      tmp.dispose()
+    }
+  })
+}
+
+/** x * factor. */
+export function scale(x: Tensor, factor: number): Tensor {
+  expectDtype('scale', 'x', x, 'float32')
+  if (!Number.isFinite(factor)) fail('scale', `factor must be finite, got ${factor}`)
+  const addon = native()
+  const out = empty(x.shape, { device: x.device })
+  addon.axpby(x.numel, factor, x.buffer, 0, out.buffer)
+  return record('scale', out, [x], [], (g, [gx]) => {
+    addon.axpby(g.numel, factor, g.buffer, 1, gx!.buffer)
+  })
+}
+
+/** Sum of all elements, as a one-element tensor of shape []. */
+export function sum(x: Tensor): Tensor {
+  expectDtype('sum', 'x', x, 'float32')
+  const addon = native()
+  const out = empty([], { device: x.device })
+  addon.fill(out.buffer, 1, 0)
+  addon.sum(x.numel, x.buffer, out.buffer)
+  const n = x.numel
+  return record('sum', out, [x], [], (g, [gx]) => {
+    // d(sum)/dx = g everywhere. Broadcasting the scalar as ones[n,1]·g[1,1]
+    // keeps it on the device: no host read of g.
+    const ones = emptyUntracked([n], g.device)
+    try {
+      addon.fill(ones.buffer, n, 1)
+      addon.gemm(false, false, n, 1, 1, 1, ones.buffer, g.buffer, 1, gx!.buffer, 1, 0, 0, 0)
+    } finally {
+      ones.dispose()
+    }
+  })
+}
+
+/** Mean of all elements. */
+export function mean(x: Tensor): Tensor {
+  const s = sum(x)
+  const m = scale(s, 1 / Math.max(1, x.numel))
+  return m
+}
+
+// ---- activations ---------------------------------------------------------------
+
+export type ActivationName = keyof typeof ACTIVATION_CODE
+
+/** gelu (exact erf), gelu_new (tanh approximation), tanh, relu — by transformers' hidden_act names. */
+export function activation(x: Tensor, kind: ActivationName): Tensor {
+  const op = kind
+  expectDtype(op, 'x', x, 'float32')
+  const code = ACTIVATION_CODE[kind]
+  if (code === undefined) fail('activation', `unknown activation "${kind}" (expected ${Object.keys(ACTIVATION_CODE).join(', ')})`)
+  const addon = native()
+  const out = empty(x.shape, { device: x.device })
+  addon.activationForward(code, x.numel, x.buffer, out.buffer)
+  return record(kind, out, [x], [save(x)], (g, [gx], [sx]) => {
+    addon.activationBackward(code, g.numel, sx!.buffer, g.buffer, gx!.buffer)
+  })
+}
+
+export const gelu = (x: Tensor) => activation(x, 'gelu')
+export const geluNew = (x: Tensor) => activation(x, 'gelu_new')
+export const tanh = (x: Tensor) => activation(x, 'tanh')
+export const relu = (x: Tensor) => activation(x, 'relu')
+
+// ---- dropout ---------------------------------------------------------------------
+
+/** Inverted dropout with a counter-based mask; identity when not training or p == 0. */
+export function dropout(x: Tensor, p: number, training: boolean): Tensor {
+  expectDtype('dropout', 'x', x, 'float32')
+  if (!(p >= 0 && p < 1)) fail('dropout', `p must be in [0, 1), got ${p}`)
+  if (!training || p === 0) return x
+  const addon = native()
+  const { seed, offset } = nextPhiloxRange(x.numel)
+  const out = empty(x.shape, { device: x.device })
+  addon.dropoutForward(x.numel, p, seed, offset, x.buffer, out.buffer)
+  return record('dropout', out, [x], [], (g, [gx]) => {
+    addon.dropoutBackward(g.numel, p, seed, offset, g.buffer, gx!.buffer)
+  })
+}
+
+// ---- matrix products ---------------------------------------------------------------
+
+/** y = x · weightᵀ + bias over the last dimension (torch.nn.functional.linear). */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+  expectDtype('linear', 'x', x, 'float32')
+  expectDtype('linear', 'weight', weight, 'float32')
+  if (bias) expectDtype('linear', 'bias', bias, 'float32')
+  sameDevice('linear', { x, weight, bias })
+  if (weight.ndim !== 2) fail('linear', `weight must be 2-D [out, in], got ${formatShape(weight.shape)}`)
+  const [outFeatures, inFeatures] = weight.shape
+  if (x.ndim < 1 || lastDim(x) !== inFeatures) {
+    fail('linear', `x ${formatShape(x.shape)} does not match weight ${formatShape(weight.shape)}: last dimension must be ${inFeatures}`)
+  }
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== outFeatures)) {
+    fail('linear', `bias ${formatShape(bias.shape)} must be [${outFeatures}] for weight ${formatShape(weight.shape)}`)
+  }
+  const rows = x.numel / inFeatures
+  const addon = native()
+  const out = empty([...x.shape.slice(0, -1), outFeatures], { device: x.device })
+  addon.gemm(false, true, rows, outFeatures, inFeatures, 1, x.buffer, weight.buffer, 0, out.buffer, 1, 0, 0, 0)
+  if (bias) addon.addBiasRows(rows, outFeatures, bias.buffer, out.buffer)
+  // Save only what backward will read: x for the weight gradient, W for the input gradient.
+  const recording = willRecord([x, weight, bias])
+  return record('linear', out, [x, weight, bias],
+    [recording && weight.requiresGrad ? save(x) : null, recording && x.requiresGrad ? save(weight) : null],
+    (g, [gx, gw, gb], [sx, sw]) => {
+      // dx += g · W ; dW += gᵀ · x ; db += column sums of g.
+      if (gx) addon.gemm(false, false, rows, inFeatures, outFeatures, 1, g.buffer, sw!.buffer, 1, gx.buffer, 1, 0, 0, 0)
+      if (gw) addon.gemm(true, false, outFeatures, inFeatures, rows, 1, g.buffer, sx!.buffer, 1, gw.buffer, 1, 0, 0, 0)
+      if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer)
+    })
+}
+
+/** a [m, k] · b [k, n] (2-D). */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  expectDtype('matmul', 'a', a, 'float32')
+  expectDtype('matmul', 'b', b, 'float32')
+  sameDevice('matmul', { a, b })
+  if (a.ndim !== 2 || b.ndim !== 2 || a.shape[1] !== b.shape[0]) {
+    fail('matmul', `cannot multiply ${formatShape(a.shape)} by ${formatShape(b.shape)}`)
+  }
+  const [m, k] = a.shape
+  const n = b.shape[1]
+  const addon = native()
+  const out = empty([m, n], { device: a.device })
+  addon.gemm(false, false, m, n, k, 1, a.buffer, b.buffer, 0, out.buffer, 1, 0, 0, 0)
+  const recording = willRecord([a, b])
+  return record('matmul', out, [a, b],
+    [recording && b.requiresGrad ? save(a) : null, recording && a.requiresGrad ? save(b) : null],
+    (g, [ga, gb], [sa, sb]) => {
+      if (ga) addon.gemm(false, true, m, k, n, 1, g.buffer, sb!.buffer, 1, ga.buffer, 1, 0, 0, 0)
+      if (gb) addon.gemm(true, false, k, n, m, 1, sa!.buffer, g.buffer, 1, gb.buffer, 1, 0, 0, 0)
+    })
+}
+
+// ---- normalisation ---------------------------------------------------------------
+
+/**
+ * LayerNorm over the last dimension of (x + residual), as BertSelfOutput /
+ * BertOutput compute LayerNorm(dropout(h) + input_tensor).
+ */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, residual: Tensor | null = null): Tensor {
+  expectDtype('layerNorm', 'x', x, 'float32')
+  expectDtype('layerNorm', 'weight', weight, 'float32')
+  expectDtype('layerNorm', 'bias', bias, 'float32')
+  if (residual) expectDtype('layerNorm', 'residual', residual, 'float32')
+  sameDevice('layerNorm', { x, weight, bias, residual })
+  const cols = lastDim(x)
+  if (x.ndim < 1 || cols < 1) fail('layerNorm', `x ${formatShape(x.shape)} has no features to normalise`)
+  if (weight.numel !== cols || bias.numel !== cols) {
+    fail('layerNorm', `weight ${formatShape(weight.shape)} and bias ${formatShape(bias.shape)} must have ${cols} elements for x ${formatShape(x.shape)}`)
+  }
+  if (residual && !sameShape(residual.shape, x.shape)) {
+    fail('layerNorm', `residual ${formatShape(residual.shape)} must match x ${formatShape(x.shape)}`)
+  }
+  if (!(eps > 0)) fail('layerNorm', `eps must be positive, got ${eps}`)
+  const rows = x.numel / cols
+  const addon = native()
+  const out = empty(x.shape, { device: x.device })
+  const meanT = emptyUntracked([rows], x.device)
+  const rstdT = emptyUntracked([rows], x.device)
+  const summed = residual ? emptyUntracked(x.shape, x.device) : null
+  addon.layernormForward(rows, cols, eps, x.buffer, residual ? residual.buffer : null, weight.buffer, bias.buffer,
+    out.buffer, summed ? summed.buffer : null, meanT.buffer, rstdT.buffer)
+  // The node owns the temporaries (mean, rstd, x + residual); they die with it.
+  return record('layerNorm', out, [x, weight, bias, residual],
+    [summed ?? save(x), save(weight), meanT, rstdT],
+    (g, [gx, gw, gb, gr], [sNormalised, sWeight, sMean, sRstd]) => {
+      // The same gradient flows to x and to the residual: compute it once.
+      let dx = gx ?? gr
+      let scratch: Tensor | null = null
+      if (gx && gr) {
+        scratch = emptyUntracked(g.shape, g.device)
+        addon.fill(scratch.buffer, scratch.numel, 0)
+        dx = scratch
+      }
+      try {
+        addon.layernormBackward(rows, cols, sNormalised!.buffer, sWeight!.buffer, sMean!.buffer, sRstd!.buffer, g.buffer,
+          dx ? dx.buffer : null, gw ? gw.buffer : null, gb ? gb.buffer : null)
+        if (scratch) {
+          addon.axpby(scratch.numel, 1, scratch.buffer, 1, gx!.buffer)
+          addon.axpby(scratch.numel, 1, scratch.buffer, 1, gr!.buffer)
+        }
+      } finally {
+        scratch?.dispose()
+      }
+    })
+}
+
+// ---- embedding ---------------------------------------------------------------------
+
+/** Rows of `weight` [vocab, dim] picked by int32 `ids` of any shape → [...ids.shape, dim]. */
+export function embedding(ids: Tensor, weight: Tensor): Tensor {
+  expectDtype('embedding', 'ids', ids, 'int32')
+  expectDtype('embedding', 'weight', weight, 'float32')
+  sameDevice('embedding', { ids, weight })
+  if (weight.ndim !== 2) fail('embedding', `weight must be 2-D [vocab, dim], got ${formatShape(weight.shape)}`)
+  const [vocab, dim] = weight.shape
+  const addon = native()
+  const out = empty([...ids.shape, dim], { device: weight.device })
+  try {
+    addon.embeddingForward(ids.numel, dim, vocab, ids.buffer, weight.buffer, out.buffer)
+  } catch (err) {
+    out.dispose()
+    throw new Error(`embedding: ${(err as Error).message.replace(/^embeddingForward: /, '')} (table ${formatShape(weight.shape)})`)
+  }
+  const n = ids.numel
+  return record('embedding', out, [ids, weight], [save(ids)], (g, [, gw], [sIds]) => {
+    addon.embeddingBackward(n, dim, vocab, sIds!.buffer, g.buffer, gw!.buffer)
+  })
+}
+
+// ---- attention ---------------------------------------------------------------------
+
+export interface AttentionOptions {
+  heads: number
+  /** Dropout on the attention probabilities (attention_probs_dropout_prob). */
+  dropoutP?: number
+  training?: boolean
+  /** Defaults to 1/sqrt(head_dim). */
+  scale?: number
+}
+
+/**
+ * softmax(q·kᵀ·scale + mask bias)·v per batch and head. q, k, v: [batch, seq,
+ * hidden]; mask: int32 [batch, seq] with 1 for real tokens, 0 for padding.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, options: AttentionOptions): Tensor {
+  expectDtype('attention', 'q', q, 'float32')
+  expectDtype('attention', 'k', k, 'float32')
+  expectDtype('attention', 'v', v, 'float32')
+  expectDtype('attention', 'mask', mask, 'int32')
+  sameDevice('attention', { q, k, v, mask })
+  if (q.ndim !== 3 || !sameShape(q.shape, k.shape) || !sameShape(q.shape, v.shape)) {
+    fail('attention', `q ${formatShape(q.shape)}, k ${formatShape(k.shape)} and v ${formatShape(v.shape)} must all be [batch, seq, hidden]`)
+  }
+  const [batch, seq, hidden] = q.shape
+  if (mask.ndim !== 2 || mask.shape[0] !== batch || mask.shape[1] !== seq) {
+    fail('attention', `mask ${formatShape(mask.shape)} must be [${batch}, ${seq}] for q ${formatShape(q.shape)}`)
+  }
+  const heads = options.heads
+  if (!Number.isInteger(heads) || heads < 1 || hidden % heads !== 0) {
+    fail('attention', `hidden size ${hidden} is not a multiple of the number of heads (${heads})`)
+  }
+  const headDim = hidden / heads
+  const scaleFactor = options.scale ?? 1 / Math.sqrt(headDim)
+  const p = options.training ? (options.dropoutP ?? 0) : 0
+  if (!(p >= 0 && p < 1)) fail('attention', `dropoutP must be in [0, 1), got ${p}`)
+  const { seed, offset } = p > 0 ? nextPhiloxRange(batch * heads * seq * seq) : { seed: 0n, offset: 0n }
+  const addon = native()
+  const out = empty(q.shape, { device: q.device })
+  const probs = emptyUntracked([batch, heads, seq, seq], q.device)
+  addon.attentionForward(batch, seq, heads, headDim, scaleFactor, p, seed, offset, q.buffer, k.buffer, v.buffer,
+    mask.buffer, probs.buffer, out.buffer)
+  return record('attention', out, [q, k, v, mask], [save(q), save(k), save(v), probs], (g, [gq, gk, gv], [sq, sk, sv, sProbs]) => {
+    addon.attentionBackward(batch, seq, heads, headDim, scaleFactor, p, seed, offset, sq!.buffer, sk!.buffer, sv!.buffer,
+      sProbs!.buffer, g.buffer, gq ? gq.buffer : null, gk ? gk.buffer : null, gv ? gv.buffer : null)
+  })
+}
+
+// ---- slicing -----------------------------------------------------------------------
+
+/** x [batch, rows, cols] → rows [start, start + count) of each batch: [batch, count, cols]. */
+export function sliceRows(x: Tensor, start: number, count: number): Tensor {
+  expectDtype('sliceRows', 'x', x, 'float32')
+  if (x.ndim !== 3) fail('sliceRows', `x must be 3-D [batch, rows, cols], got ${formatShape(x.shape)}`)
+  const [batch, rows, cols] = x.shape
+  if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > rows) {
+    fail('sliceRows', `rows [${start}, ${start + count}) are outside ${formatShape(x.shape)}`)
+  }
+  const addon = native()
+  const out = empty([batch, count, cols], { device: x.device })
+  addon.sliceRowsForward(batch, rows, cols, start, count, x.buffer, out.buffer)
+  return record('sliceRows', out, [x], [], (g, [gx]) => {
+    addon.sliceRowsBackward(batch, rows, cols, start, count, g.buffer, gx!.buffer)
+  })
+}
+
+// ---- losses ------------------------------------------------------------------------
+
+export interface CrossEntropyOptions {
+  ignoreIndex?: number
+  /** Per-class weights, as torch's `weight` argument. */
+  weight?: Tensor | null
+}
+
+/** Mean cross-entropy of logits [rows, classes] against int32 labels [rows] (torch semantics). */
+export function crossEntropy(logits: Tensor, labels: Tensor, options: CrossEntropyOptions = {}): Tensor {
+  expectDtype('crossEntropy', 'logits', logits, 'float32')
+  expectDtype('crossEntropy', 'labels', labels, 'int32')
+  const weight = options.weight ?? null
+  if (weight) expectDtype('crossEntropy', 'weight', weight, 'float32')
+  sameDevice('crossEntropy', { logits, labels, weight })
+  if (logits.ndim !== 2) fail('crossEntropy', `logits must be 2-D [rows, classes], got ${formatShape(logits.shape)}`)
+  const [rows, classes] = logits.shape
+  if (labels.numel !== rows) fail('crossEntropy', `labels ${formatShape(labels.shape)} must have ${rows} elements for logits ${formatShape(logits.shape)}`)
+  if (weight && weight.numel !== classes) fail('crossEntropy', `weight ${formatShape(weight.shape)} must have ${classes} elements`)
+  const ignoreIndex = options.ignoreIndex ?? -100
+  const addon = native()
+  const loss = empty([], { device: logits.device })
+  try {
+    addon.crossEntropyForward(rows, classes, logits.buffer, labels.buffer, ignoreIndex, weight ? weight.buffer : null, loss.buffer)
+  } catch (err) {
+    loss.dispose()
+    throw err
+  }
+  return record('crossEntropy', loss, [logits, labels, weight], [save(logits), save(labels), save(weight)],
+    (g, [glogits], [sLogits, sLabels, sWeight]) => {
+      addon.crossEntropyBackward(rows, classes, sLogits!.buffer, sLabels!.buffer, ignoreIndex, sWeight ? sWeight.buffer : null,
+        g.buffer, glogits!.buffer)
+    })
+}
