@@ -32,9 +32,11 @@ inline float normal_pdf(float x) { return kInvSqrt2Pi * std::exp(-0.5f * x * x);
 inline float gelu_tanh_inner(float x) { return kSqrt2OverPi * (x + kGeluTanhCubic * x * x * x); }
 inline float half_one_plus_tanh(float u) { return 1.0f / (1.0f + std::exp(-2.0f * u)); }
 
+// Callers capture their pointers by value: with captures by reference, each
+// store through dx might alias the captured pointers, which blocks vectorising.
 template <typename Fn>
 void for_each_chunk(int64_t n, Fn fn) {
-  ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+  ThreadPool::instance().parallel_for(n, kGrain, [fn](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) fn(i);
   });
 }
@@ -44,19 +46,19 @@ void for_each_chunk(int64_t n, Fn fn) {
 void CpuBackend::activation_forward(Activation kind, int64_t n, const float* x, float* y) {
   switch (kind) {
     case Activation::GeluErf:
-      for_each_chunk(n, [&](int64_t i) { y[i] = x[i] * normal_cdf(x[i]); });
+      for_each_chunk(n, [=](int64_t i) { y[i] = x[i] * normal_cdf(x[i]); });
       return;
     case Activation::GeluTanh:
-      for_each_chunk(n, [&](int64_t i) { y[i] = x[i] * half_one_plus_tanh(gelu_tanh_inner(x[i])); });
+      for_each_chunk(n, [=](int64_t i) { y[i] = x[i] * half_one_plus_tanh(gelu_tanh_inner(x[i])); });
       return;
     case Activation::Tanh:
-      for_each_chunk(n, [&](int64_t i) { y[i] = std::tanh(x[i]); });
+      for_each_chunk(n, [=](int64_t i) { y[i] = std::tanh(x[i]); });
       return;
     case Activation::Relu:
       // NaN stays NaN, as torch.relu does; a plain `x > 0 ? x : 0` would hide it.
-      for_each_chunk(n, [&](int64_t i) {
+      for_each_chunk(n, [=](int64_t i) {
         float v = x[i];
-        y[i] = (v > 0.0f || std::isnan(v)) ? v : 0.0f;
+        y[i] = ((v > 0.0f) | (v != v)) ? v : 0.0f;  // `|`, not `||`: no branch, so it vectorises
       });
       return;
   }
@@ -68,7 +70,7 @@ void CpuBackend::activation_backward(Activation kind, int64_t n, const float* x,
   switch (kind) {
     case Activation::GeluErf:
       // d/dx [x * Phi(x)] = Phi(x) + x * phi(x)
-      for_each_chunk(n, [&](int64_t i) {
+      for_each_chunk(n, [=](int64_t i) {
         float v = x[i];
         dx[i] += dy[i] * (normal_cdf(v) + v * normal_pdf(v));
       });
@@ -76,7 +78,7 @@ void CpuBackend::activation_backward(Activation kind, int64_t n, const float* x,
     case Activation::GeluTanh:
       // y = x * s with s = sigmoid(2u(x)); s' = 2 s (1 - s) u'(x), and
       // u'(x) = sqrt(2/pi) * (1 + 3 * 0.044715 * x^2).
-      for_each_chunk(n, [&](int64_t i) {
+      for_each_chunk(n, [=](int64_t i) {
         float v = x[i];
         float s = half_one_plus_tanh(gelu_tanh_inner(v));
         float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluTanhCubic * v * v);
@@ -84,7 +86,7 @@ void CpuBackend::activation_backward(Activation kind, int64_t n, const float* x,
       });
       return;
     case Activation::Tanh:
-      for_each_chunk(n, [&](int64_t i) {
+      for_each_chunk(n, [=](int64_t i) {
         float t = std::tanh(x[i]);
         dx[i] += dy[i] * (1.0f - t * t);
       });
@@ -93,7 +95,10 @@ void CpuBackend::activation_backward(Activation kind, int64_t n, const float* x,
       // torch's threshold_backward: the gradient passes where x > 0 and is 0
       // elsewhere (x == 0 included). A select, not dy * mask, so a NaN dy at a
       // masked position does not poison dx.
-      for_each_chunk(n, [&](int64_t i) { dx[i] += x[i] > 0.0f ? dy[i] : 0.0f; });
+      for_each_chunk(n, [=](int64_t i) {
+        const float g = dy[i];  // loaded unconditionally so the select needs no branch
+        dx[i] += x[i] > 0.0f ? g : 0.0f;
+      });
       return;
   }
   throw Error("unknown activation kind " + std::to_string(static_cast<int>(kind)));

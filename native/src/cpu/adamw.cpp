@@ -51,7 +51,9 @@ void CpuBackend::adamw_step(int64_t n, float lr, float beta1, float beta2, float
   const float scale = grad_scale ? grad_scale[0] : 1.0f;
 
   auto run = [&](auto lerp) {
-    ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    // Captured by value: with references, every store to param could alias the
+    // captured pointers and scalars, and the compiler would not vectorise.
+    ThreadPool::instance().parallel_for(n, kGrain, [=](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const float g = grad[i] * scale;
         const float p = param[i] * decay;
