@@ -416,3 +416,26 @@ export function crossEntropy(logits: Tensor, labels: Tensor, options: CrossEntro
         g.buffer, glogits!.buffer)
     })
 }
+
+/**
+ * x [n] → [n, 2] with a zero first column: the pair (0, x_i) whose two-class
+ * softmax equals sigmoid(x_i). Lets binary cross-entropy reuse crossEntropy.
+ */
+export function zeroColumnPairs(x: Tensor): Tensor {
+  expectDtype('zeroColumnPairs', 'x', x, 'float32')
+  const n = x.numel
+  const addon = native()
+  const out = empty([n, 2], { device: x.device })
+  addon.fill(out.buffer, 2 * n, 0)
+  // Viewing out as [n, 2 rows, 1 col], x lands in row 1 of each pair.
+  addon.sliceRowsBackward(n, 2, 1, 1, 1, x.buffer, out.buffer)
+  return record('zeroColumnPairs', out, [x], [], (g, [gx]) => {
+    const column = emptyUntracked([n], g.device)
+    try {
+      addon.sliceRowsForward(n, 2, 1, 1, 1, g.buffer, column.buffer)
+      addon.axpby(n, 1, column.buffer, 1, gx!.buffer)
+    } finally {
+      column.dispose()
+    }
+  })
+}

@@ -49,17 +49,15 @@ export class Tensor {
   /** @internal use the factory functions (tensor, zeros, empty, ...). */
   constructor(storage: Storage, shape: Shape, track = true) {
     this.storage = storage
+    this.dtype = storage.dtype
+    this.device = storage.device
     this.shape = Object.freeze([...shape])
     if (track) trackTensor(this)
   }
 
-  get dtype(): DType {
-    return this.liveStorage('dtype').dtype
-  }
-
-  get device(): DeviceName {
-    return this.liveStorage('device').device
-  }
+  /** Kept on the tensor itself, so metadata stays readable after dispose (autograd keys on it). */
+  readonly dtype: DType
+  readonly device: DeviceName
 
   get numel(): number {
     return shapeNumel(this.shape)
@@ -170,7 +168,7 @@ export class Tensor {
   }
 
   toString(): string {
-    return `Tensor(${formatShape(this.shape)}, ${this.storage ? this.dtype : 'disposed'}, ${this.storage ? this.device : ''})`
+    return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device}${this.disposed ? ', disposed' : ''})`
   }
 }
 

@@ -1,0 +1,337 @@
+// BERT for sequence classification, module for module as transformers'
+// modeling_bert.py builds it: same names, same registration order, same
+// numerics (erf GELU, LayerNorm eps from the config, additive attention mask
+// with the float32 minimum, pooler = tanh(dense(h[:, 0]))).
+import { Module, ModuleList } from '../../nn/module.js'
+import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
+import {
+  activation, add, attention, crossEntropy, mean, mul, reshape, scale, sliceRows, tanh, zeroColumnPairs,
+} from '../../tensor/ops.js'
+import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
+import type { DeviceName } from '../../tensor/device.js'
+import { BertConfig } from './configuration_bert.js'
+
+export interface BertInputs {
+  /** int32 [batch, seq] */
+  inputIds: Tensor
+  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
+  attentionMask?: Tensor | null
+  /** int32 [batch, seq]. Defaults to zeros. */
+  tokenTypeIds?: Tensor | null
+  /** int32 [batch, seq]. Defaults to 0..seq-1 in every row. */
+  positionIds?: Tensor | null
+}
+
+export interface SequenceClassifierOutput {
+  loss: Tensor | null
+  /** [batch, num_labels] */
+  logits: Tensor
+}
+
+function checkIds(name: string, t: Tensor, batch: number, seq: number): void {
+  if (!(t instanceof Tensor)) throw new TypeError(`BertModel: ${name} must be a Tensor`)
+  if (t.dtype !== 'int32') throw new TypeError(`BertModel: ${name} must be int32, got ${t.dtype}`)
+  if (t.ndim !== 2 || t.shape[0] !== batch || t.shape[1] !== seq) {
+    throw new RangeError(`BertModel: ${name} ${formatShape(t.shape)} must be [${batch}, ${seq}] like input_ids`)
+  }
+}
+
+function rethrowWith(where: string, err: unknown, seq: number): never {
+  // Native index errors name a flat position; name [row, column] instead.
+  const msg = (err as Error).message
+  const m = /ids\[(\d+)\] = (-?\d+) is out of range \[0, (\d+)\)/.exec(msg)
+  if (m) {
+    const flat = Number(m[1])
+    throw new RangeError(`${where}[${Math.floor(flat / seq)}, ${flat % seq}] = ${m[2]} is out of range [0, ${m[3]})`)
+  }
+  throw err
+}
+
+export class BertEmbeddings extends Module {
+  readonly word_embeddings: Embedding
+  readonly position_embeddings: Embedding
+  readonly token_type_embeddings: Embedding
+  readonly LayerNorm: LayerNorm
+  readonly dropout: Dropout
+
+  constructor(readonly config: BertConfig, device?: DeviceName) {
+    super()
+    const std = config.initializer_range
+    this.word_embeddings = this.registerModule('word_embeddings', new Embedding(config.vocab_size, config.hidden_size, { std, device, paddingIdx: config.pad_token_id }))
+    this.position_embeddings = this.registerModule('position_embeddings', new Embedding(config.max_position_embeddings, config.hidden_size, { std, device }))
+    this.token_type_embeddings = this.registerModule('token_type_embeddings', new Embedding(config.type_vocab_size, config.hidden_size, { std, device }))
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hidden_size, config.layer_norm_eps, { device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
+  }
+
+  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor): Tensor {
+    const seq = inputIds.shape[1]
+    let words: Tensor, types: Tensor, positions: Tensor
+    try {
+      words = this.word_embeddings.forward(inputIds)
+    } catch (err) {
+      rethrowWith('input_ids', err, seq)
+    }
+    try {
+      types = this.token_type_embeddings.forward(tokenTypeIds)
+    } catch (err) {
+      rethrowWith('token_type_ids', err, seq)
+    }
+    try {
+      positions = this.position_embeddings.forward(positionIds)
+    } catch (err) {
+      rethrowWith('position_ids', err, seq)
+    }
+    // transformers: (inputs_embeds + token_type_embeddings) + position_embeddings, then LayerNorm.
+    return this.dropout.forward(this.LayerNorm.forward(add(words, types), positions))
+  }
+}
+
+export class BertSelfAttention extends Module {
+  readonly query: Linear
+  readonly key: Linear
+  readonly value: Linear
+  readonly dropout: Dropout
+
+  constructor(readonly config: BertConfig, device?: DeviceName) {
+    super()
+    const h = config.hidden_size
+    const std = config.initializer_range
+    this.query = this.registerModule('query', new Linear(h, h, { std, device }))
+    this.key = this.registerModule('key', new Linear(h, h, { std, device }))
+    this.value = this.registerModule('value', new Linear(h, h, { std, device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.attention_probs_dropout_prob))
+  }
+
+  forward(hidden: Tensor, mask: Tensor): Tensor {
+    return attention(this.query.forward(hidden), this.key.forward(hidden), this.value.forward(hidden), mask, {
+      heads: this.config.num_attention_heads,
+      dropoutP: this.dropout.p,
+      training: this.dropout.training,
+    })
+  }
+}
+
+/** dense → dropout → LayerNorm(· + input): BertSelfOutput and BertOutput share this shape. */
+class DenseDropoutResidualNorm extends Module {
+  readonly dense: Linear
+  readonly LayerNorm: LayerNorm
+  readonly dropout: Dropout
+
+  constructor(config: BertConfig, inFeatures: number, device?: DeviceName) {
+    super()
+    this.dense = this.registerModule('dense', new Linear(inFeatures, config.hidden_size, { std: config.initializer_range, device }))
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hidden_size, config.layer_norm_eps, { device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
+  }
+
+  forward(hidden: Tensor, input: Tensor): Tensor {
+    return this.LayerNorm.forward(this.dropout.forward(this.dense.forward(hidden)), input)
+  }
+}
+
+export class BertSelfOutput extends DenseDropoutResidualNorm {
+  constructor(config: BertConfig, device?: DeviceName) {
+    super(config, config.hidden_size, device)
+  }
+}
+
+export class BertAttention extends Module {
+  readonly self: BertSelfAttention
+  readonly output: BertSelfOutput
+
+  constructor(config: BertConfig, device?: DeviceName) {
+    super()
+    this.self = this.registerModule('self', new BertSelfAttention(config, device))
+    this.output = this.registerModule('output', new BertSelfOutput(config, device))
+  }
+
+  forward(hidden: Tensor, mask: Tensor): Tensor {
+    return this.output.forward(this.self.forward(hidden, mask), hidden)
+  }
+}
+
+export class BertIntermediate extends Module {
+  readonly dense: Linear
+
+  constructor(readonly config: BertConfig, device?: DeviceName) {
+    super()
+    this.dense = this.registerModule('dense', new Linear(config.hidden_size, config.intermediate_size, { std: config.initializer_range, device }))
+  }
+
+  forward(hidden: Tensor): Tensor {
+    return activation(this.dense.forward(hidden), this.config.hidden_act)
+  }
+}
+
+export class BertOutput extends DenseDropoutResidualNorm {
+  constructor(config: BertConfig, device?: DeviceName) {
+    super(config, config.intermediate_size, device)
+  }
+}
+
+export class BertLayer extends Module {
+  readonly attention: BertAttention
+  readonly intermediate: BertIntermediate
+  readonly output: BertOutput
+
+  constructor(config: BertConfig, device?: DeviceName) {
+    super()
+    this.attention = this.registerModule('attention', new BertAttention(config, device))
+    this.intermediate = this.registerModule('intermediate', new BertIntermediate(config, device))
+    this.output = this.registerModule('output', new BertOutput(config, device))
+  }
+
+  forward(hidden: Tensor, mask: Tensor): Tensor {
+    const attended = this.attention.forward(hidden, mask)
+    return this.output.forward(this.intermediate.forward(attended), attended)
+  }
+}
+
+export class BertEncoder extends Module {
+  readonly layer: ModuleList<BertLayer>
+
+  constructor(config: BertConfig, device?: DeviceName) {
+    super()
+    this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.num_hidden_layers }, () => new BertLayer(config, device))))
+  }
+
+  forward(hidden: Tensor, mask: Tensor): Tensor {
+    for (const layer of this.layer.items) hidden = layer.forward(hidden, mask)
+    return hidden
+  }
+}
+
+export class BertPooler extends Module {
+  readonly dense: Linear
+
+  constructor(config: BertConfig, device?: DeviceName) {
+    super()
+    this.dense = this.registerModule('dense', new Linear(config.hidden_size, config.hidden_size, { std: config.initializer_range, device }))
+  }
+
+  /** tanh(dense(h[:, 0])) */
+  forward(hidden: Tensor): Tensor {
+    const [batch, , width] = hidden.shape
+    return tanh(this.dense.forward(reshape(sliceRows(hidden, 0, 1), [batch, width])))
+  }
+}
+
+export class BertModel extends Module {
+  readonly embeddings: BertEmbeddings
+  readonly encoder: BertEncoder
+  readonly pooler: BertPooler | null
+
+  constructor(readonly config: BertConfig, options: { addPoolingLayer?: boolean; device?: DeviceName } = {}) {
+    super()
+    this.embeddings = this.registerModule('embeddings', new BertEmbeddings(config, options.device))
+    this.encoder = this.registerModule('encoder', new BertEncoder(config, options.device))
+    this.pooler = options.addPoolingLayer === false ? null : this.registerModule('pooler', new BertPooler(config, options.device))
+  }
+
+  /** Returns the last hidden state [batch, seq, hidden] and the pooled output [batch, hidden] (or null). */
+  forward(inputs: BertInputs): { lastHiddenState: Tensor; poolerOutput: Tensor | null } {
+    const { inputIds } = inputs
+    if (!(inputIds instanceof Tensor) || inputIds.dtype !== 'int32' || inputIds.ndim !== 2) {
+      throw new TypeError(`BertModel: input_ids must be an int32 tensor [batch, seq]${inputIds instanceof Tensor ? `, got ${inputIds.dtype} ${formatShape(inputIds.shape)}` : ''}`)
+    }
+    const [batch, seq] = inputIds.shape
+    if (seq > this.config.max_position_embeddings) {
+      throw new RangeError(`BertModel: sequence length ${seq} exceeds max_position_embeddings ${this.config.max_position_embeddings}; truncate the input`)
+    }
+    if (batch === 0 || seq === 0) throw new RangeError(`BertModel: input_ids ${formatShape(inputIds.shape)} is empty`)
+    const device = inputIds.device
+    const owned: Tensor[] = []
+    const orDefault = (t: Tensor | null | undefined, name: string, make: () => Int32Array): Tensor => {
+      if (t) {
+        checkIds(name, t, batch, seq)
+        return t
+      }
+      const made = tensor(make(), { shape: [batch, seq], dtype: 'int32', device })
+      owned.push(made)
+      return made
+    }
+    try {
+      const mask = orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
+      const types = orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
+      const positions = orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
+      const embedded = this.embeddings.forward(inputIds, types, positions)
+      const lastHiddenState = this.encoder.forward(embedded, mask)
+      const poolerOutput = this.pooler ? this.pooler.forward(lastHiddenState) : null
+      return { lastHiddenState, poolerOutput }
+    } finally {
+      // Defaults made here are not saved by any node (ids are copied when saved), so free them now.
+      for (const t of owned) t.dispose()
+    }
+  }
+}
+
+export interface BertForSequenceClassificationInputs extends BertInputs {
+  /**
+   * int32 [batch] class indices (single-label), float32 [batch] targets
+   * (regression) or [batch, num_labels] 0/1 targets (multi-label).
+   */
+  labels?: Tensor | null
+}
+
+export class BertForSequenceClassification extends Module {
+  readonly bert: BertModel
+  readonly dropout: Dropout
+  readonly classifier: Linear
+  readonly numLabels: number
+
+  constructor(readonly config: BertConfig, options: { device?: DeviceName } = {}) {
+    super()
+    this.numLabels = config.num_labels
+    this.bert = this.registerModule('bert', new BertModel(config, { device: options.device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.classifier_dropout ?? config.hidden_dropout_prob))
+    this.classifier = this.registerModule('classifier', new Linear(config.hidden_size, config.num_labels, { std: config.initializer_range, device: options.device }))
+  }
+
+  forward(inputs: BertForSequenceClassificationInputs): SequenceClassifierOutput {
+    const { poolerOutput } = this.bert.forward(inputs)
+    const logits = this.classifier.forward(this.dropout.forward(poolerOutput!))
+    const labels = inputs.labels ?? null
+    return { loss: labels ? this.computeLoss(logits, labels) : null, logits }
+  }
+
+  /** The problem type transformers would pick: from the config, else from num_labels and the labels' dtype. */
+  problemType(labels: Tensor): 'regression' | 'single_label_classification' | 'multi_label_classification' {
+    if (this.config.problem_type) return this.config.problem_type
+    if (this.numLabels === 1) return 'regression'
+    return labels.dtype === 'int32' ? 'single_label_classification' : 'multi_label_classification'
+  }
+
+  private computeLoss(logits: Tensor, labels: Tensor): Tensor {
+    const batch = logits.shape[0]
+    const kind = this.problemType(labels)
+    if (kind === 'single_label_classification') {
+      if (labels.dtype !== 'int32') throw new TypeError(`BertForSequenceClassification: single-label labels must be int32, got ${labels.dtype}`)
+      if (labels.numel !== batch) throw new RangeError(`BertForSequenceClassification: labels ${formatShape(labels.shape)} must have ${batch} elements`)
+      return crossEntropy(logits, labels)
+    }
+    if (kind === 'regression') {
+      // MSELoss(logits.squeeze(), labels.squeeze()).
+      if (labels.dtype !== 'float32') throw new TypeError(`BertForSequenceClassification: regression labels must be float32, got ${labels.dtype}`)
+      if (labels.numel !== logits.numel) throw new RangeError(`BertForSequenceClassification: labels ${formatShape(labels.shape)} must match logits ${formatShape(logits.shape)}`)
+      const diff = add(reshape(logits, [logits.numel]), scale(reshape(labels, [labels.numel]), -1))
+      return mean(mul(diff, diff))
+    }
+    // BCEWithLogitsLoss with 0/1 targets: mean over every (row, label) of a two-class cross-entropy.
+    if (labels.numel !== logits.numel) throw new RangeError(`BertForSequenceClassification: multi-label labels ${formatShape(labels.shape)} must match logits ${formatShape(logits.shape)}`)
+    const targets = labels.toFloat32Array()
+    const hard = new Int32Array(targets.length)
+    for (let i = 0; i < targets.length; i++) {
+      if (targets[i] !== 0 && targets[i] !== 1) {
+        throw new RangeError(`BertForSequenceClassification: multi-label targets must be 0 or 1, got ${targets[i]} at [${Math.floor(i / this.numLabels)}, ${i % this.numLabels}]`)
+      }
+      hard[i] = targets[i]
+    }
+    const targetTensor = tensor(hard, { dtype: 'int32', device: logits.device })
+    try {
+      return crossEntropy(zeroColumnPairs(reshape(logits, [logits.numel])), targetTensor)
+    } finally {
+      targetTensor.dispose()
+    }
+  }
+}

@@ -1,0 +1,115 @@
+// Module: a tree of named parameters and submodules, registered in the order
+// transformers registers them, so namedParameters() yields the same names in
+// the same order as torch's named_parameters().
+import { Tensor, keep, formatShape } from '../tensor/tensor.js'
+import { noGrad } from '../tensor/autograd.js'
+import { native } from '../native.js'
+
+export class Module {
+  training = true
+  private readonly params = new Map<string, Tensor>()
+  private readonly children = new Map<string, Module>()
+
+  /** Registers a parameter: kept out of every tidy() scope, requiring grad. */
+  protected registerParameter(name: string, value: Tensor): Tensor {
+    if (this.params.has(name) || this.children.has(name)) throw new Error(`${this.constructor.name}: "${name}" is registered twice`)
+    keep(value)
+    value.requiresGrad = true
+    this.params.set(name, value)
+    return value
+  }
+
+  protected registerModule<M extends Module>(name: string, module: M): M {
+    if (this.params.has(name) || this.children.has(name)) throw new Error(`${this.constructor.name}: "${name}" is registered twice`)
+    this.children.set(name, module)
+    return module
+  }
+
+  /** [name, module] pairs, this module first (name ''), depth first, as torch's named_modules(). */
+  *namedModules(prefix = ''): Generator<[string, Module]> {
+    yield [prefix, this]
+    for (const [name, child] of this.children) {
+      yield* child.namedModules(prefix ? `${prefix}.${name}` : name)
+    }
+  }
+
+  /** [name, parameter] pairs in torch's named_parameters() order. */
+  *namedParameters(prefix = ''): Generator<[string, Tensor]> {
+    for (const [modName, mod] of this.namedModules(prefix)) {
+      for (const [name, p] of mod.params) yield [modName ? `${modName}.${name}` : name, p]
+    }
+  }
+
+  parameters(): Tensor[] {
+    return [...this.namedParameters()].map(([, p]) => p)
+  }
+
+  /** Sets training mode on this module and every descendant (dropout on/off). */
+  train(mode = true): this {
+    for (const [, m] of this.namedModules()) m.training = mode
+    return this
+  }
+
+  eval(): this {
+    return this.train(false)
+  }
+
+  /** name → parameter (the live tensors, not copies). */
+  stateDict(): Map<string, Tensor> {
+    return new Map(this.namedParameters())
+  }
+
+  /**
+   * Copies values into the parameters by name. Returns the names that were
+   * expected but absent (missing) and present but unknown (unexpected), as
+   * transformers reports them; strict mode throws on either. Shapes must match.
+   */
+  loadStateDict(values: Map<string, Float32Array | Tensor>, options: { strict?: boolean; source?: string } = {}): { missingKeys: string[]; unexpectedKeys: string[] } {
+    const own = this.stateDict()
+    const source = options.source ? ` (${options.source})` : ''
+    const missingKeys = [...own.keys()].filter((k) => !values.has(k))
+    const unexpectedKeys = [...values.keys()].filter((k) => !own.has(k))
+    if (options.strict && (missingKeys.length || unexpectedKeys.length)) {
+      throw new Error(`loadStateDict${source}: missing keys [${missingKeys.join(', ')}], unexpected keys [${unexpectedKeys.join(', ')}]`)
+    }
+    // Validate every shape before writing anything, so a bad checkpoint leaves the model untouched.
+    for (const [name, p] of own) {
+      const v = values.get(name)
+      if (!v) continue
+      const n = v instanceof Tensor ? v.numel : v.length
+      const shape = v instanceof Tensor ? formatShape(v.shape) : `${n} values`
+      if (n !== p.numel || (v instanceof Tensor && formatShape(v.shape) !== formatShape(p.shape))) {
+        throw new Error(`loadStateDict${source}: tensor "${name}" has shape ${shape}, the model expects ${formatShape(p.shape)}`)
+      }
+    }
+    noGrad(() => {
+      for (const [name, p] of own) {
+        const v = values.get(name)
+        if (!v) continue
+        if (v instanceof Tensor) native().axpby(p.numel, 1, v.buffer, 0, p.buffer)
+        else p.buffer.write(v)
+      }
+    })
+    return { missingKeys, unexpectedKeys }
+  }
+
+  /** Frees every parameter (and gradient). The module cannot be used afterwards. */
+  dispose(): void {
+    for (const p of this.parameters()) p.dispose()
+  }
+}
+
+/** Children named "0", "1", … as torch.nn.ModuleList names them. */
+export class ModuleList<M extends Module> extends Module {
+  readonly items: M[]
+
+  constructor(items: M[]) {
+    super()
+    this.items = items
+    items.forEach((m, i) => this.registerModule(String(i), m))
+  }
+
+  get length(): number {
+    return this.items.length
+  }
+}
