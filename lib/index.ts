@@ -1,4 +1,11 @@
 // bertkit: fine-tune BERT-family encoders from TypeScript.
 export * from './tensor/index.js'
 export * from './optim/index.js'
+export { Module, ModuleList } from './nn/module.js'
+export { Linear, Embedding, LayerNorm, Dropout } from './nn/layers.js'
+export * from './nn/freezing.js'
+export { BertConfig, type BertConfigFields } from './models/bert/configuration_bert.js'
+export * from './models/bert/modeling_bert.js'
 export { loadNative } from './native.js'
+export { AutoModelForSequenceClassification } from './models/auto.js'
+export type { FromPretrainedOptions, LoadingInfo } from './models/bert/pretrained.js'

@@ -34,12 +34,9 @@ export class Embedding extends Module {
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, options: InitOptions & { paddingIdx?: number | null } = {}) {
     super()
     const std = options.std ?? 0.02
-    const w = normalTensor([numEmbeddings, embeddingDim], std, options.device)
     const pad = options.paddingIdx
-    if (pad !== undefined && pad !== null && pad >= 0 && pad < numEmbeddings) {
-      w.buffer.write(new Float32Array(embeddingDim), pad * embeddingDim)
-    }
-    this.weight = this.registerParameter('weight', w)
+    const zeroRow = pad !== undefined && pad !== null && pad >= 0 && pad < numEmbeddings ? pad : undefined
+    this.weight = this.registerParameter('weight', normalTensor([numEmbeddings, embeddingDim], std, options.device, zeroRow))
   }
 
   forward(ids: Tensor): Tensor {

@@ -10,6 +10,7 @@ import {
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
+import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo } from './pretrained.js'
 
 export interface BertInputs {
   /** int32 [batch, seq] */
@@ -218,6 +219,8 @@ export class BertPooler extends Module {
 }
 
 export class BertModel extends Module {
+  /** What fromPretrained found missing / unexpected in the checkpoint. */
+  loadingInfo: LoadingInfo | null = null
   readonly embeddings: BertEmbeddings
   readonly encoder: BertEncoder
   readonly pooler: BertPooler | null
@@ -227,6 +230,16 @@ export class BertModel extends Module {
     this.embeddings = this.registerModule('embeddings', new BertEmbeddings(config, options.device))
     this.encoder = this.registerModule('encoder', new BertEncoder(config, options.device))
     this.pooler = options.addPoolingLayer === false ? null : this.registerModule('pooler', new BertPooler(config, options.device))
+  }
+
+  static fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): BertModel {
+    const { model, loadingInfo } = buildFromPretrained(idOrDir, options, (config, device) => new BertModel(config, { device }), '')
+    model.loadingInfo = loadingInfo
+    return model
+  }
+
+  savePretrained(dir: string): void {
+    savePretrainedTo(this, this.config, dir, 'BertModel')
   }
 
   /** Returns the last hidden state [batch, seq, hidden] and the pooled output [batch, hidden] (or null). */
@@ -275,6 +288,8 @@ export interface BertForSequenceClassificationInputs extends BertInputs {
 }
 
 export class BertForSequenceClassification extends Module {
+  /** What fromPretrained found missing / unexpected in the checkpoint. */
+  loadingInfo: LoadingInfo | null = null
   readonly bert: BertModel
   readonly dropout: Dropout
   readonly classifier: Linear
@@ -286,6 +301,25 @@ export class BertForSequenceClassification extends Module {
     this.bert = this.registerModule('bert', new BertModel(config, { device: options.device }))
     this.dropout = this.registerModule('dropout', new Dropout(config.classifier_dropout ?? config.hidden_dropout_prob))
     this.classifier = this.registerModule('classifier', new Linear(config.hidden_size, config.num_labels, { std: config.initializer_range, device: options.device }))
+  }
+
+  /**
+   * Loads config.json + weights from a directory. Weights the checkpoint lacks
+   * (a new classifier) are initialised normal(0, initializer_range) from
+   * `seed`; like transformers, a line lists them on stderr.
+   */
+  static fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): BertForSequenceClassification {
+    const { model, loadingInfo } = buildFromPretrained(idOrDir, options,
+      (config, device) => new BertForSequenceClassification(config, { device }), 'bert.')
+    model.loadingInfo = loadingInfo
+    if (loadingInfo.missingKeys.length) {
+      process.stderr.write(`bertkit: some weights of BertForSequenceClassification were not in the checkpoint at ${idOrDir} and are newly initialized: [${loadingInfo.missingKeys.join(', ')}]\n`)
+    }
+    return model
+  }
+
+  savePretrained(dir: string): void {
+    savePretrainedTo(this, this.config, dir, 'BertForSequenceClassification')
   }
 
   forward(inputs: BertForSequenceClassificationInputs): SequenceClassifierOutput {

@@ -1,0 +1,154 @@
+// Loading and saving checkpoints in transformers' layout: config.json plus
+// model.safetensors (or a sharded index), with transformers' key handling:
+// legacy gamma/beta names, checkpoints of a bare BertModel (no "bert."
+// prefix), pre-training heads (cls.*) reported as unexpected, and a new
+// classifier initialised when the checkpoint has none.
+import { existsSync, mkdirSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { readSafetensors, readShardedSafetensors, writeSafetensors, atomicWriteFile, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
+import { withDeferredInit } from '../../nn/init.js'
+import { manualSeed } from '../../tensor/random.js'
+import { formatShape } from '../../tensor/tensor.js'
+import type { DeviceRequest } from '../../tensor/device.js'
+import { resolveDevice } from '../../tensor/device.js'
+import type { Module } from '../../nn/module.js'
+import { BertConfig, type BertConfigFields } from './configuration_bert.js'
+
+export interface FromPretrainedOptions {
+  numLabels?: number
+  problemType?: BertConfigFields['problem_type']
+  id2label?: Record<string, string>
+  /** Seeds the initialisation of weights the checkpoint lacks (e.g. a new classifier). */
+  seed?: number
+  device?: DeviceRequest
+  /** Other config fields to override (snake_case, as in config.json). */
+  config?: Partial<BertConfigFields>
+}
+
+export interface LoadingInfo {
+  /** Parameters the checkpoint lacked: newly initialised. */
+  missingKeys: string[]
+  /** Checkpoint tensors the model has no place for (after renaming), e.g. cls.*. */
+  unexpectedKeys: string[]
+  /** Checkpoint names that were renamed, old → new. */
+  renamedKeys: Record<string, string>
+}
+
+/** The directory a model id or path names. Hub ids are resolved by the hub module (issue 4); here: local directories. */
+export function resolveModelDir(idOrDir: string): string {
+  const dir = resolve(idOrDir)
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new Error(`fromPretrained: "${idOrDir}" is not a local model directory (downloading from the Hugging Face Hub is not available yet)`)
+  }
+  return dir
+}
+
+/** Reads every weight of a checkpoint directory: model.safetensors, or the sharded index. */
+export function readCheckpointTensors(dir: string): { tensors: Map<string, HostTensor>; source: string } {
+  const single = join(dir, 'model.safetensors')
+  if (existsSync(single)) return { tensors: readSafetensors(single).tensors, source: single }
+  const index = join(dir, SHARDED_INDEX_NAME)
+  if (existsSync(index)) return { tensors: readShardedSafetensors(index).tensors, source: index }
+  const legacy = ['pytorch_model.bin', 'tf_model.h5', 'model.ckpt.index'].filter((f) => existsSync(join(dir, f)))
+  throw new Error(`${dir}: no model.safetensors or ${SHARDED_INDEX_NAME}${legacy.length ? ` (found ${legacy.join(', ')}: convert it to safetensors with transformers' save_pretrained)` : ''}`)
+}
+
+/** Maps checkpoint names onto the model's, the way transformers does for BERT checkpoints. */
+export function renameCheckpointKey(name: string, modelNames: Set<string>, basePrefix: string): string {
+  let renamed = name.replace(/\.gamma$/, '.weight').replace(/\.beta$/, '.bias')
+  if (basePrefix && !modelNames.has(renamed) && modelNames.has(basePrefix + renamed)) renamed = basePrefix + renamed
+  if (basePrefix && !renamed.startsWith(basePrefix) && !modelNames.has(renamed) && /^(embeddings|encoder|pooler)\./.test(renamed)) {
+    renamed = basePrefix + renamed
+  }
+  return renamed
+}
+
+// Buffers some checkpoints carry that are not parameters; transformers ignores them silently.
+const IGNORED_BUFFERS = /(^|\.)embeddings\.position_ids$/
+
+/**
+ * Loads a checkpoint's weights into a model built with deferred
+ * initialisation, then initialises whatever the checkpoint lacked.
+ * Validates every shape first: a bad checkpoint leaves nothing half-loaded.
+ */
+export function loadCheckpointInto(model: Module, pending: Map<import('../../tensor/tensor.js').Tensor, () => void>, dir: string, basePrefix: string): LoadingInfo {
+  const { tensors, source } = readCheckpointTensors(dir)
+  const params = model.stateDict()
+  const modelNames = new Set(params.keys())
+  const renamedKeys: Record<string, string> = {}
+  const values = new Map<string, Float32Array>()
+  const unexpectedKeys: string[] = []
+  for (const [name, t] of tensors) {
+    if (IGNORED_BUFFERS.test(name)) continue
+    const target = renameCheckpointKey(name, modelNames, basePrefix)
+    if (target !== name) renamedKeys[name] = target
+    const p = params.get(target)
+    if (!p) {
+      unexpectedKeys.push(target)
+      continue
+    }
+    if (!(t.data instanceof Float32Array)) {
+      throw new Error(`${source}: tensor "${name}" has dtype ${t.dtype}; weights must be floating point (F32, F16, BF16)`)
+    }
+    if (formatShape(t.shape) !== formatShape(p.shape)) {
+      throw new Error(`${source}: tensor "${name}" has shape ${formatShape(t.shape)} but the config (${join(dir, 'config.json')}) implies ${formatShape(p.shape)}`)
+    }
+    if (values.has(target)) throw new Error(`${source}: two tensors map to "${target}" (one of them is "${name}")`)
+    values.set(target, t.data)
+  }
+  const { missingKeys } = model.loadStateDict(values, { source })
+  for (const name of missingKeys) pending.get(params.get(name)!)?.()
+  return { missingKeys, unexpectedKeys, renamedKeys }
+}
+
+export function configFromPretrained(dir: string, options: FromPretrainedOptions): BertConfig {
+  const overrides: Partial<BertConfigFields> = { ...(options.config ?? {}) }
+  if (options.numLabels !== undefined) overrides.num_labels = options.numLabels
+  if (options.problemType !== undefined) overrides.problem_type = options.problemType
+  if (options.id2label !== undefined) {
+    overrides.id2label = options.id2label
+    overrides.label2id = Object.fromEntries(Object.entries(options.id2label).map(([k, v]) => [v, Number(k)]))
+    overrides.num_labels = Object.keys(options.id2label).length
+  }
+  const path = join(dir, 'config.json')
+  if (!existsSync(path)) throw new Error(`${dir}: no config.json`)
+  return BertConfig.fromFile(path, overrides)
+}
+
+/** Builds a model with deferred init, loads a checkpoint, reports what was missing. */
+export function buildFromPretrained<M extends Module>(
+  idOrDir: string,
+  options: FromPretrainedOptions,
+  build: (config: BertConfig, device: ReturnType<typeof resolveDevice>) => M,
+  basePrefix: string,
+): { model: M; config: BertConfig; loadingInfo: LoadingInfo } {
+  const dir = resolveModelDir(idOrDir)
+  const config = configFromPretrained(dir, options)
+  const device = resolveDevice(options.device ?? 'auto')
+  if (options.seed !== undefined) manualSeed(options.seed)
+  const { value: model, pending } = withDeferredInit(() => build(config, device))
+  try {
+    const loadingInfo = loadCheckpointInto(model, pending, dir, basePrefix)
+    return { model, config, loadingInfo }
+  } catch (err) {
+    model.dispose()
+    throw err
+  }
+}
+
+/**
+ * Writes config.json and model.safetensors into dir. Each file is written to
+ * a temporary name and renamed into place, weights first: an interrupted save
+ * leaves the previous checkpoint's files intact.
+ */
+export function savePretrainedTo(model: Module, config: BertConfig, dir: string, architecture: string): void {
+  mkdirSync(dir, { recursive: true })
+  const entries = [...model.namedParameters()].map(([name, p]) => [name, {
+    dtype: 'F32' as const,
+    shape: p.shape,
+    data: () => p.toFloat32Array(),
+  }] as const)
+  writeSafetensors(join(dir, 'model.safetensors'), entries, { format: 'pt' })
+  const json = { ...config.toJSON(), architectures: [architecture] }
+  atomicWriteFile(join(dir, 'config.json'), JSON.stringify(json, null, 2) + '\n')
+}
