@@ -40,7 +40,7 @@ export interface NativeAddon {
   layernormBackward(rows: number, cols: number, x: Buf, gamma: Buf, mean: Buf, rstd: Buf, dy: Buf,
     dx: OptBuf, dgamma: OptBuf, dbeta: OptBuf): void
   embeddingForward(n: number, dim: number, vocab: number, ids: Buf, table: Buf, out: Buf): void
-  embeddingBackward(n: number, dim: number, vocab: number, ids: Buf, dout: Buf, dtable: Buf): void
+  embeddingBackward(n: number, dim: number, vocab: number, ids: Buf, dout: Buf, dtable: Buf, paddingIdx: number): void
   attentionForward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
     seed: number | bigint, offset: number | bigint, q: Buf, k: Buf, v: Buf, mask: Buf, probs: Buf, out: Buf): void
   attentionBackward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,

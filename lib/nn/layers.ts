@@ -36,11 +36,14 @@ export class Embedding extends Module {
     const std = options.std ?? 0.02
     const pad = options.paddingIdx
     const zeroRow = pad !== undefined && pad !== null && pad >= 0 && pad < numEmbeddings ? pad : undefined
+    this.paddingIdx = zeroRow ?? null
     this.weight = this.registerParameter('weight', normalTensor([numEmbeddings, embeddingDim], std, options.device, zeroRow))
   }
 
+  readonly paddingIdx: number | null
+
   forward(ids: Tensor): Tensor {
-    return embedding(ids, this.weight)
+    return embedding(ids, this.weight, { paddingIdx: this.paddingIdx })
   }
 }
 

@@ -49,6 +49,7 @@ export class AdamW {
   private readonly state = new Map<Tensor, ParamState>()
 
   constructor(params: Tensor[] | ParamGroup[], options: AdamWOptions = {}) {
+    if (params.length === 0) throw new Error('AdamW: no parameters to optimize (is every parameter frozen?)')
     const defaults = {
       lr: options.lr ?? 1e-3,
       betas: options.betas ?? ([0.9, 0.999] as [number, number]),
@@ -121,6 +122,25 @@ export class AdamW {
   /** Per-parameter state, for checkpoints and tests. */
   stateOf(p: Tensor): Readonly<ParamState> | undefined {
     return this.state.get(p)
+  }
+
+  /** Restores one parameter's state (resuming from a checkpoint). */
+  setState(p: Tensor, step: number, expAvg: Float32Array, expAvgSq: Float32Array): void {
+    if (!this.paramGroups.some((g) => g.params.includes(p))) throw new Error('AdamW.setState: the tensor is not one of this optimizer\'s parameters')
+    if (expAvg.length !== p.numel || expAvgSq.length !== p.numel) {
+      throw new Error(`AdamW.setState: state has ${expAvg.length} / ${expAvgSq.length} values for a parameter of ${p.numel}`)
+    }
+    if (!Number.isInteger(step) || step < 0) throw new Error(`AdamW.setState: step must be a non-negative integer, got ${step}`)
+    let st = this.state.get(p)
+    if (!st) {
+      st = { step: 0, expAvg: zeros(p.shape, { device: p.device }), expAvgSq: zeros(p.shape, { device: p.device }) }
+      st.expAvg.kept = true
+      st.expAvgSq.kept = true
+      this.state.set(p, st)
+    }
+    st.step = step
+    st.expAvg.buffer.write(expAvg)
+    st.expAvgSq.buffer.write(expAvgSq)
   }
 
   /** Number of parameters holding optimizer state. */

@@ -295,13 +295,18 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
 
 // ---- embedding ---------------------------------------------------------------------
 
-/** Rows of `weight` [vocab, dim] picked by int32 `ids` of any shape → [...ids.shape, dim]. */
-export function embedding(ids: Tensor, weight: Tensor): Tensor {
+/**
+ * Rows of `weight` [vocab, dim] picked by int32 `ids` of any shape → [...ids.shape, dim].
+ * Tokens equal to paddingIdx send no gradient to their row (torch's padding_idx).
+ */
+export function embedding(ids: Tensor, weight: Tensor, options: { paddingIdx?: number | null } = {}): Tensor {
   expectDtype('embedding', 'ids', ids, 'int32')
   expectDtype('embedding', 'weight', weight, 'float32')
   sameDevice('embedding', { ids, weight })
   if (weight.ndim !== 2) fail('embedding', `weight must be 2-D [vocab, dim], got ${formatShape(weight.shape)}`)
   const [vocab, dim] = weight.shape
+  const paddingIdx = options.paddingIdx ?? -1
+  if (!Number.isInteger(paddingIdx) || paddingIdx < -1 || paddingIdx >= vocab) fail('embedding', `paddingIdx ${paddingIdx} is outside [0, ${vocab})`)
   const addon = native()
   const out = empty([...ids.shape, dim], { device: weight.device })
   try {
@@ -312,7 +317,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   }
   const n = ids.numel
   return record('embedding', out, [ids, weight], [save(ids)], (g, [, gw], [sIds]) => {
-    addon.embeddingBackward(n, dim, vocab, sIds!.buffer, g.buffer, gw!.buffer)
+    addon.embeddingBackward(n, dim, vocab, sIds!.buffer, g.buffer, gw!.buffer, paddingIdx)
   })
 }
 

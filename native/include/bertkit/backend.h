@@ -109,8 +109,10 @@ class Backend {
   virtual void embedding_forward(int64_t n, int64_t dim, const int32_t* ids, const float* table,
                                  float* out) = 0;
   // dtable[ids[i], :] += dout[i, :]; repeated ids must not lose updates.
-  virtual void embedding_backward(int64_t n, int64_t dim, int64_t vocab, const int32_t* ids,
-                                  const float* dout, float* dtable) = 0;
+  // Tokens whose id equals padding_idx contribute nothing (torch's
+  // nn.Embedding(padding_idx=...)); padding_idx < 0 means none.
+  virtual void embedding_backward(int64_t n, int64_t dim, int64_t vocab, int64_t padding_idx,
+                                  const int32_t* ids, const float* dout, float* dtable) = 0;
 
   // ---- attention (attention.cpp) --------------------------------------------
   // q, k, v, out: [batch, seq, heads * head_dim] (the layout Linear produces).
@@ -147,8 +149,9 @@ class Backend {
   // torch.optim.AdamW, one tensor: param -= lr*wd*param; m,v moments; bias
   // correction with `step` (1-based); grad is multiplied by *grad_scale first
   // (clipping coefficient / loss-scale inverse, kept on the device; null = 1).
-  virtual void adamw_step(int64_t n, float lr, float beta1, float beta2, float eps,
-                          float weight_decay, int64_t step, const float* grad_scale,
+  // Hyperparameters are double: torch computes 1 - beta2 etc. in double.
+  virtual void adamw_step(int64_t n, double lr, double beta1, double beta2, double eps,
+                          double weight_decay, int64_t step, const float* grad_scale,
                           const float* grad, float* param, float* exp_avg,
                           float* exp_avg_sq) = 0;
   // clip_coef[0] = min(1, max_norm / (sqrt(sum_sq[0]) + 1e-6)), torch's clip_grad_norm_.

@@ -56,8 +56,8 @@ class CpuBackend final : public Backend {
 
   void embedding_forward(int64_t n, int64_t dim, const int32_t* ids, const float* table,
                          float* out) override;
-  void embedding_backward(int64_t n, int64_t dim, int64_t vocab, const int32_t* ids,
-                          const float* dout, float* dtable) override;
+  void embedding_backward(int64_t n, int64_t dim, int64_t vocab, int64_t padding_idx,
+                          const int32_t* ids, const float* dout, float* dtable) override;
 
   void attention_forward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, float scale,
                          float dropout_p, uint64_t seed, uint64_t offset, const float* q,
@@ -76,7 +76,7 @@ class CpuBackend final : public Backend {
                               const float* class_weights, const float* dloss,
                               float* dlogits) override;
 
-  void adamw_step(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+  void adamw_step(int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay,
                   int64_t step, const float* grad_scale, const float* grad, float* param,
                   float* exp_avg, float* exp_avg_sq) override;
   void clip_coefficient(const float* sum_sq, float max_norm, float* clip_coef) override;

@@ -55,6 +55,14 @@ float OpArgs::number(size_t index, const char* name) {
   return static_cast<float>(d);
 }
 
+double OpArgs::real(size_t index, const char* name) {
+  Napi::Value v = info_[index];
+  if (!v.IsNumber()) fail(std::string("'") + name + "' must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) fail(std::string("'") + name + "' must be finite, got " + std::to_string(d));
+  return d;
+}
+
 uint64_t OpArgs::u64(size_t index, const char* name) {
   Napi::Value v = info_[index];
   if (v.IsBigInt()) {

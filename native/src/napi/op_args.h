@@ -21,7 +21,8 @@ class OpArgs {
   NativeBuffer* buffer(size_t index, const char* name, DType dtype, bool optional = false);
   int64_t dim(size_t index, const char* name);            // non-negative integer
   int64_t positive_dim(size_t index, const char* name);   // >= 1
-  float number(size_t index, const char* name);           // finite number
+  float number(size_t index, const char* name);           // finite number, as float
+  double real(size_t index, const char* name);            // finite number, as double
   uint64_t u64(size_t index, const char* name);           // non-negative integer or BigInt
   int32_t i32(size_t index, const char* name);
   bool flag(size_t index, const char* name);

@@ -338,10 +338,12 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// embeddingBackward(n, dim, vocab, ids, dout, dtable)
+// embeddingBackward(n, dim, vocab, ids, dout, dtable, paddingIdx)  (paddingIdx -1: none)
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "embeddingBackward", 6);
+  OpArgs a(info, "embeddingBackward", 7);
   int64_t n = a.dim(0, "n"), dim = a.dim(1, "dim"), vocab = a.dim(2, "vocab");
+  int64_t padding_idx = a.i32(6, "paddingIdx");
+  if (padding_idx < -1 || padding_idx >= vocab) a.fail("'paddingIdx' " + std::to_string(padding_idx) + " is outside [-1, " + std::to_string(vocab) + ")");
   NativeBuffer* ids = a.buffer(3, "ids", DType::I32);
   NativeBuffer* dout = a.buffer(4, "dout", DType::F32);
   NativeBuffer* dtable = a.buffer(5, "dtable", DType::F32);
@@ -352,7 +354,7 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   Backend& be = a.backend();
   check_indices(a, be, ids, n, "ids", vocab, false, 0);
   return guarded(info, "embeddingBackward", [&] {
-    be.embedding_backward(n, dim, vocab, i32p(ids), f32(dout), f32(dtable));
+    be.embedding_backward(n, dim, vocab, padding_idx, i32p(ids), f32(dout), f32(dtable));
   });
 }
 
@@ -472,8 +474,8 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
 Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   OpArgs a(info, "adamwStep", 12);
   int64_t n = a.dim(0, "n");
-  float lr = a.number(1, "lr"), beta1 = a.number(2, "beta1"), beta2 = a.number(3, "beta2");
-  float eps = a.number(4, "eps"), wd = a.number(5, "weightDecay");
+  double lr = a.real(1, "lr"), beta1 = a.real(2, "beta1"), beta2 = a.real(3, "beta2");
+  double eps = a.real(4, "eps"), wd = a.real(5, "weightDecay");
   int64_t step = a.positive_dim(6, "step");
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) a.fail("betas must be in [0, 1)");
   if (lr < 0 || eps < 0 || wd < 0) a.fail("lr, eps and weightDecay must be non-negative");

@@ -1,0 +1,566 @@
+// Trainer: transformers' Trainer loop for sequence classification — seeded
+// data order, gradient accumulation, global-norm clipping, AdamW with decay
+// only on weights (never biases or LayerNorm), LR schedule, logging, periodic
+// evaluation and checkpoints (atomic, rotated, resumable exactly).
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, appendFileSync } from 'node:fs'
+import { join, resolve, basename } from 'node:path'
+import { AdamW } from '../optim/adamw.js'
+import { clipGradNorm } from '../optim/clip.js'
+import { native } from '../native.js'
+import { tidy, noGrad, manualSeed, getRandomState, setRandomState, crossEntropy, zeros, tensor, type Tensor } from '../tensor/index.js'
+import { resolveDevice } from '../tensor/device.js'
+import { readSafetensors, writeSafetensors, atomicWriteFile } from '../hub/safetensors.js'
+import type { Dataset, Row } from '../data/dataset.js'
+import { SeededGenerator } from '../data/random.js'
+import { TrainingArguments } from './training_args.js'
+import { lrMultiplier, warmupStepsFor } from './scheduler.js'
+import { metricKey, type TrainerCallback, type TrainerControl, type TrainerState, type LogEntry } from './callbacks.js'
+import { argmaxRows } from './metrics.js'
+import { Progress } from './progress.js'
+import { writeCurvesSvg } from './plot.js'
+
+/** What the Trainer needs of a model (BertForSequenceClassification fits). */
+export interface TrainableModel {
+  forward(inputs: Record<string, Tensor | null | undefined>): { loss: Tensor | null; logits: Tensor }
+  namedParameters(): Iterable<[string, Tensor]>
+  train(mode?: boolean): unknown
+  eval(): unknown
+  savePretrained(dir: string): void
+  loadStateDict(values: Map<string, Float32Array | Tensor>, options?: { strict?: boolean; source?: string }): unknown
+}
+
+/** Turns rows into a batch of tensors the caller owns (the Trainer disposes them). */
+export type DataCollator = (features: Row[]) => Record<string, Tensor | null | undefined>
+
+export interface EvalPrediction {
+  /** Logits, row-major [n, numLabels]. */
+  predictions: Float32Array
+  numLabels: number
+  /** Gold labels (int32 for classification, float32 for regression), or null. */
+  labelIds: Int32Array | Float32Array | null
+  /** argmax of predictions per row. */
+  predictedLabels: Int32Array
+}
+
+export interface TrainerOptions {
+  model: TrainableModel
+  args: TrainingArguments
+  trainDataset?: Dataset
+  evalDataset?: Dataset
+  dataCollator: DataCollator
+  computeMetrics?: (p: EvalPrediction) => Record<string, number>
+  callbacks?: TrainerCallback[]
+}
+
+export interface TrainOutput {
+  globalStep: number
+  trainLoss: number
+  trainRuntime: number
+  trainSamplesPerSecond: number
+  trainStepsPerSecond: number
+  epoch: number
+}
+
+export interface PredictionOutput {
+  predictions: Float32Array
+  numLabels: number
+  labelIds: Int32Array | Float32Array | null
+  metrics: Record<string, number>
+}
+
+const NO_DECAY = /(^|\.)(bias|LayerNorm\.weight|layer_norm\.weight|LayerNorm\.bias)$/
+
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r))
+
+export class Trainer {
+  readonly model: TrainableModel
+  readonly args: TrainingArguments
+  readonly state: TrainerState
+  private readonly control: TrainerControl = { shouldTrainingStop: false, shouldEvaluate: false, shouldSave: false, shouldLog: false }
+  private readonly callbacks: TrainerCallback[]
+  private optimizer: AdamW | null = null
+  private classWeights: Tensor | null = null
+
+  constructor(private readonly options: TrainerOptions) {
+    if (!options || !options.model) throw new Error('Trainer: a model is required')
+    if (!(options.args instanceof TrainingArguments)) throw new Error('Trainer: args must be a TrainingArguments')
+    if (typeof options.dataCollator !== 'function') throw new Error('Trainer: dataCollator must be a function (e.g. new DataCollatorWithPadding({ tokenizer }))')
+    this.model = options.model
+    this.args = options.args
+    this.callbacks = [...(options.callbacks ?? [])]
+    this.state = {
+      globalStep: 0, epoch: 0, maxSteps: 0, numTrainEpochs: 0, logHistory: [], bestMetric: null, bestModelCheckpoint: null,
+      trainBatchSize: this.args.perDeviceTrainBatchSize,
+    }
+    if ((this.args.fp16 || this.args.bf16) && resolveDevice(this.args.device) === 'cpu') {
+      throw new Error(`TrainingArguments: ${this.args.fp16 ? 'fp16' : 'bf16'} mixed precision needs the CUDA backend; this run uses the CPU (set fp16/bf16 to false)`)
+    }
+  }
+
+  addCallback(cb: TrainerCallback): void {
+    this.callbacks.push(cb)
+  }
+
+  private fire<K extends keyof TrainerCallback>(event: K, ...extra: unknown[]): void {
+    for (const cb of this.callbacks) {
+      const fn = cb[event] as ((...a: unknown[]) => void) | undefined
+      fn?.call(cb, this.args, this.state, this.control, ...extra)
+    }
+  }
+
+  // ---- data ------------------------------------------------------------------
+
+  private checkDataset(ds: Dataset | undefined, which: string): Dataset {
+    if (!ds) throw new Error(`Trainer: no ${which} dataset was given`)
+    if (ds.length === 0) throw new Error(`Trainer: the ${which} dataset is empty`)
+    const names = ds.columnNames
+    if (!names.includes('input_ids') && !names.includes('inputIds')) {
+      throw new Error(`Trainer: the ${which} dataset has no input_ids column (columns: ${names.join(', ')}); tokenize it with dataset.map first`)
+    }
+    return ds
+  }
+
+  private batchesPerEpoch(n: number, batchSize: number): number {
+    return this.args.dataloaderDropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize)
+  }
+
+  /** Batch index lists for one epoch: a permutation seeded by (seed, epoch), optionally grouped by length. */
+  private epochBatches(ds: Dataset, epoch: number): number[][] {
+    const bs = this.args.perDeviceTrainBatchSize
+    const seed = (this.args.dataSeed ?? this.args.seed) + epoch * 1_000_003
+    let order = new SeededGenerator(seed).permutation(ds.length)
+    if (this.args.groupByLength) {
+      const ids = ds.hasColumn('input_ids') ? ds.column<unknown[]>('input_ids') : ds.column<unknown[]>('inputIds')
+      const mega = bs * 50
+      const grouped: number[] = []
+      for (let i = 0; i < order.length; i += mega) {
+        grouped.push(...order.slice(i, i + mega).sort((a, b) => ids[b].length - ids[a].length))
+      }
+      order = grouped
+    }
+    const batches: number[][] = []
+    const count = this.batchesPerEpoch(ds.length, bs)
+    for (let b = 0; b < count; b++) batches.push(order.slice(b * bs, (b + 1) * bs))
+    return batches
+  }
+
+  private collate(ds: Dataset, indices: number[]): Record<string, Tensor | null | undefined> {
+    const rows = indices.map((i) => ds.get(i))
+    return this.options.dataCollator(rows)
+  }
+
+  // ---- loss -------------------------------------------------------------------
+
+  private computeLoss(batch: Record<string, Tensor | null | undefined>): { loss: Tensor; logits: Tensor } {
+    if (this.args.classWeights) {
+      const { labels, ...inputs } = batch
+      const out = this.model.forward(inputs)
+      if (!labels) throw new Error('Trainer: the batch has no labels')
+      if (!this.classWeights) {
+        const numLabels = out.logits.shape[1]
+        if (this.args.classWeights.length !== numLabels) {
+          throw new Error(`TrainingArguments: classWeights has ${this.args.classWeights.length} entries for ${numLabels} labels`)
+        }
+        this.classWeights = tensor(Float32Array.from(this.args.classWeights), { device: out.logits.device })
+        this.classWeights.kept = true
+      }
+      return { loss: crossEntropy(out.logits, labels, { weight: this.classWeights }), logits: out.logits }
+    }
+    const out = this.model.forward(batch)
+    if (!out.loss) throw new Error('Trainer: the model returned no loss (does the dataset have a label column?)')
+    return { loss: out.loss, logits: out.logits }
+  }
+
+  // ---- optimizer --------------------------------------------------------------
+
+  private createOptimizer(): AdamW {
+    const decay: Tensor[] = [], noDecay: Tensor[] = []
+    for (const [name, p] of this.model.namedParameters()) {
+      if (!p.requiresGrad) continue
+      ;(NO_DECAY.test(name) ? noDecay : decay).push(p)
+    }
+    const groups = [{ params: decay, weightDecay: this.args.weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0)
+    return new AdamW(groups, {
+      lr: this.args.learningRate, betas: [this.args.adamBeta1, this.args.adamBeta2], eps: this.args.adamEpsilon,
+    })
+  }
+
+  private trainableNames(): Map<Tensor, string> {
+    const names = new Map<Tensor, string>()
+    for (const [n, p] of this.model.namedParameters()) if (p.requiresGrad) names.set(p, n)
+    return names
+  }
+
+  // ---- training -----------------------------------------------------------------
+
+  async train(options: { resumeFromCheckpoint?: string | boolean | null } = {}): Promise<TrainOutput> {
+    const args = this.args
+    const ds = this.checkDataset(this.options.trainDataset, 'train')
+    manualSeed(args.seed)
+    const batchesPerEpoch = this.batchesPerEpoch(ds.length, args.perDeviceTrainBatchSize)
+    if (batchesPerEpoch === 0) throw new Error(`Trainer: ${ds.length} rows make no full batch of ${args.perDeviceTrainBatchSize} with dataloaderDropLast`)
+    const stepsPerEpoch = Math.max(Math.floor(batchesPerEpoch / args.gradientAccumulationSteps), 1)
+    const maxSteps = args.maxSteps > 0 ? args.maxSteps : Math.ceil(args.numTrainEpochs * stepsPerEpoch)
+    const numEpochs = Math.ceil(maxSteps / stepsPerEpoch)
+    const warmup = warmupStepsFor(args.warmupSteps, args.warmupRatio, maxSteps)
+    this.state.maxSteps = maxSteps
+    this.state.numTrainEpochs = numEpochs
+    this.optimizer?.dispose()
+    this.optimizer = this.createOptimizer()
+    const optimizer = this.optimizer
+    const trainable = optimizer.paramGroups.flatMap((g) => g.params)
+    mkdirSync(args.outputDir, { recursive: true })
+
+    let startEpoch = 0, skipBatches = 0
+    const resume = options.resumeFromCheckpoint ?? args.resumeFromCheckpoint
+    if (resume) {
+      const dir = resume === true ? this.latestCheckpoint() : resolve(String(resume))
+      if (!dir) throw new Error(`Trainer: resumeFromCheckpoint is true but ${args.outputDir} has no checkpoint-* directory`)
+      const position = this.loadCheckpoint(dir)
+      startEpoch = position.epoch
+      skipBatches = position.batchesDone
+    }
+
+    const device = trainable[0].device
+    const lossSinceLog = zeros([], { device })
+    lossSinceLog.kept = true
+    let stepsSinceLog = 0
+    let totalLoss = 0
+    let lastLoggedStep = this.state.globalStep
+    const start = process.hrtime.bigint()
+    const progress = new Progress(maxSteps, !args.disableTqdm)
+    progress.update(this.state.globalStep, {})
+    this.model.train()
+    this.control.shouldTrainingStop = false
+    this.fire('onTrainBegin')
+
+    const sample = (batchIndex: number, epoch: number) => epoch + (batchIndex + 1) / batchesPerEpoch
+    try {
+      outer: for (let epoch = startEpoch; epoch < numEpochs; epoch++) {
+        const batches = this.epochBatches(ds, epoch)
+        this.fire('onEpochBegin')
+        let micro = 0
+        for (let b = epoch === startEpoch ? skipBatches : 0; b < batches.length; b++) {
+          const stepLoss = tidy(() => {
+            const batch = this.collate(ds, batches[b])
+            try {
+              const { loss } = this.computeLoss(batch)
+              const scaled = args.gradientAccumulationSteps > 1 ? loss.item() / args.gradientAccumulationSteps : null
+              if (scaled !== null) {
+                const s = zeros([], { device })
+                native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 0, s.buffer)
+                loss.backward(s)
+              } else {
+                loss.backward()
+              }
+              native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 1, lossSinceLog.buffer)
+              // On the CPU reading the loss costs nothing; it lets a NaN stop the run at its step.
+              return device === 'cpu' ? loss.item() : NaN
+            } finally {
+              for (const t of Object.values(batch)) t?.dispose()
+            }
+          })
+          if (device === 'cpu' && !Number.isFinite(stepLoss)) {
+            throw new Error(`Trainer: the loss became ${stepLoss} at step ${this.state.globalStep + 1} (epoch ${epoch}, batch ${b}); lower the learning rate or check the data`)
+          }
+          micro++
+          const lastOfEpoch = b === batches.length - 1
+          if (micro < args.gradientAccumulationSteps && !lastOfEpoch) continue
+          micro = 0
+          // One optimizer step.
+          const lr = args.learningRate * lrMultiplier(args.lrSchedulerType, this.state.globalStep, warmup, maxSteps)
+          for (const g of optimizer.paramGroups) g.lr = lr
+          let gradNorm: number | null = null
+          if (args.maxGradNorm > 0) {
+            const clip = clipGradNorm(trainable, args.maxGradNorm)
+            optimizer.step({ gradScale: clip.coefficient })
+            if (this.shouldLog()) gradNorm = clip.totalNorm()
+            clip.coefficient.dispose()
+            clip.sumOfSquares.dispose()
+          } else {
+            optimizer.step()
+          }
+          optimizer.zeroGrad()
+          this.state.globalStep++
+          stepsSinceLog++
+          this.state.epoch = sample(b, epoch)
+          if (this.shouldLog()) {
+            const loss = lossSinceLog.item() / stepsSinceLog
+            if (!Number.isFinite(loss)) throw new Error(`Trainer: the loss became ${loss} by step ${this.state.globalStep}; lower the learning rate or check the data`)
+            totalLoss += loss * stepsSinceLog
+            native().fill(lossSinceLog.buffer, 1, 0)
+            stepsSinceLog = 0
+            lastLoggedStep = this.state.globalStep
+            const nextLr = args.learningRate * lrMultiplier(args.lrSchedulerType, this.state.globalStep, warmup, maxSteps)
+            this.log({ loss, ...(gradNorm !== null ? { gradNorm } : {}), learningRate: nextLr })
+            progress.update(this.state.globalStep, { loss, lr: nextLr })
+          } else {
+            progress.update(this.state.globalStep, {})
+          }
+          this.fire('onStepEnd')
+          const atSteps = (every: number | null) => every !== null && this.state.globalStep % every === 0
+          if (args.evalStrategy === 'steps' && atSteps(args.evalSteps)) await this.evaluateAndTrack()
+          if (args.saveStrategy === 'steps' && atSteps(args.saveSteps)) this.saveCheckpoint({ epoch, batchesDone: b + 1 }, batches.length)
+          if (this.control.shouldTrainingStop || this.state.globalStep >= maxSteps) break outer
+          await yieldToEventLoop()
+        }
+        this.fire('onEpochEnd')
+        if (args.evalStrategy === 'epoch') await this.evaluateAndTrack()
+        if (args.saveStrategy === 'epoch') this.saveCheckpoint({ epoch: epoch + 1, batchesDone: 0 }, 0)
+        if (this.control.shouldTrainingStop) break
+      }
+    } finally {
+      progress.stop()
+    }
+    if (stepsSinceLog > 0) {
+      totalLoss += lossSinceLog.item() / Math.max(1, stepsSinceLog) * stepsSinceLog
+    }
+    void lastLoggedStep
+    lossSinceLog.dispose()
+    const runtime = Number(process.hrtime.bigint() - start) / 1e9
+    if (args.loadBestModelAtEnd && this.state.bestModelCheckpoint) this.loadModelWeights(this.state.bestModelCheckpoint)
+    const numSamples = args.maxSteps > 0 ? maxSteps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps : ds.length * args.numTrainEpochs
+    const output: TrainOutput = {
+      globalStep: this.state.globalStep,
+      trainLoss: totalLoss / Math.max(1, this.state.globalStep),
+      trainRuntime: round4(runtime),
+      trainSamplesPerSecond: round4(numSamples / runtime),
+      trainStepsPerSecond: round4(maxSteps / runtime),
+      epoch: this.state.epoch,
+    }
+    this.log({ trainRuntime: output.trainRuntime, trainSamplesPerSecond: output.trainSamplesPerSecond, trainStepsPerSecond: output.trainStepsPerSecond, trainLoss: output.trainLoss })
+    this.fire('onTrainEnd')
+    if (args.plotCurves) writeCurvesSvg(join(args.outputDir, 'training_curves.svg'), this.state.logHistory)
+    return output
+  }
+
+  private shouldLog(): boolean {
+    const args = this.args
+    if (args.loggingStrategy !== 'steps') return false
+    return this.state.globalStep % args.loggingSteps === 0 || (args.loggingFirstStep && this.state.globalStep === 1)
+  }
+
+  private log(values: Record<string, number>): void {
+    const entry: LogEntry = { ...values, epoch: round4(this.state.epoch), step: this.state.globalStep }
+    this.state.logHistory.push(entry)
+    appendFileSync(join(this.args.outputDir, 'trainer_log.jsonl'), JSON.stringify(entry) + '\n')
+    this.fire('onLog', values)
+  }
+
+  private async evaluateAndTrack(): Promise<void> {
+    const metrics = await this.evaluate()
+    const name = this.args.metricForBestModel
+    if (name) {
+      const key = metricKey(name)
+      const value = metrics[key]
+      if (value === undefined) throw new Error(`Trainer: metricForBestModel "${name}" (${key}) is not among the evaluation metrics: ${Object.keys(metrics).join(', ')}`)
+      const better = this.state.bestMetric === null || (this.args.greaterIsBetter ? value > this.state.bestMetric : value < this.state.bestMetric)
+      if (better) {
+        this.state.bestMetric = value
+        this.pendingBest = true
+      }
+    }
+  }
+
+  private pendingBest = false
+
+  // ---- evaluation -------------------------------------------------------------------
+
+  async evaluate(dataset?: Dataset): Promise<Record<string, number>> {
+    const out = await this.predictionLoop(dataset ?? this.options.evalDataset, 'eval')
+    this.log(out.metrics)
+    this.fire('onEvaluate', out.metrics)
+    return out.metrics
+  }
+
+  async predict(dataset: Dataset): Promise<PredictionOutput> {
+    return this.predictionLoop(dataset, 'test')
+  }
+
+  private async predictionLoop(dsIn: Dataset | undefined, prefix: 'eval' | 'test'): Promise<PredictionOutput> {
+    const ds = this.checkDataset(dsIn, prefix === 'eval' ? 'evaluation' : 'prediction')
+    const bs = this.args.perDeviceEvalBatchSize
+    const wasTraining = true
+    this.model.eval()
+    const start = process.hrtime.bigint()
+    const logits: Float32Array[] = []
+    const labels: Array<Int32Array | Float32Array> = []
+    let lossSum = 0, lossCount = 0, numLabels = 0
+    for (let i = 0; i < ds.length; i += bs) {
+      const idx = Array.from({ length: Math.min(bs, ds.length - i) }, (_, k) => i + k)
+      noGrad(() => tidy(() => {
+        const batch = this.collate(ds, idx)
+        try {
+          const hasLabels = !!batch.labels
+          const out = hasLabels ? this.computeLoss(batch) : { loss: null, logits: this.model.forward(batch).logits }
+          numLabels = out.logits.shape[1]
+          logits.push(out.logits.toFloat32Array())
+          if (out.loss) {
+            lossSum += out.loss.item() * idx.length
+            lossCount += idx.length
+          }
+          if (batch.labels) labels.push(batch.labels.dtype === 'int32' ? batch.labels.toInt32Array() : batch.labels.toFloat32Array())
+        } finally {
+          for (const t of Object.values(batch)) t?.dispose()
+        }
+      }))
+      await yieldToEventLoop()
+    }
+    if (wasTraining) this.model.train()
+    const runtime = Number(process.hrtime.bigint() - start) / 1e9
+    const predictions = concat(logits, Float32Array)
+    const labelIds = labels.length ? (labels[0] instanceof Int32Array ? concat(labels as Int32Array[], Int32Array) : concat(labels as Float32Array[], Float32Array)) : null
+    const metrics: Record<string, number> = {}
+    if (lossCount > 0) metrics[`${prefix}Loss`] = lossSum / lossCount
+    if (this.options.computeMetrics && labelIds) {
+      const user = this.options.computeMetrics({ predictions, numLabels, labelIds, predictedLabels: argmaxRows(predictions, numLabels) })
+      for (const [k, v] of Object.entries(user)) metrics[prefix === 'eval' ? metricKey(k) : `test${k.charAt(0).toUpperCase()}${k.slice(1)}`] = v
+    }
+    metrics[`${prefix}Runtime`] = round4(runtime)
+    metrics[`${prefix}SamplesPerSecond`] = round4(ds.length / runtime)
+    metrics[`${prefix}StepsPerSecond`] = round4(Math.ceil(ds.length / bs) / runtime)
+    if (prefix === 'eval') metrics.epoch = round4(this.state.epoch)
+    return { predictions, numLabels, labelIds, metrics }
+  }
+
+  // ---- checkpoints ------------------------------------------------------------------
+
+  private checkpoints(): string[] {
+    const dir = this.args.outputDir
+    if (!existsSync(dir)) return []
+    return readdirSync(dir).filter((d) => /^checkpoint-\d+$/.test(d))
+      .sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1])).map((d) => join(dir, d))
+  }
+
+  private latestCheckpoint(): string | null {
+    const all = this.checkpoints()
+    return all.length ? all[all.length - 1] : null
+  }
+
+  /**
+   * Writes model, optimizer state, schedule position, RNG and data position
+   * into a temporary directory renamed to checkpoint-<step>: a crash mid-save
+   * never leaves a half-written checkpoint.
+   */
+  private saveCheckpoint(position: { epoch: number; batchesDone: number }, batchesInEpoch: number): void {
+    const final = join(this.args.outputDir, `checkpoint-${this.state.globalStep}`)
+    const tmp = join(this.args.outputDir, `.tmp-checkpoint-${this.state.globalStep}-${process.pid}`)
+    rmSync(tmp, { recursive: true, force: true })
+    try {
+      this.model.savePretrained(tmp)
+      const names = this.trainableNames()
+      const entries: Array<[string, { dtype: 'F32'; shape: readonly number[]; data: () => Float32Array }]> = []
+      const steps: Record<string, number> = {}
+      for (const [p, name] of names) {
+        const st = this.optimizer!.stateOf(p)
+        if (!st) continue
+        steps[name] = st.step
+        entries.push([`exp_avg.${name}`, { dtype: 'F32', shape: p.shape, data: () => st.expAvg.toFloat32Array() }])
+        entries.push([`exp_avg_sq.${name}`, { dtype: 'F32', shape: p.shape, data: () => st.expAvgSq.toFloat32Array() }])
+      }
+      writeSafetensors(join(tmp, 'optimizer.safetensors'), entries, { steps: JSON.stringify(steps) })
+      if (position.batchesDone >= batchesInEpoch && batchesInEpoch > 0) position = { epoch: position.epoch + 1, batchesDone: 0 }
+      const rng = getRandomState()
+      const trainerState = {
+        global_step: this.state.globalStep,
+        epoch: this.state.epoch,
+        max_steps: this.state.maxSteps,
+        num_train_epochs: this.state.numTrainEpochs,
+        train_batch_size: this.state.trainBatchSize,
+        best_metric: this.state.bestMetric,
+        best_model_checkpoint: this.pendingBest ? final : this.state.bestModelCheckpoint,
+        log_history: this.state.logHistory,
+        bertkit: {
+          data_position: position,
+          rng: { seed: rng.seed.toString(), offset: rng.offset.toString(), host_state: rng.hostState },
+          args: this.args.toJSON(),
+        },
+      }
+      atomicWriteFile(join(tmp, 'trainer_state.json'), JSON.stringify(trainerState, null, 2) + '\n')
+      rmSync(final, { recursive: true, force: true })
+      renameSync(tmp, final)
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true })
+      throw new Error(`Trainer: saving checkpoint ${final} failed: ${(err as Error).message}`)
+    }
+    if (this.pendingBest) {
+      this.state.bestModelCheckpoint = final
+      this.pendingBest = false
+    }
+    this.fire('onSave', final)
+    this.rotateCheckpoints()
+  }
+
+  private rotateCheckpoints(): void {
+    const limit = this.args.saveTotalLimit
+    if (limit === null) return
+    const all = this.checkpoints()
+    const best = this.state.bestModelCheckpoint ? resolve(this.state.bestModelCheckpoint) : null
+    // Keep the newest `limit`, and never the best one.
+    let excess = all.length - limit
+    for (const dir of all) {
+      if (excess <= 0) break
+      if (best && resolve(dir) === best) continue
+      rmSync(dir, { recursive: true, force: true })
+      excess--
+    }
+  }
+
+  private loadModelWeights(dir: string): void {
+    const file = join(dir, 'model.safetensors')
+    const { tensors } = readSafetensors(file)
+    const values = new Map<string, Float32Array>()
+    for (const [n, t] of tensors) values.set(n, t.data as Float32Array)
+    this.model.loadStateDict(values, { strict: true, source: file })
+  }
+
+  private loadCheckpoint(dir: string): { epoch: number; batchesDone: number } {
+    const statePath = join(dir, 'trainer_state.json')
+    if (!existsSync(statePath)) throw new Error(`Trainer: ${dir} is not a checkpoint (no trainer_state.json)`)
+    const saved = JSON.parse(readFileSync(statePath, 'utf8'))
+    this.loadModelWeights(dir)
+    const opt = readSafetensors(join(dir, 'optimizer.safetensors'))
+    const steps = JSON.parse(opt.metadata.steps ?? '{}') as Record<string, number>
+    for (const [p, name] of this.trainableNames()) {
+      const m = opt.tensors.get(`exp_avg.${name}`), v = opt.tensors.get(`exp_avg_sq.${name}`)
+      if (!m || !v) continue
+      this.optimizer!.setState(p, steps[name] ?? 0, m.data as Float32Array, v.data as Float32Array)
+    }
+    this.state.globalStep = saved.global_step
+    this.state.epoch = saved.epoch
+    this.state.logHistory = saved.log_history
+    this.state.bestMetric = saved.best_metric
+    this.state.bestModelCheckpoint = saved.best_model_checkpoint
+    const rng = saved.bertkit.rng
+    setRandomState({ seed: BigInt(rng.seed), offset: BigInt(rng.offset), hostState: rng.host_state })
+    process.stderr.write(`bertkit: resuming from ${basename(dir)} at step ${saved.global_step}\n`)
+    return saved.bertkit.data_position
+  }
+
+  /** Saves the model (and nothing else) into a directory, as trainer.save_model. */
+  saveModel(dir = this.args.outputDir): void {
+    this.model.savePretrained(dir)
+  }
+
+  dispose(): void {
+    this.optimizer?.dispose()
+    this.optimizer = null
+    this.classWeights?.dispose()
+    this.classWeights = null
+  }
+}
+
+function round4(x: number): number {
+  return Math.round(x * 1e4) / 1e4
+}
+
+function concat<T extends Float32Array | Int32Array>(parts: T[], Ctor: { new (n: number): T }): T {
+  const n = parts.reduce((s, p) => s + p.length, 0)
+  const out = new Ctor(n)
+  let o = 0
+  for (const p of parts) {
+    out.set(p as never, o)
+    o += p.length
+  }
+  return out
+}

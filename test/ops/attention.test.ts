@@ -1,0 +1,355 @@
+// attentionForward / attentionBackward on every backend, against a float64
+// JavaScript reference (with the Philox port for attention dropout) and
+// against central finite differences of that reference.
+import { t } from 'tap'
+import { native, type NativeBuffer } from '../../lib/native.js'
+import { devicesUnderTest } from '../helpers/devices.js'
+import { dropoutMask, keepScale } from '../helpers/philox.js'
+import { compare, f32Buffer, freeAll, i32Buffer, poisoned, randomArray, readF64, rng } from '../helpers/reference.js'
+
+const FLT_MAX = 3.4028234663852886e38
+
+interface Case {
+  name: string
+  batch: number
+  seq: number
+  heads: number
+  headDim: number
+  /** [batch, seq] of 0/1 */
+  mask: number[]
+  p: number
+  seed: bigint
+  offset: bigint
+}
+
+interface Inputs {
+  q: Float64Array
+  k: Float64Array
+  v: Float64Array
+}
+
+function maskRows(seq: number, validLengths: number[]): number[] {
+  return validLengths.flatMap((len) => Array.from({ length: seq }, (_, j) => (j < len ? 1 : 0)))
+}
+
+// hidden 72 = 3 heads x 24, as the issue asks. Batch row 1 pads its last keys,
+// batch row 2 is all padding.
+const SEQ = 37
+const cases: Case[] = [
+  { name: 'seq 37, partly and fully padded rows', batch: 3, seq: SEQ, heads: 3, headDim: 24,
+    mask: maskRows(SEQ, [SEQ, 26, 0]), p: 0, seed: 0n, offset: 0n },
+  { name: 'seq 37 with dropout 0.1', batch: 3, seq: SEQ, heads: 3, headDim: 24,
+    mask: maskRows(SEQ, [SEQ, 26, 0]), p: 0.1, seed: 0xfeedface12345678n, offset: 0xfffffff0n },
+  { name: 'seq 1, one row all padding', batch: 2, seq: 1, heads: 3, headDim: 24,
+    mask: [1, 0], p: 0, seed: 0n, offset: 0n },
+  { name: 'seq 1 with dropout 0.5', batch: 4, seq: 1, heads: 3, headDim: 24,
+    mask: [1, 1, 0, 1], p: 0.5, seed: 5n, offset: 17n },
+  { name: 'seq 5, one head of 7, keys padded', batch: 2, seq: 5, heads: 1, headDim: 7,
+    mask: [1, 1, 1, 0, 0, 1, 0, 1, 1, 1], p: 0.3, seed: 9n, offset: 0n },
+]
+
+function inputsFor(c: Case, seed: number): Inputs {
+  const n = c.batch * c.seq * c.heads * c.headDim
+  // Wide enough ranges that the softmax is far from uniform.
+  return { q: randomArray(n, seed, -4, 4), k: randomArray(n, seed + 1, -2, 2), v: randomArray(n, seed + 2, -1, 1) }
+}
+
+const scaleOf = (c: Case) => Math.fround(1 / Math.sqrt(c.headDim))
+
+/** keep / (1 - p) or 0 per probs element; null without dropout. */
+function dropoutFactors(c: Case): Float64Array | null {
+  if (c.p === 0) return null
+  const n = c.batch * c.heads * c.seq * c.seq
+  const mask = dropoutMask(n, c.p, c.seed, c.offset)
+  const scale = keepScale(c.p)
+  return Float64Array.from(mask, (m) => (m ? scale : 0))
+}
+
+/** float64 reference forward: probs [batch, heads, seq, seq] and out [batch, seq, hidden]. */
+function referenceForward(c: Case, x: Inputs, factor: Float64Array | null): { probs: Float64Array; out: Float64Array } {
+  const { batch, seq, heads, headDim: d } = c
+  const hidden = heads * d
+  const scale = scaleOf(c)
+  const probs = new Float64Array(batch * heads * seq * seq)
+  const out = new Float64Array(batch * seq * hidden)
+  const row = new Float64Array(seq)
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < seq; i++) {
+        const qi = (b * seq + i) * hidden + h * d
+        let max = -Infinity
+        for (let j = 0; j < seq; j++) {
+          const kj = (b * seq + j) * hidden + h * d
+          let dot = 0
+          for (let t = 0; t < d; t++) dot += x.q[qi + t] * x.k[kj + t]
+          // As transformers: the scores plus (1 - mask) * finfo(float32).min.
+          row[j] = dot * scale + (c.mask[b * seq + j] ? 0 : -FLT_MAX)
+          max = Math.max(max, row[j])
+        }
+        let sum = 0
+        for (let j = 0; j < seq; j++) { row[j] = Math.exp(row[j] - max); sum += row[j] }
+        const pBase = ((b * heads + h) * seq + i) * seq
+        for (let j = 0; j < seq; j++) {
+          const pij = row[j] / sum
+          probs[pBase + j] = pij
+          const w = factor ? pij * factor[pBase + j] : pij
+          const vj = (b * seq + j) * hidden + h * d
+          for (let t = 0; t < d; t++) out[qi + t] += w * x.v[vj + t]
+        }
+      }
+    }
+  }
+  return { probs, out }
+}
+
+/**
+ * float64 reference backward with torch's autograd semantics (the mask bias is
+ * a constant added to the scores), from the reference probs.
+ */
+function referenceBackward(c: Case, x: Inputs, factor: Float64Array | null, probs: Float64Array, dout: Float64Array) {
+  const { batch, seq, heads, headDim: d } = c
+  const hidden = heads * d
+  const scale = scaleOf(c)
+  const dq = new Float64Array(x.q.length)
+  const dk = new Float64Array(x.k.length)
+  const dv = new Float64Array(x.v.length)
+  const dp = new Float64Array(seq)
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < seq; i++) {
+        const qi = (b * seq + i) * hidden + h * d
+        const pBase = ((b * heads + h) * seq + i) * seq
+        let rowsum = 0
+        for (let j = 0; j < seq; j++) {
+          const vj = (b * seq + j) * hidden + h * d
+          const f = factor ? factor[pBase + j] : 1
+          let dot = 0
+          for (let t = 0; t < d; t++) {
+            dot += dout[qi + t] * x.v[vj + t]
+            dv[vj + t] += probs[pBase + j] * f * dout[qi + t]
+          }
+          dp[j] = dot * f
+          rowsum += dp[j] * probs[pBase + j]
+        }
+        for (let j = 0; j < seq; j++) {
+          const ds = probs[pBase + j] * (dp[j] - rowsum) * scale
+          const kj = (b * seq + j) * hidden + h * d
+          for (let t = 0; t < d; t++) {
+            dq[qi + t] += ds * x.k[kj + t]
+            dk[kj + t] += ds * x.q[qi + t]
+          }
+        }
+      }
+    }
+  }
+  return { dq, dk, dv }
+}
+
+function dotWith(g: Float64Array, y: Float64Array): number {
+  let s = 0
+  for (let i = 0; i < g.length; i++) s += g[i] * y[i]
+  return s
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]))
+  return m
+}
+
+/** Indices whose token's batch row is entirely padding (FD there sees the rounded, flat forward). */
+function inFullyPaddedBatchRow(c: Case, index: number): boolean {
+  const b = Math.floor(index / (c.seq * c.heads * c.headDim))
+  for (let j = 0; j < c.seq; j++) if (c.mask[b * c.seq + j]) return false
+  return true
+}
+
+for (const dev of devicesUnderTest()) {
+  t.test(`attention on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
+    const addon = native()
+    const liveBefore = addon.memoryStats().liveBuffers
+    const owned: NativeBuffer[] = []
+    const keep = <B extends NativeBuffer>(b: B): B => { owned.push(b); return b }
+    const buf = (values: ArrayLike<number>) => keep(f32Buffer(dev.code, values))
+    t.teardown(() => freeAll(...owned))
+
+    const runForward = (c: Case, x: Inputs) => {
+      const hidden = c.heads * c.headDim
+      const probs = keep(poisoned(dev.code, c.batch * c.heads * c.seq * c.seq))
+      const out = keep(poisoned(dev.code, c.batch * c.seq * hidden))
+      const bufs = { q: buf(x.q), k: buf(x.k), v: buf(x.v), mask: keep(i32Buffer(dev.code, c.mask)), probs, out }
+      addon.attentionForward(c.batch, c.seq, c.heads, c.headDim, scaleOf(c), c.p, c.seed, c.offset,
+        bufs.q, bufs.k, bufs.v, bufs.mask, probs, out)
+      return bufs
+    }
+
+    cases.forEach((c, caseIndex) => {
+      t.test(`forward: ${c.name}`, async (t) => {
+        const x = inputsFor(c, 100 + caseIndex * 10)
+        const factor = dropoutFactors(c)
+        const ref = referenceForward(c, x, factor)
+        const { probs, out } = runForward(c, x)
+        const gotProbs = readF64(probs)
+        const gotOut = readF64(out)
+        t.ok(gotProbs.every(Number.isFinite) && gotOut.every(Number.isFinite), 'probs and out are finite (no NaN)')
+        const cp = compare(gotProbs, ref.probs, 1e-5, 1e-7)
+        t.ok(cp.ok, `probs (before dropout) match the reference (${cp.message})`)
+        const co = compare(gotOut, ref.out, 1e-5, 2e-6)
+        t.ok(co.ok, `out matches the reference (${co.message})`)
+
+        // Rows whose keys are all padding: a uniform softmax, as transformers gives.
+        for (let b = 0; b < c.batch; b++) {
+          const valid = c.mask.slice(b * c.seq, (b + 1) * c.seq).reduce((a, m) => a + m, 0)
+          const start = b * c.heads * c.seq * c.seq
+          const block = gotProbs.subarray(start, start + c.heads * c.seq * c.seq)
+          if (valid === 0) {
+            const uniform = Math.fround(1 / c.seq)
+            t.ok(block.every((p) => Math.abs(p - uniform) <= 1e-7), `batch row ${b} (all padding): every prob is 1/${c.seq}`)
+          } else if (valid < c.seq) {
+            let maskedMass = 0
+            for (let e = 0; e < block.length; e++) if (!c.mask[b * c.seq + (e % c.seq)]) maskedMass += block[e]
+            t.equal(maskedMass, 0, `batch row ${b}: padded keys get exactly zero probability`)
+          }
+        }
+        if (factor) {
+          const plain = referenceForward(c, x, null).out
+          t.ok(compare(gotOut, plain, 1e-3, 1e-3).ok === false, 'dropout changes the output')
+        }
+      })
+    })
+
+    t.test('forward: an all-padding row stays uniform even with scores near 1e3', async (t) => {
+      // A smaller negative bias (say -1e9) would let scores this large show
+      // through; -FLT_MAX swallows any finite score, as in transformers.
+      const c: Case = { name: 'large scores', batch: 2, seq: 6, heads: 2, headDim: 4,
+        mask: maskRows(6, [4, 0]), p: 0, seed: 0n, offset: 0n }
+      const n = c.batch * c.seq * c.heads * c.headDim
+      const x = { q: randomArray(n, 700, -40, 40), k: randomArray(n, 701, -40, 40), v: randomArray(n, 702) }
+      const { probs, out } = runForward(c, x)
+      const got = readF64(probs)
+      const padded = got.subarray(c.heads * c.seq * c.seq)
+      t.ok(padded.every((p) => p === Math.fround(1 / 6)), 'batch row 1: every prob is float32(1/6)')
+      const hidden = c.heads * c.headDim
+      const mean = new Float64Array(hidden)
+      for (let j = 0; j < c.seq; j++) for (let e = 0; e < hidden; e++) mean[e] += x.v[(c.seq + j) * hidden + e] / c.seq
+      const rows = readF64(out).subarray(c.seq * hidden)
+      const cmp = compare(rows, Array.from({ length: rows.length }, (_, i) => mean[i % hidden]), 1e-5, 1e-6)
+      t.ok(cmp.ok, `its outputs are the mean of v (${cmp.message})`)
+      t.ok(got.subarray(0, c.heads * c.seq * c.seq).some((p) => p > 0.99), 'the unpadded row is far from uniform')
+    })
+
+    cases.forEach((c, caseIndex) => {
+      t.test(`backward: ${c.name}`, async (t) => {
+        const x = inputsFor(c, 200 + caseIndex * 10)
+        const n = x.q.length
+        const factor = dropoutFactors(c)
+        const ref = referenceForward(c, x, factor)
+        const g = randomArray(n, 300 + caseIndex)
+        const want = referenceBackward(c, x, factor, ref.probs, g)
+        const fwd = runForward(c, x)
+        const dout = buf(g)
+        // Gradients accumulate: start from nonzero contents.
+        const init = { dq: randomArray(n, 1), dk: randomArray(n, 2), dv: randomArray(n, 3) }
+        const grads = { dq: buf(init.dq), dk: buf(init.dk), dv: buf(init.dv) }
+        addon.attentionBackward(c.batch, c.seq, c.heads, c.headDim, scaleOf(c), c.p, c.seed, c.offset,
+          fwd.q, fwd.k, fwd.v, fwd.probs, dout, grads.dq, grads.dk, grads.dv)
+        const got = {
+          dq: readF64(grads.dq).map((v, i) => v - init.dq[i]),
+          dk: readF64(grads.dk).map((v, i) => v - init.dk[i]),
+          dv: readF64(grads.dv).map((v, i) => v - init.dv[i]),
+        }
+        for (const name of ['dq', 'dk', 'dv'] as const) {
+          const scale = Math.max(maxAbs(want[name]), 1e-3)
+          // Subtracting the random start costs float32 rounding of |start| <= 1.
+          const cmp = compare(got[name], want[name], 1e-4, 1e-6 * scale + 2e-7)
+          t.ok(cmp.ok, `${name} += the analytic reference (${cmp.message})`)
+        }
+
+        // Central differences of sum(g * out) through the float64 reference
+        // forward, at a sample of elements of each input.
+        const h = 1e-3
+        const pick = rng(400 + caseIndex)
+        for (const name of ['q', 'k', 'v'] as const) {
+          const dname = `d${name}` as const
+          const sample = Array.from({ length: Math.min(n, 40) }, () => Math.floor(pick() * n))
+          const fd: number[] = []
+          const native: number[] = []
+          const probe: Inputs = { q: Float64Array.from(x.q), k: Float64Array.from(x.k), v: Float64Array.from(x.v) }
+          for (const idx of sample) {
+            // With every key padded the forward is flat in q and k (the scores
+            // round away under -FLT_MAX); torch's gradient, like ours, is not.
+            if (name !== 'v' && inFullyPaddedBatchRow(c, idx)) continue
+            const orig = probe[name][idx]
+            probe[name][idx] = orig + h
+            const up = dotWith(g, referenceForward(c, probe, factor).out)
+            probe[name][idx] = orig - h
+            const down = dotWith(g, referenceForward(c, probe, factor).out)
+            probe[name][idx] = orig
+            fd.push((up - down) / (2 * h))
+            native.push(got[dname][idx])
+          }
+          const scale = Math.max(maxAbs(fd), 1e-3)
+          const cmp = compare(native, fd, 1e-3, 1e-5 * scale + 3e-7)
+          t.ok(cmp.ok, `${dname} matches finite differences at ${fd.length} sampled elements (${cmp.message})`)
+        }
+      })
+    })
+
+    t.test('backward: accumulates across calls, and null outputs skip their work', async (t) => {
+      const c = cases[1]
+      const x = inputsFor(c, 500)
+      const n = x.q.length
+      const factor = dropoutFactors(c)
+      const ref = referenceForward(c, x, factor)
+      const g = randomArray(n, 501)
+      const want = referenceBackward(c, x, factor, ref.probs, g)
+      const fwd = runForward(c, x)
+      const dout = buf(g)
+      const call = (dq: NativeBuffer | null, dk: NativeBuffer | null, dv: NativeBuffer | null) =>
+        addon.attentionBackward(c.batch, c.seq, c.heads, c.headDim, scaleOf(c), c.p, c.seed, c.offset,
+          fwd.q, fwd.k, fwd.v, fwd.probs, dout, dq, dk, dv)
+      const twice = { dq: buf(new Float64Array(n)), dk: buf(new Float64Array(n)), dv: buf(new Float64Array(n)) }
+      call(twice.dq, twice.dk, twice.dv)
+      call(twice.dq, twice.dk, twice.dv)
+      for (const name of ['dq', 'dk', 'dv'] as const) {
+        const doubled = want[name].map((v) => 2 * v)
+        const cmp = compare(readF64(twice[name]), doubled, 1e-4, 1e-6 * maxAbs(doubled))
+        t.ok(cmp.ok, `two calls give 2 x ${name} (${cmp.message})`)
+      }
+      for (const only of ['dq', 'dk', 'dv'] as const) {
+        const target = buf(new Float64Array(n))
+        call(only === 'dq' ? target : null, only === 'dk' ? target : null, only === 'dv' ? target : null)
+        const cmp = compare(readF64(target), want[only], 1e-4, 1e-6 * maxAbs(want[only]))
+        t.ok(cmp.ok, `${only} alone, the others null (${cmp.message})`)
+      }
+      t.doesNotThrow(() => call(null, null, null), 'all gradients null is a no-op')
+    })
+
+    t.test('results do not depend on the thread count', async (t) => {
+      const c = cases[1]
+      const x = inputsFor(c, 600)
+      const g = buf(randomArray(x.q.length, 601))
+      const before = addon.getNumThreads()
+      const run = (threads: number) => {
+        addon.setNumThreads(threads)
+        const fwd = runForward(c, x)
+        const dq = buf(new Float64Array(x.q.length))
+        const dk = buf(new Float64Array(x.q.length))
+        const dv = buf(new Float64Array(x.q.length))
+        addon.attentionBackward(c.batch, c.seq, c.heads, c.headDim, scaleOf(c), c.p, c.seed, c.offset,
+          fwd.q, fwd.k, fwd.v, fwd.probs, g, dq, dk, dv)
+        return [fwd.probs, fwd.out, dq, dk, dv].map((b) => Array.from(readF64(b)))
+      }
+      try {
+        t.same(run(1), run(2), 'probs, out, dq, dk, dv identical with 1 and 2 threads')
+      } finally {
+        addon.setNumThreads(before)
+      }
+    })
+
+    t.test('every buffer is freed', async (t) => {
+      freeAll(...owned)
+      t.equal(addon.memoryStats().liveBuffers, liveBefore)
+    })
+  })
+}
