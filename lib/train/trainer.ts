@@ -7,7 +7,7 @@ import { join, resolve, basename } from 'node:path'
 import { AdamW } from '../optim/adamw.js'
 import { clipGradNorm } from '../optim/clip.js'
 import { native } from '../native.js'
-import { tidy, noGrad, manualSeed, getRandomState, setRandomState, crossEntropy, zeros, tensor, type Tensor } from '../tensor/index.js'
+import { tidy, noGrad, manualSeed, getRandomState, setRandomState, crossEntropy, zeros, full, tensor, type Tensor } from '../tensor/index.js'
 import { resolveDevice } from '../tensor/device.js'
 import { readSafetensors, writeSafetensors, atomicWriteFile } from '../hub/safetensors.js'
 import type { Dataset, Row } from '../data/dataset.js'
@@ -19,9 +19,17 @@ import { argmaxRows } from './metrics.js'
 import { Progress } from './progress.js'
 import { writeCurvesSvg } from './plot.js'
 
+/** A batch as models take it (BertForSequenceClassification's inputs). */
+export interface ModelInputs {
+  inputIds: Tensor
+  attentionMask?: Tensor | null
+  tokenTypeIds?: Tensor | null
+  labels?: Tensor | null
+}
+
 /** What the Trainer needs of a model (BertForSequenceClassification fits). */
 export interface TrainableModel {
-  forward(inputs: Record<string, Tensor | null | undefined>): { loss: Tensor | null; logits: Tensor }
+  forward(inputs: ModelInputs): { loss: Tensor | null; logits: Tensor }
   namedParameters(): Iterable<[string, Tensor]>
   train(mode?: boolean): unknown
   eval(): unknown
@@ -30,7 +38,7 @@ export interface TrainableModel {
 }
 
 /** Turns rows into a batch of tensors the caller owns (the Trainer disposes them). */
-export type DataCollator = (features: Row[]) => Record<string, Tensor | null | undefined>
+export type DataCollator = (features: Row[]) => ModelInputs
 
 export interface EvalPrediction {
   /** Logits, row-major [n, numLabels]. */
@@ -144,14 +152,14 @@ export class Trainer {
     return batches
   }
 
-  private collate(ds: Dataset, indices: number[]): Record<string, Tensor | null | undefined> {
+  private collate(ds: Dataset, indices: number[]): ModelInputs {
     const rows = indices.map((i) => ds.get(i))
     return this.options.dataCollator(rows)
   }
 
   // ---- loss -------------------------------------------------------------------
 
-  private computeLoss(batch: Record<string, Tensor | null | undefined>): { loss: Tensor; logits: Tensor } {
+  private computeLoss(batch: ModelInputs): { loss: Tensor; logits: Tensor } {
     if (this.args.classWeights) {
       const { labels, ...inputs } = batch
       const out = this.model.forward(inputs)
@@ -245,14 +253,9 @@ export class Trainer {
             const batch = this.collate(ds, batches[b])
             try {
               const { loss } = this.computeLoss(batch)
-              const scaled = args.gradientAccumulationSteps > 1 ? loss.item() / args.gradientAccumulationSteps : null
-              if (scaled !== null) {
-                const s = zeros([], { device })
-                native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 0, s.buffer)
-                loss.backward(s)
-              } else {
-                loss.backward()
-              }
+              // With accumulation each micro-batch's mean loss counts 1/k of the step.
+              if (args.gradientAccumulationSteps > 1) loss.backward(full([], 1 / args.gradientAccumulationSteps, { device }))
+              else loss.backward()
               native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 1, lossSinceLog.buffer)
               // On the CPU reading the loss costs nothing; it lets a NaN stop the run at its step.
               return device === 'cpu' ? loss.item() : NaN
