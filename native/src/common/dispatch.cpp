@@ -12,7 +12,7 @@ const char* device_name(Device device) {
   return device == Device::CUDA ? "cuda" : "cpu";
 }
 
-bool backend_compiled(Device device) {
+bool backend_compiled([[maybe_unused]] Device device) {
 #ifdef BERTKIT_WITH_CUDA
   return true;
 #else
