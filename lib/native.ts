@@ -21,6 +21,9 @@ export interface NativeAddon {
   NativeBuffer: new (device: number, dtype: number, numel: number) => NativeBuffer
   gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Buf, b: Buf,
     beta: number, c: Buf, batch: number, strideA: number, strideB: number, strideC: number): void
+  /** a, b: float16 or bfloat16 (same dtype); c: float32; fp32 accumulation. */
+  gemmMixed(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Buf, b: Buf,
+    beta: number, c: Buf, batch: number, strideA: number, strideB: number, strideC: number): void
   fill(x: Buf, n: number, value: number): void
   axpby(n: number, alpha: number, x: Buf, beta: number, y: Buf): void
   mul(n: number, a: Buf, b: Buf, out: Buf): void

@@ -88,6 +88,7 @@ export class Module {
         if (!v) continue
         if (v instanceof Tensor) native().axpby(p.numel, 1, v.buffer, 0, p.buffer)
         else p.buffer.write(v)
+        p.version++
       }
     })
     return { missingKeys, unexpectedKeys }

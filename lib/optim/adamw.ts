@@ -100,6 +100,7 @@ export class AdamW {
             this.state.set(p, st)
           }
           st.step++
+          p.version++
           addon.adamwStep(p.numel, group.lr, group.betas[0], group.betas[1], group.eps, group.weightDecay, st.step,
             gradScale ? gradScale.buffer : null, p.grad.buffer, p.buffer, st.expAvg.buffer, st.expAvgSq.buffer)
         }

@@ -4,6 +4,7 @@ import { native, ACTIVATION_CODE } from '../native.js'
 import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } from './tensor.js'
 import { record, save, willRecord } from './autograd.js'
 import { nextPhiloxRange } from './random.js'
+import { autocastDtype, castHalf, halfWeight, type HalfDType } from './autocast.js'
 
 function fail(op: string, message: string): never {
   throw new Error(`${op}: ${message}`)
@@ -201,6 +202,8 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     fail('linear', `bias ${formatShape(bias.shape)} must be [${outFeatures}] for weight ${formatShape(weight.shape)}`)
   }
   const rows = x.numel / inFeatures
+  const half = autocastDtype()
+  if (half) return linearHalf(x, weight, bias, rows, inFeatures, outFeatures, half)
   const addon = native()
   const out = empty([...x.shape.slice(0, -1), outFeatures], { device: x.device })
   addon.gemm(false, true, rows, outFeatures, inFeatures, 1, x.buffer, weight.buffer, 0, out.buffer, 1, 0, 0, 0)
@@ -213,6 +216,35 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
       // dx += g · W ; dW += gᵀ · x ; db += column sums of g.
       if (gx) addon.gemm(false, false, rows, inFeatures, outFeatures, 1, g.buffer, sw!.buffer, 1, gx.buffer, 1, 0, 0, 0)
       if (gw) addon.gemm(true, false, outFeatures, inFeatures, rows, 1, g.buffer, sx!.buffer, 1, gw.buffer, 1, 0, 0, 0)
+      if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer)
+    })
+}
+
+/**
+ * linear under autocast: half copies of x and W (W cached per region), fp32
+ * accumulation and output. Backward keeps the half copies (half the memory of
+ * fp32 activations) and multiplies a half copy of the incoming gradient.
+ */
+function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number, inFeatures: number, outFeatures: number, half: HalfDType): Tensor {
+  const addon = native()
+  const x16 = castHalf(x, half)
+  const w16 = halfWeight(weight)
+  const out = empty([...x.shape.slice(0, -1), outFeatures], { device: x.device })
+  addon.gemmMixed(false, true, rows, outFeatures, inFeatures, 1, x16.buffer, w16.buffer, 0, out.buffer, 1, 0, 0, 0)
+  if (bias) addon.addBiasRows(rows, outFeatures, bias.buffer, out.buffer)
+  const recording = willRecord([x, weight, bias])
+  const savedX = recording && weight.requiresGrad ? x16 : null
+  if (!savedX) x16.dispose()
+  return record('linear', out, [x, weight, bias],
+    [savedX, recording && x.requiresGrad ? save(w16) : null],
+    (g, [gx, gw, gb], [sx16, sw16]) => {
+      const g16 = castHalf(g, half)
+      try {
+        if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.buffer, sw16!.buffer, 1, gx.buffer, 1, 0, 0, 0)
+        if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, g16.buffer, sx16!.buffer, 1, gw.buffer, 1, 0, 0, 0)
+      } finally {
+        g16.dispose()
+      }
       if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer)
     })
 }

@@ -43,6 +43,8 @@ export class Tensor {
   grad: Tensor | null = null
   /** Survives every tidy() scope; the caller disposes it. */
   kept = false
+  /** Bumped whenever the data changes in place (optimizer steps, loads): invalidates cached casts. */
+  version = 0
   private _requiresGrad = false
   private storage: Storage | null
 

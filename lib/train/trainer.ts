@@ -7,7 +7,7 @@ import { join, resolve, basename } from 'node:path'
 import { AdamW } from '../optim/adamw.js'
 import { clipGradNorm } from '../optim/clip.js'
 import { native } from '../native.js'
-import { tidy, noGrad, manualSeed, getRandomState, setRandomState, crossEntropy, zeros, full, tensor, type Tensor } from '../tensor/index.js'
+import { tidy, noGrad, manualSeed, getRandomState, setRandomState, crossEntropy, zeros, full, tensor, autocast, type Tensor, type HalfDType } from '../tensor/index.js'
 import { resolveDevice } from '../tensor/device.js'
 import { readSafetensors, writeSafetensors, atomicWriteFile } from '../hub/safetensors.js'
 import type { Dataset, Row } from '../data/dataset.js'
@@ -88,6 +88,10 @@ export class Trainer {
   private readonly callbacks: TrainerCallback[]
   private optimizer: AdamW | null = null
   private classWeights: Tensor | null = null
+  /** Half-precision matrix products (fp16 / bf16 arguments), fp32 masters. */
+  private readonly halfDtype: HalfDType | null
+  /** fp16 only: dynamic loss scaling as torch.amp.GradScaler. */
+  private scaler: LossScaler | null = null
 
   constructor(private readonly options: TrainerOptions) {
     if (!options || !options.model) throw new Error('Trainer: a model is required')
@@ -103,6 +107,8 @@ export class Trainer {
     if ((this.args.fp16 || this.args.bf16) && resolveDevice(this.args.device) === 'cpu') {
       throw new Error(`TrainingArguments: ${this.args.fp16 ? 'fp16' : 'bf16'} mixed precision needs the CUDA backend; this run uses the CPU (set fp16/bf16 to false)`)
     }
+    this.halfDtype = this.args.bf16 ? 'bfloat16' : this.args.fp16 ? 'float16' : null
+    if (this.args.fp16) this.scaler = new LossScaler()
   }
 
   addCallback(cb: TrainerCallback): void {
@@ -249,12 +255,14 @@ export class Trainer {
         this.fire('onEpochBegin')
         let micro = 0
         for (let b = epoch === startEpoch ? skipBatches : 0; b < batches.length; b++) {
-          const stepLoss = tidy(() => {
+          const stepLoss = tidy(() => autocast(this.halfDtype, () => {
             const batch = this.collate(ds, batches[b])
             try {
               const { loss } = this.computeLoss(batch)
-              // With accumulation each micro-batch's mean loss counts 1/k of the step.
-              if (args.gradientAccumulationSteps > 1) loss.backward(full([], 1 / args.gradientAccumulationSteps, { device }))
+              // With accumulation each micro-batch's mean loss counts 1/k of the step;
+              // with fp16 the loss is multiplied by the dynamic loss scale.
+              const seed = (this.scaler?.scale ?? 1) / args.gradientAccumulationSteps
+              if (seed !== 1) loss.backward(full([], seed, { device }))
               else loss.backward()
               native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 1, lossSinceLog.buffer)
               // On the CPU reading the loss costs nothing; it lets a NaN stop the run at its step.
@@ -262,7 +270,7 @@ export class Trainer {
             } finally {
               for (const t of Object.values(batch)) t?.dispose()
             }
-          })
+          }))
           if (device === 'cpu' && !Number.isFinite(stepLoss)) {
             throw new Error(`Trainer: the loss became ${stepLoss} at step ${this.state.globalStep + 1} (epoch ${epoch}, batch ${b}); lower the learning rate or check the data`)
           }
@@ -274,7 +282,24 @@ export class Trainer {
           const lr = args.learningRate * lrMultiplier(args.lrSchedulerType, this.state.globalStep, warmup, maxSteps)
           for (const g of optimizer.paramGroups) g.lr = lr
           let gradNorm: number | null = null
-          if (args.maxGradNorm > 0) {
+          if (this.scaler) {
+            // fp16: unscale, check for inf/NaN (one read of the device, as torch's GradScaler),
+            // skip the step and halve the scale on overflow, else clip and step.
+            const clip = clipGradNorm(trainable, args.maxGradNorm > 0 ? args.maxGradNorm : 1)
+            const norm = Math.sqrt(clip.sumOfSquares.item()) / this.scaler.scale
+            clip.coefficient.dispose()
+            clip.sumOfSquares.dispose()
+            if (Number.isFinite(norm)) {
+              const coef = (args.maxGradNorm > 0 ? Math.min(1, args.maxGradNorm / (norm + 1e-6)) : 1) / this.scaler.scale
+              const scaleTensor = full([], coef, { device })
+              optimizer.step({ gradScale: scaleTensor })
+              scaleTensor.dispose()
+              gradNorm = norm
+              this.scaler.update(false)
+            } else {
+              this.scaler.update(true)
+            }
+          } else if (args.maxGradNorm > 0) {
             const clip = clipGradNorm(trainable, args.maxGradNorm)
             optimizer.step({ gradScale: clip.coefficient })
             if (this.shouldLog()) gradNorm = clip.totalNorm()
@@ -391,7 +416,7 @@ export class Trainer {
     let lossSum = 0, lossCount = 0, numLabels = 0
     for (let i = 0; i < ds.length; i += bs) {
       const idx = Array.from({ length: Math.min(bs, ds.length - i) }, (_, k) => i + k)
-      noGrad(() => tidy(() => {
+      noGrad(() => tidy(() => autocast(this.halfDtype, () => {
         const batch = this.collate(ds, idx)
         try {
           const hasLabels = !!batch.labels
@@ -406,7 +431,7 @@ export class Trainer {
         } finally {
           for (const t of Object.values(batch)) t?.dispose()
         }
-      }))
+      })))
       await yieldToEventLoop()
     }
     if (wasTraining) this.model.train()
@@ -550,6 +575,24 @@ export class Trainer {
     this.optimizer = null
     this.classWeights?.dispose()
     this.classWeights = null
+  }
+}
+
+/** torch.amp.GradScaler's schedule: start 2^16, x2 after 2000 clean steps, x0.5 (and skip) on inf/NaN. */
+export class LossScaler {
+  scale = 65536
+  private cleanSteps = 0
+  skippedSteps = 0
+
+  update(overflow: boolean): void {
+    if (overflow) {
+      this.scale *= 0.5
+      this.cleanSteps = 0
+      this.skippedSteps++
+    } else if (++this.cleanSteps >= 2000) {
+      this.scale *= 2
+      this.cleanSteps = 0
+    }
   }
 }
 

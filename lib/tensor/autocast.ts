@@ -1,0 +1,60 @@
+// Mixed precision as torch.autocast does it for matrix products: inside
+// autocast('bfloat16' | 'float16', fn), linear and matmul multiply half-
+// precision copies of their operands with fp32 accumulation into fp32
+// outputs; every other op, the master weights and the optimizer stay fp32.
+// Half copies of weights are cached for the duration of the autocast region
+// (keyed by the weight's version, bumped whenever the weight changes) and
+// freed when it ends.
+import { native } from '../native.js'
+import { Tensor, emptyUntracked } from './tensor.js'
+import { Storage } from './storage.js'
+
+export type HalfDType = 'float16' | 'bfloat16'
+
+interface Region {
+  dtype: HalfDType
+  weights: Map<Tensor, { version: number; half: Tensor }>
+}
+
+let region: Region | null = null
+
+export function autocastDtype(): HalfDType | null {
+  return region?.dtype ?? null
+}
+
+/** Runs fn with half-precision matrix products. Regions do not nest. */
+export function autocast<T>(dtype: HalfDType | null, fn: () => T): T {
+  if (dtype === null) return fn()
+  if (dtype !== 'float16' && dtype !== 'bfloat16') throw new Error(`autocast: dtype must be float16 or bfloat16, got ${dtype}`)
+  if (region) throw new Error('autocast: regions do not nest')
+  region = { dtype, weights: new Map() }
+  const mine = region
+  try {
+    const result = fn()
+    if (result instanceof Promise) throw new Error('autocast(fn): fn must be synchronous')
+    return result
+  } finally {
+    for (const { half } of mine.weights.values()) half.dispose()
+    region = null
+  }
+}
+
+/** A half-precision copy of a float32 tensor (untracked: the caller owns it). */
+export function castHalf(x: Tensor, dtype: HalfDType): Tensor {
+  const out = new Tensor(Storage.allocate(x.numel, dtype, x.device), x.shape, false)
+  native().cast(x.numel, x.buffer, out.buffer)
+  return out
+}
+
+/** The half copy of a weight for the current region, cast once per weight version. */
+export function halfWeight(w: Tensor): Tensor {
+  if (!region) throw new Error('internal: halfWeight outside autocast')
+  const cached = region.weights.get(w)
+  if (cached && cached.version === w.version) return cached.half
+  cached?.half.dispose()
+  const half = castHalf(w, region.dtype)
+  region.weights.set(w, { version: w.version, half })
+  return half
+}
+
+export { emptyUntracked }
