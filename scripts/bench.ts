@@ -118,6 +118,12 @@ function runHf(strategy: Strategy, precision: Precision, seed: number): Result {
   return { ...(JSON.parse(last) as Result), seed }
 }
 
+/** Results so far, so a run cut short by a time limit still leaves its numbers. */
+function saveProgress(results: Result[]): void {
+  mkdirSync(dirname(outBase) || '.', { recursive: true })
+  writeFileSync(`${outBase}.partial.json`, JSON.stringify({ argv, results }, null, 2) + '\n')
+}
+
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
 const fmt = (x: number | null | undefined, d = 3) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d))
 
@@ -128,10 +134,12 @@ async function main() {
       for (const seed of seeds) {
         const ours = await runBertkit(strategy, precision, seed)
         results.push(ours)
+        saveProgress(results)
         process.stderr.write(`bertkit ${strategy} ${precision} seed ${seed}: ${ours.trainRuntime.toFixed(1)} s, loss ${ours.trainLoss.toFixed(3)}, F1 ${ours.evalF1.toFixed(3)}\n`)
         if (flag('hf')) {
           const theirs = runHf(strategy, precision, seed)
           results.push(theirs)
+          saveProgress(results)
           process.stderr.write(`transformers ${strategy} ${precision} seed ${seed}: ${theirs.error ?? `${theirs.trainRuntime.toFixed(1)} s, loss ${theirs.trainLoss.toFixed(3)}, F1 ${theirs.evalF1.toFixed(3)}`}\n`)
         }
       }
@@ -147,8 +155,10 @@ async function main() {
     `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores); device: ${deviceText}; date ${new Date().toISOString().slice(0, 10)}.`,
     `Command: \`npm run bench -- ${argv.join(' ')}\``,
     '',
-    '| strategy | precision | library | train time (s) | train loss | eval F1 | eval time (s) | train samples/s | peak memory (MiB) | T4 reference: time / loss / F1 |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    'TFLOP/s (full fine-tuning only) uses DESIGN.md\'s count of ~2e14 FLOP for one epoch of bert-base on this data, scaled by the steps run.',
+    '',
+    '| strategy | precision | library | train time (s) | train loss | eval F1 | eval time (s) | train samples/s | peak memory (MiB) | TFLOP/s | T4 reference: time / loss / F1 |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ]
   for (const precision of precisions) {
     for (const strategy of strategies) {
@@ -158,11 +168,11 @@ async function main() {
         if (!rs.length && !failed) continue
         const ref = REFERENCE_T4[strategy]
         if (!rs.length) {
-          lines.push(`| ${strategy} | ${precision} | ${library} | error: ${failed!.error!.slice(0, 120)} | | | | | | |`)
+          lines.push(`| ${strategy} | ${precision} | ${library} | error: ${failed!.error!.slice(0, 120)} | | | | | | | |`)
           continue
         }
         const peaks = rs.map((r) => r.peakMemoryMiB).filter((x): x is number => x !== null)
-        lines.push(`| ${strategy} | ${precision} | ${library} | ${fmt(mean(rs.map((r) => r.trainRuntime)), 1)} | ${fmt(mean(rs.map((r) => r.trainLoss)))} | ${fmt(mean(rs.map((r) => r.evalF1)))} | ${fmt(mean(rs.map((r) => r.evalRuntime)), 2)} | ${fmt(mean(rs.map((r) => r.trainSamplesPerSecond)), 1)} | ${peaks.length ? fmt(mean(peaks), 0) : 'n/a'} | ${ref.trainTime} / ${ref.trainLoss} / ${ref.evalF1} |`)
+        lines.push(`| ${strategy} | ${precision} | ${library} | ${fmt(mean(rs.map((r) => r.trainRuntime)), 1)} | ${fmt(mean(rs.map((r) => r.trainLoss)))} | ${fmt(mean(rs.map((r) => r.evalF1)))} | ${fmt(mean(rs.map((r) => r.evalRuntime)), 2)} | ${fmt(mean(rs.map((r) => r.trainSamplesPerSecond)), 1)} | ${peaks.length ? fmt(mean(peaks), 0) : 'n/a'} | ${strategy === 'full' ? fmt((2e14 * mean(rs.map((r) => r.steps)) / 534) / mean(rs.map((r) => r.trainRuntime)) / 1e12, 1) : ''} | ${ref.trainTime} / ${ref.trainLoss} / ${ref.evalF1} |`)
       }
     }
   }
