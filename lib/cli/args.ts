@@ -1,0 +1,84 @@
+// Command-line flags: --kebab-case flags map onto TrainingArguments' camelCase
+// fields, parsed by the type of each field's default, so every supported
+// Hugging Face argument is a flag without a hand-written list.
+import { TrainingArguments } from '../train/training_args.js'
+
+export interface ParsedFlags {
+  positional: string[]
+  flags: Map<string, string | true>
+}
+
+export function parseFlags(argv: string[]): ParsedFlags {
+  const positional: string[] = []
+  const flags = new Map<string, string | true>()
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (!a.startsWith('--')) {
+      positional.push(a)
+      continue
+    }
+    const eq = a.indexOf('=')
+    if (eq > 0) {
+      flags.set(a.slice(2, eq), a.slice(eq + 1))
+    } else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
+      flags.set(a.slice(2), argv[++i])
+    } else {
+      flags.set(a.slice(2), true)
+    }
+  }
+  return { positional, flags }
+}
+
+export const kebabToCamel = (s: string) => s.replace(/[-_]([a-z0-9])/g, (_, c: string) => c.toUpperCase())
+export const camelToKebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+
+/** TrainingArguments fields settable from flags, with the parser each needs. */
+function fieldParsers(): Map<string, (v: string | true, flag: string) => unknown> {
+  const defaults = new TrainingArguments() as unknown as Record<string, unknown>
+  const parsers = new Map<string, (v: string | true, flag: string) => unknown>()
+  const number = (v: string | true, flag: string) => {
+    const n = Number(v)
+    if (v === true || !Number.isFinite(n)) throw new Error(`--${flag}: expected a number, got ${v === true ? 'nothing' : `"${v}"`}`)
+    return n
+  }
+  const bool = (v: string | true, flag: string) => {
+    if (v === true || v === 'true' || v === '1') return true
+    if (v === 'false' || v === '0') return false
+    throw new Error(`--${flag}: expected true or false, got "${v}"`)
+  }
+  const str = (v: string | true, flag: string) => {
+    if (v === true) throw new Error(`--${flag}: expected a value`)
+    return v
+  }
+  for (const [k, v] of Object.entries(defaults)) {
+    if (typeof v === 'number') parsers.set(k, number)
+    else if (typeof v === 'boolean') parsers.set(k, bool)
+    else if (typeof v === 'string') parsers.set(k, str)
+  }
+  // Fields whose default is null.
+  for (const k of ['evalSteps', 'saveTotalLimit', 'dataSeed']) parsers.set(k, number)
+  parsers.set('metricForBestModel', str)
+  parsers.set('greaterIsBetter', bool)
+  parsers.set('resumeFromCheckpoint', (v) => (v === true || v === 'true' ? true : v))
+  parsers.set('classWeights', (v, flag) => str(v, flag).split(',').map((x) => number(x, flag)))
+  return parsers
+}
+
+/** Splits flags into TrainingArguments fields and the rest (command options). */
+export function trainingArgsFromFlags(flags: Map<string, string | true>, known: Set<string>): { fields: Record<string, unknown>; rest: Map<string, string | true> } {
+  const parsers = fieldParsers()
+  const fields: Record<string, unknown> = {}
+  const rest = new Map<string, string | true>()
+  for (const [flag, value] of flags) {
+    const field = kebabToCamel(flag)
+    const parse = parsers.get(field)
+    if (parse) fields[field] = parse(value, flag)
+    else if (known.has(flag)) rest.set(flag, value)
+    else throw new Error(`unknown flag --${flag} (see bertkit --help)`)
+  }
+  return { fields, rest }
+}
+
+export function trainingArgumentFlags(): string[] {
+  return [...fieldParsers().keys()].map(camelToKebab)
+}
