@@ -84,13 +84,24 @@ function labelKind(v: unknown, where: string): LabelKind {
   throw new TypeError(`DataCollatorWithPadding: ${where} is ${JSON.stringify(v) ?? String(v)}, not a number or an array of numbers`)
 }
 
+/** Callable with or without `new`: Python has no `new`, TypeScript habits do. */
+export interface DataCollatorWithPaddingFactory {
+  (options: DataCollatorWithPaddingOptions): DataCollator
+  new (options: DataCollatorWithPaddingOptions): DataCollator
+}
+
 /**
  * transformers' DataCollatorWithPadding(tokenizer=…): call the result with a
  * list of rows ({inputIds, attentionMask?, tokenTypeIds?, label | labels}, or
  * the snake_case input_ids, attention_mask, token_type_ids) to get a padded
  * batch of tensors. Other fields (e.g. the text) are ignored.
  */
-export function DataCollatorWithPadding(options: DataCollatorWithPaddingOptions): DataCollator {
+// A constructor that returns an object yields that object under `new`, so one function serves both forms.
+export const DataCollatorWithPadding = function DataCollatorWithPadding(options: DataCollatorWithPaddingOptions): DataCollator {
+  return makeCollator(options)
+} as DataCollatorWithPaddingFactory
+
+function makeCollator(options: DataCollatorWithPaddingOptions): DataCollator {
   const where = 'DataCollatorWithPadding'
   const tok = options?.tokenizer
   const padTokenId = typeof tok === 'number' ? tok : tok?.padTokenId

@@ -82,16 +82,18 @@ function normalizeDataFiles(spec: DataFilesSpec): Record<string, string[]> {
   return out
 }
 
-function walkFiles(dir: string): string[] {
+/** Files under dir as "/"-separated relative paths, at most maxDepth components deep. */
+function walkFiles(dir: string, maxDepth = Infinity): string[] {
   const out: string[] = []
-  const walk = (d: string, prefix: string) => {
+  const walk = (d: string, prefix: string, depth: number) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const rel = prefix ? `${prefix}/${e.name}` : e.name
-      if (e.isDirectory()) walk(join(d, e.name), rel)
-      else out.push(rel)
+      if (e.isDirectory()) {
+        if (depth < maxDepth) walk(join(d, e.name), rel, depth + 1)
+      } else out.push(rel)
     }
   }
-  walk(dir, '')
+  walk(dir, '', 1)
   return out.sort()
 }
 
@@ -110,9 +112,11 @@ function resolveLocalPatterns(patterns: string[], baseDir: string): string[] {
     const firstWild = parts.findIndex(hasWildcard)
     const root = parts.slice(0, firstWild).join(sep) || sep
     const rest = parts.slice(firstWild).join('/')
+    // A pattern without "**" cannot reach deeper than its own components: do not walk further.
+    const depth = rest.split('/').includes('**') ? Infinity : rest.split('/').length
     let files: string[]
     try {
-      files = walkFiles(root)
+      files = walkFiles(root, depth)
     } catch (err) {
       throw new Error(`loadDataset: cannot list ${root} for the pattern "${p}": ${(err as Error).message}`)
     }
@@ -174,8 +178,9 @@ function localFolderFiles(dir: string, options: LoadDatasetOptions): Record<stri
   const all = walkFiles(base)
   const one = dataFilesOfOneFormat(all)
   if (!one) throw new Error(`loadDataset: ${base} holds no .parquet, .csv, .tsv, .json or .jsonl file`)
-  const splits = resolveSplitsFromFileNames(one.files)
-  return Object.fromEntries(Object.entries(splits).map(([s, fs]) => [s, fs.map((f) => join(base, ...f.split('/')))]))
+  const cfg = selectConfig(one.files, options.name, `folder ${base}`)
+  const splits = resolveSplitsFromFileNames(cfg.files)
+  return Object.fromEntries(Object.entries(splits).map(([s, fs]) => [s, fs.map((f) => join(base, ...(cfg.prefix + f).split('/')))]))
 }
 
 /** Picks the files of one config folder in a multi-config layout; paths stay repo-relative. */

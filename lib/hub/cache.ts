@@ -9,9 +9,9 @@
 // Writers here never leave a half-written file under a final name: blobs are
 // renamed into place when complete (hub.ts), refs are written to a temp file
 // and renamed, and a snapshot entry is only a link to a complete blob.
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
-import { dirname, join, relative, resolve, sep } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 
 export type RepoType = 'model' | 'dataset'
 
@@ -57,6 +57,20 @@ export function pointerPath(storage: string, commit: string, filename: string): 
 export function blobPath(storage: string, etag: string): string {
   if (!/^[\w.-]+$/.test(etag) || etag.startsWith('.')) throw new Error(`hub cache: the server sent an etag ${JSON.stringify(etag)} that cannot name a blob file`)
   return join(storage, 'blobs', etag)
+}
+
+/**
+ * Marks the cache with the Cache Directory Tagging Standard file, as
+ * huggingface_hub does, so backup tools skip it. Best effort.
+ */
+export function tagCacheDir(cacheDir: string): void {
+  const tag = join(cacheDir, 'CACHEDIR.TAG')
+  if (existsSync(tag)) return
+  try {
+    writeFileSync(tag, 'Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by bertkit (Hugging Face cache).\n# For information about cache directory tags see https://bford.info/cachedir/\n', { flag: 'wx' })
+  } catch {
+    // read-only or raced: either way not ours to fix
+  }
 }
 
 /** The commit a revision resolves to in the cache: itself when it is a commit hash, else refs/<revision>. */
@@ -151,19 +165,4 @@ export function listSnapshotFiles(snapshotDir: string): string[] {
   }
   if (existsSync(snapshotDir)) walk(snapshotDir, '')
   return out.sort()
-}
-
-/** Where a snapshot entry really lives (for messages and interop checks). */
-export function describePointer(pointer: string): string {
-  try {
-    return lstatSync(pointer).isSymbolicLink() ? `${pointer} -> ${readlinkSync(pointer)}` : pointer
-  } catch {
-    return pointer
-  }
-}
-
-/** Whether p is inside dir once both are resolved (no ".." escape through a crafted path). */
-export function isInside(dir: string, p: string): boolean {
-  const rel = relative(resolve(dir), resolve(p))
-  return rel === '' || (!rel.startsWith('..') && !rel.startsWith(sep) && rel !== '..')
 }

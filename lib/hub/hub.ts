@@ -10,10 +10,11 @@
 // follows huggingface_hub's file_download.py:
 //
 // - HEAD {endpoint}/{datasets/}{repo}/resolve/{revision}/{path}, following
-//   only relative redirects (the Hub's own, for renamed repos). The commit is
-//   X-Repo-Commit; the etag is X-Linked-Etag, else ETag, stripped of W/ and
-//   quotes; the size is X-Linked-Size, else Content-Length of a non-redirect.
-//   An absolute redirect points at a CDN: the GET goes there.
+//   redirects that stay on the Hub's origins (renamed repos) but not those to
+//   a CDN: that redirect response carries the metadata, and the GET to the
+//   CDN gets no token. The commit is X-Repo-Commit; the etag is X-Linked-Etag,
+//   else ETag, stripped of W/ and quotes; the size is X-Linked-Size, else
+//   Content-Length of a non-redirect.
 // - GET into blobs/<etag>.<random>.incomplete, renamed to blobs/<etag> only
 //   once every byte arrived (and, for LFS files, whose etag is the sha256, the
 //   hash matched). A broken connection is retried from where it stopped (HTTP
@@ -38,6 +39,7 @@ import {
   pointerPath,
   readRef,
   storageFolder,
+  tagCacheDir,
   writeRef,
   type RepoType,
 } from './cache.js'
@@ -57,6 +59,7 @@ export type HubErrorCode =
   | 'BadResponse'
   | 'Interrupted'
   | 'ChecksumMismatch'
+  | 'WriteFailed'
   | 'UnsupportedWeights'
   | 'NoWeights'
 
@@ -249,6 +252,14 @@ interface FileMetadata {
   location: string
 }
 
+const HUB_ORIGINS = ['https://huggingface.co', 'https://hub-ci.huggingface.co', 'https://hf.co']
+
+/** huggingface_hub's _is_same_or_hub_host: redirects there are followed and may carry the token. */
+function isHubOrigin(from: string, target: string): boolean {
+  const origin = new URL(target).origin
+  return origin === new URL(from).origin || HUB_ORIGINS.includes(origin) || origin === new URL(hubEndpoint()).origin
+}
+
 async function fileMetadata(url: string, headers: Record<string, string>, f: typeof fetch, t: Target, where: string): Promise<FileMetadata> {
   let current = url
   const timeoutMs = secondsFromEnv('HF_HUB_ETAG_TIMEOUT', 10) * 1000
@@ -261,11 +272,12 @@ async function fileMetadata(url: string, headers: Record<string, string>, f: typ
       const loc = res.headers.get('location')
       if (!loc) throw new HubError(`${where}: ${current} answered ${res.status} without a Location header`, 'BadResponse', { ...t, url: current, status: res.status })
       const next = new URL(loc, current).href
-      if (!/^[a-z][a-z0-9+.-]*:/i.test(loc)) {
-        // A relative redirect is the Hub's own (a renamed repo): ask again there.
+      if (isHubOrigin(current, next)) {
+        // Still on the Hub (a renamed repo): ask again there.
         current = next
         continue
       }
+      // A CDN or storage host with a signed URL: this response carries the file's metadata.
       location = next
     } else if (!res.ok) {
       throw await httpError(res, current, t, where)
@@ -393,7 +405,12 @@ async function downloadBlob(
         if (!res.body) throw new HubError(`${where}: ${url} sent no body for ${what(t)}`, 'BadResponse', { ...t, url })
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           arm()
-          await file.write(chunk, 0, chunk.length, written)
+          try {
+            await file.write(chunk, 0, chunk.length, written)
+          } catch (err) {
+            // A full disk or a read-only cache: fetching again cannot help.
+            throw new HubError(`${where}: cannot write ${tmp} while downloading ${what(t)}: ${errorText(err)}; nothing was stored in the cache`, 'WriteFailed', { ...t, url }, { cause: err })
+          }
           hash?.update(chunk)
           written += chunk.length
           if (total !== undefined && written > total) {
@@ -406,9 +423,9 @@ async function downloadBlob(
         }
         break
       } catch (err) {
-        const fatal = (err as { fatal?: boolean }).fatal === true
+        const fatal = (err as { fatal?: boolean }).fatal === true || (err instanceof HubError && err.code === 'WriteFailed')
         if (fatal || attempt >= retries) {
-          if (err instanceof HubError && (err.code === 'EntryNotFound' || err.code === 'RepoNotFound' || err.code === 'GatedRepo' || err.code === 'BadResponse')) throw err
+          if (err instanceof HubError && ['EntryNotFound', 'RepoNotFound', 'GatedRepo', 'BadResponse', 'WriteFailed'].includes(err.code)) throw err
           throw new HubError(
             `${where}: downloading ${what(t)} failed after ${written} bytes${total !== undefined ? ` of ${total}` : ''} (${attempt + 1} attempt${attempt ? 's' : ''}); nothing was stored in the cache, run again to retry: ${errorText(err)}`,
             err instanceof HubError && err.code !== 'Network' ? err.code : 'Interrupted',
@@ -515,10 +532,11 @@ export async function hfHubDownload(request: FileRequest): Promise<string> {
     return pointer
   }
   mkdirSync(join(storage, 'blobs'), { recursive: true })
+  tagCacheDir(cacheDir)
   writeRef(storage, revision, meta.commit)
   if (!existsFollowing(blob)) {
     let downloadHeaders = headers
-    if (new URL(meta.location).host !== new URL(url).host) {
+    if (!isHubOrigin(url, meta.location)) {
       // A signed CDN URL: the token is for the Hub, never for a third party.
       const { authorization: _dropped, ...rest } = headers
       downloadHeaders = rest
