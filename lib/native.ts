@@ -24,6 +24,8 @@ export interface NativeAddon {
   /** a, b: float16 or bfloat16 (same dtype); c: float32; fp32 accumulation. */
   gemmMixed(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Buf, b: Buf,
     beta: number, c: Buf, batch: number, strideA: number, strideB: number, strideC: number): void
+  /** torch.backends.cuda.matmul.allow_tf32 for the device's fp32 products (off by default; a no-op on the CPU). */
+  setAllowTf32(device: number, flag: boolean): void
   fill(x: Buf, n: number, value: number): void
   axpby(n: number, alpha: number, x: Buf, beta: number, y: Buf): void
   mul(n: number, a: Buf, b: Buf, out: Buf): void

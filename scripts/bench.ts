@@ -74,7 +74,7 @@ const train = split('train')
 const test = split('test')
 
 async function runBertkit(strategy: Strategy, precision: Precision, seed: number): Promise<Result> {
-  const model = AutoModelForSequenceClassification.fromPretrained(modelDir, { numLabels: 2, seed })
+  const model = await AutoModelForSequenceClassification.fromPretrained(modelDir, { numLabels: 2, seed })
   if (strategy === 'head') freezeAllExcept(model, 'classifier')
   if (strategy === 'index100') freezeIndexRange(model, 0, 100)
   const outputDir = mkdtempSync(join(os.tmpdir(), 'bertkit-bench-'))

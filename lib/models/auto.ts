@@ -5,13 +5,13 @@ import { join } from 'node:path'
 import { BertForSequenceClassification } from './bert/modeling_bert.js'
 import { resolveModelDir, type FromPretrainedOptions } from './bert/pretrained.js'
 
-const SEQUENCE_CLASSIFICATION: Record<string, { fromPretrained(dir: string, options?: FromPretrainedOptions): BertForSequenceClassification }> = {
+const SEQUENCE_CLASSIFICATION: Record<string, { fromPretrained(dir: string, options?: FromPretrainedOptions): Promise<BertForSequenceClassification> }> = {
   bert: BertForSequenceClassification,
 }
 
 export class AutoModelForSequenceClassification {
-  static fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): BertForSequenceClassification {
-    const dir = resolveModelDir(idOrDir)
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<BertForSequenceClassification> {
+    const dir = await resolveModelDir(idOrDir, options)
     const path = join(dir, 'config.json')
     if (!existsSync(path)) throw new Error(`${dir}: no config.json`)
     let modelType: unknown

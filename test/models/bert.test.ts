@@ -49,11 +49,11 @@ function inputsFor(dir: string, model: BertForSequenceClassification) {
 }
 
 for (const name of goldenDirs) {
-  t.test(`golden fixture "${name}" matches transformers`, (t) => {
+  t.test(`golden fixture "${name}" matches transformers`, async (t) => {
     const dir = join(fixtures, name)
     const expected = readSafetensors(join(dir, 'expected.safetensors')).tensors
     const meta = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { parameter_names: string[]; parameter_shapes: Record<string, number[]> }
-    const model = BertForSequenceClassification.fromPretrained(dir)
+    const model = await BertForSequenceClassification.fromPretrained(dir)
     model.eval()
     t.same(model.loadingInfo!.missingKeys, [], 'every parameter came from the checkpoint')
     const names = [...model.namedParameters()].map(([n]) => n)
@@ -87,9 +87,9 @@ for (const name of goldenDirs) {
   })
 }
 
-t.test('legacy checkpoint: gamma/beta names, no "bert." prefix, cls.* heads', (t) => {
+t.test('legacy checkpoint: gamma/beta names, no "bert." prefix, cls.* heads', async (t) => {
   const dir = join(fixtures, 'legacy_gamma_beta')
-  const model = AutoModelForSequenceClassification.fromPretrained(dir)
+  const model = await AutoModelForSequenceClassification.fromPretrained(dir)
   model.eval()
   const info = model.loadingInfo!
   t.same(info.missingKeys, [], 'nothing missing')
@@ -106,17 +106,17 @@ t.test('legacy checkpoint: gamma/beta names, no "bert." prefix, cls.* heads', (t
   t.end()
 })
 
-t.test('savePretrained then fromPretrained gives identical logits; a new head is seeded', (t) => {
+t.test('savePretrained then fromPretrained gives identical logits; a new head is seeded', async (t) => {
   const src = join(fixtures, 'three_labels')
   const tmp = mkdtempSync(join(os.tmpdir(), 'bertkit-save-'))
-  const model = BertForSequenceClassification.fromPretrained(src).eval()
+  const model = (await BertForSequenceClassification.fromPretrained(src)).eval()
   model.savePretrained(tmp)
   t.ok(existsSync(join(tmp, 'config.json')) && existsSync(join(tmp, 'model.safetensors')))
   t.same(readdirSync(tmp).filter((f) => f.includes('.tmp')), [], 'no temporary files left')
   const saved = JSON.parse(readFileSync(join(tmp, 'config.json'), 'utf8'))
   t.same(saved.architectures, ['BertForSequenceClassification'])
   t.equal(saved.num_labels, 3)
-  const again = BertForSequenceClassification.fromPretrained(tmp).eval()
+  const again = (await BertForSequenceClassification.fromPretrained(tmp)).eval()
   tidy(() => {
     const a = model.forward(inputsFor(src, model)).logits.toArray()
     const b = again.forward(inputsFor(src, again)).logits.toArray()
@@ -125,8 +125,8 @@ t.test('savePretrained then fromPretrained gives identical logits; a new head is
   // A bare encoder checkpoint (no classifier): the head is new, drawn from the seed.
   const encoderOnly = join(tmp, 'encoder-only')
   model.bert.savePretrained(encoderOnly)
-  const m1 = BertForSequenceClassification.fromPretrained(encoderOnly, { numLabels: 4, seed: 7 })
-  const m2 = BertForSequenceClassification.fromPretrained(encoderOnly, { numLabels: 4, seed: 7 })
+  const m1 = await BertForSequenceClassification.fromPretrained(encoderOnly, { numLabels: 4, seed: 7 })
+  const m2 = await BertForSequenceClassification.fromPretrained(encoderOnly, { numLabels: 4, seed: 7 })
   t.same(m1.loadingInfo!.missingKeys, ['classifier.weight', 'classifier.bias'], 'only the classifier is new')
   t.same(m1.classifier.weight.toArray(), m2.classifier.weight.toArray(), 'same seed, same new classifier')
   t.same(m1.classifier.bias!.toArray(), [0, 0, 0, 0], 'new bias is zero')
@@ -137,31 +137,31 @@ t.test('savePretrained then fromPretrained gives identical logits; a new head is
   m1.dispose()
   m2.dispose()
   rmSync(join(tmp, 'model.safetensors'))
-  t.throws(() => BertForSequenceClassification.fromPretrained(tmp), /no model\.safetensors/, 'a directory without weights is a clear error')
+  await t.rejects(BertForSequenceClassification.fromPretrained(tmp), /no model\.safetensors/, 'a directory without weights is a clear error')
   model.dispose()
   again.dispose()
   rmSync(tmp, { recursive: true, force: true })
   t.end()
 })
 
-t.test('bad checkpoints and inputs give clear errors', (t) => {
+t.test('bad checkpoints and inputs give clear errors', async (t) => {
   const src = join(fixtures, 'one_layer')
   const tmp = mkdtempSync(join(os.tmpdir(), 'bertkit-bad-'))
   copyFileSync(join(src, 'model.safetensors'), join(tmp, 'model.safetensors'))
   const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'))
   writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, intermediate_size: 65 }))
-  t.throws(() => BertForSequenceClassification.fromPretrained(tmp), /model\.safetensors: tensor "bert\.encoder\.layer\.0\.(intermediate|output)\.dense\.(weight|bias)" has shape \[[\d, ]+\] but the config \(.*config\.json\) implies \[[\d, ]*65[\d, ]*\]/)
+  await t.rejects(BertForSequenceClassification.fromPretrained(tmp), /model\.safetensors: tensor "bert\.encoder\.layer\.0\.(intermediate|output)\.dense\.(weight|bias)" has shape \[[\d, ]+\] but the config \(.*config\.json\) implies \[[\d, ]*65[\d, ]*\]/)
   const { hidden_size: _h, ...noHidden } = config
   writeFileSync(join(tmp, 'config.json'), JSON.stringify(noHidden))
-  t.throws(() => BertForSequenceClassification.fromPretrained(tmp), /config is missing required field\(s\) hidden_size/)
+  await t.rejects(BertForSequenceClassification.fromPretrained(tmp), /config is missing required field\(s\) hidden_size/)
   writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, model_type: 'gpt2' }))
-  t.throws(() => AutoModelForSequenceClassification.fromPretrained(tmp), /unknown model_type "gpt2"/)
+  await t.rejects(AutoModelForSequenceClassification.fromPretrained(tmp), /unknown model_type "gpt2"/)
   writeFileSync(join(tmp, 'config.json'), JSON.stringify(config))
   writeFileSync(join(tmp, 'model.safetensors'), Buffer.from([1, 2, 3]))
-  t.throws(() => BertForSequenceClassification.fromPretrained(tmp), /model\.safetensors/, 'a truncated weights file names the file')
+  await t.rejects(BertForSequenceClassification.fromPretrained(tmp), /model\.safetensors/, 'a truncated weights file names the file')
   rmSync(tmp, { recursive: true, force: true })
 
-  const model = BertForSequenceClassification.fromPretrained(src).eval()
+  const model = (await BertForSequenceClassification.fromPretrained(src)).eval()
   const vocab = model.config.vocab_size
   tidy(() => {
     const ids = tensor(new Int32Array([1, 2, vocab, 3]), { shape: [2, 2], dtype: 'int32' })
@@ -176,7 +176,7 @@ t.test('bad checkpoints and inputs give clear errors', (t) => {
   t.end()
 })
 
-t.test('bert-base-cased: 201 parameters in transformers order; freezing helpers', (t) => {
+t.test('bert-base-cased: 201 parameters in transformers order; freezing helpers', async (t) => {
   const ref = JSON.parse(readFileSync(join(fixtures, 'names_bert_base_cased.json'), 'utf8')) as { config: Record<string, unknown>; parameters: Array<{ index: number; name: string; shape: number[] }>; total_numel: number; numel_index_le_100: number }
   // Deferred init: buffers are allocated but never written, so this stays fast.
   const { value: model } = withDeferredInit(() => new BertForSequenceClassification(new BertConfig(ref.config as never)))
@@ -201,9 +201,9 @@ t.test('bert-base-cased: 201 parameters in transformers order; freezing helpers'
   t.end()
 })
 
-t.test('freezing pays: no gradient, no tape below the lowest trainable parameter', (t) => {
+t.test('freezing pays: no gradient, no tape below the lowest trainable parameter', async (t) => {
   const dir = join(fixtures, 'odd')
-  const model = BertForSequenceClassification.fromPretrained(dir).eval()
+  const model = (await BertForSequenceClassification.fromPretrained(dir)).eval()
   freezeEmbeddings(model)
   freezeEncoderLayers(model, 0, 0)
   tidy(() => {

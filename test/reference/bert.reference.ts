@@ -48,7 +48,7 @@ if (probe.status !== 0) {
       const shape = py(['scripts/reference_live.py', 'make', dir, String(runSeed + c)])
       t.comment(JSON.stringify(shape))
       const ref = py(['scripts/bert_reference.py', dir, join(dir, 'inputs.json')]) as { logits: number[][]; loss: number; grads: Record<string, unknown>; parameter_names: string[] }
-      const model = BertForSequenceClassification.fromPretrained(dir)
+      const model = await BertForSequenceClassification.fromPretrained(dir)
       model.eval()
       t.same([...model.namedParameters()].map(([n]) => n), ref.parameter_names, 'names and order')
       const batch = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Batch
@@ -78,7 +78,7 @@ if (probe.status !== 0) {
       // Ten training steps, same data order, AdamW + linear warmup/decay + clipping at 1.0.
       const steps = 10
       const theirs = (py(['scripts/reference_live.py', 'train', dir, join(dir, 'batches.json'), String(steps)]) as { losses: number[] }).losses
-      const trainee = BertForSequenceClassification.fromPretrained(dir)
+      const trainee = await BertForSequenceClassification.fromPretrained(dir)
       trainee.train()
       const decay: Tensor[] = [], noDecay: Tensor[] = []
       for (const [n, p] of trainee.namedParameters()) (n.endsWith('bias') || n.includes('LayerNorm') ? noDecay : decay).push(p)

@@ -41,8 +41,8 @@ const collator: DataCollator = (rows) => {
   }
 }
 
-function run(outputDir: string, extra: Partial<ConstructorParameters<typeof TrainingArguments>[1]> = {}) {
-  const model = BertForSequenceClassification.fromPretrained(fixture, { numLabels: 2 })
+async function run(outputDir: string, extra: Partial<ConstructorParameters<typeof TrainingArguments>[1]> = {}) {
+  const model = await BertForSequenceClassification.fromPretrained(fixture, { numLabels: 2 })
   const args = new TrainingArguments(outputDir, {
     learningRate: 5e-3, perDeviceTrainBatchSize: 8, perDeviceEvalBatchSize: 16, numTrainEpochs: 3,
     loggingSteps: 1, saveStrategy: 'steps', saveSteps: 4, disableTqdm: true, seed: 3, ...extra,
@@ -56,7 +56,7 @@ function run(outputDir: string, extra: Partial<ConstructorParameters<typeof Trai
 
 t.test('training learns, logs, checkpoints and rotates', async (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-trainer-'))
-  const { model, trainer } = run(dir, { saveTotalLimit: 2 })
+  const { model, trainer } = await run(dir, { saveTotalLimit: 2 })
   const before = await trainer.evaluate()
   const out = await trainer.train()
   const after = await trainer.evaluate()
@@ -83,14 +83,14 @@ t.test('training learns, logs, checkpoints and rotates', async (t) => {
 
 t.test('a resumed run reproduces the uninterrupted run (dropout on)', async (t) => {
   const full = mkdtempSync(join(os.tmpdir(), 'bertkit-full-'))
-  const a = run(full)
+  const a = await run(full)
   await a.trainer.train()
   const fullLosses = a.trainer.state.logHistory.filter((e) => 'loss' in e).map((e) => e.loss)
   a.trainer.dispose()
   a.model.dispose()
   // A fresh model and trainer resume from the full run's checkpoint-12 (same schedule: same args).
   const part = mkdtempSync(join(os.tmpdir(), 'bertkit-part-'))
-  const c = run(part)
+  const c = await run(part)
   await c.trainer.train({ resumeFromCheckpoint: join(full, 'checkpoint-12') })
   const resumed = c.trainer.state.logHistory.filter((e) => 'loss' in e).map((e) => e.loss)
   t.equal(resumed.length, 24)
@@ -105,7 +105,7 @@ t.test('gradient accumulation: 2 x batch 4 equals 1 x batch 8 (no dropout)', asy
   const results: number[][] = []
   for (const [bs, accum] of [[8, 1], [4, 2]]) {
     const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-accum-'))
-    const model = BertForSequenceClassification.fromPretrained(fixture, { config: { hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 } })
+    const model = await BertForSequenceClassification.fromPretrained(fixture, { config: { hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 } })
     const args = new TrainingArguments(dir, { learningRate: 1e-3, perDeviceTrainBatchSize: bs, gradientAccumulationSteps: accum, maxSteps: 3, loggingSteps: 1, saveStrategy: 'no', disableTqdm: true, groupByLength: false })
     // Same rows in the same order for both: batch 8 = two batches of 4.
     const trainer = new Trainer({ model, args, trainDataset: syntheticDataset(64, 5), dataCollator: collator })
@@ -127,7 +127,7 @@ t.test('gradient accumulation: 2 x batch 4 equals 1 x batch 8 (no dropout)', asy
 
 t.test('early stopping, best model kept, class weights, bad arguments', async (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-best-'))
-  const { model, trainer } = run(dir, {
+  const { model, trainer } = await run(dir, {
     evalStrategy: 'steps', evalSteps: 4, saveSteps: 4, saveTotalLimit: 1, loadBestModelAtEnd: true,
     metricForBestModel: 'accuracy', numTrainEpochs: 4, classWeights: [1, 2],
   })
@@ -145,7 +145,7 @@ t.test('early stopping, best model kept, class weights, bad arguments', async (t
   t.throws(() => new TrainingArguments('x', { learning_rate: 1 } as never), /did you mean "learningRate"/)
   t.throws(() => new TrainingArguments('x', { loadBestModelAtEnd: true }), /needs evalStrategy/)
   t.throws(() => new TrainingArguments('x', { lrSchedulerType: 'poly' as never }), /lrSchedulerType must be one of/)
-  const m = BertForSequenceClassification.fromPretrained(fixture)
+  const m = await BertForSequenceClassification.fromPretrained(fixture)
   const tr = new Trainer({ model: m, args: new TrainingArguments(mkdtempSync(join(os.tmpdir(), 'bertkit-x-')), { disableTqdm: true }), trainDataset: Dataset.fromRows([]), dataCollator: collator })
   await t.rejects(tr.train(), /the train dataset is empty/)
   const noIds = new Trainer({ model: m, args: new TrainingArguments(mkdtempSync(join(os.tmpdir(), 'bertkit-y-')), { disableTqdm: true }), trainDataset: Dataset.fromRows([{ text: 'a', label: 0 }]), dataCollator: collator })

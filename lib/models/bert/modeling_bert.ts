@@ -232,8 +232,8 @@ export class BertModel extends Module {
     this.pooler = options.addPoolingLayer === false ? null : this.registerModule('pooler', new BertPooler(config, options.device))
   }
 
-  static fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): BertModel {
-    const { model, loadingInfo } = buildFromPretrained(idOrDir, options, (config, device) => new BertModel(config, { device }), '')
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<BertModel> {
+    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options, (config, device) => new BertModel(config, { device }), '')
     model.loadingInfo = loadingInfo
     return model
   }
@@ -308,8 +308,8 @@ export class BertForSequenceClassification extends Module {
    * (a new classifier) are initialised normal(0, initializer_range) from
    * `seed`; like transformers, a line lists them on stderr.
    */
-  static fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): BertForSequenceClassification {
-    const { model, loadingInfo } = buildFromPretrained(idOrDir, options,
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<BertForSequenceClassification> {
+    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options,
       (config, device) => new BertForSequenceClassification(config, { device }), 'bert.')
     model.loadingInfo = loadingInfo
     if (loadingInfo.missingKeys.length) {

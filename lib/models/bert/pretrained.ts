@@ -3,8 +3,9 @@
 // legacy gamma/beta names, checkpoints of a bare BertModel (no "bert."
 // prefix), pre-training heads (cls.*) reported as unexpected, and a new
 // classifier initialised when the checkpoint has none.
-import { existsSync, mkdirSync, statSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { existsSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { resolveModelDir as resolveHubModelDir, type DownloadOptions } from '../../hub/hub.js'
 import { readSafetensors, readShardedSafetensors, writeSafetensors, atomicWriteFile, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
 import { withDeferredInit } from '../../nn/init.js'
 import { manualSeed } from '../../tensor/random.js'
@@ -14,7 +15,9 @@ import { resolveDevice } from '../../tensor/device.js'
 import type { Module } from '../../nn/module.js'
 import { BertConfig, type BertConfigFields } from './configuration_bert.js'
 
-export interface FromPretrainedOptions {
+export interface FromPretrainedOptions extends DownloadOptions {
+  /** Hub revision (branch, tag or commit); default "main". */
+  revision?: string
   numLabels?: number
   problemType?: BertConfigFields['problem_type']
   id2label?: Record<string, string>
@@ -34,13 +37,9 @@ export interface LoadingInfo {
   renamedKeys: Record<string, string>
 }
 
-/** The directory a model id or path names. Hub ids are resolved by the hub module (issue 4); here: local directories. */
-export function resolveModelDir(idOrDir: string): string {
-  const dir = resolve(idOrDir)
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw new Error(`fromPretrained: "${idOrDir}" is not a local model directory (downloading from the Hugging Face Hub is not available yet)`)
-  }
-  return dir
+/** A local model directory as is, or a Hub repo id fetched into the shared Hugging Face cache. */
+export async function resolveModelDir(idOrDir: string, options: DownloadOptions & { revision?: string } = {}): Promise<string> {
+  return resolveHubModelDir(idOrDir, options)
 }
 
 /** Reads every weight of a checkpoint directory: model.safetensors, or the sharded index. */
@@ -116,13 +115,13 @@ export function configFromPretrained(dir: string, options: FromPretrainedOptions
 }
 
 /** Builds a model with deferred init, loads a checkpoint, reports what was missing. */
-export function buildFromPretrained<M extends Module>(
+export async function buildFromPretrained<M extends Module>(
   idOrDir: string,
   options: FromPretrainedOptions,
   build: (config: BertConfig, device: ReturnType<typeof resolveDevice>) => M,
   basePrefix: string,
-): { model: M; config: BertConfig; loadingInfo: LoadingInfo } {
-  const dir = resolveModelDir(idOrDir)
+): Promise<{ model: M; config: BertConfig; loadingInfo: LoadingInfo }> {
+  const dir = await resolveModelDir(idOrDir, options)
   const config = configFromPretrained(dir, options)
   const device = resolveDevice(options.device ?? 'auto')
   if (options.seed !== undefined) manualSeed(options.seed)

@@ -1,0 +1,18 @@
+// Tokenizers with transformers' names and call shape.
+export { AutoTokenizer, resolveModelFiles, TOKENIZER_FILES, type ResolvedFiles } from './tokenization_auto.js'
+export { BertTokenizerFast, bertTokenizerJson, readVocabTxt, type BertTokenizerOptions } from './tokenization_bert.js'
+export {
+  PreTrainedTokenizerFast,
+  truncateTokens,
+  type BatchEncoding,
+  type CallOptions,
+  type DecodeOptions,
+  type EncodeOptions,
+  type Encoding,
+  type PadOptions,
+  type PaddingStrategy,
+  type Side,
+  type TokenizerConfig,
+  type TokenizerJson,
+  type TruncationStrategy,
+} from './tokenization_utils_fast.js'

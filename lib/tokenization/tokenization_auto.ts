@@ -1,0 +1,97 @@
+// AutoTokenizer.fromPretrained: the tokenizer files of a model directory, as
+// transformers' AutoTokenizer reads them: tokenizer.json when there is one,
+// else a WordPiece vocab.txt; tokenizer_config.json for model_max_length, the
+// special tokens and the BERT options.
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { BertTokenizerFast } from './tokenization_bert.js'
+import { PreTrainedTokenizerFast, isPlainObject, type TokenizerConfig } from './tokenization_utils_fast.js'
+
+/** The files AutoTokenizer looks for, in the order it prefers them. */
+export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json'] as const
+
+export interface ResolvedFiles {
+  /** The local directory the files are in. */
+  dir: string
+  /** Local path of each requested file that exists. */
+  paths: Map<string, string>
+}
+
+/**
+ * Where the files of a model id or directory are on disk. Only local
+ * directories for now: this is the one place to replace when the Hub client
+ * lands (download the files that exist in the repo, return their cache paths).
+ */
+export function resolveModelFiles(idOrDir: string, files: readonly string[]): ResolvedFiles {
+  const dir = resolve(idOrDir)
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new Error(
+      `"${idOrDir}" is not a local directory, and downloading from the Hugging Face Hub is not available in ` +
+      'AutoTokenizer.fromPretrained yet: pass the directory of a downloaded model',
+    )
+  }
+  const paths = new Map<string, string>()
+  for (const name of files) {
+    const path = join(dir, name)
+    if (existsSync(path) && statSync(path).isFile()) paths.set(name, path)
+  }
+  return { dir, paths }
+}
+
+function readJsonObject(path: string): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'))
+  } catch (err) {
+    throw new Error(`${path}: cannot read JSON (${(err as Error).message})`)
+  }
+  if (!isPlainObject(value)) throw new Error(`${path}: expected a JSON object`)
+  return value
+}
+
+/** tokenizer_config.json's classes that are a WordPiece over BERT's normalizer and template. */
+const BERT_CLASSES = /^(Bert|DistilBert|Electra|MobileBert|SqueezeBert|LayoutLM)Tokenizer(Fast)?$/
+
+export class AutoTokenizer {
+  static fromPretrained(idOrDir: string): PreTrainedTokenizerFast {
+    if (typeof idOrDir !== 'string' || idOrDir === '') {
+      throw new TypeError(`AutoTokenizer.fromPretrained: expected a model directory or Hub id, got ${JSON.stringify(idOrDir)}`)
+    }
+    let resolved: ResolvedFiles
+    try {
+      resolved = resolveModelFiles(idOrDir, TOKENIZER_FILES)
+    } catch (err) {
+      throw new Error(`AutoTokenizer.fromPretrained: ${(err as Error).message}`)
+    }
+    const { dir, paths } = resolved
+    const config: TokenizerConfig = paths.has('tokenizer_config.json') ? readJsonObject(paths.get('tokenizer_config.json')!) : {}
+    // Older repositories name their special tokens only in special_tokens_map.json.
+    if (paths.has('special_tokens_map.json')) {
+      for (const [key, value] of Object.entries(readJsonObject(paths.get('special_tokens_map.json')!))) {
+        if (config[key] === undefined) config[key] = value
+      }
+    }
+    const init = { nameOrPath: idOrDir }
+    const tokenizerClass = typeof config.tokenizer_class === 'string' ? config.tokenizer_class : undefined
+    const tokenizerJsonPath = paths.get('tokenizer.json')
+    if (tokenizerJsonPath !== undefined) {
+      const json = readJsonObject(tokenizerJsonPath)
+      const model = json.model
+      const wordPiece = isPlainObject(model) && model.type === 'WordPiece'
+      const bert = tokenizerClass === undefined ? wordPiece : BERT_CLASSES.test(tokenizerClass)
+      try {
+        return bert ? new BertTokenizerFast(json, config, init) : new PreTrainedTokenizerFast(json, config, init)
+      } catch (err) {
+        throw new Error(`AutoTokenizer.fromPretrained: ${tokenizerJsonPath}: ${(err as Error).message}`)
+      }
+    }
+    const vocabPath = paths.get('vocab.txt')
+    if (vocabPath !== undefined) {
+      if (tokenizerClass !== undefined && !BERT_CLASSES.test(tokenizerClass)) {
+        throw new Error(`AutoTokenizer.fromPretrained: ${dir} has no tokenizer.json, and its vocab.txt is for ${tokenizerClass}; only BERT's WordPiece is built from a vocab.txt`)
+      }
+      return BertTokenizerFast.fromVocabFile(vocabPath, config, init)
+    }
+    throw new Error(`AutoTokenizer.fromPretrained: ${dir} has no tokenizer (looked for ${TOKENIZER_FILES.slice(0, 2).join(' and ')}${paths.has('tokenizer_config.json') ? '; found only tokenizer_config.json' : ''})`)
+  }
+}
