@@ -20,3 +20,4 @@ export { Trainer, LossScaler, type TrainOutput, type PredictionOutput, type Eval
 export { TrainingArguments, type TrainingArgumentsInit } from './train/training_args.js'
 export { EarlyStoppingCallback, type TrainerCallback, type TrainerState, type TrainerControl } from './train/callbacks.js'
 export { accuracy, f1, precision, recall, precisionRecallF1, argmaxRows, type Average } from './train/metrics.js'
+export * from './tokenization/index.js'

@@ -8,7 +8,7 @@
 import { tensor, type Tensor } from '../tensor/tensor.js'
 
 export interface PadTokenSource {
-  padTokenId: number
+  padTokenId: number | null
   /** "left" pads before the tokens; default "right", as BERT tokenizers do. */
   paddingSide?: 'left' | 'right'
 }

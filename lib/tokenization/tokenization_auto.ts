@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { BertTokenizerFast } from './tokenization_bert.js'
 import { PreTrainedTokenizerFast, isPlainObject, type TokenizerConfig } from './tokenization_utils_fast.js'
+import { snapshotDownload, type DownloadOptions } from '../hub/hub.js'
 
 /** The files AutoTokenizer looks for, in the order it prefers them. */
 export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json'] as const
@@ -17,17 +18,12 @@ export interface ResolvedFiles {
   paths: Map<string, string>
 }
 
-/**
- * Where the files of a model id or directory are on disk. Only local
- * directories for now: this is the one place to replace when the Hub client
- * lands (download the files that exist in the repo, return their cache paths).
- */
+/** Where the tokenizer files of a local model directory are (Hub ids are fetched by fromPretrained first). */
 export function resolveModelFiles(idOrDir: string, files: readonly string[]): ResolvedFiles {
   const dir = resolve(idOrDir)
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new Error(
-      `"${idOrDir}" is not a local directory, and downloading from the Hugging Face Hub is not available in ` +
-      'AutoTokenizer.fromPretrained yet: pass the directory of a downloaded model',
+      `"${idOrDir}" is not a local directory (AutoTokenizer.fromPretrained also takes Hub repo ids)`,
     )
   }
   const paths = new Map<string, string>()
@@ -53,7 +49,21 @@ function readJsonObject(path: string): Record<string, unknown> {
 const BERT_CLASSES = /^(Bert|DistilBert|Electra|MobileBert|SqueezeBert|LayoutLM)Tokenizer(Fast)?$/
 
 export class AutoTokenizer {
-  static fromPretrained(idOrDir: string): PreTrainedTokenizerFast {
+  /**
+   * A local directory, or a Hub repo id whose tokenizer files are fetched into
+   * the shared Hugging Face cache (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE apply).
+   */
+  static async fromPretrained(idOrDir: string, options: DownloadOptions & { revision?: string } = {}): Promise<PreTrainedTokenizerFast> {
+    let dir = idOrDir
+    if (typeof idOrDir === 'string' && idOrDir !== '' && !(existsSync(idOrDir) && statSync(idOrDir).isDirectory())) {
+      dir = await snapshotDownload({ ...options, repoId: idOrDir, allowPatterns: [...TOKENIZER_FILES] })
+    }
+    return AutoTokenizer.fromDirectory(dir, idOrDir)
+  }
+
+  /** Synchronous loading from a local directory. */
+  static fromDirectory(idOrDir: string, nameOrPath: string = idOrDir): PreTrainedTokenizerFast {
+    void nameOrPath
     if (typeof idOrDir !== 'string' || idOrDir === '') {
       throw new TypeError(`AutoTokenizer.fromPretrained: expected a model directory or Hub id, got ${JSON.stringify(idOrDir)}`)
     }
