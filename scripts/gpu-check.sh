@@ -3,15 +3,18 @@
 #   1. build it with cmake-js and the machine's nvcc (boot.sh exports CUDACXX,
 #      CUDAToolkit_ROOT, CUBLAS_INCLUDE_DIR, CUBLAS_LIBRARY_DIR);
 #   2. CUDA against the CPU backend, op by op, on random inputs with NaN-poisoned
-#      outputs, plus out-of-memory and not-ported-op handling and a GEMM timing
+#      outputs, plus out-of-memory handling and GEMM timings
 #      (scripts/cuda-vs-cpu.js: plain node, no packages needed);
-#   3. the tap op tests under the CUDA variant (each file runs its cpu and cuda
-#      cases; ops not ported to CUDA yet fail there, by design, until issue 5);
-#   4. compute-sanitizer memcheck over a quick comparison, when the toolkit has it
-#      and time is left.
+#   3. every other op (sums, casts, slices, LayerNorm, embedding, attention,
+#      cross-entropy, AdamW, gemmMixed, the TF32 switch) CUDA against CPU, and
+#      per-op timings at BERT-base shapes (scripts/cuda-ops-check.js);
+#   4. the tap op tests under the CUDA variant (each file runs its cpu and cuda
+#      cases);
+#   5. compute-sanitizer memcheck over the quick versions of both comparisons,
+#      when the toolkit has it and time is left.
 # Logs go to $OUT (the device tool's folder), else ./gpu-check-out; a table of
 # the steps is printed last. Exit status: 0 when the build, the device probe and
-# the CUDA-vs-CPU comparison all pass (tap and memcheck results are reported).
+# both CUDA-vs-CPU comparisons pass (tap and memcheck results are reported).
 #
 # On the GPU machine, from the project root, with dist/ (npm run build) carried and
 # node_modules either carried or packed (92 MiB raw, 6.5 MiB packed without
@@ -22,7 +25,7 @@
 # Rehearsal where there is no GPU (the wheel toolkit builds; CUDA steps report why not):
 #   GPU_CHECK_REHEARSAL=1 bash scripts/gpu-check.sh
 # Knobs: GPU_CHECK_BUILD (build folder, default build-gpu), BERTKIT_CUDA_ARCHS
-# (e.g. "90" to build only for H100/H200), GPU_CHECK_BUDGET (seconds, default 225).
+# (e.g. "90" to build only for H100/H200), GPU_CHECK_BUDGET (seconds, default 235).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,7 +33,7 @@ OUT="${OUT:-$ROOT/gpu-check-out}"
 mkdir -p "$OUT"
 BUILD="${GPU_CHECK_BUILD:-build-gpu}"
 ADDON="$ROOT/$BUILD/Release/cuda/bertkit_cuda.node"
-BUDGET="${GPU_CHECK_BUDGET:-225}"
+BUDGET="${GPU_CHECK_BUDGET:-235}"
 REHEARSAL="${GPU_CHECK_REHEARSAL:-0}"
 START=$(date +%s)
 ROWS=()
@@ -130,7 +133,23 @@ else
 fi
 grep '^TIME' "$OUT/cuda-vs-cpu.txt" | while read -r line; do echo "  $line"; done
 
-# ---- 4. the tap op tests under the CUDA variant ---------------------------------------
+# ---- 4. the other ops, CUDA vs CPU, and per-op timings ----------------------------------
+say "CUDA ops vs CPU and timings (log: $OUT/cuda-ops-check.txt)"
+s=$(date +%s)
+BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 90 node scripts/cuda-ops-check.js --json "$OUT/cuda-ops-check.json" "${EXTRA[@]}" \
+  > "$OUT/cuda-ops-check.txt" 2>&1
+rc=$?
+grep -E '^(FAIL|REHEARSAL)' "$OUT/cuda-ops-check.txt" | head -n 30
+last=$(tail -n 1 "$OUT/cuda-ops-check.txt")
+if [ $rc -eq 0 ]; then
+  row cuda-ops-check ok $(( $(date +%s) - s )) "$last"
+else
+  row cuda-ops-check FAIL $(( $(date +%s) - s )) "rc=$rc: $last"
+  STATUS=1
+fi
+grep '^TIME' "$OUT/cuda-ops-check.txt" | while read -r line; do echo "  $line"; done
+
+# ---- 5. the tap op tests under the CUDA variant ---------------------------------------
 TAP="$ROOT/node_modules/tap/dist/esm/run.mjs"
 shopt -s nullglob
 TESTS=("$ROOT"/dist/test/ops/*.test.js)
@@ -151,10 +170,10 @@ else
   grep -E '^\s+not ok' "$OUT/tap.log" | sed 's/^ *//' > "$OUT/tap-failures.txt"
   counts=$(grep -E '^# \{ total' "$OUT/tap.log" | tail -n 1 | sed 's/^# //')
   row "tap ops (cuda)" "$([ $rc -eq 0 ] && echo ok || echo fail)" $(( $(date +%s) - s )) \
-    "rc=$rc ${counts:-no summary (timed out?)}; failing files: $(sed -n 's/^not ok [0-9]* - dist\/test\/ops\/\([a-z]*\).*/\1/p' "$OUT/tap-failed-files.txt" | tr '\n' ' ')"
+    "rc=$rc ${counts:-no summary (timed out?)}; failing files: $(sed -n 's/^not ok [0-9]* - dist\/test\/ops\/\([a-z_]*\).*/\1/p' "$OUT/tap-failed-files.txt" | tr '\n' ' ')"
 fi
 
-# ---- 5. compute-sanitizer memcheck over a quick comparison -------------------------------
+# ---- 6. compute-sanitizer memcheck over the quick comparisons ------------------------------
 SAN=$(command -v compute-sanitizer || ls "${CUDAToolkit_ROOT:-/usr/local/cuda}"/bin/compute-sanitizer 2>/dev/null || true)
 if [ "$REHEARSAL" = 1 ] || [ -z "$SAN" ]; then
   row memcheck SKIP 0 "$([ -z "$SAN" ] && echo 'no compute-sanitizer' || echo rehearsal)"
@@ -165,11 +184,22 @@ else
   say "memcheck, ${limit}s at most (log: $OUT/memcheck.txt)"
   s=$(date +%s)
   # API errors are expected (the out-of-memory case asks for 1 TB on purpose).
+  # The new kernels first: they are the ones no earlier GPU run has seen.
   BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 "$limit" "$SAN" --tool memcheck --report-api-errors no \
-    node scripts/cuda-vs-cpu.js --quick > "$OUT/memcheck.txt" 2>&1
+    node scripts/cuda-ops-check.js --quick > "$OUT/memcheck.txt" 2>&1
   rc=$?
-  errs=$(grep -E 'ERROR SUMMARY' "$OUT/memcheck.txt" | tail -n 1)
-  row memcheck "$(echo "$errs" | grep -q ' 0 errors' && echo ok || echo fail)" $(( $(date +%s) - s )) "rc=$rc ${errs:-no summary (timed out?)}"
+  limit=$(( $(left) - 5 )); [ $limit -gt 40 ] && limit=40
+  if [ $rc -ne 124 ] && [ $rc -ne 137 ] && [ $limit -ge 15 ]; then
+    BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 "$limit" "$SAN" --tool memcheck --report-api-errors no \
+      node scripts/cuda-vs-cpu.js --quick >> "$OUT/memcheck.txt" 2>&1
+    rc2=$?
+    [ $rc -eq 0 ] && rc=$rc2
+  fi
+  errs=$(grep -E 'ERROR SUMMARY' "$OUT/memcheck.txt" | tr '\n' ' ')
+  verdict=ok
+  [ -z "$errs" ] && verdict=fail
+  echo "$errs" | grep -qE 'SUMMARY: [1-9]' && verdict=fail
+  row memcheck "$verdict" $(( $(date +%s) - s )) "rc=$rc ${errs:-no summary (timed out?)}"
 fi
 
 summary

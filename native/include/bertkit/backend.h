@@ -50,6 +50,12 @@ class Backend {
   virtual void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float* a, const float* b, float beta, float* c, int64_t batch,
                     int64_t stride_a, int64_t stride_b, int64_t stride_c) = 0;
+  // The same product with A and B in F16 or BF16 (both the same dtype, given by
+  // ab_dtype) and C in float32; products are accumulated in float32, as torch's
+  // autocast matmuls are. Strides count elements of each operand's own dtype.
+  virtual void gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                          const void* a, const void* b, DType ab_dtype, float beta, float* c,
+                          int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) = 0;
 
   // ---- elementwise and reductions (elementwise.cpp) -------------------------
   virtual void fill(float* x, int64_t n, float value) = 0;

@@ -24,6 +24,9 @@ class CpuBackend final : public Backend {
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             const float* a, const float* b, float beta, float* c, int64_t batch, int64_t stride_a,
             int64_t stride_b, int64_t stride_c) override;
+  void gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const void* a,
+                  const void* b, DType ab_dtype, float beta, float* c, int64_t batch, int64_t stride_a,
+                  int64_t stride_b, int64_t stride_c) override;
 
   void fill(float* x, int64_t n, float value) override;
   void axpby(int64_t n, float alpha, const float* x, float beta, float* y) override;

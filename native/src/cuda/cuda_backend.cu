@@ -167,7 +167,7 @@ std::string CudaBackend::describe() const {
                   cuda::version_text(runtime_version_) + ", cuBLAS " + std::to_string(cub / 10000) + "." +
                   std::to_string((cub / 100) % 100) + "." + std::to_string(cub % 100) +
                   ", kernels sm_" + std::to_string(kernel_binary_version_) + " (built for " +
-                  BERTKIT_CUDA_ARCHS_TEXT + "), fp32 GEMM without TF32";
+                  BERTKIT_CUDA_ARCHS_TEXT + "), fp32 GEMM " + (allow_tf32_ ? "with TF32 allowed" : "without TF32");
   return s;
 }
 

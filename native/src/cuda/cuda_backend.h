@@ -5,7 +5,9 @@
 // abort) naming the call and the error.
 //
 // Each op family lives in its own .cu file (gemm.cu, elementwise.cu,
-// activation.cu, dropout.cu); ops not ported yet are in not_yet.cu.
+// activation.cu, dropout.cu, layernorm.cu, embedding.cu, attention.cu,
+// loss.cu, adamw.cu); warp and block reductions shared by them are in
+// reduce.cuh.
 #pragma once
 
 #include <cublas_v2.h>
@@ -43,6 +45,33 @@ inline unsigned grid_for(int64_t n, int threads = kThreads) {
   return static_cast<unsigned>(std::min<int64_t>((n + threads - 1) / threads, cap));
 }
 
+// A temporary device block from the backend's caching allocator, returned on
+// scope exit. Releasing before the kernels that use it have run is safe: every
+// op is on the one stream, so the next owner's work is queued behind them.
+class Scratch {
+ public:
+  Scratch(Backend& backend, size_t bytes)
+      : backend_(backend), bytes_(bytes), ptr_(bytes ? backend.allocate(bytes) : nullptr) {}
+  ~Scratch() {
+    try {
+      if (ptr_) backend_.release(ptr_, bytes_);
+    } catch (...) {
+      // release() throws only for a pointer it never handed out; not this one.
+    }
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  Backend& backend_;
+  size_t bytes_;
+  void* ptr_;
+};
+
 }  // namespace cuda
 
 class CudaBackend final : public Backend {
@@ -65,6 +94,13 @@ class CudaBackend final : public Backend {
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             const float* a, const float* b, float beta, float* c, int64_t batch, int64_t stride_a,
             int64_t stride_b, int64_t stride_c) override;
+  void gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const void* a,
+                  const void* b, DType ab_dtype, float beta, float* c, int64_t batch, int64_t stride_a,
+                  int64_t stride_b, int64_t stride_c) override;
+  // torch.backends.cuda.matmul.allow_tf32: fp32 GEMMs (gemm and attention's
+  // products) may round their inputs to TF32 on tensor cores. Off by default.
+  void set_allow_tf32(bool allow);
+  bool allow_tf32() const { return allow_tf32_; }
 
   void fill(float* x, int64_t n, float value) override;
   void axpby(int64_t n, float alpha, const float* x, float beta, float* y) override;
@@ -138,6 +174,7 @@ class CudaBackend final : public Backend {
   int runtime_version_ = 0;
   int cublas_version_ = 0;
   int kernel_binary_version_ = 0;  // SM of the SASS the driver picked (or JIT'ed) for this GPU
+  bool allow_tf32_ = false;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
 

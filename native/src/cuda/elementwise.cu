@@ -1,5 +1,9 @@
-// Elementwise helpers and the column reduction behind bias gradients.
+// Elementwise helpers, reductions (column sums for bias gradients, total sums
+// for gradient norms), dtype casts and row slices.
+#include <cstring>
+
 #include "cuda/cuda_backend.h"
+#include "cuda/reduce.cuh"
 
 namespace bertkit {
 
@@ -72,6 +76,103 @@ __global__ void sum_rows_finish_kernel(int64_t chunks, int64_t cols, const doubl
   }
 }
 
+// sum / sum_squares: stage one gives each block a fixed slice of kSumChunk
+// elements and writes its double total; stage two adds those totals in one
+// block. The slices and both trees depend only on n, so the result is the same
+// on every GPU and every run. Double accumulators, as on the CPU: summing 2^25
+// ones in float would stall at 2^24.
+constexpr int kSumThreads = 256;
+constexpr int64_t kSumChunk = 8192;
+
+template <bool Squares>
+__device__ __forceinline__ double sum_term(float v) {
+  const double d = static_cast<double>(v);
+  return Squares ? d * d : d;
+}
+
+// partial == nullptr: a single slice, added straight into out[0].
+template <bool Squares>
+__global__ void sum_chunks_kernel(int64_t n, const float* x, double* partial, float* out) {
+  const int64_t begin = blockIdx.x * kSumChunk;
+  const int64_t end = begin + kSumChunk < n ? begin + kSumChunk : n;
+  double acc = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += kSumThreads) acc += sum_term<Squares>(x[i]);
+  const double total = cuda::block_sum<kSumThreads>(acc);
+  if (threadIdx.x != 0) return;
+  if (partial) partial[blockIdx.x] = total;
+  else out[0] = static_cast<float>(static_cast<double>(out[0]) + total);
+}
+
+__global__ void sum_partials_kernel(int64_t count, const double* partial, float* out) {
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += kSumThreads) acc += partial[i];
+  const double total = cuda::block_sum<kSumThreads>(acc);
+  if (threadIdx.x == 0) out[0] = static_cast<float>(static_cast<double>(out[0]) + total);
+}
+
+// Casts use dtype.h's conversions, the very code the CPU backend runs, so both
+// round to nearest even identically (NaN, infinities and subnormals included).
+enum class CastKind { F32ToF16, F32ToBF16, F16ToF32, BF16ToF32, I32ToF32 };
+
+template <CastKind K>
+__global__ void cast_kernel(int64_t n, const void* src, void* dst) {
+  BERTKIT_GRID_STRIDE(i, n) {
+    if constexpr (K == CastKind::F32ToF16) {
+      static_cast<uint16_t*>(dst)[i] = float_to_half(static_cast<const float*>(src)[i]);
+    } else if constexpr (K == CastKind::F32ToBF16) {
+      static_cast<uint16_t*>(dst)[i] = float_to_bf16(static_cast<const float*>(src)[i]);
+    } else if constexpr (K == CastKind::F16ToF32) {
+      static_cast<float*>(dst)[i] = half_to_float(static_cast<const uint16_t*>(src)[i]);
+    } else if constexpr (K == CastKind::BF16ToF32) {
+      static_cast<float*>(dst)[i] = bf16_to_float(static_cast<const uint16_t*>(src)[i]);
+    } else {
+      // Round to nearest even above 2^24, like static_cast<float> on the host.
+      static_cast<float*>(dst)[i] = __int2float_rn(static_cast<const int32_t*>(src)[i]);
+    }
+  }
+}
+
+template <CastKind K>
+void launch_cast(cudaStream_t stream, int64_t n, const void* src, void* dst) {
+  cast_kernel<K><<<cuda::grid_for(n), cuda::kThreads, 0, stream>>>(n, src, dst);
+}
+
+// Element i of the [batch, count, cols] slice and its row in [batch, src_rows, cols].
+__device__ __forceinline__ int64_t slice_source_index(int64_t i, int64_t src_rows, int64_t cols, int64_t start,
+                                                      int64_t count) {
+  const int64_t r = i / cols, c = i - r * cols;
+  const int64_t b = r / count, j = r - b * count;
+  return (b * src_rows + start + j) * cols + c;
+}
+
+__global__ void slice_rows_forward_kernel(int64_t total, int64_t src_rows, int64_t cols, int64_t start,
+                                          int64_t count, const float* src, float* dst) {
+  BERTKIT_GRID_STRIDE(i, total) { dst[i] = src[slice_source_index(i, src_rows, cols, start, count)]; }
+}
+
+// Each source element receives at most one slice element: no two threads collide.
+__global__ void slice_rows_backward_kernel(int64_t total, int64_t src_rows, int64_t cols, int64_t start,
+                                           int64_t count, const float* ddst, float* dsrc) {
+  BERTKIT_GRID_STRIDE(i, total) { dsrc[slice_source_index(i, src_rows, cols, start, count)] += ddst[i]; }
+}
+
+template <bool Squares>
+void launch_sum(CudaBackend& backend, cudaStream_t stream, int64_t n, const float* x, float* out) {
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  if (chunks > INT32_MAX) throw Error("cuda sum: " + std::to_string(n) + " elements is larger than this kernel's grid");
+  if (chunks == 1) {
+    sum_chunks_kernel<Squares><<<1, kSumThreads, 0, stream>>>(n, x, nullptr, out);
+    cuda::check_launch(Squares ? "sum_squares" : "sum");
+    return;
+  }
+  cuda::Scratch partial(backend, static_cast<size_t>(chunks) * sizeof(double));
+  sum_chunks_kernel<Squares><<<static_cast<unsigned>(chunks), kSumThreads, 0, stream>>>(n, x, partial.as<double>(),
+                                                                                        out);
+  cuda::check_launch(Squares ? "sum_squares (chunks)" : "sum (chunks)");
+  sum_partials_kernel<<<1, kSumThreads, 0, stream>>>(chunks, partial.as<double>(), out);
+  cuda::check_launch(Squares ? "sum_squares (finish)" : "sum (finish)");
+}
+
 }  // namespace
 
 void CudaBackend::fill(float* x, int64_t n, float value) {
@@ -132,6 +233,56 @@ void CudaBackend::sum_rows(int64_t rows, int64_t cols, const float* x, float* ou
   }
   // Stream order makes the block safe to hand out again before the kernels ran.
   release(scratch, scratch_bytes);
+}
+
+void CudaBackend::sum(int64_t n, const float* x, float* out) {
+  if (n == 0) return;
+  launch_sum<false>(*this, stream_, n, x, out);
+}
+
+void CudaBackend::sum_squares(int64_t n, const float* x, float* out) {
+  if (n == 0) return;
+  launch_sum<true>(*this, stream_, n, x, out);
+}
+
+void CudaBackend::cast(int64_t n, DType src_dtype, const void* src, DType dst_dtype, void* dst) {
+  if (src_dtype == DType::F32 && dst_dtype == DType::F32) {
+    copy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  if (n == 0) return;
+  if (src_dtype == DType::F32 && dst_dtype == DType::F16) {
+    launch_cast<CastKind::F32ToF16>(stream_, n, src, dst);
+  } else if (src_dtype == DType::F32 && dst_dtype == DType::BF16) {
+    launch_cast<CastKind::F32ToBF16>(stream_, n, src, dst);
+  } else if (src_dtype == DType::F16 && dst_dtype == DType::F32) {
+    launch_cast<CastKind::F16ToF32>(stream_, n, src, dst);
+  } else if (src_dtype == DType::BF16 && dst_dtype == DType::F32) {
+    launch_cast<CastKind::BF16ToF32>(stream_, n, src, dst);
+  } else if (src_dtype == DType::I32 && dst_dtype == DType::F32) {
+    launch_cast<CastKind::I32ToF32>(stream_, n, src, dst);
+  } else {
+    throw Error(std::string("cannot cast ") + dtype_name(src_dtype) + " to " + dtype_name(dst_dtype));
+  }
+  cuda::check_launch("cast");
+}
+
+void CudaBackend::slice_rows_forward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start, int64_t count,
+                                     const float* src, float* dst) {
+  const int64_t total = batch * count * cols;
+  if (total == 0) return;
+  slice_rows_forward_kernel<<<cuda::grid_for(total), cuda::kThreads, 0, stream_>>>(total, src_rows, cols, start,
+                                                                                   count, src, dst);
+  cuda::check_launch("slice_rows_forward");
+}
+
+void CudaBackend::slice_rows_backward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start, int64_t count,
+                                      const float* ddst, float* dsrc) {
+  const int64_t total = batch * count * cols;
+  if (total == 0) return;
+  slice_rows_backward_kernel<<<cuda::grid_for(total), cuda::kThreads, 0, stream_>>>(total, src_rows, cols, start,
+                                                                                    count, ddst, dsrc);
+  cuda::check_launch("slice_rows_backward");
 }
 
 }  // namespace bertkit

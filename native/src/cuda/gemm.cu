@@ -1,4 +1,5 @@
-// Matrix products through cuBLAS (fp32, no TF32).
+// Matrix products through cuBLAS: fp32 (TF32 only when allowed, as torch's
+// allow_tf32), and float16 / bfloat16 inputs with fp32 accumulation and output.
 //
 // cuBLAS is column-major and our tensors are row-major. A row-major X[r, c] read
 // as column-major is X^T, so instead of C = op(A) op(B) we ask cuBLAS for
@@ -11,6 +12,7 @@
 #include <climits>
 
 #include "cuda/cuda_backend.h"
+#include "cuda/cuda_switches.h"
 
 namespace bertkit {
 
@@ -37,6 +39,19 @@ void check_int(int64_t v, const char* name) {
   }
 }
 
+void launch_scale_c(cudaStream_t stream, int64_t m, int64_t n, int64_t batch, int64_t stride_c, float beta,
+                    float* c) {
+  scale_c_kernel<<<cuda::grid_for(m * n * batch), cuda::kThreads, 0, stream>>>(m * n, batch, stride_c, beta, c);
+  cuda::check_launch("gemm (k = 0)");
+}
+
+void check_shape(int64_t m, int64_t n, int64_t k, int64_t batch) {
+  check_int(m, "m");
+  check_int(n, "n");
+  check_int(k, "k");
+  check_int(batch, "batch");
+}
+
 }  // namespace
 
 void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -44,15 +59,10 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
                        int64_t stride_a, int64_t stride_b, int64_t stride_c) {
   if (m == 0 || n == 0 || batch == 0) return;
   if (k == 0) {
-    scale_c_kernel<<<cuda::grid_for(m * n * batch), cuda::kThreads, 0, stream_>>>(m * n, batch, stride_c,
-                                                                                   beta, c);
-    cuda::check_launch("gemm (k = 0)");
+    launch_scale_c(stream_, m, n, batch, stride_c, beta, c);
     return;
   }
-  check_int(m, "m");
-  check_int(n, "n");
-  check_int(k, "k");
-  check_int(batch, "batch");
+  check_shape(m, n, k, batch);
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const int ld_b = static_cast<int>(trans_b ? k : n);
@@ -63,6 +73,44 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
       cublas_, op_first, op_second, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
       ld_b, static_cast<long long>(stride_b), a, ld_a, static_cast<long long>(stride_a), &beta, c, ld_c,
       static_cast<long long>(stride_c), static_cast<int>(batch)));
+}
+
+void CudaBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                             const void* a, const void* b, DType ab_dtype, float beta, float* c, int64_t batch,
+                             int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+  if (ab_dtype != DType::F16 && ab_dtype != DType::BF16) {
+    throw Error(std::string("cuda gemm_mixed: inputs must be float16 or bfloat16, got ") + dtype_name(ab_dtype));
+  }
+  if (m == 0 || n == 0 || batch == 0) return;
+  if (k == 0) {
+    launch_scale_c(stream_, m, n, batch, stride_c, beta, c);
+    return;
+  }
+  check_shape(m, n, k, batch);
+  // The same operand swap as gemm (see the top of this file). CUBLAS_COMPUTE_32F
+  // keeps the accumulation in fp32 whatever the math mode, so the TF32 switch
+  // does not touch this path; half inputs use tensor cores regardless.
+  const cudaDataType_t ab_type = ab_dtype == DType::F16 ? CUDA_R_16F : CUDA_R_16BF;
+  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int ld_b = static_cast<int>(trans_b ? k : n);
+  const int ld_a = static_cast<int>(trans_a ? m : k);
+  const int ld_c = static_cast<int>(n);
+  BERTKIT_CUDA_CHECK(cublasGemmStridedBatchedEx(
+      cublas_, op_first, op_second, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
+      ab_type, ld_b, static_cast<long long>(stride_b), a, ab_type, ld_a, static_cast<long long>(stride_a), &beta, c,
+      CUDA_R_32F, ld_c, static_cast<long long>(stride_c), static_cast<int>(batch), CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT));
+}
+
+void CudaBackend::set_allow_tf32(bool allow) {
+  BERTKIT_CUDA_CHECK(cublasSetMathMode(cublas_, allow ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  allow_tf32_ = allow;
+}
+
+void cuda_set_allow_tf32(bool allow) {
+  // backend_for(CUDA) hands out the CudaBackend singleton of cuda_backend.cu.
+  static_cast<CudaBackend&>(backend_for(Device::CUDA)).set_allow_tf32(allow);
 }
 
 }  // namespace bertkit

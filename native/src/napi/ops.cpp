@@ -5,6 +5,9 @@
 #include <vector>
 
 #include "op_args.h"
+#ifdef BERTKIT_WITH_CUDA
+#include "../cuda/cuda_switches.h"
+#endif
 
 namespace bertkit {
 
@@ -79,6 +82,63 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   return guarded(info, "gemm", [&] {
     be.gemm(ta, tb, m, n, k, alpha, f32(A), f32(B), beta, f32(C), batch, sa, sb, sc);
   });
+}
+
+// gemmMixed(transA, transB, m, n, k, alpha, a, b, beta, c, batch, strideA, strideB, strideC)
+// a and b: float16 or bfloat16, the same dtype; c: float32.
+Napi::Value GemmMixed(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "gemmMixed", 14);
+  bool ta = a.flag(0, "transA"), tb = a.flag(1, "transB");
+  int64_t m = a.dim(2, "m"), n = a.dim(3, "n"), k = a.dim(4, "k");
+  float alpha = a.number(5, "alpha");
+  if (!NativeBuffer::Is(info[6])) a.fail("argument 'a' must be a NativeBuffer");
+  DType ab = NativeBuffer::Unwrap(info[6])->dtype();
+  if (ab != DType::F16 && ab != DType::BF16) {
+    a.fail(std::string("tensor 'a' has dtype ") + dtype_name(ab) + ", expected float16 or bfloat16");
+  }
+  NativeBuffer* A = a.buffer(6, "a", ab);
+  NativeBuffer* B = a.buffer(7, "b", ab);
+  float beta = a.number(8, "beta");
+  NativeBuffer* C = a.buffer(9, "c", DType::F32);
+  int64_t batch = a.positive_dim(10, "batch");
+  int64_t sa = a.dim(11, "strideA"), sb = a.dim(12, "strideB"), sc = a.dim(13, "strideC");
+  int64_t size_a = checked_mul(a, {m, k}), size_b = checked_mul(a, {k, n}), size_c = checked_mul(a, {m, n});
+  if (batch > 1 && sc < size_c) a.fail("strideC " + std::to_string(sc) + " makes output matrices overlap");
+  std::string shape_a = ta ? shape_str({k, m}) : shape_str({m, k});
+  std::string shape_b = tb ? shape_str({n, k}) : shape_str({k, n});
+  a.need(A, "a", checked_mul(a, {batch - 1, sa}) + size_a, "batch " + std::to_string(batch) + " x " + shape_a);
+  a.need(B, "b", checked_mul(a, {batch - 1, sb}) + size_b, "batch " + std::to_string(batch) + " x " + shape_b);
+  a.need(C, "c", checked_mul(a, {batch - 1, sc}) + size_c, "batch " + std::to_string(batch) + " x " + shape_str({m, n}));
+  Backend& be = a.backend();
+  return guarded(info, "gemmMixed", [&] {
+    be.gemm_mixed(ta, tb, m, n, k, alpha, A->data(), B->data(), ab, beta, f32(C), batch, sa, sb, sc);
+  });
+}
+
+// setAllowTf32(device, flag): torch.backends.cuda.matmul.allow_tf32 for the
+// device's fp32 products. The CPU has no TF32: its products stay fp32 either way.
+Napi::Value SetAllowTf32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsBoolean()) {
+    throw Napi::TypeError::New(env, "setAllowTf32: expected (device: number, flag: boolean)");
+  }
+  int device = info[0].As<Napi::Number>().Int32Value();
+  bool allow = info[1].As<Napi::Boolean>().Value();
+  if (device != static_cast<int>(Device::CPU) && device != static_cast<int>(Device::CUDA)) {
+    throw Napi::RangeError::New(env, "setAllowTf32: unknown device " + std::to_string(device));
+  }
+  if (device == static_cast<int>(Device::CPU)) return env.Undefined();
+  try {
+#ifdef BERTKIT_WITH_CUDA
+    cuda_set_allow_tf32(allow);
+#else
+    (void)allow;
+    backend_for(Device::CUDA);  // throws: not compiled with CUDA
+#endif
+  } catch (const Error& e) {
+    throw Napi::Error::New(env, std::string("setAllowTf32: ") + e.what());
+  }
+  return env.Undefined();
 }
 
 // fill(x, n, value)
@@ -517,6 +577,8 @@ Napi::Value ClipCoefficient(const Napi::CallbackInfo& info) {
 
 void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("gemmMixed", Napi::Function::New(env, GemmMixed, "gemmMixed"));
+  exports.Set("setAllowTf32", Napi::Function::New(env, SetAllowTf32, "setAllowTf32"));
   exports.Set("fill", Napi::Function::New(env, Fill, "fill"));
   exports.Set("axpby", Napi::Function::New(env, Axpby, "axpby"));
   exports.Set("mul", Napi::Function::New(env, Mul, "mul"));

@@ -1,0 +1,57 @@
+// Mixed-precision GEMM of the CPU backend: A and B arrive as float16 or
+// bfloat16 and are widened to float32 (exactly: every half and bfloat16 value
+// is a float32 value) before the ordinary fp32 gemm. This is the reference the
+// CUDA backend's tensor-core path is checked against, not a fast path: a CPU
+// has no half-precision arithmetic worth using here, and widening costs far
+// less than the product it feeds.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "cpu_backend.h"
+#include "thread_pool.h"
+
+namespace bertkit {
+
+namespace {
+
+constexpr int64_t kGrain = 32768;
+
+// Elements of an operand that a batch of products reads (what the Node-API
+// layer checked the buffer holds).
+int64_t extent(int64_t batch, int64_t stride, int64_t size) {
+  return size == 0 ? 0 : (batch - 1) * stride + size;
+}
+
+void widen(DType dtype, const void* src, int64_t n, float* dst) {
+  const uint16_t* bits = static_cast<const uint16_t*>(src);
+  ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    if (dtype == DType::F16) {
+      for (int64_t i = begin; i < end; ++i) dst[i] = half_to_float(bits[i]);
+    } else {
+      for (int64_t i = begin; i < end; ++i) dst[i] = bf16_to_float(bits[i]);
+    }
+  });
+}
+
+}  // namespace
+
+void CpuBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                            const void* a, const void* b, DType ab_dtype, float beta, float* c,
+                            int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+  if (ab_dtype != DType::F16 && ab_dtype != DType::BF16) {
+    throw Error(std::string("gemm_mixed: inputs must be float16 or bfloat16, got ") + dtype_name(ab_dtype));
+  }
+  if (m == 0 || n == 0 || batch == 0) return;
+  const int64_t len_a = extent(batch, stride_a, m * k);
+  const int64_t len_b = extent(batch, stride_b, k * n);
+  // At least one element each, so gemm never sees a null operand (k == 0).
+  std::vector<float> wide_a(static_cast<size_t>(std::max<int64_t>(len_a, 1)));
+  std::vector<float> wide_b(static_cast<size_t>(std::max<int64_t>(len_b, 1)));
+  widen(ab_dtype, a, len_a, wide_a.data());
+  widen(ab_dtype, b, len_b, wide_b.data());
+  gemm(trans_a, trans_b, m, n, k, alpha, wide_a.data(), wide_b.data(), beta, c, batch, stride_a, stride_b,
+       stride_c);
+}
+
+}  // namespace bertkit

@@ -1,0 +1,269 @@
+// gemmMixed (float16 / bfloat16 inputs, float32 accumulation and output) on
+// every backend, against a float64 product of the same half-precision values.
+// Inputs are drawn exactly representable in their dtype and encoded here, so
+// the check does not lean on the cast op: every product of two such values is
+// exact in float32, and what is left is float32 accumulation.
+import t, { type Test } from 'tap'
+import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
+import { devicesUnderTest, type DeviceUnderTest } from '../helpers/devices.js'
+import { f32Buffer, freeAll, readF64, rng } from '../helpers/reference.js'
+
+type Half = 'float16' | 'bfloat16'
+
+interface Case {
+  dtype: Half
+  ta: boolean
+  tb: boolean
+  m: number
+  n: number
+  k: number
+  alpha: number
+  beta: number
+  batch: number
+  gapA: number
+  gapB: number
+  gapC: number
+  sharedB?: boolean
+  seed: number
+}
+
+// A value no kernel computes by accident: C's gaps must still hold it after.
+const SENTINEL = 7.5
+
+const f32 = new Float32Array(1)
+const u32 = new Uint32Array(f32.buffer)
+
+/** Bits of a float16-representable value (normal or zero; |x| < 65504). */
+function halfBits(x: number): number {
+  if (x === 0) return Object.is(x, -0) ? 0x8000 : 0
+  const sign = x < 0 ? 0x8000 : 0
+  const a = Math.abs(x)
+  let e = Math.floor(Math.log2(a))
+  if (2 ** e > a) e -= 1
+  if (2 ** (e + 1) <= a) e += 1
+  const mantissa = (a / 2 ** e - 1) * 1024
+  if (e < -14 || e > 15 || mantissa !== Math.floor(mantissa)) throw new Error(`${x} is not a normal float16`)
+  return sign | ((e + 15) << 10) | mantissa
+}
+
+/** n values of the dtype, as numbers and as raw bits. */
+function halfValues(n: number, dtype: Half, seed: number): { values: Float64Array; bits: Uint16Array } {
+  const r = rng(seed)
+  const values = new Float64Array(n)
+  const bits = new Uint16Array(n)
+  for (let i = 0; i < n; i++) {
+    if (dtype === 'float16') {
+      // Multiples of 2^-11 in [-1, 1], scaled by a power of two: all exact in float16.
+      const v = (Math.floor(r() * 4097) - 2048) / 2048 * 2 ** (Math.floor(r() * 5) - 2)
+      values[i] = v
+      bits[i] = halfBits(v)
+    } else {
+      // A float32 with its low 16 bits cleared is a bfloat16.
+      f32[0] = (r() * 2 - 1) * 2 ** (Math.floor(r() * 9) - 4)
+      u32[0] &= 0xffff0000
+      values[i] = f32[0]
+      bits[i] = u32[0] >>> 16
+    }
+  }
+  return { values, bits }
+}
+
+function strides(c: Case): { sa: number; sb: number; sc: number } {
+  return { sa: c.m * c.k + c.gapA, sb: c.sharedB ? 0 : c.k * c.n + c.gapB, sc: c.m * c.n + c.gapC }
+}
+
+function extent(batch: number, stride: number, size: number): number {
+  return Math.max(1, (batch - 1) * stride + size)
+}
+
+/** C as gemmMixed must leave it, and the error scale sum |a*b| + |beta*C0| per element. */
+function reference(c: Case, A: Float64Array, B: Float64Array, C0: Float64Array): { want: Float64Array; scale: Float64Array } {
+  const { sa, sb, sc } = strides(c)
+  const want = Float64Array.from(C0)
+  const scale = new Float64Array(C0.length)
+  for (let bi = 0; bi < c.batch; bi++) {
+    for (let i = 0; i < c.m; i++) {
+      for (let j = 0; j < c.n; j++) {
+        let acc = 0
+        let abs = 0
+        for (let q = 0; q < c.k; q++) {
+          const a = c.ta ? A[bi * sa + q * c.m + i] : A[bi * sa + i * c.k + q]
+          const b = c.tb ? B[bi * sb + j * c.k + q] : B[bi * sb + q * c.n + j]
+          acc += a * b
+          abs += Math.abs(a * b)
+        }
+        const at = bi * sc + i * c.n + j
+        want[at] = c.alpha * acc + (c.beta === 0 ? 0 : c.beta * C0[at])
+        scale[at] = Math.abs(c.alpha) * abs + (c.beta === 0 ? 0 : Math.abs(c.beta * C0[at]))
+      }
+    }
+  }
+  return { want, scale }
+}
+
+/** Initial C: random in the matrices (NaN when beta == 0: must be ignored), SENTINEL in the gaps. */
+function initialC(c: Case): Float64Array {
+  const { sc } = strides(c)
+  const len = extent(c.batch, sc, c.m * c.n)
+  const r = rng(c.seed + 3)
+  const values = new Float64Array(len)
+  for (let x = 0; x < len; x++) {
+    const inMatrix = sc > 0 && x % sc < c.m * c.n && x < (c.batch - 1) * sc + c.m * c.n
+    values[x] = inMatrix ? (c.beta === 0 ? NaN : Math.fround(r() * 2 - 1)) : SENTINEL
+  }
+  return values
+}
+
+function describe(c: Case): string {
+  const op = `${c.ta ? 'T' : 'N'}${c.tb ? 'T' : 'N'}`
+  const batch = c.batch > 1 ? ` batch ${c.batch}${c.sharedB ? ' (shared B)' : ''}` : ''
+  return `${c.dtype} ${op} m=${c.m} n=${c.n} k=${c.k} alpha=${c.alpha} beta=${c.beta}${batch}`
+}
+
+function halfBuffer(device: number, dtype: Half, bits: Uint16Array): NativeBuffer {
+  const b = new (native().NativeBuffer)(device, DTYPE_CODE[dtype], bits.length)
+  b.write(bits)
+  return b
+}
+
+function checkCase(t: Test, dev: DeviceUnderTest, c: Case): void {
+  const { sa, sb, sc } = strides(c)
+  const A = halfValues(extent(c.batch, sa, c.m * c.k), c.dtype, c.seed)
+  const B = halfValues(extent(c.batch, sb, c.k * c.n), c.dtype, c.seed + 1)
+  const C0 = initialC(c)
+  const { want, scale } = reference(c, A.values, B.values, C0)
+  let a: NativeBuffer | null = null
+  let b: NativeBuffer | null = null
+  let cb: NativeBuffer | null = null
+  try {
+    a = halfBuffer(dev.code, c.dtype, A.bits)
+    b = halfBuffer(dev.code, c.dtype, B.bits)
+    cb = f32Buffer(dev.code, C0)
+    native().gemmMixed(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, b, c.beta, cb, c.batch, sa, sb, sc)
+    const got = readF64(cb)
+    // float32 accumulation of exact products: error a few ulps of sum |a*b|
+    // (tensor cores may truncate partial sums: a looser bound there). A layout
+    // or transpose mistake is off by the order of the scale itself.
+    const rtol = dev.name === 'cpu' ? 2e-5 : 2e-4
+    let worst = 0
+    let at = -1
+    for (let x = 0; x < want.length; x++) {
+      const err = Math.abs(got[x] - want[x])
+      const ratio = Number.isNaN(err) ? Infinity : err / (rtol * scale[x] + 1e-30)
+      if (ratio > worst || at < 0) { worst = ratio; at = x }
+    }
+    t.ok(worst <= 1, `${describe(c)}: worst at [${at}] got ${got[at]}, want ${want[at]} (${worst.toFixed(3)} of the bound)`)
+  } finally {
+    freeAll(a, b, cb)
+  }
+}
+
+function base(dtype: Half, m: number, n: number, k: number, seed: number): Case {
+  return { dtype, ta: false, tb: false, m, n, k, alpha: 1, beta: 0, batch: 1, gapA: 0, gapB: 0, gapC: 0, seed }
+}
+
+const TRANSPOSES: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]]
+const SHAPES: Array<[number, number, number]> = [[1, 1, 1], [1, 7, 37], [7, 1, 37], [37, 72, 1], [13, 33, 17], [72, 37, 200], [25, 17, 1023]]
+const DTYPES: Half[] = ['float16', 'bfloat16']
+
+for (const dev of devicesUnderTest()) {
+  t.test(`gemmMixed on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
+    const liveBefore = native().memoryStats().liveBuffers
+
+    t.test('encoded inputs decode to the values the reference uses', async (t) => {
+      // Through the addon's own cast on the CPU: an independent check of the encoders above.
+      for (const dtype of DTYPES) {
+        const { values, bits } = halfValues(2000, dtype, 11)
+        const src = halfBuffer(0, dtype, bits)
+        const dst = f32Buffer(0, new Float32Array(bits.length))
+        try {
+          native().cast(bits.length, src, dst)
+          const got = readF64(dst)
+          t.ok(got.every((v, i) => v === values[i]), `${dtype}: 2000 values round-trip exactly`)
+        } finally {
+          freeAll(src, dst)
+        }
+      }
+    })
+
+    t.test('every transpose, odd sizes', async (t) => {
+      let seed = 100
+      for (const dtype of DTYPES) {
+        for (const [ta, tb] of TRANSPOSES) {
+          for (const [m, n, k] of SHAPES) checkCase(t, dev, { ...base(dtype, m, n, k, seed++), ta, tb })
+        }
+      }
+    })
+
+    t.test('alpha and beta', async (t) => {
+      let seed = 200
+      for (const dtype of DTYPES) {
+        for (const [ta, tb] of TRANSPOSES) {
+          checkCase(t, dev, { ...base(dtype, 37, 45, 29, seed++), ta, tb, alpha: -1.25, beta: 0 })
+          checkCase(t, dev, { ...base(dtype, 37, 45, 29, seed++), ta, tb, alpha: 0.5, beta: -0.75 })
+          checkCase(t, dev, { ...base(dtype, 19, 40, 300, seed++), ta, tb, alpha: 1, beta: 1 })
+        }
+      }
+    })
+
+    t.test('batched, strided, empty', async (t) => {
+      let seed = 300
+      for (const dtype of DTYPES) {
+        for (const [ta, tb] of TRANSPOSES) {
+          checkCase(t, dev, { ...base(dtype, 13, 29, 23, seed++), ta, tb, batch: 4, gapA: 5, gapB: 3, gapC: 7 })
+          checkCase(t, dev, { ...base(dtype, 17, 64, 64, seed++), ta, tb, batch: 5, gapC: 16, sharedB: true, beta: 0.5 })
+        }
+        // k == 0: C = beta * C (zeros when beta == 0, even over NaN).
+        checkCase(t, dev, { ...base(dtype, 5, 7, 0, seed++), beta: 0 })
+        checkCase(t, dev, { ...base(dtype, 5, 7, 0, seed++), beta: -2, batch: 3, gapC: 4 })
+      }
+    })
+
+    t.test('bad input names the op', async (t) => {
+      const g = native().gemmMixed
+      const h16 = halfBuffer(dev.code, 'float16', new Uint16Array(12))
+      const b16 = halfBuffer(dev.code, 'bfloat16', new Uint16Array(12))
+      const c32 = f32Buffer(dev.code, new Float32Array(8))
+      const a32 = f32Buffer(dev.code, new Float32Array(12))
+      try {
+        t.doesNotThrow(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0), 'float16 x float16 -> float32 passes')
+        t.doesNotThrow(() => g(false, false, 2, 4, 3, 1, b16, b16, 0, c32, 1, 0, 0, 0), 'bfloat16 x bfloat16 -> float32 passes')
+        t.throws(() => g(false, false, 2, 4, 3, 1, h16, b16, 0, c32, 1, 0, 0, 0),
+          /^gemmMixed: tensor 'b' has dtype bfloat16, expected float16/, 'mixed half dtypes')
+        t.throws(() => g(false, false, 2, 4, 3, 1, a32, a32, 0, c32, 1, 0, 0, 0),
+          /^gemmMixed: tensor 'a' has dtype float32, expected float16 or bfloat16/, 'float32 inputs')
+        t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, b16, 1, 0, 0, 0),
+          /^gemmMixed: tensor 'c' has dtype bfloat16, expected float32/, 'half output')
+        t.throws(() => g(false, false, 5, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0),
+          /^gemmMixed: tensor 'a' holds 12 elements but shape batch 1 x \[5, 3\] needs 15/, 'a too small')
+        t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 2, 0, 0, 4),
+          /^gemmMixed: strideC 4 makes output matrices overlap/, 'overlapping outputs')
+        t.throws(() => (g as unknown as (...args: unknown[]) => void)(false, false, 2, 4, 3),
+          /^gemmMixed: expected 14 arguments, got 5/, 'too few arguments')
+      } finally {
+        freeAll(h16, b16, c32, a32)
+      }
+    })
+
+    t.test('setAllowTf32 takes a device and a flag', async (t) => {
+      const addon = native()
+      if (dev.name === 'cpu') {
+        t.doesNotThrow(() => addon.setAllowTf32(dev.code, true), 'the CPU accepts it (its fp32 stays fp32)')
+        t.doesNotThrow(() => addon.setAllowTf32(dev.code, false))
+      } else {
+        try {
+          addon.setAllowTf32(dev.code, true)
+          t.match(addon.probeDevice(dev.code).description ?? '', /TF32 allowed/, 'the description says TF32 is on')
+        } finally {
+          addon.setAllowTf32(dev.code, false)
+        }
+        t.match(addon.probeDevice(dev.code).description ?? '', /without TF32/, 'and off again')
+      }
+      t.throws(() => (addon.setAllowTf32 as unknown as (...args: unknown[]) => void)(dev.code), /^setAllowTf32: expected/)
+    })
+
+    t.test('frees every buffer', async (t) => {
+      t.equal(native().memoryStats().liveBuffers, liveBefore, 'no live buffers left by the gemmMixed tests')
+    })
+  })
+}
