@@ -224,3 +224,30 @@ t.test('freezing pays: no gradient, no tape below the lowest trainable parameter
   model.dispose()
   t.end()
 })
+
+t.test('autocast: bf16 and fp16 matrix products stay close to fp32', async (t) => {
+  const { autocast } = await import('../../lib/tensor/autocast.js')
+  const dir = join(fixtures, 'three_labels')
+  const expected = readSafetensors(join(dir, 'expected.safetensors')).tensors
+  const model = (await BertForSequenceClassification.fromPretrained(dir)).eval()
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    tidy(() => autocast(dtype, () => {
+      const out = model.forward(inputsFor(dir, model))
+      const c = closePerTensor(out.logits.toFloat32Array(), expected.get('logits')!.data as Float32Array, dtype === 'bfloat16' ? 3e-2 : 5e-3)
+      t.ok(c.ok, `${dtype} logits: ${c.msg}`)
+      out.loss!.backward()
+    }))
+    // Gradients point the same way as transformers' fp32 gradients.
+    let dot = 0, na = 0, nb = 0
+    for (const [n, p] of model.namedParameters()) {
+      const a = p.grad!.toFloat32Array()
+      const b = expected.get(`grad.${n}`)!.data as Float32Array
+      for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i] }
+      p.grad!.dispose()
+      p.grad = null
+    }
+    const cosine = dot / Math.sqrt(na * nb)
+    t.ok(cosine > 0.999, `${dtype} gradient cosine similarity to fp32: ${cosine.toFixed(6)}`)
+  }
+  model.dispose()
+})
