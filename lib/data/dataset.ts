@@ -103,7 +103,7 @@ export class Dataset {
    * Applies fn to each row (or each batch with batched: true) and merges the
    * returned fields into the rows, as datasets.Dataset.map does.
    */
-  map(fn: (input: Row, index: number) => Row, options: MapOptions = {}): Dataset {
+  map(fn: (input: Row, index: number) => object | null | undefined, options: MapOptions = {}): Dataset {
     const remove = new Set(options.removeColumns ?? [])
     for (const c of remove) if (!this.columns.has(c)) throw new Error(`Dataset.map: removeColumns names an unknown column "${c}"`)
     const out = new Map<string, unknown[]>()
@@ -124,7 +124,7 @@ export class Dataset {
         const batch: Row = {}
         for (const [k, v] of this.columns) batch[k] = v.slice(start, end)
         const result = fn(batch, start)
-        for (const [k, values] of Object.entries(result ?? {})) {
+        for (const [k, values] of Object.entries((result ?? {}) as Row)) {
           if (!Array.isArray(values) || values.length !== end - start) {
             throw new RangeError(`Dataset.map: batched fn returned "${k}" with ${Array.isArray(values) ? values.length : 'no'} values for a batch of ${end - start}`)
           }
@@ -134,7 +134,7 @@ export class Dataset {
     } else {
       for (let i = 0; i < this.length; i++) {
         const result = fn(this.get(i), i)
-        for (const [k, value] of Object.entries(result ?? {})) assign(k, i, [value])
+        for (const [k, value] of Object.entries((result ?? {}) as Row)) assign(k, i, [value])
       }
     }
     return new Dataset(out, 'Dataset.map')

@@ -28,8 +28,11 @@ export function noGrad<T>(fn: () => T): T {
  * Accumulates into gradInputs[i] (null: not needed). `saved` are the tensors
  * handed to record(), in the same order; closures must read inputs through
  * them, never through the original tensors, which a scope may have disposed.
+ * fresh[i] is true only for inputs the node declared overwritable and whose
+ * gradient buffer is new: it holds garbage and must be written, not added to
+ * (so the engine skips zero-filling it — a large share of backward memory traffic).
  */
-export type BackwardFn = (gradOutput: Tensor, gradInputs: Array<Tensor | null>, saved: ReadonlyArray<Tensor | null>) => void
+export type BackwardFn = (gradOutput: Tensor, gradInputs: Array<Tensor | null>, saved: ReadonlyArray<Tensor | null>, fresh: readonly boolean[]) => void
 
 export class Node {
   released = false
@@ -41,14 +44,16 @@ export class Node {
     readonly inputs: ReadonlyArray<Tensor | null>,
     private readonly saved: Array<Tensor | null>,
     private readonly backwardFn: BackwardFn,
+    /** Per input: can backward write its gradient without reading it first? */
+    readonly overwrites: readonly boolean[] = [],
   ) {}
 
   /** @internal */
-  runBackward(gradOutput: Tensor, gradInputs: Array<Tensor | null>): void {
+  runBackward(gradOutput: Tensor, gradInputs: Array<Tensor | null>, fresh: readonly boolean[]): void {
     if (this.released) {
       throw new Error(`backward: the graph through ${this.name} was already freed; pass { retainGraph: true } to the first backward() to go through it twice`)
     }
-    this.backwardFn(gradOutput, gradInputs, this.saved)
+    this.backwardFn(gradOutput, gradInputs, this.saved, fresh)
   }
 
   /** Drops the tensors saved for backward. Idempotent. */
@@ -88,12 +93,13 @@ export function record(
   inputs: Array<Tensor | null>,
   saved: Array<Tensor | null>,
   backward: BackwardFn,
+  overwrites: readonly boolean[] = [],
 ): Tensor {
   if (!willRecord(inputs)) {
     for (const t of saved) t?.dispose()
     return output
   }
-  const node = new Node(name, inputs, saved, backward)
+  const node = new Node(name, inputs, saved, backward, overwrites)
   node.output = output
   output.gradFn = node
   trackNode(node)
@@ -129,6 +135,9 @@ function zerosLike(t: Tensor): Tensor {
   return z
 }
 
+/** Gradient buffers handed out in this backward that nobody has written yet. */
+type Unwritten = Set<Tensor>
+
 /**
  * Accumulates d(root)/d(leaf) into leaf.grad for every leaf that requires it.
  * Gradients of intermediate tensors are freed as soon as they are consumed;
@@ -157,6 +166,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
   }
 
   const grads = new Map<Tensor, Tensor>()
+  const unwritten: Unwritten = new Set()
   grads.set(root, seed)
   const order = topologicalOrder(root.gradFn)
   try {
@@ -169,18 +179,34 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
       const gradInputs = node.inputs.map((input) => {
         if (!needsGrad(input)) return null
         if (input.gradFn === null) {
-          if (!input.grad) input.grad = zerosLike(input)
+          if (!input.grad) {
+            input.grad = emptyUntracked(input.shape, input.device)
+            unwritten.add(input.grad)
+          }
           return input.grad
         }
         let g = grads.get(input)
         if (!g) {
-          g = zerosLike(input)
+          g = emptyUntracked(input.shape, input.device)
+          unwritten.add(g)
           grads.set(input, g)
         }
         return g
       })
+      // A new buffer may skip its zero fill only when this node overwrites that
+      // input and the tensor is not passed to the node twice (mul(a, a)).
+      const fresh = gradInputs.map((g, i) => {
+        if (!g || !unwritten.has(g)) return false
+        const once = gradInputs.indexOf(g) === gradInputs.lastIndexOf(g)
+        if (node.overwrites[i] && once) return true
+        return false
+      })
+      gradInputs.forEach((g, i) => {
+        if (g && unwritten.has(g) && !fresh[i]) native().fill(g.buffer, g.numel, 0)
+        if (g) unwritten.delete(g)
+      })
       try {
-        node.runBackward(gOut, gradInputs)
+        node.runBackward(gOut, gradInputs, fresh)
       } finally {
         gOut.dispose()
       }

@@ -55,9 +55,9 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
     fail('reshape', `cannot reshape ${formatShape(x.shape)} (${x.numel} elements) to ${formatShape(shape)}`)
   }
   const out = new Tensor(x.retainStorage(), resolved)
-  return record('reshape', out, [x], [], (g, [gx]) => {
-    native().axpby(g.numel, 1, g.buffer, 1, gx!.buffer)
-  })
+  return record('reshape', out, [x], [], (g, [gx], _s, [fresh]) => {
+    native().axpby(g.numel, 1, g.buffer, fresh ? 0 : 1, gx!.buffer)
+  }, [true])
 }
 
 // ---- elementwise -------------------------------------------------------------
@@ -74,10 +74,10 @@ export function add(a: Tensor, b: Tensor): Tensor {
   const out = empty(a.shape, { device: a.device })
   addon.axpby(a.numel, 1, a.buffer, 0, out.buffer)
   addon.axpby(a.numel, 1, b.buffer, 1, out.buffer)
-  return record('add', out, [a, b], [], (g, [ga, gb]) => {
-    if (ga) addon.axpby(g.numel, 1, g.buffer, 1, ga.buffer)
-    if (gb) addon.axpby(g.numel, 1, g.buffer, 1, gb.buffer)
-  })
+  return record('add', out, [a, b], [], (g, [ga, gb], _s, [freshA, freshB]) => {
+    if (ga) addon.axpby(g.numel, 1, g.buffer, freshA ? 0 : 1, ga.buffer)
+    if (gb) addon.axpby(g.numel, 1, g.buffer, freshB ? 0 : 1, gb.buffer)
+  }, [true, true])
 }
 
 /** a * b elementwise (same shape). */
@@ -113,9 +113,9 @@ export function scale(x: Tensor, factor: number): Tensor {
   const addon = native()
   const out = empty(x.shape, { device: x.device })
   addon.axpby(x.numel, factor, x.buffer, 0, out.buffer)
-  return record('scale', out, [x], [], (g, [gx]) => {
-    addon.axpby(g.numel, factor, g.buffer, 1, gx!.buffer)
-  })
+  return record('scale', out, [x], [], (g, [gx], _s, [fresh]) => {
+    addon.axpby(g.numel, factor, g.buffer, fresh ? 0 : 1, gx!.buffer)
+  }, [true])
 }
 
 /** Sum of all elements, as a one-element tensor of shape []. */
@@ -212,12 +212,12 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const recording = willRecord([x, weight, bias])
   return record('linear', out, [x, weight, bias],
     [recording && weight.requiresGrad ? save(x) : null, recording && x.requiresGrad ? save(weight) : null],
-    (g, [gx, gw, gb], [sx, sw]) => {
-      // dx += g · W ; dW += gᵀ · x ; db += column sums of g.
-      if (gx) addon.gemm(false, false, rows, inFeatures, outFeatures, 1, g.buffer, sw!.buffer, 1, gx.buffer, 1, 0, 0, 0)
-      if (gw) addon.gemm(true, false, outFeatures, inFeatures, rows, 1, g.buffer, sx!.buffer, 1, gw.buffer, 1, 0, 0, 0)
+    (g, [gx, gw, gb], [sx, sw], [freshX, freshW]) => {
+      // dx += g · W ; dW += gᵀ · x ; db += column sums of g (beta 0 writes a fresh buffer).
+      if (gx) addon.gemm(false, false, rows, inFeatures, outFeatures, 1, g.buffer, sw!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
+      if (gw) addon.gemm(true, false, outFeatures, inFeatures, rows, 1, g.buffer, sx!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
       if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer)
-    })
+    }, [true, true, false])
 }
 
 /**
@@ -237,16 +237,16 @@ function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number
   if (!savedX) x16.dispose()
   return record('linear', out, [x, weight, bias],
     [savedX, recording && x.requiresGrad ? save(w16) : null],
-    (g, [gx, gw, gb], [sx16, sw16]) => {
+    (g, [gx, gw, gb], [sx16, sw16], [freshX, freshW]) => {
       const g16 = castHalf(g, half)
       try {
-        if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.buffer, sw16!.buffer, 1, gx.buffer, 1, 0, 0, 0)
-        if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, g16.buffer, sx16!.buffer, 1, gw.buffer, 1, 0, 0, 0)
+        if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
+        if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, g16.buffer, sx16!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
       } finally {
         g16.dispose()
       }
       if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer)
-    })
+    }, [true, true, false])
 }
 
 /** a [m, k] · b [k, n] (2-D). */
@@ -265,10 +265,10 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const recording = willRecord([a, b])
   return record('matmul', out, [a, b],
     [recording && b.requiresGrad ? save(a) : null, recording && a.requiresGrad ? save(b) : null],
-    (g, [ga, gb], [sa, sb]) => {
-      if (ga) addon.gemm(false, true, m, k, n, 1, g.buffer, sb!.buffer, 1, ga.buffer, 1, 0, 0, 0)
-      if (gb) addon.gemm(true, false, k, n, m, 1, sa!.buffer, g.buffer, 1, gb.buffer, 1, 0, 0, 0)
-    })
+    (g, [ga, gb], [sa, sb], [freshA, freshB]) => {
+      if (ga) addon.gemm(false, true, m, k, n, 1, g.buffer, sb!.buffer, freshA ? 0 : 1, ga.buffer, 1, 0, 0, 0)
+      if (gb) addon.gemm(true, false, k, n, m, 1, sa!.buffer, g.buffer, freshB ? 0 : 1, gb.buffer, 1, 0, 0, 0)
+    }, [true, true])
 }
 
 // ---- normalisation ---------------------------------------------------------------
