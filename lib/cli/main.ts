@@ -27,7 +27,7 @@ const HELP = `bertkit — fine-tune BERT-family encoders for text classification
 Data options:
   --dataset NAME|PATH     a Hub dataset id (rotten_tomatoes, org/name) or a local file/directory
   --data-dir DIR          the raw rt-polarity files, for --dataset rotten_tomatoes offline
-  --data-files SPEC       train=a.csv,test=b.csv (local csv / json / jsonl / parquet)
+  --data-files SPEC       train=a.csv,test=b.csv (with --dataset csv | json | parquet, as load_dataset)
   --text-column NAME      default "text"
   --label-column NAME     default "label"
   --train-split NAME      default "train"
