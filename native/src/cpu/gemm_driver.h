@@ -7,15 +7,19 @@
 // AVX-512 copy where the scalar one was meant (one-definition-rule folding of
 // identical inline names across files compiled for different CPUs).
 //
-// T provides: V (a vector of L floats), zero/load/loadu/storeu/set1/fma/mul,
+// T provides: V (a vector of L floats), zero/load/loadu/storeu/set1/fma/mul/add,
+// loadu_partial/storeu_partial (the first n < L lanes; the rest untouched and
+// never faulting), prefetch_c,
 // and the blocking: MR (rows of a micro-tile, broadcast from packed A), NV
 // (vectors across a micro-tile, so NR = NV * L columns, loaded from packed B),
-// KC (depth of one packed block) and NC (columns of one packed B block).
+// KC (depth of one packed block), NC (columns of one packed B block) and MC
+// (rows of one packed A block, a multiple of MR).
 //
 // Loop nest per task (a tile of C: one batch item, a row range, <= NC columns):
 //   for each KC block of k:            pack op(B)[k block, task columns] (L2-sized)
-//     for each MR rows:                pack op(A)[rows, k block] (stays in L1)
-//       for each NR columns:           micro-kernel: MR x NR accumulators in registers
+//     for each MC rows:                pack op(A)[rows, k block]
+//       for each MR rows:              (this MR x KC panel of A stays in L1)
+//         for each NR columns:         micro-kernel: MR x NR accumulators in registers
 // The A micro-panel is the broadcast operand and is reused across the whole
 // row of B panels; B panels stream from L2. Every C element sums its k terms
 // block after block in the same order, whatever the tiling of C into tasks, so
@@ -24,6 +28,14 @@
 // It includes nothing itself (it sits inside a namespace): the including file
 // brings <algorithm>, <cstdint>, <cstdlib>, <string>, bertkit/error.h,
 // gemm_builtin.h and thread_pool.h first.
+
+// The depth step must be inlined into the kernel for its accumulators to stay
+// in registers.
+#if defined(__GNUC__) || defined(__clang__)
+#define BERTKIT_GEMM_INLINE __attribute__((always_inline))
+#else
+#define BERTKIT_GEMM_INLINE
+#endif
 
 // Packing buffers live for the life of each thread: allocating ~1 MB per call
 // would go to mmap and page-fault on every product.
@@ -69,58 +81,62 @@ struct Driver {
   // when beta == 0), later blocks accumulate.
   enum Mode { kOverwrite = 0, kScaleC = 1, kAccumulate = 2 };
 
-  // acc = Ap(MR x kc) * Bp(kc x NR); C(mr x nr) = alpha * acc (+ beta * C | + C).
-  static inline void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restrict bp,
-                                  float* c, int64_t ldc, int mr, int nr, float alpha, float beta,
-                                  Mode mode) {
-    V acc[MR][NV];
+  // One depth step of the micro-kernel: NVA vectors of packed B times MR
+  // broadcasts of packed A.
+  template <int NVA>
+  static inline BERTKIT_GEMM_INLINE void step(const float* __restrict ap,
+                                                         const float* __restrict bp, V (&acc)[MR][NVA]) {
+    V b[NVA];
+#pragma GCC unroll 8
+    for (int j = 0; j < NVA; ++j) b[j] = T::load(bp + j * L);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      V a = T::set1(ap[i]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NVA; ++j) acc[i][j] = T::fma(a, b[j], acc[i][j]);
+    }
+  }
+
+  // acc = Ap(MR x kc) * Bp(kc x NVA*L) with Bp rows NR apart; then
+  // C(mr x nr) = alpha * acc (+ beta * C | + C). NVA < NV serves the last
+  // panel of a row whose width leaves whole vectors of the tile empty, so no
+  // FMA is spent on zero padding; the columns past nr inside a vector are
+  // masked, the rows past mr are skipped.
+  template <int NVA>
+  static void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c,
+                           int64_t ldc, int mr, int nr, float alpha, float beta, Mode mode) {
+    V acc[MR][NVA];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) acc[i][j] = T::zero();
+      for (int j = 0; j < NVA; ++j) acc[i][j] = T::zero();
 
-    T::prefetch_c(c, ldc, mr);
+    T::prefetch_c(c, ldc, mr, nr);
 
     int64_t p = 0;
     // Unrolled by 4 so the loop overhead hides behind the FMAs.
     for (; p + 4 <= kc; p += 4) {
-#pragma GCC unroll 4
-      for (int u = 0; u < 4; ++u) {
-        V b[NV];
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) b[j] = T::load(bp + j * L);
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) {
-          V a = T::set1(ap[i]);
-#pragma GCC unroll 8
-          for (int j = 0; j < NV; ++j) acc[i][j] = T::fma(a, b[j], acc[i][j]);
-        }
-        ap += MR;
-        bp += NR;
-      }
+      step<NVA>(ap, bp, acc);
+      step<NVA>(ap + MR, bp + NR, acc);
+      step<NVA>(ap + 2 * MR, bp + 2 * NR, acc);
+      step<NVA>(ap + 3 * MR, bp + 3 * NR, acc);
+      ap += 4 * MR;
+      bp += 4 * NR;
     }
     for (; p < kc; ++p) {
-      V b[NV];
-#pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) b[j] = T::load(bp + j * L);
-#pragma GCC unroll 32
-      for (int i = 0; i < MR; ++i) {
-        V a = T::set1(ap[i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) acc[i][j] = T::fma(a, b[j], acc[i][j]);
-      }
+      step<NVA>(ap, bp, acc);
       ap += MR;
       bp += NR;
     }
 
     const V va = T::set1(alpha);
-    if (mr == MR && nr == NR) {
-      const V vb = T::set1(beta);
+    const V vb = T::set1(beta);
+    if (mr == MR && nr == NVA * L) {
 #pragma GCC unroll 32
       for (int i = 0; i < MR; ++i) {
         float* row = c + i * ldc;
 #pragma GCC unroll 8
-        for (int j = 0; j < NV; ++j) {
+        for (int j = 0; j < NVA; ++j) {
           V r = T::mul(va, acc[i][j]);
           if (mode == kScaleC) r = T::fma(vb, T::loadu(row + j * L), r);
           else if (mode == kAccumulate) r = T::add(r, T::loadu(row + j * L));
@@ -129,68 +145,92 @@ struct Driver {
       }
       return;
     }
-    // Edge tile: spill and update only the rows and columns that exist.
-    alignas(64) float tile[MR][NR];
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) T::store(&tile[i][j * L], T::mul(va, acc[i][j]));
-    for (int i = 0; i < mr; ++i) {
+    for (int i = 0; i < MR; ++i) {
+      if (i >= mr) break;
       float* row = c + i * ldc;
-      if (mode == kOverwrite) {
-        for (int j = 0; j < nr; ++j) row[j] = tile[i][j];
-      } else if (mode == kScaleC) {
-        for (int j = 0; j < nr; ++j) row[j] = tile[i][j] + beta * row[j];
-      } else {
-        for (int j = 0; j < nr; ++j) row[j] = tile[i][j] + row[j];
+#pragma GCC unroll 8
+      for (int j = 0; j < NVA; ++j) {
+        int cols = nr - j * L;
+        if (cols <= 0) break;
+        if (cols > L) cols = L;
+        V r = T::mul(va, acc[i][j]);
+        if (mode == kScaleC) r = T::fma(vb, T::loadu_partial(row + j * L, cols), r);
+        else if (mode == kAccumulate) r = T::add(r, T::loadu_partial(row + j * L, cols));
+        T::storeu_partial(row + j * L, r, cols);
       }
     }
   }
 
-  // Packs rows [i0, i0 + mr) x depth [p0, p0 + kc) of op(A) as kc groups of MR
-  // floats (rows past mr are zero, so the kernel needs no row mask).
-  static void pack_a(const float* a, bool trans, int64_t m, int64_t k, int64_t i0, int mr,
-                     int64_t p0, int64_t kc, float* __restrict out) {
+  // The kernel for one tile: the full-width one, or the narrowest one that
+  // covers the nr columns of the last panel.
+  template <int NVA = NV>
+  static inline void tile(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int mr, int nr,
+                          float alpha, float beta, Mode mode) {
+    if constexpr (NVA > 1) {
+      if (nr <= (NVA - 1) * L) return tile<NVA - 1>(kc, ap, bp, c, ldc, mr, nr, alpha, beta, mode);
+    }
+    micro_kernel<NVA>(kc, ap, bp, c, ldc, mr, nr, alpha, beta, mode);
+  }
+
+  // Packs rows [i0, i0 + rows) x depth [p0, p0 + kc) of op(A) as micro-panels
+  // of MR rows, each kc groups of MR floats (rows past the end are zero, so
+  // the kernel needs no row mask).
+  static void pack_a(const float* a, bool trans, int64_t lda, int64_t i0, int64_t rows, int64_t p0,
+                     int64_t kc, float* __restrict out) {
     if (trans) {
-      // A is stored [k, m]: each depth step is a contiguous run of rows.
+      // A is stored [k, m]: each depth step is a contiguous run of rows. A
+      // whole block at a time, so the reads stream instead of touching one
+      // line per row of A for every micro-panel.
       for (int64_t p = 0; p < kc; ++p) {
-        const float* src = a + (p0 + p) * m + i0;
-        float* dst = out + p * MR;
-        int i = 0;
-        for (; i < mr; ++i) dst[i] = src[i];
-        for (; i < MR; ++i) dst[i] = 0.f;
+        const float* src = a + (p0 + p) * lda + i0;
+        int64_t ip = 0;
+        for (; ip + MR <= rows; ip += MR) {
+          float* dst = out + ip * kc + p * MR;
+#pragma GCC unroll 16
+          for (int i = 0; i < MR; ++i) dst[i] = src[ip + i];
+        }
+        if (ip < rows) {
+          float* dst = out + ip * kc + p * MR;
+          int i = 0;
+          for (; ip + i < rows; ++i) dst[i] = src[ip + i];
+          for (; i < MR; ++i) dst[i] = 0.f;
+        }
       }
       return;
     }
     // A is stored [m, k]: a transpose; T does it in registers where it can.
-    T::pack_a_rows(a + i0 * k + p0, k, mr, kc, MR, out);
+    for (int64_t ip = 0; ip < rows; ip += MR) {
+      int mr = static_cast<int>(std::min<int64_t>(MR, rows - ip));
+      T::pack_a_rows(a + (i0 + ip) * lda + p0, lda, mr, kc, MR, out + ip * kc);
+    }
   }
 
   // Packs depth [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) as panels of NR
   // columns, each panel kc rows of NR floats (columns past nc are zero).
-  static void pack_b(const float* b, bool trans, int64_t n, int64_t k, int64_t j0, int64_t nc,
-                     int64_t p0, int64_t kc, float* __restrict out) {
+  static void pack_b(const float* b, bool trans, int64_t ldb, int64_t j0, int64_t nc, int64_t p0,
+                     int64_t kc, float* __restrict out) {
     for (int64_t jp = 0; jp < nc; jp += NR) {
       int nr = static_cast<int>(std::min<int64_t>(NR, nc - jp));
       float* panel = out + jp * kc;
       if (!trans) {
         // B is stored [k, n]: each depth step is a contiguous run of columns.
-        const float* src = b + p0 * n + j0 + jp;
+        const float* src = b + p0 * ldb + j0 + jp;
         if (nr == NR) {
           for (int64_t p = 0; p < kc; ++p) {
 #pragma GCC unroll 8
-            for (int j = 0; j < NV; ++j) T::store(panel + p * NR + j * L, T::loadu(src + p * n + j * L));
+            for (int j = 0; j < NV; ++j) T::store(panel + p * NR + j * L, T::loadu(src + p * ldb + j * L));
           }
         } else {
           for (int64_t p = 0; p < kc; ++p) {
             int j = 0;
-            for (; j < nr; ++j) panel[p * NR + j] = src[p * n + j];
+            for (; j < nr; ++j) panel[p * NR + j] = src[p * ldb + j];
             for (; j < NR; ++j) panel[p * NR + j] = 0.f;
           }
         }
       } else {
         // B is stored [n, k]: a transpose.
-        T::pack_b_cols(b + (j0 + jp) * k + p0, k, nr, kc, NR, panel);
+        T::pack_b_cols(b + (j0 + jp) * ldb + p0, ldb, nr, kc, NR, panel);
       }
     }
   }
@@ -249,21 +289,26 @@ struct Driver {
     const float* a = p.a + bi * p.stride_a;
     const float* b = p.b + bi * p.stride_b;
     float* c = p.c + bi * p.stride_c;
+    const int64_t lda = p.ld_a(), ldb = p.ld_b(), ldc = p.ld_c();
     int64_t nc_padded = (nc + NR - 1) / NR * NR;
     float* bp = b_buffer().get(static_cast<size_t>(pl.kc_block * nc_padded));
-    float* ap = a_buffer().get(static_cast<size_t>(pl.kc_block * MR));
+    float* ap = a_buffer().get(static_cast<size_t>(pl.kc_block * T::MC));
 
     for (int64_t p0 = 0; p0 < p.k; p0 += pl.kc_block) {
       int64_t kc = std::min(pl.kc_block, p.k - p0);
       Mode mode = p0 > 0 ? kAccumulate : (p.beta == 0.f ? kOverwrite : kScaleC);
-      pack_b(b, p.trans_b, p.n, p.k, j0, nc, p0, kc, bp);
-      for (int64_t i0 = i_begin; i0 < i_end; i0 += MR) {
-        int mr = static_cast<int>(std::min<int64_t>(MR, i_end - i0));
-        pack_a(a, p.trans_a, p.m, p.k, i0, mr, p0, kc, ap);
-        float* crow = c + i0 * p.n + j0;
-        for (int64_t jp = 0; jp < nc; jp += NR) {
-          int nr = static_cast<int>(std::min<int64_t>(NR, nc - jp));
-          micro_kernel(kc, ap, bp + jp * kc, crow + jp, p.n, mr, nr, p.alpha, p.beta, mode);
+      pack_b(b, p.trans_b, ldb, j0, nc, p0, kc, bp);
+      for (int64_t ic = i_begin; ic < i_end; ic += T::MC) {
+        int64_t mc = std::min<int64_t>(T::MC, i_end - ic);
+        pack_a(a, p.trans_a, lda, ic, mc, p0, kc, ap);
+        for (int64_t ip = 0; ip < mc; ip += MR) {
+          int mr = static_cast<int>(std::min<int64_t>(MR, mc - ip));
+          const float* apanel = ap + ip * kc;
+          float* crow = c + (ic + ip) * ldc + j0;
+          for (int64_t jp = 0; jp < nc; jp += NR) {
+            int nr = static_cast<int>(std::min<int64_t>(NR, nc - jp));
+            tile(kc, apanel, bp + jp * kc, crow + jp, ldc, mr, nr, p.alpha, p.beta, mode);
+          }
         }
       }
     }
