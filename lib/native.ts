@@ -65,7 +65,11 @@ export interface NativeAddon {
   memoryStats(): { liveBuffers: number; cpuBytes: number; cudaBytes: number; peakCpuBytes: number; peakCudaBytes: number }
   resetPeakMemory(): void
   readonly cudaCompiled: boolean
+  /** The CPU GEMM chosen when the addon loaded (getCpuGemm() for the current one). */
   readonly cpuGemm: string
+  /** Switches the CPU GEMM: auto | openblas | builtin | builtin-avx512 | builtin-avx2 | builtin-scalar. */
+  setCpuGemm(path: string): string
+  getCpuGemm(): string
 }
 
 /** dtype codes shared with native/include/bertkit/dtype.h */

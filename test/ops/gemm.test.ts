@@ -285,3 +285,13 @@ if (forced) {
     t.spawn(process.execPath, [__filename], { env: { ...process.env, BERTKIT_GEMM: p.env } }, `BERTKIT_GEMM=${p.env}`)
   }
 }
+
+t.test('setCpuGemm switches the CPU path in-process and rejects unknown names', async (t) => {
+  const N = (await import('../../lib/native.js')).native()
+  const before = N.getCpuGemm()
+  t.match(N.setCpuGemm('builtin-scalar'), /scalar/i)
+  t.match(N.getCpuGemm(), /scalar/i)
+  t.throws(() => N.setCpuGemm('fastest'), /setCpuGemm: unknown CPU GEMM path 'fastest'/)
+  N.setCpuGemm('auto')
+  t.equal(N.getCpuGemm(), before)
+})

@@ -7,6 +7,11 @@
 namespace bertkit {
 
 namespace {
+// Set while a thread runs a chunk of a parallel region: a parallel call made
+// from inside one (an op calling another op) runs inline instead of waiting
+// for workers that are busy running the outer region.
+thread_local bool in_parallel_region = false;
+
 int default_thread_count() {
   if (const char* env = std::getenv("BERTKIT_NUM_THREADS")) {
     int n = std::atoi(env);
@@ -69,7 +74,7 @@ void ThreadPool::worker_loop(int) {
 
 void ThreadPool::run_chunks(int chunks, const std::function<void(int)>& fn) {
   if (chunks <= 0) return;
-  if (chunks == 1 || num_threads_ == 1) {
+  if (chunks == 1 || num_threads_ == 1 || in_parallel_region) {
     for (int c = 0; c < chunks; ++c) fn(c);
     return;
   }
@@ -77,9 +82,13 @@ void ThreadPool::run_chunks(int chunks, const std::function<void(int)>& fn) {
   std::exception_ptr failure;
   std::mutex failure_mutex;
   std::function<void(int)> guarded = [&](int chunk) {
+    bool was = in_parallel_region;
+    in_parallel_region = true;
     try {
       fn(chunk);
+      in_parallel_region = was;
     } catch (...) {
+      in_parallel_region = was;
       std::lock_guard<std::mutex> l(failure_mutex);
       if (!failure) failure = std::current_exception();
     }
@@ -109,6 +118,10 @@ void ThreadPool::run_chunks(int chunks, const std::function<void(int)>& fn) {
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
+  if (in_parallel_region) {
+    fn(0, n);
+    return;
+  }
   grain = std::max<int64_t>(1, grain);
   int64_t max_chunks = (n + grain - 1) / grain;
   int chunks = static_cast<int>(std::min<int64_t>(num_threads_, max_chunks));

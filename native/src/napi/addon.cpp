@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "../cpu/cpu_backend.h"
+#include "../cpu/gemm.h"
 #include "../cpu/thread_pool.h"
 #include "bertkit/backend.h"
 #include "native_buffer.h"
@@ -61,6 +62,19 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setCpuGemm(path) -> the name now in use: "auto" | "openblas" | "builtin" | "builtin-avx512" | ...
+Napi::Value SetCpuGemm(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "setCpuGemm: expected a path name string");
+  try {
+    select_cpu_gemm(info[0].As<Napi::String>().Utf8Value());
+  } catch (const Error& e) {
+    throw Napi::Error::New(info.Env(), std::string("setCpuGemm: ") + e.what());
+  }
+  return Napi::String::New(info.Env(), cpu_gemm_name());
+}
+
+Napi::Value GetCpuGemm(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cpu_gemm_name()); }
+
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   const NativeBuffer::Stats& s = NativeBuffer::stats();
   Napi::Object o = Napi::Object::New(info.Env());
@@ -90,6 +104,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
   exports.Set("cudaCompiled", Napi::Boolean::New(env, backend_compiled(Device::CUDA)));
   exports.Set("cpuGemm", Napi::String::New(env, bertkit::cpu_gemm_name()));
+  exports.Set("setCpuGemm", Napi::Function::New(env, SetCpuGemm, "setCpuGemm"));
+  exports.Set("getCpuGemm", Napi::Function::New(env, GetCpuGemm, "getCpuGemm"));
   return exports;
 }
 
