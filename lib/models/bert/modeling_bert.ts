@@ -6,8 +6,10 @@ import { Module, ModuleList } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import {
   activation, add, attention, crossEntropy, mean, mul, reshape, scale, sliceRows, tanh, zeroColumnPairs,
+  maskedMeanPool, maskedMaxPool,
 } from '../../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
+import { tidy } from '../../tensor/scope.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
 import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo } from './pretrained.js'
@@ -198,7 +200,10 @@ export class BertEncoder extends Module {
   }
 
   forward(hidden: Tensor, mask: Tensor): Tensor {
-    for (const layer of this.layer.items) hidden = layer.forward(hidden, mask)
+    // One scope per layer: what a layer made and backward does not need is
+    // freed when the layer ends, not when the whole step ends (frozen layers
+    // keep nothing at all), as torch frees by reference count.
+    for (const layer of this.layer.items) hidden = tidy(() => layer.forward(hidden, mask))
     return hidden
   }
 }
@@ -242,8 +247,12 @@ export class BertModel extends Module {
     savePretrainedTo(this, this.config, dir, 'BertModel')
   }
 
-  /** Returns the last hidden state [batch, seq, hidden] and the pooled output [batch, hidden] (or null). */
-  forward(inputs: BertInputs): { lastHiddenState: Tensor; poolerOutput: Tensor | null } {
+  /**
+   * Returns the last hidden state [batch, seq, hidden] and the pooled output
+   * [batch, hidden] (null without a pooler, or when skipPooler: a head that
+   * pools otherwise need not pay for it).
+   */
+  forward(inputs: BertInputs, options: { skipPooler?: boolean } = {}): { lastHiddenState: Tensor; poolerOutput: Tensor | null } {
     const { inputIds } = inputs
     if (!(inputIds instanceof Tensor) || inputIds.dtype !== 'int32' || inputIds.ndim !== 2) {
       throw new TypeError(`BertModel: input_ids must be an int32 tensor [batch, seq]${inputIds instanceof Tensor ? `, got ${inputIds.dtype} ${formatShape(inputIds.shape)}` : ''}`)
@@ -270,7 +279,7 @@ export class BertModel extends Module {
       const positions = orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
       const embedded = this.embeddings.forward(inputIds, types, positions)
       const lastHiddenState = this.encoder.forward(embedded, mask)
-      const poolerOutput = this.pooler ? this.pooler.forward(lastHiddenState) : null
+      const poolerOutput = this.pooler && !options.skipPooler ? this.pooler.forward(lastHiddenState) : null
       return { lastHiddenState, poolerOutput }
     } finally {
       // Defaults made here are not saved by any node (ids are copied when saved), so free them now.
@@ -301,6 +310,12 @@ export class BertForSequenceClassification extends Module {
     this.bert = this.registerModule('bert', new BertModel(config, { device: options.device }))
     this.dropout = this.registerModule('dropout', new Dropout(config.classifier_dropout ?? config.hidden_dropout_prob))
     this.classifier = this.registerModule('classifier', new Linear(config.hidden_size, config.num_labels, { std: config.initializer_range, device: options.device }))
+    if (config.classifier_pooling !== 'pooler') {
+      // The pooler stays registered, so names, order and checkpoints remain
+      // transformers' (which loads them and, ignoring classifier_pooling,
+      // applies the pooler); no op reads it, so it is frozen to say so.
+      for (const p of this.bert.pooler!.parameters()) p.requiresGrad = false
+    }
   }
 
   /**
@@ -323,10 +338,22 @@ export class BertForSequenceClassification extends Module {
   }
 
   forward(inputs: BertForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { poolerOutput } = this.bert.forward(inputs)
-    const logits = this.classifier.forward(this.dropout.forward(poolerOutput!))
+    const pooling = this.config.classifier_pooling
+    const { lastHiddenState, poolerOutput } = this.bert.forward(inputs, { skipPooler: pooling !== 'pooler' })
+    const logits = this.classifier.forward(this.dropout.forward(this.pool(lastHiddenState, poolerOutput, inputs.attentionMask ?? null)))
     const labels = inputs.labels ?? null
     return { loss: labels ? this.computeLoss(logits, labels) : null, logits }
+  }
+
+  /** The classifier's input [batch, hidden], by config.classifier_pooling. */
+  private pool(hidden: Tensor, poolerOutput: Tensor | null, mask: Tensor | null): Tensor {
+    const [batch, , width] = hidden.shape
+    switch (this.config.classifier_pooling) {
+      case 'pooler': return poolerOutput!
+      case 'cls': return reshape(sliceRows(hidden, 0, 1), [batch, width])
+      case 'mean': return maskedMeanPool(hidden, mask)
+      case 'max': return maskedMaxPool(hidden, mask)
+    }
   }
 
   /** The problem type transformers would pick: from the config, else from num_labels and the labels' dtype. */
