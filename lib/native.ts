@@ -62,7 +62,10 @@ export interface NativeAddon {
   synchronize(device: number): void
   getNumThreads(): number
   setNumThreads(n: number): void
-  memoryStats(): { liveBuffers: number; cpuBytes: number; cudaBytes: number; peakCpuBytes: number; peakCudaBytes: number }
+  /** Live tensor bytes per device, their peaks, and idle bytes the CPU block cache holds for reuse. */
+  memoryStats(): { liveBuffers: number; cpuBytes: number; cudaBytes: number; peakCpuBytes: number; peakCudaBytes: number; cpuCachedBytes: number }
+  /** Gives the CPU block cache's idle memory back to the system. */
+  emptyCache(): void
   resetPeakMemory(): void
   readonly cudaCompiled: boolean
   /** The CPU GEMM chosen when the addon loaded (getCpuGemm() for the current one). */

@@ -85,6 +85,10 @@ class CpuBackend final : public Backend {
   void clip_coefficient(const float* sum_sq, float max_norm, float* clip_coef) override;
 };
 
+// Idle bytes held by the CPU block cache, and a way to give them back.
+size_t cpu_cached_bytes();
+void cpu_release_cache();
+
 // Which GEMM implementation this build uses ("OpenBLAS" or "built-in AVX2/FMA ...").
 const char* cpu_gemm_name();
 

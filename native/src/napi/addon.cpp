@@ -83,7 +83,13 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   o.Set("cudaBytes", static_cast<double>(s.cuda_bytes));
   o.Set("peakCpuBytes", static_cast<double>(s.peak_cpu_bytes));
   o.Set("peakCudaBytes", static_cast<double>(s.peak_cuda_bytes));
+  o.Set("cpuCachedBytes", static_cast<double>(cpu_cached_bytes()));
   return o;
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  cpu_release_cache();
+  return info.Env().Undefined();
 }
 
 Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
@@ -102,6 +108,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache, "emptyCache"));
   exports.Set("cudaCompiled", Napi::Boolean::New(env, backend_compiled(Device::CUDA)));
   exports.Set("cpuGemm", Napi::String::New(env, bertkit::cpu_gemm_name()));
   exports.Set("setCpuGemm", Napi::Function::New(env, SetCpuGemm, "setCpuGemm"));
