@@ -4,7 +4,7 @@
 // lower half frozen — bertkit beside torch on the same threads and shapes.
 // Usage: npm run bench:model [-- --steps 10 --threads 2 --no-torch]
 import { spawnSync } from 'node:child_process'
-import { writeFileSync, mkdirSync } from 'node:fs'
+import { writeFileSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
 import {
@@ -29,6 +29,16 @@ const shape = { vocab_size: 30522, hidden_size: 384, num_hidden_layers: 6, num_a
 type Strategy = 'full' | 'head' | 'embeddings+lower-half'
 const strategies: Strategy[] = ['full', 'head', 'embeddings+lower-half']
 
+function statusMiB(field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'))
+  return m ? Number(m[1]) / 1024 : NaN
+}
+
+/** Resets VmHWM so the next peak counts only what follows (Linux clear_refs). */
+function resetPeakRss(): void {
+  writeFileSync('/proc/self/clear_refs', '5')
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.floor(s.length / 2)]
@@ -48,8 +58,12 @@ function benchBertkit(strategy: Strategy) {
   const ids = Int32Array.from({ length: batch * seq }, (_, i) => (i * 7919) % shape.vocab_size)
   const mask = Int32Array.from({ length: batch * seq }, (_, i) => (i % seq < seq - (Math.floor(i / seq) % 8) * 4 ? 1 : 0))
   const labels = Int32Array.from({ length: batch }, (_, i) => i % 2)
+  native().emptyCache()
   native().resetPeakMemory()
   const baseline = memoryStats().cpuBytes
+  // The same method as the torch side: RSS high-water during the steps minus RSS before, plus the weights.
+  resetPeakRss()
+  const rssBase = statusMiB('VmRSS')
   const times: number[] = []
   for (let s = 0; s < warmup + steps; s++) {
     const t0 = process.hrtime.bigint()
@@ -70,9 +84,10 @@ function benchBertkit(strategy: Strategy) {
   }
   const peakNative = memoryStats().peakCpuBytes
   const summary = parameterSummary(model)
+  const peakRss = statusMiB('VmHWM') - rssBase + (summary.total * 4) / 2 ** 20
   optimizer.dispose()
   model.dispose()
-  return { stepMs: median(times), peakNativeMiB: peakNative / 2 ** 20, baselineMiB: baseline / 2 ** 20, trainable: summary.trainable, total: summary.total }
+  return { stepMs: median(times), peakNativeMiB: peakNative / 2 ** 20, peakRssMiB: peakRss, baselineMiB: baseline / 2 ** 20, trainable: summary.trainable, total: summary.total }
 }
 
 function benchTorch(strategy: Strategy) {
@@ -100,16 +115,16 @@ function main() {
     ``,
     `MiniLM shape (6 layers, hidden 384, 12 heads, intermediate 1536, vocab 30522), batch ${batch}, sequence ${seq}, forward + backward + clip + AdamW, fp32, ${threads} threads, median of ${steps} steps after ${warmup} warm-up.`,
     `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores), ${new Date().toISOString().slice(0, 10)}; bertkit GEMM: ${addon.cpuGemm}. Command: \`npm run bench:model\`.`,
-    `Peak memory: bertkit = peak native bytes allocated during the steps (weights, grads, optimizer state, activations); torch = peak RSS during the steps (VmHWM, reset before the first step) minus RSS before them, plus the weights' bytes (RSS also counts allocator slack).`,
+    `Peak memory: "peak RSS" is measured the same way for both (VmHWM reset before the steps, minus RSS before them, plus the weights' bytes; it counts allocator caches: bertkit's CPU block cache holds freed buffers for reuse). "bertkit tensors" is the peak of live native tensor bytes (weights, grads, optimizer state, activations).`,
     ``,
-    `| strategy | trainable params | bertkit step (ms) | torch step (ms) | bertkit / torch time | speed-up vs full (bertkit) | bertkit peak MiB | torch peak MiB |`,
-    `|---|---|---|---|---|---|---|---|`,
+    `| strategy | trainable params | bertkit step (ms) | torch step (ms) | bertkit / torch time | speed-up vs full (bertkit) | bertkit peak RSS MiB | torch peak RSS MiB | bertkit tensors MiB |`,
+    `|---|---|---|---|---|---|---|---|---|`,
   ]
   for (const r of rows) {
     const b = r.bertkit as ReturnType<typeof benchBertkit>
     const t = r.torch as { stepMs?: number; peakMiB?: number; error?: string } | null
     const ratio = t?.stepMs ? (b.stepMs / t.stepMs).toFixed(2) : 'n/a'
-    lines.push(`| ${r.strategy} | ${b.trainable.toLocaleString('en-US')} | ${b.stepMs.toFixed(1)} | ${t?.stepMs?.toFixed(1) ?? (t?.error ? 'error' : 'n/a')} | ${ratio} | ${(full / b.stepMs).toFixed(2)}× | ${b.peakNativeMiB.toFixed(0)} | ${t?.peakMiB?.toFixed(0) ?? 'n/a'} |`)
+    lines.push(`| ${r.strategy} | ${b.trainable.toLocaleString('en-US')} | ${b.stepMs.toFixed(1)} | ${t?.stepMs?.toFixed(1) ?? (t?.error ? 'error' : 'n/a')} | ${ratio} | ${(full / b.stepMs).toFixed(2)}× | ${b.peakRssMiB.toFixed(0)} | ${t?.peakMiB?.toFixed(0) ?? 'n/a'} | ${b.peakNativeMiB.toFixed(0)} |`)
   }
   const out = join(__dirname, '..', '..', 'benchmarks')
   mkdirSync(out, { recursive: true })
