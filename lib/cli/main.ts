@@ -2,10 +2,11 @@
 // bertkit train | eval | predict | bench — the seed's recipe from the command
 // line. Every TrainingArguments field is a flag (--learning-rate 2e-5,
 // --per-device-train-batch-size 16, …); see `bertkit --help`.
-import { readFileSync } from 'node:fs'
+import { readFileSync, existsSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
 import { AutoTokenizer } from '../tokenization/index.js'
-import type { BertForSequenceClassification } from '../models/bert/modeling_bert.js'
+import type { Module } from '../nn/module.js'
 import { loadDataset, loadRottenTomatoesRaw } from '../data/load_dataset.js'
 import type { Dataset, DatasetDict } from '../data/dataset.js'
 import { DataCollatorWithPadding } from '../data/data_collator.js'
@@ -16,6 +17,8 @@ import { freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, freezeIndexRang
 import { tidy, tensor, noGrad } from '../tensor/index.js'
 import { parseFlags, trainingArgsFromFlags, trainingArgumentFlags } from './args.js'
 import { runBench } from './bench.js'
+import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
+import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
 
 const HELP = `bertkit — fine-tune BERT-family encoders for text classification
 
@@ -36,11 +39,33 @@ Data options:
 Model options:
   --num-labels N          default: from the data
   --freeze SPEC           none | head | embeddings | embeddings+layers:A-B | layers:A-B | index:<=N | index:A-B
+  --pooling KIND          the classifier's input (BERT): pooler (transformers' tanh head, default) | cls (h[:,0])
+                          | mean | max (over the unpadded tokens); saved in config.json
+  --lora SPEC             train a LoRA adapter (peft's format) instead of the model:
+                          r=8,alpha=16,dropout=0.1,targets=query,value[,save=classifier][,bias=none|all|lora_only]
+                          (targets=all-linear adapts every Linear; as peft's SEQ_CLS task, the classifier is
+                          always trained and saved). --output-dir then holds adapter_config.json +
+                          adapter_model.safetensors, which eval and predict take as --model
 Training arguments (as transformers' TrainingArguments, in kebab case):
   ${trainingArgumentFlags().map((f) => `--${f}`).join(' ')}`
 
 const COMMAND_FLAGS = new Set(['model', 'dataset', 'data-dir', 'data-files', 'text-column', 'label-column', 'train-split',
-  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model'])
+  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling'])
+
+/** A model directory or Hub id, or a peft adapter directory (its base is loaded from adapter_config.json). */
+async function loadModel(modelId: string, options: FromPretrainedOptions) {
+  return isAdapterDir(modelId) && existsSync(modelId)
+    ? AutoPeftModelForSequenceClassification.fromPretrained(modelId, options)
+    : AutoModelForSequenceClassification.fromPretrained(modelId, options)
+}
+
+/** --pooling KIND as a config override, checked against what the loaded model kept. */
+function poolingOverride(rest: Map<string, string | true>): FromPretrainedOptions {
+  const v = rest.get('pooling')
+  if (v === undefined) return {}
+  if (typeof v !== 'string') throw new Error('--pooling needs a value: pooler | cls | mean | max')
+  return { config: { classifier_pooling: v as 'pooler' } }
+}
 
 function need(flags: Map<string, string | true>, name: string): string {
   const v = flags.get(name)
@@ -99,7 +124,7 @@ function tokenize(ds: Dataset, tokenizer: Tokenizer, textColumn: string, labelCo
 }
 
 /** --freeze SPEC: none | head | embeddings | layers:A-B | embeddings+layers:A-B | index:<=N | index:A-B */
-export function applyFreeze(model: BertForSequenceClassification, spec: string): void {
+export function applyFreeze(model: Module, spec: string): void {
   if (spec === 'none') return
   if (spec === 'head') {
     freezeAllExcept(model, 'classifier')
@@ -137,9 +162,24 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
   const trainSet = tokenize(trainRaw, tokenizer, textColumn, labelColumn, maxLength, 'train split')
   const evalSet = evalRaw ? tokenize(evalRaw, tokenizer, textColumn, labelColumn, maxLength, `${evalName} split`) : undefined
-  const model = await AutoModelForSequenceClassification.fromPretrained(modelId, { numLabels, seed: args.seed, device: args.device })
-  applyFreeze(model, (rest.get('freeze') as string) ?? 'none')
+  const pooling = poolingOverride(rest)
+  const base = await AutoModelForSequenceClassification.fromPretrained(modelId, { numLabels, seed: args.seed, device: args.device, ...pooling })
+  if (pooling.config && (base.config as { classifier_pooling?: unknown }).classifier_pooling !== pooling.config.classifier_pooling) {
+    base.dispose()
+    throw new Error(`--pooling: ${base.constructor.name} has no classifier_pooling option (BERT models have it)`)
+  }
+  applyFreeze(base, (rest.get('freeze') as string) ?? 'none')
+  const lora = rest.get('lora')
+  if (lora === true) throw new Error('--lora needs a spec, e.g. r=8,alpha=16,targets=query,value')
+  if (lora !== undefined && pooling.config && pooling.config.classifier_pooling !== 'pooler') {
+    // The adapter directory records no base config: eval / predict would rebuild the base with the pooler head.
+    base.dispose()
+    throw new Error('--lora with --pooling other than "pooler" is not supported: the adapter files cannot record the pooling; set classifier_pooling in the base model\'s config.json instead')
+  }
+  const model = lora === undefined ? base
+    : getPeftModel(base, loraConfigFromSpec(lora, { taskType: 'SEQ_CLS', baseModelNameOrPath: existsSync(modelId) ? resolve(modelId) : modelId }))
   process.stderr.write(`bertkit: ${formatParameterSummary(parameterSummary(model))}\n`)
+  if (model instanceof PeftModel) process.stderr.write(`bertkit: ${model.trainableParametersLine()}\n`)
   const trainer = new Trainer({
     model, args, trainDataset: trainSet, evalDataset: evalSet, computeMetrics,
     dataCollator: DataCollatorWithPadding({ tokenizer }),
@@ -162,7 +202,7 @@ async function evaluate(flags: Map<string, string | true>): Promise<void> {
   const ds = tokenize(splitOf(data, split), tokenizer, (rest.get('text-column') as string) ?? 'text', (rest.get('label-column') as string) ?? 'label',
     rest.has('max-length') ? Number(rest.get('max-length')) : undefined, `${split} split`)
   const args = new TrainingArguments({ outputDir: 'model', disableTqdm: true, plotCurves: false, ...fields })
-  const model = await AutoModelForSequenceClassification.fromPretrained(modelId, { device: args.device })
+  const model = await loadModel(modelId, { device: args.device })
   const trainer = new Trainer({ model, args, dataCollator: DataCollatorWithPadding({ tokenizer }), computeMetrics })
   console.log(JSON.stringify(await trainer.evaluate(ds), null, 2))
   trainer.dispose()
@@ -178,7 +218,7 @@ async function predict(flags: Map<string, string | true>): Promise<void> {
   if (typeof file === 'string') texts.push(...readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== ''))
   if (texts.length === 0) throw new Error('predict needs --text "..." or --file lines.txt')
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
-  const model = await AutoModelForSequenceClassification.fromPretrained(modelId)
+  const model = await loadModel(modelId, {})
   model.eval()
   const id2label = model.config.id2label
   for (let i = 0; i < texts.length; i += 32) {

@@ -80,9 +80,9 @@ export function freezeEmbeddings(model: Module): string[] {
   return freezeByPrefix(model, embeddingPrefix(model))
 }
 
-/** Freezes encoder layers from..to inclusive (0-based). */
+/** Freezes encoder layers from..to inclusive (0-based): encoder.layer.N (BERT, RoBERTa) or transformer.layer.N (DistilBERT). */
 export function freezeEncoderLayers(model: Module, from: number, to: number): string[] {
-  const layerRe = /(^|\.)encoder\.layer\.(\d+)\./
+  const layerRe = /(^|\.)(?:encoder|transformer)\.layer\.(\d+)\./
   const layers = new Set<number>()
   for (const [name] of model.namedParameters()) {
     const m = layerRe.exec(name)

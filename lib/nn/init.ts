@@ -23,7 +23,8 @@ export function withDeferredInit<T>(fn: () => T): { value: T; pending: Map<Tenso
   }
 }
 
-function makeTensor(shape: number[], device: DeviceName | undefined, fill: (values: Float32Array) => void): Tensor {
+/** A parameter tensor whose values `fill` writes, now or (in deferred mode) only if a checkpoint lacks it. */
+export function makeTensor(shape: number[], device: DeviceName | undefined, fill: (values: Float32Array) => void): Tensor {
   const n = shape.reduce((a, b) => a * b, 1)
   const write = (t: Tensor) => {
     const values = new Float32Array(n)

@@ -476,3 +476,110 @@ export function zeroColumnPairs(x: Tensor): Tensor {
     }
   })
 }
+
+// ---- batched products and masked pooling ---------------------------------------------
+
+/** a [batch, m, k] · b [batch, k, n] → [batch, m, n] (torch.bmm), one strided native gemm. */
+export function bmm(a: Tensor, b: Tensor): Tensor {
+  expectDtype('bmm', 'a', a, 'float32')
+  expectDtype('bmm', 'b', b, 'float32')
+  sameDevice('bmm', { a, b })
+  if (a.ndim !== 3 || b.ndim !== 3 || a.shape[0] !== b.shape[0] || a.shape[2] !== b.shape[1]) {
+    fail('bmm', `cannot multiply ${formatShape(a.shape)} by ${formatShape(b.shape)} (expected [batch, m, k] and [batch, k, n])`)
+  }
+  const [batch, m, k] = a.shape
+  const n = b.shape[2]
+  const addon = native()
+  const out = empty([batch, m, n], { device: a.device })
+  if (out.numel > 0) addon.gemm(false, false, m, n, k, 1, a.buffer, b.buffer, 0, out.buffer, batch, m * k, k * n, m * n)
+  const recording = willRecord([a, b])
+  return record('bmm', out, [a, b],
+    [recording && b.requiresGrad ? save(a) : null, recording && a.requiresGrad ? save(b) : null],
+    (g, [ga, gb], [sa, sb], [freshA, freshB]) => {
+      // da = g · bᵀ ; db = aᵀ · g, per batch entry.
+      if (ga) addon.gemm(false, true, m, k, n, 1, g.buffer, sb!.buffer, freshA ? 0 : 1, ga.buffer, batch, m * n, k * n, m * k)
+      if (gb) addon.gemm(true, false, k, n, m, 1, sa!.buffer, g.buffer, freshB ? 0 : 1, gb.buffer, batch, m * k, m * n, k * n)
+    }, [true, true])
+}
+
+/** The mask as host int32 [batch, seq] (all ones for null), checked against h [batch, seq, dim]. */
+function poolingMask(op: string, h: Tensor, mask: Tensor | null): Int32Array {
+  expectDtype(op, 'h', h, 'float32')
+  if (h.ndim !== 3) fail(op, `h must be 3-D [batch, seq, dim], got ${formatShape(h.shape)}`)
+  const [batch, seq] = h.shape
+  if (mask === null) return new Int32Array(batch * seq).fill(1)
+  expectDtype(op, 'mask', mask, 'int32')
+  sameDevice(op, { h, mask })
+  if (mask.ndim !== 2 || mask.shape[0] !== batch || mask.shape[1] !== seq) {
+    fail(op, `mask ${formatShape(mask.shape)} must be [${batch}, ${seq}] for h ${formatShape(h.shape)}`)
+  }
+  // A host read of the mask: a device sync on CUDA (there is no native reciprocal or argmax op).
+  const values = mask.toInt32Array()
+  for (let b = 0; b < batch; b++) {
+    let any = false
+    for (let s = 0; s < seq && !any; s++) any = values[b * seq + s] !== 0
+    if (!any) fail(op, `row ${b} of the attention mask has no unpadded token to pool over`)
+  }
+  return values
+}
+
+/**
+ * Mean of h [batch, seq, dim] over the tokens whose mask is non-zero → [batch, dim]:
+ * the weights mask/count as [batch, 1, seq] times h in one batched product, so the
+ * backward is that product's. Reads the mask on the host (one sync on CUDA).
+ */
+export function maskedMeanPool(h: Tensor, mask: Tensor | null): Tensor {
+  const values = poolingMask('maskedMeanPool', h, mask)
+  const [batch, seq, dim] = h.shape
+  const weights = new Float32Array(batch * seq)
+  for (let b = 0; b < batch; b++) {
+    let count = 0
+    for (let s = 0; s < seq; s++) if (values[b * seq + s] !== 0) count++
+    for (let s = 0; s < seq; s++) weights[b * seq + s] = values[b * seq + s] !== 0 ? 1 / count : 0
+  }
+  const w = empty([batch, 1, seq], { device: h.device })
+  try {
+    w.buffer.write(weights)
+    // bmm keeps its own reference to w for backward; this one can go now.
+    return reshape(bmm(w, h), [batch, dim])
+  } finally {
+    w.dispose()
+  }
+}
+
+/**
+ * Per feature, the maximum of h [batch, seq, dim] over the tokens whose mask is
+ * non-zero → [batch, dim]; the gradient goes to the arg-max token (the first
+ * one on ties; NaN wins, as torch's max propagates it). The arg-max is found on
+ * the host from a copy of h — one device-to-host read of batch·seq·dim floats,
+ * a sync on CUDA — and the values are gathered with embedding() over h viewed
+ * as a [batch·seq·dim, 1] table, whose backward scatters into h's gradient.
+ */
+export function maskedMaxPool(h: Tensor, mask: Tensor | null): Tensor {
+  const values = poolingMask('maskedMaxPool', h, mask)
+  const [batch, seq, dim] = h.shape
+  const data = h.toFloat32Array()
+  const index = new Int32Array(batch * dim)
+  for (let b = 0; b < batch; b++) {
+    for (let d = 0; d < dim; d++) {
+      let best = -1
+      let bestValue = -Infinity
+      for (let s = 0; s < seq; s++) {
+        if (values[b * seq + s] === 0) continue
+        const v = data[(b * seq + s) * dim + d]
+        if (best < 0 || v > bestValue || (Number.isNaN(v) && !Number.isNaN(bestValue))) {
+          best = s
+          bestValue = v
+        }
+      }
+      index[b * dim + d] = (b * seq + best) * dim + d
+    }
+  }
+  const ids = empty([batch, dim], { dtype: 'int32', device: h.device })
+  try {
+    ids.buffer.write(index)
+    return reshape(embedding(ids, reshape(h, [batch * seq * dim, 1])), [batch, dim])
+  } finally {
+    ids.dispose()
+  }
+}

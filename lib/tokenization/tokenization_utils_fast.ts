@@ -135,6 +135,8 @@ export class PreTrainedTokenizerFast extends CallableObject<[unknown, CallOption
   private readonly padTokenTypeId: number
   private readonly cleanUpTokenizationSpaces: boolean
   private readonly unkId: number | undefined
+  /** Rust's RobertaProcessing gives every token type 0, pairs included; the JavaScript one gives the pair type 1. */
+  private readonly typeIdsAllZero: boolean
   private readonly warned = new Set<string>()
 
   constructor(tokenizerJson: TokenizerJson, config: TokenizerConfig = {}, init: TokenizerInit = {}) {
@@ -154,6 +156,7 @@ export class PreTrainedTokenizerFast extends CallableObject<[unknown, CallOption
       throw new Error(`${this.where()}: cannot build the tokenizer from tokenizer.json (${(err as Error).message})`)
     }
     useRustBertStages(this.backend, complete)
+    this.typeIdsAllZero = isPlainObject(complete.post_processor) && complete.post_processor.type === 'RobertaProcessing'
 
     const specials: Partial<Record<SpecialTokenKey, string>> = {}
     const bertLike = (tokenizerJson.model as { type?: unknown }).type === 'WordPiece'
@@ -511,6 +514,7 @@ export class PreTrainedTokenizerFast extends CallableObject<[unknown, CallOption
     }
     // Without a post-processor (or one that sets none) the second sequence has type 1, as in Rust.
     typeIds ??= [...new Array<number>(a.length).fill(0), ...new Array<number>(b?.length ?? 0).fill(1)]
+    if (this.typeIdsAllZero) typeIds = new Array<number>(tokens.length).fill(0)
     const ids = tokens.map((t) => {
       const id = this.backend.token_to_id(t) ?? this.unkId
       if (id === undefined) throw new Error(`${this.where()}: token "${t}" has no id and there is no unknown token`)

@@ -37,7 +37,7 @@ function closePerTensor(actual: ArrayLike<number>, expected: ArrayLike<number>, 
   return { ok, relative: maxErr / Math.max(maxRef, 1e-30), msg: `max |err| ${maxErr.toExponential(2)} at [${at}] (max |ref| ${maxRef.toExponential(2)}, allowed ${(rtol * maxRef + atol).toExponential(2)})` }
 }
 
-function inputsFor(dir: string, model: BertForSequenceClassification) {
+function inputsFor(dir: string, model: { config: { problem_type: string | null }; numLabels: number }) {
   const raw = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Inputs
   const batch = raw.input_ids.length, seq = raw.input_ids[0].length
   const ids = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape: [batch, seq], dtype: 'int32' })

@@ -4,6 +4,13 @@ import { readFileSync } from 'node:fs'
 
 export type HiddenAct = 'gelu' | 'gelu_new' | 'relu' | 'tanh'
 export type ProblemType = 'regression' | 'single_label_classification' | 'multi_label_classification'
+/**
+ * What BertForSequenceClassification feeds its classifier: transformers'
+ * pooler (tanh(dense(h[:, 0]))), h[:, 0] itself, or the mean / max of h over
+ * the unpadded tokens. A bertkit field: transformers ignores it and always uses the pooler.
+ */
+export type ClassifierPooling = 'pooler' | 'cls' | 'mean' | 'max'
+export const CLASSIFIER_POOLINGS: readonly ClassifierPooling[] = ['pooler', 'cls', 'mean', 'max']
 
 export interface BertConfigFields {
   model_type: string
@@ -25,6 +32,7 @@ export interface BertConfigFields {
   id2label: Record<string, string>
   label2id: Record<string, number>
   problem_type: ProblemType | null
+  classifier_pooling: ClassifierPooling
   position_embedding_type?: string
   architectures?: string[]
 }
@@ -50,6 +58,7 @@ const DEFAULTS: BertConfigFields = {
   id2label: { 0: 'LABEL_0', 1: 'LABEL_1' },
   label2id: { LABEL_0: 0, LABEL_1: 1 },
   problem_type: null,
+  classifier_pooling: 'pooler',
 }
 
 const REQUIRED_IN_FILE = ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size'] as const
@@ -75,6 +84,7 @@ export class BertConfig implements BertConfigFields {
   id2label!: Record<string, string>
   label2id!: Record<string, number>
   problem_type!: ProblemType | null
+  classifier_pooling!: ClassifierPooling
   /** Fields we do not interpret, kept so savePretrained writes them back. */
   readonly extra: Record<string, unknown> = {}
 
@@ -141,11 +151,16 @@ export class BertConfig implements BertConfigFields {
     if (this.problem_type !== null && !['regression', 'single_label_classification', 'multi_label_classification'].includes(this.problem_type)) {
       throw new Error(`${source}: unknown problem_type "${this.problem_type}"`)
     }
+    if (!CLASSIFIER_POOLINGS.includes(this.classifier_pooling)) {
+      throw new Error(`${source}: classifier_pooling ${JSON.stringify(this.classifier_pooling)} is not one of ${CLASSIFIER_POOLINGS.join(', ')}`)
+    }
   }
 
   toJSON(): Record<string, unknown> {
     const out: Record<string, unknown> = { ...this.extra }
     for (const k of Object.keys(DEFAULTS)) out[k] = (this as Record<string, unknown>)[k]
+    // The default head is transformers' own: leave its config.json exactly as transformers writes it.
+    if (out.classifier_pooling === 'pooler') delete out.classifier_pooling
     return out
   }
 }

@@ -2,7 +2,8 @@
 // model.safetensors (or a sharded index), with transformers' key handling:
 // legacy gamma/beta names, checkpoints of a bare BertModel (no "bert."
 // prefix), pre-training heads (cls.*) reported as unexpected, and a new
-// classifier initialised when the checkpoint has none.
+// classifier initialised when the checkpoint has none. BERT is the default;
+// other encoders (RoBERTa, DistilBERT) pass their own PretrainedFamily.
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { resolveModelDir as resolveHubModelDir, type DownloadOptions } from '../../hub/hub.js'
@@ -25,7 +26,26 @@ export interface FromPretrainedOptions extends DownloadOptions {
   seed?: number
   device?: DeviceRequest
   /** Other config fields to override (snake_case, as in config.json). */
-  config?: Partial<BertConfigFields>
+  config?: ConfigOverrides
+}
+
+/** from_pretrained's config overrides: BERT's fields, or another encoder's (snake_case, as in config.json). */
+export type ConfigOverrides = Partial<BertConfigFields> & Record<string, unknown>
+
+/** What differs between encoder families when loading: how config.json is read, and the base model's top-level modules. */
+export interface PretrainedFamily<C> {
+  /** Reads config.json; `overrides` win over the file, as from_pretrained's kwargs. */
+  readConfig(path: string, overrides: ConfigOverrides): C
+  /**
+   * Top-level modules of the bare base model, so that a checkpoint saved
+   * without the base prefix (a bare BertModel) still finds its place.
+   */
+  baseModules: readonly string[]
+}
+
+const BERT_FAMILY: PretrainedFamily<BertConfig> = {
+  readConfig: (path, overrides) => BertConfig.fromFile(path, overrides),
+  baseModules: ['embeddings', 'encoder', 'pooler'],
 }
 
 export interface LoadingInfo {
@@ -53,10 +73,12 @@ export function readCheckpointTensors(dir: string): { tensors: Map<string, HostT
 }
 
 /** Maps checkpoint names onto the model's, the way transformers does for BERT checkpoints. */
-export function renameCheckpointKey(name: string, modelNames: Set<string>, basePrefix: string): string {
+export function renameCheckpointKey(name: string, modelNames: Set<string>, basePrefix: string,
+  baseModules: readonly string[] = BERT_FAMILY.baseModules): string {
   let renamed = name.replace(/\.gamma$/, '.weight').replace(/\.beta$/, '.bias')
   if (basePrefix && !modelNames.has(renamed) && modelNames.has(basePrefix + renamed)) renamed = basePrefix + renamed
-  if (basePrefix && !renamed.startsWith(basePrefix) && !modelNames.has(renamed) && /^(embeddings|encoder|pooler)\./.test(renamed)) {
+  const head = renamed.slice(0, renamed.indexOf('.'))
+  if (basePrefix && !renamed.startsWith(basePrefix) && !modelNames.has(renamed) && renamed.includes('.') && baseModules.includes(head)) {
     renamed = basePrefix + renamed
   }
   return renamed
@@ -70,7 +92,8 @@ const IGNORED_BUFFERS = /(^|\.)embeddings\.position_ids$/
  * initialisation, then initialises whatever the checkpoint lacked.
  * Validates every shape first: a bad checkpoint leaves nothing half-loaded.
  */
-export function loadCheckpointInto(model: Module, pending: Map<import('../../tensor/tensor.js').Tensor, () => void>, dir: string, basePrefix: string): LoadingInfo {
+export function loadCheckpointInto(model: Module, pending: Map<import('../../tensor/tensor.js').Tensor, () => void>, dir: string, basePrefix: string,
+  baseModules: readonly string[] = BERT_FAMILY.baseModules): LoadingInfo {
   const { tensors, source } = readCheckpointTensors(dir)
   const params = model.stateDict()
   const modelNames = new Set(params.keys())
@@ -79,7 +102,7 @@ export function loadCheckpointInto(model: Module, pending: Map<import('../../ten
   const unexpectedKeys: string[] = []
   for (const [name, t] of tensors) {
     if (IGNORED_BUFFERS.test(name)) continue
-    const target = renameCheckpointKey(name, modelNames, basePrefix)
+    const target = renameCheckpointKey(name, modelNames, basePrefix, baseModules)
     if (target !== name) renamedKeys[name] = target
     const p = params.get(target)
     if (!p) {
@@ -100,8 +123,10 @@ export function loadCheckpointInto(model: Module, pending: Map<import('../../ten
   return { missingKeys, unexpectedKeys, renamedKeys }
 }
 
-export function configFromPretrained(dir: string, options: FromPretrainedOptions): BertConfig {
-  const overrides: Partial<BertConfigFields> = { ...(options.config ?? {}) }
+export function configFromPretrained(dir: string, options: FromPretrainedOptions): BertConfig
+export function configFromPretrained<C>(dir: string, options: FromPretrainedOptions, family: PretrainedFamily<C>): C
+export function configFromPretrained<C>(dir: string, options: FromPretrainedOptions, family?: PretrainedFamily<C>): C | BertConfig {
+  const overrides: ConfigOverrides = { ...(options.config ?? {}) }
   if (options.numLabels !== undefined) overrides.num_labels = options.numLabels
   if (options.problemType !== undefined) overrides.problem_type = options.problemType
   if (options.id2label !== undefined) {
@@ -111,23 +136,24 @@ export function configFromPretrained(dir: string, options: FromPretrainedOptions
   }
   const path = join(dir, 'config.json')
   if (!existsSync(path)) throw new Error(`${dir}: no config.json`)
-  return BertConfig.fromFile(path, overrides)
+  return (family ?? BERT_FAMILY).readConfig(path, overrides)
 }
 
 /** Builds a model with deferred init, loads a checkpoint, reports what was missing. */
-export async function buildFromPretrained<M extends Module>(
+export async function buildFromPretrained<M extends Module, C = BertConfig>(
   idOrDir: string,
   options: FromPretrainedOptions,
-  build: (config: BertConfig, device: ReturnType<typeof resolveDevice>) => M,
+  build: (config: C, device: ReturnType<typeof resolveDevice>) => M,
   basePrefix: string,
-): Promise<{ model: M; config: BertConfig; loadingInfo: LoadingInfo }> {
+  family: PretrainedFamily<C> = BERT_FAMILY as unknown as PretrainedFamily<C>,
+): Promise<{ model: M; config: C; loadingInfo: LoadingInfo }> {
   const dir = await resolveModelDir(idOrDir, options)
-  const config = configFromPretrained(dir, options)
+  const config = configFromPretrained(dir, options, family)
   const device = resolveDevice(options.device ?? 'auto')
   if (options.seed !== undefined) manualSeed(options.seed)
   const { value: model, pending } = withDeferredInit(() => build(config, device))
   try {
-    const loadingInfo = loadCheckpointInto(model, pending, dir, basePrefix)
+    const loadingInfo = loadCheckpointInto(model, pending, dir, basePrefix, family.baseModules)
     return { model, config, loadingInfo }
   } catch (err) {
     model.dispose()
@@ -140,7 +166,7 @@ export async function buildFromPretrained<M extends Module>(
  * a temporary name and renamed into place, weights first: an interrupted save
  * leaves the previous checkpoint's files intact.
  */
-export function savePretrainedTo(model: Module, config: BertConfig, dir: string, architecture: string): void {
+export function savePretrainedTo(model: Module, config: { toJSON(): Record<string, unknown> }, dir: string, architecture: string): void {
   mkdirSync(dir, { recursive: true })
   const entries = [...model.namedParameters()].map(([name, p]) => [name, {
     dtype: 'F32' as const,

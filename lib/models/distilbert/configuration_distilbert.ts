@@ -1,0 +1,133 @@
+// DistilBertConfig: transformers' config.json for DistilBERT, with its own
+// field names (dim, n_layers, n_heads, hidden_dim, activation, dropout, …),
+// snake_case on disk and in this object so a config round-trips unchanged.
+// transformers' attribute_map names (hidden_size, num_attention_heads,
+// num_hidden_layers) are read as aliases and offered as getters.
+import { checkPositiveInts, checkProbabilities, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
+
+export type DistilBertActivation = 'gelu' | 'gelu_new' | 'relu' | 'tanh'
+
+export interface DistilBertConfigFields {
+  model_type: string
+  vocab_size: number
+  max_position_embeddings: number
+  sinusoidal_pos_embds: boolean
+  n_layers: number
+  n_heads: number
+  dim: number
+  hidden_dim: number
+  dropout: number
+  attention_dropout: number
+  activation: DistilBertActivation
+  initializer_range: number
+  qa_dropout: number
+  seq_classif_dropout: number
+  pad_token_id: number
+  num_labels: number
+  id2label: Record<string, string>
+  label2id: Record<string, number>
+  problem_type: ProblemType | null
+}
+
+// transformers' DistilBertConfig defaults (distilbert-base-uncased).
+const DEFAULTS: Omit<DistilBertConfigFields, 'num_labels' | 'id2label' | 'label2id'> = {
+  model_type: 'distilbert',
+  vocab_size: 30522,
+  max_position_embeddings: 512,
+  sinusoidal_pos_embds: false,
+  n_layers: 6,
+  n_heads: 12,
+  dim: 768,
+  hidden_dim: 4 * 768,
+  dropout: 0.1,
+  attention_dropout: 0.1,
+  activation: 'gelu',
+  initializer_range: 0.02,
+  qa_dropout: 0.1,
+  seq_classif_dropout: 0.2,
+  pad_token_id: 0,
+  problem_type: null,
+}
+
+const LABEL_KEYS = ['num_labels', 'id2label', 'label2id'] as const
+const ALIASES = { dim: 'hidden_size', n_heads: 'num_attention_heads', n_layers: 'num_hidden_layers' } as const
+const REQUIRED_IN_FILE = ['vocab_size', ['dim', 'hidden_size'], ['n_layers', 'num_hidden_layers'], ['n_heads', 'num_attention_heads'], 'hidden_dim'] as const
+const SUPPORTED_ACTS: DistilBertActivation[] = ['gelu', 'gelu_new', 'relu', 'tanh']
+
+/** DistilBERT's LayerNorms use a fixed eps of 1e-12 in transformers, whatever the config says. */
+export const DISTILBERT_LAYER_NORM_EPS = 1e-12
+
+export class DistilBertConfig implements DistilBertConfigFields {
+  model_type!: string
+  vocab_size!: number
+  max_position_embeddings!: number
+  sinusoidal_pos_embds!: boolean
+  n_layers!: number
+  n_heads!: number
+  dim!: number
+  hidden_dim!: number
+  dropout!: number
+  attention_dropout!: number
+  activation!: DistilBertActivation
+  initializer_range!: number
+  qa_dropout!: number
+  seq_classif_dropout!: number
+  pad_token_id!: number
+  num_labels!: number
+  id2label!: Record<string, string>
+  label2id!: Record<string, number>
+  problem_type!: ProblemType | null
+  /** Fields we do not interpret, kept so savePretrained writes them back. */
+  readonly extra: Record<string, unknown> = {}
+
+  constructor(fields: Partial<DistilBertConfigFields> & Record<string, unknown> = {}, source = 'DistilBertConfig') {
+    const given: Record<string, unknown> = { ...fields }
+    for (const [name, alias] of Object.entries(ALIASES)) {
+      if (given[alias] === undefined) continue
+      if (given[name] !== undefined && given[name] !== given[alias]) {
+        throw new Error(`${source}: ${name} ${JSON.stringify(given[name])} and its alias ${alias} ${JSON.stringify(given[alias])} disagree`)
+      }
+      given[name] = given[alias]
+      delete given[alias]
+    }
+    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given) }
+    for (const [k, v] of Object.entries(merged)) {
+      if (k in DEFAULTS || (LABEL_KEYS as readonly string[]).includes(k)) (this as Record<string, unknown>)[k] = v
+      else this.extra[k] = v
+    }
+    this.validate(source)
+  }
+
+  get hidden_size(): number { return this.dim }
+  get num_attention_heads(): number { return this.n_heads }
+  get num_hidden_layers(): number { return this.n_layers }
+
+  /** Reads config.json; `overrides` (e.g. num_labels) win over the file, as from_pretrained's kwargs. */
+  static fromFile(path: string, overrides: Partial<DistilBertConfigFields> & Record<string, unknown> = {}): DistilBertConfig {
+    return new DistilBertConfig(readConfigJson(path, overrides, REQUIRED_IN_FILE) as Partial<DistilBertConfigFields>, path)
+  }
+
+  private validate(source: string): void {
+    checkPositiveInts(source, {
+      vocab_size: this.vocab_size, max_position_embeddings: this.max_position_embeddings, n_layers: this.n_layers,
+      n_heads: this.n_heads, dim: this.dim, hidden_dim: this.hidden_dim, num_labels: this.num_labels,
+    })
+    if (this.dim % this.n_heads !== 0) throw new Error(`${source}: dim ${this.dim} is not a multiple of n_heads ${this.n_heads}`)
+    if (!SUPPORTED_ACTS.includes(this.activation)) {
+      throw new Error(`${source}: activation ${JSON.stringify(this.activation)} is not supported (use one of ${SUPPORTED_ACTS.join(', ')})`)
+    }
+    checkProbabilities(source, { dropout: this.dropout, attention_dropout: this.attention_dropout, seq_classif_dropout: this.seq_classif_dropout, qa_dropout: this.qa_dropout })
+    if (typeof this.sinusoidal_pos_embds !== 'boolean') throw new Error(`${source}: sinusoidal_pos_embds must be true or false, got ${JSON.stringify(this.sinusoidal_pos_embds)}`)
+    if (!Number.isInteger(this.pad_token_id) || this.pad_token_id < 0 || this.pad_token_id >= this.vocab_size) {
+      throw new Error(`${source}: pad_token_id ${JSON.stringify(this.pad_token_id)} must be in [0, vocab_size ${this.vocab_size})`)
+    }
+    if (!(this.initializer_range > 0)) throw new Error(`${source}: initializer_range must be positive`)
+    checkProblemType(source, this.problem_type)
+  }
+
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = { ...this.extra }
+    for (const k of [...Object.keys(DEFAULTS), ...LABEL_KEYS]) out[k] = (this as Record<string, unknown>)[k]
+    return out
+  }
+}

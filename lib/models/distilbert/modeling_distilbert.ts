@@ -1,0 +1,285 @@
+// DistilBERT for sequence classification, module for module as transformers'
+// modeling_distilbert.py builds it: its own names (q_lin … out_lin,
+// sa_layer_norm, ffn.lin1/lin2, output_layer_norm, pre_classifier), no token
+// types, no pooler, LayerNorm eps fixed at 1e-12, the same additive attention
+// mask as BERT's eager path, and the head relu(pre_classifier(h[:, 0])) →
+// dropout → classifier.
+import { Module, ModuleList } from '../../nn/module.js'
+import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
+import { makeTensor, normalTensor } from '../../nn/init.js'
+import { activation, attention, embedding, relu, reshape, sliceRows } from '../../tensor/ops.js'
+import type { Tensor } from '../../tensor/tensor.js'
+import type { DeviceName } from '../../tensor/device.js'
+import type { SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
+import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
+import type { ProblemType } from '../configuration_utils.js'
+import { DistilBertConfig, DISTILBERT_LAYER_NORM_EPS } from './configuration_distilbert.js'
+
+export interface DistilBertInputs {
+  /** int32 [batch, seq] */
+  inputIds: Tensor
+  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
+  attentionMask?: Tensor | null
+  /** int32 [batch, seq]. Defaults to 0..seq-1 in every row. */
+  positionIds?: Tensor | null
+  /**
+   * Accepted and ignored: DistilBERT has no token types. transformers'
+   * Trainer drops the column for DistilBERT; here the collator's batch can
+   * be passed as it is.
+   */
+  tokenTypeIds?: Tensor | null
+}
+
+export interface DistilBertForSequenceClassificationInputs extends DistilBertInputs {
+  /** int32 [batch] class indices, float32 [batch] regression targets or float32 [batch, num_labels] 0/1 targets. */
+  labels?: Tensor | null
+}
+
+export const DISTILBERT_FAMILY: PretrainedFamily<DistilBertConfig> = {
+  readConfig: (path, overrides) => DistilBertConfig.fromFile(path, overrides),
+  baseModules: ['embeddings', 'transformer'],
+}
+
+/**
+ * transformers' _create_sinusoidal_embeddings: row pos, column j holds
+ * sin (even j) or cos (odd j) of pos / 10000^(2·⌊j/2⌋/dim), computed in
+ * float64 and rounded to float32.
+ */
+export function sinusoidalPositionEmbeddings(positions: number, dim: number): Float32Array {
+  const out = new Float32Array(positions * dim)
+  for (let pos = 0; pos < positions; pos++) {
+    for (let j = 0; j < dim; j++) {
+      const angle = pos / Math.pow(10000, (2 * Math.floor(j / 2)) / dim)
+      out[pos * dim + j] = j % 2 === 0 ? Math.sin(angle) : Math.cos(angle)
+    }
+  }
+  return out
+}
+
+/**
+ * The position table: an Embedding's "weight", initialised with sinusoids
+ * when sinusoidal_pos_embds is set. transformers (5.x) leaves that table
+ * trainable and loads it from the checkpoint like any weight, so only the
+ * initial values differ.
+ */
+export class PositionEmbedding extends Module {
+  readonly weight: Tensor
+
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, options: { std: number; sinusoidal: boolean; device?: DeviceName }) {
+    super()
+    const shape = [numEmbeddings, embeddingDim]
+    this.weight = this.registerParameter('weight', options.sinusoidal
+      ? makeTensor(shape, options.device, (values) => values.set(sinusoidalPositionEmbeddings(numEmbeddings, embeddingDim)))
+      : normalTensor(shape, options.std, options.device))
+  }
+
+  forward(ids: Tensor): Tensor {
+    return embedding(ids, this.weight)
+  }
+}
+
+/** transformers' `Embeddings` of modeling_distilbert: LayerNorm(word + position), then dropout. */
+export class DistilBertEmbeddings extends Module {
+  readonly word_embeddings: Embedding
+  readonly position_embeddings: PositionEmbedding
+  readonly LayerNorm: LayerNorm
+  readonly dropout: Dropout
+
+  constructor(readonly config: DistilBertConfig, device?: DeviceName) {
+    super()
+    const std = config.initializer_range
+    this.word_embeddings = this.registerModule('word_embeddings', new Embedding(config.vocab_size, config.dim, { std, device, paddingIdx: config.pad_token_id }))
+    this.position_embeddings = this.registerModule('position_embeddings', new PositionEmbedding(config.max_position_embeddings, config.dim,
+      { std, sinusoidal: config.sinusoidal_pos_embds, device }))
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(config.dim, DISTILBERT_LAYER_NORM_EPS, { device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.dropout))
+  }
+
+  forward(inputIds: Tensor, positionIds: Tensor): Tensor {
+    const seq = inputIds.shape[1]
+    const words = lookup('input_ids', seq, () => this.word_embeddings.forward(inputIds))
+    const positions = lookup('position_ids', seq, () => this.position_embeddings.forward(positionIds))
+    return this.dropout.forward(this.LayerNorm.forward(words, positions))
+  }
+}
+
+export class DistilBertSelfAttention extends Module {
+  readonly q_lin: Linear
+  readonly k_lin: Linear
+  readonly v_lin: Linear
+  readonly out_lin: Linear
+  readonly dropout: Dropout
+
+  constructor(readonly config: DistilBertConfig, device?: DeviceName) {
+    super()
+    const d = config.dim
+    const std = config.initializer_range
+    this.q_lin = this.registerModule('q_lin', new Linear(d, d, { std, device }))
+    this.k_lin = this.registerModule('k_lin', new Linear(d, d, { std, device }))
+    this.v_lin = this.registerModule('v_lin', new Linear(d, d, { std, device }))
+    this.out_lin = this.registerModule('out_lin', new Linear(d, d, { std, device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.attention_dropout))
+  }
+
+  /** out_lin(softmax(q·kᵀ/√head_dim + mask)·v); the dropout is on the attention probabilities only. */
+  forward(hidden: Tensor, mask: Tensor): Tensor {
+    const context = attention(this.q_lin.forward(hidden), this.k_lin.forward(hidden), this.v_lin.forward(hidden), mask, {
+      heads: this.config.n_heads,
+      dropoutP: this.dropout.p,
+      training: this.dropout.training,
+    })
+    return this.out_lin.forward(context)
+  }
+}
+
+/** lin1 → activation → lin2 → dropout. */
+export class FFN extends Module {
+  readonly dropout: Dropout
+  readonly lin1: Linear
+  readonly lin2: Linear
+
+  constructor(readonly config: DistilBertConfig, device?: DeviceName) {
+    super()
+    const std = config.initializer_range
+    this.dropout = this.registerModule('dropout', new Dropout(config.dropout))
+    this.lin1 = this.registerModule('lin1', new Linear(config.dim, config.hidden_dim, { std, device }))
+    this.lin2 = this.registerModule('lin2', new Linear(config.hidden_dim, config.dim, { std, device }))
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.dropout.forward(this.lin2.forward(activation(this.lin1.forward(x), this.config.activation)))
+  }
+}
+
+export class TransformerBlock extends Module {
+  readonly attention: DistilBertSelfAttention
+  readonly sa_layer_norm: LayerNorm
+  readonly ffn: FFN
+  readonly output_layer_norm: LayerNorm
+
+  constructor(config: DistilBertConfig, device?: DeviceName) {
+    super()
+    this.attention = this.registerModule('attention', new DistilBertSelfAttention(config, device))
+    this.sa_layer_norm = this.registerModule('sa_layer_norm', new LayerNorm(config.dim, DISTILBERT_LAYER_NORM_EPS, { device }))
+    this.ffn = this.registerModule('ffn', new FFN(config, device))
+    this.output_layer_norm = this.registerModule('output_layer_norm', new LayerNorm(config.dim, DISTILBERT_LAYER_NORM_EPS, { device }))
+  }
+
+  forward(hidden: Tensor, mask: Tensor): Tensor {
+    const attended = this.sa_layer_norm.forward(this.attention.forward(hidden, mask), hidden)
+    return this.output_layer_norm.forward(this.ffn.forward(attended), attended)
+  }
+}
+
+export class Transformer extends Module {
+  readonly layer: ModuleList<TransformerBlock>
+
+  constructor(config: DistilBertConfig, device?: DeviceName) {
+    super()
+    this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.n_layers }, () => new TransformerBlock(config, device))))
+  }
+
+  forward(hidden: Tensor, mask: Tensor): Tensor {
+    for (const block of this.layer.items) hidden = block.forward(hidden, mask)
+    return hidden
+  }
+}
+
+export class DistilBertModel extends Module {
+  /** What fromPretrained found missing / unexpected in the checkpoint. */
+  loadingInfo: LoadingInfo | null = null
+  readonly embeddings: DistilBertEmbeddings
+  readonly transformer: Transformer
+
+  constructor(readonly config: DistilBertConfig, options: { device?: DeviceName } = {}) {
+    super()
+    this.embeddings = this.registerModule('embeddings', new DistilBertEmbeddings(config, options.device))
+    this.transformer = this.registerModule('transformer', new Transformer(config, options.device))
+  }
+
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<DistilBertModel> {
+    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options, (config, device) => new DistilBertModel(config, { device }), '', DISTILBERT_FAMILY)
+    model.loadingInfo = loadingInfo
+    return model
+  }
+
+  savePretrained(dir: string): void {
+    savePretrainedTo(this, this.config, dir, 'DistilBertModel')
+  }
+
+  /** The last hidden state [batch, seq, dim]. */
+  forward(inputs: DistilBertInputs): { lastHiddenState: Tensor } {
+    const owner = 'DistilBertModel'
+    const [batch, seq] = checkInputIds(owner, inputs.inputIds)
+    if (seq > this.config.max_position_embeddings) {
+      throw new RangeError(`${owner}: sequence length ${seq} exceeds max_position_embeddings ${this.config.max_position_embeddings}; truncate the input`)
+    }
+    const ids = new OwnedIds(owner, batch, seq, inputs.inputIds.device)
+    try {
+      const mask = ids.orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
+      const positions = ids.orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
+      const embedded = this.embeddings.forward(inputs.inputIds, positions)
+      return { lastHiddenState: this.transformer.forward(embedded, mask) }
+    } finally {
+      ids.dispose()
+    }
+  }
+}
+
+export class DistilBertForSequenceClassification extends Module {
+  /** What fromPretrained found missing / unexpected in the checkpoint. */
+  loadingInfo: LoadingInfo | null = null
+  readonly distilbert: DistilBertModel
+  readonly pre_classifier: Linear
+  readonly classifier: Linear
+  readonly dropout: Dropout
+  readonly numLabels: number
+
+  constructor(readonly config: DistilBertConfig, options: { device?: DeviceName } = {}) {
+    super()
+    const std = config.initializer_range
+    this.numLabels = config.num_labels
+    this.distilbert = this.registerModule('distilbert', new DistilBertModel(config, { device: options.device }))
+    this.pre_classifier = this.registerModule('pre_classifier', new Linear(config.dim, config.dim, { std, device: options.device }))
+    this.classifier = this.registerModule('classifier', new Linear(config.dim, config.num_labels, { std, device: options.device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.seq_classif_dropout))
+  }
+
+  /**
+   * Loads config.json + weights from a directory or Hub id. Weights the
+   * checkpoint lacks (pre_classifier and classifier of a base checkpoint)
+   * are initialised normal(0, initializer_range) from `seed`; a line lists
+   * them on stderr. The MLM head of distilbert-base checkpoints (vocab_*) is
+   * reported as unexpected.
+   */
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<DistilBertForSequenceClassification> {
+    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options,
+      (config, device) => new DistilBertForSequenceClassification(config, { device }), 'distilbert.', DISTILBERT_FAMILY)
+    model.loadingInfo = loadingInfo
+    if (loadingInfo.missingKeys.length) {
+      process.stderr.write(`bertkit: some weights of DistilBertForSequenceClassification were not in the checkpoint at ${idOrDir} and are newly initialized: [${loadingInfo.missingKeys.join(', ')}]\n`)
+    }
+    return model
+  }
+
+  savePretrained(dir: string): void {
+    savePretrainedTo(this, this.config, dir, 'DistilBertForSequenceClassification')
+  }
+
+  forward(inputs: DistilBertForSequenceClassificationInputs): SequenceClassifierOutput {
+    const { lastHiddenState } = this.distilbert.forward(inputs)
+    const [batch, , width] = lastHiddenState.shape
+    const first = reshape(sliceRows(lastHiddenState, 0, 1), [batch, width])
+    const logits = this.classifier.forward(this.dropout.forward(relu(this.pre_classifier.forward(first))))
+    const labels = inputs.labels ?? null
+    if (!labels) return { loss: null, logits }
+    const loss = sequenceClassificationLoss('DistilBertForSequenceClassification', this.problemType(labels), logits, labels, this.numLabels)
+    return { loss, logits }
+  }
+
+  /** The problem type transformers would pick: from the config, else from num_labels and the labels' dtype. */
+  problemType(labels: Tensor): ProblemType {
+    return problemTypeFor(this.config.problem_type, this.numLabels, labels)
+  }
+}

@@ -1,0 +1,215 @@
+// RoBERTa for sequence classification, module for module as transformers'
+// modeling_roberta.py builds it. The encoder layers are BERT's (transformers
+// copies them verbatim); what differs is the embeddings (position ids counted
+// from input_ids past the padding index, the position table registered last,
+// its padding row getting no gradient), no pooler in the classification
+// model, and RobertaClassificationHead: dropout → dense → tanh → dropout →
+// out_proj on the <s> token.
+import { Module } from '../../nn/module.js'
+import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
+import { add, reshape, sliceRows, tanh } from '../../tensor/ops.js'
+import { Tensor } from '../../tensor/tensor.js'
+import type { DeviceName } from '../../tensor/device.js'
+import { BertEncoder, BertPooler, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
+import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
+import type { ProblemType } from '../configuration_utils.js'
+import { RobertaConfig } from './configuration_roberta.js'
+
+export interface RobertaInputs {
+  /** int32 [batch, seq] */
+  inputIds: Tensor
+  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
+  attentionMask?: Tensor | null
+  /** int32 [batch, seq]. Defaults to zeros (RoBERTa checkpoints have a single token type). */
+  tokenTypeIds?: Tensor | null
+  /** int32 [batch, seq]. Defaults to createPositionIdsFromInputIds(input_ids, pad_token_id). */
+  positionIds?: Tensor | null
+}
+
+export interface RobertaForSequenceClassificationInputs extends RobertaInputs {
+  /** int32 [batch] class indices, float32 [batch] regression targets or float32 [batch, num_labels] 0/1 targets. */
+  labels?: Tensor | null
+}
+
+export const ROBERTA_FAMILY: PretrainedFamily<RobertaConfig> = {
+  readConfig: (path, overrides) => RobertaConfig.fromFile(path, overrides),
+  baseModules: ['embeddings', 'encoder', 'pooler'],
+}
+
+/**
+ * transformers' create_position_ids_from_input_ids: a token that is not the
+ * pad id gets padding_idx + (how many non-pad tokens up to and including it);
+ * a pad id gets padding_idx. It looks at the ids, not the attention mask: a
+ * left-padded row starts at padding_idx + 1 after its padding, and a pad id
+ * the mask attends to still gets padding_idx.
+ */
+export function createPositionIdsFromInputIds(inputIds: Int32Array, batch: number, seq: number, paddingIdx: number): Int32Array {
+  const out = new Int32Array(batch * seq)
+  for (let b = 0; b < batch; b++) {
+    let count = 0
+    for (let s = 0; s < seq; s++) {
+      const i = b * seq + s
+      if (inputIds[i] !== paddingIdx) out[i] = paddingIdx + ++count
+      else out[i] = paddingIdx
+    }
+  }
+  return out
+}
+
+export class RobertaEmbeddings extends Module {
+  readonly word_embeddings: Embedding
+  readonly token_type_embeddings: Embedding
+  readonly LayerNorm: LayerNorm
+  readonly dropout: Dropout
+  readonly position_embeddings: Embedding
+  readonly paddingIdx: number
+
+  constructor(readonly config: RobertaConfig, device?: DeviceName) {
+    super()
+    const std = config.initializer_range
+    this.paddingIdx = config.pad_token_id
+    // transformers' registration order: the position table comes after dropout.
+    this.word_embeddings = this.registerModule('word_embeddings', new Embedding(config.vocab_size, config.hidden_size, { std, device, paddingIdx: config.pad_token_id }))
+    this.token_type_embeddings = this.registerModule('token_type_embeddings', new Embedding(config.type_vocab_size, config.hidden_size, { std, device }))
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hidden_size, config.layer_norm_eps, { device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
+    this.position_embeddings = this.registerModule('position_embeddings', new Embedding(config.max_position_embeddings, config.hidden_size, { std, device, paddingIdx: config.pad_token_id }))
+  }
+
+  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor): Tensor {
+    const seq = inputIds.shape[1]
+    const words = lookup('input_ids', seq, () => this.word_embeddings.forward(inputIds))
+    const types = lookup('token_type_ids', seq, () => this.token_type_embeddings.forward(tokenTypeIds))
+    const positions = lookup('position_ids', seq, () => this.position_embeddings.forward(positionIds))
+    // transformers: (inputs_embeds + token_type_embeddings) + position_embeddings, then LayerNorm.
+    return this.dropout.forward(this.LayerNorm.forward(add(words, types), positions))
+  }
+}
+
+export class RobertaModel extends Module {
+  /** What fromPretrained found missing / unexpected in the checkpoint. */
+  loadingInfo: LoadingInfo | null = null
+  readonly embeddings: RobertaEmbeddings
+  readonly encoder: BertEncoder
+  readonly pooler: BertPooler | null
+
+  constructor(readonly config: RobertaConfig, options: { device?: DeviceName; addPoolingLayer?: boolean } = {}) {
+    super()
+    this.embeddings = this.registerModule('embeddings', new RobertaEmbeddings(config, options.device))
+    this.encoder = this.registerModule('encoder', new BertEncoder(config, options.device))
+    this.pooler = options.addPoolingLayer === false ? null : this.registerModule('pooler', new BertPooler(config, options.device))
+  }
+
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<RobertaModel> {
+    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options, (config, device) => new RobertaModel(config, { device }), '', ROBERTA_FAMILY)
+    model.loadingInfo = loadingInfo
+    return model
+  }
+
+  savePretrained(dir: string): void {
+    savePretrainedTo(this, this.config, dir, 'RobertaModel')
+  }
+
+  /**
+   * Returns the last hidden state [batch, seq, hidden] and the pooled output
+   * (or null). Without positionIds, the position ids are computed from
+   * input_ids on the host: one device-to-host read of the ids on CUDA.
+   */
+  forward(inputs: RobertaInputs): { lastHiddenState: Tensor; poolerOutput: Tensor | null } {
+    const owner = 'RobertaModel'
+    const [batch, seq] = checkInputIds(owner, inputs.inputIds)
+    const { inputIds } = inputs
+    const ids = new OwnedIds(owner, batch, seq, inputIds.device)
+    try {
+      const mask = ids.orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
+      const types = ids.orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
+      const positions = ids.orDefault(inputs.positionIds, 'position_ids', () => {
+        const made = createPositionIdsFromInputIds(inputIds.toInt32Array(), batch, seq, this.config.pad_token_id)
+        const needed = made.reduce((m, v) => Math.max(m, v), 0) + 1
+        if (needed > this.config.max_position_embeddings) {
+          throw new RangeError(`${owner}: a row of ${needed - 1 - this.config.pad_token_id} non-pad tokens needs position id ${needed - 1} ` +
+            `(RoBERTa counts positions from pad_token_id ${this.config.pad_token_id} + 1), but max_position_embeddings is ${this.config.max_position_embeddings}; truncate the input`)
+        }
+        return made
+      })
+      const embedded = this.embeddings.forward(inputIds, types, positions)
+      const lastHiddenState = this.encoder.forward(embedded, mask)
+      const poolerOutput = this.pooler ? this.pooler.forward(lastHiddenState) : null
+      return { lastHiddenState, poolerOutput }
+    } finally {
+      ids.dispose()
+    }
+  }
+}
+
+/** dropout → dense → tanh → dropout → out_proj on h[:, 0] (the <s> token). */
+export class RobertaClassificationHead extends Module {
+  readonly dense: Linear
+  readonly dropout: Dropout
+  readonly out_proj: Linear
+
+  constructor(config: RobertaConfig, device?: DeviceName) {
+    super()
+    const std = config.initializer_range
+    this.dense = this.registerModule('dense', new Linear(config.hidden_size, config.hidden_size, { std, device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.classifier_dropout ?? config.hidden_dropout_prob))
+    this.out_proj = this.registerModule('out_proj', new Linear(config.hidden_size, config.num_labels, { std, device }))
+  }
+
+  forward(hidden: Tensor): Tensor {
+    const [batch, , width] = hidden.shape
+    const first = reshape(sliceRows(hidden, 0, 1), [batch, width])
+    return this.out_proj.forward(this.dropout.forward(tanh(this.dense.forward(this.dropout.forward(first)))))
+  }
+}
+
+export class RobertaForSequenceClassification extends Module {
+  /** What fromPretrained found missing / unexpected in the checkpoint. */
+  loadingInfo: LoadingInfo | null = null
+  readonly roberta: RobertaModel
+  readonly classifier: RobertaClassificationHead
+  readonly numLabels: number
+
+  constructor(readonly config: RobertaConfig, options: { device?: DeviceName } = {}) {
+    super()
+    this.numLabels = config.num_labels
+    this.roberta = this.registerModule('roberta', new RobertaModel(config, { device: options.device, addPoolingLayer: false }))
+    this.classifier = this.registerModule('classifier', new RobertaClassificationHead(config, options.device))
+  }
+
+  /**
+   * Loads config.json + weights from a directory or Hub id. Weights the
+   * checkpoint lacks (a new head) are initialised normal(0,
+   * initializer_range) from `seed`; a line lists them on stderr. A
+   * checkpoint's pooler (roberta.pooler.*) and MLM head (lm_head.*) are
+   * reported as unexpected, as transformers drops them.
+   */
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<RobertaForSequenceClassification> {
+    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options,
+      (config, device) => new RobertaForSequenceClassification(config, { device }), 'roberta.', ROBERTA_FAMILY)
+    model.loadingInfo = loadingInfo
+    if (loadingInfo.missingKeys.length) {
+      process.stderr.write(`bertkit: some weights of RobertaForSequenceClassification were not in the checkpoint at ${idOrDir} and are newly initialized: [${loadingInfo.missingKeys.join(', ')}]\n`)
+    }
+    return model
+  }
+
+  savePretrained(dir: string): void {
+    savePretrainedTo(this, this.config, dir, 'RobertaForSequenceClassification')
+  }
+
+  forward(inputs: RobertaForSequenceClassificationInputs): SequenceClassifierOutput {
+    const { lastHiddenState } = this.roberta.forward(inputs)
+    const logits = this.classifier.forward(lastHiddenState)
+    const labels = inputs.labels ?? null
+    if (!labels) return { loss: null, logits }
+    const loss = sequenceClassificationLoss('RobertaForSequenceClassification', this.problemType(labels), logits, labels, this.numLabels)
+    return { loss, logits }
+  }
+
+  /** The problem type transformers would pick: from the config, else from num_labels and the labels' dtype. */
+  problemType(labels: Tensor): ProblemType {
+    return problemTypeFor(this.config.problem_type, this.numLabels, labels)
+  }
+}

@@ -1,0 +1,546 @@
+// PeftModel: peft's get_peft_model / PeftModel.from_pretrained for LoRA.
+// The wrapped model sits at base_model.model, LoRA layers and
+// ModulesToSaveWrappers replace the matched modules in place, so
+// namedParameters() yields exactly the names (and order) of peft's
+// model.named_parameters(), and the adapter files carry the keys peft writes.
+import { mkdirSync, existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { Module, ModuleList } from '../nn/module.js'
+import { Linear } from '../nn/layers.js'
+import { formatShape, type Tensor } from '../tensor/tensor.js'
+import { manualSeed, getRandomState, setRandomState } from '../tensor/random.js'
+import { readSafetensors, writeSafetensors, atomicWriteFile, type HostTensor } from '../hub/safetensors.js'
+import { LoraConfig, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, SEQ_CLS_MODULES } from './config.js'
+import { LoraLinear, ModulesToSaveWrapper, cloneModuleShape, DEFAULT_ADAPTER, type ForwardModule } from './layers.js'
+
+/** What a PEFT model can wrap: a Module with a classifier-style forward and a transformers config. */
+export interface PeftBaseModel extends Module {
+  forward(inputs: never): { loss: Tensor | null; logits: Tensor }
+  readonly config: { model_type: string }
+}
+
+type InputsOf<M extends PeftBaseModel> = M['forward'] extends (inputs: infer I) => unknown ? I : never
+type OutputOf<M extends PeftBaseModel> = ReturnType<M['forward']>
+
+/** peft's default target modules per model_type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
+export const DEFAULT_TARGET_MODULES: Record<string, string[]> = {
+  bert: ['query', 'value'],
+  roberta: ['query', 'value'],
+  'xlm-roberta': ['query', 'value'],
+  distilbert: ['q_lin', 'v_lin'],
+  'deberta-v2': ['query_proj', 'value_proj'],
+  electra: ['query', 'value'],
+}
+
+const PREFIX = 'base_model.model.'
+
+/** peft's LoraModel: holds the model under "model". */
+export class LoraModel<M extends PeftBaseModel> extends Module {
+  readonly model: M
+
+  constructor(model: M) {
+    super()
+    this.model = this.registerModule('model', model)
+  }
+}
+
+/** Replaces parent's child `name` (old) with `child`, keeping its place in the parameter order. */
+function setChild(parent: Module, name: string, old: Module, child: Module): void {
+  // Module keeps children in a Map; set() on an existing key keeps the insertion position,
+  // which is what keeps namedParameters() in peft's order.
+  const children = (parent as unknown as { children: Map<string, Module> }).children
+  if (!(children instanceof Map) || children.get(name) !== old) {
+    throw new Error(`peft: internal error: ${parent.constructor.name} has no child "${name}" to replace`)
+  }
+  children.set(name, child)
+  // forward() reads its layers through properties (this.query, this.classifier, ...): point every one that held the old module at the new one.
+  const holder = parent as unknown as Record<string, unknown>
+  for (const key of Object.keys(holder)) if (holder[key] === old) holder[key] = child
+  if (parent instanceof ModuleList) {
+    const i = parent.items.indexOf(old)
+    if (i >= 0) parent.items[i] = child
+  }
+}
+
+function parentOf(root: Module, path: string): { parent: Module; name: string } {
+  const dot = path.lastIndexOf('.')
+  const parentPath = dot < 0 ? '' : path.slice(0, dot)
+  for (const [p, m] of root.namedModules()) if (p === parentPath) return { parent: m, name: path.slice(dot + 1) }
+  throw new Error(`peft: internal error: no module at "${parentPath}"`)
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/** peft's key matching: a regex matches the whole path; a list entry equals the path or its last components. */
+function matchesTargets(targets: string[] | string, key: string): boolean {
+  if (typeof targets === 'string') return new RegExp(`^(?:${targets})$`).test(key)
+  return targets.some((t) => key === t || key.endsWith(`.${t}`))
+}
+
+/** Linear layer paths with layer indices folded ("bert.encoder.layer.*.attention.self.query"), for error messages. */
+function describeLinears(paths: string[]): string {
+  const folded = [...new Set(paths.map((p) => p.replace(/\.\d+\./g, '.*.')))]
+  return folded.join(', ')
+}
+
+export interface InjectionPlan {
+  lora: Array<{ path: string; module: Linear }>
+  save: Array<{ path: string; module: ForwardModule }>
+  /** target_modules as peft writes it back ("all-linear" becomes the list of paths). */
+  targetModules: string[] | string
+}
+
+/** Decides which modules get LoRA and which are saved in full, or explains why none fit. */
+export function planInjection(model: PeftBaseModel, config: LoraConfig): InjectionPlan {
+  const modelName = model.constructor.name
+  const modules = [...model.namedModules()].filter(([p]) => p !== '')
+  const linears = modules.filter(([, m]) => m instanceof Linear).map(([p]) => p)
+  let targets = config.targetModules
+  if (targets === null) {
+    const modelType = model.config?.model_type
+    const defaults = typeof modelType === 'string' ? DEFAULT_TARGET_MODULES[modelType] : undefined
+    if (!defaults) {
+      throw new Error(`getPeftModel: no default targetModules for model_type ${JSON.stringify(modelType)} (known: ${Object.keys(DEFAULT_TARGET_MODULES).join(', ')}); ` +
+        `set targetModules, e.g. ["query", "value"]; the Linear layers of ${modelName} are: ${describeLinears(linears)}`)
+    }
+    targets = defaults
+  }
+
+  const saveNames = config.modulesToSave ?? []
+  const save: InjectionPlan['save'] = []
+  const saveMatched = new Set<string>()
+  for (const [path, m] of modules) {
+    const hit = saveNames.find((n) => path === n || path.endsWith(`.${n}`))
+    if (!hit) continue
+    // A module inside an already saved module is saved with it.
+    if (save.some((s) => path.startsWith(`${s.path}.`))) continue
+    saveMatched.add(hit)
+    if (!(m instanceof Linear)) {
+      throw new Error(`modulesToSave: "${path}" (${m.constructor.name}) cannot be saved: bertkit copies Linear modules only`)
+    }
+    save.push({ path, module: m as ForwardModule })
+  }
+  const optionalSave = config.taskType === 'SEQ_CLS' ? new Set<string>(SEQ_CLS_MODULES) : new Set<string>()
+  const unmatchedSave = [...new Set(saveNames)].filter((n) => !saveMatched.has(n) && !optionalSave.has(n))
+  if (unmatchedSave.length) {
+    throw new Error(`modulesToSave ${JSON.stringify(unmatchedSave)} matched no module of ${modelName}; its Linear layers are: ${describeLinears(linears)}`)
+  }
+
+  const savedOrInside = (path: string) => saveNames.some((n) => new RegExp(`(^|.*\\.)${escapeRegExp(n)}($|\\..*)`).test(path))
+  const excluded = (path: string) => savedOrInside(path) || (config.excludeModules !== null && matchesTargets(config.excludeModules, path))
+  const lora: InjectionPlan['lora'] = []
+  let resolved: string[] | string = targets
+  if (targets === 'all-linear') {
+    for (const [path, m] of modules) if (m instanceof Linear && !excluded(path)) lora.push({ path, module: m })
+    resolved = lora.map((l) => l.path)
+  } else {
+    for (const [path, m] of modules) {
+      if (excluded(path) || !matchesTargets(targets, path)) continue
+      if (!(m instanceof Linear)) {
+        throw new Error(`targetModules ${JSON.stringify(targets)} matches "${path}" (${m.constructor.name}), but LoRA wraps Linear layers only; the Linear layers of ${modelName} are: ${describeLinears(linears)}`)
+      }
+      lora.push({ path, module: m })
+    }
+  }
+  if (lora.length === 0) {
+    throw new Error(`targetModules ${JSON.stringify(targets)} matched no Linear layer of ${modelName}; its Linear layers are: ${describeLinears(linears)}`)
+  }
+  return { lora, save, targetModules: resolved }
+}
+
+export interface GetPeftModelOptions {
+  /** Seeds the initialisation of A (and B when initLoraWeights is false); default: the current random state. */
+  seed?: number
+}
+
+/** Snapshot to undo an injection exactly (a failed load must leave the model as it was). */
+interface Undo {
+  replaced: Array<{ parent: Module; name: string; original: Module; wrapper: Module }>
+  requiresGrad: Map<Tensor, boolean>
+}
+
+export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
+  readonly base_model: LoraModel<M>
+  /** The adapter's config ("default" adapter), as it will be written to adapter_config.json. */
+  readonly peftConfig: LoraConfig
+  private readonly loraLayers = new Map<string, LoraLinear>()
+  private readonly savedModules = new Map<string, ModulesToSaveWrapper<ForwardModule>>()
+  private undo: Undo | null
+  private released = false
+
+  /** Use getPeftModel() or PeftModel.fromPretrained(). */
+  constructor(model: M, config: LoraConfig, options: GetPeftModelOptions & { inference?: boolean } = {}) {
+    super()
+    if (!(model instanceof Module)) throw new TypeError('getPeftModel: the model must be a bertkit Module (e.g. BertForSequenceClassification)')
+    if (model instanceof PeftModel || [...model.namedModules()].some(([, m]) => m instanceof LoraLinear || m instanceof ModulesToSaveWrapper)) {
+      throw new Error('getPeftModel: the model already holds LoRA layers; unload() the first adapter before adding another')
+    }
+    const cfg = config.clone()
+    cfg.validate('LoraConfig')
+    const plan = planInjection(model, cfg)
+    if (cfg.fanInFanOut) {
+      // peft's behaviour for torch.nn.Linear targets: fan_in_fan_out only applies to Conv1D weights.
+      process.stderr.write('bertkit: fan_in_fan_out is set to true but the target modules are Linear layers; setting fan_in_fan_out to false\n')
+      cfg.fanInFanOut = false
+    }
+    cfg.targetModules = plan.targetModules
+    this.peftConfig = cfg
+    if (options.seed !== undefined) manualSeed(options.seed)
+
+    const undo: Undo = { replaced: [], requiresGrad: new Map() }
+    for (const [, p] of model.namedParameters()) undo.requiresGrad.set(p, p.requiresGrad)
+    try {
+      for (const { path, module } of plan.lora) {
+        const { parent, name } = parentOf(model, path)
+        const wrapper = new LoraLinear(module, { r: cfg.r, loraAlpha: cfg.loraAlpha, loraDropout: cfg.loraDropout, useRslora: cfg.useRslora, initLoraWeights: cfg.initLoraWeights })
+        setChild(parent, name, module, wrapper)
+        undo.replaced.push({ parent, name, original: module, wrapper })
+        this.loraLayers.set(path, wrapper)
+      }
+      // peft marks the adapters trainable before it wraps modules_to_save, so
+      // a wrapped module's original stays frozen even with bias "all".
+      for (const [name, p] of model.namedParameters()) {
+        p.requiresGrad = name.includes('lora_') || (cfg.bias === 'all' && name.includes('bias'))
+      }
+      if (cfg.bias === 'lora_only') for (const l of this.loraLayers.values()) if (l.bias) l.bias.requiresGrad = true
+      for (const { path, module } of plan.save) {
+        const { parent, name } = parentOf(model, path)
+        const wrapper = new ModulesToSaveWrapper(module, cloneModuleShape(module))
+        for (const p of module.parameters()) p.requiresGrad = false
+        setChild(parent, name, module, wrapper)
+        undo.replaced.push({ parent, name, original: module, wrapper })
+        this.savedModules.set(path, wrapper)
+      }
+      if (options.inference) for (const [, p] of model.namedParameters()) p.requiresGrad = false
+      for (const [, p] of model.namedParameters()) {
+        if (!p.requiresGrad && p.grad) {
+          p.grad.dispose()
+          p.grad = null
+        }
+      }
+    } catch (err) {
+      this.rollback(undo)
+      throw err
+    }
+    this.undo = undo
+    this.base_model = this.registerModule('base_model', new LoraModel(model))
+  }
+
+  /** The wrapped model's config (id2label, num_labels, ...). */
+  get config(): M['config'] {
+    return this.base_model.model.config
+  }
+
+  get numLabels(): number {
+    return (this.base_model.model as unknown as { numLabels: number }).numLabels
+  }
+
+  /** The LoRA layers by module path (relative to the wrapped model). */
+  get loraModules(): ReadonlyMap<string, LoraLinear> {
+    return this.loraLayers
+  }
+
+  /** The ModulesToSaveWrappers by module path. */
+  get modulesToSaveWrappers(): ReadonlyMap<string, ModulesToSaveWrapper<ForwardModule>> {
+    return this.savedModules
+  }
+
+  forward(inputs: InputsOf<M>): OutputOf<M> {
+    this.checkUsable('forward')
+    return (this.base_model.model.forward as (i: InputsOf<M>) => OutputOf<M>).call(this.base_model.model, inputs)
+  }
+
+  // ---- parameter summary ----------------------------------------------------
+
+  /** [trainable, all] element counts, as peft's get_nb_trainable_parameters (all includes the frozen originals of saved modules). */
+  getNbTrainableParameters(): [number, number] {
+    let trainable = 0, all = 0
+    for (const [, p] of this.namedParameters()) {
+      all += p.numel
+      if (p.requiresGrad) trainable += p.numel
+    }
+    return [trainable, all]
+  }
+
+  /** The line peft's print_trainable_parameters() prints. */
+  trainableParametersLine(): string {
+    const [trainable, all] = this.getNbTrainableParameters()
+    const fmt = (n: number) => n.toLocaleString('en-US')
+    return `trainable params: ${fmt(trainable)} || all params: ${fmt(all)} || trainable%: ${(all ? (100 * trainable) / all : 0).toFixed(4)}`
+  }
+
+  printTrainableParameters(): void {
+    console.log(this.trainableParametersLine())
+  }
+
+  // ---- merging -----------------------------------------------------------------
+
+  /** Folds scaling·B·A into every adapted weight (peft's merge_adapter); forward then runs the base layers alone. */
+  merge(): void {
+    this.checkUsable('merge')
+    for (const l of this.loraLayers.values()) l.merge()
+  }
+
+  /** Takes the update back out of the weights (peft's unmerge_adapter). */
+  unmerge(): void {
+    this.checkUsable('unmerge')
+    for (const l of this.loraLayers.values()) l.unmerge()
+  }
+
+  get merged(): boolean {
+    return [...this.loraLayers.values()].every((l) => l.merged)
+  }
+
+  /**
+   * Merges the adapters, puts the base layers (and the trained copies of saved
+   * modules) back in place and returns the plain model (peft's
+   * merge_and_unload). This PeftModel is unusable afterwards.
+   */
+  mergeAndUnload(): M {
+    this.merge()
+    return this.unloadInternal(true)
+  }
+
+  /** The plain model without the adapters' effect (peft's unload): base layers back, the trained copies of saved modules kept. */
+  unload(): M {
+    this.checkUsable('unload')
+    this.unmerge()
+    return this.unloadInternal(true)
+  }
+
+  private unloadInternal(keepTrainedCopies: boolean): M {
+    const model = this.base_model.model
+    for (const [path, l] of this.loraLayers) {
+      const { parent, name } = parentOf(model, path)
+      setChild(parent, name, l, l.base_layer)
+      for (const d of [l.lora_A.get(DEFAULT_ADAPTER), l.lora_B.get(DEFAULT_ADAPTER)]) d.dispose()
+    }
+    for (const [path, w] of this.savedModules) {
+      const { parent, name } = parentOf(model, path)
+      const keep = keepTrainedCopies ? w.active : w.original_module
+      setChild(parent, name, w, keep)
+      ;(keepTrainedCopies ? w.original_module : w.active).dispose()
+    }
+    this.loraLayers.clear()
+    this.savedModules.clear()
+    this.released = true
+    return model
+  }
+
+  private rollback(undo: Undo): void {
+    for (const r of [...undo.replaced].reverse()) {
+      const { parent, name, original, wrapper } = r
+      setChild(parent, name, wrapper, original)
+      if (wrapper instanceof LoraLinear) for (const d of [wrapper.lora_A.get(DEFAULT_ADAPTER), wrapper.lora_B.get(DEFAULT_ADAPTER)]) d.dispose()
+      if (wrapper instanceof ModulesToSaveWrapper) wrapper.active.dispose()
+    }
+    for (const [p, flag] of undo.requiresGrad) p.requiresGrad = flag
+    this.loraLayers.clear()
+    this.savedModules.clear()
+    this.released = true
+  }
+
+  private checkUsable(what: string): void {
+    if (this.released) throw new Error(`PeftModel.${what}: the adapters were unloaded; use the model unload() returned`)
+  }
+
+  // ---- adapter state dict (peft's key names) ---------------------------------------
+
+  /**
+   * The tensors peft's get_peft_model_state_dict returns, under the keys it
+   * writes: adapter names dropped ("lora_A.default.weight" → "lora_A.weight"),
+   * biases by the bias setting, saved modules under their plain path
+   * ("base_model.model.classifier.weight").
+   */
+  adapterStateDict(): Map<string, Tensor> {
+    this.checkUsable('adapterStateDict')
+    const bias = this.peftConfig.bias
+    const loraBiases = new Set<Tensor>()
+    if (bias === 'lora_only') for (const l of this.loraLayers.values()) if (l.bias) loraBiases.add(l.bias)
+    const out = new Map<string, Tensor>()
+    for (const [name, p] of this.namedParameters()) {
+      const include = name.includes('lora_') || (bias === 'all' && name.includes('bias')) || loraBiases.has(p)
+      if (include) out.set(name.replaceAll(`.${DEFAULT_ADAPTER}`, ''), p)
+    }
+    for (const [path, w] of this.savedModules) {
+      for (const [n, p] of w.active.namedParameters()) out.set(`${PREFIX}${path}.${n}`, p)
+    }
+    return out
+  }
+
+  /** The parameter name a key of adapter_model.safetensors loads into, or null. */
+  private parameterForAdapterKey(key: string, own: Map<string, Tensor>): string | null {
+    const lora = /^(.*)\.(lora_[AB])\.(weight|bias)$/.exec(key)
+    if (lora) {
+      const name = `${lora[1]}.${lora[2]}.${DEFAULT_ADAPTER}.${lora[3]}`
+      return own.has(name) ? name : null
+    }
+    for (const path of this.savedModules.keys()) {
+      const prefix = `${PREFIX}${path}.`
+      if (!key.startsWith(prefix)) continue
+      const rest = key.slice(prefix.length)
+      const name = rest.startsWith('original_module.') ? key
+        : rest.startsWith('modules_to_save.') ? `${prefix}modules_to_save.${DEFAULT_ADAPTER}.${rest.slice('modules_to_save.'.length)}`
+        : `${prefix}modules_to_save.${DEFAULT_ADAPTER}.${rest}`
+      return own.has(name) ? name : null
+    }
+    if (own.has(key)) return key
+    // Older peft releases wrote an adapted layer's bias without "base_layer".
+    const older = key.replace(/\.bias$/, '.base_layer.bias')
+    return key.endsWith('.bias') && own.has(older) ? older : null
+  }
+
+  /**
+   * Loads adapter tensors (peft's keys) after checking every key and shape:
+   * on any error nothing is written. Returns the parameter names written.
+   */
+  loadAdapterWeights(tensors: Map<string, HostTensor | Float32Array>, source = ADAPTER_WEIGHTS_NAME): string[] {
+    this.checkUsable('loadAdapterWeights')
+    const own = this.stateDict()
+    const expected = new Map([...this.adapterStateDict()].map(([k, p]) => [k, p]))
+    const values = new Map<string, Float32Array>()
+    const unexpected: string[] = []
+    const hint = ' (an adapter made for another base model?)'
+    for (const [key, t] of tensors) {
+      const name = this.parameterForAdapterKey(key, own)
+      if (!name) {
+        unexpected.push(key)
+        continue
+      }
+      const p = own.get(name)!
+      const data = t instanceof Float32Array ? t : t.data
+      const shape = t instanceof Float32Array ? null : t.shape
+      if (!(data instanceof Float32Array)) throw new Error(`${source}: tensor "${key}" has dtype ${(t as HostTensor).dtype}; adapter weights must be floating point`)
+      if (shape ? formatShape(shape) !== formatShape(p.shape) : data.length !== p.numel) {
+        throw new Error(`${source}: tensor "${key}" has shape ${shape ? formatShape(shape) : `${data.length} values`}, the model expects ${formatShape(p.shape)} for ${name}${hint}`)
+      }
+      values.set(name, data)
+    }
+    if (unexpected.length) {
+      throw new Error(`${source}: ${unexpected.length} tensor(s) have no place in this model: ${unexpected.slice(0, 8).join(', ')}${unexpected.length > 8 ? ', …' : ''}${hint}`)
+    }
+    const loaded = new Set(values.keys())
+    const missing = [...expected].filter(([, p]) => ![...own].some(([n, q]) => q === p && loaded.has(n))).map(([k]) => k)
+    if (missing.length) {
+      throw new Error(`${source}: the adapter lacks ${missing.length} tensor(s) this config needs: ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', …' : ''}${hint}`)
+    }
+    super.loadStateDict(values, { source })
+    return [...values.keys()]
+  }
+
+  /**
+   * Module.loadStateDict, also taking adapter_model.safetensors' keys (what
+   * savePretrained writes), so a Trainer can restore a PEFT model from its own
+   * checkpoints. With adapter keys, strict means "every adapter tensor".
+   */
+  override loadStateDict(values: Map<string, Float32Array | Tensor>, options: { strict?: boolean; source?: string } = {}): { missingKeys: string[]; unexpectedKeys: string[] } {
+    const own = this.stateDict()
+    if ([...values.keys()].every((k) => own.has(k))) return super.loadStateDict(values, options)
+    const host = new Map<string, Float32Array>()
+    for (const [k, v] of values) host.set(k, v instanceof Float32Array ? v : v.toFloat32Array())
+    if (options.strict) {
+      this.loadAdapterWeights(host, options.source)
+      return { missingKeys: [], unexpectedKeys: [] }
+    }
+    const translated = new Map<string, Float32Array>()
+    const unexpectedKeys: string[] = []
+    for (const [k, v] of host) {
+      const name = this.parameterForAdapterKey(k, own)
+      if (name) translated.set(name, v)
+      else unexpectedKeys.push(k)
+    }
+    const { missingKeys } = super.loadStateDict(translated, options)
+    return { missingKeys, unexpectedKeys }
+  }
+
+  // ---- files -------------------------------------------------------------------
+
+  /** adapter_config.json's fields for this model. */
+  adapterConfigJSON(): Record<string, unknown> {
+    const cfg = this.peftConfig
+    const model = this.base_model.model
+    const modelType = model.config?.model_type
+    // peft records the base class only for a task-less PeftModel (AutoPeftModel uses it).
+    const autoMapping = cfg.taskType === null
+      ? { base_model_class: model.constructor.name, parent_library: `transformers.models.${String(modelType).replace(/-/g, '_')}.modeling_${String(modelType).replace(/-/g, '_')}` }
+      : null
+    return cfg.toJSON({ inference_mode: true, auto_mapping: autoMapping })
+  }
+
+  /**
+   * Writes adapter_config.json + adapter_model.safetensors (peft's files and
+   * keys; weights first, each atomically, so an interrupted save keeps the
+   * previous files). peft's generated README.md model card is not written.
+   */
+  savePretrained(dir: string): void {
+    this.checkUsable('savePretrained')
+    mkdirSync(dir, { recursive: true })
+    const entries = [...this.adapterStateDict()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, p]) => [key, {
+      dtype: 'F32' as const,
+      shape: p.shape,
+      data: () => p.toFloat32Array(),
+    }] as const)
+    writeSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), entries, { format: 'pt' })
+    atomicWriteFile(join(dir, ADAPTER_CONFIG_NAME), JSON.stringify(this.adapterConfigJSON(), null, 2) + '\n')
+  }
+
+  /**
+   * peft's PeftModel.from_pretrained(model, dir): injects the adapter that dir
+   * describes into `model` and loads its weights. isTrainable false (peft's
+   * default) freezes everything, for inference. On any error (unsupported
+   * option, a tensor with another shape, keys for another model) the model is
+   * left exactly as it was.
+   */
+  static fromPretrained<M extends PeftBaseModel>(model: M, dir: string, options: { isTrainable?: boolean } = {}): PeftModel<M> {
+    const config = LoraConfig.fromPretrained(dir)
+    const file = join(dir, ADAPTER_WEIGHTS_NAME)
+    if (!existsSync(file)) {
+      const bin = existsSync(join(dir, 'adapter_model.bin')) ? ' (found adapter_model.bin: re-save it with peft\'s safe_serialization=True)' : ''
+      throw new Error(`${dir}: no ${ADAPTER_WEIGHTS_NAME}${bin}`)
+    }
+    const { tensors } = readSafetensors(file)
+    config.inferenceMode = !options.isTrainable
+    // Loading must not consume randomness: the initial A is overwritten anyway.
+    const state = getRandomState()
+    let peft: PeftModel<M>
+    try {
+      peft = new PeftModel(model, config, { inference: !options.isTrainable })
+    } finally {
+      setRandomState(state)
+    }
+    try {
+      peft.loadAdapterWeights(tensors, file)
+    } catch (err) {
+      peft.rollback(peft.undo!)
+      throw err
+    }
+    return peft
+  }
+}
+
+/** peft's PeftModelForSequenceClassification: the same model; taskType SEQ_CLS adds the classifier to modulesToSave. */
+export class PeftModelForSequenceClassification<M extends PeftBaseModel = PeftBaseModel> extends PeftModel<M> {}
+
+/**
+ * peft's get_peft_model(model, config): wraps the model's matching Linear
+ * layers with LoRA, freezes every base weight, and trains (and saves) the
+ * modulesToSave in full. The model object itself is modified (as in peft).
+ */
+export function getPeftModel<M extends PeftBaseModel>(model: M, config: LoraConfig, options: GetPeftModelOptions = {}): PeftModel<M> {
+  if (!(config instanceof LoraConfig)) throw new TypeError('getPeftModel: config must be a LoraConfig')
+  const cfg = config.clone()
+  cfg.inferenceMode = config.inferenceMode
+  if (cfg.taskType === 'SEQ_CLS') {
+    // As peft: extend (not replace), so an explicit ["classifier"] ends up listed twice.
+    cfg.modulesToSave = [...(cfg.modulesToSave ?? []), ...SEQ_CLS_MODULES]
+    return new PeftModelForSequenceClassification(model, cfg, options)
+  }
+  return new PeftModel(model, cfg, options)
+}
+
+/** Whether a directory holds a peft adapter (adapter_config.json). */
+export function isAdapterDir(dir: string): boolean {
+  return existsSync(join(resolve(dir), ADAPTER_CONFIG_NAME))
+}

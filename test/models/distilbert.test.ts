@@ -1,0 +1,216 @@
+// DistilBERT against golden fixtures written by transformers
+// (scripts/make_encoder_fixtures.py): logits and loss to 1e-5, every named
+// gradient to 1e-4 (relative to the tensor's largest magnitude), names, order
+// and shapes identical; the sinusoidal position table; saving, loading and
+// bad input.
+import t from 'tap'
+import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import os from 'node:os'
+import {
+  DistilBertForSequenceClassification, DistilBertModel, DistilBertConfig, AutoModelForSequenceClassification,
+  sinusoidalPositionEmbeddings, tensor, tidy, freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, parameterSummary,
+} from '../../lib/index.js'
+import { readSafetensors } from '../../lib/hub/safetensors.js'
+
+const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'distilbert')
+const goldenDirs = ['base', 'sinusoidal']
+
+interface Inputs {
+  input_ids: number[][]
+  attention_mask: number[][]
+  labels: number[] | number[][]
+}
+
+/** max |a - b| <= rtol * max |ref| + atol, per tensor. */
+function closePerTensor(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol = 1e-7) {
+  let maxRef = 0, maxErr = 0, at = -1
+  for (let i = 0; i < expected.length; i++) {
+    maxRef = Math.max(maxRef, Math.abs(expected[i]))
+    const err = Math.abs(actual[i] - expected[i])
+    if (!(err <= maxErr)) {
+      maxErr = Number.isNaN(err) ? Infinity : err
+      at = i
+    }
+  }
+  const ok = actual.length === expected.length && maxErr <= rtol * maxRef + atol
+  return { ok, relative: maxErr / Math.max(maxRef, 1e-30), maxErr, msg: `max |err| ${maxErr.toExponential(2)} at [${at}] (max |ref| ${maxRef.toExponential(2)}, allowed ${(rtol * maxRef + atol).toExponential(2)})` }
+}
+
+function inputsFor(dir: string, model: DistilBertForSequenceClassification) {
+  const raw = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Inputs
+  const batch = raw.input_ids.length, seq = raw.input_ids[0].length
+  const ids = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape: [batch, seq], dtype: 'int32' })
+  const kind = model.config.problem_type ?? (model.numLabels === 1 ? 'regression' : 'single_label_classification')
+  const labels = kind === 'single_label_classification'
+    ? tensor(Int32Array.from(raw.labels as number[]), { dtype: 'int32' })
+    : tensor(Float32Array.from((raw.labels as number[] | number[][]).flat()), { shape: kind === 'regression' ? [batch] : [batch, model.numLabels] })
+  return { inputIds: ids(raw.input_ids), attentionMask: ids(raw.attention_mask), labels }
+}
+
+for (const name of goldenDirs) {
+  t.test(`golden fixture distilbert/${name} matches transformers`, async (t) => {
+    const dir = join(fixtures, name)
+    const expected = readSafetensors(join(dir, 'expected.safetensors')).tensors
+    const meta = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { parameter_names: string[]; parameter_shapes: Record<string, number[]> }
+    const model = await DistilBertForSequenceClassification.fromPretrained(dir)
+    model.eval()
+    t.same(model.loadingInfo!.missingKeys, [], 'every parameter came from the checkpoint')
+    t.same(model.loadingInfo!.unexpectedKeys, [], 'nothing in the checkpoint is left over')
+    const names = [...model.namedParameters()].map(([n]) => n)
+    t.same(names, meta.parameter_names, 'names and order equal transformers\' named_parameters()')
+    const shapes = Object.fromEntries([...model.namedParameters()].map(([n, p]) => [n, [...p.shape]]))
+    t.same(shapes, meta.parameter_shapes, 'shapes equal')
+    tidy(() => {
+      const out = model.forward(inputsFor(dir, model))
+      const logits = closePerTensor(out.logits.toFloat32Array(), expected.get('logits')!.data as Float32Array, 1e-5)
+      t.ok(logits.ok, `logits: ${logits.msg}`)
+      const loss = closePerTensor(out.loss!.toFloat32Array(), expected.get('loss')!.data as Float32Array, 1e-5)
+      t.ok(loss.ok, `loss: ${loss.msg}`)
+      t.comment(`distilbert/${name}: logits relative error ${logits.relative.toExponential(2)}, loss ${loss.relative.toExponential(2)}`)
+      out.loss!.backward()
+    })
+    const checked: Array<{ name: string; relative: number; maxRef: number }> = []
+    for (const [n, p] of model.namedParameters()) {
+      const ref = expected.get(`grad.${n}`)
+      if (!ref) {
+        t.fail(`no expected gradient for ${n}`)
+        continue
+      }
+      const got = p.grad ? p.grad.toFloat32Array() : new Float32Array(p.numel)
+      const c = closePerTensor(got, ref.data as Float32Array, 1e-4)
+      if (!c.ok) t.fail(`gradient of ${n}: ${c.msg}`)
+      checked.push({ name: n, relative: c.relative, maxRef: (ref.data as Float32Array).reduce((m, v) => Math.max(m, Math.abs(v)), 0) })
+    }
+    // Key biases shift every score of a query row alike, which softmax cancels: their true
+    // gradient is 0 and both sides hold rounding noise, so they are left out of the worst ratio.
+    const largest = Math.max(...checked.map((c) => c.maxRef))
+    const worst = checked.filter((c) => c.maxRef > 1e-6 * largest).reduce((w, c) => (c.relative > w.relative ? c : w), { name: '', relative: 0, maxRef: 0 })
+    t.equal(checked.length, names.length, `all ${names.length} gradients within 1e-4; worst relative (non-zero gradients): ${worst.name} ${worst.relative.toExponential(2)}`)
+    model.dispose()
+    t.end()
+  })
+}
+
+t.test('sinusoidal_pos_embds: a fresh model starts from transformers\' sinusoidal table', async (t) => {
+  const dir = join(fixtures, 'sinusoidal')
+  const table = readSafetensors(join(dir, 'expected.safetensors')).tensors.get('fresh_position_embeddings')!
+  const config = DistilBertConfig.fromFile(join(dir, 'config.json'))
+  t.equal(config.sinusoidal_pos_embds, true)
+  const model = new DistilBertForSequenceClassification(config)
+  const c = closePerTensor(model.distilbert.embeddings.position_embeddings.weight.toFloat32Array(), table.data as Float32Array, 0, 1e-7)
+  t.ok(c.ok, `fresh table: ${c.msg}`)
+  t.same([...table.shape], [config.max_position_embeddings, config.dim])
+  t.ok(model.distilbert.embeddings.position_embeddings.weight.requiresGrad, 'trainable, as in transformers 5')
+  t.same([...sinusoidalPositionEmbeddings(2, 4)].map((v) => Math.round(v * 1e6) / 1e6), [0, 1, 0, 1, Math.round(Math.sin(1) * 1e6) / 1e6, Math.round(Math.cos(1) * 1e6) / 1e6, 0.01, Math.round(Math.cos(0.01) * 1e6) / 1e6])
+  model.dispose()
+  // A checkpoint's table wins over the sinusoids (the golden fixture's is noise, and matches).
+  const loaded = await DistilBertForSequenceClassification.fromPretrained(dir)
+  t.not(loaded.distilbert.embeddings.position_embeddings.weight.toArray()[1], (table.data as Float32Array)[1], 'loaded values, not sinusoids')
+  loaded.dispose()
+  t.end()
+})
+
+t.test('token type ids are accepted and ignored', async (t) => {
+  const dir = join(fixtures, 'base')
+  const model = (await DistilBertForSequenceClassification.fromPretrained(dir)).eval()
+  tidy(() => {
+    const inputs = inputsFor(dir, model)
+    const types = tensor(Int32Array.from({ length: inputs.inputIds.numel }, (_, i) => i % 2), { shape: inputs.inputIds.shape, dtype: 'int32' })
+    const a = model.forward(inputs).logits.toArray()
+    const b = model.forward({ ...inputs, tokenTypeIds: types }).logits.toArray()
+    t.same(a, b)
+  })
+  model.dispose()
+  t.end()
+})
+
+t.test('AutoModelForSequenceClassification picks DistilBERT; save and load round trip', async (t) => {
+  const src = join(fixtures, 'sinusoidal')
+  const tmp = mkdtempSync(join(os.tmpdir(), 'bertkit-distilbert-'))
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
+  const model = await AutoModelForSequenceClassification.fromPretrained(src)
+  t.ok(model instanceof DistilBertForSequenceClassification, 'model_type "distilbert" gives DistilBertForSequenceClassification')
+  const distil = model as DistilBertForSequenceClassification
+  distil.eval()
+  distil.savePretrained(tmp)
+  const saved = JSON.parse(readFileSync(join(tmp, 'config.json'), 'utf8'))
+  const original = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'))
+  t.same(saved.architectures, ['DistilBertForSequenceClassification'])
+  for (const k of ['model_type', 'dim', 'n_layers', 'n_heads', 'hidden_dim', 'activation', 'sinusoidal_pos_embds', 'seq_classif_dropout',
+    'attention_dropout', 'problem_type', 'id2label', 'label2id', 'pad_token_id', 'max_position_embeddings', 'tie_word_embeddings']) {
+    t.same(saved[k], original[k], `config field ${k} round-trips`)
+  }
+  t.notOk('hidden_size' in saved, 'written with DistilBERT\'s own field names')
+  const again = (await DistilBertForSequenceClassification.fromPretrained(tmp)).eval()
+  tidy(() => {
+    const a = distil.forward(inputsFor(src, distil)).logits.toArray()
+    const b = again.forward(inputsFor(src, again)).logits.toArray()
+    t.same(a, b, 'bit-identical logits after the round trip')
+  })
+  again.dispose()
+
+  // A bare DistilBertModel checkpoint: pre_classifier and classifier are new.
+  const base = join(tmp, 'base-model')
+  distil.distilbert.savePretrained(base)
+  const fresh = await DistilBertForSequenceClassification.fromPretrained(base, { numLabels: 4, seed: 9, problemType: 'single_label_classification' })
+  t.same(fresh.loadingInfo!.missingKeys, ['pre_classifier.weight', 'pre_classifier.bias', 'classifier.weight', 'classifier.bias'], 'only the head is new')
+  t.same(fresh.loadingInfo!.unexpectedKeys, [])
+  t.equal(fresh.classifier.weight.shape[0], 4)
+  t.same(fresh.distilbert.embeddings.position_embeddings.weight.toArray().slice(0, 6), distil.distilbert.embeddings.position_embeddings.weight.toArray().slice(0, 6), 'encoder loaded from prefixless names')
+  fresh.dispose()
+  const bareBack = await DistilBertModel.fromPretrained(base)
+  t.same(bareBack.loadingInfo!.missingKeys, [])
+  bareBack.dispose()
+
+  // Freezing helpers on DistilBERT's names.
+  freezeAllExcept(distil, ['pre_classifier', 'classifier'])
+  t.equal(parameterSummary(distil).trainableTensors, 4)
+  freezeEmbeddings(distil)
+  const frozen = freezeEncoderLayers(distil, 0, 1)
+  t.equal(frozen.length, 2 * 16, 'transformer.layer.0-1: 16 tensors each')
+  t.throws(() => freezeEncoderLayers(distil, 0, 3), /outside 0\.\.2/)
+  distil.dispose()
+  t.end()
+})
+
+t.test('config: aliases, defaults, and bad configs and inputs give clear errors', async (t) => {
+  const c = new DistilBertConfig({ hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 3, hidden_dim: 96, vocab_size: 20 })
+  t.same([c.dim, c.n_heads, c.n_layers, c.hidden_size], [64, 4, 3, 64], 'transformers\' attribute_map names are read')
+  t.throws(() => new DistilBertConfig({ dim: 32, hidden_size: 64 }), /dim 32 and its alias hidden_size 64 disagree/)
+  const d = new DistilBertConfig()
+  t.same([d.dim, d.n_layers, d.hidden_dim, d.seq_classif_dropout, d.pad_token_id, d.num_labels], [768, 6, 3072, 0.2, 0, 2], 'transformers\' defaults')
+  t.throws(() => new DistilBertConfig({ dim: 30, n_heads: 4 }), /dim 30 is not a multiple of n_heads 4/)
+  t.throws(() => new DistilBertConfig({ activation: 'swish' as never }), /activation "swish" is not supported \(use one of gelu, gelu_new, relu, tanh\)/)
+  const named = new DistilBertConfig({ id2label: { 0: 'neg', 1: 'pos', 2: 'neutral' } })
+  t.same([named.num_labels, named.label2id], [3, { neg: 0, pos: 1, neutral: 2 }], 'label names give the label count')
+  t.same(new DistilBertConfig({ num_labels: 3 }).id2label, { 0: 'LABEL_0', 1: 'LABEL_1', 2: 'LABEL_2' })
+
+  const src = join(fixtures, 'base')
+  const tmp = mkdtempSync(join(os.tmpdir(), 'bertkit-distilbert-bad-'))
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
+  copyFileSync(join(src, 'model.safetensors'), join(tmp, 'model.safetensors'))
+  const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'))
+  writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, hidden_dim: 50 }))
+  await t.rejects(DistilBertForSequenceClassification.fromPretrained(tmp), /tensor "distilbert\.transformer\.layer\.0\.ffn\.lin[12]\.(weight|bias)" has shape \[[\d, ]+\] but the config .* implies \[[\d, ]*50[\d, ]*\]/)
+  const { dim: _dim, ...noDim } = config
+  writeFileSync(join(tmp, 'config.json'), JSON.stringify(noDim))
+  await t.rejects(DistilBertForSequenceClassification.fromPretrained(tmp), /config is missing required field\(s\) dim/)
+  writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, model_type: 'electra' }))
+  await t.rejects(AutoModelForSequenceClassification.fromPretrained(tmp), /unknown model_type "electra"; supported: bert, roberta, distilbert/)
+
+  const model = (await DistilBertForSequenceClassification.fromPretrained(src)).eval()
+  const max = model.config.max_position_embeddings
+  tidy(() => {
+    const long = tensor(new Int32Array(max + 1).fill(3), { shape: [1, max + 1], dtype: 'int32' })
+    t.throws(() => model.forward({ inputIds: long }), new RegExp(`sequence length ${max + 1} exceeds max_position_embeddings ${max}`))
+    const vocab = model.config.vocab_size
+    const bad = tensor(new Int32Array([1, 2, 3, vocab]), { shape: [2, 2], dtype: 'int32' })
+    t.throws(() => model.forward({ inputIds: bad }), new RegExp(`input_ids\\[1, 1\\] = ${vocab} is out of range \\[0, ${vocab}\\)`))
+    const ok = tensor(new Int32Array([1, 2, 3, 4]), { shape: [2, 2], dtype: 'int32' })
+    t.throws(() => model.forward({ inputIds: ok, labels: tensor(new Int32Array([0, 2])) }), /labels\[1\] = 2 is out of range \[0, 2\)/)
+    t.throws(() => model.forward({ inputIds: tensor(new Float32Array(4), { shape: [2, 2] }) as never }), /input_ids must be an int32 tensor \[batch, seq\], got float32 \[2, 2\]/)
+  })
+  model.dispose()
+  t.end()
+})

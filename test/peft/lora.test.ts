@@ -1,0 +1,425 @@
+// LoRA against fixtures written by the real peft (scripts/make_lora_fixtures.py):
+// parameter names / flags / counts, adapters peft saved give peft's logits and
+// gradients, adapters bertkit saves carry peft's keys, shapes and config;
+// merge / unmerge; only adapters train; bad input leaves the model untouched.
+import t from 'tap'
+import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, readdirSync, existsSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import os from 'node:os'
+import { BertForSequenceClassification, BertConfig, AdamW, tensor, tidy, noGrad, type Tensor } from '../../lib/index.js'
+import { readSafetensors } from '../../lib/hub/safetensors.js'
+import { withDeferredInit } from '../../lib/nn/init.js'
+import {
+  LoraConfig, getPeftModel, PeftModel, LoraLinear, ModulesToSaveWrapper, loraConfigFromSpec, AutoPeftModelForSequenceClassification,
+  type LoraConfigInit,
+} from '../../lib/peft/index.js'
+import { Dataset, type Row } from '../../lib/data/dataset.js'
+import { Trainer, type DataCollator } from '../../lib/train/trainer.js'
+import { TrainingArguments } from '../../lib/train/training_args.js'
+
+const root = join(__dirname, '..', '..', '..')
+const fixtures = join(root, 'test', 'fixtures', 'lora')
+const baseDir = join(root, 'test', 'fixtures', 'bert', 'one_layer')
+const variants = ['qv_classifier', 'seq_cls_all_linear_bias_all', 'regex_lora_only_rslora']
+
+interface Expected {
+  lora_config: Record<string, unknown>
+  named_parameters: Array<[string, number[], boolean]>
+  print_trainable_parameters: string
+  peft_class: string
+  max_abs_logit_change: number
+}
+
+const meta = (name: string) => JSON.parse(readFileSync(join(fixtures, name, 'expected.json'), 'utf8')) as Expected
+const expectedTensors = (name: string) => readSafetensors(join(fixtures, name, 'expected.safetensors')).tensors
+
+/** peft's LoraConfig keyword arguments → bertkit's LoraConfig. */
+function configFrom(kwargs: Record<string, unknown>): LoraConfig {
+  const init: LoraConfigInit = {
+    r: kwargs.r as number, loraAlpha: kwargs.lora_alpha as number, loraDropout: kwargs.lora_dropout as number,
+    targetModules: kwargs.target_modules as string[] | string, modulesToSave: (kwargs.modules_to_save as string[] | undefined) ?? null,
+    bias: kwargs.bias as LoraConfigInit['bias'], useRslora: (kwargs.use_rslora as boolean | undefined) ?? false,
+    taskType: (kwargs.task_type as 'SEQ_CLS' | undefined) ?? null,
+  }
+  return new LoraConfig(init)
+}
+
+/** max |a - b| <= rtol * max |ref| + atol. */
+function close(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol = 1e-7) {
+  let maxRef = 0, maxErr = 0
+  for (let i = 0; i < expected.length; i++) {
+    maxRef = Math.max(maxRef, Math.abs(expected[i]))
+    const err = Math.abs(actual[i] - expected[i])
+    maxErr = Number.isNaN(err) ? Infinity : Math.max(maxErr, err)
+  }
+  const ok = actual.length === expected.length && maxErr <= rtol * maxRef + atol
+  return { ok, maxErr, msg: `max |err| ${maxErr.toExponential(2)} (max |ref| ${maxRef.toExponential(2)})` }
+}
+
+function batch() {
+  const raw = JSON.parse(readFileSync(join(baseDir, 'inputs.json'), 'utf8')) as Record<string, number[][] | number[]>
+  const ids = raw.input_ids as number[][]
+  const shape = [ids.length, ids[0].length]
+  const t32 = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape, dtype: 'int32' })
+  return {
+    inputIds: t32(ids), attentionMask: t32(raw.attention_mask as number[][]), tokenTypeIds: t32(raw.token_type_ids as number[][]),
+    labels: tensor(Int32Array.from(raw.labels as number[]), { dtype: 'int32' }),
+  }
+}
+
+function logitsOf(model: { forward(i: ReturnType<typeof batch>): { logits: Tensor } }, withLabels = false): Float32Array {
+  return noGrad(() => tidy(() => {
+    const b = batch()
+    const { labels, ...rest } = b
+    return model.forward(withLabels ? b : { ...rest, labels: null } as never).logits.toFloat32Array()
+  }))
+}
+
+const base = () => BertForSequenceClassification.fromPretrained(baseDir)
+
+function snapshot(model: { namedParameters(): Iterable<[string, Tensor]> }): Map<string, { values: Float32Array; requiresGrad: boolean }> {
+  return new Map([...model.namedParameters()].map(([n, p]) => [n, { values: p.toFloat32Array(), requiresGrad: p.requiresGrad }]))
+}
+
+function sameSnapshot(t: { same(a: unknown, b: unknown, m: string): unknown; equal(a: unknown, b: unknown, m: string): unknown }, a: ReturnType<typeof snapshot>, b: ReturnType<typeof snapshot>, what: string): void {
+  t.same([...a.keys()], [...b.keys()], `${what}: same parameter names and order`)
+  let differ = 0
+  for (const [n, v] of a) {
+    const w = b.get(n)
+    if (!w || w.requiresGrad !== v.requiresGrad || w.values.some((x, i) => x !== v.values[i])) differ++
+  }
+  t.equal(differ, 0, `${what}: every value and requiresGrad flag unchanged`)
+}
+
+for (const name of variants) {
+  t.test(`${name}: a fresh getPeftModel has peft's parameters, flags and summary`, async (t) => {
+    const m = meta(name)
+    const model = getPeftModel(await base(), configFrom(m.lora_config), { seed: 0 })
+    t.equal(model.constructor.name, m.peft_class)
+    const got = [...model.namedParameters()].map(([n, p]) => [n, [...p.shape], p.requiresGrad])
+    t.same(got, m.named_parameters, 'names, order, shapes and requires_grad equal peft\'s named_parameters()')
+    t.equal(model.trainableParametersLine(), m.print_trainable_parameters, 'print_trainable_parameters line')
+    // A starts kaiming-uniform in ±1/sqrt(in), B at zero: the adapted model equals the base at first.
+    for (const [path, l] of model.loraModules) {
+      const a = l.lora_A.get('default').weight.toFloat32Array()
+      const bound = 1 / Math.sqrt(l.inFeatures)
+      if (!a.every((v) => Math.abs(v) <= bound) || a.every((v) => v === 0)) t.fail(`${path}: A is not uniform in ±${bound}`)
+      if (!l.lora_B.get('default').weight.toFloat32Array().every((v) => v === 0)) t.fail(`${path}: B is not zero`)
+    }
+    const expected = expectedTensors(name)
+    const c = close(logitsOf(model.eval()), expected.get('base_logits')!.data as Float32Array, 1e-5)
+    t.ok(c.ok, `untrained adapter gives the base logits: ${c.msg}`)
+    model.dispose()
+  })
+
+  t.test(`${name}: bertkit loads peft's adapter and computes peft's logits and gradients`, async (t) => {
+    const expected = expectedTensors(name)
+    const model = PeftModel.fromPretrained(await base(), join(fixtures, name))
+    t.ok([...model.namedParameters()].every(([, p]) => !p.requiresGrad), 'isTrainable false (peft\'s default) freezes everything')
+    model.eval()
+    const logits = close(logitsOf(model), expected.get('logits')!.data as Float32Array, 1e-5)
+    t.ok(logits.ok, `logits: ${logits.msg}`)
+    t.ok(meta(name).max_abs_logit_change > 0.1, 'the fixture adapter moves the logits away from the base')
+    model.merge()
+    const merged = close(logitsOf(model), expected.get('merged_logits')!.data as Float32Array, 1e-5)
+    t.ok(merged.ok, `merged logits: ${merged.msg}`)
+    model.dispose()
+
+    const trainable = PeftModel.fromPretrained(await base(), join(fixtures, name), { isTrainable: true })
+    trainable.eval()
+    const m = meta(name)
+    t.same([...trainable.namedParameters()].map(([n, p]) => [n, p.requiresGrad]), m.named_parameters.map(([n, , g]) => [n, g]),
+      'isTrainable true: peft\'s requires_grad flags')
+    tidy(() => {
+      const out = trainable.forward(batch())
+      const loss = close(out.loss!.toFloat32Array(), expected.get('loss')!.data as Float32Array, 1e-5)
+      t.ok(loss.ok, `loss: ${loss.msg}`)
+      out.loss!.backward()
+    })
+    let checked = 0
+    for (const [n, p] of trainable.namedParameters()) {
+      const ref = expected.get(`grad.${n}`)
+      if (!p.requiresGrad) {
+        if (p.grad) t.fail(`${n} is frozen but has a gradient`)
+        if (ref) t.fail(`peft has a gradient for ${n}, bertkit's flag says frozen`)
+        continue
+      }
+      if (!ref || !p.grad) {
+        t.fail(`no gradient for ${n} (${ref ? 'bertkit' : 'fixture'})`)
+        continue
+      }
+      const c = close(p.grad.toFloat32Array(), ref.data as Float32Array, 1e-4)
+      if (!c.ok) t.fail(`gradient of ${n}: ${c.msg}`)
+      checked++
+    }
+    t.equal(checked, m.named_parameters.filter(([, , g]) => g).length, `all ${checked} trainable gradients within 1e-4 of peft's`)
+    trainable.dispose()
+  })
+
+  t.test(`${name}: bertkit saves the files peft saves`, async (t) => {
+    const m = meta(name)
+    const config = configFrom(m.lora_config)
+    config.baseModelNameOrPath = 'test/fixtures/bert/one_layer'
+    const model = getPeftModel(await base(), config, { seed: 5 })
+    const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-save-'))
+    model.savePretrained(dir)
+    t.same(readdirSync(dir).sort(), ['adapter_config.json', 'adapter_model.safetensors'], 'the two adapter files, no temporaries')
+    const ours = readSafetensors(join(dir, 'adapter_model.safetensors'))
+    const theirs = readSafetensors(join(fixtures, name, 'adapter_model.safetensors'))
+    const shapes = (c: typeof ours) => Object.fromEntries([...c.tensors].map(([k, v]) => [k, v.shape]))
+    t.same(shapes(ours), shapes(theirs), 'same keys and shapes as peft\'s adapter_model.safetensors')
+    t.same(ours.metadata, theirs.metadata, 'metadata {format: pt}')
+    const ourConfig = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>
+    const theirConfig = JSON.parse(readFileSync(join(fixtures, name, 'adapter_config.json'), 'utf8')) as Record<string, unknown>
+    const normal = (c: Record<string, unknown>) => ({ ...c, target_modules: Array.isArray(c.target_modules) ? [...c.target_modules].sort() : c.target_modules })
+    t.same(normal(ourConfig), normal(theirConfig), 'adapter_config.json equals peft\'s (target_modules as a set)')
+    t.same(Object.keys(ourConfig), Object.keys(theirConfig), 'same fields in the same (sorted) order')
+    // And the round trip through bertkit's own loader.
+    const again = PeftModel.fromPretrained(await base(), dir)
+    const a = logitsOf(model.eval()), b = logitsOf(again.eval())
+    t.same(Array.from(a), Array.from(b), 'bertkit reloads its own adapter bit for bit')
+    model.dispose()
+    again.dispose()
+  })
+}
+
+t.test('merge / unmerge / mergeAndUnload', async (t) => {
+  const model = PeftModel.fromPretrained(await base(), join(fixtures, 'qv_classifier'))
+  model.eval()
+  const before = snapshot(model)
+  const adapted = logitsOf(model)
+  const query = model.loraModules.get('bert.encoder.layer.0.attention.self.query')!
+  t.ok(query instanceof LoraLinear)
+  const w0 = query.weight.toFloat32Array()
+  const delta = noGrad(() => query.deltaWeight())
+  model.merge()
+  t.ok(model.merged)
+  const w1 = query.weight.toFloat32Array()
+  const d = delta.toFloat32Array()
+  const folded = close(w1, w0.map((v, i) => v + d[i]), 1e-6)
+  t.ok(folded.ok, `W + scaling·B·A folded into the weight: ${folded.msg}`)
+  const mergedLogits = close(logitsOf(model), adapted, 1e-5)
+  t.ok(mergedLogits.ok, `merged forward equals the adapter's: ${mergedLogits.msg}`)
+  model.merge()
+  t.same(Array.from(query.weight.toFloat32Array()), Array.from(w1), 'merging twice folds once')
+  model.unmerge()
+  const back = close(query.weight.toFloat32Array(), w0, 0, 1e-6)
+  t.ok(back.ok, `unmerge restores W up to rounding: ${back.msg}`)
+  t.comment(`rounding left by merge + unmerge: ${back.maxErr.toExponential(2)}`)
+  const unmerged = close(logitsOf(model), adapted, 1e-5)
+  t.ok(unmerged.ok, `unmerged forward equals the adapter's again: ${unmerged.msg}`)
+  t.same([...snapshot(model).keys()], [...before.keys()])
+  delta.dispose()
+
+  const plain = model.mergeAndUnload()
+  t.ok(plain instanceof BertForSequenceClassification)
+  const baseNames = [...(await base()).namedParameters()].map(([n]) => n)
+  t.same([...plain.namedParameters()].map(([n]) => n), baseNames, 'mergeAndUnload gives back transformers\' names')
+  t.notOk([...plain.namedModules()].some(([, m]) => m instanceof LoraLinear || m instanceof ModulesToSaveWrapper), 'no wrappers left')
+  const c = close(logitsOf(plain.eval()), adapted, 1e-5)
+  t.ok(c.ok, `the merged plain model computes the adapter's logits: ${c.msg}`)
+  t.throws(() => model.forward(batch() as never), /unloaded/, 'the PeftModel is spent after unloading')
+  plain.dispose()
+})
+
+/** Label 1 iff token 7 occurs (the trainer test's data). */
+function syntheticDataset(n: number, seed: number): Dataset {
+  let s = seed
+  const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648)
+  const rows: Row[] = []
+  for (let i = 0; i < n; i++) {
+    const len = 3 + Math.floor(rand() * 6)
+    const label = i % 2
+    const ids = [1, ...Array.from({ length: len - 2 }, () => 10 + Math.floor(rand() * 20)), 2]
+    if (label) ids[1 + Math.floor(rand() * (len - 2))] = 7
+    rows.push({ input_ids: ids, label })
+  }
+  return Dataset.fromRows(rows)
+}
+
+const collator: DataCollator = (rows) => {
+  const longest = Math.max(...rows.map((r) => (r.input_ids as number[]).length))
+  const ids = new Int32Array(rows.length * longest)
+  const mask = new Int32Array(rows.length * longest)
+  rows.forEach((r, i) => (r.input_ids as number[]).forEach((v, j) => { ids[i * longest + j] = v; mask[i * longest + j] = 1 }))
+  return {
+    inputIds: tensor(ids, { shape: [rows.length, longest], dtype: 'int32' }),
+    attentionMask: tensor(mask, { shape: [rows.length, longest], dtype: 'int32' }),
+    labels: tensor(Int32Array.from(rows.map((r) => r.label as number)), { dtype: 'int32' }),
+  }
+}
+
+t.test('only adapters and saved modules get gradients and optimizer state', async (t) => {
+  const model = getPeftModel(await base(), new LoraConfig({ r: 4, loraAlpha: 8, loraDropout: 0.1, targetModules: ['query', 'value'], modulesToSave: ['classifier'] }), { seed: 1 })
+  model.train()
+  const trainable = [...model.namedParameters()].filter(([, p]) => p.requiresGrad)
+  t.same(trainable.map(([n]) => n.replace('base_model.model.', '')), [
+    'bert.encoder.layer.0.attention.self.query.lora_A.default.weight', 'bert.encoder.layer.0.attention.self.query.lora_B.default.weight',
+    'bert.encoder.layer.0.attention.self.value.lora_A.default.weight', 'bert.encoder.layer.0.attention.self.value.lora_B.default.weight',
+    'classifier.modules_to_save.default.weight', 'classifier.modules_to_save.default.bias',
+  ])
+  const optimizer = new AdamW(trainable.map(([, p]) => p), { lr: 1e-2 })
+  tidy(() => {
+    model.forward(batch()).loss!.backward()
+    optimizer.step()
+  })
+  for (const [n, p] of model.namedParameters()) {
+    if (p.requiresGrad !== (p.grad !== null)) t.fail(`${n}: requiresGrad ${p.requiresGrad} but grad ${p.grad ? 'present' : 'absent'}`)
+    if (p.requiresGrad !== (optimizer.stateOf(p) !== undefined)) t.fail(`${n}: optimizer state does not follow requiresGrad`)
+  }
+  t.pass(`gradients and optimizer state exist for exactly the ${trainable.length} trainable tensors`)
+  optimizer.dispose()
+  model.dispose()
+})
+
+t.test('the Trainer trains a PEFT model and saves the adapter format', async (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-trainer-'))
+  const plain = await base()
+  const frozenBefore = snapshot(plain)
+  const model = getPeftModel(plain, new LoraConfig({ r: 4, loraAlpha: 16, targetModules: ['query', 'value'], taskType: 'SEQ_CLS' }), { seed: 2 })
+  const args = new TrainingArguments(dir, {
+    learningRate: 2e-2, perDeviceTrainBatchSize: 8, numTrainEpochs: 3, loggingSteps: 4, saveStrategy: 'steps', saveSteps: 12,
+    disableTqdm: true, seed: 3, plotCurves: false,
+  })
+  const trainer = new Trainer({ model, args, trainDataset: syntheticDataset(64, 1), evalDataset: syntheticDataset(32, 2), dataCollator: collator })
+  const before = await trainer.evaluate()
+  await trainer.train()
+  const after = await trainer.evaluate()
+  t.ok(after.evalLoss < before.evalLoss, `eval loss fell: ${before.evalLoss.toFixed(4)} → ${after.evalLoss.toFixed(4)}`)
+  // Base weights did not move (the original classifier included); adapters did.
+  let moved = 0
+  for (const [n, p] of model.namedParameters()) {
+    const key = n.replace('base_model.model.', '').replace('.base_layer.', '.').replace('classifier.original_module.', 'classifier.')
+    const was = frozenBefore.get(key)
+    if (was && !p.requiresGrad && p.toFloat32Array().some((v, i) => v !== was.values[i])) t.fail(`frozen ${n} changed`)
+    if (p.requiresGrad && n.includes('lora_B') && p.toFloat32Array().some((v) => v !== 0)) moved++
+  }
+  t.equal(moved, 2, 'both B matrices left zero')
+  const ckpt = join(dir, 'checkpoint-12')
+  t.ok(existsSync(join(ckpt, 'adapter_model.safetensors')) && existsSync(join(ckpt, 'adapter_config.json')), 'checkpoints hold the adapter')
+  t.notOk(existsSync(join(ckpt, 'model.safetensors')), 'and not the full model')
+  const opt = readSafetensors(join(ckpt, 'optimizer.safetensors')).tensors
+  t.equal(opt.size, 2 * 6, 'optimizer state: exp_avg and exp_avg_sq of the 6 trainable tensors only')
+  t.ok([...opt.keys()].every((k) => /lora_[AB]\.default|modules_to_save\.default/.test(k)))
+  const out = join(dir, 'final')
+  trainer.saveModel(out)
+  const reloaded = PeftModel.fromPretrained(await base(), out)
+  const a = logitsOf(model.eval()), b = logitsOf(reloaded.eval())
+  t.same(Array.from(b), Array.from(a), 'the saved adapter reproduces the trained model')
+  // The Trainer's own restore path (loadStateDict, strict) takes the adapter keys.
+  const fresh = getPeftModel(await base(), new LoraConfig({ r: 4, loraAlpha: 16, targetModules: ['query', 'value'], taskType: 'SEQ_CLS' }), { seed: 9 })
+  const st = readSafetensors(join(out, 'adapter_model.safetensors')).tensors
+  fresh.loadStateDict(new Map([...st].map(([k, v]) => [k, v.data as Float32Array])), { strict: true })
+  t.same(Array.from(logitsOf(fresh.eval())), Array.from(a), 'loadStateDict with adapter keys restores it too')
+  trainer.dispose()
+  for (const m of [model, reloaded, fresh]) m.dispose()
+})
+
+t.test('bad input: an adapter for another base model', async (t) => {
+  // three_labels: hidden 48, two layers. Its adapter cannot fit one_layer (hidden 32).
+  const other = await BertForSequenceClassification.fromPretrained(join(root, 'test', 'fixtures', 'bert', 'three_labels'))
+  const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-other-'))
+  const otherPeft = getPeftModel(other, new LoraConfig({ r: 4, targetModules: ['query', 'value'], modulesToSave: ['classifier'] }), { seed: 3 })
+  otherPeft.savePretrained(dir)
+  otherPeft.dispose()
+
+  const model = (await base()).eval()
+  const before = snapshot(model)
+  const logits = logitsOf(model)
+  t.throws(() => PeftModel.fromPretrained(model, dir),
+    /adapter_model\.safetensors: tensor "base_model\.model\.bert\.encoder\.layer\.0\.attention\.self\.query\.lora_A\.weight" has shape \[4, 48\], the model expects \[4, 32\].*another base model/)
+  sameSnapshot(t, before, snapshot(model), 'after the failed load')
+  t.notOk([...model.namedModules()].some(([, m]) => m instanceof LoraLinear || m instanceof ModulesToSaveWrapper), 'no LoRA layer left behind')
+  t.same(Array.from(logitsOf(model)), Array.from(logits), 'the model computes what it did before')
+
+  // Same shapes, but keys for layers this model does not have.
+  const twoLayers = withDeferredInit(() => new BertForSequenceClassification(new BertConfig({ ...JSON.parse(readFileSync(join(baseDir, 'config.json'), 'utf8')), num_hidden_layers: 2 }))).value
+  for (const p of twoLayers.parameters()) p.buffer.write(new Float32Array(p.numel))
+  const dir2 = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-deeper-'))
+  getPeftModel(twoLayers, new LoraConfig({ r: 4, targetModules: ['query', 'value'] }), { seed: 3 }).savePretrained(dir2)
+  twoLayers.dispose()
+  t.throws(() => PeftModel.fromPretrained(model, dir2), /4 tensor\(s\) have no place in this model: base_model\.model\.bert\.encoder\.layer\.1\.attention\.self\.query\.lora_A\.weight/)
+  sameSnapshot(t, before, snapshot(model), 'after the second failed load')
+
+  // A missing tensor (a file cut short).
+  const dir3 = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-cut-'))
+  copyFileSync(join(fixtures, 'qv_classifier', 'adapter_config.json'), join(dir3, 'adapter_config.json'))
+  const { writeSafetensors } = await import('../../lib/hub/safetensors.js')
+  const full = readSafetensors(join(fixtures, 'qv_classifier', 'adapter_model.safetensors')).tensors
+  writeSafetensors(join(dir3, 'adapter_model.safetensors'), [...full].filter(([k]) => !k.endsWith('classifier.bias')).map(([k, v]) => [k, { dtype: 'F32', shape: v.shape, data: v.data as Float32Array }] as const))
+  t.throws(() => PeftModel.fromPretrained(model, dir3), /lacks 1 tensor\(s\) this config needs: base_model\.model\.classifier\.bias/)
+  sameSnapshot(t, before, snapshot(model), 'after the third failed load')
+  model.dispose()
+})
+
+t.test('bad input: target modules, model types, unsupported adapter options', async (t) => {
+  const model = await base()
+  const before = snapshot(model)
+  t.throws(() => getPeftModel(model, new LoraConfig({ targetModules: ['q_proj', 'v_proj'] })),
+    /targetModules \["q_proj","v_proj"\] matched no Linear layer of BertForSequenceClassification; its Linear layers are: bert\.encoder\.layer\.\*\.attention\.self\.query, bert\.encoder\.layer\.\*\.attention\.self\.key, bert\.encoder\.layer\.\*\.attention\.self\.value, bert\.encoder\.layer\.\*\.attention\.output\.dense, bert\.encoder\.layer\.\*\.intermediate\.dense, bert\.encoder\.layer\.\*\.output\.dense, bert\.pooler\.dense, classifier$/)
+  t.throws(() => getPeftModel(model, new LoraConfig({ targetModules: ['LayerNorm'] })), /matches "bert\.embeddings\.LayerNorm" \(LayerNorm\), but LoRA wraps Linear layers only/)
+  t.throws(() => getPeftModel(model, new LoraConfig({ targetModules: ['query'], modulesToSave: ['clasifier'] })), /modulesToSave \["clasifier"\] matched no module/)
+  t.throws(() => new LoraConfig({ r: 0 }), /r must be a positive integer/)
+  t.throws(() => new LoraConfig({ targetModules: '(' }), /not a valid regular expression/)
+  sameSnapshot(t, before, snapshot(model), 'after the refused configs')
+  // Default targets come from model_type, as in peft.
+  const bert = getPeftModel(model, new LoraConfig({ r: 2 }))
+  t.same([...bert.loraModules.keys()], ['bert.encoder.layer.0.attention.self.query', 'bert.encoder.layer.0.attention.self.value'], 'bert: query and value by default')
+  t.throws(() => getPeftModel(bert.base_model.model, new LoraConfig({ r: 2 })), /already holds LoRA layers/)
+  bert.dispose()
+
+  const mystery = withDeferredInit(() => new BertForSequenceClassification(new BertConfig({ model_type: 'mystery', vocab_size: 10, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 8 }))).value
+  t.throws(() => getPeftModel(mystery, new LoraConfig()), /no default targetModules for model_type "mystery" \(known: bert, .*\); set targetModules/)
+  mystery.dispose()
+
+  // An adapter whose base has a model_type bertkit does not know.
+  const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-type-'))
+  const baseCopy = join(dir, 'base')
+  mkdirSync(baseCopy)
+  const cfg = JSON.parse(readFileSync(join(baseDir, 'config.json'), 'utf8'))
+  writeFileSync(join(baseCopy, 'config.json'), JSON.stringify({ ...cfg, model_type: 'gpt2' }))
+  copyFileSync(join(baseDir, 'model.safetensors'), join(baseCopy, 'model.safetensors'))
+  const adapter = join(dir, 'adapter')
+  mkdirSync(adapter)
+  const adapterConfig = JSON.parse(readFileSync(join(fixtures, 'qv_classifier', 'adapter_config.json'), 'utf8'))
+  writeFileSync(join(adapter, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, base_model_name_or_path: baseCopy }))
+  copyFileSync(join(fixtures, 'qv_classifier', 'adapter_model.safetensors'), join(adapter, 'adapter_model.safetensors'))
+  await t.rejects(AutoPeftModelForSequenceClassification.fromPretrained(adapter), /unknown model_type "gpt2"; supported: bert/)
+
+  // Options that change the math and that bertkit does not implement are refused, not ignored.
+  const plain = await base()
+  for (const [field, value, pattern] of [
+    ['use_dora', true, /not supported by bertkit: use_dora=true/],
+    ['rank_pattern', { query: 8 }, /rank_pattern=\{"query":8\}/],
+    ['layers_to_transform', [0], /layers_to_transform=\[0\]/],
+    ['peft_type', 'IA3', /peft_type "IA3" is not supported \(bertkit loads LORA adapters\)/],
+  ] as const) {
+    writeFileSync(join(adapter, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, [field]: value }))
+    t.throws(() => PeftModel.fromPretrained(plain, adapter), pattern, `${field} refused`)
+  }
+  t.notOk([...plain.namedModules()].some(([, m]) => m instanceof LoraLinear), 'nothing injected by the refused loads')
+  plain.dispose()
+  model.dispose()
+})
+
+t.test('AutoPeftModelForSequenceClassification loads the base named by the adapter', async (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-auto-'))
+  const adapterConfig = JSON.parse(readFileSync(join(fixtures, 'qv_classifier', 'adapter_config.json'), 'utf8'))
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, base_model_name_or_path: baseDir }))
+  copyFileSync(join(fixtures, 'qv_classifier', 'adapter_model.safetensors'), join(dir, 'adapter_model.safetensors'))
+  const model = await AutoPeftModelForSequenceClassification.fromPretrained(dir)
+  const c = close(logitsOf(model.eval()), expectedTensors('qv_classifier').get('logits')!.data as Float32Array, 1e-5)
+  t.ok(c.ok, `logits: ${c.msg}`)
+  model.dispose()
+})
+
+t.test('--lora specs', async (t) => {
+  const c = loraConfigFromSpec('r=8,alpha=16,dropout=0.1,targets=query,value,save=classifier')
+  t.same([c.r, c.loraAlpha, c.loraDropout, c.targetModules, c.modulesToSave], [8, 16, 0.1, ['query', 'value'], ['classifier']])
+  t.equal(loraConfigFromSpec('targets=all-linear').targetModules, 'all-linear')
+  t.equal(loraConfigFromSpec('r=4,bias=lora_only,rslora=true').scaling, 8 / 2, 'rsLoRA: alpha / sqrt(r)')
+  t.throws(() => loraConfigFromSpec('r=8,query'), /--lora: cannot read "query"/)
+  t.throws(() => loraConfigFromSpec('rank=8'), /--lora: unknown key "rank"/)
+  t.throws(() => loraConfigFromSpec('r=eight'), /--lora: r must be a number, got "eight"/)
+  t.throws(() => loraConfigFromSpec('dropout=1.5'), /--lora: loraDropout must be in \[0, 1\)/)
+})
