@@ -54,7 +54,7 @@ const COMMAND_FLAGS = new Set(['model', 'dataset', 'data-dir', 'data-files', 'te
 
 /** A model directory or Hub id, or a peft adapter directory (its base is loaded from adapter_config.json). */
 async function loadModel(modelId: string, options: FromPretrainedOptions) {
-  return isAdapterDir(modelId) && existsSync(modelId)
+  return isAdapterDir(modelId)
     ? AutoPeftModelForSequenceClassification.fromPretrained(modelId, options)
     : AutoModelForSequenceClassification.fromPretrained(modelId, options)
 }

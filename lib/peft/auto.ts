@@ -16,12 +16,13 @@ export class AutoPeftModelForSequenceClassification {
    * (base_model.model.classifier.weight), so a 3-label adapter on a 2-label base loads.
    */
   static async fromPretrained(adapterDir: string, options: FromPretrainedOptions & { isTrainable?: boolean; baseModel?: string } = {}): Promise<PeftModel<AnyModelForSequenceClassification>> {
+    const { isTrainable, baseModel, ...loadOptions } = options
     const config = LoraConfig.fromPretrained(adapterDir)
-    const base = options.baseModel ?? config.baseModelNameOrPath
+    const base = baseModel ?? config.baseModelNameOrPath
     if (!base) {
       throw new Error(`${join(adapterDir, 'adapter_config.json')}: no base_model_name_or_path; pass { baseModel } or load the base yourself and call PeftModel.fromPretrained(model, dir)`)
     }
-    let numLabels = options.numLabels
+    let numLabels = loadOptions.numLabels
     const weights = join(adapterDir, ADAPTER_WEIGHTS_NAME)
     if (numLabels === undefined && existsSync(weights)) {
       const file = openSafetensors(weights)
@@ -33,9 +34,9 @@ export class AutoPeftModelForSequenceClassification {
         file.close()
       }
     }
-    const model = await AutoModelForSequenceClassification.fromPretrained(base, { ...options, ...(numLabels !== undefined ? { numLabels } : {}) })
+    const model = await AutoModelForSequenceClassification.fromPretrained(base, { ...loadOptions, ...(numLabels !== undefined ? { numLabels } : {}) })
     try {
-      return PeftModel.fromPretrained(model, adapterDir, { isTrainable: options.isTrainable })
+      return PeftModel.fromPretrained(model, adapterDir, { isTrainable })
     } catch (err) {
       model.dispose()
       throw err

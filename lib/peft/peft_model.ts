@@ -108,6 +108,8 @@ export function planInjection(model: PeftBaseModel, config: LoraConfig): Injecti
     targets = defaults
   }
 
+  // modules_to_save match a whole path or its last components (peft's bare
+  // endswith would also let "classifier" match "my_classifier").
   const saveNames = config.modulesToSave ?? []
   const save: InjectionPlan['save'] = []
   const saveMatched = new Set<string>()
@@ -133,6 +135,7 @@ export function planInjection(model: PeftBaseModel, config: LoraConfig): Injecti
   const lora: InjectionPlan['lora'] = []
   let resolved: string[] | string = targets
   if (targets === 'all-linear') {
+    // peft leaves out the output embedding layer here; a sequence classifier has none.
     for (const [path, m] of modules) if (m instanceof Linear && !excluded(path)) lora.push({ path, module: m })
     resolved = lora.map((l) => l.path)
   } else {
@@ -300,17 +303,21 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
    */
   mergeAndUnload(): M {
     this.merge()
-    return this.unloadInternal(true)
+    return this.unloadInternal()
   }
 
-  /** The plain model without the adapters' effect (peft's unload): base layers back, the trained copies of saved modules kept. */
+  /**
+   * The plain model without the adapters' effect (peft's unload): base layers
+   * back (unmerged first, so the weights are the base's), the trained copies of
+   * saved modules kept in place of the originals, as peft does.
+   */
   unload(): M {
     this.checkUsable('unload')
     this.unmerge()
-    return this.unloadInternal(true)
+    return this.unloadInternal()
   }
 
-  private unloadInternal(keepTrainedCopies: boolean): M {
+  private unloadInternal(): M {
     const model = this.base_model.model
     for (const [path, l] of this.loraLayers) {
       const { parent, name } = parentOf(model, path)
@@ -319,9 +326,8 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
     }
     for (const [path, w] of this.savedModules) {
       const { parent, name } = parentOf(model, path)
-      const keep = keepTrainedCopies ? w.active : w.original_module
-      setChild(parent, name, w, keep)
-      ;(keepTrainedCopies ? w.original_module : w.active).dispose()
+      setChild(parent, name, w, w.active)
+      w.original_module.dispose()
     }
     this.loraLayers.clear()
     this.savedModules.clear()
@@ -340,6 +346,11 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
     this.loraLayers.clear()
     this.savedModules.clear()
     this.released = true
+  }
+
+  /** Frees every parameter; after unload() / mergeAndUnload() the model belongs to the caller and is left alone. */
+  override dispose(): void {
+    if (!this.released) super.dispose()
   }
 
   private checkUsable(what: string): void {
@@ -399,7 +410,6 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
   loadAdapterWeights(tensors: Map<string, HostTensor | Float32Array>, source = ADAPTER_WEIGHTS_NAME): string[] {
     this.checkUsable('loadAdapterWeights')
     const own = this.stateDict()
-    const expected = new Map([...this.adapterStateDict()].map(([k, p]) => [k, p]))
     const values = new Map<string, Float32Array>()
     const unexpected: string[] = []
     const hint = ' (an adapter made for another base model?)'
@@ -421,8 +431,8 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
     if (unexpected.length) {
       throw new Error(`${source}: ${unexpected.length} tensor(s) have no place in this model: ${unexpected.slice(0, 8).join(', ')}${unexpected.length > 8 ? ', …' : ''}${hint}`)
     }
-    const loaded = new Set(values.keys())
-    const missing = [...expected].filter(([, p]) => ![...own].some(([n, q]) => q === p && loaded.has(n))).map(([k]) => k)
+    const loaded = new Set([...values.keys()].map((n) => own.get(n)))
+    const missing = [...this.adapterStateDict()].filter(([, p]) => !loaded.has(p)).map(([k]) => k)
     if (missing.length) {
       throw new Error(`${source}: the adapter lacks ${missing.length} tensor(s) this config needs: ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', …' : ''}${hint}`)
     }
@@ -502,6 +512,11 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
     }
     const { tensors } = readSafetensors(file)
     config.inferenceMode = !options.isTrainable
+    if (config.taskType === 'SEQ_CLS') {
+      // Files from peft releases that did not write the classifier into modules_to_save still save it.
+      const missing = SEQ_CLS_MODULES.filter((m) => !(config.modulesToSave ?? []).includes(m))
+      if (missing.length) config.modulesToSave = [...(config.modulesToSave ?? []), ...missing]
+    }
     // Loading must not consume randomness: the initial A is overwritten anyway.
     const state = getRandomState()
     let peft: PeftModel<M>

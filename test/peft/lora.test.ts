@@ -183,6 +183,21 @@ for (const name of variants) {
   })
 }
 
+t.test('A is drawn from the seed', async (t) => {
+  const config = new LoraConfig({ r: 4, targetModules: ['query'] })
+  const draw = async (seed: number) => {
+    const m = getPeftModel(await base(), config, { seed })
+    const a = m.loraModules.get('bert.encoder.layer.0.attention.self.query')!.lora_A.get('default').weight.toArray()
+    m.dispose()
+    return a
+  }
+  const [a1, a2, b1] = [await draw(1), await draw(1), await draw(2)]
+  t.same(a1, a2, 'same seed, same A')
+  t.notSame(a1, b1, 'another seed, another A')
+  const bound = 1 / Math.sqrt(32)
+  t.ok(Math.max(...a1.map(Math.abs)) > 0.8 * bound, 'uniform over the whole ±1/sqrt(in) range')
+})
+
 t.test('merge / unmerge / mergeAndUnload', async (t) => {
   const model = PeftModel.fromPretrained(await base(), join(fixtures, 'qv_classifier'))
   model.eval()
@@ -219,6 +234,8 @@ t.test('merge / unmerge / mergeAndUnload', async (t) => {
   const c = close(logitsOf(plain.eval()), adapted, 1e-5)
   t.ok(c.ok, `the merged plain model computes the adapter's logits: ${c.msg}`)
   t.throws(() => model.forward(batch() as never), /unloaded/, 'the PeftModel is spent after unloading')
+  model.dispose()
+  t.same(Array.from(logitsOf(plain)), Array.from(logitsOf(plain)), 'disposing the spent PeftModel leaves the returned model usable')
   plain.dispose()
 })
 
@@ -287,13 +304,17 @@ t.test('the Trainer trains a PEFT model and saves the adapter format', async (t)
   const after = await trainer.evaluate()
   t.ok(after.evalLoss < before.evalLoss, `eval loss fell: ${before.evalLoss.toFixed(4)} → ${after.evalLoss.toFixed(4)}`)
   // Base weights did not move (the original classifier included); adapters did.
-  let moved = 0
+  let moved = 0, unchanged = 0
   for (const [n, p] of model.namedParameters()) {
     const key = n.replace('base_model.model.', '').replace('.base_layer.', '.').replace('classifier.original_module.', 'classifier.')
     const was = frozenBefore.get(key)
-    if (was && !p.requiresGrad && p.toFloat32Array().some((v, i) => v !== was.values[i])) t.fail(`frozen ${n} changed`)
+    if (was && !p.requiresGrad) {
+      if (p.toFloat32Array().some((v, i) => v !== was.values[i])) t.fail(`frozen ${n} changed`)
+      else unchanged++
+    }
     if (p.requiresGrad && n.includes('lora_B') && p.toFloat32Array().some((v) => v !== 0)) moved++
   }
+  t.equal(unchanged, frozenBefore.size, `all ${frozenBefore.size} base tensors (the original classifier too) are bit-identical after training`)
   t.equal(moved, 2, 'both B matrices left zero')
   const ckpt = join(dir, 'checkpoint-12')
   t.ok(existsSync(join(ckpt, 'adapter_model.safetensors')) && existsSync(join(ckpt, 'adapter_config.json')), 'checkpoints hold the adapter')
@@ -409,6 +430,35 @@ t.test('AutoPeftModelForSequenceClassification loads the base named by the adapt
   copyFileSync(join(fixtures, 'qv_classifier', 'adapter_model.safetensors'), join(dir, 'adapter_model.safetensors'))
   const model = await AutoPeftModelForSequenceClassification.fromPretrained(dir)
   const c = close(logitsOf(model.eval()), expectedTensors('qv_classifier').get('logits')!.data as Float32Array, 1e-5)
+  t.ok(c.ok, `logits: ${c.msg}`)
+  model.dispose()
+
+  // A 3-label adapter over a base without a head whose config.json says 2 labels (a pre-trained
+  // encoder's usual state): the label count comes from the adapter's saved classifier.
+  const headless = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-headless-'))
+  copyFileSync(join(baseDir, 'config.json'), join(headless, 'config.json'))
+  const { writeSafetensors } = await import('../../lib/hub/safetensors.js')
+  writeSafetensors(join(headless, 'model.safetensors'), [...readSafetensors(join(baseDir, 'model.safetensors')).tensors]
+    .filter(([k]) => !k.startsWith('classifier.')).map(([k, v]) => [k, { dtype: 'F32', shape: v.shape, data: v.data as Float32Array }] as const))
+  const three = getPeftModel(await BertForSequenceClassification.fromPretrained(headless, { numLabels: 3, seed: 4 }),
+    new LoraConfig({ r: 2, targetModules: ['value'], taskType: 'SEQ_CLS', baseModelNameOrPath: headless, initLoraWeights: false }), { seed: 4 })
+  const dir3 = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-auto3-'))
+  three.savePretrained(dir3)
+  const loaded = await AutoPeftModelForSequenceClassification.fromPretrained(dir3)
+  t.equal(loaded.numLabels, 3)
+  t.same(Array.from(logitsOf(loaded.eval())), Array.from(logitsOf(three.eval())), 'same logits as the saved model')
+  three.dispose()
+  loaded.dispose()
+})
+
+t.test('a SEQ_CLS adapter whose config does not list the classifier still loads it', async (t) => {
+  const name = 'seq_cls_all_linear_bias_all'
+  const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-oldseqcls-'))
+  const adapterConfig = JSON.parse(readFileSync(join(fixtures, name, 'adapter_config.json'), 'utf8'))
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, modules_to_save: null }))
+  copyFileSync(join(fixtures, name, 'adapter_model.safetensors'), join(dir, 'adapter_model.safetensors'))
+  const model = PeftModel.fromPretrained(await base(), dir)
+  const c = close(logitsOf(model.eval()), expectedTensors(name).get('logits')!.data as Float32Array, 1e-5)
   t.ok(c.ok, `logits: ${c.msg}`)
   model.dispose()
 })
