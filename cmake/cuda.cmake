@@ -195,10 +195,13 @@ foreach(_d "${PROJECT_SOURCE_DIR}/native/include" "${PROJECT_SOURCE_DIR}/native/
   list(APPEND _bk_include_flags "-I${_d}")
 endforeach()
 if(NOT _bk_missing)
-  foreach(_d IN ITEMS "${BERTKIT_CUDART_INCLUDE_DIR}" "${BERTKIT_CUBLAS_INCLUDE_DIR}")
+  # De-duplicate the directories, not the flags: removing a repeated "-isystem"
+  # token would leave a bare path that nvcc reads as a second input file.
+  set(_bk_system_dirs "${BERTKIT_CUDART_INCLUDE_DIR}" "${BERTKIT_CUBLAS_INCLUDE_DIR}")
+  list(REMOVE_DUPLICATES _bk_system_dirs)
+  foreach(_d IN LISTS _bk_system_dirs)
     list(APPEND _bk_include_flags -isystem "${_d}")
   endforeach()
-  list(REMOVE_DUPLICATES _bk_include_flags)
 endif()
 separate_arguments(_bk_user_flags UNIX_COMMAND "${BERTKIT_CUDA_FLAGS}")
 # No --use_fast_math: GELU's erf, tanh and divisions must match the CPU backend.
