@@ -371,6 +371,7 @@ export class Trainer {
   private log(values: Record<string, number>): void {
     const entry: LogEntry = { ...values, epoch: round4(this.state.epoch), step: this.state.globalStep }
     this.state.logHistory.push(entry)
+    mkdirSync(this.args.outputDir, { recursive: true })
     appendFileSync(join(this.args.outputDir, 'trainer_log.jsonl'), JSON.stringify(entry) + '\n')
     this.fire('onLog', values)
   }
@@ -535,7 +536,9 @@ export class Trainer {
   }
 
   private loadModelWeights(dir: string): void {
-    const file = join(dir, 'model.safetensors')
+    // A PEFT model saves only its adapter; its loadStateDict takes those keys.
+    const adapter = join(dir, 'adapter_model.safetensors')
+    const file = existsSync(adapter) ? adapter : join(dir, 'model.safetensors')
     const { tensors } = readSafetensors(file)
     const values = new Map<string, Float32Array>()
     for (const [n, t] of tensors) values.set(n, t.data as Float32Array)
