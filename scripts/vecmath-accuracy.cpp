@@ -171,7 +171,10 @@ static void sweep_gelu(Fn fn, const std::vector<const Kernels*>& ks, uint64_t st
     for (int t = 0; t < threads; ++t) s.merge(stats[t * (ks.size() + 1) + k]);
     std::printf("  %-22s %-10s max %.3f ulp (at x = %.9g), not correctly rounded: %" PRIu64 " of %" PRIu64 "\n",
                 fn_name[fn], k < ks.size() ? ks[k]->name : "old libm", s.max_ulp, s.worst_x, s.not_rounded, s.count);
-    if (k < ks.size()) check(s.max_ulp <= 1.0, "GELU within 1 ulp");
+    // A derivative crosses zero near x = -0.75, where its terms cancel and
+    // double's ~1e-16 absolute error becomes a float ulp or two.
+    const bool forward = fn == ErfFwd || fn == TanhFwd;
+    if (k < ks.size()) check(s.max_ulp <= (forward ? 0.5001 : 2.0), forward ? "GELU within 0.5 ulp" : "GELU derivative within 2 ulp");
   }
   uint64_t mm = 0;
   for (auto m : mismatches) mm += m;

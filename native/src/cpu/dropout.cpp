@@ -12,11 +12,16 @@
 // Both directions multiply by a factor of 0 or 1/(1-p), as torch does
 // (input * noise), rather than selecting 0: a dropped NaN or inf stays NaN,
 // so a diverging run is not hidden by the mask.
+//
+// With AVX2 or AVX-512 the mask comes from vecmath.h's dropout_apply, which
+// runs Philox on 4 or 8 counters at once (about 10x faster) and draws the
+// identical mask.
 #include <algorithm>
 
 #include "bertkit/philox.h"
 #include "cpu_backend.h"
 #include "thread_pool.h"
+#include "vecmath.h"
 
 namespace bertkit {
 
@@ -51,6 +56,19 @@ void for_each_factor(int64_t n, float p, uint64_t seed, uint64_t offset, const F
   });
 }
 
+// y = x * factor (or y += ...) through the vector kernel, split on block
+// boundaries so each thread starts on a whole Philox block.
+bool simd_apply(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x, float* y, bool accumulate) {
+  const vecmath::Kernels* simd = vecmath::simd();
+  if (!simd) return false;
+  const float scale = keep_scale(p);
+  ThreadPool::instance().parallel_for((n + 3) / 4, kGrainBlocks, [=](int64_t begin, int64_t end) {
+    const int64_t first = begin * 4, count = std::min(end * 4, n) - first;
+    simd->dropout_apply(seed, offset, static_cast<uint64_t>(first), count, p, scale, x + first, y + first, accumulate);
+  });
+  return true;
+}
+
 }  // namespace
 
 void CpuBackend::dropout_forward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x,
@@ -59,6 +77,7 @@ void CpuBackend::dropout_forward(int64_t n, float p, uint64_t seed, uint64_t off
     copy(y, x, static_cast<size_t>(n) * sizeof(float));
     return;
   }
+  if (simd_apply(n, p, seed, offset, x, y, false)) return;
   for_each_factor(n, p, seed, offset, [&](int64_t i, float factor) { y[i] = x[i] * factor; });
 }
 
@@ -70,6 +89,7 @@ void CpuBackend::dropout_backward(int64_t n, float p, uint64_t seed, uint64_t of
     });
     return;
   }
+  if (simd_apply(n, p, seed, offset, dy, dx, true)) return;
   for_each_factor(n, p, seed, offset, [&](int64_t i, float factor) { dx[i] += dy[i] * factor; });
 }
 

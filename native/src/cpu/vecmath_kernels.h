@@ -1,0 +1,427 @@
+// The vecmath kernels (vecmath.h), written once over an instruction-set
+// traits type S and included by vecmath_avx2.cpp and vecmath_avx512.cpp after
+// their `#pragma GCC target`, so each gets its own code generation. Everything
+// works on groups of kW = 16 elements: S::F holds 16 floats (one zmm, or two
+// ymm), S::D 16 doubles (two zmm, or four ymm). Because the AVX2 traits keep
+// the AVX-512 lane layout and run every operation in the same order, both
+// builds round alike and give bit-identical results. Two zmm per group also
+// gives each step two independent dependency chains.
+//
+// Formulas:
+//   exp_d(a), double: clamp a to [-1400, 1400] (NaN passes), n = rint(a/ln2),
+//             r = a - n ln2 with ln2 split in two (FMA: both steps exact or
+//             nearly), e^r = 1 + r + r^2 q(r) with q of degree 7 (7.4e-14
+//             relative on |r| <= ln2/2), times 2^n by S::ldexp, which rounds
+//             once also into subnormals and overflows to inf.
+//   exp_f(a), float (softmax): the same in float lanes, clamp [-110, 90],
+//             q of degree 5; measured over every float in [-110, 90]
+//             against double exp: at most 0.874 ulp.
+//   erfc(t), t >= 0, double: erfc(t) = e^{-t^2} (t + L)^{-1} P(s),
+//             s = (A t + B)/(t + L), L = 3.5, P of degree 16: (t + L) erfcx(t)
+//             is smooth in (t - L)/(t + L) (Weideman's substitution), which s
+//             maps affinely onto [-1, 1] for t in [0, 10.5]. Fitted by
+//             relative-weighted least squares at 600 Chebyshev points in
+//             50-digit arithmetic: 1.1e-14 relative. t is clamped at 10.5:
+//             past that, everything erfc feeds is below float's smallest
+//             subnormal.
+//   GELU erf: Phi(x) = h or 1 - h with h = erfc(|x|/sqrt2)/2, and e^{-t^2} as
+//             exp(-x*x/2), whose argument is exact in double (x is a float).
+//   GELU tanh: 0.5 (1 + tanh u) = 1/(1 + e^{-2u}), u and everything after in
+//             double, so the e^{-2u} of very negative x (where float u would
+//             lose 2|u| ulps) stays accurate.
+// The GELUs are rounded to float once, at the end.
+//
+// Included inside `namespace bertkit::vecmath::{anonymous}` after the
+// includes it relies on (<immintrin.h>, <algorithm>, <cmath>, <cstring>,
+// philox.h), so it includes nothing itself.
+
+constexpr int kW = 16;  // elements per group, for every instruction set
+
+// ---- exp ---------------------------------------------------------------------------
+
+constexpr double kLog2e = 1.4426950408889634074;
+constexpr double kLn2Hi = 0x1.62e42fefa39efp-1;   // ln 2 rounded to double
+constexpr double kLn2Lo = 0x1.abc9e3b39803fp-56;  // ln 2 - kLn2Hi
+// e^1400 overflows and e^-1400 underflows to 0, and n = rint(1400/ln2) = 2020
+// stays within the two-step 2^n of the AVX2 build (|n| <= 2046).
+constexpr double kExpClamp = 1400.0;
+
+template <class S>
+inline typename S::D exp_d(typename S::D a) {
+  using D = typename S::D;
+  // max/min return their second operand when either is NaN: a NaN a survives.
+  a = S::min(S::set(kExpClamp), S::max(S::set(-kExpClamp), a));
+  const D n = S::round(S::mul(a, S::set(kLog2e)));
+  D r = S::fnmadd(n, S::set(kLn2Hi), a);
+  r = S::fnmadd(n, S::set(kLn2Lo), r);
+  // e^r = 1 + r + r^2 q(r), q of degree 7 interpolated at Chebyshev nodes on
+  // [-ln2/2, ln2/2] in 50-digit arithmetic: 7.4e-14 relative. Every caller
+  // rounds to float, where that is 1e-6 of an ulp; two more degrees would
+  // reach double precision (1.6e-17) for 10 % more time, buying nothing.
+  D p = S::set(2.761757684835413e-06);
+  p = S::fmadd(p, r, S::set(2.4867883453521802e-05));
+  p = S::fmadd(p, r, S::set(0.00019841224581544105));
+  p = S::fmadd(p, r, S::set(0.001388883909064138));
+  p = S::fmadd(p, r, S::set(0.008333333344209506));
+  p = S::fmadd(p, r, S::set(0.041666666786337556));
+  p = S::fmadd(p, r, S::set(0.16666666666662583));
+  p = S::fmadd(p, r, S::set(0.4999999999995507));
+  p = S::fmadd(p, r, S::set(1.0));
+  p = S::fmadd(p, r, S::set(1.0));
+  return S::ldexp(p, n);
+}
+
+constexpr float kLog2eF = 1.44269502f;
+constexpr float kLn2HiF = 0x1.62e430p-1f;    // ln 2 rounded to float
+constexpr float kLn2LoF = -0x1.05c610p-29f;  // ln 2 - kLn2HiF
+// e^90 overflows and e^-110 underflows to 0 in float, and n = rint(a/ln2) in
+// [-159, 130] stays within the two-step 2^n of the AVX2 build.
+constexpr float kExpClampLoF = -110.0f, kExpClampHiF = 90.0f;
+
+template <class S>
+inline typename S::F exp_f(typename S::F a) {
+  using F = typename S::F;
+  a = S::fmin(S::fset(kExpClampHiF), S::fmax(S::fset(kExpClampLoF), a));  // NaN passes, as in exp_d
+  const F n = S::fround(S::fmul(a, S::fset(kLog2eF)));
+  // With FMA the first step is exact: n ln2hi has at most 32 significant bits
+  // and a - n ln2hi at most 24.
+  F r = S::ffnmadd(n, S::fset(kLn2HiF), a);
+  r = S::ffnmadd(n, S::fset(kLn2LoF), r);
+  // q fitted at Chebyshev nodes in 50-digit arithmetic, rounded to float.
+  F p = S::fset(0x1.a1256cp-13f);
+  p = S::ffmadd(p, r, S::fset(0x1.6d43b0p-10f));
+  p = S::ffmadd(p, r, S::fset(0x1.1110e0p-7f));
+  p = S::ffmadd(p, r, S::fset(0x1.5554e8p-5f));
+  p = S::ffmadd(p, r, S::fset(0x1.555556p-3f));
+  p = S::ffmadd(p, r, S::fset(0.5f));
+  p = S::ffmadd(p, r, S::fset(1.0f));
+  p = S::ffmadd(p, r, S::fset(1.0f));
+  return S::fldexp(p, n);
+}
+
+// ---- erfc on t >= 0 -------------------------------------------------------------------
+
+constexpr double kErfcL = 3.5;
+constexpr double kErfcA = 1.6666666666666667;  // s = (A t + B) / (t + L) maps [0, 10.5] to [-1, 1]
+constexpr double kErfcB = -3.5;
+constexpr double kErfcMaxT = 10.5;
+
+// e^{-t^2} is passed in (the callers have it from an exact argument).
+template <class S>
+inline typename S::D erfc_scaled(typename S::D t, typename S::D exp_minus_t2) {
+  using D = typename S::D;
+  t = S::min(S::set(kErfcMaxT), t);
+  const D r = S::div(S::set(1.0), S::add(t, S::set(kErfcL)));
+  const D s = S::mul(S::fmadd(S::set(kErfcA), t, S::set(kErfcB)), r);
+  D p = S::set(-1.5213125618398081e-09);
+  p = S::fmadd(p, s, S::set(-1.3693168861222353e-08));
+  p = S::fmadd(p, s, S::set(2.8585605609251094e-08));
+  p = S::fmadd(p, s, S::set(2.462133511484098e-07));
+  p = S::fmadd(p, s, S::set(-4.902398208257033e-07));
+  p = S::fmadd(p, s, S::set(-3.4662254825619507e-06));
+  p = S::fmadd(p, s, S::set(1.1151838078170468e-05));
+  p = S::fmadd(p, s, S::set(3.934897863312402e-05));
+  p = S::fmadd(p, s, S::set(-0.00028168588303603605));
+  p = S::fmadd(p, s, S::set(0.00013522717610737133));
+  p = S::fmadd(p, s, S::set(0.005136247692182899));
+  p = S::fmadd(p, s, S::set(-0.03198190058176224));
+  p = S::fmadd(p, s, S::set(0.11621293843779952));
+  p = S::fmadd(p, s, S::set(-0.30684197443579536));
+  p = S::fmadd(p, s, S::set(0.6306980185834882));
+  p = S::fmadd(p, s, S::set(-1.0369041692059544));
+  p = S::fmadd(p, s, S::set(1.372667090732976));
+  return S::mul(S::mul(exp_minus_t2, p), r);
+}
+
+// ---- elementwise drivers ---------------------------------------------------------------
+
+// y[0, n) = Op::value(x[0, n)) a group at a time; the last partial group goes
+// through a zero-padded copy, so every element takes the same arithmetic path
+// whatever its position (results do not depend on how threads split the range).
+template <class S, class Op>
+void map_unary(int64_t n, const float* x, float* y) {
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) S::storef(y + i, Op::value(S::loadf(x + i)));
+  if (i < n) {
+    const size_t rest = static_cast<size_t>(n - i);
+    float in[kW] = {}, out[kW];
+    std::memcpy(in, x + i, rest * sizeof(float));
+    S::storef(out, Op::value(S::loadf(in)));
+    std::memcpy(y + i, out, rest * sizeof(float));
+  }
+}
+
+// dx[0, n) += dy * Op::derivative(x). The product is rounded before the add,
+// as torch's backward (grad * f'(x)) followed by autograd's accumulation is.
+template <class S, class Op>
+inline void backward_step(const float* x, const float* dy, float* dx) {
+  const typename S::F prod = S::fmul(S::loadf(dy), Op::derivative(S::loadf(x)));
+  S::storef(dx, S::fadd(S::loadf(dx), prod));
+}
+
+template <class S, class Op>
+void map_backward(int64_t n, const float* x, const float* dy, float* dx) {
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) backward_step<S, Op>(x + i, dy + i, dx + i);
+  if (i < n) {
+    const size_t rest = static_cast<size_t>(n - i);
+    float xs[kW] = {}, dys[kW] = {}, dxs[kW] = {};
+    std::memcpy(xs, x + i, rest * sizeof(float));
+    std::memcpy(dys, dy + i, rest * sizeof(float));
+    std::memcpy(dxs, dx + i, rest * sizeof(float));
+    backward_step<S, Op>(xs, dys, dxs);
+    std::memcpy(dx + i, dxs, rest * sizeof(float));
+  }
+}
+
+// ---- GELU (erf) ----------------------------------------------------------------------------
+
+constexpr double kSqrt1_2 = 0.70710678118654752440;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+
+template <class S>
+struct GeluErf {
+  using D = typename S::D;
+  using F = typename S::F;
+
+  // Phi(x) and, for backward, e^{-x^2/2}.
+  static D normal_cdf(D x, D* exp_half_x2) {
+    const D e = exp_d<S>(S::mul(S::mul(x, x), S::set(-0.5)));  // x*x is exact: x came from a float
+    const D h = S::mul(erfc_scaled<S>(S::mul(S::abs(x), S::set(kSqrt1_2)), e), S::set(0.5));
+    *exp_half_x2 = e;
+    // Phi(x) = erfc(-x/sqrt2)/2: h itself for x < 0, 1 - h (no cancellation: h <= 1/2) otherwise.
+    return S::select_sign(x, h, S::sub(S::set(1.0), h));
+  }
+
+  static F value(F xf) {
+    const D x = S::widen(xf);
+    D e;
+    return S::narrow(S::mul(x, normal_cdf(x, &e)));
+  }
+
+  // d/dx [x Phi(x)] = Phi(x) + x phi(x).
+  static F derivative(F xf) {
+    const D x = S::widen(xf);
+    D e;
+    const D cdf = normal_cdf(x, &e);
+    return S::narrow(S::fmadd(x, S::mul(e, S::set(kInvSqrt2Pi)), cdf));
+  }
+};
+
+// ---- GELU (tanh) ---------------------------------------------------------------------------
+
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+constexpr double kGeluTanhCubic = 0.044715;
+
+template <class S>
+struct GeluTanh {
+  using D = typename S::D;
+  using F = typename S::F;
+
+  // s = 0.5 (1 + tanh u) = 1 / (1 + e^{-2u}). In double x^3 cannot overflow,
+  // and e^{-2u} = inf (x -> -inf) gives s = 0 exactly, so gelu(-inf) =
+  // -inf * 0 = NaN, as torch's formula gives.
+  static D sigmoid(D x) {
+    // -2u = x (c1 + c3 x^2), c1 = -2 sqrt(2/pi), c3 = 0.044715 c1.
+    const D minus_2u = S::mul(S::fmadd(S::set(-2.0 * kSqrt2OverPi * kGeluTanhCubic), S::mul(x, x),
+                                       S::set(-2.0 * kSqrt2OverPi)), x);
+    return S::div(S::set(1.0), S::add(S::set(1.0), exp_d<S>(minus_2u)));
+  }
+
+  static F value(F xf) {
+    const D x = S::widen(xf);
+    return S::narrow(S::mul(x, sigmoid(x)));
+  }
+
+  // y' = s + 2 x s (1 - s) u'(x), u'(x) = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+  // In double, 1 - s keeps ~1e-16 absolute error, far below float resolution
+  // of y' even after 2 x u'(x) (~40 at x = 5) magnifies it.
+  static F derivative(F xf) {
+    const D x = S::widen(xf);
+    const D s = sigmoid(x);
+    const D du2 = S::fmadd(S::set(6.0 * kSqrt2OverPi * kGeluTanhCubic), S::mul(x, x), S::set(2.0 * kSqrt2OverPi));
+    const D x_s = S::mul(x, s);
+    return S::narrow(S::fmadd(S::mul(x_s, S::sub(S::set(1.0), s)), du2, s));
+  }
+};
+
+// ---- softmax ---------------------------------------------------------------------------------
+
+// The same contract as attention.cpp's scalar softmax_row: scores s*scale +
+// bias, max skipping NaN (std::max(max, v) keeps max when v is NaN), exp in
+// float of (score - max), their sum in double, one float reciprocal.
+template <class S>
+void softmax_row(int64_t n, float scale, const float* bias, float* s) {
+  using F = typename S::F;
+  using D = typename S::D;
+  const F vscale = S::fset(scale);
+  F vmax = S::fset(-INFINITY);
+  int64_t j = 0;
+  for (; j + kW <= n; j += kW) {
+    const F v = S::fadd(S::fmul(S::loadf(s + j), vscale), S::loadf(bias + j));
+    S::storef(s + j, v);
+    vmax = S::fmax(v, vmax);  // second operand on NaN: a NaN score leaves the max alone
+  }
+  float max = S::fhmax(vmax);
+  for (int64_t t = j; t < n; ++t) {
+    s[t] = s[t] * scale + bias[t];
+    max = std::max(max, s[t]);
+  }
+
+  const F vmaxb = S::fset(max);
+  D acc = S::set(0.0);  // 16 partial sums, lane l taking elements l, l + 16, ...
+  for (j = 0; j + kW <= n; j += kW) {
+    const F e = exp_f<S>(S::fsub(S::loadf(s + j), vmaxb));
+    S::storef(s + j, e);
+    acc = S::add(acc, S::widen(e));
+  }
+  if (j < n) {
+    // Padding with -inf adds exp(-inf) = 0 to the sum (or NaN when max is
+    // -inf, where the real lanes are NaN too).
+    const size_t rest = static_cast<size_t>(n - j);
+    float buf[kW];
+    for (int t = 0; t < kW; ++t) buf[t] = -INFINITY;
+    std::memcpy(buf, s + j, rest * sizeof(float));
+    const F e = exp_f<S>(S::fsub(S::loadf(buf), vmaxb));
+    S::storef(buf, e);
+    std::memcpy(s + j, buf, rest * sizeof(float));
+    acc = S::add(acc, S::widen(e));
+  }
+  double part[kW];
+  S::store(part, acc);
+  for (int width = kW / 2; width >= 1; width /= 2) {
+    for (int t = 0; t < width; ++t) part[t] += part[t + width];
+  }
+  const float inv = static_cast<float>(1.0 / part[0]);
+  const F vinv = S::fset(inv);
+  for (j = 0; j + kW <= n; j += kW) S::storef(s + j, S::fmul(S::loadf(s + j), vinv));
+  for (; j < n; ++j) s[j] *= inv;
+}
+
+// ---- dropout -------------------------------------------------------------------------------
+
+// Philox's round keys, the same for every counter of a call.
+struct PhiloxKey {
+  uint32_t k0[10], k1[10];
+};
+
+inline PhiloxKey philox_key(uint64_t seed) {
+  PhiloxKey key;
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    key.k0[r] = k0;
+    key.k1[r] = k1;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  return key;
+}
+
+inline float scalar_factor(uint64_t seed, uint64_t offset, uint64_t index, float p, float scale) {
+  return philox_uniform(seed, offset, index) >= p ? scale : 0.0f;
+}
+
+// Elements before the first block boundary go one by one; then whole groups
+// of S::kPhiloxFloats (S::philox_group: 4 elements per counter); a last
+// partial group is drawn whole into a buffer and cut.
+template <class S>
+void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p, float scale,
+                     float* factor) {
+  constexpr int64_t K = S::kPhiloxFloats;
+  const PhiloxKey key = philox_key(seed);
+  int64_t j = 0;
+  for (; j < n && ((first + j) & 3) != 0; ++j) factor[j] = scalar_factor(seed, offset, first + j, p, scale);
+  for (; j + K <= n; j += K) S::philox_group(offset + ((first + j) >> 2), key, p, scale, factor + j);
+  if (j < n) {
+    float buf[K];
+    S::philox_group(offset + ((first + j) >> 2), key, p, scale, buf);
+    std::memcpy(factor + j, buf, static_cast<size_t>(n - j) * sizeof(float));
+  }
+}
+
+// y = x * factor (or y += x * factor): a product, not a select, so a dropped
+// NaN stays NaN as in torch.
+template <class S>
+void dropout_apply(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p, float scale,
+                   const float* x, float* y, bool accumulate) {
+  constexpr int64_t K = S::kPhiloxFloats;
+  const PhiloxKey key = philox_key(seed);
+  int64_t j = 0;
+  for (; j < n && ((first + j) & 3) != 0; ++j) {
+    const float f = scalar_factor(seed, offset, first + j, p, scale);
+    y[j] = accumulate ? y[j] + x[j] * f : x[j] * f;
+  }
+  float f[K];
+  for (; j < n; j += K) {
+    S::philox_group(offset + ((first + j) >> 2), key, p, scale, f);
+    const int64_t count = std::min<int64_t>(K, n - j);
+    const float* xs = x + j;  // may alias ys: dropout in place
+    float* ys = y + j;
+    if (count == K) {
+      if (accumulate) {
+        for (int64_t k = 0; k < K; ++k) ys[k] += xs[k] * f[k];
+      } else {
+        for (int64_t k = 0; k < K; ++k) ys[k] = xs[k] * f[k];
+      }
+    } else {
+      for (int64_t k = 0; k < count; ++k) ys[k] = accumulate ? ys[k] + xs[k] * f[k] : xs[k] * f[k];
+    }
+  }
+}
+
+// ---- test hooks ------------------------------------------------------------------------------
+
+template <class S>
+void exp_f64(int64_t n, const double* a, double* y) {
+  for (int64_t i = 0; i < n; i += kW) {
+    double in[kW] = {}, out[kW];
+    const size_t count = static_cast<size_t>(std::min<int64_t>(kW, n - i));
+    std::memcpy(in, a + i, count * sizeof(double));
+    S::store(out, exp_d<S>(S::load(in)));
+    std::memcpy(y + i, out, count * sizeof(double));
+  }
+}
+
+// e^{-t^2} from t^2 split exactly into hi + lo (FMA), e^{-lo} ~ 1 - lo, so
+// the measured error is the erfc fit's, not that of rounding t^2.
+template <class S>
+void erfc_f64(int64_t n, const double* t, double* y) {
+  for (int64_t i = 0; i < n; i += kW) {
+    double in[kW] = {}, out[kW];
+    const size_t count = static_cast<size_t>(std::min<int64_t>(kW, n - i));
+    std::memcpy(in, t + i, count * sizeof(double));
+    const typename S::D tv = S::load(in);
+    const typename S::D hi = S::mul(tv, tv);
+    const typename S::D lo = S::fmadd(tv, tv, S::sub(S::set(0.0), hi));
+    const typename S::D e = S::mul(exp_d<S>(S::sub(S::set(0.0), hi)), S::sub(S::set(1.0), lo));
+    S::store(out, erfc_scaled<S>(tv, e));
+    std::memcpy(y + i, out, count * sizeof(double));
+  }
+}
+
+template <class S>
+void exp_f32(int64_t n, const float* a, float* y) {
+  for (int64_t i = 0; i < n; i += kW) {
+    float in[kW] = {}, out[kW];
+    const size_t count = static_cast<size_t>(std::min<int64_t>(kW, n - i));
+    std::memcpy(in, a + i, count * sizeof(float));
+    S::storef(out, exp_f<S>(S::loadf(in)));
+    std::memcpy(y + i, out, count * sizeof(float));
+  }
+}
+
+template <class S>
+Kernels make_kernels(Isa isa, const char* name) {
+  return Kernels{isa,
+                 name,
+                 map_unary<S, GeluErf<S>>,
+                 map_backward<S, GeluErf<S>>,
+                 map_unary<S, GeluTanh<S>>,
+                 map_backward<S, GeluTanh<S>>,
+                 softmax_row<S>,
+                 dropout_factors<S>,
+                 dropout_apply<S>,
+                 exp_f64<S>,
+                 erfc_f64<S>,
+                 exp_f32<S>};
+}
