@@ -38,17 +38,40 @@ if (!force && hasPrebuilt()) {
   process.exit(0)
 }
 
+// node-gyp wants a Node source tree for --nodedir; a Node-API addon needs only
+// the Node-API headers plus a minimal common.gypi, written here so node-gyp
+// never downloads Node's headers.
+function nodeApiNodedir() {
+  // Outside build/: node-gyp rebuild empties build/ before configuring.
+  const dir = path.join(root, 'node_modules', '.bertkit-nodedir')
+  fs.mkdirSync(path.join(dir, 'include'), { recursive: true })
+  const headers = path.join(path.dirname(require.resolve('node-api-headers/package.json')), 'include')
+  const link = path.join(dir, 'include', 'node')
+  fs.rmSync(link, { recursive: true, force: true })
+  fs.symlinkSync(headers, link, 'dir')
+  fs.writeFileSync(path.join(dir, 'common.gypi'), JSON.stringify({
+    variables: { node_module_version: '' },
+    target_defaults: {
+      default_configuration: 'Release',
+      configurations: { Release: { cflags: ['-O3'] }, Debug: {} },
+      cflags: ['-fPIC', '-pthread'],
+      ldflags: ['-pthread'],
+    },
+  }, null, 2))
+  return dir
+}
+
 const cmakeJs = path.join(root, 'node_modules', '.bin', 'cmake-js')
-if (which('cmake') && fs.existsSync(cmakeJs)) {
+const forceGyp = process.env.BERTKIT_BUILD === 'node-gyp'
+if (!forceGyp && which('cmake') && fs.existsSync(cmakeJs)) {
   const ok = run(cmakeJs, ['compile', '--out', 'build', `--CDBERTKIT_CUDA=${wantCuda}`, `--CDBERTKIT_BLAS=${blas}`,
     '--parallel', String(Math.max(1, require('node:os').availableParallelism()))])
   if (ok) process.exit(0)
   log('cmake-js failed; trying node-gyp (CPU backend only)')
 } else {
-  log('cmake not found; building the CPU backend with node-gyp')
+  log(forceGyp ? 'BERTKIT_BUILD=node-gyp: building the CPU backend with node-gyp' : 'cmake not found; building the CPU backend with node-gyp')
 }
 const nodeGyp = path.join(root, 'node_modules', '.bin', 'node-gyp')
-const nodeDir = path.dirname(require.resolve('node-api-headers/package.json'))
-if (run(nodeGyp, ['rebuild', `--nodedir=${nodeDir}`])) process.exit(0)
+if (run(nodeGyp, ['rebuild', `--nodedir=${nodeApiNodedir()}`, '-j', String(Math.max(1, require('node:os').availableParallelism()))])) process.exit(0)
 log('building the native addon failed: install cmake (or python3 + make) and a C++17 compiler')
 process.exit(1)
