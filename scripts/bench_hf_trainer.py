@@ -24,6 +24,7 @@ p.add_argument("--lr", type=float, default=2e-5)
 p.add_argument("--max-steps", type=int, default=-1)
 p.add_argument("--seed", type=int, default=42)
 p.add_argument("--threads", type=int, default=0)
+p.add_argument("--init-dir", default=None, help="save the initialised model (new classifier included) here before training")
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
@@ -34,7 +35,13 @@ def rows(split):
     return [{"input_ids": ids, "label": y} for ids, y in zip(data[split]["input_ids"], data[split]["labels"])]
 train, test = rows("train"), rows("test")
 tokenizer = AutoTokenizer.from_pretrained(a.tokenizer or a.model)
+# The new classifier is drawn from the seed, as with Trainer(model_init=...).
+from transformers import set_seed
+set_seed(a.seed)
 model = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=2)
+if a.init_dir:
+    model.save_pretrained(a.init_dir)
+    tokenizer.save_pretrained(a.init_dir)
 names = [n for n, _ in model.named_parameters()]
 for i, (name, param) in enumerate(model.named_parameters()):
     if a.strategy == "head":

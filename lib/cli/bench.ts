@@ -73,8 +73,8 @@ const split = (name: string) => Dataset.fromColumns({ input_ids: data[name].inpu
 const train = split('train')
 const test = split('test')
 
-async function runBertkit(strategy: Strategy, precision: Precision, seed: number): Promise<Result> {
-  const model = await AutoModelForSequenceClassification.fromPretrained(modelDir, { numLabels: 2, seed })
+async function runBertkit(strategy: Strategy, precision: Precision, seed: number, startFrom = modelDir): Promise<Result> {
+  const model = await AutoModelForSequenceClassification.fromPretrained(startFrom, { numLabels: 2, seed })
   if (strategy === 'head') freezeAllExcept(model, 'classifier')
   if (strategy === 'index100') freezeIndexRange(model, 0, 100)
   const outputDir = mkdtempSync(join(os.tmpdir(), 'bertkit-bench-'))
@@ -104,10 +104,11 @@ async function runBertkit(strategy: Strategy, precision: Precision, seed: number
   }
 }
 
-function runHf(strategy: Strategy, precision: Precision, seed: number): Result {
+function runHf(strategy: Strategy, precision: Precision, seed: number, initDir: string | null = null): Result {
   const script = join(__dirname, '..', '..', '..', 'scripts', 'bench_hf_trainer.py')
   const args = [script, '--model', modelDir, '--data', tokenized, '--strategy', strategy, '--precision', precision,
     '--epochs', String(epochs), '--max-steps', String(maxSteps), '--seed', String(seed)]
+  if (initDir) args.push('--init-dir', initDir)
   if (threads > 0) args.push('--threads', String(threads))
   const r = spawnSync('python3', args, { encoding: 'utf8', maxBuffer: 64 << 20 })
   const last = r.stdout.trim().split('\n').pop() ?? ''
@@ -132,16 +133,22 @@ async function main() {
   for (const precision of precisions) {
     for (const strategy of strategies) {
       for (const seed of seeds) {
-        const ours = await runBertkit(strategy, precision, seed)
-        results.push(ours)
-        saveProgress(results)
-        process.stderr.write(`bertkit ${strategy} ${precision} seed ${seed}: ${ours.trainRuntime.toFixed(1)} s, loss ${ours.trainLoss.toFixed(3)}, F1 ${ours.evalF1.toFixed(3)}\n`)
-        if (flag('hf')) {
-          const theirs = runHf(strategy, precision, seed)
+        // --same-init: the HF run saves its initialised model (its seeded new classifier
+        // included) and bertkit starts from exactly those weights.
+        const initDir = flag('same-init') ? mkdtempSync(join(os.tmpdir(), 'bertkit-init-')) : null
+        const runTheirs = () => {
+          const theirs = runHf(strategy, precision, seed, initDir)
           results.push(theirs)
           saveProgress(results)
           process.stderr.write(`transformers ${strategy} ${precision} seed ${seed}: ${theirs.error ?? `${theirs.trainRuntime.toFixed(1)} s, loss ${theirs.trainLoss.toFixed(3)}, F1 ${theirs.evalF1.toFixed(3)}`}\n`)
         }
+        if (initDir) runTheirs()
+        const ours = await runBertkit(strategy, precision, seed, initDir ?? modelDir)
+        results.push(ours)
+        saveProgress(results)
+        process.stderr.write(`bertkit ${strategy} ${precision} seed ${seed}: ${ours.trainRuntime.toFixed(1)} s, loss ${ours.trainLoss.toFixed(3)}, F1 ${ours.evalF1.toFixed(3)}\n`)
+        if (flag('hf') && !initDir) runTheirs()
+        if (initDir) rmSync(initDir, { recursive: true, force: true })
       }
     }
   }
@@ -154,7 +161,7 @@ async function main() {
   const lines = [
     `# Recipe benchmark: rotten tomatoes, 1 epoch`,
     '',
-    `Model: ${modelDir}. Data: ${tokenized} (${train.length} train / ${test.length} test). Batch 16, lr 2e-5, weight decay 0.01, ${maxSteps > 0 ? `${maxSteps} steps` : `${epochs} epoch(s)`}, seeds ${seeds.join(', ')} (means shown).`,
+    `Model: ${modelDir}. Data: ${tokenized} (${train.length} train / ${test.length} test). Batch 16, lr 2e-5, weight decay 0.01, ${maxSteps > 0 ? `${maxSteps} steps` : `${epochs} epoch(s)`}, seeds ${seeds.join(', ')} (means shown).${flag('same-init') ? ' Same initial weights: for each seed the HF run saved its initialised model (seeded new classifier included) and bertkit started from it.' : ''}`,
     `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores); device: ${deviceText}; date ${new Date().toISOString().slice(0, 10)}.`,
     `Command: \`npm run bench -- ${argv.join(' ')}\``,
     '',
