@@ -12,6 +12,7 @@ import {
   createPositionIdsFromInputIds, tensor, tidy, freezeAllExcept, freezeEncoderLayers, parameterSummary,
 } from '../../lib/index.js'
 import { readSafetensors } from '../../lib/hub/safetensors.js'
+import { closePerTensor } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'roberta')
 const goldenDirs = ['base', 'odd']
@@ -23,20 +24,6 @@ interface Inputs {
   labels: number[] | number[][]
 }
 
-/** max |a - b| <= rtol * max |ref| + atol, per tensor. */
-function closePerTensor(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol = 1e-7) {
-  let maxRef = 0, maxErr = 0, at = -1
-  for (let i = 0; i < expected.length; i++) {
-    maxRef = Math.max(maxRef, Math.abs(expected[i]))
-    const err = Math.abs(actual[i] - expected[i])
-    if (!(err <= maxErr)) {
-      maxErr = Number.isNaN(err) ? Infinity : err
-      at = i
-    }
-  }
-  const ok = actual.length === expected.length && maxErr <= rtol * maxRef + atol
-  return { ok, relative: maxErr / Math.max(maxRef, 1e-30), msg: `max |err| ${maxErr.toExponential(2)} at [${at}] (max |ref| ${maxRef.toExponential(2)}, allowed ${(rtol * maxRef + atol).toExponential(2)})` }
-}
 
 function readInputs(dir: string): Inputs {
   return JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Inputs
