@@ -249,6 +249,7 @@ export class Trainer {
     this.fire('onTrainBegin')
 
     const sample = (batchIndex: number, epoch: number) => epoch + (batchIndex + 1) / batchesPerEpoch
+    let endOfEpochPosition: { epoch: number; batchesDone: number; batchesInEpoch: number } | null = null
     try {
       outer: for (let epoch = startEpoch; epoch < numEpochs; epoch++) {
         const batches = this.epochBatches(ds, epoch)
@@ -329,13 +330,22 @@ export class Trainer {
           const atSteps = (every: number | null) => every !== null && this.state.globalStep % every === 0
           if (args.evalStrategy === 'steps' && atSteps(args.evalSteps)) await this.evaluateAndTrack()
           if (args.saveStrategy === 'steps' && atSteps(args.saveSteps)) this.saveCheckpoint({ epoch, batchesDone: b + 1 }, batches.length)
-          if (this.control.shouldTrainingStop || this.state.globalStep >= maxSteps) break outer
+          if (this.state.globalStep >= maxSteps) this.control.shouldTrainingStop = true
+          if (this.control.shouldTrainingStop) {
+            // As transformers: a run that stops inside an epoch still gets that epoch's
+            // end-of-epoch evaluation and checkpoint.
+            endOfEpochPosition = { epoch, batchesDone: b + 1, batchesInEpoch: batches.length }
+            break
+          }
           await yieldToEventLoop()
         }
         this.fire('onEpochEnd')
         if (args.evalStrategy === 'epoch') await this.evaluateAndTrack()
-        if (args.saveStrategy === 'epoch') this.saveCheckpoint({ epoch: epoch + 1, batchesDone: 0 }, 0)
-        if (this.control.shouldTrainingStop) break
+        if (args.saveStrategy === 'epoch') {
+          const p = endOfEpochPosition
+          this.saveCheckpoint(p ? { epoch: p.epoch, batchesDone: p.batchesDone } : { epoch: epoch + 1, batchesDone: 0 }, p ? p.batchesInEpoch : 0)
+        }
+        if (this.control.shouldTrainingStop) break outer
       }
     } finally {
       progress.stop()

@@ -155,3 +155,15 @@ t.test('early stopping, best model kept, class weights, bad arguments', async (t
   const unused: Tensor | null = null
   void unused
 })
+
+t.test('a run that stops inside an epoch still saves its end-of-epoch checkpoint (as transformers)', async (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-epochsave-'))
+  const { model, trainer } = await run(dir, { saveStrategy: 'epoch', maxSteps: 3 })
+  await trainer.train()
+  t.ok(existsSync(join(dir, 'checkpoint-3', 'trainer_state.json')), 'checkpoint-3 written at the stop')
+  const state = JSON.parse(readFileSync(join(dir, 'checkpoint-3', 'trainer_state.json'), 'utf8'))
+  t.same(state.bertkit.data_position, { epoch: 0, batchesDone: 3 }, 'resumable from the middle of epoch 0')
+  trainer.dispose()
+  model.dispose()
+  rmSync(dir, { recursive: true, force: true })
+})
