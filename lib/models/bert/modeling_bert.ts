@@ -5,13 +5,15 @@
 import { Module, ModuleList } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import {
-  activation, add, attention, crossEntropy, mean, mul, reshape, scale, sliceRows, tanh, zeroColumnPairs,
+  activation, add, attention, reshape, sliceRows, tanh,
   maskedMeanPool, maskedMaxPool,
 } from '../../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { tidy } from '../../tensor/scope.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
+import { problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
+import type { ProblemType } from '../configuration_utils.js'
 import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo } from './pretrained.js'
 
 export interface BertInputs {
@@ -357,42 +359,11 @@ export class BertForSequenceClassification extends Module {
   }
 
   /** The problem type transformers would pick: from the config, else from num_labels and the labels' dtype. */
-  problemType(labels: Tensor): 'regression' | 'single_label_classification' | 'multi_label_classification' {
-    if (this.config.problem_type) return this.config.problem_type
-    if (this.numLabels === 1) return 'regression'
-    return labels.dtype === 'int32' ? 'single_label_classification' : 'multi_label_classification'
+  problemType(labels: Tensor): ProblemType {
+    return problemTypeFor(this.config.problem_type, this.numLabels, labels)
   }
 
   private computeLoss(logits: Tensor, labels: Tensor): Tensor {
-    const batch = logits.shape[0]
-    const kind = this.problemType(labels)
-    if (kind === 'single_label_classification') {
-      if (labels.dtype !== 'int32') throw new TypeError(`BertForSequenceClassification: single-label labels must be int32, got ${labels.dtype}`)
-      if (labels.numel !== batch) throw new RangeError(`BertForSequenceClassification: labels ${formatShape(labels.shape)} must have ${batch} elements`)
-      return crossEntropy(logits, labels)
-    }
-    if (kind === 'regression') {
-      // MSELoss(logits.squeeze(), labels.squeeze()).
-      if (labels.dtype !== 'float32') throw new TypeError(`BertForSequenceClassification: regression labels must be float32, got ${labels.dtype}`)
-      if (labels.numel !== logits.numel) throw new RangeError(`BertForSequenceClassification: labels ${formatShape(labels.shape)} must match logits ${formatShape(logits.shape)}`)
-      const diff = add(reshape(logits, [logits.numel]), scale(reshape(labels, [labels.numel]), -1))
-      return mean(mul(diff, diff))
-    }
-    // BCEWithLogitsLoss with 0/1 targets: mean over every (row, label) of a two-class cross-entropy.
-    if (labels.numel !== logits.numel) throw new RangeError(`BertForSequenceClassification: multi-label labels ${formatShape(labels.shape)} must match logits ${formatShape(logits.shape)}`)
-    const targets = labels.toFloat32Array()
-    const hard = new Int32Array(targets.length)
-    for (let i = 0; i < targets.length; i++) {
-      if (targets[i] !== 0 && targets[i] !== 1) {
-        throw new RangeError(`BertForSequenceClassification: multi-label targets must be 0 or 1, got ${targets[i]} at [${Math.floor(i / this.numLabels)}, ${i % this.numLabels}]`)
-      }
-      hard[i] = targets[i]
-    }
-    const targetTensor = tensor(hard, { dtype: 'int32', device: logits.device })
-    try {
-      return crossEntropy(zeroColumnPairs(reshape(logits, [logits.numel])), targetTensor)
-    } finally {
-      targetTensor.dispose()
-    }
+    return sequenceClassificationLoss('BertForSequenceClassification', this.problemType(labels), logits, labels, this.numLabels)
   }
 }

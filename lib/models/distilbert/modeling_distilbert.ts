@@ -5,6 +5,7 @@
 // mask as BERT's eager path, and the head relu(pre_classifier(h[:, 0])) →
 // dropout → classifier.
 import { Module, ModuleList } from '../../nn/module.js'
+import { tidy } from '../../tensor/scope.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import { makeTensor, normalTensor } from '../../nn/init.js'
 import { activation, attention, embedding, relu, reshape, sliceRows } from '../../tensor/ops.js'
@@ -181,7 +182,8 @@ export class Transformer extends Module {
   }
 
   forward(hidden: Tensor, mask: Tensor): Tensor {
-    for (const block of this.layer.items) hidden = block.forward(hidden, mask)
+    // One scope per layer, as BertEncoder: what backward does not need dies with its layer.
+    for (const block of this.layer.items) hidden = tidy(() => block.forward(hidden, mask))
     return hidden
   }
 }
