@@ -3,7 +3,7 @@ pre-tokenized data (scripts/tokenize_rotten_tomatoes.py), for one freezing
 strategy and precision. Prints one JSON line.
 
 usage: python3 scripts/bench_hf_trainer.py --model DIR --data tokenized.json
-         --strategy full|head|index100 [--precision fp32|fp16|bf16] [--epochs 1]
+         --strategy full|head|index100|lora [--precision fp32|fp16|bf16] [--epochs 1]
          [--batch 16] [--lr 2e-5] [--max-steps N] [--seed 42]"""
 import argparse, json, os, tempfile, time
 
@@ -48,6 +48,11 @@ for i, (name, param) in enumerate(model.named_parameters()):
         param.requires_grad = name.startswith("classifier")
     elif a.strategy == "index100":
         param.requires_grad = i > 100
+if a.strategy == "lora":
+    # The adapter bertkit's bench trains (lib/cli/bench.ts BENCH_LORA), with peft itself.
+    from peft import LoraConfig, get_peft_model
+    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1,
+                                             target_modules=["query", "value"], modules_to_save=["classifier"]))
 
 def compute_metrics(pred):
     # Binary F1 of the positive class, as sklearn's f1_score.

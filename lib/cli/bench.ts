@@ -6,7 +6,9 @@
 // data, hyperparameters and weights.
 //
 // bertkit bench --model DIR --tokenized rt.json [--hf] [--strategies full,head,index100]
-//   [--precision fp32,bf16] [--epochs 1] [--max-steps N] [--seeds 42] [--out benchmarks/recipe-cpu]
+//   [--precision fp32,bf16] [--epochs 1] [--max-steps N] [--seeds 42] [--lr 2e-5] [--out benchmarks/recipe-cpu]
+// Strategy `lora` trains a LoRA adapter (r=8, alpha 16, dropout 0.1, query+value,
+// classifier saved) — bertkit's peft port against peft itself on the HF side.
 //   (also `npm run bench -- ...`)
 // rt.json comes from scripts/tokenize_rotten_tomatoes.py (the same ids for both libraries).
 import { spawnSync } from 'node:child_process'
@@ -23,6 +25,10 @@ import { DataCollatorWithPadding } from '../data/data_collator.js'
 import { Trainer } from '../train/trainer.js'
 import { TrainingArguments } from '../train/training_args.js'
 import { f1 } from '../train/metrics.js'
+import { getPeftModel, LoraConfig, type LoraConfigInit } from '../peft/index.js'
+
+/** The adapter both libraries train for strategy `lora` (the issue's r=8, query+value, classifier saved). */
+const BENCH_LORA: LoraConfigInit = { r: 8, loraAlpha: 16, loraDropout: 0.1, targetModules: ['query', 'value'], modulesToSave: ['classifier'] }
 
 export async function runBench(argv: string[]): Promise<void> {
 const flag = (name: string) => argv.includes(`--${name}`)
@@ -40,14 +46,16 @@ const precisions = opt('precision', 'fp32').split(',') as Precision[]
 const epochs = Number(opt('epochs', '1'))
 const maxSteps = Number(opt('max-steps', '-1'))
 const seeds = opt('seeds', '42').split(',').map(Number)
+const learningRate = Number(opt('lr', '2e-5'))
+if (!(learningRate > 0)) throw new Error(`bench: --lr must be a positive number, got ${opt('lr', '')}`)
 const outBase = opt('out', join('benchmarks', `recipe-${os.hostname().slice(0, 12)}`))
 const threads = Number(opt('threads', '0'))
 if (threads > 0) native().setNumThreads(threads)
 
-type Strategy = 'full' | 'head' | 'index100'
+type Strategy = 'full' | 'head' | 'index100' | 'lora'
 type Precision = 'fp32' | 'fp16' | 'bf16'
 
-const REFERENCE_T4: Record<Strategy, { trainTime: number; trainLoss: number; evalF1: number }> = {
+const REFERENCE_T4: Partial<Record<Strategy, { trainTime: number; trainLoss: number; evalF1: number }>> = {
   full: { trainTime: 62, trainLoss: 0.418, evalF1: 0.857 },
   head: { trainTime: 15, trainLoss: 0.696, evalF1: 0.638 },
   index100: { trainTime: 21, trainLoss: 0.475, evalF1: 0.768 },
@@ -74,12 +82,15 @@ const train = split('train')
 const test = split('test')
 
 async function runBertkit(strategy: Strategy, precision: Precision, seed: number, startFrom = modelDir): Promise<Result> {
-  const model = await AutoModelForSequenceClassification.fromPretrained(startFrom, { numLabels: 2, seed })
-  if (strategy === 'head') freezeAllExcept(model, 'classifier')
-  if (strategy === 'index100') freezeIndexRange(model, 0, 100)
+  const base = await AutoModelForSequenceClassification.fromPretrained(startFrom, { numLabels: 2, seed })
+  if (strategy === 'head') freezeAllExcept(base, 'classifier')
+  if (strategy === 'index100') freezeIndexRange(base, 0, 100)
+  const model = strategy === 'lora'
+    ? getPeftModel(base, new LoraConfig({ ...BENCH_LORA, taskType: 'SEQ_CLS' }), { seed })
+    : base
   const outputDir = mkdtempSync(join(os.tmpdir(), 'bertkit-bench-'))
   const args = new TrainingArguments(outputDir, {
-    learningRate: 2e-5, perDeviceTrainBatchSize: 16, perDeviceEvalBatchSize: 16, numTrainEpochs: epochs, maxSteps,
+    learningRate, perDeviceTrainBatchSize: 16, perDeviceEvalBatchSize: 16, numTrainEpochs: epochs, maxSteps,
     weightDecay: 0.01, saveStrategy: 'no', seed, fp16: precision === 'fp16', bf16: precision === 'bf16', loggingSteps: 50,
     disableTqdm: !process.stderr.isTTY, plotCurves: false,
   })
@@ -107,7 +118,7 @@ async function runBertkit(strategy: Strategy, precision: Precision, seed: number
 function runHf(strategy: Strategy, precision: Precision, seed: number, initDir: string | null = null): Result {
   const script = join(__dirname, '..', '..', '..', 'scripts', 'bench_hf_trainer.py')
   const args = [script, '--model', modelDir, '--data', tokenized, '--strategy', strategy, '--precision', precision,
-    '--epochs', String(epochs), '--max-steps', String(maxSteps), '--seed', String(seed)]
+    '--epochs', String(epochs), '--max-steps', String(maxSteps), '--seed', String(seed), '--lr', String(learningRate)]
   if (initDir) args.push('--init-dir', initDir)
   if (threads > 0) args.push('--threads', String(threads))
   const r = spawnSync('python3', args, { encoding: 'utf8', maxBuffer: 64 << 20 })
@@ -161,7 +172,7 @@ async function main() {
   const lines = [
     `# Recipe benchmark: rotten tomatoes, 1 epoch`,
     '',
-    `Model: ${modelDir}. Data: ${tokenized} (${train.length} train / ${test.length} test). Batch 16, lr 2e-5, weight decay 0.01, ${maxSteps > 0 ? `${maxSteps} steps` : `${epochs} epoch(s)`}, seeds ${seeds.join(', ')} (means shown).${flag('same-init') ? ' Same initial weights: for each seed the HF run saved its initialised model (seeded new classifier included) and bertkit started from it.' : ''}`,
+    `Model: ${modelDir}. Data: ${tokenized} (${train.length} train / ${test.length} test). Batch 16, lr ${learningRate}, weight decay 0.01, ${maxSteps > 0 ? `${maxSteps} steps` : `${epochs} epoch(s)`}, seeds ${seeds.join(', ')} (means shown).${flag('same-init') ? ' Same initial weights: for each seed the HF run saved its initialised model (seeded new classifier included) and bertkit started from it.' : ''}`,
     `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores); device: ${deviceText}; date ${new Date().toISOString().slice(0, 10)}.`,
     `Command: \`npm run bench -- ${argv.join(' ')}\``,
     '',
@@ -177,12 +188,13 @@ async function main() {
         const failed = results.find((r) => r.strategy === strategy && r.precision === precision && r.library === library && r.error)
         if (!rs.length && !failed) continue
         const ref = REFERENCE_T4[strategy]
+        const refText = ref ? `${ref.trainTime} / ${ref.trainLoss} / ${ref.evalF1}` : 'n/a'
         if (!rs.length) {
           lines.push(`| ${strategy} | ${precision} | ${library} | error: ${failed!.error!.slice(0, 120)} | | | | | | | |`)
           continue
         }
         const peaks = rs.map((r) => r.peakMemoryMiB).filter((x): x is number => x !== null)
-        lines.push(`| ${strategy} | ${precision} | ${library} | ${fmt(mean(rs.map((r) => r.trainRuntime)), 1)} | ${fmt(mean(rs.map((r) => r.trainLoss)))} | ${fmt(mean(rs.map((r) => r.evalF1)))} | ${fmt(mean(rs.map((r) => r.evalRuntime)), 2)} | ${fmt(mean(rs.map((r) => r.trainSamplesPerSecond)), 1)} | ${peaks.length ? fmt(mean(peaks), 0) : 'n/a'} | ${strategy === 'full' && bertBase ? fmt((2e14 * mean(rs.map((r) => r.steps)) / 534) / mean(rs.map((r) => r.trainRuntime)) / 1e12, 1) : ''} | ${ref.trainTime} / ${ref.trainLoss} / ${ref.evalF1} |`)
+        lines.push(`| ${strategy} | ${precision} | ${library} | ${fmt(mean(rs.map((r) => r.trainRuntime)), 1)} | ${fmt(mean(rs.map((r) => r.trainLoss)))} | ${fmt(mean(rs.map((r) => r.evalF1)))} | ${fmt(mean(rs.map((r) => r.evalRuntime)), 2)} | ${fmt(mean(rs.map((r) => r.trainSamplesPerSecond)), 1)} | ${peaks.length ? fmt(mean(peaks), 0) : 'n/a'} | ${strategy === 'full' && bertBase ? fmt((2e14 * mean(rs.map((r) => r.steps)) / 534) / mean(rs.map((r) => r.trainRuntime)) / 1e12, 1) : ''} | ${refText} |`)
       }
     }
   }
