@@ -51,6 +51,25 @@ export interface NativeAddon {
   attentionBackward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
     seed: number | bigint, offset: number | bigint, q: Buf, k: Buf, v: Buf, probs: Buf, dout: Buf,
     dq: OptBuf, dk: OptBuf, dv: OptBuf): void
+  /** attentionForward without the [batch, heads, seq, seq] probs: saves lse [batch, heads, seq] (float32) only. */
+  flashAttentionForward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
+    seed: number | bigint, offset: number | bigint, q: Buf, k: Buf, v: Buf, mask: Buf, lse: Buf, out: Buf): void
+  /** Recomputes the probabilities from lse; out is the forward's output. Accumulates into dq / dk / dv (null: skip). */
+  flashAttentionBackward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
+    seed: number | bigint, offset: number | bigint, q: Buf, k: Buf, v: Buf, mask: Buf, lse: Buf, out: Buf, dout: Buf,
+    dq: OptBuf, dk: OptBuf, dv: OptBuf): void
+  /** dst[o, c, r, i] = src[o, r, c, i] for src [outer, rows, cols, inner]. */
+  swapAxesForward(outer: number, rows: number, cols: number, inner: number, src: Buf, dst: Buf): void
+  /** dsrc[o, r, c, i] += ddst[o, c, r, i]. */
+  swapAxesBackward(outer: number, rows: number, cols: number, inner: number, ddst: Buf, dsrc: Buf): void
+  /** out[n, s, t] = x[n, s, index[s, t]]; x [batch, rows, width], index int32 [rows, picks]. */
+  gatherColumnsForward(batch: number, rows: number, width: number, picks: number, x: Buf, index: Buf, out: Buf): void
+  /** dx[n, s, index[s, t]] += dout[n, s, t]. */
+  gatherColumnsBackward(batch: number, rows: number, width: number, picks: number, index: Buf, dout: Buf, dx: Buf): void
+  /** probs = softmax(scale * x) over [groups, batch, seq, seq], (i, j) of batch b kept when mask[b, i] and mask[b, j] are non-zero. */
+  maskedSoftmaxForward(groups: number, batch: number, seq: number, scale: number, x: Buf, mask: Buf, probs: Buf): void
+  /** dx += kept ? scale * p * (dp - rowsum(p * dp)) : 0. */
+  maskedSoftmaxBackward(groups: number, batch: number, seq: number, scale: number, probs: Buf, dprobs: Buf, mask: Buf, dx: Buf): void
   crossEntropyForward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,
     classWeights: OptBuf, loss: Buf): void
   crossEntropyBackward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,
@@ -60,6 +79,11 @@ export interface NativeAddon {
   clipCoefficient(sumSq: Buf, maxNorm: number, clipCoef: Buf): void
   probeDevice(device: number): { ok: boolean; description?: string; reason?: string }
   synchronize(device: number): void
+  /** Resolves when the device's queued work is done, waiting off the event loop; rejects with a queued op's error. */
+  synchronizeAsync(device: number): Promise<void>
+  /** CPU ops queued on the stream thread (true, default; BERTKIT_CPU_ASYNC=0 at load makes it false) or run at once. */
+  setCpuAsync(on: boolean): void
+  getCpuAsync(): boolean
   getNumThreads(): number
   setNumThreads(n: number): void
   /** Live tensor bytes per device, their peaks, and idle bytes the CPU block cache holds for reuse. */

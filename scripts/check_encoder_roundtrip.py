@@ -6,7 +6,7 @@ in transformers and give bertkit's numbers.
     BERTKIT_ADDON_PATH=build-main/Release/bertkit.node python scripts/check_encoder_roundtrip.py
 
 For each golden fixture (RoBERTa base/odd, DistilBERT base/sinusoidal, BERT
-three_labels) bertkit loads the checkpoint with AutoModelForSequenceClassification,
+three_labels, DeBERTa-v2 v3/unshared/seq1) bertkit loads the checkpoint with AutoModelForSequenceClassification,
 moves every weight (so the file cannot be the fixture's own), computes logits on
 the fixture inputs and saves with savePretrained. transformers then loads that
 directory with its AutoModelForSequenceClassification: the class must be the
@@ -32,7 +32,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "test", "fixtures")
-CASES = ["roberta/base", "roberta/odd", "distilbert/base", "distilbert/sinusoidal", "bert/three_labels"]
+CASES = ["roberta/base", "roberta/odd", "distilbert/base", "distilbert/sinusoidal", "bert/three_labels",
+         "deberta_v2/v3", "deberta_v2/unshared", "deberta_v2/seq1"]
 TEXTS = ["the movie was great", "caf\u00e9 na\u00efve \U0001F600 don't", "  spaces  and\ttabs ", "a <mask> here"]
 PAIRS = [("first text", "second text, longer than the first"), ("", "empty first")]
 

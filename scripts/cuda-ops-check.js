@@ -324,6 +324,94 @@ for (const c of attentionCases) {
   }
 }
 
+// ---- fused (flash) attention -----------------------------------------------------------------
+// flashAttentionForward / Backward (lib: BERTKIT_ATTENTION=fused) CUDA against CPU at seq 1, 37
+// (ragged tile), 64, 128 and 512 (8 key tiles), head_dim 32 and 64 (BERT, MiniLM) plus 24 and 72
+// (padded to the 32 / 128 kernels), with padded and all-padding batch rows and dropout. Then, on the
+// device alone, the fused op against the materialised one (same dropout mask: out and gradients agree).
+
+const flashCases = [
+  { batch: 3, seq: 37, heads: 3, headDim: 24, lengths: [FULL, 26, 0], p: 0.1, seed: 0xfeedface12345678n, offset: 0xfffffff0n },
+  { batch: 2, seq: 1, heads: 3, headDim: 32, lengths: [1, 0], p: 0.5, seed: 5n, offset: 17n },
+  { batch: 2, seq: 130, heads: 2, headDim: 72, lengths: [FULL, 70], p: 0.1, seed: 11n, offset: 3n },
+]
+if (!quick) {
+  for (const headDim of [32, 64]) {
+    flashCases.push({ batch: 2, seq: 1, heads: 2, headDim, lengths: [FULL, 1], p: 0.1, seed: 3n, offset: 9n })
+    flashCases.push({ batch: 3, seq: 37, heads: 2, headDim, lengths: [FULL, 20, 0], p: 0.1, seed: 4n, offset: 0n })
+    flashCases.push({ batch: 4, seq: 64, heads: 3, headDim, lengths: [FULL, 64, 33, 1], p: 0, seed: 0n, offset: 0n })
+    flashCases.push({ batch: 4, seq: 128, heads: 4, headDim, lengths: [FULL, 100, 0, 65], p: 0.1, seed: 42n, offset: 123456n })
+    flashCases.push({ batch: 2, seq: 512, heads: 2, headDim, lengths: [FULL, 300], p: 0.1, seed: 7n, offset: 1n })
+  }
+  flashCases.push({ batch: 2, seq: 200, heads: 2, headDim: 128, lengths: [FULL, 150], p: 0.1, seed: 8n, offset: 2n })
+}
+for (const c of flashCases) {
+  const hidden = c.heads * c.headDim
+  const n = c.batch * c.seq * hidden
+  const q = random(n, seed++, -4, 4), k = random(n, seed++, -2, 2), v = random(n, seed++)
+  const g = random(n, seed++)
+  const init = [random(n, seed++), random(n, seed++), random(n, seed++)]
+  const mask = lengthsMask(c.seq, c.lengths)
+  const scale = Math.fround(1 / Math.sqrt(c.headDim))
+  const rows = c.batch * c.heads * c.seq
+  const what = `${c.batch}x${c.seq}x${c.heads}x${c.headDim} p=${c.p}, lengths ${c.lengths.map((l) => (l >= c.seq ? 'full' : l)).join('/')}`
+  const forward = (d) => {
+    const bufs = { q: f32(d, q), k: f32(d, k), v: f32(d, v), mask: i32(d, mask), lse: nan(d, rows), out: nan(d, n) }
+    addon.flashAttentionForward(c.batch, c.seq, c.heads, c.headDim, scale, c.p, c.seed, c.offset, bufs.q, bufs.k, bufs.v, bufs.mask, bufs.lse, bufs.out)
+    return bufs
+  }
+  check('flashAttentionForward', what, (d) => { const f = forward(d); return { lse: f.lse, out: f.out } })
+  for (const [which, label] of [[['dq', 'dk', 'dv'], 'dq dk dv'], [['dk'], 'dk only'], [['dq', 'dv'], 'dq dv']]) {
+    if (label !== 'dq dk dv' && (quick || c.seq > 130)) continue
+    check('flashAttentionBackward', `${what}, ${label}`, (d) => {
+      const f = forward(d)
+      const grads = { dq: f32(d, init[0]), dk: f32(d, init[1]), dv: f32(d, init[2]) }
+      const pick = (name) => (which.includes(name) ? grads[name] : null)
+      addon.flashAttentionBackward(c.batch, c.seq, c.heads, c.headDim, scale, c.p, c.seed, c.offset, f.q, f.k, f.v, f.mask, f.lse, f.out,
+        f32(d, g), pick('dq'), pick('dk'), pick('dv'))
+      return grads
+    })
+  }
+}
+{
+  // On the device alone: fused against materialised, BERT-base attention with dropout.
+  const c = { batch: 16, seq: quick ? 37 : 128, heads: 12, headDim: 64, p: 0.1, seed: 99n, offset: 5n }
+  const hidden = c.heads * c.headDim
+  const n = c.batch * c.seq * hidden
+  const q = random(n, seed++, -4, 4), k = random(n, seed++, -2, 2), v = random(n, seed++), g = random(n, seed++)
+  const mask = lengthsMask(c.seq, Array.from({ length: c.batch }, (_, b) => (b === 3 ? 0 : 20 + ((b * 37) % c.seq))))
+  const scale = Math.fround(1 / Math.sqrt(c.headDim))
+  const run = (fused) => exec(DEV, (d) => {
+    const x = { q: f32(d, q), k: f32(d, k), v: f32(d, v), mask: i32(d, mask), out: nan(d, n) }
+    const grads = { dq: f32(d, new Float32Array(n)), dk: f32(d, new Float32Array(n)), dv: f32(d, new Float32Array(n)) }
+    if (fused) {
+      const lse = nan(d, c.batch * c.heads * c.seq)
+      addon.flashAttentionForward(c.batch, c.seq, c.heads, c.headDim, scale, c.p, c.seed, c.offset, x.q, x.k, x.v, x.mask, lse, x.out)
+      addon.flashAttentionBackward(c.batch, c.seq, c.heads, c.headDim, scale, c.p, c.seed, c.offset, x.q, x.k, x.v, x.mask, lse, x.out,
+        f32(d, g), grads.dq, grads.dk, grads.dv)
+    } else {
+      const probs = nan(d, c.batch * c.heads * c.seq * c.seq)
+      addon.attentionForward(c.batch, c.seq, c.heads, c.headDim, scale, c.p, c.seed, c.offset, x.q, x.k, x.v, x.mask, probs, x.out)
+      addon.attentionBackward(c.batch, c.seq, c.heads, c.headDim, scale, c.p, c.seed, c.offset, x.q, x.k, x.v, probs, f32(d, g),
+        grads.dq, grads.dk, grads.dv)
+    }
+    return { out: x.out, ...grads }
+  })
+  const what = `${devName}: ${c.batch}x${c.seq}x${c.heads}x${c.headDim} p=${c.p}, fused vs materialized`
+  const fused = run(true), mat = run(false)
+  if (fused.error || mat.error) record('flashVsMaterialized', what, 'FAIL', `threw: ${fused.error ?? mat.error}`)
+  else {
+    const parts = []
+    let ok = true
+    for (const name of Object.keys(mat.read)) {
+      const cmp = compareTensor(fused.read[name], mat.read[name], 1e-5)
+      ok = ok && cmp.ok
+      parts.push(`${name}: ${cmp.text}`)
+    }
+    record('flashVsMaterialized', what, ok ? 'PASS' : 'FAIL', parts.join('; '))
+  }
+}
+
 // ---- cross-entropy ------------------------------------------------------------------------------
 
 const IGNORE = -100
@@ -518,6 +606,54 @@ if (timeIt) {
       const g = devRandom(n, 8), dq = filled(n, 0), dk = filled(n, 0), dv = filled(n, 0)
       return () => addon.attentionBackward(B, S, H, D, scale, 0.1, 1n, 0n, a.q, a.k, a.v, a.probs, g, dq, dk, dv)
     }), 2 * attFlop)
+    // The fused op at the same shape (the decision to make it CUDA's default rests on these lines).
+    const setupFlash = () => {
+      const q = devRandom(n, 5), k = devRandom(n, 6), v = devRandom(n, 7), m = i32(dev, mask)
+      const lse = make(dev, F32, B * H * S), out = make(dev, F32, n)
+      return { q, k, v, m, lse, out }
+    }
+    report(`flashAttentionForward ${B}x${S}x${H}x${D} p=0.1`, time(() => {
+      const a = setupFlash()
+      return () => addon.flashAttentionForward(B, S, H, D, scale, 0.1, 1n, 0n, a.q, a.k, a.v, a.m, a.lse, a.out)
+    }), attFlop)
+    report(`flashAttentionBackward ${B}x${S}x${H}x${D} p=0.1 dq dk dv`, time(() => {
+      const a = setupFlash()
+      addon.flashAttentionForward(B, S, H, D, scale, 0.1, 1n, 0n, a.q, a.k, a.v, a.m, a.lse, a.out)
+      const g = devRandom(n, 8), dq = filled(n, 0), dk = filled(n, 0), dv = filled(n, 0)
+      return () => addon.flashAttentionBackward(B, S, H, D, scale, 0.1, 1n, 0n, a.q, a.k, a.v, a.m, a.lse, a.out, g, dq, dk, dv)
+    }), 2.5 * attFlop)
+    {
+      // Full-length rows (no key tile skipped) and seq 512, fused vs materialised side by side.
+      const full = lengthsMask(S, Array.from({ length: B }, () => S))
+      for (const [label, fn] of [
+        ['attentionForward', (a) => () => addon.attentionForward(B, S, H, D, scale, 0.1, 1n, 0n, a.q, a.k, a.v, a.m, a.probs, a.out)],
+        ['flashAttentionForward', (a) => () => addon.flashAttentionForward(B, S, H, D, scale, 0.1, 1n, 0n, a.q, a.k, a.v, a.m, a.lse, a.out)],
+      ]) {
+        report(`${label} ${B}x${S}x${H}x${D} p=0.1 full length`, time(() => {
+          const a = { ...setupFlash(), probs: make(dev, F32, B * H * S * S) }
+          a.m = i32(dev, full)
+          return fn(a)
+        }), attFlop)
+      }
+      const B2 = rehearsal ? 1 : 4, S2 = 512, n2 = B2 * S2 * HID
+      const mask2 = lengthsMask(S2, Array.from({ length: B2 }, () => S2))
+      for (const fused of [false, true]) {
+        report(`${fused ? 'flashAttention' : 'attention'} forward + backward ${B2}x${S2}x${H}x${D} p=0.1`, time(() => {
+          const q = devRandom(n2, 5), k = devRandom(n2, 6), v = devRandom(n2, 7), m = i32(dev, mask2), out = make(dev, F32, n2)
+          const saved = make(dev, F32, fused ? B2 * H * S2 : B2 * H * S2 * S2)
+          const g = devRandom(n2, 8), dq = filled(n2, 0), dk = filled(n2, 0), dv = filled(n2, 0)
+          return fused
+            ? () => {
+              addon.flashAttentionForward(B2, S2, H, D, scale, 0.1, 1n, 0n, q, k, v, m, saved, out)
+              addon.flashAttentionBackward(B2, S2, H, D, scale, 0.1, 1n, 0n, q, k, v, m, saved, out, g, dq, dk, dv)
+            }
+            : () => {
+              addon.attentionForward(B2, S2, H, D, scale, 0.1, 1n, 0n, q, k, v, m, saved, out)
+              addon.attentionBackward(B2, S2, H, D, scale, 0.1, 1n, 0n, q, k, v, saved, g, dq, dk, dv)
+            }
+        }, 10), 3 * 4 * B2 * H * S2 * S2 * D)
+      }
+    }
   }
   {
     const n = T * HID

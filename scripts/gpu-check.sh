@@ -9,7 +9,7 @@
 #      cross-entropy, AdamW, gemmMixed, the TF32 switch) CUDA against CPU, and
 #      per-op timings at BERT-base shapes (scripts/cuda-ops-check.js);
 #   4. the tap op tests under the CUDA variant (each file runs its cpu and cuda
-#      cases);
+#      cases), then (5b) the model tests again with BERTKIT_ATTENTION=fused;
 #   5. compute-sanitizer memcheck over the quick versions of both comparisons,
 #      when the toolkit has it and time is left.
 # Logs go to $OUT (the device tool's folder), else ./gpu-check-out; a table of
@@ -25,7 +25,8 @@
 # Rehearsal where there is no GPU (the wheel toolkit builds; CUDA steps report why not):
 #   GPU_CHECK_REHEARSAL=1 bash scripts/gpu-check.sh
 # Knobs: GPU_CHECK_BUILD (build folder, default build-gpu), BERTKIT_CUDA_ARCHS
-# (e.g. "90" to build only for H100/H200), GPU_CHECK_BUDGET (seconds, default 235).
+# (e.g. "90" to build only for H100/H200), GPU_CHECK_BUDGET (seconds, default 295:
+# 235 before step 5b, the model tests through the fused attention, was added).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,7 +34,7 @@ OUT="${OUT:-$ROOT/gpu-check-out}"
 mkdir -p "$OUT"
 BUILD="${GPU_CHECK_BUILD:-build-gpu}"
 ADDON="$ROOT/$BUILD/Release/cuda/bertkit_cuda.node"
-BUDGET="${GPU_CHECK_BUDGET:-235}"
+BUDGET="${GPU_CHECK_BUDGET:-295}"
 REHEARSAL="${GPU_CHECK_REHEARSAL:-0}"
 START=$(date +%s)
 ROWS=()
@@ -175,6 +176,28 @@ else
   counts=$(grep -E '^# \{ total' "$OUT/tap.log" | tail -n 1 | sed 's/^# //')
   row "tap ops (cuda)" "$([ $rc -eq 0 ] && echo ok || echo fail)" $(( $(date +%s) - s )) \
     "rc=$rc ${counts:-no summary (timed out?)}; failing files: $(sed -n 's/^not ok [0-9]* - dist\/test\/\([a-z_/]*\).*/\1/p' "$OUT/tap-failed-files.txt" | tr '\n' ' ')"
+fi
+
+# ---- 5b. the model tests again with the fused attention kernels -------------------------------
+# BERTKIT_ATTENTION=fused makes attention() use flashAttentionForward/Backward (CUDA's default is
+# still the materialised op): whole BERT, RoBERTa, DistilBERT against transformers' golden fixtures
+# through the fused kernels. The op-level fused checks ran in steps 4 and 5.
+MODEL_TESTS=("$ROOT"/dist/test/models/*.test.js)
+if [ ! -f "$TAP" ] || [ ${#MODEL_TESTS[@]} -eq 0 ]; then
+  row "tap models (fused)" SKIP 0 "no tap or no dist/test/models"
+elif [ "$(left)" -lt 35 ]; then
+  row "tap models (fused)" SKIP 0 "only $(left)s of the budget left"
+else
+  limit=$(( $(left) - 25 )); [ $limit -gt 60 ] && limit=60
+  say "model tests with BERTKIT_ATTENTION=fused, ${limit}s at most (log: $OUT/tap-fused.log)"
+  s=$(date +%s)
+  BERTKIT_ATTENTION=fused BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 "$limit" node "$TAP" -R tap --timeout="$limit" \
+    "${MODEL_TESTS[@]}" > "$OUT/tap-fused.log" 2>&1
+  rc=$?
+  grep -E '^\s+not ok' "$OUT/tap-fused.log" | sed 's/^ *//' > "$OUT/tap-fused-failures.txt"
+  counts=$(grep -E '^# \{ total' "$OUT/tap-fused.log" | tail -n 1 | sed 's/^# //')
+  row "tap models (fused)" "$([ $rc -eq 0 ] && echo ok || echo fail)" $(( $(date +%s) - s )) \
+    "rc=$rc ${counts:-no summary (timed out?)}"
 fi
 
 # ---- 6. compute-sanitizer memcheck over the quick comparisons ------------------------------

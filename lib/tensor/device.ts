@@ -48,3 +48,28 @@ export function setDefaultDevice(device: DeviceRequest): DeviceName {
 export function deviceCode(device: DeviceName): number {
   return DEVICE_CODE[device]
 }
+
+/**
+ * Waits until every op queued on the device has run, without blocking the event
+ * loop (a libuv worker thread does the waiting). CPU ops run on a stream thread
+ * and CUDA ops on a CUDA stream, so a training step only queues work; awaiting
+ * this is how the Trainer lets timers, I/O and progress bars run meanwhile.
+ * Rejects with the error of a queued op that failed (e.g. a token id out of range).
+ */
+export function synchronizeAsync(device: DeviceName = getDefaultDevice()): Promise<void> {
+  return loadNative().addon.synchronizeAsync(deviceCode(device))
+}
+
+/** Waits for the device's queued work, blocking the calling thread. */
+export function synchronize(device: DeviceName = getDefaultDevice()): void {
+  loadNative().addon.synchronize(deviceCode(device))
+}
+
+/**
+ * CPU ops queued on the native stream thread (true, the default) or run at once
+ * on the calling thread (false; also BERTKIT_CPU_ASYNC=0 at load). Results are
+ * identical; queueing is what keeps the event loop free while ops compute.
+ */
+export function setCpuAsync(on: boolean): void {
+  loadNative().addon.setCpuAsync(on)
+}

@@ -5,6 +5,7 @@ import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } fr
 import { record, save, willRecord } from './autograd.js'
 import { nextPhiloxRange } from './random.js'
 import { autocastDtype, castHalf, halfWeight, type HalfDType } from './autocast.js'
+import type { DeviceName } from './device.js'
 
 function fail(op: string, message: string): never {
   throw new Error(`${op}: ${message}`)
@@ -362,6 +363,47 @@ export interface AttentionOptions {
   training?: boolean
   /** Defaults to 1/sqrt(head_dim). */
   scale?: number
+  /** Which kernels compute it; defaults to attentionImplementation(device). */
+  implementation?: AttentionImplementation
+}
+
+/**
+ * How attention() computes: "materialized" saves the [batch, heads, seq, seq]
+ * probabilities for backward; "fused" (flash-style tiles, an online softmax)
+ * saves one log-sum-exp per row and recomputes the probabilities in backward.
+ * Both give the same results up to float rounding, with the same dropout mask.
+ */
+export type AttentionImplementation = 'fused' | 'materialized'
+
+// The defaults per device. CUDA: materialized until the fused kernels have
+// passed scripts/gpu-check.sh on a GPU (cuda-ops-check's flash lines and the
+// model tests with BERTKIT_ATTENTION=fused). CPU: materialized, the faster one
+// at the MiniLM / BERT shapes (batch 16, seq 64 / 128, 12 heads of 32 / 64):
+// fused took 1.4-1.5x its time, 1.2x with dynamic padding, for 64-128x less
+// saved memory (scripts/bench-attention.ts, benchmarks/attention-cpu.md).
+const DEFAULT_ATTENTION: Record<DeviceName, AttentionImplementation> = { cpu: 'materialized', cuda: 'materialized' }
+let attentionOverride: AttentionImplementation | null = null
+
+function parseAttentionImplementation(value: string, where: string): AttentionImplementation | null {
+  const v = value.toLowerCase()
+  if (v === 'fused' || v === 'materialized') return v
+  if (v === 'auto' || v === '') return null
+  throw new Error(`${where} must be fused, materialized or auto, got "${value}"`)
+}
+
+/**
+ * Chooses attention()'s kernels for every device from now on ("auto": the
+ * per-device default again). Takes precedence over BERTKIT_ATTENTION.
+ */
+export function setAttentionImplementation(implementation: AttentionImplementation | 'auto'): void {
+  attentionOverride = parseAttentionImplementation(implementation, 'setAttentionImplementation')
+}
+
+/** The kernels attention() uses on `device`: setAttentionImplementation(), else BERTKIT_ATTENTION, else the default. */
+export function attentionImplementation(device: DeviceName): AttentionImplementation {
+  if (attentionOverride) return attentionOverride
+  const fromEnv = process.env.BERTKIT_ATTENTION
+  return (fromEnv ? parseAttentionImplementation(fromEnv, 'BERTKIT_ATTENTION') : null) ?? DEFAULT_ATTENTION[device]
 }
 
 /**
@@ -392,6 +434,28 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, options
   const { seed, offset } = p > 0 ? nextPhiloxRange(batch * heads * seq * seq) : { seed: 0n, offset: 0n }
   const addon = native()
   const out = empty(q.shape, { device: q.device })
+  const implementation = options.implementation ?? attentionImplementation(q.device)
+  if (implementation === 'fused') {
+    // Saved: views of q, k, v, mask and out (storage the tape shares with
+    // their other users: out is the next Linear's saved input anyway) and
+    // lse, [batch, heads, seq] floats instead of probs' [batch, heads, seq, seq].
+    const lse = emptyUntracked([batch, heads, seq], q.device)
+    try {
+      addon.flashAttentionForward(batch, seq, heads, headDim, scaleFactor, p, seed, offset, q.buffer, k.buffer, v.buffer,
+        mask.buffer, lse.buffer, out.buffer)
+    } catch (err) {
+      lse.dispose()
+      out.dispose()
+      throw err
+    }
+    return record('attention', out, [q, k, v, mask], [save(q), save(k), save(v), save(mask), save(out), lse],
+      (g, [gq, gk, gv], [sq, sk, sv, sMask, sOut, sLse]) => {
+        addon.flashAttentionBackward(batch, seq, heads, headDim, scaleFactor, p, seed, offset, sq!.buffer, sk!.buffer,
+          sv!.buffer, sMask!.buffer, sLse!.buffer, sOut!.buffer, g.buffer, gq ? gq.buffer : null, gk ? gk.buffer : null,
+          gv ? gv.buffer : null)
+      })
+  }
+  if (implementation !== 'materialized') fail('attention', `implementation must be fused or materialized, got ${String(implementation)}`)
   const probs = emptyUntracked([batch, heads, seq, seq], q.device)
   addon.attentionForward(batch, seq, heads, headDim, scaleFactor, p, seed, offset, q.buffer, k.buffer, v.buffer,
     mask.buffer, probs.buffer, out.buffer)
@@ -513,7 +577,7 @@ function poolingMask(op: string, h: Tensor, mask: Tensor | null): Int32Array {
   if (mask.ndim !== 2 || mask.shape[0] !== batch || mask.shape[1] !== seq) {
     fail(op, `mask ${formatShape(mask.shape)} must be [${batch}, ${seq}] for h ${formatShape(h.shape)}`)
   }
-  // A host read of the mask: a device sync on CUDA (there is no native reciprocal or argmax op).
+  // The mask as written from the host (NativeBuffer keeps int32 values it was given: no device read).
   const values = mask.toInt32Array()
   for (let b = 0; b < batch; b++) {
     let any = false
@@ -526,7 +590,7 @@ function poolingMask(op: string, h: Tensor, mask: Tensor | null): Int32Array {
 /**
  * Mean of h [batch, seq, dim] over the tokens whose mask is non-zero → [batch, dim]:
  * the weights mask/count as [batch, 1, seq] times h in one batched product, so the
- * backward is that product's. Reads the mask on the host (one sync on CUDA).
+ * backward is that product's. Reads the mask from its host copy (no device read; see NativeBuffer::host_indices).
  */
 export function maskedMeanPool(h: Tensor, mask: Tensor | null): Tensor {
   const values = poolingMask('maskedMeanPool', h, mask)
@@ -582,4 +646,118 @@ export function maskedMaxPool(h: Tensor, mask: Tensor | null): Tensor {
   } finally {
     ids.dispose()
   }
+}
+
+// ---- disentangled attention's pieces (DeBERTa) ------------------------------------------
+
+/** x [a, b, c, d] → [a, c, b, d]: torch's x.transpose(1, 2).contiguous() of a 4-D tensor. */
+export function transpose12(x: Tensor): Tensor {
+  expectDtype('transpose12', 'x', x, 'float32')
+  if (x.ndim !== 4) fail('transpose12', `x must be 4-D, got ${formatShape(x.shape)}`)
+  const [outer, rows, cols, inner] = x.shape
+  const addon = native()
+  const out = empty([outer, cols, rows, inner], { device: x.device })
+  addon.swapAxesForward(outer, rows, cols, inner, x.buffer, out.buffer)
+  return record('transpose12', out, [x], [], (g, [gx]) => {
+    addon.swapAxesBackward(outer, rows, cols, inner, g.buffer, gx!.buffer)
+  })
+}
+
+/** a [batch, m, k] · b [batch, n, k]ᵀ → [batch, m, n] (torch.bmm(a, b.transpose(-1, -2))), one strided native gemm. */
+export function bmmTransposed(a: Tensor, b: Tensor): Tensor {
+  expectDtype('bmmTransposed', 'a', a, 'float32')
+  expectDtype('bmmTransposed', 'b', b, 'float32')
+  sameDevice('bmmTransposed', { a, b })
+  if (a.ndim !== 3 || b.ndim !== 3 || a.shape[0] !== b.shape[0] || a.shape[2] !== b.shape[2]) {
+    fail('bmmTransposed', `cannot multiply ${formatShape(a.shape)} by the transpose of ${formatShape(b.shape)} (expected [batch, m, k] and [batch, n, k])`)
+  }
+  const [batch, m, k] = a.shape
+  const n = b.shape[1]
+  const addon = native()
+  const out = empty([batch, m, n], { device: a.device })
+  if (out.numel > 0) addon.gemm(false, true, m, n, k, 1, a.buffer, b.buffer, 0, out.buffer, batch, m * k, n * k, m * n)
+  const recording = willRecord([a, b])
+  return record('bmmTransposed', out, [a, b],
+    [recording && b.requiresGrad ? save(a) : null, recording && a.requiresGrad ? save(b) : null],
+    (g, [ga, gb], [sa, sb], [freshA, freshB]) => {
+      // da = g · b ; db = gᵀ · a, per batch entry.
+      if (ga) addon.gemm(false, false, m, k, n, 1, g.buffer, sb!.buffer, freshA ? 0 : 1, ga.buffer, batch, m * n, n * k, m * k)
+      if (gb) addon.gemm(true, false, n, k, m, 1, g.buffer, sa!.buffer, freshB ? 0 : 1, gb.buffer, batch, m * n, m * k, n * k)
+    }, [true, true])
+}
+
+/**
+ * out[n, s, t] = x[n, s, index[s, t]]: torch.gather(x, -1, index) with one
+ * int32 index [rows, picks] shared by every n. x is [batch, rows, width]; the
+ * backward scatter-adds, so repeated columns all receive their gradient.
+ */
+export function gatherColumns(x: Tensor, index: Tensor): Tensor {
+  expectDtype('gatherColumns', 'x', x, 'float32')
+  expectDtype('gatherColumns', 'index', index, 'int32')
+  sameDevice('gatherColumns', { x, index })
+  if (x.ndim !== 3) fail('gatherColumns', `x must be 3-D [batch, rows, width], got ${formatShape(x.shape)}`)
+  const [batch, rows, width] = x.shape
+  if (index.ndim !== 2 || index.shape[0] !== rows) fail('gatherColumns', `index ${formatShape(index.shape)} must be [${rows}, picks] for x ${formatShape(x.shape)}`)
+  const picks = index.shape[1]
+  const addon = native()
+  const out = empty([batch, rows, picks], { device: x.device })
+  try {
+    addon.gatherColumnsForward(batch, rows, width, picks, x.buffer, index.buffer, out.buffer)
+  } catch (err) {
+    out.dispose()
+    throw new Error(`gatherColumns: ${(err as Error).message.replace(/^gatherColumnsForward: /, '')} (x ${formatShape(x.shape)})`)
+  }
+  return record('gatherColumns', out, [x, index], [save(index)], (g, [gx], [sIndex]) => {
+    addon.gatherColumnsBackward(batch, rows, width, picks, sIndex!.buffer, g.buffer, gx!.buffer)
+  })
+}
+
+/**
+ * softmax(scale · x) over the last dimension of x [groups, batch, seq, seq]
+ * (groups = heads), with mask int32 [batch, seq]: element (i, j) of batch b
+ * takes part only when mask[b, i] and mask[b, j] are both non-zero; the rest
+ * are filled with the float32 minimum first and get no gradient, as
+ * transformers' DeBERTa does with masked_fill. A padded query row is uniform.
+ */
+export function maskedSoftmax(x: Tensor, mask: Tensor, scale = 1): Tensor {
+  expectDtype('maskedSoftmax', 'x', x, 'float32')
+  expectDtype('maskedSoftmax', 'mask', mask, 'int32')
+  sameDevice('maskedSoftmax', { x, mask })
+  if (x.ndim !== 4 || x.shape[2] !== x.shape[3]) fail('maskedSoftmax', `x must be [groups, batch, seq, seq], got ${formatShape(x.shape)}`)
+  const [groups, batch, seq] = x.shape
+  if (mask.ndim !== 2 || mask.shape[0] !== batch || mask.shape[1] !== seq) {
+    fail('maskedSoftmax', `mask ${formatShape(mask.shape)} must be [${batch}, ${seq}] for x ${formatShape(x.shape)}`)
+  }
+  if (!Number.isFinite(scale)) fail('maskedSoftmax', `scale must be finite, got ${scale}`)
+  const addon = native()
+  const out = empty(x.shape, { device: x.device })
+  addon.maskedSoftmaxForward(groups, batch, seq, scale, x.buffer, mask.buffer, out.buffer)
+  const recording = willRecord([x])
+  return record('maskedSoftmax', out, [x, mask], [recording ? save(out) : null, save(mask)], (g, [gx], [sProbs, sMask]) => {
+    addon.maskedSoftmaxBackward(groups, batch, seq, scale, sProbs!.buffer, g.buffer, sMask!.buffer, gx!.buffer)
+  })
+}
+
+/**
+ * x [batch, seq, dim] with row (b, s) multiplied by mask[b, s] (int32, as a
+ * float): DeBERTa's `embeddings * mask.unsqueeze(2)`. Done as batch·seq
+ * products of a 1×1 by a 1×dim matrix, so the gradient is the same product.
+ */
+export function mulRowsByMask(x: Tensor, mask: Tensor): Tensor {
+  expectDtype('mulRowsByMask', 'x', x, 'float32')
+  expectDtype('mulRowsByMask', 'mask', mask, 'int32')
+  sameDevice('mulRowsByMask', { x, mask })
+  if (x.ndim !== 3 || mask.ndim !== 2 || mask.shape[0] !== x.shape[0] || mask.shape[1] !== x.shape[1]) {
+    fail('mulRowsByMask', `mask ${formatShape(mask.shape)} must be [batch, seq] of x ${formatShape(x.shape)}`)
+  }
+  const rows = mask.numel
+  const dim = x.shape[2]
+  const addon = native()
+  const factors = emptyUntracked([rows], x.device)
+  addon.cast(rows, mask.buffer, factors.buffer)
+  const out = empty(x.shape, { device: x.device })
+  if (out.numel > 0) addon.gemm(false, false, 1, dim, 1, 1, factors.buffer, x.buffer, 0, out.buffer, rows, 1, dim, dim)
+  return record('mulRowsByMask', out, [x, mask], [factors], (g, [gx], [sFactors], [fresh]) => {
+    if (g.numel > 0) addon.gemm(false, false, 1, dim, 1, 1, sFactors!.buffer, g.buffer, fresh ? 0 : 1, gx!.buffer, rows, 1, dim, dim)
+  }, [true, false])
 }

@@ -8,7 +8,7 @@ import { AdamW } from '../optim/adamw.js'
 import { clipGradNorm } from '../optim/clip.js'
 import { native } from '../native.js'
 import { tidy, noGrad, manualSeed, getRandomState, setRandomState, crossEntropy, zeros, full, tensor, autocast, type Tensor, type HalfDType } from '../tensor/index.js'
-import { resolveDevice } from '../tensor/device.js'
+import { resolveDevice, synchronizeAsync } from '../tensor/device.js'
 import { readSafetensors, writeSafetensors, atomicWriteFile } from '../hub/safetensors.js'
 import type { Dataset, Row } from '../data/dataset.js'
 import { SeededGenerator } from '../data/random.js'
@@ -266,14 +266,25 @@ export class Trainer {
               if (seed !== 1) loss.backward(full([], seed, { device }))
               else loss.backward()
               native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 1, lossSinceLog.buffer)
-              // On the CPU reading the loss costs nothing; it lets a NaN stop the run at its step.
-              return device === 'cpu' ? loss.item() : NaN
+              return device === 'cpu' ? loss.detach() : null
             } finally {
               for (const t of Object.values(batch)) t?.dispose()
             }
           }))
-          if (device === 'cpu' && !Number.isFinite(stepLoss)) {
-            throw new Error(`Trainer: the loss became ${stepLoss} at step ${this.state.globalStep + 1} (epoch ${epoch}, batch ${b}); lower the learning rate or check the data`)
+          if (stepLoss) {
+            // The step was only queued: the CPU stream computes it while the event loop
+            // stays free. Then reading the loss costs nothing, and a NaN stops the run
+            // at its step, before the optimizer touches a weight.
+            let value: number
+            try {
+              await synchronizeAsync(device)
+              value = stepLoss.item()
+            } finally {
+              stepLoss.dispose()
+            }
+            if (!Number.isFinite(value)) {
+              throw new Error(`Trainer: the loss became ${value} at step ${this.state.globalStep + 1} (epoch ${epoch}, batch ${b}); lower the learning rate or check the data`)
+            }
           }
           micro++
           const lastOfEpoch = b === batches.length - 1
@@ -283,10 +294,12 @@ export class Trainer {
           const lr = args.learningRate * lrMultiplier(args.lrSchedulerType, this.state.globalStep, warmup, maxSteps)
           for (const g of optimizer.paramGroups) g.lr = lr
           let gradNorm: number | null = null
+          let pendingNorm: ReturnType<typeof clipGradNorm> | null = null
           if (this.scaler) {
             // fp16: unscale, check for inf/NaN (one read of the device, as torch's GradScaler),
             // skip the step and halve the scale on overflow, else clip and step.
             const clip = clipGradNorm(trainable, args.maxGradNorm > 0 ? args.maxGradNorm : 1)
+            await synchronizeAsync(device)
             const norm = Math.sqrt(clip.sumOfSquares.item()) / this.scaler.scale
             clip.coefficient.dispose()
             clip.sumOfSquares.dispose()
@@ -303,9 +316,10 @@ export class Trainer {
           } else if (args.maxGradNorm > 0) {
             const clip = clipGradNorm(trainable, args.maxGradNorm)
             optimizer.step({ gradScale: clip.coefficient })
-            if (this.shouldLog()) gradNorm = clip.totalNorm()
             clip.coefficient.dispose()
-            clip.sumOfSquares.dispose()
+            // Read when logging, after waiting for the queued step off the event loop.
+            if (this.shouldLog()) pendingNorm = clip
+            else clip.sumOfSquares.dispose()
           } else {
             optimizer.step()
           }
@@ -314,6 +328,11 @@ export class Trainer {
           stepsSinceLog++
           this.state.epoch = sample(b, epoch)
           if (this.shouldLog()) {
+            await synchronizeAsync(device)
+            if (pendingNorm) {
+              gradNorm = pendingNorm.totalNorm()
+              pendingNorm.sumOfSquares.dispose()
+            }
             const loss = lossSinceLog.item() / stepsSinceLog
             if (!Number.isFinite(loss)) throw new Error(`Trainer: the loss became ${loss} by step ${this.state.globalStep}; lower the learning rate or check the data`)
             totalLoss += loss * stepsSinceLog
@@ -427,22 +446,31 @@ export class Trainer {
     let lossSum = 0, lossCount = 0, numLabels = 0
     for (let i = 0; i < ds.length; i += bs) {
       const idx = Array.from({ length: Math.min(bs, ds.length - i) }, (_, k) => i + k)
-      noGrad(() => tidy(() => autocast(this.halfDtype, () => {
+      const out = noGrad(() => tidy(() => autocast(this.halfDtype, () => {
         const batch = this.collate(ds, idx)
         try {
           const hasLabels = !!batch.labels
-          const out = hasLabels ? this.computeLoss(batch) : { loss: null, logits: this.model.forward(batch).logits }
-          numLabels = out.logits.shape[1]
-          logits.push(out.logits.toFloat32Array())
-          if (out.loss) {
-            lossSum += out.loss.item() * idx.length
-            lossCount += idx.length
-          }
-          if (batch.labels) labels.push(batch.labels.dtype === 'int32' ? batch.labels.toInt32Array() : batch.labels.toFloat32Array())
+          const { loss, logits } = hasLabels ? this.computeLoss(batch) : { loss: null, logits: this.model.forward(batch).logits }
+          const labels = batch.labels ? (batch.labels.dtype === 'int32' ? batch.labels.toInt32Array() : batch.labels.toFloat32Array()) : null
+          return { loss, logits, labels }
         } finally {
           for (const t of Object.values(batch)) t?.dispose()
         }
       })))
+      try {
+        // The forward is queued; wait for it without holding the event loop, then read.
+        await synchronizeAsync(out.logits.device)
+        numLabels = out.logits.shape[1]
+        logits.push(out.logits.toFloat32Array())
+        if (out.loss) {
+          lossSum += out.loss.item() * idx.length
+          lossCount += idx.length
+        }
+        if (out.labels) labels.push(out.labels)
+      } finally {
+        out.logits.dispose()
+        out.loss?.dispose()
+      }
       await yieldToEventLoop()
     }
     if (wasTraining) this.model.train()

@@ -40,6 +40,13 @@ class Backend {
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // Throws Error("<what>[i] = v is out of range [0, limit)") unless every
+  // index (token ids, labels; ignore_index skipped when allow_ignore) lies in
+  // [0, limit). Issued before the op that reads the indices and ordered with
+  // it: where ops are queued the error may surface at the next synchronize()
+  // or download(), and the ops queued after it do not run.
+  virtual void check_indices(const int32_t* indices, int64_t n, int64_t limit, bool allow_ignore,
+                             int32_t ignore_index, const std::string& what) = 0;
 
   // ---- matrix products (gemm) -----------------------------------------------
   // For each of `batch` problems (pointers advance by the strides, in elements):
@@ -138,6 +145,57 @@ class Backend {
                                   const float* probs, const float* dout, float* dq, float* dk,
                                   float* dv) = 0;
 
+  // ---- fused attention (flash_attention.cpp) ----------------------------------
+  // The attention above without the [batch, heads, seq, seq] probabilities:
+  // same layout, mask, scale and dropout (the keep decision for probs element
+  // (b, h, i, j) is the draw of flat index ((b * heads + h) * seq + i) * seq + j,
+  // bit for bit the materialised op's), computed tile by tile with an online
+  // softmax. Saves only lse: [batch, heads, seq], each row's log-sum-exp of
+  // its scores, from which backward recomputes the probabilities. A batch row
+  // whose keys are all padded gets the same uniform softmax as above.
+  virtual void flash_attention_forward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                                       float scale, float dropout_p, uint64_t seed, uint64_t offset,
+                                       const float* q, const float* k, const float* v,
+                                       const int32_t* mask, float* lse, float* out) = 0;
+  // out is the forward's output (backward needs rowsum(dout * out)). dq / dk /
+  // dv may each be null; otherwise accumulated into.
+  virtual void flash_attention_backward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                                        float scale, float dropout_p, uint64_t seed, uint64_t offset,
+                                        const float* q, const float* k, const float* v,
+                                        const int32_t* mask, const float* lse, const float* out,
+                                        const float* dout, float* dq, float* dk, float* dv) = 0;
+
+  // ---- disentangled attention's pieces (transpose.cpp, gather.cpp, softmax.cpp) ----
+  // DeBERTa's attention is built from gemms and these three families.
+  //
+  // dst[o, c, r, i] = src[o, r, c, i]: src is [outer, rows, cols, inner], dst
+  // [outer, cols, rows, inner] (torch's x.transpose(1, 2).contiguous() of a 4-D x).
+  virtual void swap_axes_forward(int64_t outer, int64_t rows, int64_t cols, int64_t inner,
+                                 const float* src, float* dst) = 0;
+  // dsrc[o, r, c, i] += ddst[o, c, r, i].
+  virtual void swap_axes_backward(int64_t outer, int64_t rows, int64_t cols, int64_t inner,
+                                  const float* ddst, float* dsrc) = 0;
+  // out[n, s, t] = x[n, s, index[s, t]] (torch.gather along the last dim with an
+  // index broadcast over n): x [batch, rows, width], index [rows, picks] with
+  // values in [0, width) (checked by the caller), out [batch, rows, picks].
+  virtual void gather_columns_forward(int64_t batch, int64_t rows, int64_t width, int64_t picks,
+                                      const float* x, const int32_t* index, float* out) = 0;
+  // dx[n, s, index[s, t]] += dout[n, s, t]; indices repeated within a row all land.
+  virtual void gather_columns_backward(int64_t batch, int64_t rows, int64_t width, int64_t picks,
+                                       const int32_t* index, const float* dout, float* dx) = 0;
+  // probs = softmax(scale * x) over the last dim, x and probs [groups, batch, seq, seq],
+  // mask [batch, seq] shared by the groups (heads). Element (i, j) of batch b is
+  // kept when mask[b, i] != 0 and mask[b, j] != 0; the others are set to
+  // -FLT_MAX before the softmax (torch's masked_fill with finfo(float32).min),
+  // so a row with nothing kept (a padded query) is uniform, never NaN.
+  virtual void masked_softmax_forward(int64_t groups, int64_t batch, int64_t seq, float scale,
+                                      const float* x, const int32_t* mask, float* probs) = 0;
+  // dx += kept ? scale * p * (dp - sum_j p_j dp_j) : 0 (masked_fill passes no
+  // gradient to the elements it filled).
+  virtual void masked_softmax_backward(int64_t groups, int64_t batch, int64_t seq, float scale,
+                                       const float* probs, const float* dprobs,
+                                       const int32_t* mask, float* dx) = 0;
+
   // ---- losses (loss.cpp) ------------------------------------------------------
   // Mean cross-entropy over rows whose label != ignore_index (torch semantics:
   // 0/0 = NaN when every row is ignored). loss[0] is written. Labels were
@@ -162,6 +220,30 @@ class Backend {
                           float* exp_avg_sq) = 0;
   // clip_coef[0] = min(1, max_norm / (sqrt(sum_sq[0]) + 1e-6)), torch's clip_grad_norm_.
   virtual void clip_coefficient(const float* sum_sq, float max_norm, float* clip_coef) = 0;
+
+  // The same AdamW step for `count` tensors at once (one param group: the
+  // hyperparameters are shared, the step number is per tensor). Tensor t has
+  // sizes[t] elements; every element gets exactly the arithmetic of
+  // adamw_step, so results are bit-identical to calling it per tensor.
+  // found_inf (null = none) is a one-element device flag: when it is non-zero
+  // the op changes nothing (torch's GradScaler skipping optimizer.step()).
+  // The arrays are read during the call only; the pointers they hold must
+  // stay valid until the op has run.
+  virtual void multi_tensor_adamw(int64_t count, const int64_t* sizes, float* const* params,
+                                  const float* const* grads, float* const* exp_avgs,
+                                  float* const* exp_avg_sqs, double lr, double beta1, double beta2,
+                                  double eps, double weight_decay, const int64_t* steps,
+                                  const float* grad_scale, const float* found_inf) = 0;
+  // out[0] += sum over the tensors of sum of x^2, accumulated in double and
+  // rounded to float once: one op for a global gradient norm. Fixed blocks per
+  // tensor, so the result does not depend on the thread count or the GPU.
+  virtual void multi_tensor_sum_squares(int64_t count, const int64_t* sizes,
+                                        const float* const* tensors, float* out) = 0;
+  // found_inf[0] = 1 when x[0] is inf or NaN, else 0. Applied to a sum of
+  // squares it flags any non-finite gradient (an inf/NaN element makes the sum
+  // inf/NaN) and also a finite sum too large for float, whose clipping
+  // coefficient would be 0 anyway.
+  virtual void nonfinite_flag(const float* x, float* found_inf) = 0;
 };
 
 // The one dispatch point: the backend for a device. Throws Error with a clear

@@ -1,6 +1,6 @@
 // The one dispatch point from a device to its backend.
 #include "bertkit/backend.h"
-#include "../cpu/cpu_backend.h"
+#include "../cpu/cpu_stream.h"
 
 namespace bertkit {
 
@@ -22,8 +22,7 @@ bool backend_compiled([[maybe_unused]] Device device) {
 
 Backend& backend_for(Device device) {
   if (device == Device::CPU) {
-    static CpuBackend cpu;
-    return cpu;
+    return CpuStream::instance();
   }
 #ifdef BERTKIT_WITH_CUDA
   return cuda_backend();

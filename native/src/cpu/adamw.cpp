@@ -10,7 +10,9 @@
 // multiply-adds (this baseline x86-64 build has none), and the hyperparameters
 // reach this function as float, so 1 - beta2 is 1 - 0.999f here but
 // 1 - 0.999 in torch (1.3e-5 apart, relative, in exp_avg_sq).
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cpu_backend.h"
 #include "thread_pool.h"
@@ -34,43 +36,158 @@ struct LerpFromEnd {
   }
 };
 
+// The step's scalars, computed in double and rounded to float once, as torch
+// does with Python floats. Shared by adamw_step and multi_tensor_adamw so that
+// both run the very same arithmetic.
+struct AdamScalars {
+  float decay;                  // 1 - lr * weight_decay
+  float avg_weight;             // exp_avg.lerp_(grad, 1 - beta1)
+  double beta2;
+  float sq_weight;              // addcmul_(grad, grad, value=1 - beta2)
+  double eps;
+  float step_size;              // lr / bias_correction1, per step number
+  float bias_correction2_sqrt;  // per step number
+};
+
+AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step) {
+  const double steps = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(beta1, steps);
+  const double bias_correction2 = 1.0 - std::pow(beta2, steps);
+  AdamScalars s{};
+  s.decay = static_cast<float>(1.0 - lr * weight_decay);
+  s.avg_weight = static_cast<float>(1.0 - beta1);
+  s.beta2 = beta2;
+  s.sq_weight = static_cast<float>(1.0 - beta2);
+  s.eps = eps;
+  s.step_size = static_cast<float>(lr / bias_correction1);
+  s.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  return s;
+}
+
+// Elements [begin, end) of one tensor. Everything arrives by value: with
+// references, every store to param could alias the scalars, and the compiler
+// would not vectorise.
+template <typename Lerp>
+void adam_update(AdamScalars s, float scale, const float* grad, float* param, float* exp_avg, float* exp_avg_sq,
+                 int64_t begin, int64_t end, Lerp lerp) {
+  const float decay = s.decay, avg_weight = s.avg_weight, sq_weight = s.sq_weight;
+  const double beta2 = s.beta2, eps = s.eps;
+  const float step_size = s.step_size, bias_correction2_sqrt = s.bias_correction2_sqrt;
+  for (int64_t i = begin; i < end; ++i) {
+    const float g = grad[i] * scale;
+    const float p = param[i] * decay;
+    const float m = lerp(exp_avg[i], g, avg_weight);
+    // exp_avg_sq * beta2 is a double product: beta2 stays double, as in torch's mul_.
+    const float v = exp_avg_sq[i] * beta2 + sq_weight * g * g;
+    const float denom = std::sqrt(v) / bias_correction2_sqrt + eps;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    param[i] = p + (-step_size) * m / denom;
+  }
+}
+
+// Reductions sum fixed blocks of this many elements of each tensor and add the
+// block sums in order: the layout depends only on the sizes, so the result is
+// the same for every thread count.
+constexpr int64_t kReduceBlock = 8192;
+
+// Sum of squares of x[0..n) in double, in eight independent lanes so the adds
+// stay in vector registers instead of one serial chain.
+double lane_sum_squares(const float* x, int64_t n) {
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const double v = static_cast<double>(x[i + l]);
+      lanes[l] += v * v;
+    }
+  }
+  for (; i < n; ++i) {
+    const double v = static_cast<double>(x[i]);
+    lanes[0] += v * v;
+  }
+  double total = 0;
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
+}
+
 }  // namespace
 
 void CpuBackend::adamw_step(int64_t n, double lr, double beta1, double beta2, double eps,
                             double weight_decay, int64_t step, const float* grad_scale,
                             const float* grad, float* param, float* exp_avg, float* exp_avg_sq) {
-  const double lr_d = lr, beta1_d = beta1, beta2_d = beta2;
-  const double steps = static_cast<double>(step);
-  const float decay = static_cast<float>(1.0 - lr_d * static_cast<double>(weight_decay));
-  const float avg_weight = static_cast<float>(1.0 - beta1_d);   // exp_avg.lerp_(grad, 1 - beta1)
-  const float sq_weight = static_cast<float>(1.0 - beta2_d);    // addcmul_(grad, grad, value=1 - beta2)
-  const double bias_correction1 = 1.0 - std::pow(beta1_d, steps);
-  const double bias_correction2 = 1.0 - std::pow(beta2_d, steps);
-  const float step_size = static_cast<float>(lr_d / bias_correction1);
-  const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  const AdamScalars s = adam_scalars(lr, beta1, beta2, eps, weight_decay, step);
   // The clipping coefficient lives in device memory (no host sync on CUDA).
   // clip_grad_norm_ scales the gradient in place (grad.mul_(coef)) before the
   // step; multiplying by exactly 1 when there is none changes nothing.
   const float scale = grad_scale ? grad_scale[0] : 1.0f;
-
   auto run = [&](auto lerp) {
-    // Captured by value: with references, every store to param could alias the
-    // captured pointers and scalars, and the compiler would not vectorise.
     ThreadPool::instance().parallel_for(n, kGrain, [=](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const float g = grad[i] * scale;
-        const float p = param[i] * decay;
-        const float m = lerp(exp_avg[i], g, avg_weight);
-        const float v = exp_avg_sq[i] * beta2 + sq_weight * g * g;
-        const float denom = std::sqrt(v) / bias_correction2_sqrt + eps;
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
-        param[i] = p + (-step_size) * m / denom;
+      adam_update(s, scale, grad, param, exp_avg, exp_avg_sq, begin, end, lerp);
+    });
+  };
+  if (s.avg_weight < 0.5f) run(LerpFromSelf{});
+  else run(LerpFromEnd{});
+}
+
+void CpuBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* const* params,
+                                    const float* const* grads, float* const* exp_avgs,
+                                    float* const* exp_avg_sqs, double lr, double beta1, double beta2,
+                                    double eps, double weight_decay, const int64_t* steps,
+                                    const float* grad_scale, const float* found_inf) {
+  // GradScaler found an inf/NaN: the whole step is skipped, nothing is touched.
+  if (found_inf && found_inf[0] != 0.0f) return;
+  const float scale = grad_scale ? grad_scale[0] : 1.0f;
+  // The tensors laid end to end: offsets[t] is where tensor t starts, so the
+  // threads split the concatenated elements evenly however the sizes vary
+  // (bert-base: one 22M-element embedding beside hundreds of 768-long biases).
+  std::vector<int64_t> offsets(static_cast<size_t>(count) + 1, 0);
+  std::vector<AdamScalars> scalars(static_cast<size_t>(count));
+  for (int64_t t = 0; t < count; ++t) {
+    offsets[t + 1] = offsets[t] + sizes[t];
+    scalars[t] = adam_scalars(lr, beta1, beta2, eps, weight_decay, steps[t]);
+  }
+  const int64_t total = offsets[count];
+  auto run = [&](auto lerp) {
+    ThreadPool::instance().parallel_for(total, kGrain, [&](int64_t begin, int64_t end) {
+      // The last tensor starting at or before `begin` (empty tensors are skipped by the loop).
+      int64_t t = std::upper_bound(offsets.begin(), offsets.end(), begin) - offsets.begin() - 1;
+      for (; t < count && offsets[t] < end; ++t) {
+        const int64_t lo = std::max(begin, offsets[t]) - offsets[t];
+        const int64_t hi = std::min(end, offsets[t + 1]) - offsets[t];
+        if (lo < hi) adam_update(scalars[t], scale, grads[t], params[t], exp_avgs[t], exp_avg_sqs[t], lo, hi, lerp);
       }
     });
   };
-  if (avg_weight < 0.5f) run(LerpFromSelf{});
+  // 1 - beta1 is the same for the whole group, so the lerp branch is too.
+  if (static_cast<float>(1.0 - beta1) < 0.5f) run(LerpFromSelf{});
   else run(LerpFromEnd{});
+}
+
+void CpuBackend::multi_tensor_sum_squares(int64_t count, const int64_t* sizes, const float* const* tensors,
+                                          float* out) {
+  // first_block[t]: index of tensor t's first block among all tensors' blocks.
+  std::vector<int64_t> first_block(static_cast<size_t>(count) + 1, 0);
+  for (int64_t t = 0; t < count; ++t) first_block[t + 1] = first_block[t] + (sizes[t] + kReduceBlock - 1) / kReduceBlock;
+  const int64_t blocks = first_block[count];
+  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
+  ThreadPool::instance().parallel_for(blocks, 4, [&](int64_t b0, int64_t b1) {
+    int64_t t = std::upper_bound(first_block.begin(), first_block.end(), b0) - first_block.begin() - 1;
+    for (int64_t b = b0; b < b1; ++b) {
+      while (first_block[t + 1] <= b) ++t;  // steps over finished and empty tensors
+      const int64_t begin = (b - first_block[t]) * kReduceBlock;
+      const int64_t len = std::min(kReduceBlock, sizes[t] - begin);
+      partial[static_cast<size_t>(b)] = lane_sum_squares(tensors[t] + begin, len);
+    }
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  out[0] = static_cast<float>(static_cast<double>(out[0]) + total);
+}
+
+void CpuBackend::nonfinite_flag(const float* x, float* found_inf) {
+  found_inf[0] = std::isfinite(x[0]) ? 0.0f : 1.0f;
 }
 
 void CpuBackend::clip_coefficient(const float* sum_sq, float max_norm, float* clip_coef) {

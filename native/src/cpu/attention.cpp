@@ -33,6 +33,7 @@
 #include <cmath>
 #include <vector>
 
+#include "attention_kernels.h"
 #include "bertkit/philox.h"
 #include "cpu_backend.h"
 #include "thread_pool.h"
@@ -71,13 +72,11 @@ struct Geometry {
   int64_t probs_offset(int64_t pair) const { return pair * seq * seq; }
 };
 
-// How a product reads its left operand: element (i, t) of A is
-// a[i * row_stride + t * col_stride], so one kernel serves both A and Aᵀ.
-struct Operand {
-  const float* a;
-  int64_t row_stride, col_stride;
-  float at(int64_t i, int64_t t) const { return a[i * row_stride + t * col_stride]; }
-};
+}  // namespace
+
+// The products, packing and dropout draws below are shared with
+// flash_attention.cpp (declared in attention_kernels.h).
+namespace attention_detail {
 
 // C[i, j] = sum over t < k of A(i, t) * B[t * ldb + j], for i < m, j < n.
 // C is written, not accumulated. Register-blocked: a 4 x 16 tile of C stays
@@ -125,11 +124,6 @@ void matmul(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t 
   }
 }
 
-// A [m, k] stored row-major with row stride ld.
-Operand rows_of(const float* a, int64_t ld) { return {a, ld, 1}; }
-// Aᵀ, where A is [k, m] stored row-major with row stride ld.
-Operand transpose_of(const float* a, int64_t ld) { return {a, 1, ld}; }
-
 // dst[i, 0, cols) += alpha * src[i, 0, cols): a pair's gradient is finished
 // in scratch and then added once, so accumulating into dst costs one rounding.
 void add_scaled(int64_t rows, int64_t cols, float alpha, const float* src, int64_t lds, float* dst,
@@ -173,6 +167,14 @@ void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, 
   }
 }
 
+float dropout_scale(float p) { return static_cast<float>(1.0 / (1.0 - static_cast<double>(p))); }
+
+}  // namespace attention_detail
+
+namespace {
+
+using namespace attention_detail;
+
 // s = softmax(scale * s + bias), in place. Sums in double: the row can be
 // long, and exp dominates the cost anyway. With AVX2 / AVX-512 the same
 // steps run vectorised (vecmath.h: its own float exp, within 0.874 ulp where
@@ -196,8 +198,6 @@ void softmax_row(int64_t n, float scale, const float* bias, float* s) {
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
-
-float dropout_scale(float p) { return static_cast<float>(1.0 / (1.0 - static_cast<double>(p))); }
 
 }  // namespace
 

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <string>
+#include <vector>
 
 #include "bertkit_cuda_config.h"
 
@@ -285,6 +287,23 @@ void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
 }
 
 void CudaBackend::synchronize() { BERTKIT_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+// The indices are copied to the host and checked there before the op that reads
+// them is launched. (A device-side check writing a flag read at the next sync
+// would spare this round trip; it is not done yet.)
+void CudaBackend::check_indices(const int32_t* indices, int64_t n, int64_t limit, bool allow_ignore,
+                                int32_t ignore_index, const std::string& what) {
+  std::vector<int32_t> host(static_cast<size_t>(n));
+  if (n > 0) download(host.data(), indices, static_cast<size_t>(n) * sizeof(int32_t));
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t v = host[static_cast<size_t>(i)];
+    if (allow_ignore && v == ignore_index) continue;
+    if (v < 0 || v >= limit) {
+      throw Error(what + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " +
+                  std::to_string(limit) + ")");
+    }
+  }
+}
 
 // ---- the singleton --------------------------------------------------------------
 

@@ -6,7 +6,7 @@
 //
 // Each op family lives in its own .cu file (gemm.cu, elementwise.cu,
 // activation.cu, dropout.cu, layernorm.cu, embedding.cu, attention.cu,
-// loss.cu, adamw.cu); warp and block reductions shared by them are in
+// transpose.cu, gather.cu, softmax.cu, loss.cu, adamw.cu); warp and block reductions shared by them are in
 // reduce.cuh.
 #pragma once
 
@@ -90,6 +90,8 @@ class CudaBackend final : public Backend {
   void download(void* host_dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
   void synchronize() override;
+  void check_indices(const int32_t* indices, int64_t n, int64_t limit, bool allow_ignore,
+                     int32_t ignore_index, const std::string& what) override;
 
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             const float* a, const float* b, float beta, float* c, int64_t batch, int64_t stride_a,
@@ -144,6 +146,29 @@ class CudaBackend final : public Backend {
                           float scale, float dropout_p, uint64_t seed, uint64_t offset,
                           const float* q, const float* k, const float* v, const float* probs,
                           const float* dout, float* dq, float* dk, float* dv) override;
+  void flash_attention_forward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, float scale,
+                               float dropout_p, uint64_t seed, uint64_t offset, const float* q,
+                               const float* k, const float* v, const int32_t* mask, float* lse,
+                               float* out) override;
+  void flash_attention_backward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                                float scale, float dropout_p, uint64_t seed, uint64_t offset,
+                                const float* q, const float* k, const float* v, const int32_t* mask,
+                                const float* lse, const float* out, const float* dout, float* dq,
+                                float* dk, float* dv) override;
+
+  void swap_axes_forward(int64_t outer, int64_t rows, int64_t cols, int64_t inner, const float* src,
+                         float* dst) override;
+  void swap_axes_backward(int64_t outer, int64_t rows, int64_t cols, int64_t inner, const float* ddst,
+                          float* dsrc) override;
+  void gather_columns_forward(int64_t batch, int64_t rows, int64_t width, int64_t picks, const float* x,
+                              const int32_t* index, float* out) override;
+  void gather_columns_backward(int64_t batch, int64_t rows, int64_t width, int64_t picks,
+                               const int32_t* index, const float* dout, float* dx) override;
+  void masked_softmax_forward(int64_t groups, int64_t batch, int64_t seq, float scale, const float* x,
+                              const int32_t* mask, float* probs) override;
+  void masked_softmax_backward(int64_t groups, int64_t batch, int64_t seq, float scale,
+                               const float* probs, const float* dprobs, const int32_t* mask,
+                               float* dx) override;
 
   void cross_entropy_forward(int64_t rows, int64_t classes, const float* logits,
                              const int32_t* labels, int32_t ignore_index,
@@ -157,6 +182,13 @@ class CudaBackend final : public Backend {
                   int64_t step, const float* grad_scale, const float* grad, float* param,
                   float* exp_avg, float* exp_avg_sq) override;
   void clip_coefficient(const float* sum_sq, float max_norm, float* clip_coef) override;
+  void multi_tensor_adamw(int64_t count, const int64_t* sizes, float* const* params, const float* const* grads,
+                          float* const* exp_avgs, float* const* exp_avg_sqs, double lr, double beta1, double beta2,
+                          double eps, double weight_decay, const int64_t* steps, const float* grad_scale,
+                          const float* found_inf) override;
+  void multi_tensor_sum_squares(int64_t count, const int64_t* sizes, const float* const* tensors,
+                                float* out) override;
+  void nonfinite_flag(const float* x, float* found_inf) override;
 
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "../cpu/cpu_backend.h"
+#include "../cpu/cpu_stream.h"
 #include "../cpu/gemm.h"
 #include "../cpu/thread_pool.h"
 #include "bertkit/backend.h"
@@ -46,6 +47,70 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// synchronizeAsync(device) -> Promise<void>: waits for the device's queued work on
+// a libuv worker thread, so the event loop keeps running meanwhile. Rejects with
+// the error of a queued op that failed.
+class SynchronizeWorker final : public Napi::AsyncWorker {
+ public:
+  SynchronizeWorker(Napi::Env env, Backend& backend)
+      : Napi::AsyncWorker(env, "bertkit.synchronize"), backend_(backend), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      backend_.synchronize();
+    } catch (const std::exception& e) {
+      SetError(std::string("synchronize: ") + e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Backend& backend_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value SynchronizeAsync(const Napi::CallbackInfo& info) {
+  Device d = device_arg(info, "synchronizeAsync");
+  Backend* backend = nullptr;
+  try {
+    backend = &backend_for(d);  // on this thread: an unusable device fails here, not in the worker
+  } catch (const Error& e) {
+    throw Napi::Error::New(info.Env(), std::string("synchronizeAsync: ") + e.what());
+  }
+  auto* worker = new SynchronizeWorker(info.Env(), *backend);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// Waits for the CPU stream before changing what its ops use (threads, GEMM, cache).
+void drain_cpu_stream(const Napi::CallbackInfo& info, const char* fn) {
+  try {
+    CpuStream::instance().synchronize();
+  } catch (const Error& e) {
+    throw Napi::Error::New(info.Env(), std::string(fn) + ": a queued op failed before it: " + e.what());
+  }
+}
+
+// setCpuAsync(flag): queue CPU ops on the stream thread (true, the default) or run
+// each at once on the calling thread (false; BERTKIT_CPU_ASYNC=0 at load).
+Napi::Value SetCpuAsync(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "setCpuAsync: expected a boolean");
+  try {
+    CpuStream::instance().set_async(info[0].As<Napi::Boolean>().Value());
+  } catch (const Error& e) {
+    throw Napi::Error::New(info.Env(), std::string("setCpuAsync: a queued op failed before it: ") + e.what());
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value GetCpuAsync(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), CpuStream::instance().async());
+}
+
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ThreadPool::instance().num_threads());
 }
@@ -58,6 +123,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   if (!(n >= 1 && n <= 256) || n != static_cast<int>(n)) {
     throw Napi::RangeError::New(info.Env(), "setNumThreads: expected an integer in [1, 256]");
   }
+  drain_cpu_stream(info, "setNumThreads");
   ThreadPool::instance().set_num_threads(static_cast<int>(n));
   return info.Env().Undefined();
 }
@@ -65,6 +131,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 // setCpuGemm(path) -> the name now in use: "auto" | "openblas" | "builtin" | "builtin-avx512" | ...
 Napi::Value SetCpuGemm(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "setCpuGemm: expected a path name string");
+  drain_cpu_stream(info, "setCpuGemm");
   try {
     select_cpu_gemm(info[0].As<Napi::String>().Utf8Value());
   } catch (const Error& e) {
@@ -88,6 +155,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  drain_cpu_stream(info, "emptyCache");  // queued releases return their blocks first
   cpu_release_cache();
   return info.Env().Undefined();
 }
@@ -104,6 +172,20 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterOps(env, exports);
   exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice, "probeDevice"));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
+  exports.Set("synchronizeAsync", Napi::Function::New(env, SynchronizeAsync, "synchronizeAsync"));
+  exports.Set("setCpuAsync", Napi::Function::New(env, SetCpuAsync, "setCpuAsync"));
+  exports.Set("getCpuAsync", Napi::Function::New(env, GetCpuAsync, "getCpuAsync"));
+  // No queued CPU op may outlive the environment that issued it.
+  napi_add_env_cleanup_hook(
+      env,
+      [](void*) {
+        try {
+          CpuStream::instance().synchronize();
+        } catch (...) {
+          // Teardown: a failed op's error has nobody left to reach.
+        }
+      },
+      nullptr);
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));

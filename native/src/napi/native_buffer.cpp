@@ -85,6 +85,9 @@ void NativeBuffer::Release() {
     // Releasing must never throw out of a finalizer; the backend reports its own errors.
   }
   data_ = nullptr;
+  host_indices_.clear();
+  host_indices_.shrink_to_fit();
+  host_indices_known_ = false;
   Stats& s = stats();
   s.live_buffers--;
   device_bytes(s, device_) -= static_cast<int64_t>(bytes());
@@ -101,6 +104,10 @@ Napi::Value NativeBuffer::Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (freed()) throw Napi::Error::New(env, "read: buffer was already freed");
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes());
+  if (host_indices_known_) {  // ids and masks: no device read, no wait for queued work
+    std::copy(host_indices_.begin(), host_indices_.end(), static_cast<int32_t*>(ab.Data()));
+    return Napi::Int32Array::New(env, numel_, ab, 0);
+  }
   try {
     backend_for(device_).download(ab.Data(), data_, bytes());
   } catch (const Error& e) {
@@ -149,6 +156,16 @@ Napi::Value NativeBuffer::Write(const Napi::CallbackInfo& info) {
                                 src, static_cast<size_t>(count) * elem);
   } catch (const Error& e) {
     throw Napi::Error::New(env, std::string("write: ") + e.what());
+  }
+  if (dtype_ == DType::I32) {
+    const int32_t* values = reinterpret_cast<const int32_t*>(src);
+    int64_t start = static_cast<int64_t>(offset);
+    if (start == 0 && count == numel_) {
+      host_indices_.assign(values, values + count);
+      host_indices_known_ = true;
+    } else if (host_indices_known_) {
+      std::copy(values, values + count, host_indices_.begin() + start);
+    }
   }
   return env.Undefined();
 }

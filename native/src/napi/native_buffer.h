@@ -6,6 +6,8 @@
 
 #include <napi.h>
 
+#include <vector>
+
 #include "bertkit/backend.h"
 
 namespace bertkit {
@@ -25,6 +27,10 @@ class NativeBuffer : public Napi::ObjectWrap<NativeBuffer> {
   DType dtype() const { return dtype_; }
   int64_t numel() const { return numel_; }
   size_t bytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
+  // For an int32 buffer: the values it holds when they all came from write()
+  // (no op ever writes int32), else null. Index range checks read these instead
+  // of the device, so they neither wait for queued work nor copy from a GPU.
+  const std::vector<int32_t>* host_indices() const { return host_indices_known_ ? &host_indices_ : nullptr; }
 
   struct Stats {
     int64_t live_buffers = 0;
@@ -49,6 +55,8 @@ class NativeBuffer : public Napi::ObjectWrap<NativeBuffer> {
   Device device_ = Device::CPU;
   DType dtype_ = DType::F32;
   int64_t numel_ = 0;
+  std::vector<int32_t> host_indices_;
+  bool host_indices_known_ = false;
 };
 
 }  // namespace bertkit

@@ -36,6 +36,7 @@ class OpArgs {
 
   [[noreturn]] void fail(const std::string& message) const;
   const char* op() const { return op_; }
+  Napi::Env env() const { return info_.Env(); }
 
  private:
   const Napi::CallbackInfo& info_;

@@ -16,18 +16,28 @@ namespace {
 Napi::Value Done(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
 // Range check of integer indices (token ids, labels) before any kernel reads
-// memory with them. Device-resident indices are copied to the host first.
+// memory with them: from the host copy of the values when the buffer has one,
+// else by the backend in order with its ops (on the CPU stream when the op
+// runs, a failure then surfacing at the next read or synchronize with the ops
+// queued after it skipped; on CUDA by a download).
 void check_indices(OpArgs& args, Backend& backend, NativeBuffer* buf, int64_t n, const char* name,
                    int64_t limit, bool allow_ignore, int32_t ignore_index) {
-  std::vector<int32_t> host(static_cast<size_t>(n));
-  if (n > 0) backend.download(host.data(), buf->data(), static_cast<size_t>(n) * sizeof(int32_t));
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t v = host[static_cast<size_t>(i)];
-    if (allow_ignore && v == ignore_index) continue;
-    if (v < 0 || v >= limit) {
-      args.fail(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(v) +
-                " is out of range [0, " + std::to_string(limit) + ")");
+  if (const std::vector<int32_t>* host = buf->host_indices()) {
+    // The usual case (ids, masks, labels written from JavaScript): checked here, at once.
+    for (int64_t i = 0; i < n; ++i) {
+      int32_t v = (*host)[static_cast<size_t>(i)];
+      if (allow_ignore && v == ignore_index) continue;
+      if (v < 0 || v >= limit) {
+        args.fail(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(v) +
+                  " is out of range [0, " + std::to_string(limit) + ")");
+      }
     }
+    return;
+  }
+  try {
+    backend.check_indices(i32p(buf), n, limit, allow_ignore, ignore_index, std::string(args.op()) + ": " + name);
+  } catch (const Error& e) {
+    throw Napi::Error::New(args.env(), e.what());
   }
 }
 
@@ -486,6 +496,186 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// swapAxesForward(outer, rows, cols, inner, src, dst):  dst[o, c, r, i] = src[o, r, c, i]
+Napi::Value SwapAxesForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "swapAxesForward", 6);
+  int64_t outer = a.dim(0, "outer"), rows = a.dim(1, "rows"), cols = a.dim(2, "cols"), inner = a.dim(3, "inner");
+  NativeBuffer* src = a.buffer(4, "src", DType::F32);
+  NativeBuffer* dst = a.buffer(5, "dst", DType::F32);
+  int64_t numel = checked_mul(a, {outer, rows, cols, inner});
+  a.need(src, "src", numel, shape_str({outer, rows, cols, inner}));
+  a.need(dst, "dst", numel, shape_str({outer, cols, rows, inner}));
+  a.distinct(dst, "dst", src, "src");
+  Backend& be = a.backend();
+  return guarded(info, "swapAxesForward", [&] { be.swap_axes_forward(outer, rows, cols, inner, f32(src), f32(dst)); });
+}
+
+// swapAxesBackward(outer, rows, cols, inner, ddst, dsrc):  dsrc[o, r, c, i] += ddst[o, c, r, i]
+Napi::Value SwapAxesBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "swapAxesBackward", 6);
+  int64_t outer = a.dim(0, "outer"), rows = a.dim(1, "rows"), cols = a.dim(2, "cols"), inner = a.dim(3, "inner");
+  NativeBuffer* ddst = a.buffer(4, "ddst", DType::F32);
+  NativeBuffer* dsrc = a.buffer(5, "dsrc", DType::F32);
+  int64_t numel = checked_mul(a, {outer, rows, cols, inner});
+  a.need(ddst, "ddst", numel, shape_str({outer, cols, rows, inner}));
+  a.need(dsrc, "dsrc", numel, shape_str({outer, rows, cols, inner}));
+  a.distinct(dsrc, "dsrc", ddst, "ddst");
+  Backend& be = a.backend();
+  return guarded(info, "swapAxesBackward", [&] { be.swap_axes_backward(outer, rows, cols, inner, f32(ddst), f32(dsrc)); });
+}
+
+// gatherColumnsForward(batch, rows, width, picks, x, index, out):  out[n, s, t] = x[n, s, index[s, t]]
+Napi::Value GatherColumnsForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "gatherColumnsForward", 7);
+  int64_t batch = a.dim(0, "batch"), rows = a.dim(1, "rows"), width = a.dim(2, "width"), picks = a.dim(3, "picks");
+  NativeBuffer* x = a.buffer(4, "x", DType::F32);
+  NativeBuffer* index = a.buffer(5, "index", DType::I32);
+  NativeBuffer* out = a.buffer(6, "out", DType::F32);
+  a.need(x, "x", checked_mul(a, {batch, rows, width}), shape_str({batch, rows, width}));
+  a.need(index, "index", checked_mul(a, {rows, picks}), shape_str({rows, picks}));
+  a.need(out, "out", checked_mul(a, {batch, rows, picks}), shape_str({batch, rows, picks}));
+  a.distinct(out, "out", x, "x");
+  Backend& be = a.backend();
+  check_indices(a, be, index, rows * picks, "index", width, false, 0);
+  return guarded(info, "gatherColumnsForward", [&] {
+    be.gather_columns_forward(batch, rows, width, picks, f32(x), i32p(index), f32(out));
+  });
+}
+
+// gatherColumnsBackward(batch, rows, width, picks, index, dout, dx):  dx[n, s, index[s, t]] += dout[n, s, t]
+Napi::Value GatherColumnsBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "gatherColumnsBackward", 7);
+  int64_t batch = a.dim(0, "batch"), rows = a.dim(1, "rows"), width = a.dim(2, "width"), picks = a.dim(3, "picks");
+  NativeBuffer* index = a.buffer(4, "index", DType::I32);
+  NativeBuffer* dout = a.buffer(5, "dout", DType::F32);
+  NativeBuffer* dx = a.buffer(6, "dx", DType::F32);
+  a.need(index, "index", checked_mul(a, {rows, picks}), shape_str({rows, picks}));
+  a.need(dout, "dout", checked_mul(a, {batch, rows, picks}), shape_str({batch, rows, picks}));
+  a.need(dx, "dx", checked_mul(a, {batch, rows, width}), shape_str({batch, rows, width}));
+  a.distinct(dx, "dx", dout, "dout");
+  Backend& be = a.backend();
+  check_indices(a, be, index, rows * picks, "index", width, false, 0);
+  return guarded(info, "gatherColumnsBackward", [&] {
+    be.gather_columns_backward(batch, rows, width, picks, i32p(index), f32(dout), f32(dx));
+  });
+}
+
+// maskedSoftmaxForward(groups, batch, seq, scale, x, mask, probs)
+Napi::Value MaskedSoftmaxForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "maskedSoftmaxForward", 7);
+  int64_t groups = a.dim(0, "groups"), batch = a.dim(1, "batch"), seq = a.dim(2, "seq");
+  float scale = a.number(3, "scale");
+  NativeBuffer* x = a.buffer(4, "x", DType::F32);
+  NativeBuffer* mask = a.buffer(5, "mask", DType::I32);
+  NativeBuffer* probs = a.buffer(6, "probs", DType::F32);
+  int64_t numel = checked_mul(a, {groups, batch, seq, seq});
+  std::string shape = shape_str({groups, batch, seq, seq});
+  a.need(x, "x", numel, shape);
+  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
+  a.need(probs, "probs", numel, shape);
+  Backend& be = a.backend();
+  return guarded(info, "maskedSoftmaxForward", [&] {
+    be.masked_softmax_forward(groups, batch, seq, scale, f32(x), i32p(mask), f32(probs));
+  });
+}
+
+// maskedSoftmaxBackward(groups, batch, seq, scale, probs, dprobs, mask, dx)
+Napi::Value MaskedSoftmaxBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "maskedSoftmaxBackward", 8);
+  int64_t groups = a.dim(0, "groups"), batch = a.dim(1, "batch"), seq = a.dim(2, "seq");
+  float scale = a.number(3, "scale");
+  NativeBuffer* probs = a.buffer(4, "probs", DType::F32);
+  NativeBuffer* dprobs = a.buffer(5, "dprobs", DType::F32);
+  NativeBuffer* mask = a.buffer(6, "mask", DType::I32);
+  NativeBuffer* dx = a.buffer(7, "dx", DType::F32);
+  int64_t numel = checked_mul(a, {groups, batch, seq, seq});
+  std::string shape = shape_str({groups, batch, seq, seq});
+  a.need(probs, "probs", numel, shape);
+  a.need(dprobs, "dprobs", numel, shape);
+  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
+  a.need(dx, "dx", numel, shape);
+  a.distinct(dx, "dx", probs, "probs");
+  a.distinct(dx, "dx", dprobs, "dprobs");
+  Backend& be = a.backend();
+  return guarded(info, "maskedSoftmaxBackward", [&] {
+    be.masked_softmax_backward(groups, batch, seq, scale, f32(probs), f32(dprobs), i32p(mask), f32(dx));
+  });
+}
+
+// flashAttentionForward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, q, k, v, mask, lse, out)
+Napi::Value FlashAttentionForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "flashAttentionForward", 14);
+  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), heads = a.positive_dim(2, "heads"),
+          head_dim = a.positive_dim(3, "headDim");
+  float scale = a.number(4, "scale");
+  float p = probability(a, 5, "dropoutP");
+  uint64_t seed = a.u64(6, "seed"), offset = a.u64(7, "offset");
+  NativeBuffer* q = a.buffer(8, "q", DType::F32);
+  NativeBuffer* k = a.buffer(9, "k", DType::F32);
+  NativeBuffer* v = a.buffer(10, "v", DType::F32);
+  NativeBuffer* mask = a.buffer(11, "mask", DType::I32);
+  NativeBuffer* lse = a.buffer(12, "lse", DType::F32);
+  NativeBuffer* out = a.buffer(13, "out", DType::F32);
+  int64_t hidden = checked_mul(a, {heads, head_dim});
+  int64_t numel = checked_mul(a, {batch, seq, hidden});
+  std::string shape = shape_str({batch, seq, hidden});
+  a.need(q, "q", numel, shape);
+  a.need(k, "k", numel, shape);
+  a.need(v, "v", numel, shape);
+  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
+  a.need(lse, "lse", checked_mul(a, {batch, heads, seq}), shape_str({batch, heads, seq}));
+  a.need(out, "out", numel, shape);
+  for (auto [o, oname] : {std::pair{out, "out"}, {lse, "lse"}}) {
+    for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}}) a.distinct(o, oname, in, iname);
+  }
+  a.distinct(out, "out", lse, "lse");
+  Backend& be = a.backend();
+  return guarded(info, "flashAttentionForward", [&] {
+    be.flash_attention_forward(batch, seq, heads, head_dim, scale, p, seed, offset, f32(q), f32(k), f32(v),
+                               i32p(mask), f32(lse), f32(out));
+  });
+}
+
+// flashAttentionBackward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, q, k, v, mask, lse, out, dout,
+//                        dq|null, dk|null, dv|null)
+Napi::Value FlashAttentionBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "flashAttentionBackward", 18);
+  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), heads = a.positive_dim(2, "heads"),
+          head_dim = a.positive_dim(3, "headDim");
+  float scale = a.number(4, "scale");
+  float p = probability(a, 5, "dropoutP");
+  uint64_t seed = a.u64(6, "seed"), offset = a.u64(7, "offset");
+  NativeBuffer* q = a.buffer(8, "q", DType::F32);
+  NativeBuffer* k = a.buffer(9, "k", DType::F32);
+  NativeBuffer* v = a.buffer(10, "v", DType::F32);
+  NativeBuffer* mask = a.buffer(11, "mask", DType::I32);
+  NativeBuffer* lse = a.buffer(12, "lse", DType::F32);
+  NativeBuffer* out = a.buffer(13, "out", DType::F32);
+  NativeBuffer* dout = a.buffer(14, "dout", DType::F32);
+  NativeBuffer* dq = a.buffer(15, "dq", DType::F32, true);
+  NativeBuffer* dk = a.buffer(16, "dk", DType::F32, true);
+  NativeBuffer* dv = a.buffer(17, "dv", DType::F32, true);
+  int64_t hidden = checked_mul(a, {heads, head_dim});
+  int64_t numel = checked_mul(a, {batch, seq, hidden});
+  std::string shape = shape_str({batch, seq, hidden});
+  for (auto [buf, name] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}, {dout, "dout"}, {dq, "dq"},
+                           {dk, "dk"}, {dv, "dv"}}) {
+    a.need(buf, name, numel, shape);
+  }
+  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
+  a.need(lse, "lse", checked_mul(a, {batch, heads, seq}), shape_str({batch, heads, seq}));
+  for (auto [o, oname] : {std::pair{dq, "dq"}, {dk, "dk"}, {dv, "dv"}}) {
+    for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}, {dout, "dout"}, {lse, "lse"}}) {
+      a.distinct(o, oname, in, iname);
+    }
+  }
+  Backend& be = a.backend();
+  return guarded(info, "flashAttentionBackward", [&] {
+    be.flash_attention_backward(batch, seq, heads, head_dim, scale, p, seed, offset, f32(q), f32(k), f32(v),
+                                i32p(mask), f32(lse), f32(out), f32(dout), f32(dq), f32(dk), f32(dv));
+  });
+}
+
 // crossEntropyForward(rows, classes, logits, labels, ignoreIndex, classWeights|null, loss)
 Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   OpArgs a(info, "crossEntropyForward", 7);
@@ -599,6 +789,14 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward, "embeddingBackward"));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
+  exports.Set("flashAttentionForward", Napi::Function::New(env, FlashAttentionForward, "flashAttentionForward"));
+  exports.Set("flashAttentionBackward", Napi::Function::New(env, FlashAttentionBackward, "flashAttentionBackward"));
+  exports.Set("swapAxesForward", Napi::Function::New(env, SwapAxesForward, "swapAxesForward"));
+  exports.Set("swapAxesBackward", Napi::Function::New(env, SwapAxesBackward, "swapAxesBackward"));
+  exports.Set("gatherColumnsForward", Napi::Function::New(env, GatherColumnsForward, "gatherColumnsForward"));
+  exports.Set("gatherColumnsBackward", Napi::Function::New(env, GatherColumnsBackward, "gatherColumnsBackward"));
+  exports.Set("maskedSoftmaxForward", Napi::Function::New(env, MaskedSoftmaxForward, "maskedSoftmaxForward"));
+  exports.Set("maskedSoftmaxBackward", Napi::Function::New(env, MaskedSoftmaxBackward, "maskedSoftmaxBackward"));
   exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
   exports.Set("adamwStep", Napi::Function::New(env, AdamWStep, "adamwStep"));

@@ -1,0 +1,202 @@
+// DebertaV2Config: transformers' config.json for model_type "deberta-v2" (what
+// DeBERTa-v3 checkpoints use), read with its own field names and defaults.
+// Several options are not declared fields in transformers but read with
+// getattr and a default (share_att_key, position_buckets, norm_rel_ebd,
+// conv_kernel_size, embedding_size, cls_dropout, …); they are read here with
+// the same defaults. Options bertkit does not build (the convolution layer,
+// a head size that differs from hidden_size / heads, a pooler narrower or
+// wider than the hidden size) fail here, naming the option, never later.
+import { checkPositiveInts, checkProbabilities, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
+
+export type DebertaV2Activation = 'gelu' | 'gelu_new' | 'relu' | 'tanh'
+
+export interface DebertaV2ConfigFields {
+  model_type: string
+  vocab_size: number
+  hidden_size: number
+  num_hidden_layers: number
+  num_attention_heads: number
+  intermediate_size: number
+  hidden_act: DebertaV2Activation
+  hidden_dropout_prob: number
+  attention_probs_dropout_prob: number
+  max_position_embeddings: number
+  type_vocab_size: number
+  initializer_range: number
+  layer_norm_eps: number
+  relative_attention: boolean
+  max_relative_positions: number
+  pad_token_id: number
+  position_biased_input: boolean
+  pos_att_type: string[] | null
+  pooler_dropout: number
+  pooler_hidden_act: DebertaV2Activation
+  num_labels: number
+  id2label: Record<string, string>
+  label2id: Record<string, number>
+  problem_type: ProblemType | null
+}
+
+// transformers' DebertaV2Config defaults (deberta-v2-xlarge's sizes).
+const DEFAULTS: Omit<DebertaV2ConfigFields, 'num_labels' | 'id2label' | 'label2id'> = {
+  model_type: 'deberta-v2',
+  vocab_size: 128100,
+  hidden_size: 1536,
+  num_hidden_layers: 24,
+  num_attention_heads: 24,
+  intermediate_size: 6144,
+  hidden_act: 'gelu',
+  hidden_dropout_prob: 0.1,
+  attention_probs_dropout_prob: 0.1,
+  max_position_embeddings: 512,
+  type_vocab_size: 0,
+  initializer_range: 0.02,
+  layer_norm_eps: 1e-7,
+  relative_attention: false,
+  max_relative_positions: -1,
+  pad_token_id: 0,
+  position_biased_input: true,
+  pos_att_type: null,
+  pooler_dropout: 0,
+  pooler_hidden_act: 'gelu',
+  problem_type: null,
+}
+
+const LABEL_KEYS = ['num_labels', 'id2label', 'label2id'] as const
+const REQUIRED_IN_FILE = ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size'] as const
+const SUPPORTED_ACTS: DebertaV2Activation[] = ['gelu', 'gelu_new', 'relu', 'tanh']
+
+export class DebertaV2Config implements DebertaV2ConfigFields {
+  model_type!: string
+  vocab_size!: number
+  hidden_size!: number
+  num_hidden_layers!: number
+  num_attention_heads!: number
+  intermediate_size!: number
+  hidden_act!: DebertaV2Activation
+  hidden_dropout_prob!: number
+  attention_probs_dropout_prob!: number
+  max_position_embeddings!: number
+  type_vocab_size!: number
+  initializer_range!: number
+  layer_norm_eps!: number
+  relative_attention!: boolean
+  max_relative_positions!: number
+  pad_token_id!: number
+  position_biased_input!: boolean
+  pos_att_type!: string[] | null
+  pooler_dropout!: number
+  pooler_hidden_act!: DebertaV2Activation
+  num_labels!: number
+  id2label!: Record<string, string>
+  label2id!: Record<string, number>
+  problem_type!: ProblemType | null
+  /** Fields we do not declare (share_att_key, position_buckets, …), kept so savePretrained writes them back. */
+  readonly extra: Record<string, unknown> = {}
+
+  constructor(fields: Partial<DebertaV2ConfigFields> & Record<string, unknown> = {}, source = 'DebertaV2Config') {
+    const given: Record<string, unknown> = { ...fields }
+    // transformers accepts "p2c|c2p" and lowercases it.
+    if (typeof given.pos_att_type === 'string') given.pos_att_type = given.pos_att_type.toLowerCase().split('|').map((s) => s.trim())
+    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given) }
+    for (const [k, v] of Object.entries(merged)) {
+      if (k in DEFAULTS || (LABEL_KEYS as readonly string[]).includes(k)) (this as Record<string, unknown>)[k] = v
+      else this.extra[k] = v
+    }
+    this.validate(source)
+  }
+
+  /** Reads config.json; `overrides` (e.g. num_labels) win over the file, as from_pretrained's kwargs. */
+  static fromFile(path: string, overrides: Partial<DebertaV2ConfigFields> & Record<string, unknown> = {}): DebertaV2Config {
+    return new DebertaV2Config(readConfigJson(path, overrides, REQUIRED_IN_FILE) as Partial<DebertaV2ConfigFields>, path)
+  }
+
+  // ---- options transformers reads with getattr(config, name, default) ----
+
+  /** Whether relative positions use the content projections (query_proj / key_proj) too. Default false. */
+  get share_att_key(): boolean { return (this.extra.share_att_key as boolean | undefined) ?? false }
+  /** Log-bucketed relative positions when > 0. Default -1 (none). */
+  get position_buckets(): number { return (this.extra.position_buckets as number | undefined) ?? -1 }
+  /** "none" or "layer_norm" ("|"-separated), lowercased as transformers splits it. */
+  get norm_rel_ebd(): string[] {
+    return String(this.extra.norm_rel_ebd ?? 'none').toLowerCase().split('|').map((s) => s.trim())
+  }
+  get embedding_size(): number { return (this.extra.embedding_size as number | undefined) ?? this.hidden_size }
+  /** The classifier's dropout: cls_dropout, else hidden_dropout_prob. */
+  get cls_dropout(): number { return (this.extra.cls_dropout as number | null | undefined) ?? this.hidden_dropout_prob }
+  get pooler_hidden_size(): number { return (this.extra.pooler_hidden_size as number | undefined) ?? this.hidden_size }
+
+  /** max_relative_positions, or max_position_embeddings when it is below 1, as the attention reads it. */
+  get maxRelativePositions(): number {
+    return this.max_relative_positions < 1 ? this.max_position_embeddings : this.max_relative_positions
+  }
+
+  /** Half the rows of rel_embeddings: position_buckets when set, else maxRelativePositions (transformers' pos_ebd_size). */
+  get attentionSpan(): number {
+    return this.position_buckets > 0 ? this.position_buckets : this.maxRelativePositions
+  }
+
+  get usesC2p(): boolean { return (this.pos_att_type ?? []).includes('c2p') }
+  get usesP2c(): boolean { return (this.pos_att_type ?? []).includes('p2c') }
+
+  private validate(source: string): void {
+    checkPositiveInts(source, {
+      vocab_size: this.vocab_size, hidden_size: this.hidden_size, num_hidden_layers: this.num_hidden_layers,
+      num_attention_heads: this.num_attention_heads, intermediate_size: this.intermediate_size,
+      max_position_embeddings: this.max_position_embeddings, num_labels: this.num_labels, embedding_size: this.embedding_size,
+    })
+    if (!Number.isInteger(this.type_vocab_size) || this.type_vocab_size < 0) {
+      throw new Error(`${source}: type_vocab_size must be a non-negative integer, got ${JSON.stringify(this.type_vocab_size)}`)
+    }
+    if (this.hidden_size % this.num_attention_heads !== 0) {
+      throw new Error(`${source}: hidden_size ${this.hidden_size} is not a multiple of num_attention_heads ${this.num_attention_heads}`)
+    }
+    for (const k of ['hidden_act', 'pooler_hidden_act'] as const) {
+      if (!SUPPORTED_ACTS.includes(this[k])) throw new Error(`${source}: ${k} ${JSON.stringify(this[k])} is not supported (use one of ${SUPPORTED_ACTS.join(', ')})`)
+    }
+    checkProbabilities(source, {
+      hidden_dropout_prob: this.hidden_dropout_prob, attention_probs_dropout_prob: this.attention_probs_dropout_prob,
+      pooler_dropout: this.pooler_dropout, cls_dropout: this.cls_dropout,
+    })
+    if (!(this.layer_norm_eps > 0)) throw new Error(`${source}: layer_norm_eps must be positive`)
+    if (!(this.initializer_range > 0)) throw new Error(`${source}: initializer_range must be positive`)
+    for (const k of ['relative_attention', 'position_biased_input'] as const) {
+      if (typeof this[k] !== 'boolean') throw new Error(`${source}: ${k} must be true or false, got ${JSON.stringify(this[k])}`)
+    }
+    if (this.extra.share_att_key !== undefined && typeof this.extra.share_att_key !== 'boolean') {
+      throw new Error(`${source}: share_att_key must be true or false, got ${JSON.stringify(this.extra.share_att_key)}`)
+    }
+    if (this.pos_att_type !== null && (!Array.isArray(this.pos_att_type) || this.pos_att_type.some((s) => typeof s !== 'string'))) {
+      throw new Error(`${source}: pos_att_type must be a list of strings (e.g. ["p2c", "c2p"]), got ${JSON.stringify(this.pos_att_type)}`)
+    }
+    if (!Number.isInteger(this.max_relative_positions)) throw new Error(`${source}: max_relative_positions must be an integer, got ${JSON.stringify(this.max_relative_positions)}`)
+    if (!Number.isInteger(this.position_buckets)) throw new Error(`${source}: position_buckets must be an integer, got ${JSON.stringify(this.position_buckets)}`)
+    if (this.relative_attention && this.position_buckets > 0 && this.position_buckets < 2) {
+      throw new Error(`${source}: position_buckets ${this.position_buckets} leaves no room for log buckets (use -1 or at least 2)`)
+    }
+    if (!Number.isInteger(this.pad_token_id) || this.pad_token_id < 0 || this.pad_token_id >= this.vocab_size) {
+      throw new Error(`${source}: pad_token_id ${JSON.stringify(this.pad_token_id)} must be in [0, vocab_size ${this.vocab_size})`)
+    }
+    // What bertkit does not build: refuse it by name rather than compute something else.
+    const convKernel = this.extra.conv_kernel_size
+    if (convKernel !== undefined && convKernel !== null && Number(convKernel) > 0) {
+      throw new Error(`${source}: conv_kernel_size ${JSON.stringify(convKernel)} (DeBERTa-v2's convolution layer) is not supported by bertkit; only configs without it (DeBERTa-v3) are`)
+    }
+    const headSize = this.extra.attention_head_size
+    if (headSize !== undefined && headSize !== this.hidden_size / this.num_attention_heads) {
+      throw new Error(`${source}: attention_head_size ${JSON.stringify(headSize)} other than hidden_size / num_attention_heads (${this.hidden_size / this.num_attention_heads}) is not supported`)
+    }
+    if (this.pooler_hidden_size !== this.hidden_size) {
+      throw new Error(`${source}: pooler_hidden_size ${JSON.stringify(this.pooler_hidden_size)} other than hidden_size ${this.hidden_size} is not supported (transformers' classifier reads hidden_size features)`)
+    }
+    const norms = this.norm_rel_ebd.filter((s) => s !== 'none' && s !== 'layer_norm' && s !== '')
+    if (norms.length) throw new Error(`${source}: norm_rel_ebd ${JSON.stringify(this.extra.norm_rel_ebd)} is not supported (use "none" or "layer_norm")`)
+    checkProblemType(source, this.problem_type)
+  }
+
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = { ...this.extra }
+    for (const k of [...Object.keys(DEFAULTS), ...LABEL_KEYS]) out[k] = (this as Record<string, unknown>)[k]
+    return out
+  }
+}

@@ -1,0 +1,488 @@
+// DeBERTa-v2/v3 for sequence classification, module for module as
+// transformers' modeling_deberta_v2.py builds it (names, registration order,
+// numerics), with its eager attention:
+//
+//   scores = (q·kᵀ + c2p + p2c) / sqrt(head_dim · (1 + [c2p] + [p2c]))
+//   c2p[i, j] = q_i · posK[c2p_index(i, j)]     posK = key_proj(rel)   (share_att_key)
+//   p2c[i, j] = k_j · posQ[p2c_index(j, i)]     posQ = query_proj(rel)
+//   probs = softmax(scores with (i, j) filled by the float32 minimum unless
+//           tokens i and j are both real)
+//
+// rel is the encoder's rel_embeddings table (LayerNorm'ed when norm_rel_ebd
+// says so), shared by every layer; the indices come from the relative
+// position i - j, log-bucketed beyond position_buckets / 2 and clamped to the
+// table. Heads are laid out first ([heads, batch·seq, head_dim]) so that the
+// products with the position tables, which every batch row shares, are one
+// strided gemm per call.
+import { Module, ModuleList } from '../../nn/module.js'
+import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
+import {
+  activation, add, bmm, bmmTransposed, crossEntropy, gatherColumns, maskedSoftmax, mulRowsByMask,
+  reshape, scale, sliceRows, sum, transpose12,
+} from '../../tensor/ops.js'
+import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
+import { tidy } from '../../tensor/scope.js'
+import type { DeviceName } from '../../tensor/device.js'
+import type { SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
+import { checkInputIds, lookup, OwnedIds, sequenceClassificationLoss } from '../modeling_utils.js'
+import type { ProblemType } from '../configuration_utils.js'
+import { DebertaV2Config } from './configuration_deberta_v2.js'
+
+export interface DebertaV2Inputs {
+  /** int32 [batch, seq] */
+  inputIds: Tensor
+  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
+  attentionMask?: Tensor | null
+  /** int32 [batch, seq]. Defaults to zeros; ignored when type_vocab_size is 0 (DeBERTa-v3), as in transformers. */
+  tokenTypeIds?: Tensor | null
+  /** int32 [batch, seq]. Defaults to 0..seq-1; read only when position_biased_input. */
+  positionIds?: Tensor | null
+}
+
+export interface DebertaV2ForSequenceClassificationInputs extends DebertaV2Inputs {
+  /** int32 [batch] class indices (negative = unlabelled), float32 [batch] regression targets, or per problem_type. */
+  labels?: Tensor | null
+}
+
+export const DEBERTA_V2_FAMILY: PretrainedFamily<DebertaV2Config> = {
+  readConfig: (path, overrides) => DebertaV2Config.fromFile(path, overrides),
+  baseModules: ['embeddings', 'encoder'],
+}
+
+// ---- relative positions ---------------------------------------------------------------
+
+/**
+ * transformers' make_log_bucket_position for one relative position: kept as
+ * it is within ±bucketSize/2, else mid + ceil(log(|rel| / mid) /
+ * log((maxPosition - 1) / mid) · (mid - 1)) with rel's sign.
+ */
+export function logBucketPosition(relative: number, bucketSize: number, maxPosition: number): number {
+  const mid = Math.floor(bucketSize / 2)
+  const abs = Math.abs(relative)
+  if (abs <= mid) return relative
+  const logPos = Math.ceil(Math.log(abs / mid) / Math.log((maxPosition - 1) / mid) * (mid - 1)) + mid
+  return Math.sign(relative) * logPos
+}
+
+/**
+ * The gather indices of DisentangledSelfAttention for a sequence of `seq`:
+ * c2p[i, j] = clamp(rel(i - j) + span, 0, 2·span - 1) and
+ * p2c[j, i] = clamp(-rel(j - i) + span, 0, 2·span - 1), rel bucketed when
+ * position_buckets > 0. Both int32 [seq, seq], row-major.
+ */
+export function relativePositionIndices(config: DebertaV2Config, seq: number): { c2p: Int32Array; p2c: Int32Array } {
+  const span = config.attentionSpan
+  const buckets = config.position_buckets
+  const maxPosition = config.maxRelativePositions
+  const rel = (d: number) => (buckets > 0 && maxPosition > 0 ? logBucketPosition(d, buckets, maxPosition) : d)
+  const clamp = (v: number) => Math.min(2 * span - 1, Math.max(0, v))
+  const c2p = new Int32Array(seq * seq)
+  const p2c = new Int32Array(seq * seq)
+  for (let a = 0; a < seq; a++) {
+    for (let b = 0; b < seq; b++) {
+      const r = rel(a - b)
+      c2p[a * seq + b] = clamp(r + span)
+      p2c[a * seq + b] = clamp(-r + span)
+    }
+  }
+  return { c2p, p2c }
+}
+
+interface RelativeInputs {
+  /** The rel_embeddings table as the layers read it (after LayerNorm): [2·span, hidden]. */
+  table: Tensor
+  c2pIndex: Tensor
+  p2cIndex: Tensor
+}
+
+// ---- embeddings ---------------------------------------------------------------------------
+
+export class DebertaV2Embeddings extends Module {
+  readonly word_embeddings: Embedding
+  readonly position_embeddings: Embedding | null
+  readonly token_type_embeddings: Embedding | null
+  readonly embed_proj: Linear | null
+  readonly LayerNorm: LayerNorm
+  readonly dropout: Dropout
+
+  constructor(readonly config: DebertaV2Config, device?: DeviceName) {
+    super()
+    const std = config.initializer_range
+    const width = config.embedding_size
+    this.word_embeddings = this.registerModule('word_embeddings', new Embedding(config.vocab_size, width, { std, device, paddingIdx: config.pad_token_id }))
+    this.position_embeddings = config.position_biased_input
+      ? this.registerModule('position_embeddings', new Embedding(config.max_position_embeddings, width, { std, device }))
+      : null
+    this.token_type_embeddings = config.type_vocab_size > 0
+      ? this.registerModule('token_type_embeddings', new Embedding(config.type_vocab_size, width, { std, device }))
+      : null
+    this.embed_proj = width !== config.hidden_size
+      ? this.registerModule('embed_proj', new Linear(width, config.hidden_size, { std, device, bias: false }))
+      : null
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hidden_size, config.layer_norm_eps, { device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
+  }
+
+  /** mask: the caller's attention mask (rows are multiplied by it after LayerNorm), or null for none. */
+  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, mask: Tensor | null): Tensor {
+    const seq = inputIds.shape[1]
+    let embeddings = lookup('input_ids', seq, () => this.word_embeddings.forward(inputIds))
+    if (this.position_embeddings) {
+      const positions = lookup('position_ids', seq, () => this.position_embeddings!.forward(positionIds))
+      embeddings = add(embeddings, positions)
+    }
+    if (this.token_type_embeddings) {
+      const types = lookup('token_type_ids', seq, () => this.token_type_embeddings!.forward(tokenTypeIds))
+      embeddings = add(embeddings, types)
+    }
+    if (this.embed_proj) embeddings = this.embed_proj.forward(embeddings)
+    embeddings = this.LayerNorm.forward(embeddings)
+    if (mask) embeddings = mulRowsByMask(embeddings, mask)
+    return this.dropout.forward(embeddings)
+  }
+}
+
+// ---- attention -------------------------------------------------------------------------
+
+export class DisentangledSelfAttention extends Module {
+  readonly query_proj: Linear
+  readonly key_proj: Linear
+  readonly value_proj: Linear
+  readonly pos_dropout: Dropout | null
+  readonly pos_key_proj: Linear | null
+  readonly pos_query_proj: Linear | null
+  readonly dropout: Dropout
+  readonly heads: number
+  readonly headDim: number
+  /** 1 / sqrt(head_dim · scale_factor), the factor applied to every score. */
+  readonly scoreScale: number
+
+  constructor(readonly config: DebertaV2Config, device?: DeviceName) {
+    super()
+    const h = config.hidden_size
+    const std = config.initializer_range
+    this.heads = config.num_attention_heads
+    this.headDim = h / this.heads
+    this.query_proj = this.registerModule('query_proj', new Linear(h, h, { std, device }))
+    this.key_proj = this.registerModule('key_proj', new Linear(h, h, { std, device }))
+    this.value_proj = this.registerModule('value_proj', new Linear(h, h, { std, device }))
+    const relative = config.relative_attention
+    this.pos_dropout = relative ? this.registerModule('pos_dropout', new Dropout(config.hidden_dropout_prob)) : null
+    const separate = relative && !config.share_att_key
+    this.pos_key_proj = separate && config.usesC2p ? this.registerModule('pos_key_proj', new Linear(h, h, { std, device })) : null
+    this.pos_query_proj = separate && config.usesP2c ? this.registerModule('pos_query_proj', new Linear(h, h, { std, device })) : null
+    this.dropout = this.registerModule('dropout', new Dropout(config.attention_probs_dropout_prob))
+    // transformers counts c2p / p2c in the scale whether or not relative attention is on.
+    const scaleFactor = 1 + (config.usesC2p ? 1 : 0) + (config.usesP2c ? 1 : 0)
+    this.scoreScale = 1 / Math.fround(Math.sqrt(Math.fround(this.headDim * scaleFactor)))
+  }
+
+  /** [rows, heads·head_dim] → [heads, rows, head_dim] */
+  private headsFirst(x: Tensor, rows: number): Tensor {
+    return reshape(transpose12(reshape(x, [1, rows, this.heads, this.headDim])), [this.heads, rows, this.headDim])
+  }
+
+  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null): Tensor {
+    const [batch, seq, width] = hidden.shape
+    const H = this.heads, D = this.headDim
+    const tokens = batch * seq
+    const q = this.headsFirst(this.query_proj.forward(hidden), tokens)
+    const k = this.headsFirst(this.key_proj.forward(hidden), tokens)
+    const v = this.headsFirst(this.value_proj.forward(hidden), tokens)
+    const pairs = (x: Tensor) => reshape(x, [H * batch, seq, D])
+    let scores = bmmTransposed(pairs(q), pairs(k))
+    if (relative) {
+      const rel = this.pos_dropout!.forward(relative.table)
+      const span2 = rel.shape[0]
+      if (this.config.usesC2p) {
+        const posKey = this.headsFirst((this.pos_key_proj ?? this.key_proj).forward(rel), span2)
+        const c2p = reshape(bmmTransposed(q, posKey), [H * batch, seq, span2])
+        scores = add(scores, gatherColumns(c2p, relative.c2pIndex))
+      }
+      if (this.config.usesP2c) {
+        const posQuery = this.headsFirst((this.pos_query_proj ?? this.query_proj).forward(rel), span2)
+        // Row j (a key) picks the position of query i; transposing gives [query, key].
+        const p2c = gatherColumns(reshape(bmmTransposed(k, posQuery), [H * batch, seq, span2]), relative.p2cIndex)
+        scores = add(scores, reshape(transpose12(reshape(p2c, [H * batch, seq, seq, 1])), [H * batch, seq, seq]))
+      }
+    }
+    const probs = this.dropout.forward(maskedSoftmax(reshape(scores, [H, batch, seq, seq]), mask, this.scoreScale))
+    const context = bmm(reshape(probs, [H * batch, seq, seq]), pairs(v))
+    return reshape(transpose12(reshape(context, [1, H, tokens, D])), [batch, seq, width])
+  }
+}
+
+/** dense → dropout → LayerNorm(· + input): DebertaV2SelfOutput and DebertaV2Output. */
+class DenseDropoutResidualNorm extends Module {
+  readonly dense: Linear
+  readonly LayerNorm: LayerNorm
+  readonly dropout: Dropout
+
+  constructor(config: DebertaV2Config, inFeatures: number, device?: DeviceName) {
+    super()
+    this.dense = this.registerModule('dense', new Linear(inFeatures, config.hidden_size, { std: config.initializer_range, device }))
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hidden_size, config.layer_norm_eps, { device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
+  }
+
+  forward(hidden: Tensor, input: Tensor): Tensor {
+    return this.LayerNorm.forward(this.dropout.forward(this.dense.forward(hidden)), input)
+  }
+}
+
+export class DebertaV2SelfOutput extends DenseDropoutResidualNorm {
+  constructor(config: DebertaV2Config, device?: DeviceName) {
+    super(config, config.hidden_size, device)
+  }
+}
+
+export class DebertaV2Attention extends Module {
+  readonly self: DisentangledSelfAttention
+  readonly output: DebertaV2SelfOutput
+
+  constructor(config: DebertaV2Config, device?: DeviceName) {
+    super()
+    this.self = this.registerModule('self', new DisentangledSelfAttention(config, device))
+    this.output = this.registerModule('output', new DebertaV2SelfOutput(config, device))
+  }
+
+  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null): Tensor {
+    return this.output.forward(this.self.forward(hidden, mask, relative), hidden)
+  }
+}
+
+export class DebertaV2Intermediate extends Module {
+  readonly dense: Linear
+
+  constructor(readonly config: DebertaV2Config, device?: DeviceName) {
+    super()
+    this.dense = this.registerModule('dense', new Linear(config.hidden_size, config.intermediate_size, { std: config.initializer_range, device }))
+  }
+
+  forward(hidden: Tensor): Tensor {
+    return activation(this.dense.forward(hidden), this.config.hidden_act)
+  }
+}
+
+export class DebertaV2Output extends DenseDropoutResidualNorm {
+  constructor(config: DebertaV2Config, device?: DeviceName) {
+    super(config, config.intermediate_size, device)
+  }
+}
+
+export class DebertaV2Layer extends Module {
+  readonly attention: DebertaV2Attention
+  readonly intermediate: DebertaV2Intermediate
+  readonly output: DebertaV2Output
+
+  constructor(config: DebertaV2Config, device?: DeviceName) {
+    super()
+    this.attention = this.registerModule('attention', new DebertaV2Attention(config, device))
+    this.intermediate = this.registerModule('intermediate', new DebertaV2Intermediate(config, device))
+    this.output = this.registerModule('output', new DebertaV2Output(config, device))
+  }
+
+  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null): Tensor {
+    const attended = this.attention.forward(hidden, mask, relative)
+    return this.output.forward(this.intermediate.forward(attended), attended)
+  }
+}
+
+export class DebertaV2Encoder extends Module {
+  readonly layer: ModuleList<DebertaV2Layer>
+  readonly rel_embeddings: Embedding | null
+  readonly LayerNorm: LayerNorm | null
+
+  constructor(readonly config: DebertaV2Config, device?: DeviceName) {
+    super()
+    const std = config.initializer_range
+    this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.num_hidden_layers }, () => new DebertaV2Layer(config, device))))
+    this.rel_embeddings = config.relative_attention
+      ? this.registerModule('rel_embeddings', new Embedding(2 * config.attentionSpan, config.hidden_size, { std, device }))
+      : null
+    this.LayerNorm = config.norm_rel_ebd.includes('layer_norm')
+      ? this.registerModule('LayerNorm', new LayerNorm(config.hidden_size, config.layer_norm_eps, { device }))
+      : null
+  }
+
+  /** get_rel_embedding: the table, through LayerNorm when norm_rel_ebd has "layer_norm"; null without relative attention. */
+  relEmbedding(): Tensor | null {
+    if (!this.rel_embeddings) return null
+    const table = this.rel_embeddings.weight
+    return this.LayerNorm ? this.LayerNorm.forward(table) : table
+  }
+
+  forward(hidden: Tensor, mask: Tensor): Tensor {
+    const seq = hidden.shape[1]
+    const table = this.relEmbedding()
+    let relative: RelativeInputs | null = null
+    if (table) {
+      const { c2p, p2c } = relativePositionIndices(this.config, seq)
+      const device = hidden.device
+      relative = {
+        table,
+        c2pIndex: tensor(c2p, { shape: [seq, seq], dtype: 'int32', device }),
+        p2cIndex: tensor(p2c, { shape: [seq, seq], dtype: 'int32', device }),
+      }
+    }
+    try {
+      // One scope per layer, as BertEncoder: what backward does not need dies
+      // with its layer, and frozen layers keep nothing.
+      for (const layer of this.layer.items) hidden = tidy(() => layer.forward(hidden, mask, relative))
+      return hidden
+    } finally {
+      // The gathers keep their own references to the indices for backward.
+      relative?.c2pIndex.dispose()
+      relative?.p2cIndex.dispose()
+    }
+  }
+}
+
+export class DebertaV2Model extends Module {
+  /** What fromPretrained found missing / unexpected in the checkpoint. */
+  loadingInfo: LoadingInfo | null = null
+  readonly embeddings: DebertaV2Embeddings
+  readonly encoder: DebertaV2Encoder
+
+  constructor(readonly config: DebertaV2Config, options: { device?: DeviceName } = {}) {
+    super()
+    this.embeddings = this.registerModule('embeddings', new DebertaV2Embeddings(config, options.device))
+    this.encoder = this.registerModule('encoder', new DebertaV2Encoder(config, options.device))
+  }
+
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<DebertaV2Model> {
+    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options, (config, device) => new DebertaV2Model(config, { device }), '', DEBERTA_V2_FAMILY)
+    model.loadingInfo = loadingInfo
+    return model
+  }
+
+  savePretrained(dir: string): void {
+    savePretrainedTo(this, this.config, dir, 'DebertaV2Model')
+  }
+
+  /** The last hidden state [batch, seq, hidden]. */
+  forward(inputs: DebertaV2Inputs): { lastHiddenState: Tensor } {
+    const owner = 'DebertaV2Model'
+    const [batch, seq] = checkInputIds(owner, inputs.inputIds)
+    if (this.config.position_biased_input && seq > this.config.max_position_embeddings) {
+      throw new RangeError(`${owner}: sequence length ${seq} exceeds max_position_embeddings ${this.config.max_position_embeddings}; truncate the input`)
+    }
+    const ids = new OwnedIds(owner, batch, seq, inputs.inputIds.device)
+    try {
+      const given = inputs.attentionMask ?? null
+      const mask = ids.orDefault(given, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
+      const types = ids.orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
+      const positions = ids.orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
+      // transformers multiplies by a mask of ones when none is given: nothing to do then.
+      const embedded = this.embeddings.forward(inputs.inputIds, types, positions, given ? mask : null)
+      return { lastHiddenState: this.encoder.forward(embedded, mask) }
+    } finally {
+      ids.dispose()
+    }
+  }
+}
+
+/** dropout(h[:, 0]) → dense → pooler_hidden_act. */
+export class ContextPooler extends Module {
+  readonly dense: Linear
+  readonly dropout: Dropout
+
+  constructor(readonly config: DebertaV2Config, device?: DeviceName) {
+    super()
+    const width = config.pooler_hidden_size
+    this.dense = this.registerModule('dense', new Linear(width, width, { std: config.initializer_range, device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.pooler_dropout))
+  }
+
+  forward(hidden: Tensor): Tensor {
+    const [batch, , width] = hidden.shape
+    const first = reshape(sliceRows(hidden, 0, 1), [batch, width])
+    return activation(this.dense.forward(this.dropout.forward(first)), this.config.pooler_hidden_act)
+  }
+}
+
+export class DebertaV2ForSequenceClassification extends Module {
+  /** What fromPretrained found missing / unexpected in the checkpoint. */
+  loadingInfo: LoadingInfo | null = null
+  readonly deberta: DebertaV2Model
+  readonly pooler: ContextPooler
+  readonly classifier: Linear
+  readonly dropout: Dropout
+  readonly numLabels: number
+
+  constructor(readonly config: DebertaV2Config, options: { device?: DeviceName } = {}) {
+    super()
+    this.numLabels = config.num_labels
+    this.deberta = this.registerModule('deberta', new DebertaV2Model(config, { device: options.device }))
+    this.pooler = this.registerModule('pooler', new ContextPooler(config, options.device))
+    this.classifier = this.registerModule('classifier', new Linear(config.hidden_size, config.num_labels, { std: config.initializer_range, device: options.device }))
+    this.dropout = this.registerModule('dropout', new Dropout(config.cls_dropout))
+  }
+
+  /**
+   * Loads config.json + weights from a directory or Hub id. Weights the
+   * checkpoint lacks (the pooler and classifier of a pre-trained checkpoint)
+   * are initialised normal(0, initializer_range) from `seed`; a line lists
+   * them on stderr. The pre-training heads (lm_predictions.*,
+   * mask_predictions.*) are reported as unexpected.
+   */
+  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<DebertaV2ForSequenceClassification> {
+    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options,
+      (config, device) => new DebertaV2ForSequenceClassification(config, { device }), 'deberta.', DEBERTA_V2_FAMILY)
+    model.loadingInfo = loadingInfo
+    if (loadingInfo.missingKeys.length) {
+      process.stderr.write(`bertkit: some weights of DebertaV2ForSequenceClassification were not in the checkpoint at ${idOrDir} and are newly initialized: [${loadingInfo.missingKeys.join(', ')}]\n`)
+    }
+    return model
+  }
+
+  savePretrained(dir: string): void {
+    savePretrainedTo(this, this.config, dir, 'DebertaV2ForSequenceClassification')
+  }
+
+  forward(inputs: DebertaV2ForSequenceClassificationInputs): SequenceClassifierOutput {
+    const { lastHiddenState } = this.deberta.forward(inputs)
+    const logits = this.classifier.forward(this.dropout.forward(this.pooler.forward(lastHiddenState)))
+    const labels = inputs.labels ?? null
+    return { loss: labels ? this.computeLoss(logits, labels) : null, logits }
+  }
+
+  /**
+   * The problem type of the loss: the config's, else (as DeBERTa's head in
+   * transformers decides) regression for one label and classification
+   * otherwise.
+   */
+  problemType(labels: Tensor): ProblemType {
+    if (this.config.problem_type) return this.config.problem_type
+    if (this.numLabels === 1) return 'regression'
+    if (labels.ndim === 1 || labels.shape[labels.ndim - 1] === 1) return 'single_label_classification'
+    throw new Error(`DebertaV2ForSequenceClassification: labels ${formatShape(labels.shape)} with problem_type unset: transformers' DeBERTa computes a soft-label cross-entropy for these, which bertkit does not implement; set problem_type ("multi_label_classification" for BCE) or pass class indices`)
+  }
+
+  /**
+   * transformers' DebertaV2ForSequenceClassification loss. With problem_type
+   * unset and class labels, rows whose label is negative are left out (and
+   * the loss is 0 when none is left); float labels are truncated to integers,
+   * as labels.long() does. With problem_type set, the loss every encoder shares.
+   */
+  private computeLoss(logits: Tensor, labels: Tensor): Tensor {
+    const owner = 'DebertaV2ForSequenceClassification'
+    const kind = this.problemType(labels)
+    if (this.config.problem_type || kind !== 'single_label_classification') {
+      return sequenceClassificationLoss(owner, kind, logits, labels, this.numLabels)
+    }
+    const batch = logits.shape[0]
+    if (labels.numel !== batch) throw new RangeError(`${owner}: labels ${formatShape(labels.shape)} must have ${batch} elements`)
+    const values = labels.dtype === 'int32' ? labels.toInt32Array() : labels.toFloat32Array()
+    const kept = Int32Array.from(values, (v) => (v >= 0 ? Math.trunc(v) : -100))
+    if (kept.every((v) => v === -100)) return scale(sum(logits), 0)
+    const targets = tensor(kept, { dtype: 'int32', device: logits.device })
+    try {
+      return crossEntropy(logits, targets)
+    } finally {
+      targets.dispose()
+    }
+  }
+}
+
