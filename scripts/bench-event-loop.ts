@@ -6,6 +6,7 @@
 // same model, data and seed; the steps/s of each show what queueing costs.
 // Usage: npx tsc -p tsconfig.json && node dist/scripts/bench-event-loop.js
 //   [--shape bert-base|minilm] [--steps 8] [--threads 2] [--batch 16] [--seq 64]
+//   [--save-steps N]  (also write a checkpoint — weights + optimizer state — every N steps)
 import { writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
@@ -23,6 +24,7 @@ const steps = Number(opt('steps', '8'))
 const threads = Number(opt('threads', '2'))
 const batch = Number(opt('batch', '16'))
 const seq = Number(opt('seq', '64'))
+const saveSteps = Number(opt('save-steps', '0'))
 native().setNumThreads(threads)
 
 const shapes: Record<string, Record<string, number>> = {
@@ -65,7 +67,7 @@ async function run(queued: boolean): Promise<Run> {
   const outputDir = mkdtempSync(join(os.tmpdir(), 'bertkit-loop-'))
   const trainer = new Trainer({
     model,
-    args: new TrainingArguments(outputDir, { maxSteps: steps, perDeviceTrainBatchSize: batch, learningRate: 2e-5, saveStrategy: 'no', loggingSteps: 4, disableTqdm: true, plotCurves: false, seed: 42 }),
+    args: new TrainingArguments(outputDir, { maxSteps: steps, perDeviceTrainBatchSize: batch, learningRate: 2e-5, saveStrategy: saveSteps > 0 ? 'steps' : 'no', saveSteps: saveSteps > 0 ? saveSteps : 500, saveTotalLimit: 1, loggingSteps: 4, disableTqdm: true, plotCurves: false, seed: 42 }),
     trainDataset: syntheticData(steps * batch),
     dataCollator: DataCollatorWithPadding({ tokenizer: 0 }),
   })
@@ -115,7 +117,7 @@ const f = (x: number, d = 0) => x.toFixed(d)
 const lines = [
   '# Event loop during training (CPU)',
   '',
-  `The Trainer fine-tunes a randomly initialised ${shapeName}-shaped BERT (${JSON.stringify(shape)}) for ${steps} steps, batch ${batch}, sentences of ${seq - 7}-${seq} tokens, fp32, logging every 4 steps, while a 10 ms setInterval records how late each tick fires; perf_hooks.monitorEventLoopDelay watches too. Each mode runs twice, alternating.`,
+  `The Trainer fine-tunes a randomly initialised ${shapeName}-shaped BERT (${JSON.stringify(shape)}) for ${steps} steps, batch ${batch}, sentences of ${seq - 7}-${seq} tokens, fp32, logging every 4 steps${saveSteps > 0 ? `, a checkpoint (weights + AdamW state, atomic) every ${saveSteps} steps` : ''}, while a 10 ms setInterval records how late each tick fires; perf_hooks.monitorEventLoopDelay watches too. Each mode runs twice, alternating.`,
   `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores), ${addon.probeDevice(0).description}; date ${new Date().toISOString().slice(0, 10)}.`,
   `Command: \`node dist/scripts/bench-event-loop.js ${args.join(' ')}\``,
   '',

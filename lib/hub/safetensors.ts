@@ -12,6 +12,7 @@
 // with a range check.
 import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs'
 import { constants as bufferConstants } from 'node:buffer'
+import { open as openAsync, rename as renameAsync, unlink as unlinkAsync } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { endianness } from 'node:os'
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
@@ -702,6 +703,32 @@ export interface WriteTensor {
 
 const WRITE_BYTES: Record<WritableDType, number> = { F32: 4, F16: 2, BF16: 2, I32: 4 }
 
+/** The temporary file atomicWrite writes before renaming it over `target`. */
+function temporaryPath(target: string): string {
+  return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`)
+}
+
+function writeFailure(target: string, e: unknown): Error {
+  if (e instanceof SafetensorsError) return e
+  const wrapped = new Error(`cannot write ${target}: ${errorMessage(e)}`, { cause: e }) as Error & { code?: unknown }
+  if (e && typeof e === 'object' && 'code' in e) wrapped.code = e.code
+  return wrapped
+}
+
+/** Makes a rename in `dir` durable. Best effort: some platforms cannot fsync a directory. */
+function syncDirectory(dir: string): void {
+  try {
+    const dfd = openSync(dir, 'r')
+    try {
+      fsyncSync(dfd)
+    } finally {
+      closeSync(dfd)
+    }
+  } catch {
+    // The data is in place; only durability across a power cut is weaker.
+  }
+}
+
 /**
  * Writes `path` atomically: a temporary file in the same directory, fsync,
  * rename. On any error the temporary file is removed and an existing file at
@@ -709,8 +736,7 @@ const WRITE_BYTES: Record<WritableDType, number> = { F32: 4, F16: 2, BF16: 2, I3
  */
 function atomicWrite(path: string, produce: (write: (bytes: Uint8Array) => void) => void): void {
   const target = resolve(path)
-  const dir = dirname(target)
-  const tmp = join(dir, `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`)
+  const tmp = temporaryPath(target)
   let fd: number | null = null
   try {
     fd = openSync(tmp, 'wx', 0o644)
@@ -737,28 +763,60 @@ function atomicWrite(path: string, produce: (write: (bytes: Uint8Array) => void)
     } catch {
       // Not created, or already renamed.
     }
-    if (e instanceof SafetensorsError) throw e
-    const wrapped = new Error(`cannot write ${target}: ${errorMessage(e)}`, { cause: e }) as Error & { code?: unknown }
-    if (e && typeof e === 'object' && 'code' in e) wrapped.code = e.code
-    throw wrapped
+    throw writeFailure(target, e)
   }
-  // Make the rename itself durable. Best effort: some platforms cannot fsync a directory.
+  syncDirectory(dirname(target))
+}
+
+/**
+ * atomicWrite with the writes, fsync and rename on libuv's threads, so the
+ * event loop runs while a large file (a checkpoint) goes to disk.
+ */
+async function atomicWriteAsync(path: string, produce: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
+  const target = resolve(path)
+  const tmp = temporaryPath(target)
+  let handle: Awaited<ReturnType<typeof openAsync>> | null = null
   try {
-    const dfd = openSync(dir, 'r')
-    try {
-      fsyncSync(dfd)
-    } finally {
-      closeSync(dfd)
+    handle = await openAsync(tmp, 'wx', 0o644)
+    const out = handle
+    await produce(async (bytes) => {
+      for (let done = 0; done < bytes.length; ) {
+        const { bytesWritten } = await out.write(bytes, done, Math.min(bytes.length - done, IO_MAX))
+        done += bytesWritten
+      }
+    })
+    await handle.sync()
+    await handle.close()
+    handle = null
+    await renameAsync(tmp, target)
+  } catch (e) {
+    if (handle !== null) {
+      try {
+        await handle.close()
+      } catch {
+        // The write already failed; that error is the one to report.
+      }
     }
-  } catch {
-    // The data is in place; only durability across a power cut is weaker.
+    try {
+      await unlinkAsync(tmp)
+    } catch {
+      // Not created, or already renamed.
+    }
+    throw writeFailure(target, e)
   }
+  syncDirectory(dirname(target))
 }
 
 /** Writes a whole file atomically (temporary file, fsync, rename), e.g. config.json. */
 export function atomicWriteFile(path: string, data: string | Uint8Array): void {
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
   atomicWrite(path, (write) => write(bytes))
+}
+
+/** atomicWriteFile without holding the event loop. */
+export async function atomicWriteFileAsync(path: string, data: string | Uint8Array): Promise<void> {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
+  await atomicWriteAsync(path, (write) => write(bytes))
 }
 
 /** Little-endian bytes of a 4-byte-element typed array, without copying where the host is little-endian. */
@@ -770,22 +828,23 @@ function le32(data: WriteData): Uint8Array {
   return copy
 }
 
-/**
- * Writes a safetensors file that the reference implementation reads: header
- * padded with spaces to a multiple of 8, tensors contiguous in the order
- * given. F16/BF16 are rounded to nearest even from the Float32Array.
- * Atomic (see atomicWrite).
- */
-export function writeSafetensors(
+interface SafetensorsPlan {
+  file: string
+  head: Buffer
+  entries: Array<{ name: string; t: WriteTensor; numel: number; begin: number; end: number }>
+}
+
+/** Validates names, dtypes, shapes and metadata, and builds the header. */
+function planSafetensors(
   path: string,
   tensors: Iterable<readonly [string, WriteTensor]>,
   metadata?: Record<string, string>,
-): void {
+): SafetensorsPlan {
   const file = resolve(path)
   const fail = (detail: string, tensor?: string): never => {
     throw new SafetensorsError(file, tensor, detail)
   }
-  const entries: Array<{ name: string; t: WriteTensor; numel: number; begin: number; end: number }> = []
+  const entries: SafetensorsPlan['entries'] = []
   const names = new Set<string>()
   let offset = 0
   for (const [name, t] of tensors) {
@@ -820,30 +879,68 @@ export function writeSafetensors(
   const head = Buffer.alloc(8 + padded, 0x20)
   head.writeBigUInt64LE(BigInt(padded), 0)
   json.copy(head, 8)
+  return { file, head, entries }
+}
 
-  atomicWrite(file, (write) => {
-    write(head)
-    for (const e of entries) {
-      const data = typeof e.t.data === 'function' ? e.t.data() : e.t.data
-      checkWriteData(file, e.name, e.t, data, e.numel)
-      if (e.t.dtype === 'F32' || e.t.dtype === 'I32') {
-        write(le32(data))
-        continue
-      }
-      const bits = new Uint32Array(data.buffer, data.byteOffset, data.length)
-      const encode = e.t.dtype === 'F16' ? floatBitsToHalf : floatBitsToBfloat
-      const chunk = Buffer.allocUnsafe(Math.min(e.numel * 2, CHUNK_BYTES))
-      const per = chunk.length / 2
-      for (let first = 0; first < e.numel; first += per) {
-        const m = Math.min(per, e.numel - first)
-        for (let k = 0; k < m; k++) {
-          const h = encode(bits[first + k])
-          chunk[2 * k] = h & 0xff
-          chunk[2 * k + 1] = h >>> 8
-        }
-        write(chunk.subarray(0, 2 * m))
-      }
+/**
+ * The file's bytes in order: the header, then each tensor, its data fetched
+ * only when its turn comes (one tensor in host memory at a time). A yielded
+ * chunk may be reused once the next one is asked for.
+ */
+function* safetensorsChunks(plan: SafetensorsPlan): Generator<Uint8Array> {
+  yield plan.head
+  for (const e of plan.entries) {
+    const data = typeof e.t.data === 'function' ? e.t.data() : e.t.data
+    checkWriteData(plan.file, e.name, e.t, data, e.numel)
+    if (e.t.dtype === 'F32' || e.t.dtype === 'I32') {
+      yield le32(data)
+      continue
     }
+    const bits = new Uint32Array(data.buffer, data.byteOffset, data.length)
+    const encode = e.t.dtype === 'F16' ? floatBitsToHalf : floatBitsToBfloat
+    const chunk = Buffer.allocUnsafe(Math.min(e.numel * 2, CHUNK_BYTES))
+    const per = chunk.length / 2
+    for (let first = 0; first < e.numel; first += per) {
+      const m = Math.min(per, e.numel - first)
+      for (let k = 0; k < m; k++) {
+        const h = encode(bits[first + k])
+        chunk[2 * k] = h & 0xff
+        chunk[2 * k + 1] = h >>> 8
+      }
+      yield chunk.subarray(0, 2 * m)
+    }
+  }
+}
+
+/**
+ * Writes a safetensors file that the reference implementation reads: header
+ * padded with spaces to a multiple of 8, tensors contiguous in the order
+ * given. F16/BF16 are rounded to nearest even from the Float32Array.
+ * Atomic (see atomicWrite).
+ */
+export function writeSafetensors(
+  path: string,
+  tensors: Iterable<readonly [string, WriteTensor]>,
+  metadata?: Record<string, string>,
+): void {
+  const plan = planSafetensors(path, tensors, metadata)
+  atomicWrite(plan.file, (write) => {
+    for (const chunk of safetensorsChunks(plan)) write(chunk)
+  })
+}
+
+/**
+ * writeSafetensors with the disk writes off the event loop (checkpoints of
+ * hundreds of megabytes); tensor data is still fetched one tensor at a time.
+ */
+export async function writeSafetensorsAsync(
+  path: string,
+  tensors: Iterable<readonly [string, WriteTensor]>,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const plan = planSafetensors(path, tensors, metadata)
+  await atomicWriteAsync(plan.file, async (write) => {
+    for (const chunk of safetensorsChunks(plan)) await write(chunk)
   })
 }
 

@@ -4,12 +4,13 @@
 // namedParameters() yields exactly the names (and order) of peft's
 // model.named_parameters(), and the adapter files carry the keys peft writes.
 import { mkdirSync, existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { Module, ModuleList } from '../nn/module.js'
 import { Linear } from '../nn/layers.js'
 import { formatShape, type Tensor } from '../tensor/tensor.js'
 import { manualSeed, getRandomState, setRandomState } from '../tensor/random.js'
-import { readSafetensors, writeSafetensors, atomicWriteFile, type HostTensor } from '../hub/safetensors.js'
+import { readSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, type HostTensor } from '../hub/safetensors.js'
 import { LoraConfig, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, SEQ_CLS_MODULES } from './config.js'
 import { LoraLinear, ModulesToSaveWrapper, cloneModuleShape, DEFAULT_ADAPTER, type ForwardModule } from './layers.js'
 
@@ -487,13 +488,24 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
   savePretrained(dir: string): void {
     this.checkUsable('savePretrained')
     mkdirSync(dir, { recursive: true })
-    const entries = [...this.adapterStateDict()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, p]) => [key, {
+    writeSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), this.adapterEntries(), { format: 'pt' })
+    atomicWriteFile(join(dir, ADAPTER_CONFIG_NAME), JSON.stringify(this.adapterConfigJSON(), null, 2) + '\n')
+  }
+
+  /** savePretrained without holding the event loop while the files are written. */
+  async savePretrainedAsync(dir: string): Promise<void> {
+    this.checkUsable('savePretrained')
+    await mkdir(dir, { recursive: true })
+    await writeSafetensorsAsync(join(dir, ADAPTER_WEIGHTS_NAME), this.adapterEntries(), { format: 'pt' })
+    await atomicWriteFileAsync(join(dir, ADAPTER_CONFIG_NAME), JSON.stringify(this.adapterConfigJSON(), null, 2) + '\n')
+  }
+
+  private adapterEntries() {
+    return [...this.adapterStateDict()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, p]) => [key, {
       dtype: 'F32' as const,
       shape: p.shape,
       data: () => p.toFloat32Array(),
     }] as const)
-    writeSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), entries, { format: 'pt' })
-    atomicWriteFile(join(dir, ADAPTER_CONFIG_NAME), JSON.stringify(this.adapterConfigJSON(), null, 2) + '\n')
   }
 
   /**

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path'
 import {
   SafetensorsError,
   atomicWriteFile,
+  atomicWriteFileAsync,
   bfloat16ToFloat,
   floatToBfloat16,
   floatToHalf,
@@ -17,6 +18,7 @@ import {
   readShardedIndex,
   readShardedSafetensors,
   writeSafetensors,
+  writeSafetensorsAsync,
   type HostArray,
   type WriteTensor,
 } from '../../lib/hub/safetensors.js'
@@ -506,6 +508,39 @@ t.test('atomicWriteFile', (t) => {
   t.throws(() => atomicWriteFile(missing, 'x'), { code: 'ENOENT', message: /cannot write .*no-such-dir/ })
   t.same(readdirSync(dir), ['config.json'], 'nothing else left behind')
   t.end()
+})
+
+t.test('the async writer writes the same bytes, atomically, off the event loop', async (t) => {
+  const dir = freshDir()
+  const tensors: Array<[string, WriteTensor]> = [
+    ['w', { dtype: 'F32', shape: [3, 2], data: f32([1, -2, 3.5, 4, 5, 6]) }],
+    ['h', { dtype: 'BF16', shape: [1 << 19], data: () => new Float32Array(1 << 19).fill(1.1) }],
+    ['ids', { dtype: 'I32', shape: [2], data: Int32Array.from([7, -1]) }],
+  ]
+  writeSafetensors(join(dir, 'sync.safetensors'), tensors, { format: 'pt' })
+  let ticks = 0
+  const timer = setInterval(() => ticks++, 0)
+  await writeSafetensorsAsync(join(dir, 'async.safetensors'), tensors, { format: 'pt' })
+  clearInterval(timer)
+  t.same(readFileSync(join(dir, 'async.safetensors')), readFileSync(join(dir, 'sync.safetensors')), 'byte-identical files')
+  t.ok(ticks > 0, 'timers ran while it wrote')
+
+  const path = join(dir, 'async.safetensors')
+  const before = readFileSync(path)
+  await t.rejects(
+    writeSafetensorsAsync(path, [
+      ['a', { dtype: 'F32', shape: [1 << 20], data: () => new Float32Array(1 << 20) }],
+      ['b', { dtype: 'F32', shape: [4], data: () => { throw new Error('device lost') } }],
+    ]),
+    { message: /device lost/ },
+  )
+  t.same(readFileSync(path), before, 'the previous file is intact after a failure mid-write')
+  t.same(tempFilesIn(dir), [], 'temporary file removed')
+  await t.rejects(writeSafetensorsAsync(path, [['a', { dtype: 'F64' as 'F32', shape: [1], data: f32([1]) }]]), { name: 'SafetensorsError' }, 'validated before any file is touched')
+
+  await atomicWriteFileAsync(join(dir, 'config.json'), '{"a": 1}\n')
+  t.equal(readFileSync(join(dir, 'config.json'), 'utf8'), '{"a": 1}\n')
+  await t.rejects(atomicWriteFileAsync(join(dir, 'no-such-dir', 'x.json'), 'x'), { code: 'ENOENT', message: /cannot write .*no-such-dir/ })
 })
 
 t.test('sharded checkpoints', (t) => {

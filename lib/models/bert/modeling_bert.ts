@@ -14,7 +14,7 @@ import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
 import { problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
-import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo } from './pretrained.js'
+import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo } from './pretrained.js'
 
 export interface BertInputs {
   /** int32 [batch, seq] */
@@ -249,6 +249,11 @@ export class BertModel extends Module {
     savePretrainedTo(this, this.config, dir, 'BertModel')
   }
 
+  /** savePretrained without holding the event loop while the files are written. */
+  savePretrainedAsync(dir: string): Promise<void> {
+    return savePretrainedToAsync(this, this.config, dir, 'BertModel')
+  }
+
   /**
    * Returns the last hidden state [batch, seq, hidden] and the pooled output
    * [batch, hidden] (null without a pooler, or when skipPooler: a head that
@@ -337,6 +342,11 @@ export class BertForSequenceClassification extends Module {
 
   savePretrained(dir: string): void {
     savePretrainedTo(this, this.config, dir, 'BertForSequenceClassification')
+  }
+
+  /** savePretrained without holding the event loop while the files are written. */
+  savePretrainedAsync(dir: string): Promise<void> {
+    return savePretrainedToAsync(this, this.config, dir, 'BertForSequenceClassification')
   }
 
   forward(inputs: BertForSequenceClassificationInputs): SequenceClassifierOutput {

@@ -5,9 +5,10 @@
 // classifier initialised when the checkpoint has none. BERT is the default;
 // other encoders (RoBERTa, DistilBERT) pass their own PretrainedFamily.
 import { existsSync, mkdirSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { resolveModelDir as resolveHubModelDir, type DownloadOptions } from '../../hub/hub.js'
-import { readSafetensors, readShardedSafetensors, writeSafetensors, atomicWriteFile, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
+import { readSafetensors, readShardedSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
 import { withDeferredInit } from '../../nn/init.js'
 import { manualSeed } from '../../tensor/random.js'
 import { formatShape } from '../../tensor/tensor.js'
@@ -168,12 +169,25 @@ export async function buildFromPretrained<M extends Module, C = BertConfig>(
  */
 export function savePretrainedTo(model: Module, config: { toJSON(): Record<string, unknown> }, dir: string, architecture: string): void {
   mkdirSync(dir, { recursive: true })
-  const entries = [...model.namedParameters()].map(([name, p]) => [name, {
+  writeSafetensors(join(dir, 'model.safetensors'), weightEntries(model), { format: 'pt' })
+  atomicWriteFile(join(dir, 'config.json'), configText(config, architecture))
+}
+
+/** savePretrainedTo with the disk writes off the event loop (the Trainer's checkpoints). */
+export async function savePretrainedToAsync(model: Module, config: { toJSON(): Record<string, unknown> }, dir: string, architecture: string): Promise<void> {
+  await mkdir(dir, { recursive: true })
+  await writeSafetensorsAsync(join(dir, 'model.safetensors'), weightEntries(model), { format: 'pt' })
+  await atomicWriteFileAsync(join(dir, 'config.json'), configText(config, architecture))
+}
+
+function weightEntries(model: Module) {
+  return [...model.namedParameters()].map(([name, p]) => [name, {
     dtype: 'F32' as const,
     shape: p.shape,
     data: () => p.toFloat32Array(),
   }] as const)
-  writeSafetensors(join(dir, 'model.safetensors'), entries, { format: 'pt' })
-  const json = { ...config.toJSON(), architectures: [architecture] }
-  atomicWriteFile(join(dir, 'config.json'), JSON.stringify(json, null, 2) + '\n')
+}
+
+function configText(config: { toJSON(): Record<string, unknown> }, architecture: string): string {
+  return JSON.stringify({ ...config.toJSON(), architectures: [architecture] }, null, 2) + '\n'
 }

@@ -24,7 +24,7 @@ import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { tidy } from '../../tensor/scope.js'
 import type { DeviceName } from '../../tensor/device.js'
 import type { SequenceClassifierOutput } from '../bert/modeling_bert.js'
-import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
+import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
 import { DebertaV2Config } from './configuration_deberta_v2.js'
@@ -361,6 +361,11 @@ export class DebertaV2Model extends Module {
     savePretrainedTo(this, this.config, dir, 'DebertaV2Model')
   }
 
+  /** savePretrained without holding the event loop while the files are written. */
+  savePretrainedAsync(dir: string): Promise<void> {
+    return savePretrainedToAsync(this, this.config, dir, 'DebertaV2Model')
+  }
+
   /** The last hidden state [batch, seq, hidden]. */
   forward(inputs: DebertaV2Inputs): { lastHiddenState: Tensor } {
     const owner = 'DebertaV2Model'
@@ -439,6 +444,11 @@ export class DebertaV2ForSequenceClassification extends Module {
 
   savePretrained(dir: string): void {
     savePretrainedTo(this, this.config, dir, 'DebertaV2ForSequenceClassification')
+  }
+
+  /** savePretrained without holding the event loop while the files are written. */
+  savePretrainedAsync(dir: string): Promise<void> {
+    return savePretrainedToAsync(this, this.config, dir, 'DebertaV2ForSequenceClassification')
   }
 
   forward(inputs: DebertaV2ForSequenceClassificationInputs): SequenceClassifierOutput {

@@ -12,7 +12,7 @@ import { activation, attention, embedding, relu, reshape, sliceRows } from '../.
 import type { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
 import type { SequenceClassifierOutput } from '../bert/modeling_bert.js'
-import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
+import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
 import { DistilBertConfig, DISTILBERT_LAYER_NORM_EPS } from './configuration_distilbert.js'
@@ -210,6 +210,11 @@ export class DistilBertModel extends Module {
     savePretrainedTo(this, this.config, dir, 'DistilBertModel')
   }
 
+  /** savePretrained without holding the event loop while the files are written. */
+  savePretrainedAsync(dir: string): Promise<void> {
+    return savePretrainedToAsync(this, this.config, dir, 'DistilBertModel')
+  }
+
   /** The last hidden state [batch, seq, dim]. */
   forward(inputs: DistilBertInputs): { lastHiddenState: Tensor } {
     const owner = 'DistilBertModel'
@@ -267,6 +272,11 @@ export class DistilBertForSequenceClassification extends Module {
 
   savePretrained(dir: string): void {
     savePretrainedTo(this, this.config, dir, 'DistilBertForSequenceClassification')
+  }
+
+  /** savePretrained without holding the event loop while the files are written. */
+  savePretrainedAsync(dir: string): Promise<void> {
+    return savePretrainedToAsync(this, this.config, dir, 'DistilBertForSequenceClassification')
   }
 
   forward(inputs: DistilBertForSequenceClassificationInputs): SequenceClassifierOutput {

@@ -11,7 +11,7 @@ import { add, reshape, sliceRows, tanh } from '../../tensor/ops.js'
 import { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertEncoder, BertPooler, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
-import { buildFromPretrained, savePretrainedTo, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
+import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
 import { RobertaConfig } from './configuration_roberta.js'
@@ -111,6 +111,11 @@ export class RobertaModel extends Module {
     savePretrainedTo(this, this.config, dir, 'RobertaModel')
   }
 
+  /** savePretrained without holding the event loop while the files are written. */
+  savePretrainedAsync(dir: string): Promise<void> {
+    return savePretrainedToAsync(this, this.config, dir, 'RobertaModel')
+  }
+
   /**
    * Returns the last hidden state [batch, seq, hidden] and the pooled output
    * (or null). Without positionIds, the position ids are computed from
@@ -197,6 +202,11 @@ export class RobertaForSequenceClassification extends Module {
 
   savePretrained(dir: string): void {
     savePretrainedTo(this, this.config, dir, 'RobertaForSequenceClassification')
+  }
+
+  /** savePretrained without holding the event loop while the files are written. */
+  savePretrainedAsync(dir: string): Promise<void> {
+    return savePretrainedToAsync(this, this.config, dir, 'RobertaForSequenceClassification')
   }
 
   forward(inputs: RobertaForSequenceClassificationInputs): SequenceClassifierOutput {
