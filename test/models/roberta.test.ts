@@ -226,6 +226,9 @@ t.test('bad configs and inputs give clear errors', async (t) => {
   const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'))
   writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, model_type: 'xlnet' }))
   await t.rejects(AutoModelForSequenceClassification.fromPretrained(tmp), /unknown model_type "xlnet"; supported: bert, roberta, distilbert, deberta-v2/)
+  // RoBERTa weights under another model_type: refused, rather than trained from random weights.
+  writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, model_type: 'deberta-v2' }))
+  await t.rejects(AutoModelForSequenceClassification.fromPretrained(tmp), /none of its \d+ tensors belongs to this model .*Is model_type in .*config\.json right for these weights\?/)
   writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 12 }))
   await t.rejects(RobertaForSequenceClassification.fromPretrained(tmp), /roberta\.embeddings\.position_embeddings\.weight" has shape \[11, 24\] but the config .* implies \[12, 24\]/)
   writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, classifier_pooling: 'mean' }))

@@ -119,6 +119,13 @@ export function loadCheckpointInto(model: Module, pending: Map<import('../../ten
     if (values.has(target)) throw new Error(`${source}: two tensors map to "${target}" (one of them is "${name}")`)
     values.set(target, t.data)
   }
+  if (values.size === 0 && unexpectedKeys.length > 0) {
+    // transformers would only warn and train from random weights; that is never what was meant.
+    const expected = [...modelNames].slice(0, 3).join(', ')
+    const found = unexpectedKeys.slice(0, 3).join(', ')
+    throw new Error(`${source}: none of its ${unexpectedKeys.length} tensors belongs to this model (it expects names like ${expected}; the file has ${found}). ` +
+      `Is model_type in ${join(dir, 'config.json')} right for these weights?`)
+  }
   const { missingKeys } = model.loadStateDict(values, { source })
   for (const name of missingKeys) pending.get(params.get(name)!)?.()
   return { missingKeys, unexpectedKeys, renamedKeys }
