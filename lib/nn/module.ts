@@ -25,6 +25,21 @@ export class Module {
     return module
   }
 
+  /**
+   * Puts `module` in the place of the submodule registered as `name` — the same
+   * place in the parameter order, as torch's setattr on a registered child —
+   * and points every property that held the old child at the new one, since
+   * forward() reads its layers through properties. Returns the old child.
+   */
+  replaceModule(name: string, module: Module): Module {
+    const old = this.children.get(name)
+    if (!old) throw new Error(`${this.constructor.name}: no submodule "${name}" to replace`)
+    this.children.set(name, module)
+    const holder = this as unknown as Record<string, unknown>
+    for (const key of Object.keys(holder)) if (holder[key] === old) holder[key] = module
+    return old
+  }
+
   /** [name, module] pairs, this module first (name ''), depth first, as torch's named_modules(). */
   *namedModules(prefix = ''): Generator<[string, Module]> {
     yield [prefix, this]
@@ -112,5 +127,12 @@ export class ModuleList<M extends Module> extends Module {
 
   get length(): number {
     return this.items.length
+  }
+
+  override replaceModule(name: string, module: Module): Module {
+    const old = super.replaceModule(name, module)
+    const i = this.items.indexOf(old as M)
+    if (i >= 0) this.items[i] = module as M
+    return old
   }
 }

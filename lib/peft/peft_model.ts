@@ -6,7 +6,7 @@
 import { mkdirSync, existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { Module, ModuleList } from '../nn/module.js'
+import { Module } from '../nn/module.js'
 import { Linear } from '../nn/layers.js'
 import { formatShape, type Tensor } from '../tensor/tensor.js'
 import { manualSeed, getRandomState, setRandomState } from '../tensor/random.js'
@@ -45,21 +45,12 @@ export class LoraModel<M extends PeftBaseModel> extends Module {
   }
 }
 
-/** Replaces parent's child `name` (old) with `child`, keeping its place in the parameter order. */
+/** Replaces parent's child `name` (old) with `child`, keeping its place in the parameter order (peft's). */
 function setChild(parent: Module, name: string, old: Module, child: Module): void {
-  // Module keeps children in a Map; set() on an existing key keeps the insertion position,
-  // which is what keeps namedParameters() in peft's order.
-  const children = (parent as unknown as { children: Map<string, Module> }).children
-  if (!(children instanceof Map) || children.get(name) !== old) {
-    throw new Error(`peft: internal error: ${parent.constructor.name} has no child "${name}" to replace`)
-  }
-  children.set(name, child)
-  // forward() reads its layers through properties (this.query, this.classifier, ...): point every one that held the old module at the new one.
-  const holder = parent as unknown as Record<string, unknown>
-  for (const key of Object.keys(holder)) if (holder[key] === old) holder[key] = child
-  if (parent instanceof ModuleList) {
-    const i = parent.items.indexOf(old)
-    if (i >= 0) parent.items[i] = child
+  const previous = parent.replaceModule(name, child)
+  if (previous !== old) {
+    parent.replaceModule(name, previous)
+    throw new Error(`peft: internal error: ${parent.constructor.name}.${name} is not the module being replaced`)
   }
 }
 
