@@ -678,7 +678,7 @@ export async function snapshotDownload(request: SnapshotRequest): Promise<string
   return snapshotDir(cacheDir, repoId, repoType, info.sha)
 }
 
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json', 'added_tokens.json']
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'spm.model', 'special_tokens_map.json', 'added_tokens.json']
 const SAFETENSORS = 'model.safetensors'
 const SAFETENSORS_INDEX = 'model.safetensors.index.json'
 const OTHER_WEIGHTS = ['pytorch_model.bin', 'pytorch_model.bin.index.json', 'tf_model.h5', 'flax_model.msgpack', 'model.ckpt.index', 'rust_model.ot']

@@ -1,15 +1,17 @@
 // AutoTokenizer.fromPretrained: the tokenizer files of a model directory, as
 // transformers' AutoTokenizer reads them: tokenizer.json when there is one,
-// else a WordPiece vocab.txt; tokenizer_config.json for model_max_length, the
-// special tokens and the BERT options.
+// else a WordPiece vocab.txt, else DeBERTa-v2/v3's SentencePiece spm.model;
+// tokenizer_config.json for model_max_length, the special tokens and the
+// model's options.
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { BertTokenizerFast } from './tokenization_bert.js'
+import { DebertaV2TokenizerFast } from './tokenization_deberta_v2.js'
 import { PreTrainedTokenizerFast, isPlainObject, type TokenizerConfig } from './tokenization_utils_fast.js'
 import { snapshotDownload, type DownloadOptions } from '../hub/hub.js'
 
 /** The files AutoTokenizer looks for, in the order it prefers them. */
-export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json'] as const
+export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'spm.model', 'tokenizer_config.json', 'special_tokens_map.json'] as const
 
 export interface ResolvedFiles {
   /** The local directory the files are in. */
@@ -47,6 +49,9 @@ function readJsonObject(path: string): Record<string, unknown> {
 
 /** tokenizer_config.json's classes that are a WordPiece over BERT's normalizer and template. */
 const BERT_CLASSES = /^(Bert|DistilBert|Electra|MobileBert|SqueezeBert|LayoutLM)Tokenizer(Fast)?$/
+
+/** tokenizer_config.json's classes for DeBERTa-v2/v3's SentencePiece Unigram (spm.model). */
+const DEBERTA_V2_CLASSES = /^DebertaV2Tokenizer(Fast)?$/
 
 export class AutoTokenizer {
   /**
@@ -89,7 +94,9 @@ export class AutoTokenizer {
       const model = json.model
       const wordPiece = isPlainObject(model) && model.type === 'WordPiece'
       const bert = tokenizerClass === undefined ? wordPiece : BERT_CLASSES.test(tokenizerClass)
+      const deberta = tokenizerClass !== undefined && DEBERTA_V2_CLASSES.test(tokenizerClass)
       try {
+        if (deberta) return new DebertaV2TokenizerFast(json, config, init)
         return bert ? new BertTokenizerFast(json, config, init) : new PreTrainedTokenizerFast(json, config, init)
       } catch (err) {
         throw new Error(`AutoTokenizer.fromPretrained: ${tokenizerJsonPath}: ${(err as Error).message}`)
@@ -102,6 +109,14 @@ export class AutoTokenizer {
       }
       return BertTokenizerFast.fromVocabFile(vocabPath, config, init)
     }
-    throw new Error(`AutoTokenizer.fromPretrained: ${dir} has no tokenizer (looked for ${TOKENIZER_FILES.slice(0, 2).join(' and ')}${paths.has('tokenizer_config.json') ? '; found only tokenizer_config.json' : ''})`)
+    const spmPath = paths.get('spm.model')
+    if (spmPath !== undefined) {
+      // DeBERTa-v3's Hub repositories name no tokenizer_class (their config.json says deberta-v2).
+      if (tokenizerClass !== undefined && !DEBERTA_V2_CLASSES.test(tokenizerClass)) {
+        throw new Error(`AutoTokenizer.fromPretrained: ${dir} has no tokenizer.json, and its spm.model is for ${tokenizerClass}; only DeBERTa-v2's tokenizer is built from an spm.model`)
+      }
+      return DebertaV2TokenizerFast.fromSpmFile(spmPath, config, init)
+    }
+    throw new Error(`AutoTokenizer.fromPretrained: ${dir} has no tokenizer (looked for tokenizer.json, vocab.txt and spm.model${paths.has('tokenizer_config.json') ? '; found only tokenizer_config.json' : ''})`)
   }
 }

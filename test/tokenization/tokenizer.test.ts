@@ -364,7 +364,7 @@ t.test('bad input', async (t) => {
 
   const empty = freshDir()
   writeFileSync(join(empty, 'config.json'), '{}')
-  t.throws(() => AutoTokenizer.fromDirectory(empty), { message: `AutoTokenizer.fromPretrained: ${empty} has no tokenizer (looked for tokenizer.json and vocab.txt)` })
+  t.throws(() => AutoTokenizer.fromDirectory(empty), { message: `AutoTokenizer.fromPretrained: ${empty} has no tokenizer (looked for tokenizer.json, vocab.txt and spm.model)` })
   t.throws(() => AutoTokenizer.fromDirectory(join(root, 'no-such-dir')), /is not a local directory/)
   t.throws(() => AutoTokenizer.fromDirectory('bert-base-cased'), /"bert-base-cased" is not a local directory/)
   // A Hub id with the Hub off limits: a clear error, no network.
