@@ -77,6 +77,17 @@ export interface NativeAddon {
   adamwStep(n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number,
     gradScale: OptBuf, grad: Buf, param: Buf, expAvg: Buf, expAvgSq: Buf): void
   clipCoefficient(sumSq: Buf, maxNorm: number, clipCoef: Buf): void
+  /**
+   * adamwStep over `count` tensors of one param group in one op (bit-identical per element); steps[i] is
+   * tensor i's 1-based step. A non-zero foundInf[0] (device flag) skips the whole step, leaving everything untouched.
+   */
+  multiTensorAdamw(count: number, sizes: number[], params: Buf[], grads: Buf[], expAvgs: Buf[], expAvgSqs: Buf[],
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, steps: number[],
+    gradScale: OptBuf, foundInf: OptBuf): void
+  /** out[0] += sum over the tensors of sum x^2, in double, rounded once (one op for a global norm). */
+  multiTensorSumSquares(count: number, sizes: number[], tensors: Buf[], out: Buf): void
+  /** foundInf[0] = 1 when x[0] is inf or NaN, else 0 (GradScaler's found_inf from a sum of squares). */
+  nonfiniteFlag(x: Buf, foundInf: Buf): void
   probeDevice(device: number): { ok: boolean; description?: string; reason?: string }
   synchronize(device: number): void
   /** Resolves when the device's queued work is done, waiting off the event loop; rejects with a queued op's error. */

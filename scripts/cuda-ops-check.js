@@ -473,6 +473,68 @@ check('clipCoefficient', 'sum_sq 4, 0.25, 0, 1e30, NaN; max_norm 1 and 0.5', (d)
   return outs
 }, 0)
 
+// ---- multi-tensor adamw, global norm, found_inf ------------------------------------------------
+// One launch over a device table of tensors. Each element runs adamwStep's
+// arithmetic, so the report should read "bit-exact" for every output, and the
+// per-tensor adamwStep outputs (single*) equal the multi-tensor ones.
+
+{
+  const big = quick ? 20011 : (1 << 20) + 3
+  const groups = [
+    { h: HF, sizes: [0, 1, 7, 1000, 8193, big] },
+    { h: { lr: 5e-4, beta1: 0.3, beta2: 0.9, eps: 1e-8, wd: 0 }, sizes: [big, 8192, 3, 0] },
+  ]
+  const init = groups.map((g) => g.sizes.map((n) => ({ p: random(n, seed++), m: random(n, seed++, -0.01, 0.01), v: random(n, seed++, 0, 1e-4) })))
+  const grads = groups.map((g) => [0, 1, 2].map(() => g.sizes.map((n) => random(n, seed++).map((x, i) => (i % 7 === 0 ? x * 1e-6 : x)))))
+  // Tensors of one call at different step numbers (as after setState or a late unfreeze).
+  const firstSteps = groups.map((g) => g.sizes.map((_, i) => 1 + 3 * i))
+  check('multiTensorAdamw', `2 groups, sizes ${groups.map((g) => g.sizes.join('/')).join(' + ')}, 3 steps, grad scale`, (d) => {
+    const outs = {}
+    const scale = f32(d, [0.37])
+    for (const [gi, g] of groups.entries()) {
+      const t = init[gi].map((x) => ({ p: f32(d, x.p), m: f32(d, x.m), v: f32(d, x.v) }))
+      for (let s = 0; s < 3; s++) {
+        addon.multiTensorAdamw(g.sizes.length, g.sizes, t.map((x) => x.p), grads[gi][s].map((x) => f32(d, x)), t.map((x) => x.m), t.map((x) => x.v),
+          g.h.lr, g.h.beta1, g.h.beta2, g.h.eps, g.h.wd, firstSteps[gi].map((f) => f + s), scale, null)
+      }
+      t.forEach((x, i) => { if (g.sizes[i] > 0) Object.assign(outs, { [`g${gi}p${i}`]: x.p, [`g${gi}m${i}`]: x.m, [`g${gi}v${i}`]: x.v }) })
+      // The same steps through adamwStep, for the biggest tensor of the group.
+      const i = g.sizes.indexOf(big)
+      const p = f32(d, init[gi][i].p), m = f32(d, init[gi][i].m), v = f32(d, init[gi][i].v)
+      for (let s = 0; s < 3; s++) addon.adamwStep(big, g.h.lr, g.h.beta1, g.h.beta2, g.h.eps, g.h.wd, firstSteps[gi][i] + s, scale, f32(d, grads[gi][s][i]), p, m, v)
+      Object.assign(outs, { [`single${gi}p`]: p, [`single${gi}m`]: m, [`single${gi}v`]: v })
+    }
+    return outs
+  })
+  check('multiTensorAdamw', 'foundInf = 1 (from an inf gradient) leaves all untouched', (d) => {
+    const g = groups[0]
+    const t = init[0].map((x) => ({ p: f32(d, x.p), m: f32(d, x.m), v: f32(d, x.v) }))
+    const gr = grads[0][0].map((x, i) => (i === 5 ? x.map((y, j) => (j === 777 ? Infinity : y)) : x)).map((x) => f32(d, x))
+    const sumSq = f32(d, [0]), flag = nan(d, 1)
+    addon.multiTensorSumSquares(g.sizes.length, g.sizes, gr, sumSq)
+    addon.nonfiniteFlag(sumSq, flag)
+    addon.multiTensorAdamw(g.sizes.length, g.sizes, t.map((x) => x.p), gr, t.map((x) => x.m), t.map((x) => x.v), 1e-3, 0.9, 0.999, 1e-8, 0.01, g.sizes.map(() => 1), null, flag)
+    return { flag, bigP: t[5].p, bigM: t[5].m, bigV: t[5].v, smallP: t[2].p }
+  }, 0)
+  const normSizes = [0, 1, 7, 1000, 8192, 8193, big, 3 * 8192 + 5]
+  const normValues = normSizes.map((n) => random(n, seed++, -3, 3))
+  check('multiTensorSumSquares', `sizes ${normSizes.join('/')}, into 0.25`, (d) => {
+    const out = f32(d, [0.25])
+    addon.multiTensorSumSquares(normSizes.length, normSizes, normValues.map((x) => f32(d, x)), out)
+    const none = f32(d, [1.5])
+    addon.multiTensorSumSquares(0, [], [], none)
+    return { out, none }
+  })
+  check('nonfiniteFlag', 'inf, -inf, NaN, 3e38, 0', (d) => {
+    const outs = {}
+    for (const [i, x] of [Infinity, -Infinity, NaN, 3e38, 0].entries()) {
+      outs[`x${i}`] = nan(d, 1)
+      addon.nonfiniteFlag(f32(d, [x]), outs[`x${i}`])
+    }
+    return outs
+  }, 0)
+}
+
 // ---- gemmMixed, TF32 -------------------------------------------------------------------------------
 
 /** Random half bits of moderate magnitude (no inf / NaN): sign, exponent, mantissa. */
@@ -703,6 +765,65 @@ if (timeIt) {
       return () => addon.adamwStep(n, 2e-5, 0.9, 0.999, 1e-8, 0.01, step++, s, g, p, m, v)
     }, 10), 0, 7 * 4 * n)
   }
+  {
+    // The optimizer step of bert-base-cased as the Trainer issues it: 201 tensors
+    // in two groups (decay / no decay), clipping included; per tensor (201
+    // sumSquares + 201 adamwStep launches) against multi-tensor (1 norm + 2 steps).
+    const shapes = bertBaseShapes(rehearsal ? 2 : 12, rehearsal ? 1000 : 28996)
+    const n = shapes.reduce((a, x) => a + x.n, 0)
+    // Made inside each setup: time() frees what was made when it returns.
+    const makeTensors = () => shapes.map((x, i) => ({ ...x, g: filled(x.n, 0.001 * (1 + (i % 5))), p: filled(x.n, 0.5), m: filled(x.n, 0), v: filled(x.n, 0) }))
+    let step = 1
+    report(`optimizer step, ${shapes.length} tensors (${n} params), per tensor`, time(() => {
+      const tensors = makeTensors(), sumSq = filled(1, 0), coef = filled(1, 0)
+      return () => {
+        addon.fill(sumSq, 1, 0)
+        for (const x of tensors) addon.sumSquares(x.n, x.g, sumSq)
+        addon.clipCoefficient(sumSq, 1, coef)
+        for (const x of tensors) addon.adamwStep(x.n, 2e-5, 0.9, 0.999, 1e-8, x.decay ? 0.01 : 0, step, coef, x.g, x.p, x.m, x.v)
+        step++
+      }
+    }, 10), 0, 8 * 4 * n)
+    report(`optimizer step, ${shapes.length} tensors (${n} params), multi-tensor`, time(() => {
+      const tensors = makeTensors(), sumSq = filled(1, 0), coef = filled(1, 0)
+      const grouped = [tensors.filter((x) => x.decay), tensors.filter((x) => !x.decay)]
+      return () => {
+        addon.fill(sumSq, 1, 0)
+        addon.multiTensorSumSquares(tensors.length, tensors.map((x) => x.n), tensors.map((x) => x.g), sumSq)
+        addon.clipCoefficient(sumSq, 1, coef)
+        for (const [gi, g] of grouped.entries()) {
+          addon.multiTensorAdamw(g.length, g.map((x) => x.n), g.map((x) => x.p), g.map((x) => x.g), g.map((x) => x.m), g.map((x) => x.v),
+            2e-5, 0.9, 0.999, 1e-8, gi === 0 ? 0.01 : 0, g.map(() => step), coef, null)
+        }
+        step++
+      }
+    }, 10), 0, 8 * 4 * n)
+  }
+}
+
+/** bert-base-cased's 201 parameters in named_parameters() order, with HF's decay / no-decay split. */
+function bertBaseShapes(layers, vocab) {
+  const H = 768, FF = 3072
+  const out = []
+  const add = (name, n) => out.push({ name, n, decay: !/bias$|LayerNorm\.weight$/.test(name) })
+  add('embeddings.word_embeddings.weight', vocab * H)
+  add('embeddings.position_embeddings.weight', 512 * H)
+  add('embeddings.token_type_embeddings.weight', 2 * H)
+  add('embeddings.LayerNorm.weight', H)
+  add('embeddings.LayerNorm.bias', H)
+  for (let l = 0; l < layers; l++) {
+    for (const [name, w, b] of [['attention.self.query', H * H, H], ['attention.self.key', H * H, H], ['attention.self.value', H * H, H],
+      ['attention.output.dense', H * H, H], ['attention.output.LayerNorm', H, H], ['intermediate.dense', FF * H, FF],
+      ['output.dense', H * FF, H], ['output.LayerNorm', H, H]]) {
+      add(`encoder.layer.${l}.${name}.weight`, w)
+      add(`encoder.layer.${l}.${name}.bias`, b)
+    }
+  }
+  add('pooler.dense.weight', H * H)
+  add('pooler.dense.bias', H)
+  add('classifier.weight', 2 * H)
+  add('classifier.bias', 2)
+  return out
 }
 
 // ---- summary -------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // torch.optim.AdamW: decoupled weight decay, bias-corrected moments, one
-// native step per parameter. State (exp_avg, exp_avg_sq) exists only for
-// parameters that received a gradient, so frozen weights cost no memory.
-import { native } from '../native.js'
+// native multi-tensor step per param group (bit-identical to stepping each
+// tensor alone). State (exp_avg, exp_avg_sq) exists only for parameters that
+// received a gradient, so frozen weights cost no memory.
+import { native, type NativeBuffer } from '../native.js'
 import { Tensor, zeros, formatShape } from '../tensor/tensor.js'
 import { noGrad } from '../tensor/autograd.js'
 
@@ -89,7 +90,10 @@ export class AdamW {
     const addon = native()
     const gradScale = options.gradScale ?? null
     noGrad(() => {
+      // One native op per param group for all its tensors (bert-base: 2 instead of 201).
       for (const group of this.paramGroups) {
+        const sizes: number[] = [], steps: number[] = []
+        const params: NativeBuffer[] = [], grads: NativeBuffer[] = [], expAvgs: NativeBuffer[] = [], expAvgSqs: NativeBuffer[] = []
         for (const p of group.params) {
           if (!p.grad) continue
           let st = this.state.get(p)
@@ -101,9 +105,16 @@ export class AdamW {
           }
           st.step++
           p.version++
-          addon.adamwStep(p.numel, group.lr, group.betas[0], group.betas[1], group.eps, group.weightDecay, st.step,
-            gradScale ? gradScale.buffer : null, p.grad.buffer, p.buffer, st.expAvg.buffer, st.expAvgSq.buffer)
+          sizes.push(p.numel)
+          steps.push(st.step)
+          params.push(p.buffer)
+          grads.push(p.grad.buffer)
+          expAvgs.push(st.expAvg.buffer)
+          expAvgSqs.push(st.expAvgSq.buffer)
         }
+        if (sizes.length === 0) continue
+        addon.multiTensorAdamw(sizes.length, sizes, params, grads, expAvgs, expAvgSqs, group.lr, group.betas[0],
+          group.betas[1], group.eps, group.weightDecay, steps, gradScale ? gradScale.buffer : null, null)
       }
     })
   }

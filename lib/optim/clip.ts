@@ -1,7 +1,7 @@
 // Global gradient-norm clipping as torch.nn.utils.clip_grad_norm_ computes it,
 // kept on the device: the coefficient is handed to AdamW.step({ gradScale })
 // instead of rescaling every gradient in a separate pass.
-import { native } from '../native.js'
+import { native, type NativeBuffer } from '../native.js'
 import { Tensor, zeros, empty } from '../tensor/tensor.js'
 
 export interface ClipResult {
@@ -16,13 +16,17 @@ export interface ClipResult {
 export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): ClipResult {
   if (!(maxNorm > 0)) throw new RangeError(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`)
   const addon = native()
-  let sumSq: Tensor | null = null
+  // Every gradient in one op: a single pass, summed in double (not one op per tensor).
+  const sizes: number[] = [], grads: NativeBuffer[] = []
+  let device: Tensor['device'] | null = null
   for (const p of params) {
     if (!p.grad) continue
-    if (!sumSq) sumSq = zeros([], { device: p.device })
-    addon.sumSquares(p.grad.numel, p.grad.buffer, sumSq.buffer)
+    device ??= p.device
+    sizes.push(p.grad.numel)
+    grads.push(p.grad.buffer)
   }
-  if (!sumSq) sumSq = zeros([])
+  const sumSq = zeros([], device ? { device } : {})
+  addon.multiTensorSumSquares(sizes.length, sizes, grads, sumSq.buffer)
   const coefficient = empty([], { device: sumSq.device })
   addon.clipCoefficient(sumSq.buffer, maxNorm, coefficient.buffer)
   const sumOfSquares = sumSq

@@ -1,6 +1,7 @@
 // The AdamW class and global-norm clipping against torch's formulas in float64.
 import t from 'tap'
-import { tensor, keep, AdamW, clipGradNorm, type Tensor } from '../../lib/index.js'
+import { tensor, keep, full, AdamW, clipGradNorm, type Tensor } from '../../lib/index.js'
+import { native } from '../../lib/native.js'
 import { randomArray, compare } from '../helpers/reference.js'
 
 function leaf(values: Float64Array): Tensor {
@@ -75,5 +76,56 @@ t.test('AdamW rejects bad hyperparameters with clear messages', (t) => {
   t.throws(() => new AdamW([{ params: [p] }, { params: [p] }]), /appears in more than one group/)
   t.throws(() => clipGradNorm([p], 0), /maxNorm must be positive/)
   p.dispose()
+  t.end()
+})
+
+t.test('AdamW.step (one multi-tensor op per group) equals adamwStep per tensor bit for bit', (t) => {
+  // Mixed sizes, two groups with their own lr and weight decay, a gradient
+  // scale, a parameter whose state starts late and one restored at a later
+  // step (setState), so one call carries several step numbers.
+  const N = native()
+  const sizes = [[1000, 1, 7, 0, 4099], [7, 1000, 3]]
+  const hyper = [{ lr: 1e-3, weightDecay: 0.01 }, { lr: 3e-4, weightDecay: 0 }]
+  const params = sizes.map((g, gi) => g.map((n, i) => leaf(randomArray(n, 40 + 10 * gi + i))))
+  const opt = new AdamW(params.map((ps, gi) => ({ params: ps, ...hyper[gi] })), { betas: [0.9, 0.98] })
+  // The per-tensor replay: its own copies of the parameters and moments.
+  const copies = params.flat().map((p) => ({ p: keep(tensor(p.toArray())), m: keep(tensor(new Float32Array(p.numel))), v: keep(tensor(new Float32Array(p.numel))), step: 0 }))
+  const restoredM = randomArray(7, 90, -0.01, 0.01), restoredV = randomArray(7, 91, 0, 1e-4)
+  opt.setState(params[1][0], 10, Float32Array.from(restoredM), Float32Array.from(restoredV))
+  const c7 = copies[sizes[0].length]
+  c7.step = 10
+  c7.m.buffer.write(Float32Array.from(restoredM))
+  c7.v.buffer.write(Float32Array.from(restoredV))
+  for (let s = 0; s < 4; s++) {
+    const scale = keep(full([], 0.5 + 0.1 * s))
+    let k = 0
+    for (const [gi, ps] of params.entries()) {
+      for (const [i, p] of ps.entries()) {
+        const c = copies[k++]
+        if (gi === 0 && i === 1 && s < 2) continue  // no gradient yet
+        const g = randomArray(p.numel, 200 + 10 * s + k, -1, 1)
+        setGrad(p, g)
+        c.step++
+        N.adamwStep(p.numel, hyper[gi].lr, 0.9, 0.98, 1e-8, hyper[gi].weightDecay, c.step, scale.buffer, p.grad!.buffer, c.p.buffer, c.m.buffer, c.v.buffer)
+      }
+    }
+    opt.step({ gradScale: scale })
+    opt.zeroGrad()
+    scale.dispose()
+  }
+  let k = 0
+  for (const ps of params) {
+    for (const p of ps) {
+      const c = copies[k++]
+      const st = opt.stateOf(p)!
+      t.equal(st.step, c.step, `tensor ${k - 1}: step ${c.step}`)
+      const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, j) => Object.is(x, b[j]))
+      t.ok(same(p.toArray(), c.p.toArray()), `tensor ${k - 1} (${p.numel}): parameter bit-identical`)
+      t.ok(same(st.expAvg.toArray(), c.m.toArray()) && same(st.expAvgSq.toArray(), c.v.toArray()), `tensor ${k - 1}: moments bit-identical`)
+      c.p.dispose(); c.m.dispose(); c.v.dispose()
+    }
+  }
+  opt.dispose()
+  for (const p of params.flat()) p.dispose()
   t.end()
 })

@@ -10,6 +10,11 @@
 // multiply-adds (this baseline x86-64 build has none), and the hyperparameters
 // reach this function as float, so 1 - beta2 is 1 - 0.999f here but
 // 1 - 0.999 in torch (1.3e-5 apart, relative, in exp_avg_sq).
+//
+// multi_tensor_adamw runs adam_update, the loop adamw_step runs, over many
+// tensors in one parallel region (one queued op instead of one per tensor), so
+// each element is bit-identical to the per-tensor op; the multi-tensor sum of
+// squares gives a global gradient norm in one op, summed in double.
 #include <algorithm>
 #include <cmath>
 #include <vector>

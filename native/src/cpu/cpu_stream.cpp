@@ -337,4 +337,35 @@ void CpuStream::clip_coefficient(const float* sum_sq, float max_norm, float* cli
   submit(Kind::Compute, [=, this] { cpu_.clip_coefficient(sum_sq, max_norm, clip_coef); });
 }
 
+// The caller's arrays die when the call returns: the queued op gets copies.
+void CpuStream::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* const* params,
+                                   const float* const* grads, float* const* exp_avgs, float* const* exp_avg_sqs,
+                                   double lr, double beta1, double beta2, double eps, double weight_decay,
+                                   const int64_t* steps, const float* grad_scale, const float* found_inf) {
+  const size_t c = static_cast<size_t>(count);
+  std::vector<int64_t> size_list(sizes, sizes + c), step_list(steps, steps + c);
+  std::vector<float*> param_list(params, params + c), avg_list(exp_avgs, exp_avgs + c),
+      avg_sq_list(exp_avg_sqs, exp_avg_sqs + c);
+  std::vector<const float*> grad_list(grads, grads + c);
+  submit(Kind::Compute, [=, this] {
+    cpu_.multi_tensor_adamw(count, size_list.data(), param_list.data(), grad_list.data(), avg_list.data(),
+                            avg_sq_list.data(), lr, beta1, beta2, eps, weight_decay, step_list.data(), grad_scale,
+                            found_inf);
+  });
+}
+
+void CpuStream::multi_tensor_sum_squares(int64_t count, const int64_t* sizes, const float* const* tensors,
+                                         float* out) {
+  const size_t c = static_cast<size_t>(count);
+  std::vector<int64_t> size_list(sizes, sizes + c);
+  std::vector<const float*> tensor_list(tensors, tensors + c);
+  submit(Kind::Compute, [=, this] {
+    cpu_.multi_tensor_sum_squares(count, size_list.data(), tensor_list.data(), out);
+  });
+}
+
+void CpuStream::nonfinite_flag(const float* x, float* found_inf) {
+  submit(Kind::Compute, [=, this] { cpu_.nonfinite_flag(x, found_inf); });
+}
+
 }  // namespace bertkit

@@ -1,7 +1,9 @@
 // One binding per backend op: unpack, validate, dispatch. No maths here.
 #include "ops.h"
 
+#include <cmath>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "op_args.h"
@@ -763,6 +765,182 @@ Napi::Value ClipCoefficient(const Napi::CallbackInfo& info) {
   return guarded(info, "clipCoefficient", [&] { be.clip_coefficient(f32(sum_sq), max_norm, f32(coef)); });
 }
 
+// ---- multi-tensor ops: arrays of tensors, one op for many -----------------------------
+
+// A JavaScript array argument of exactly `count` entries.
+Napi::Array array_arg(OpArgs& a, const Napi::CallbackInfo& info, size_t index, const char* name, int64_t count) {
+  Napi::Value v = info[index];
+  if (!v.IsArray()) a.fail(std::string("'") + name + "' must be an array");
+  Napi::Array arr = v.As<Napi::Array>();
+  if (static_cast<int64_t>(arr.Length()) != count) {
+    a.fail(std::string("'") + name + "' has " + std::to_string(arr.Length()) + " entries but count is " +
+           std::to_string(count));
+  }
+  return arr;
+}
+
+// Per-tensor integers (sizes, step numbers), each at least `min`.
+std::vector<int64_t> integer_list(OpArgs& a, const Napi::CallbackInfo& info, size_t index, const char* name,
+                                  int64_t count, int64_t min) {
+  Napi::Array arr = array_arg(a, info, index, name, count);
+  std::vector<int64_t> out(static_cast<size_t>(count));
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value v = arr.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+    if (!(d >= static_cast<double>(min)) || d != std::floor(d) || d > 9.0e15) {
+      a.fail(std::string(name) + "[" + std::to_string(i) + "] must be an integer >= " + std::to_string(min) + ", got " +
+             (v.IsNumber() ? std::to_string(d) : std::string("a non-number")));
+    }
+    out[i] = static_cast<int64_t>(d);
+  }
+  return out;
+}
+
+// The tensors of an array argument: live float32 buffers, tensor i holding at
+// least sizes[i] elements, all on `device` (the device of the first tensor
+// seen, named by device_of). Errors name the entry: "tensor 'grads[3]' ...".
+std::vector<NativeBuffer*> tensor_list(OpArgs& a, const Napi::CallbackInfo& info, size_t index, const char* name,
+                                       const std::vector<int64_t>& sizes, NativeBuffer*& first, std::string& first_name) {
+  Napi::Array arr = array_arg(a, info, index, name, static_cast<int64_t>(sizes.size()));
+  std::vector<NativeBuffer*> out(sizes.size());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    const std::string entry = std::string(name) + "[" + std::to_string(i) + "]";
+    Napi::Value v = arr.Get(i);
+    if (!NativeBuffer::Is(v)) a.fail("'" + entry + "' must be a NativeBuffer");
+    NativeBuffer* b = NativeBuffer::Unwrap(v);
+    if (b->freed()) a.fail("tensor '" + entry + "' was already freed (use after free)");
+    if (b->dtype() != DType::F32) {
+      a.fail("tensor '" + entry + "' has dtype " + dtype_name(b->dtype()) + ", expected float32");
+    }
+    if (b->numel() < sizes[i]) {
+      a.fail("tensor '" + entry + "' holds " + std::to_string(b->numel()) + " elements but sizes[" +
+             std::to_string(i) + "] = " + std::to_string(sizes[i]) + " needs " + std::to_string(sizes[i]));
+    }
+    if (!first) {
+      first = b;
+      first_name = entry;
+    } else if (b->device() != first->device()) {
+      a.fail("tensors on different devices: '" + first_name + "' is on " + device_name(first->device()) + ", '" +
+             entry + "' is on " + device_name(b->device()));
+    }
+    out[i] = b;
+  }
+  return out;
+}
+
+// A one-element tensor argument (gradScale, foundInf, out) on the tensors' device.
+NativeBuffer* scalar_tensor(OpArgs& a, size_t index, const char* name, bool optional, NativeBuffer*& first,
+                            std::string& first_name) {
+  NativeBuffer* b = a.buffer(index, name, DType::F32, optional);
+  if (!b) return nullptr;
+  a.need(b, name, 1, shape_str({1}));
+  if (!first) {
+    first = b;
+    first_name = name;
+  } else if (b->device() != first->device()) {
+    a.fail("tensors on different devices: '" + first_name + "' is on " + device_name(first->device()) + ", '" +
+           name + "' is on " + device_name(b->device()));
+  }
+  return b;
+}
+
+Backend& backend_of(OpArgs& a, NativeBuffer* first) {
+  try {
+    return backend_for(first->device());
+  } catch (const Error& e) {
+    a.fail(e.what());
+  }
+}
+
+template <typename T = float>
+std::vector<T*> pointers(const std::vector<NativeBuffer*>& list) {
+  std::vector<T*> out(list.size());
+  for (size_t i = 0; i < list.size(); ++i) out[i] = static_cast<T*>(list[i]->data());
+  return out;
+}
+
+// multiTensorAdamw(count, sizes, params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecay, steps,
+//                  gradScale|null, foundInf|null)
+Napi::Value MultiTensorAdamW(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "multiTensorAdamw", 14);
+  int64_t count = a.dim(0, "count");
+  std::vector<int64_t> sizes = integer_list(a, info, 1, "sizes", count, 0);
+  NativeBuffer* first = nullptr;
+  std::string first_name;
+  std::vector<NativeBuffer*> params = tensor_list(a, info, 2, "params", sizes, first, first_name);
+  std::vector<NativeBuffer*> grads = tensor_list(a, info, 3, "grads", sizes, first, first_name);
+  std::vector<NativeBuffer*> avgs = tensor_list(a, info, 4, "expAvgs", sizes, first, first_name);
+  std::vector<NativeBuffer*> avg_sqs = tensor_list(a, info, 5, "expAvgSqs", sizes, first, first_name);
+  double lr = a.real(6, "lr"), beta1 = a.real(7, "beta1"), beta2 = a.real(8, "beta2");
+  double eps = a.real(9, "eps"), wd = a.real(10, "weightDecay");
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) a.fail("betas must be in [0, 1)");
+  if (lr < 0 || eps < 0 || wd < 0) a.fail("lr, eps and weightDecay must be non-negative");
+  std::vector<int64_t> steps = integer_list(a, info, 11, "steps", count, 1);
+  NativeBuffer* scale = scalar_tensor(a, 12, "gradScale", true, first, first_name);
+  NativeBuffer* found = scalar_tensor(a, 13, "foundInf", true, first, first_name);
+  // Every written buffer must be written once and read by nobody else: a
+  // parameter listed twice, or a moment shared with a gradient, would race
+  // between CUDA blocks and update twice.
+  std::unordered_map<const void*, std::string> written;
+  auto write_once = [&](NativeBuffer* b, const std::string& name) {
+    auto [it, fresh] = written.emplace(b->data(), name);
+    if (!fresh) a.fail("tensor '" + name + "' is the same buffer as '" + it->second + "' (each is written)");
+  };
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    write_once(params[i], "params" + at);
+    write_once(avgs[i], "expAvgs" + at);
+    write_once(avg_sqs[i], "expAvgSqs" + at);
+  }
+  auto read_only = [&](NativeBuffer* b, const std::string& name) {
+    auto it = b ? written.find(b->data()) : written.end();
+    if (it != written.end()) a.fail("output '" + it->second + "' must not be the same buffer as input '" + name + "'");
+  };
+  for (size_t i = 0; i < grads.size(); ++i) read_only(grads[i], "grads[" + std::to_string(i) + "]");
+  read_only(scale, "gradScale");
+  read_only(found, "foundInf");
+  if (!first) return Done(info);  // no tensors at all: nothing to update
+  Backend& be = backend_of(a, first);
+  std::vector<float*> param_ptrs = pointers(params), avg_ptrs = pointers(avgs), avg_sq_ptrs = pointers(avg_sqs);
+  std::vector<const float*> grad_ptrs = pointers<const float>(grads);
+  return guarded(info, "multiTensorAdamw", [&] {
+    be.multi_tensor_adamw(count, sizes.data(), param_ptrs.data(), grad_ptrs.data(), avg_ptrs.data(),
+                          avg_sq_ptrs.data(), lr, beta1, beta2, eps, wd, steps.data(), f32(scale), f32(found));
+  });
+}
+
+// multiTensorSumSquares(count, sizes, tensors, out):  out[0] += sum over the tensors of sum x^2
+Napi::Value MultiTensorSumSquares(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "multiTensorSumSquares", 4);
+  int64_t count = a.dim(0, "count");
+  std::vector<int64_t> sizes = integer_list(a, info, 1, "sizes", count, 0);
+  NativeBuffer* first = nullptr;
+  std::string first_name;
+  std::vector<NativeBuffer*> tensors = tensor_list(a, info, 2, "tensors", sizes, first, first_name);
+  NativeBuffer* out = scalar_tensor(a, 3, "out", false, first, first_name);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i]->data() == out->data()) {
+      a.fail("output 'out' must not be the same buffer as input 'tensors[" + std::to_string(i) + "]'");
+    }
+  }
+  Backend& be = backend_of(a, first);
+  std::vector<const float*> ptrs = pointers<const float>(tensors);
+  return guarded(info, "multiTensorSumSquares", [&] {
+    be.multi_tensor_sum_squares(count, sizes.data(), ptrs.data(), f32(out));
+  });
+}
+
+// nonfiniteFlag(x, foundInf):  foundInf[0] = x[0] is inf or NaN ? 1 : 0
+Napi::Value NonfiniteFlag(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "nonfiniteFlag", 2);
+  NativeBuffer* x = a.buffer(0, "x", DType::F32);
+  NativeBuffer* found = a.buffer(1, "foundInf", DType::F32);
+  a.need(x, "x", 1, shape_str({1}));
+  a.need(found, "foundInf", 1, shape_str({1}));
+  Backend& be = a.backend();
+  return guarded(info, "nonfiniteFlag", [&] { be.nonfinite_flag(f32(x), f32(found)); });
+}
+
 }  // namespace
 
 void RegisterOps(Napi::Env env, Napi::Object exports) {
@@ -801,6 +979,9 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
   exports.Set("adamwStep", Napi::Function::New(env, AdamWStep, "adamwStep"));
   exports.Set("clipCoefficient", Napi::Function::New(env, ClipCoefficient, "clipCoefficient"));
+  exports.Set("multiTensorAdamw", Napi::Function::New(env, MultiTensorAdamW, "multiTensorAdamw"));
+  exports.Set("multiTensorSumSquares", Napi::Function::New(env, MultiTensorSumSquares, "multiTensorSumSquares"));
+  exports.Set("nonfiniteFlag", Napi::Function::New(env, NonfiniteFlag, "nonfiniteFlag"));
 }
 
 }  // namespace bertkit
