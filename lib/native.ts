@@ -70,6 +70,14 @@ export interface NativeAddon {
   maskedSoftmaxForward(groups: number, batch: number, seq: number, scale: number, x: Buf, mask: Buf, probs: Buf): void
   /** dx += kept ? scale * p * (dp - rowsum(p * dp)) : 0. */
   maskedSoftmaxBackward(groups: number, batch: number, seq: number, scale: number, probs: Buf, dprobs: Buf, mask: Buf, dx: Buf): void
+  /**
+   * out[b, d] = max of h[b, s, d] over the s with mask[b, s] != 0 (h [batch, seq, dim] float32, mask int32
+   * [batch, seq]); argmax (int32 [batch, dim]) = that s. First index on ties, the first NaN wins; a row
+   * with no token gets out = 0, argmax = -1.
+   */
+  maskedMaxPoolForward(batch: number, seq: number, dim: number, h: Buf, mask: Buf, out: Buf, argmax: Buf): void
+  /** dh[b, argmax[b, d], d] += dout[b, d]; argmax outside [0, seq) (an empty row's -1) sends nothing; dh null: skip. */
+  maskedMaxPoolBackward(batch: number, seq: number, dim: number, argmax: Buf, dout: Buf, dh: OptBuf): void
   crossEntropyForward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,
     classWeights: OptBuf, loss: Buf): void
   crossEntropyBackward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,

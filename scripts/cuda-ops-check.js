@@ -412,6 +412,42 @@ for (const c of flashCases) {
   }
 }
 
+// ---- masked max pooling -----------------------------------------------------------------------
+
+// Values drawn from a few levels (ties in almost every column) or continuous,
+// NaN sprinkled in, padded rows of every length including none. The CUDA
+// kernel makes the CPU's comparisons in the CPU's order: out and argmax must
+// match exactly, and so must dh (one addition per element on both).
+for (const [batch, seq, dim, lengths, levels, nanRate] of quick
+  ? [[3, 37, 72, [FULL, 20, 0], 0, 0.01], [2, 5, 1, [5, 1], 3, 0]]
+  : [[16, 128, 768, [FULL, 100, 64, 0, 17, 128, 1, 90, 33, 127, FULL, 5, 77, 64, 12, 0], 0, 0],
+    [16, 128, 768, [FULL, 100, 64, 3, 17, 128, 1, 90, 33, 127, FULL, 5, 77, 64, 12, 2], 4, 0.001],
+    [3, 37, 72, [FULL, 20, 0], 0, 0.01], [2, 5, 1, [5, 1], 3, 0], [4, 9, 7, [9, 0, 3, 1], 2, 0.05], [1, 512, 384, [300], 0, 0]]) {
+  const r = rng(seed++)
+  const h = random(batch * seq * dim, seed++)
+  for (let i = 0; i < h.length; i++) {
+    if (levels) h[i] = Math.floor(r() * levels) - 1
+    if (r() < nanRate) h[i] = NaN
+  }
+  const mask = lengthsMask(seq, lengths)
+  const dout = random(batch * dim, seed++), dh0 = random(batch * seq * dim, seed++)
+  const what = `[${batch}, ${seq}, ${dim}]${levels ? ` ${levels} levels (ties)` : ''}${nanRate ? ` NaN ${nanRate}` : ''}${lengths.includes(0) ? ', empty rows' : ''}`
+  const forward = (d) => {
+    const out = nan(d, batch * dim), argmax = i32(d, new Int32Array(batch * dim).fill(-7))
+    addon.maskedMaxPoolForward(batch, seq, dim, f32(d, h), i32(d, mask), out, argmax)
+    return { out, argmax }
+  }
+  check('maskedMaxPoolForward', what, forward, 0)
+  check('maskedMaxPoolBackward', what, (d) => {
+    const { argmax } = forward(d)
+    const dh = f32(d, dh0), db = f32(d, dout)
+    addon.maskedMaxPoolBackward(batch, seq, dim, argmax, db, dh)
+    addon.maskedMaxPoolBackward(batch, seq, dim, argmax, db, dh)  // twice: accumulates
+    addon.maskedMaxPoolBackward(batch, seq, dim, argmax, db, null)  // null: nothing
+    return { dh }
+  }, 0)
+}
+
 // ---- cross-entropy ------------------------------------------------------------------------------
 
 const IGNORE = -100
@@ -751,6 +787,11 @@ if (timeIt) {
       return () => addon.embeddingBackward(T, HID, vocab, idb, dout, dtable, pad)
     }))
   }
+  report(`maskedMaxPool forward + backward ${B}x${S}x${HID}`, time(() => {
+    const h = devRandom(T * HID, 23), m = i32(dev, lengthsMask(S, Array.from({ length: B }, (_, i) => 40 + ((i * 37) % 89))))
+    const out = make(dev, F32, B * HID), argmax = make(dev, I32, B * HID), dout = devRandom(B * HID, 24), dh = filled(T * HID, 0)
+    return () => { addon.maskedMaxPoolForward(B, S, HID, h, m, out, argmax); addon.maskedMaxPoolBackward(B, S, HID, argmax, dout, dh) }
+  }), 0, 4 * (T * HID + B * S + 4 * B * HID))
   report(`crossEntropy forward + backward ${B}x2`, time(() => {
     const logits = devRandom(B * 2, 22), labels = i32(dev, Array.from({ length: B }, (_, i) => i % 2)), loss = make(dev, F32, 1)
     const dloss = f32(dev, [1]), dl = filled(B * 2, 0)

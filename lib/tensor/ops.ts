@@ -614,37 +614,35 @@ export function maskedMeanPool(h: Tensor, mask: Tensor | null): Tensor {
 /**
  * Per feature, the maximum of h [batch, seq, dim] over the tokens whose mask is
  * non-zero → [batch, dim]; the gradient goes to the arg-max token (the first
- * one on ties; NaN wins, as torch's max propagates it). The arg-max is found on
- * the host from a copy of h — one device-to-host read of batch·seq·dim floats,
- * a sync on CUDA — and the values are gathered with embedding() over h viewed
- * as a [batch·seq·dim, 1] table, whose backward scatters into h's gradient.
+ * one on ties; NaN wins, as torch's max propagates it). One native op finds
+ * the values and the arg-max on the device, queued like any other op: nothing
+ * waits for the encoder's forward. The arg-max (int32 [batch, dim]) is kept
+ * for backward, which adds the incoming gradient at those tokens. The mask is
+ * checked from its host copy; a row with no token is an error here (the native
+ * op alone would give 0 with no gradient).
  */
 export function maskedMaxPool(h: Tensor, mask: Tensor | null): Tensor {
   const values = poolingMask('maskedMaxPool', h, mask)
   const [batch, seq, dim] = h.shape
-  const data = h.toFloat32Array()
-  const index = new Int32Array(batch * dim)
-  for (let b = 0; b < batch; b++) {
-    for (let d = 0; d < dim; d++) {
-      let best = -1
-      let bestValue = -Infinity
-      for (let s = 0; s < seq; s++) {
-        if (values[b * seq + s] === 0) continue
-        const v = data[(b * seq + s) * dim + d]
-        if (best < 0 || v > bestValue || (Number.isNaN(v) && !Number.isNaN(bestValue))) {
-          best = s
-          bestValue = v
-        }
-      }
-      index[b * dim + d] = (b * seq + best) * dim + d
-    }
-  }
-  const ids = empty([batch, dim], { dtype: 'int32', device: h.device })
+  const addon = native()
+  // A null mask pools over every token: the op takes a mask, so it gets all ones.
+  const ones = mask === null ? empty([batch, seq], { dtype: 'int32', device: h.device }) : null
+  const out = empty([batch, dim], { device: h.device })
+  const argmax = empty([batch, dim], { dtype: 'int32', device: h.device })
   try {
-    ids.buffer.write(index)
-    return reshape(embedding(ids, reshape(h, [batch * seq * dim, 1])), [batch, dim])
+    if (ones) ones.buffer.write(values)
+    addon.maskedMaxPoolForward(batch, seq, dim, h.buffer, (ones ?? mask!).buffer, out.buffer, argmax.buffer)
+    // The node keeps its own reference to argmax; this one goes in finally.
+    return record('maskedMaxPool', out, [h], [save(argmax)], (g, [gh], [sArgmax]) => {
+      addon.maskedMaxPoolBackward(batch, seq, dim, sArgmax!.buffer, g.buffer, gh ? gh.buffer : null)
+    })
+  } catch (err) {
+    out.dispose()
+    throw err
   } finally {
-    ids.dispose()
+    // Released in order with the queued op (the CPU stream and the CUDA stream both), so this is safe.
+    ones?.dispose()
+    argmax.dispose()
   }
 }
 

@@ -196,6 +196,24 @@ class Backend {
                                        const float* probs, const float* dprobs,
                                        const int32_t* mask, float* dx) = 0;
 
+  // ---- masked max pooling (pooling.cpp) -------------------------------------------
+  // The "max" classification head: per feature, the maximum of h over the
+  // tokens of each batch row whose mask is non-zero. h [batch, seq, dim],
+  // mask [batch, seq] (int32, non-zero = token), out [batch, dim], argmax
+  // [batch, dim] (int32, the seq index chosen, saved for backward). The first
+  // index wins ties; a NaN wins over any number (torch's max propagates NaN),
+  // the first NaN among several. A row with no token at all gets out = 0 and
+  // argmax = -1 (no gradient): finite, where sentence-transformers' -1e9 fill
+  // would give -1e9; the TypeScript layer rejects such rows before calling.
+  virtual void masked_max_pool_forward(int64_t batch, int64_t seq, int64_t dim, const float* h,
+                                       const int32_t* mask, float* out, int32_t* argmax) = 0;
+  // dh[b, argmax[b, d], d] += dout[b, d]. An argmax outside [0, seq) (the -1
+  // of an empty row) sends no gradient: argmax is written by the forward on
+  // the device, so it is not range-checked, and this keeps any value harmless.
+  // Every (b, d) writes its own element of dh: no two updates collide.
+  virtual void masked_max_pool_backward(int64_t batch, int64_t seq, int64_t dim, const int32_t* argmax,
+                                        const float* dout, float* dh) = 0;
+
   // ---- losses (loss.cpp) ------------------------------------------------------
   // Mean cross-entropy over rows whose label != ignore_index (torch semantics:
   // 0/0 = NaN when every row is ignored). loss[0] is written. Labels were

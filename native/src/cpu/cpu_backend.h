@@ -2,7 +2,7 @@
 // multithreaded through ThreadPool. Each op family lives in its own file
 // (gemm.cpp, elementwise.cpp, activation.cpp, dropout.cpp, layernorm.cpp,
 // embedding.cpp, attention.cpp, transpose.cpp, gather.cpp, softmax.cpp,
-// loss.cpp, adamw.cpp); memory and dispatch live in cpu_backend.cpp.
+// pooling.cpp, loss.cpp, adamw.cpp); memory and dispatch live in cpu_backend.cpp.
 #pragma once
 
 #include "bertkit/backend.h"
@@ -95,6 +95,11 @@ class CpuBackend final : public Backend {  // queued by CpuStream (cpu_stream.h)
   void masked_softmax_backward(int64_t groups, int64_t batch, int64_t seq, float scale,
                                const float* probs, const float* dprobs, const int32_t* mask,
                                float* dx) override;
+
+  void masked_max_pool_forward(int64_t batch, int64_t seq, int64_t dim, const float* h, const int32_t* mask,
+                               float* out, int32_t* argmax) override;
+  void masked_max_pool_backward(int64_t batch, int64_t seq, int64_t dim, const int32_t* argmax, const float* dout,
+                                float* dh) override;
 
   void cross_entropy_forward(int64_t rows, int64_t classes, const float* logits,
                              const int32_t* labels, int32_t ignore_index,

@@ -309,6 +309,16 @@ void CpuStream::masked_softmax_backward(int64_t groups, int64_t batch, int64_t s
   });
 }
 
+void CpuStream::masked_max_pool_forward(int64_t batch, int64_t seq, int64_t dim, const float* h,
+                                        const int32_t* mask, float* out, int32_t* argmax) {
+  submit(Kind::Compute, [=, this] { cpu_.masked_max_pool_forward(batch, seq, dim, h, mask, out, argmax); });
+}
+
+void CpuStream::masked_max_pool_backward(int64_t batch, int64_t seq, int64_t dim, const int32_t* argmax,
+                                         const float* dout, float* dh) {
+  submit(Kind::Compute, [=, this] { cpu_.masked_max_pool_backward(batch, seq, dim, argmax, dout, dh); });
+}
+
 void CpuStream::cross_entropy_forward(int64_t rows, int64_t classes, const float* logits,
                                       const int32_t* labels, int32_t ignore_index,
                                       const float* class_weights, float* loss) {

@@ -124,6 +124,11 @@ class CpuStream final : public Backend {
                                const float* probs, const float* dprobs, const int32_t* mask,
                                float* dx) override;
 
+  void masked_max_pool_forward(int64_t batch, int64_t seq, int64_t dim, const float* h, const int32_t* mask,
+                               float* out, int32_t* argmax) override;
+  void masked_max_pool_backward(int64_t batch, int64_t seq, int64_t dim, const int32_t* argmax, const float* dout,
+                                float* dh) override;
+
   void cross_entropy_forward(int64_t rows, int64_t classes, const float* logits,
                              const int32_t* labels, int32_t ignore_index,
                              const float* class_weights, float* loss) override;

@@ -6,7 +6,7 @@
 //
 // Each op family lives in its own .cu file (gemm.cu, elementwise.cu,
 // activation.cu, dropout.cu, layernorm.cu, embedding.cu, attention.cu,
-// transpose.cu, gather.cu, softmax.cu, loss.cu, adamw.cu); warp and block reductions shared by them are in
+// transpose.cu, gather.cu, softmax.cu, pooling.cu, loss.cu, adamw.cu); warp and block reductions shared by them are in
 // reduce.cuh.
 #pragma once
 
@@ -169,6 +169,11 @@ class CudaBackend final : public Backend {
   void masked_softmax_backward(int64_t groups, int64_t batch, int64_t seq, float scale,
                                const float* probs, const float* dprobs, const int32_t* mask,
                                float* dx) override;
+
+  void masked_max_pool_forward(int64_t batch, int64_t seq, int64_t dim, const float* h, const int32_t* mask,
+                               float* out, int32_t* argmax) override;
+  void masked_max_pool_backward(int64_t batch, int64_t seq, int64_t dim, const int32_t* argmax, const float* dout,
+                                float* dh) override;
 
   void cross_entropy_forward(int64_t rows, int64_t classes, const float* logits,
                              const int32_t* labels, int32_t ignore_index,

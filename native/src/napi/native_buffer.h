@@ -27,10 +27,17 @@ class NativeBuffer : public Napi::ObjectWrap<NativeBuffer> {
   DType dtype() const { return dtype_; }
   int64_t numel() const { return numel_; }
   size_t bytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
-  // For an int32 buffer: the values it holds when they all came from write()
-  // (no op ever writes int32), else null. Index range checks read these instead
-  // of the device, so they neither wait for queued work nor copy from a GPU.
+  // For an int32 buffer: the values it holds when they all came from write(),
+  // else null. Index range checks read these instead of the device, so they
+  // neither wait for queued work nor copy from a GPU.
   const std::vector<int32_t>* host_indices() const { return host_indices_known_ ? &host_indices_ : nullptr; }
+  // The one op that writes int32 (maskedMaxPoolForward's argmax) calls this
+  // first: from then on the device holds values the host copy does not.
+  void forget_host_indices() {
+    host_indices_.clear();
+    host_indices_.shrink_to_fit();
+    host_indices_known_ = false;
+  }
 
   struct Stats {
     int64_t live_buffers = 0;

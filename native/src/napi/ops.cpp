@@ -1,6 +1,7 @@
 // One binding per backend op: unpack, validate, dispatch. No maths here.
 #include "ops.h"
 
+#include <climits>
 #include <cmath>
 #include <string>
 #include <unordered_map>
@@ -604,6 +605,51 @@ Napi::Value MaskedSoftmaxBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// maskedMaxPoolForward(batch, seq, dim, h, mask, out, argmax):  out[b, d] = max over s with mask[b, s] != 0
+// of h[b, s, d], argmax[b, d] = that s (int32; -1 with out = 0 for a row with no token)
+Napi::Value MaskedMaxPoolForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "maskedMaxPoolForward", 7);
+  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), dim = a.dim(2, "dim");
+  // argmax holds seq indices as int32.
+  if (seq > INT32_MAX) a.fail("'seq' " + std::to_string(seq) + " does not fit the int32 argmax");
+  NativeBuffer* h = a.buffer(3, "h", DType::F32);
+  NativeBuffer* mask = a.buffer(4, "mask", DType::I32);
+  NativeBuffer* out = a.buffer(5, "out", DType::F32);
+  NativeBuffer* argmax = a.buffer(6, "argmax", DType::I32);
+  a.need(h, "h", checked_mul(a, {batch, seq, dim}), shape_str({batch, seq, dim}));
+  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
+  a.need(out, "out", checked_mul(a, {batch, dim}), shape_str({batch, dim}));
+  a.need(argmax, "argmax", checked_mul(a, {batch, dim}), shape_str({batch, dim}));
+  a.distinct(out, "out", h, "h");
+  a.distinct(argmax, "argmax", mask, "mask");
+  Backend& be = a.backend();
+  // The op writes int32 on the device: a host copy from an earlier write() would be stale.
+  argmax->forget_host_indices();
+  return guarded(info, "maskedMaxPoolForward", [&] {
+    be.masked_max_pool_forward(batch, seq, dim, f32(h), i32p(mask), f32(out),
+                               static_cast<int32_t*>(argmax->data()));
+  });
+}
+
+// maskedMaxPoolBackward(batch, seq, dim, argmax, dout, dh|null):  dh[b, argmax[b, d], d] += dout[b, d]
+// argmax is not range-checked (on CUDA that would be a device read): values
+// outside [0, seq), such as an empty row's -1, send no gradient.
+Napi::Value MaskedMaxPoolBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "maskedMaxPoolBackward", 6);
+  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), dim = a.dim(2, "dim");
+  NativeBuffer* argmax = a.buffer(3, "argmax", DType::I32);
+  NativeBuffer* dout = a.buffer(4, "dout", DType::F32);
+  NativeBuffer* dh = a.buffer(5, "dh", DType::F32, true);
+  a.need(argmax, "argmax", checked_mul(a, {batch, dim}), shape_str({batch, dim}));
+  a.need(dout, "dout", checked_mul(a, {batch, dim}), shape_str({batch, dim}));
+  a.need(dh, "dh", checked_mul(a, {batch, seq, dim}), shape_str({batch, seq, dim}));
+  a.distinct(dh, "dh", dout, "dout");
+  Backend& be = a.backend();
+  return guarded(info, "maskedMaxPoolBackward", [&] {
+    be.masked_max_pool_backward(batch, seq, dim, i32p(argmax), f32(dout), f32(dh));
+  });
+}
+
 // flashAttentionForward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, q, k, v, mask, lse, out)
 Napi::Value FlashAttentionForward(const Napi::CallbackInfo& info) {
   OpArgs a(info, "flashAttentionForward", 14);
@@ -975,6 +1021,8 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("gatherColumnsBackward", Napi::Function::New(env, GatherColumnsBackward, "gatherColumnsBackward"));
   exports.Set("maskedSoftmaxForward", Napi::Function::New(env, MaskedSoftmaxForward, "maskedSoftmaxForward"));
   exports.Set("maskedSoftmaxBackward", Napi::Function::New(env, MaskedSoftmaxBackward, "maskedSoftmaxBackward"));
+  exports.Set("maskedMaxPoolForward", Napi::Function::New(env, MaskedMaxPoolForward, "maskedMaxPoolForward"));
+  exports.Set("maskedMaxPoolBackward", Napi::Function::New(env, MaskedMaxPoolBackward, "maskedMaxPoolBackward"));
   exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
   exports.Set("adamwStep", Napi::Function::New(env, AdamWStep, "adamwStep"));
