@@ -687,7 +687,8 @@ const OTHER_WEIGHTS = ['pytorch_model.bin', 'pytorch_model.bin.index.json', 'tf_
 export function selectModelFiles(files: string[], repoLabel: string): { config: string; tokenizer: string[]; weights: string; sharded: boolean } {
   const has = new Set(files)
   if (!has.has('config.json')) throw new HubError(`${repoLabel} has no config.json, so it is not a transformers model`, 'NoWeights')
-  const tokenizer = TOKENIZER_FILES.filter((f) => has.has(f))
+  // spm.model is only read when there is no tokenizer.json (DeBERTa-v3 repos ship both).
+  const tokenizer = TOKENIZER_FILES.filter((f) => has.has(f) && !(f === 'spm.model' && has.has('tokenizer.json')))
   if (has.has(SAFETENSORS)) return { config: 'config.json', tokenizer, weights: SAFETENSORS, sharded: false }
   if (has.has(SAFETENSORS_INDEX)) return { config: 'config.json', tokenizer, weights: SAFETENSORS_INDEX, sharded: true }
   const others = OTHER_WEIGHTS.filter((f) => has.has(f))

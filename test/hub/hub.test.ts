@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { HubError, hfHubDownload, listRepoFiles, normalizeEtag, resolveModelDir, snapshotDownload, hubFileUrl, type DownloadProgress } from '../../lib/hub/hub.js'
+import { HubError, hfHubDownload, listRepoFiles, normalizeEtag, resolveModelDir, snapshotDownload, hubFileUrl, selectModelFiles, type DownloadProgress } from '../../lib/hub/hub.js'
 import { hubCacheDir, hubEndpoint, hubToken, isOfflineMode } from '../../lib/hub/config.js'
 import { fnmatchToRegExp, globToRegExp, matchesRepoPatterns } from '../../lib/hub/glob.js'
 import { FakeHub, FIXTURES, MODEL_COMMIT, DATASET_COMMIT, fixtureHub, gitBlobSha1, readTree, sha256 } from '../fixtures/hub/server.js'
@@ -425,4 +425,13 @@ t.test('pattern dialects: fnmatch for allowPatterns, glob for data files', async
   t.ok(matchesRepoPatterns('data/train.parquet', 'data/'))
   t.notOk(matchesRepoPatterns('README.md', ['*.json', 'data/']))
   t.notOk(matchesRepoPatterns('a.json', '*.json', 'a*'), 'ignore wins')
+})
+
+t.test('selectModelFiles: the tokenizer files a model download fetches', async (t) => {
+  const bert = selectModelFiles(['config.json', 'model.safetensors', 'tokenizer.json', 'vocab.txt', 'tokenizer_config.json'], 'bert')
+  t.same(bert.tokenizer, ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt'])
+  const debertaBoth = selectModelFiles(['config.json', 'model.safetensors', 'tokenizer.json', 'spm.model', 'tokenizer_config.json'], 'deberta')
+  t.same(debertaBoth.tokenizer, ['tokenizer.json', 'tokenizer_config.json'], 'spm.model is skipped when tokenizer.json is there')
+  const debertaSpm = selectModelFiles(['config.json', 'model.safetensors', 'spm.model', 'tokenizer_config.json'], 'deberta')
+  t.same(debertaSpm.tokenizer, ['tokenizer_config.json', 'spm.model'], 'a bare spm.model is fetched')
 })
