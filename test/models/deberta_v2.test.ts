@@ -12,8 +12,7 @@ import {
   DebertaV2ForSequenceClassification, DebertaV2Config, AutoModelForSequenceClassification, AutoConfig, AutoTokenizer,
   logBucketPosition, tensor, tidy, freezeEmbeddings, freezeEncoderLayers, freezeAllExcept,
 } from '../../lib/index.js'
-import { readSafetensors } from '../../lib/hub/safetensors.js'
-import { closePerTensor } from '../helpers/golden.js'
+import { checkAgainstGolden, checkLoadedLikeTransformers } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'deberta_v2')
 const goldenDirs = ['v3', 'unshared', 'seq1']
@@ -36,50 +35,12 @@ function inputsFor(dir: string, model: DebertaV2ForSequenceClassification) {
   return { inputIds: ids(raw.input_ids), attentionMask: ids(raw.attention_mask), tokenTypeIds: raw.token_type_ids ? ids(raw.token_type_ids) : null, labels }
 }
 
-/** Logits, loss and every gradient of a loaded model against the fixture's. */
-function checkAgainstGolden(t: tap.Test, name: string, dir: string, model: DebertaV2ForSequenceClassification) {
-  const expected = readSafetensors(join(dir, 'expected.safetensors')).tensors
-  model.eval()
-  tidy(() => {
-    const out = model.forward(inputsFor(dir, model))
-    const logits = closePerTensor(out.logits.toFloat32Array(), expected.get('logits')!.data as Float32Array, 1e-5)
-    t.ok(logits.ok, `logits: ${logits.msg}`)
-    const loss = closePerTensor(out.loss!.toFloat32Array(), expected.get('loss')!.data as Float32Array, 1e-5)
-    t.ok(loss.ok, `loss: ${loss.msg}`)
-    t.comment(`deberta_v2/${name}: logits relative error ${logits.relative.toExponential(2)}, loss ${loss.relative.toExponential(2)}`)
-    out.loss!.backward()
-  })
-  const checked: Array<{ name: string; relative: number; maxRef: number }> = []
-  let count = 0
-  for (const [n, p] of model.namedParameters()) {
-    count++
-    const ref = expected.get(`grad.${n}`)
-    if (!ref) {
-      t.fail(`no expected gradient for ${n}`)
-      continue
-    }
-    const got = p.grad ? p.grad.toFloat32Array() : new Float32Array(p.numel)
-    const c = closePerTensor(got, ref.data as Float32Array, 1e-4)
-    if (!c.ok) t.fail(`gradient of ${n}: ${c.msg}`)
-    checked.push({ name: n, relative: c.relative, maxRef: (ref.data as Float32Array).reduce((m, v) => Math.max(m, Math.abs(v)), 0) })
-  }
-  // Key biases shift a whole score row, which softmax cancels: true gradient 0, rounding noise on both sides.
-  const largest = Math.max(...checked.map((c) => c.maxRef))
-  const worst = checked.filter((c) => c.maxRef > 1e-6 * largest).reduce((w, c) => (c.relative > w.relative ? c : w), { name: '', relative: 0, maxRef: 0 })
-  t.equal(checked.length, count, `all ${count} gradients within 1e-4; worst relative (non-zero gradients): ${worst.name} ${worst.relative.toExponential(2)}`)
-}
-
 for (const name of goldenDirs) {
   t.test(`golden fixture deberta_v2/${name} matches transformers`, async (t) => {
     const dir = join(fixtures, name)
-    const meta = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { parameter_names: string[]; parameter_shapes: Record<string, number[]> }
     const model = await DebertaV2ForSequenceClassification.fromPretrained(dir)
-    t.same(model.loadingInfo!.missingKeys, [], 'every parameter came from the checkpoint')
-    t.same(model.loadingInfo!.unexpectedKeys, [], 'nothing in the checkpoint is left over')
-    const names = [...model.namedParameters()].map(([n]) => n)
-    t.same(names, meta.parameter_names, 'names and order equal transformers\' named_parameters()')
-    t.same(Object.fromEntries([...model.namedParameters()].map(([n, p]) => [n, [...p.shape]])), meta.parameter_shapes, 'shapes equal')
-    checkAgainstGolden(t, name, dir, model)
+    checkLoadedLikeTransformers(t, dir, model)
+    checkAgainstGolden(t, `deberta_v2/${name}`, dir, model, () => model.forward(inputsFor(dir, model)))
     model.dispose()
   })
 }
@@ -113,7 +74,7 @@ t.test('save → load round trip keeps every weight and the logits; Auto classes
   copyFileSync(join(src, 'expected.safetensors'), join(dir, 'expected.safetensors'))
   const again = await DebertaV2ForSequenceClassification.fromPretrained(dir)
   t.same(again.loadingInfo!.missingKeys, [])
-  checkAgainstGolden(t, 'v3 (saved by bertkit)', dir, again)
+  checkAgainstGolden(t, 'deberta_v2/v3 (saved by bertkit)', dir, again, () => again.forward(inputsFor(dir, again)))
   model.dispose()
   again.dispose()
 })

@@ -12,7 +12,7 @@ import {
   sinusoidalPositionEmbeddings, tensor, tidy, freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, parameterSummary,
 } from '../../lib/index.js'
 import { readSafetensors } from '../../lib/hub/safetensors.js'
-import { closePerTensor } from '../helpers/golden.js'
+import { checkAgainstGolden, checkLoadedLikeTransformers, closePerTensor } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'distilbert')
 const goldenDirs = ['base', 'sinusoidal']
@@ -38,42 +38,9 @@ function inputsFor(dir: string, model: DistilBertForSequenceClassification) {
 for (const name of goldenDirs) {
   t.test(`golden fixture distilbert/${name} matches transformers`, async (t) => {
     const dir = join(fixtures, name)
-    const expected = readSafetensors(join(dir, 'expected.safetensors')).tensors
-    const meta = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { parameter_names: string[]; parameter_shapes: Record<string, number[]> }
     const model = await DistilBertForSequenceClassification.fromPretrained(dir)
-    model.eval()
-    t.same(model.loadingInfo!.missingKeys, [], 'every parameter came from the checkpoint')
-    t.same(model.loadingInfo!.unexpectedKeys, [], 'nothing in the checkpoint is left over')
-    const names = [...model.namedParameters()].map(([n]) => n)
-    t.same(names, meta.parameter_names, 'names and order equal transformers\' named_parameters()')
-    const shapes = Object.fromEntries([...model.namedParameters()].map(([n, p]) => [n, [...p.shape]]))
-    t.same(shapes, meta.parameter_shapes, 'shapes equal')
-    tidy(() => {
-      const out = model.forward(inputsFor(dir, model))
-      const logits = closePerTensor(out.logits.toFloat32Array(), expected.get('logits')!.data as Float32Array, 1e-5)
-      t.ok(logits.ok, `logits: ${logits.msg}`)
-      const loss = closePerTensor(out.loss!.toFloat32Array(), expected.get('loss')!.data as Float32Array, 1e-5)
-      t.ok(loss.ok, `loss: ${loss.msg}`)
-      t.comment(`distilbert/${name}: logits relative error ${logits.relative.toExponential(2)}, loss ${loss.relative.toExponential(2)}`)
-      out.loss!.backward()
-    })
-    const checked: Array<{ name: string; relative: number; maxRef: number }> = []
-    for (const [n, p] of model.namedParameters()) {
-      const ref = expected.get(`grad.${n}`)
-      if (!ref) {
-        t.fail(`no expected gradient for ${n}`)
-        continue
-      }
-      const got = p.grad ? p.grad.toFloat32Array() : new Float32Array(p.numel)
-      const c = closePerTensor(got, ref.data as Float32Array, 1e-4)
-      if (!c.ok) t.fail(`gradient of ${n}: ${c.msg}`)
-      checked.push({ name: n, relative: c.relative, maxRef: (ref.data as Float32Array).reduce((m, v) => Math.max(m, Math.abs(v)), 0) })
-    }
-    // Key biases shift every score of a query row alike, which softmax cancels: their true
-    // gradient is 0 and both sides hold rounding noise, so they are left out of the worst ratio.
-    const largest = Math.max(...checked.map((c) => c.maxRef))
-    const worst = checked.filter((c) => c.maxRef > 1e-6 * largest).reduce((w, c) => (c.relative > w.relative ? c : w), { name: '', relative: 0, maxRef: 0 })
-    t.equal(checked.length, names.length, `all ${names.length} gradients within 1e-4; worst relative (non-zero gradients): ${worst.name} ${worst.relative.toExponential(2)}`)
+    checkLoadedLikeTransformers(t, dir, model)
+    checkAgainstGolden(t, `distilbert/${name}`, dir, model, () => model.forward(inputsFor(dir, model)))
     model.dispose()
     t.end()
   })

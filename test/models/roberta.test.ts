@@ -11,8 +11,7 @@ import {
   RobertaForSequenceClassification, RobertaModel, RobertaConfig, AutoModelForSequenceClassification, AutoTokenizer,
   createPositionIdsFromInputIds, tensor, tidy, freezeAllExcept, freezeEncoderLayers, parameterSummary,
 } from '../../lib/index.js'
-import { readSafetensors } from '../../lib/hub/safetensors.js'
-import { closePerTensor } from '../helpers/golden.js'
+import { checkAgainstGolden, checkLoadedLikeTransformers } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'roberta')
 const goldenDirs = ['base', 'odd']
@@ -48,48 +47,16 @@ function inputsFor(dir: string, model: RobertaForSequenceClassification) {
 for (const name of goldenDirs) {
   t.test(`golden fixture roberta/${name} matches transformers`, async (t) => {
     const dir = join(fixtures, name)
-    const expected = readSafetensors(join(dir, 'expected.safetensors')).tensors
-    const meta = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { parameter_names: string[]; parameter_shapes: Record<string, number[]>; position_ids: number[][] }
+    const meta = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { position_ids: number[][] }
     const model = await RobertaForSequenceClassification.fromPretrained(dir)
-    model.eval()
-    t.same(model.loadingInfo!.missingKeys, [], 'every parameter came from the checkpoint')
-    t.same(model.loadingInfo!.unexpectedKeys, [], 'nothing in the checkpoint is left over')
-    const names = [...model.namedParameters()].map(([n]) => n)
-    t.same(names, meta.parameter_names, 'names and order equal transformers\' named_parameters()')
-    const shapes = Object.fromEntries([...model.namedParameters()].map(([n, p]) => [n, [...p.shape]]))
-    t.same(shapes, meta.parameter_shapes, 'shapes equal')
+    checkLoadedLikeTransformers(t, dir, model)
 
     const raw = readInputs(dir)
     const batch = raw.input_ids.length, seq = raw.input_ids[0].length
     const positions = createPositionIdsFromInputIds(Int32Array.from(raw.input_ids.flat()), batch, seq, model.config.pad_token_id)
     t.same([...positions], meta.position_ids.flat(), 'position ids equal create_position_ids_from_input_ids')
 
-    tidy(() => {
-      const out = model.forward(inputsFor(dir, model))
-      const logits = closePerTensor(out.logits.toFloat32Array(), expected.get('logits')!.data as Float32Array, 1e-5)
-      t.ok(logits.ok, `logits: ${logits.msg}`)
-      const loss = closePerTensor(out.loss!.toFloat32Array(), expected.get('loss')!.data as Float32Array, 1e-5)
-      t.ok(loss.ok, `loss: ${loss.msg}`)
-      t.comment(`roberta/${name}: logits relative error ${logits.relative.toExponential(2)}, loss ${loss.relative.toExponential(2)}`)
-      out.loss!.backward()
-    })
-    const checked: Array<{ name: string; relative: number; maxRef: number }> = []
-    for (const [n, p] of model.namedParameters()) {
-      const ref = expected.get(`grad.${n}`)
-      if (!ref) {
-        t.fail(`no expected gradient for ${n}`)
-        continue
-      }
-      const got = p.grad ? p.grad.toFloat32Array() : new Float32Array(p.numel)
-      const c = closePerTensor(got, ref.data as Float32Array, 1e-4)
-      if (!c.ok) t.fail(`gradient of ${n}: ${c.msg}`)
-      checked.push({ name: n, relative: c.relative, maxRef: (ref.data as Float32Array).reduce((m, v) => Math.max(m, Math.abs(v)), 0) })
-    }
-    // Key biases shift every score of a query row alike, which softmax cancels: their true
-    // gradient is 0 and both sides hold rounding noise, so they are left out of the worst ratio.
-    const largest = Math.max(...checked.map((c) => c.maxRef))
-    const worst = checked.filter((c) => c.maxRef > 1e-6 * largest).reduce((w, c) => (c.relative > w.relative ? c : w), { name: '', relative: 0, maxRef: 0 })
-    t.equal(checked.length, names.length, `all ${names.length} gradients within 1e-4; worst relative (non-zero gradients): ${worst.name} ${worst.relative.toExponential(2)}`)
+    checkAgainstGolden(t, `roberta/${name}`, dir, model, () => model.forward(inputsFor(dir, model)))
     const pad = model.config.pad_token_id
     const width = model.config.hidden_size
     const posGrad = model.roberta.embeddings.position_embeddings.weight.grad!.toFloat32Array().subarray(pad * width, (pad + 1) * width)

@@ -4,33 +4,13 @@
 import { t } from 'tap'
 import { native, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { dropoutMask, keepScale } from '../helpers/philox.js'
 import { compare, f32Buffer, freeAll, i32Buffer, poisoned, randomArray, readF64, rng } from '../helpers/reference.js'
+import {
+  FLT_MAX, dotWith, dropoutFactors, inFullyPaddedBatchRow, inputsFor, maskRows, maxAbs, referenceBackward, referenceForward, scaleOf,
+  type AttentionCase, type Inputs,
+} from '../helpers/attention_reference.js'
 
-const FLT_MAX = 3.4028234663852886e38
-
-interface Case {
-  name: string
-  batch: number
-  seq: number
-  heads: number
-  headDim: number
-  /** [batch, seq] of 0/1 */
-  mask: number[]
-  p: number
-  seed: bigint
-  offset: bigint
-}
-
-interface Inputs {
-  q: Float64Array
-  k: Float64Array
-  v: Float64Array
-}
-
-function maskRows(seq: number, validLengths: number[]): number[] {
-  return validLengths.flatMap((len) => Array.from({ length: seq }, (_, j) => (j < len ? 1 : 0)))
-}
+type Case = AttentionCase
 
 // hidden 72 = 3 heads x 24, as the issue asks. Batch row 1 pads its last keys,
 // batch row 2 is all padding.
@@ -47,122 +27,6 @@ const cases: Case[] = [
   { name: 'seq 5, one head of 7, keys padded', batch: 2, seq: 5, heads: 1, headDim: 7,
     mask: [1, 1, 1, 0, 0, 1, 0, 1, 1, 1], p: 0.3, seed: 9n, offset: 0n },
 ]
-
-function inputsFor(c: Case, seed: number): Inputs {
-  const n = c.batch * c.seq * c.heads * c.headDim
-  // Wide enough ranges that the softmax is far from uniform.
-  return { q: randomArray(n, seed, -4, 4), k: randomArray(n, seed + 1, -2, 2), v: randomArray(n, seed + 2, -1, 1) }
-}
-
-const scaleOf = (c: Case) => Math.fround(1 / Math.sqrt(c.headDim))
-
-/** keep / (1 - p) or 0 per probs element; null without dropout. */
-function dropoutFactors(c: Case): Float64Array | null {
-  if (c.p === 0) return null
-  const n = c.batch * c.heads * c.seq * c.seq
-  const mask = dropoutMask(n, c.p, c.seed, c.offset)
-  const scale = keepScale(c.p)
-  return Float64Array.from(mask, (m) => (m ? scale : 0))
-}
-
-/** float64 reference forward: probs [batch, heads, seq, seq] and out [batch, seq, hidden]. */
-function referenceForward(c: Case, x: Inputs, factor: Float64Array | null): { probs: Float64Array; out: Float64Array } {
-  const { batch, seq, heads, headDim: d } = c
-  const hidden = heads * d
-  const scale = scaleOf(c)
-  const probs = new Float64Array(batch * heads * seq * seq)
-  const out = new Float64Array(batch * seq * hidden)
-  const row = new Float64Array(seq)
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < seq; i++) {
-        const qi = (b * seq + i) * hidden + h * d
-        let max = -Infinity
-        for (let j = 0; j < seq; j++) {
-          const kj = (b * seq + j) * hidden + h * d
-          let dot = 0
-          for (let t = 0; t < d; t++) dot += x.q[qi + t] * x.k[kj + t]
-          // As transformers: the scores plus (1 - mask) * finfo(float32).min.
-          row[j] = dot * scale + (c.mask[b * seq + j] ? 0 : -FLT_MAX)
-          max = Math.max(max, row[j])
-        }
-        let sum = 0
-        for (let j = 0; j < seq; j++) { row[j] = Math.exp(row[j] - max); sum += row[j] }
-        const pBase = ((b * heads + h) * seq + i) * seq
-        for (let j = 0; j < seq; j++) {
-          const pij = row[j] / sum
-          probs[pBase + j] = pij
-          const w = factor ? pij * factor[pBase + j] : pij
-          const vj = (b * seq + j) * hidden + h * d
-          for (let t = 0; t < d; t++) out[qi + t] += w * x.v[vj + t]
-        }
-      }
-    }
-  }
-  return { probs, out }
-}
-
-/**
- * float64 reference backward with torch's autograd semantics (the mask bias is
- * a constant added to the scores), from the reference probs.
- */
-function referenceBackward(c: Case, x: Inputs, factor: Float64Array | null, probs: Float64Array, dout: Float64Array) {
-  const { batch, seq, heads, headDim: d } = c
-  const hidden = heads * d
-  const scale = scaleOf(c)
-  const dq = new Float64Array(x.q.length)
-  const dk = new Float64Array(x.k.length)
-  const dv = new Float64Array(x.v.length)
-  const dp = new Float64Array(seq)
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < seq; i++) {
-        const qi = (b * seq + i) * hidden + h * d
-        const pBase = ((b * heads + h) * seq + i) * seq
-        let rowsum = 0
-        for (let j = 0; j < seq; j++) {
-          const vj = (b * seq + j) * hidden + h * d
-          const f = factor ? factor[pBase + j] : 1
-          let dot = 0
-          for (let t = 0; t < d; t++) {
-            dot += dout[qi + t] * x.v[vj + t]
-            dv[vj + t] += probs[pBase + j] * f * dout[qi + t]
-          }
-          dp[j] = dot * f
-          rowsum += dp[j] * probs[pBase + j]
-        }
-        for (let j = 0; j < seq; j++) {
-          const ds = probs[pBase + j] * (dp[j] - rowsum) * scale
-          const kj = (b * seq + j) * hidden + h * d
-          for (let t = 0; t < d; t++) {
-            dq[qi + t] += ds * x.k[kj + t]
-            dk[kj + t] += ds * x.q[qi + t]
-          }
-        }
-      }
-    }
-  }
-  return { dq, dk, dv }
-}
-
-function dotWith(g: Float64Array, y: Float64Array): number {
-  let s = 0
-  for (let i = 0; i < g.length; i++) s += g[i] * y[i]
-  return s
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]))
-  return m
-}
-
-/** Indices whose token's batch row is entirely padding (FD there sees the rounded, flat forward). */
-function inFullyPaddedBatchRow(c: Case, index: number): boolean {
-  const b = Math.floor(index / (c.seq * c.heads * c.headDim))
-  for (let j = 0; j < c.seq; j++) if (c.mask[b * c.seq + j]) return false
-  return true
-}
 
 for (const dev of devicesUnderTest()) {
   t.test(`attention on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {

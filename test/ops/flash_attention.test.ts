@@ -13,34 +13,16 @@ import {
   attention, attentionImplementation, setAttentionImplementation, tensor, type Tensor,
 } from '../../lib/index.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { dropoutMask, keepScale } from '../helpers/philox.js'
+import { dropoutMask } from '../helpers/philox.js'
 import { compare, f32Buffer, freeAll, i32Buffer, poisoned, randomArray, readF64, rng } from '../helpers/reference.js'
+import {
+  dotWith, dropoutFactors, inFullyPaddedBatchRow, inputsFor, maskRows, maxAbs, referenceBackward, referenceForward, scaleOf,
+  type AttentionCase, type Inputs,
+} from '../helpers/attention_reference.js'
 
-const FLT_MAX = 3.4028234663852886e38
-
-interface Case {
-  name: string
-  batch: number
-  seq: number
-  heads: number
-  headDim: number
-  /** [batch, seq] of 0/1 */
-  mask: number[]
-  p: number
-  seed: bigint
-  offset: bigint
+interface Case extends AttentionCase {
   /** elements per input sampled for finite differences */
   fdSamples: number
-}
-
-interface Inputs {
-  q: Float64Array
-  k: Float64Array
-  v: Float64Array
-}
-
-function maskRows(seq: number, validLengths: number[]): number[] {
-  return validLengths.flatMap((len) => Array.from({ length: seq }, (_, j) => (j < len ? 1 : 0)))
 }
 
 const cases: Case[] = [
@@ -64,119 +46,6 @@ const cases: Case[] = [
     mask: maskRows(64, [64, 40]), p: 0.1, seed: 77n, offset: 1000n, fdSamples: 8 },
 ]
 
-function inputsFor(c: Case, seed: number): Inputs {
-  const n = c.batch * c.seq * c.heads * c.headDim
-  // Wide enough ranges that the softmax is far from uniform.
-  return { q: randomArray(n, seed, -4, 4), k: randomArray(n, seed + 1, -2, 2), v: randomArray(n, seed + 2, -1, 1) }
-}
-
-const scaleOf = (c: Case) => Math.fround(1 / Math.sqrt(c.headDim))
-
-/** keep / (1 - p) or 0 per probs element; null without dropout. */
-function dropoutFactors(c: Case): Float64Array | null {
-  if (c.p === 0) return null
-  const mask = dropoutMask(c.batch * c.heads * c.seq * c.seq, c.p, c.seed, c.offset)
-  const scale = keepScale(c.p)
-  return Float64Array.from(mask, (m) => (m ? scale : 0))
-}
-
-/**
- * float64 reference forward: probs [batch, heads, seq, seq], out [batch, seq,
- * hidden] and lse [batch, heads, seq]. Scores as transformers computes them
- * (plus (1 - mask) * finfo.min); a batch row with every key padded has a
- * uniform softmax, whose log-sum-exp relative to scores of 0 is log(seq).
- */
-function referenceForward(c: Case, x: Inputs, factor: Float64Array | null) {
-  const { batch, seq, heads, headDim: d } = c
-  const hidden = heads * d
-  const scale = scaleOf(c)
-  const probs = new Float64Array(batch * heads * seq * seq)
-  const out = new Float64Array(batch * seq * hidden)
-  const lse = new Float64Array(batch * heads * seq)
-  const row = new Float64Array(seq)
-  for (let b = 0; b < batch; b++) {
-    let valid = 0
-    for (let j = 0; j < seq; j++) valid += c.mask[b * seq + j]
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < seq; i++) {
-        const qi = (b * seq + i) * hidden + h * d
-        let max = -Infinity
-        for (let j = 0; j < seq; j++) {
-          const kj = (b * seq + j) * hidden + h * d
-          let dot = 0
-          for (let t = 0; t < d; t++) dot += x.q[qi + t] * x.k[kj + t]
-          row[j] = valid === 0 ? 0 : dot * scale + (c.mask[b * seq + j] ? 0 : -FLT_MAX)
-          max = Math.max(max, row[j])
-        }
-        let sum = 0
-        for (let j = 0; j < seq; j++) { row[j] = Math.exp(row[j] - max); sum += row[j] }
-        lse[(b * heads + h) * seq + i] = max + Math.log(sum)
-        const pBase = ((b * heads + h) * seq + i) * seq
-        for (let j = 0; j < seq; j++) {
-          const pij = row[j] / sum
-          probs[pBase + j] = pij
-          const w = factor ? pij * factor[pBase + j] : pij
-          const vj = (b * seq + j) * hidden + h * d
-          for (let t = 0; t < d; t++) out[qi + t] += w * x.v[vj + t]
-        }
-      }
-    }
-  }
-  return { probs, out, lse }
-}
-
-/** float64 reference backward with torch's autograd semantics (the mask bias is a constant). */
-function referenceBackward(c: Case, x: Inputs, factor: Float64Array | null, probs: Float64Array, dout: Float64Array) {
-  const { batch, seq, heads, headDim: d } = c
-  const hidden = heads * d
-  const scale = scaleOf(c)
-  const dq = new Float64Array(x.q.length)
-  const dk = new Float64Array(x.k.length)
-  const dv = new Float64Array(x.v.length)
-  const dp = new Float64Array(seq)
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < seq; i++) {
-        const qi = (b * seq + i) * hidden + h * d
-        const pBase = ((b * heads + h) * seq + i) * seq
-        let rowsum = 0
-        for (let j = 0; j < seq; j++) {
-          const vj = (b * seq + j) * hidden + h * d
-          const f = factor ? factor[pBase + j] : 1
-          let dot = 0
-          for (let t = 0; t < d; t++) {
-            dot += dout[qi + t] * x.v[vj + t]
-            dv[vj + t] += probs[pBase + j] * f * dout[qi + t]
-          }
-          dp[j] = dot * f
-          rowsum += dp[j] * probs[pBase + j]
-        }
-        for (let j = 0; j < seq; j++) {
-          const ds = probs[pBase + j] * (dp[j] - rowsum) * scale
-          const kj = (b * seq + j) * hidden + h * d
-          for (let t = 0; t < d; t++) {
-            dq[qi + t] += ds * x.k[kj + t]
-            dk[kj + t] += ds * x.q[qi + t]
-          }
-        }
-      }
-    }
-  }
-  return { dq, dk, dv }
-}
-
-function dotWith(g: Float64Array, y: Float64Array): number {
-  let s = 0
-  for (let i = 0; i < g.length; i++) s += g[i] * y[i]
-  return s
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]))
-  return m
-}
-
 /**
  * Absolute tolerance of a gradient against the float64 reference. dV, as in
  * attention.test.ts: 1e-6 of the largest element, plus the rounding of
@@ -189,13 +58,6 @@ function maxAbs(a: ArrayLike<number>): number {
 function gradientAtol(name: 'dq' | 'dk' | 'dv', want: ArrayLike<number>): number {
   const scale = Math.max(maxAbs(want), 1e-3)
   return name === 'dv' ? 1e-6 * scale + 2e-7 : 4e-6 * Math.max(scale, 1)
-}
-
-/** Is the element's batch row all padding? (finite differences of the rounded forward see 0 there) */
-function inFullyPaddedBatchRow(c: Case, index: number): boolean {
-  const b = Math.floor(index / (c.seq * c.heads * c.headDim))
-  for (let j = 0; j < c.seq; j++) if (c.mask[b * c.seq + j]) return false
-  return true
 }
 
 for (const dev of devicesUnderTest()) {

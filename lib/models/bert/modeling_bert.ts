@@ -117,13 +117,16 @@ export class BertSelfAttention extends Module {
   }
 }
 
+/** The config fields the feed-forward blocks below read (DeBERTa's config has them too and reuses the blocks). */
+export type FeedForwardConfig = Pick<BertConfig, 'hidden_size' | 'intermediate_size' | 'hidden_act' | 'hidden_dropout_prob' | 'layer_norm_eps' | 'initializer_range'>
+
 /** dense → dropout → LayerNorm(· + input): BertSelfOutput and BertOutput share this shape. */
-class DenseDropoutResidualNorm extends Module {
+export class DenseDropoutResidualNorm extends Module {
   readonly dense: Linear
   readonly LayerNorm: LayerNorm
   readonly dropout: Dropout
 
-  constructor(config: BertConfig, inFeatures: number, device?: DeviceName) {
+  constructor(config: FeedForwardConfig, inFeatures: number, device?: DeviceName) {
     super()
     this.dense = this.registerModule('dense', new Linear(inFeatures, config.hidden_size, { std: config.initializer_range, device }))
     this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hidden_size, config.layer_norm_eps, { device }))
@@ -159,7 +162,7 @@ export class BertAttention extends Module {
 export class BertIntermediate extends Module {
   readonly dense: Linear
 
-  constructor(readonly config: BertConfig, device?: DeviceName) {
+  constructor(readonly config: FeedForwardConfig, device?: DeviceName) {
     super()
     this.dense = this.registerModule('dense', new Linear(config.hidden_size, config.intermediate_size, { std: config.initializer_range, device }))
   }

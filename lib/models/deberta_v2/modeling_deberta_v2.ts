@@ -23,7 +23,7 @@ import {
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { tidy } from '../../tensor/scope.js'
 import type { DeviceName } from '../../tensor/device.js'
-import type { SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { BertIntermediate, DenseDropoutResidualNorm, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
 import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
@@ -213,24 +213,6 @@ export class DisentangledSelfAttention extends Module {
   }
 }
 
-/** dense → dropout → LayerNorm(· + input): DebertaV2SelfOutput and DebertaV2Output. */
-class DenseDropoutResidualNorm extends Module {
-  readonly dense: Linear
-  readonly LayerNorm: LayerNorm
-  readonly dropout: Dropout
-
-  constructor(config: DebertaV2Config, inFeatures: number, device?: DeviceName) {
-    super()
-    this.dense = this.registerModule('dense', new Linear(inFeatures, config.hidden_size, { std: config.initializer_range, device }))
-    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(config.hidden_size, config.layer_norm_eps, { device }))
-    this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
-  }
-
-  forward(hidden: Tensor, input: Tensor): Tensor {
-    return this.LayerNorm.forward(this.dropout.forward(this.dense.forward(hidden)), input)
-  }
-}
-
 export class DebertaV2SelfOutput extends DenseDropoutResidualNorm {
   constructor(config: DebertaV2Config, device?: DeviceName) {
     super(config, config.hidden_size, device)
@@ -252,18 +234,8 @@ export class DebertaV2Attention extends Module {
   }
 }
 
-export class DebertaV2Intermediate extends Module {
-  readonly dense: Linear
-
-  constructor(readonly config: DebertaV2Config, device?: DeviceName) {
-    super()
-    this.dense = this.registerModule('dense', new Linear(config.hidden_size, config.intermediate_size, { std: config.initializer_range, device }))
-  }
-
-  forward(hidden: Tensor): Tensor {
-    return activation(this.dense.forward(hidden), this.config.hidden_act)
-  }
-}
+/** dense → activation, as BertIntermediate (transformers' DebertaV2Intermediate is the same module). */
+export class DebertaV2Intermediate extends BertIntermediate {}
 
 export class DebertaV2Output extends DenseDropoutResidualNorm {
   constructor(config: DebertaV2Config, device?: DeviceName) {

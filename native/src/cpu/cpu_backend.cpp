@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bertkit/indices.h"
 #include "thread_pool.h"
 
 namespace bertkit {
@@ -131,14 +132,7 @@ void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
 
 void CpuBackend::check_indices(const int32_t* indices, int64_t n, int64_t limit, bool allow_ignore,
                                int32_t ignore_index, const std::string& what) {
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t v = indices[i];
-    if (allow_ignore && v == ignore_index) continue;
-    if (v < 0 || v >= limit) {
-      throw Error(what + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " +
-                  std::to_string(limit) + ")");
-    }
-  }
+  check_index_range(indices, n, limit, allow_ignore, ignore_index, what);
 }
 
 }  // namespace bertkit

@@ -1,5 +1,6 @@
 // Device setup, error mapping, memory and the singleton of the CUDA backend.
 #include "cuda/cuda_backend.h"
+#include "bertkit/indices.h"
 
 #include <atomic>
 #include <cstdio>
@@ -295,14 +296,7 @@ void CudaBackend::check_indices(const int32_t* indices, int64_t n, int64_t limit
                                 int32_t ignore_index, const std::string& what) {
   std::vector<int32_t> host(static_cast<size_t>(n));
   if (n > 0) download(host.data(), indices, static_cast<size_t>(n) * sizeof(int32_t));
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t v = host[static_cast<size_t>(i)];
-    if (allow_ignore && v == ignore_index) continue;
-    if (v < 0 || v >= limit) {
-      throw Error(what + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " +
-                  std::to_string(limit) + ")");
-    }
-  }
+  check_index_range(host.data(), n, limit, allow_ignore, ignore_index, what);
 }
 
 // ---- the singleton --------------------------------------------------------------

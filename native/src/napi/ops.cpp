@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bertkit/indices.h"
 #include "op_args.h"
 #ifdef BERTKIT_WITH_CUDA
 #include "../cuda/cuda_switches.h"
@@ -25,20 +26,14 @@ Napi::Value Done(const Napi::CallbackInfo& info) { return info.Env().Undefined()
 // queued after it skipped; on CUDA by a download).
 void check_indices(OpArgs& args, Backend& backend, NativeBuffer* buf, int64_t n, const char* name,
                    int64_t limit, bool allow_ignore, int32_t ignore_index) {
-  if (const std::vector<int32_t>* host = buf->host_indices()) {
-    // The usual case (ids, masks, labels written from JavaScript): checked here, at once.
-    for (int64_t i = 0; i < n; ++i) {
-      int32_t v = (*host)[static_cast<size_t>(i)];
-      if (allow_ignore && v == ignore_index) continue;
-      if (v < 0 || v >= limit) {
-        args.fail(std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(v) +
-                  " is out of range [0, " + std::to_string(limit) + ")");
-      }
-    }
-    return;
-  }
+  const std::string what = std::string(args.op()) + ": " + name;
   try {
-    backend.check_indices(i32p(buf), n, limit, allow_ignore, ignore_index, std::string(args.op()) + ": " + name);
+    // The usual case (ids, masks, labels written from JavaScript) is checked here, at once.
+    if (const std::vector<int32_t>* host = buf->host_indices()) {
+      check_index_range(host->data(), n, limit, allow_ignore, ignore_index, what);
+    } else {
+      backend.check_indices(i32p(buf), n, limit, allow_ignore, ignore_index, what);
+    }
   } catch (const Error& e) {
     throw Napi::Error::New(args.env(), e.what());
   }
@@ -431,35 +426,54 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// The eight arguments every attention binding starts with, validated, and the
+// size of q, k, v and out ([batch, seq, heads * head_dim]) they imply.
+struct AttentionArgs {
+  int64_t batch, seq, heads, head_dim;
+  float scale, p;
+  uint64_t seed, offset;
+  int64_t numel;
+  std::string shape;
+};
+
+AttentionArgs attention_args(OpArgs& a) {
+  AttentionArgs g;
+  g.batch = a.dim(0, "batch");
+  g.seq = a.dim(1, "seq");
+  g.heads = a.positive_dim(2, "heads");
+  g.head_dim = a.positive_dim(3, "headDim");
+  g.scale = a.number(4, "scale");
+  g.p = probability(a, 5, "dropoutP");
+  g.seed = a.u64(6, "seed");
+  g.offset = a.u64(7, "offset");
+  int64_t hidden = checked_mul(a, {g.heads, g.head_dim});
+  g.numel = checked_mul(a, {g.batch, g.seq, hidden});
+  g.shape = shape_str({g.batch, g.seq, hidden});
+  return g;
+}
+
 // attentionForward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, q, k, v, mask, probs, out)
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   OpArgs a(info, "attentionForward", 14);
-  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), heads = a.positive_dim(2, "heads"),
-          head_dim = a.positive_dim(3, "headDim");
-  float scale = a.number(4, "scale");
-  float p = probability(a, 5, "dropoutP");
-  uint64_t seed = a.u64(6, "seed"), offset = a.u64(7, "offset");
+  const AttentionArgs g = attention_args(a);
   NativeBuffer* q = a.buffer(8, "q", DType::F32);
   NativeBuffer* k = a.buffer(9, "k", DType::F32);
   NativeBuffer* v = a.buffer(10, "v", DType::F32);
   NativeBuffer* mask = a.buffer(11, "mask", DType::I32);
   NativeBuffer* probs = a.buffer(12, "probs", DType::F32);
   NativeBuffer* out = a.buffer(13, "out", DType::F32);
-  int64_t hidden = checked_mul(a, {heads, head_dim});
-  int64_t numel = checked_mul(a, {batch, seq, hidden});
-  std::string shape = shape_str({batch, seq, hidden});
-  a.need(q, "q", numel, shape);
-  a.need(k, "k", numel, shape);
-  a.need(v, "v", numel, shape);
-  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
-  a.need(probs, "probs", checked_mul(a, {batch, heads, seq, seq}), shape_str({batch, heads, seq, seq}));
-  a.need(out, "out", numel, shape);
+  a.need(q, "q", g.numel, g.shape);
+  a.need(k, "k", g.numel, g.shape);
+  a.need(v, "v", g.numel, g.shape);
+  a.need(mask, "mask", checked_mul(a, {g.batch, g.seq}), shape_str({g.batch, g.seq}));
+  a.need(probs, "probs", checked_mul(a, {g.batch, g.heads, g.seq, g.seq}), shape_str({g.batch, g.heads, g.seq, g.seq}));
+  a.need(out, "out", g.numel, g.shape);
   a.distinct(out, "out", q, "q");
   a.distinct(out, "out", k, "k");
   a.distinct(out, "out", v, "v");
   Backend& be = a.backend();
   return guarded(info, "attentionForward", [&] {
-    be.attention_forward(batch, seq, heads, head_dim, scale, p, seed, offset, f32(q), f32(k), f32(v),
+    be.attention_forward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, f32(q), f32(k), f32(v),
                          i32p(mask), f32(probs), f32(out));
   });
 }
@@ -467,11 +481,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 // attentionBackward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, q, k, v, probs, dout, dq|null, dk|null, dv|null)
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   OpArgs a(info, "attentionBackward", 16);
-  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), heads = a.positive_dim(2, "heads"),
-          head_dim = a.positive_dim(3, "headDim");
-  float scale = a.number(4, "scale");
-  float p = probability(a, 5, "dropoutP");
-  uint64_t seed = a.u64(6, "seed"), offset = a.u64(7, "offset");
+  const AttentionArgs g = attention_args(a);
   NativeBuffer* q = a.buffer(8, "q", DType::F32);
   NativeBuffer* k = a.buffer(9, "k", DType::F32);
   NativeBuffer* v = a.buffer(10, "v", DType::F32);
@@ -480,13 +490,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   NativeBuffer* dq = a.buffer(13, "dq", DType::F32, true);
   NativeBuffer* dk = a.buffer(14, "dk", DType::F32, true);
   NativeBuffer* dv = a.buffer(15, "dv", DType::F32, true);
-  int64_t hidden = checked_mul(a, {heads, head_dim});
-  int64_t numel = checked_mul(a, {batch, seq, hidden});
-  std::string shape = shape_str({batch, seq, hidden});
   for (auto [buf, name] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {dout, "dout"}, {dq, "dq"}, {dk, "dk"}, {dv, "dv"}}) {
-    a.need(buf, name, numel, shape);
+    a.need(buf, name, g.numel, g.shape);
   }
-  a.need(probs, "probs", checked_mul(a, {batch, heads, seq, seq}), shape_str({batch, heads, seq, seq}));
+  a.need(probs, "probs", checked_mul(a, {g.batch, g.heads, g.seq, g.seq}), shape_str({g.batch, g.heads, g.seq, g.seq}));
   for (auto [out, oname] : {std::pair{dq, "dq"}, {dk, "dk"}, {dv, "dv"}}) {
     for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {dout, "dout"}, {probs, "probs"}}) {
       a.distinct(out, oname, in, iname);
@@ -494,7 +501,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   }
   Backend& be = a.backend();
   return guarded(info, "attentionBackward", [&] {
-    be.attention_backward(batch, seq, heads, head_dim, scale, p, seed, offset, f32(q), f32(k), f32(v),
+    be.attention_backward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, f32(q), f32(k), f32(v),
                           f32(probs), f32(dout), f32(dq), f32(dk), f32(dv));
   });
 }
@@ -653,33 +660,26 @@ Napi::Value MaskedMaxPoolBackward(const Napi::CallbackInfo& info) {
 // flashAttentionForward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, q, k, v, mask, lse, out)
 Napi::Value FlashAttentionForward(const Napi::CallbackInfo& info) {
   OpArgs a(info, "flashAttentionForward", 14);
-  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), heads = a.positive_dim(2, "heads"),
-          head_dim = a.positive_dim(3, "headDim");
-  float scale = a.number(4, "scale");
-  float p = probability(a, 5, "dropoutP");
-  uint64_t seed = a.u64(6, "seed"), offset = a.u64(7, "offset");
+  const AttentionArgs g = attention_args(a);
   NativeBuffer* q = a.buffer(8, "q", DType::F32);
   NativeBuffer* k = a.buffer(9, "k", DType::F32);
   NativeBuffer* v = a.buffer(10, "v", DType::F32);
   NativeBuffer* mask = a.buffer(11, "mask", DType::I32);
   NativeBuffer* lse = a.buffer(12, "lse", DType::F32);
   NativeBuffer* out = a.buffer(13, "out", DType::F32);
-  int64_t hidden = checked_mul(a, {heads, head_dim});
-  int64_t numel = checked_mul(a, {batch, seq, hidden});
-  std::string shape = shape_str({batch, seq, hidden});
-  a.need(q, "q", numel, shape);
-  a.need(k, "k", numel, shape);
-  a.need(v, "v", numel, shape);
-  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
-  a.need(lse, "lse", checked_mul(a, {batch, heads, seq}), shape_str({batch, heads, seq}));
-  a.need(out, "out", numel, shape);
+  a.need(q, "q", g.numel, g.shape);
+  a.need(k, "k", g.numel, g.shape);
+  a.need(v, "v", g.numel, g.shape);
+  a.need(mask, "mask", checked_mul(a, {g.batch, g.seq}), shape_str({g.batch, g.seq}));
+  a.need(lse, "lse", checked_mul(a, {g.batch, g.heads, g.seq}), shape_str({g.batch, g.heads, g.seq}));
+  a.need(out, "out", g.numel, g.shape);
   for (auto [o, oname] : {std::pair{out, "out"}, {lse, "lse"}}) {
     for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}}) a.distinct(o, oname, in, iname);
   }
   a.distinct(out, "out", lse, "lse");
   Backend& be = a.backend();
   return guarded(info, "flashAttentionForward", [&] {
-    be.flash_attention_forward(batch, seq, heads, head_dim, scale, p, seed, offset, f32(q), f32(k), f32(v),
+    be.flash_attention_forward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, f32(q), f32(k), f32(v),
                                i32p(mask), f32(lse), f32(out));
   });
 }
@@ -688,11 +688,7 @@ Napi::Value FlashAttentionForward(const Napi::CallbackInfo& info) {
 //                        dq|null, dk|null, dv|null)
 Napi::Value FlashAttentionBackward(const Napi::CallbackInfo& info) {
   OpArgs a(info, "flashAttentionBackward", 18);
-  int64_t batch = a.dim(0, "batch"), seq = a.dim(1, "seq"), heads = a.positive_dim(2, "heads"),
-          head_dim = a.positive_dim(3, "headDim");
-  float scale = a.number(4, "scale");
-  float p = probability(a, 5, "dropoutP");
-  uint64_t seed = a.u64(6, "seed"), offset = a.u64(7, "offset");
+  const AttentionArgs g = attention_args(a);
   NativeBuffer* q = a.buffer(8, "q", DType::F32);
   NativeBuffer* k = a.buffer(9, "k", DType::F32);
   NativeBuffer* v = a.buffer(10, "v", DType::F32);
@@ -703,15 +699,12 @@ Napi::Value FlashAttentionBackward(const Napi::CallbackInfo& info) {
   NativeBuffer* dq = a.buffer(15, "dq", DType::F32, true);
   NativeBuffer* dk = a.buffer(16, "dk", DType::F32, true);
   NativeBuffer* dv = a.buffer(17, "dv", DType::F32, true);
-  int64_t hidden = checked_mul(a, {heads, head_dim});
-  int64_t numel = checked_mul(a, {batch, seq, hidden});
-  std::string shape = shape_str({batch, seq, hidden});
   for (auto [buf, name] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}, {dout, "dout"}, {dq, "dq"},
                            {dk, "dk"}, {dv, "dv"}}) {
-    a.need(buf, name, numel, shape);
+    a.need(buf, name, g.numel, g.shape);
   }
-  a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
-  a.need(lse, "lse", checked_mul(a, {batch, heads, seq}), shape_str({batch, heads, seq}));
+  a.need(mask, "mask", checked_mul(a, {g.batch, g.seq}), shape_str({g.batch, g.seq}));
+  a.need(lse, "lse", checked_mul(a, {g.batch, g.heads, g.seq}), shape_str({g.batch, g.heads, g.seq}));
   for (auto [o, oname] : {std::pair{dq, "dq"}, {dk, "dk"}, {dv, "dv"}}) {
     for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}, {dout, "dout"}, {lse, "lse"}}) {
       a.distinct(o, oname, in, iname);
@@ -719,7 +712,7 @@ Napi::Value FlashAttentionBackward(const Napi::CallbackInfo& info) {
   }
   Backend& be = a.backend();
   return guarded(info, "flashAttentionBackward", [&] {
-    be.flash_attention_backward(batch, seq, heads, head_dim, scale, p, seed, offset, f32(q), f32(k), f32(v),
+    be.flash_attention_backward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, f32(q), f32(k), f32(v),
                                 i32p(mask), f32(lse), f32(out), f32(dout), f32(dq), f32(dk), f32(dv));
   });
 }
