@@ -198,13 +198,17 @@ function requireAddon(path: string): NativeAddon {
   }
 }
 
-/** Path of the CUDA variant when it was built (or shipped), else null. A source build wins over the prebuilt. */
+/**
+ * Path of the CUDA variant when it was built (or shipped), else null. Any
+ * source build (build/Release) wins over every prebuilt, so a developer's
+ * fresh CPU build is never shadowed by an older prebuilt CUDA binary.
+ */
 export function cudaVariantPath(): string | null {
-  const candidates = [
-    join(packageRoot, 'build', 'Release', 'cuda', 'bertkit_cuda.node'),
-    join(packageRoot, 'prebuilds', platformTag, 'cuda', 'bertkit_cuda.node'),
-  ]
-  return candidates.find((p) => existsSync(p)) ?? null
+  const built = join(packageRoot, 'build', 'Release', 'cuda', 'bertkit_cuda.node')
+  if (existsSync(built)) return built
+  if (existsSync(join(packageRoot, 'build', 'Release', 'bertkit.node'))) return null
+  const prebuilt = join(packageRoot, 'prebuilds', platformTag, 'cuda', 'bertkit_cuda.node')
+  return existsSync(prebuilt) ? prebuilt : null
 }
 
 let loaded: LoadedAddon | null = null

@@ -139,7 +139,10 @@ function nodeApiNodedir() {
 }
 
 function buildWithCmake(cuda) {
-  return run(process.execPath, [cmakeJs, 'compile', '--out', 'build', `--CDBERTKIT_CUDA=${cuda}`, `--CDBERTKIT_BLAS=${blas}`, '--parallel', jobs])
+  // configure, then build: `compile` alone skips configuring an existing build
+  // directory, and would silently ignore a changed BERTKIT_CUDA or BERTKIT_BLAS.
+  const options = ['--out', 'build', `--CDBERTKIT_CUDA=${cuda}`, `--CDBERTKIT_BLAS=${blas}`]
+  return run(process.execPath, [cmakeJs, 'configure', ...options]) && run(process.execPath, [cmakeJs, 'build', ...options, '--parallel', jobs])
 }
 
 function buildWithNodeGyp(nodeGyp) {

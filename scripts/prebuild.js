@@ -88,9 +88,13 @@ function stripInto(src, dst) {
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] })
 log(`building ${tag} (CUDA: ${cuda}) in ${buildDir}/`)
 const jobs = String(Math.max(1, os.availableParallelism ? os.availableParallelism() : os.cpus().length))
-const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', buildDir, `--CDBERTKIT_CUDA=${cuda}`,
-  '--CDBERTKIT_BLAS=builtin', '--CDBERTKIT_PORTABLE=ON', '--parallel', jobs], { cwd: root, stdio: 'inherit' })
-if (build.status !== 0) die('the build failed (see above)')
+const options = ['--out', buildDir, `--CDBERTKIT_CUDA=${cuda}`, '--CDBERTKIT_BLAS=builtin', '--CDBERTKIT_PORTABLE=ON', '--CDBERTKIT_CUDA_ARCHS=auto']
+for (const step of [['configure', ...options], ['build', ...options, '--parallel', jobs]]) {
+  const r = spawnSync(process.execPath, [cmakeJs, ...step], { cwd: root, stdio: 'inherit' })
+  if (r.status !== 0) die(`cmake-js ${step[0]} failed (see above)`)
+}
+// A stale CUDA addon from an earlier run must not be shipped when CUDA is off now.
+if (cuda === 'off') fs.rmSync(path.join(root, buildDir, 'Release', 'cuda'), { recursive: true, force: true })
 
 fs.rmSync(outDir, { recursive: true, force: true })
 const manifest = { platform: tag, builtAt: new Date().toISOString(), node: process.version, binaries: {} }
