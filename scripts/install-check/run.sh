@@ -11,6 +11,8 @@
 #      lacks a binary and the command that builds it
 #   5. no compiler and no prebuilt: the install fails with one line naming
 #      what is missing and the fix
+# and the CPU prebuilt on CPUs without AVX-512 / AVX2 (qemu-user emulating a
+# Nehalem and a Haswell) picks the kernels it can run.
 # Run from the repository root after `npm run prebuild` (dist/ built). Prints
 # one "install-check: ... ok|FAILED" line per check and the install times.
 set -uo pipefail
@@ -82,6 +84,23 @@ if timed_install "$app" "$nobuild" "$tgz_with"; then
   [ "$v" = "$(node -p "require('./package.json').version")" ] && ok "no-compiler: bertkit --version ($v)" || bad "bertkit --version" "$v"
 else
   bad "no-compiler install" "$(tail -20 "$app/install.log")"
+fi
+
+# ---- 1b. the CPU prebuilt on CPUs without AVX-512 or AVX2 (emulated by qemu-user) ----------------
+if [ -d "$work/no-compiler/node_modules/bertkit" ]; then
+  if command -v qemu-x86_64 >/dev/null; then
+    node_bin=$(readlink -f "$(command -v node)")
+    for cpu in Nehalem:scalar Haswell:AVX2; do
+      model=${cpu%%:*} want=${cpu##*:}
+      out=$(cd "$work/no-compiler" && BERTKIT_DEVICE=cpu timeout 600 qemu-x86_64 -cpu "$model" "$node_bin" -e \
+        'const bk = require("bertkit"); console.log("kernels", JSON.stringify(bk.loadNative().addon.inspectRuntime().cpu)); require("./smoke.js")' 2>&1)
+      if grep -q "kernels.*built-in $want" <<<"$out" && grep -q "smoke ok.*addon cpu (prebuilt)" <<<"$out"; then
+        ok "cpu-without-avx512: the CPU prebuilt on an emulated $model picks $want kernels and trains"
+      else bad "cpu-without-avx512 ($model)" "$out"; fi
+    done
+  else
+    bad "cpu-without-avx512" "qemu-x86_64 is not installed (apt-get install qemu-user)"
+  fi
 fi
 
 # ---- 2. --ignore-scripts, prebuilt -------------------------------------------------------
