@@ -16,7 +16,7 @@
 # the steps is printed last. Exit status: 0 when the build, the device probe and
 # both CUDA-vs-CPU comparisons pass (tap and memcheck results are reported).
 #
-# On the GPU machine, from the project root, with dist/ (npm run build) carried and
+# On the GPU machine, from the project root, with dist/ (npm run build:ts) carried and
 # node_modules either carried or packed (92 MiB raw, 6.5 MiB packed without
 # TypeScript, which neither the build nor tap needs at run time):
 #   tar -cJf .device/node_modules.tar.xz --exclude=node_modules/typescript \
@@ -168,7 +168,7 @@ done
 if [ ! -f "$TAP" ]; then
   row "tap ops (cuda)" SKIP 0 "node_modules/tap not carried"
 elif [ ${#TESTS[@]} -eq 0 ]; then
-  row "tap ops (cuda)" SKIP 0 "no dist/test/ops/*.test.js (run npm run build first and carry dist)"
+  row "tap ops (cuda)" SKIP 0 "no dist/test/ops/*.test.js (run npm run build:ts first and carry dist)"
 elif [ "$(left)" -lt 40 ]; then
   row "tap ops (cuda)" SKIP 0 "only $(left)s of the budget left"
 else

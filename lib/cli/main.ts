@@ -17,6 +17,7 @@ import { freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, freezeIndexRang
 import { tidy, tensor, noGrad } from '../tensor/index.js'
 import { parseFlags, trainingArgsFromFlags, trainingArgumentFlags } from './args.js'
 import { runBench } from './bench.js'
+import { runDoctor, packageVersion } from './doctor.js'
 import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
 import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
 
@@ -25,6 +26,8 @@ const HELP = `bertkit — fine-tune BERT-family encoders for text classification
   bertkit train   --model ID|DIR --dataset NAME|PATH [options] [training arguments]
   bertkit eval    --model DIR --dataset NAME|PATH [--split test] [options]
   bertkit predict --model DIR (--text "..." [--text ...] | --file lines.txt)
+  bertkit doctor  [--json]          which addon loaded, CPU kernels, CUDA driver/GPUs/cuBLAS
+  bertkit --version
   bertkit bench   --model DIR --tokenized rt.json [--hf] [--strategies full,head,index100] [--precision fp32,bf16]
 
 Data options:
@@ -249,6 +252,11 @@ export async function main(argv: string[]): Promise<number> {
     console.log(HELP)
     return command ? 0 : 2
   }
+  if (command === '--version' || command === '-v' || command === 'version') {
+    console.log(packageVersion())
+    return 0
+  }
+  if (command === 'doctor') return runDoctor(rest)
   if (command === 'bench') {
     await runBench(rest)
     return 0
@@ -263,7 +271,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'train': await train(flags); return 0
     case 'eval': await evaluate(flags); return 0
     case 'predict': await predict(flags); return 0
-    default: throw new Error(`unknown command "${command}" (train, eval, predict, bench)`)
+    default: throw new Error(`unknown command "${command}" (train, eval, predict, bench, doctor)`)
   }
 }
 

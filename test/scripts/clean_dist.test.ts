@@ -1,5 +1,5 @@
 // The compiled tests that tap runs are exactly those with a source: `npm test`
-// and `npm run build` empty dist/ first (scripts/clean-dist.js), so a test file
+// and `npm run build:ts` empty dist/ first (scripts/clean-dist.js), so a test file
 // deleted or renamed in test/ cannot keep running from a stale dist/ copy.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
@@ -19,7 +19,7 @@ t.test('every compiled test in dist/test has its source in test/', async (t) => 
   const compiled = files(join(root, 'dist', 'test'), '.test.js')
   t.ok(compiled.includes('scripts/clean_dist.test.js'), `found the compiled tests (${compiled.length}) where tap looks for them`)
   const stale = compiled.filter((f) => !existsSync(join(root, 'test', f.replace(/\.js$/, '.ts'))))
-  t.same(stale, [], 'no compiled test without a source (run npm test or npm run build, which empty dist/ first)')
+  t.same(stale, [], 'no compiled test without a source (run npm test or npm run build:ts, which empty dist/ first)')
 })
 
 t.test('scripts/clean-dist.js empties dist/ and touches nothing else', async (t) => {
