@@ -140,12 +140,13 @@ export class Trainer {
     return this.args.dataloaderDropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize)
   }
 
-  /** Batch index lists for one epoch: a permutation seeded by (seed, epoch), optionally grouped by length. */
+  /** Batch index lists for one epoch: a permutation seeded by (seed, epoch), optionally grouped by length, or dataset order. */
   private epochBatches(ds: Dataset, epoch: number): number[][] {
     const bs = this.args.perDeviceTrainBatchSize
     const seed = (this.args.dataSeed ?? this.args.seed) + epoch * 1_000_003
-    let order = new SeededGenerator(seed).permutation(ds.length)
-    if (this.args.groupByLength) {
+    const strategy = this.args.groupByLength ? 'group_by_length' : this.args.trainSamplingStrategy
+    let order = strategy === 'sequential' ? Array.from({ length: ds.length }, (_, i) => i) : new SeededGenerator(seed).permutation(ds.length)
+    if (strategy === 'group_by_length') {
       const ids = ds.hasColumn('input_ids') ? ds.column<unknown[]>('input_ids') : ds.column<unknown[]>('inputIds')
       const mega = bs * 50
       const grouped: number[] = []
@@ -341,9 +342,9 @@ export class Trainer {
             native().fill(lossSinceLog.buffer, 1, 0)
             stepsSinceLog = 0
             lastLoggedStep = this.state.globalStep
-            const nextLr = args.learningRate * lrMultiplier(args.lrSchedulerType, this.state.globalStep, warmup, maxSteps)
-            this.log({ loss, ...(gradNorm !== null ? { gradNorm } : {}), learningRate: nextLr })
-            progress.update(this.state.globalStep, { loss, lr: nextLr })
+            // The rate this step used, as transformers logs it since v4.51 (PR #36973), not the next one.
+            this.log({ loss, ...(gradNorm !== null ? { gradNorm } : {}), learningRate: lr })
+            progress.update(this.state.globalStep, { loss, lr })
           } else {
             progress.update(this.state.globalStep, {})
           }
