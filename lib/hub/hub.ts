@@ -23,9 +23,9 @@
 //   holds the commit.
 // - Offline, or when the Hub cannot be reached, the cache answers alone.
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
+import { createReadStream, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
 import { open } from 'node:fs/promises'
-import { basename, join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { hubCacheDir, hubEndpoint, hubToken, isOfflineMode, progressBarsDisabled, type HubOptions } from './config.js'
 import {
   REGEX_COMMIT_HASH,
@@ -467,6 +467,32 @@ async function downloadBlob(
   }
 }
 
+/**
+ * A killed download leaves blobs/<etag>.<8 hex>.incomplete. Before fetching the
+ * same blob again, such files of ours that nobody has written to for an hour
+ * are removed (a live download stops after HF_HUB_DOWNLOAD_TIMEOUT without
+ * data, so an hour-old one is dead). Python's own <etag>.incomplete is left alone.
+ */
+function removeStaleIncomplete(blob: string): void {
+  const dir = dirname(blob)
+  const prefix = `${basename(blob)}.`
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !/^\.[0-9a-f]{8}\.incomplete$/.test(name.slice(prefix.length - 1))) continue
+    try {
+      const path = join(dir, name)
+      if (Date.now() - statSync(path).mtimeMs > 3600_000) unlinkSync(path)
+    } catch {
+      // gone already, or not ours to remove
+    }
+  }
+}
+
 /** sha256 or git blob sha1 of a file, streamed. */
 export async function hashFile(path: string, algorithm: 'sha256' | 'git-sha1'): Promise<string> {
   const hash = createHash(algorithm === 'sha256' ? 'sha256' : 'sha1')
@@ -580,6 +606,7 @@ export async function hfHubDownload(request: FileRequest): Promise<string> {
       const { authorization: _dropped, ...rest } = headers
       downloadHeaders = rest
     }
+    removeStaleIncomplete(blob)
     await downloadBlob(meta.location, downloadHeaders, blob, meta.etag, meta.size, t, request, where)
   }
   linkPointer(blob, pointer)

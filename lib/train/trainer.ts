@@ -2,7 +2,7 @@
 // data order, gradient accumulation, global-norm clipping, AdamW with decay
 // only on weights (never biases or LayerNorm), LR schedule, logging, periodic
 // evaluation and checkpoints (atomic, rotated, resumable exactly).
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, appendFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, appendFileSync, statSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join, resolve, basename } from 'node:path'
 import { AdamW } from '../optim/adamw.js'
@@ -638,6 +638,22 @@ export class Trainer {
       return
     }
     for (const name of names) {
+      // Files of an atomic write (safetensors.ts: .<name>.tmp-<pid>-<12 hex>) cut short by a kill, e.g. the final
+      // model.safetensors: no owner file records the host, so they must also be untouched for 10 minutes.
+      const w = /^\..+\.tmp-(\d+)-[0-9a-f]{12}$/.exec(name)
+      if (w) {
+        const path = join(dir, name)
+        const pid = Number(w[1])
+        try {
+          if (pid !== process.pid && !processAlive(pid) && Date.now() - statSync(path).mtimeMs > 600_000 && statSync(path).isFile()) {
+            rmSync(path, { force: true })
+            process.stderr.write(`bertkit: removed ${path}, a file left half-written by process ${pid}, which is no longer running\n`)
+          }
+        } catch {
+          // raced with its owner: leave it
+        }
+        continue
+      }
       const m = /^\.tmp-checkpoint-\d+-(\d+)$/.exec(name)
       if (!m) continue
       const path = resolve(dir, name)

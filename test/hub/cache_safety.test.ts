@@ -4,9 +4,9 @@
 // longer matches their name. Each is refused (or repaired) with a message
 // naming the file, online and offline; `bertkit cache verify` finds them all.
 import t from 'tap'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { HubError, cachedSnapshot, hfHubDownload, listRepoFiles, repoInfo, resolveModelDir, snapshotDownload } from '../../lib/hub/hub.js'
 import { checkRepoFilename, checkRepoId, checkRevision, readRef, storageFolder, tryLoadFromCache } from '../../lib/hub/cache.js'
 import { verifyCache } from '../../lib/hub/verify.js'
@@ -174,11 +174,22 @@ t.test('a snapshot link to a missing blob is named; online it is downloaded agai
   const report = await verifyCache({ cacheDir })
   t.same(report.problems.map((p) => p.path), [weights])
   t.match(report.problems[0].message, /broken link/)
-  // Online: the blob is fetched again and the link works.
+  // Online: the blob is fetched again and the link works; stale unfinished downloads of it (ours, an hour idle) go.
+  const blobsDir = join(cacheDir, STORAGE, 'blobs')
+  const stale = join(blobsDir, `${basename(blob)}.0badf00d.incomplete`)
+  const fresh = join(blobsDir, `${basename(blob)}.1badf00d.incomplete`)
+  const python = join(blobsDir, `${basename(blob)}.incomplete`)
+  for (const f of [stale, fresh, python]) writeFileSync(f, 'partial')
+  const hourAgo = new Date(Date.now() - 2 * 3600_000)
+  utimesSync(stale, hourAgo, hourAgo)
+  utimesSync(python, hourAgo, hourAgo)
   hub.clearLog()
   t.equal(await resolveModelDir(MODEL, { ...base(), cacheDir }), dir)
   t.same(readFileSync(weights), modelFiles.get('model.safetensors'))
   t.ok(hub.requests.some((r) => r.method === 'GET' && r.url.startsWith('/cdn/')), 'downloaded again')
+  t.notOk(existsSync(stale), 'an hour-old unfinished download of ours is removed')
+  t.ok(existsSync(fresh) && existsSync(python), 'a recent one, and Python\'s own, are left alone')
+  for (const f of [fresh, python]) unlinkSync(f)
 
   // The same for a dataset file: named rather than a split silently missing.
   const dsDir = await snapshotDownload({ ...base(), cacheDir, repoId: DATASET, repoType: 'dataset' })

@@ -6,7 +6,7 @@
 // range are reported with their file and line before any step runs.
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { BertForSequenceClassification, tensor } from '../../lib/index.js'
@@ -70,6 +70,15 @@ t.test('stale .tmp-checkpoint folders: removed only when ours and their writer i
   mk('.tmp-checkpoint-x-1') // not our pattern: keep
   mk('.tmp-something-else') // not ours: keep
   mk(`tmp-checkpoint-4-${dead}`) // not ours (no dot): keep
+  // Files of an atomic write cut short (the final model.safetensors): pid dead and untouched for 10 minutes.
+  const old = new Date(Date.now() - 3600_000)
+  const file = (name: string, mtime?: Date) => {
+    writeFileSync(join(out, name), 'partial')
+    if (mtime) utimesSync(join(out, name), mtime, mtime)
+  }
+  file(`.model.safetensors.tmp-${dead}-0123456789ab`, old) // remove
+  file(`.config.json.tmp-${dead}-0123456789ab`) // recent: maybe another host's live write, keep
+  file(`.model.safetensors.tmp-${sleeper.pid}-0123456789ab`, old) // writer alive: keep
   const stderr: string[] = []
   const write = process.stderr.write.bind(process.stderr)
   process.stderr.write = ((s: string) => { stderr.push(String(s)); return true }) as typeof process.stderr.write
@@ -81,8 +90,10 @@ t.test('stale .tmp-checkpoint folders: removed only when ours and their writer i
     dispose()
   }
   const left = readdirSync(out).filter((d) => d.includes('tmp')).sort()
-  t.same(left, [`.tmp-checkpoint-8-${sleeper.pid}`, `.tmp-checkpoint-9-${dead}`, '.tmp-checkpoint-x-1', '.tmp-something-else', `tmp-checkpoint-4-${dead}`].sort())
+  t.same(left, [`.tmp-checkpoint-8-${sleeper.pid}`, `.tmp-checkpoint-9-${dead}`, '.tmp-checkpoint-x-1', '.tmp-something-else', `tmp-checkpoint-4-${dead}`,
+    `.config.json.tmp-${dead}-0123456789ab`, `.model.safetensors.tmp-${sleeper.pid}-0123456789ab`].sort())
   t.equal(stderr.filter((l) => /removed .*\.tmp-checkpoint-\d+-\d+, a checkpoint left half-written by process \d+/.test(l)).length, 3, 'each removal is reported')
+  t.equal(stderr.filter((l) => /removed .*\.model\.safetensors\.tmp-\d+-0123456789ab, a file left half-written/.test(l)).length, 1)
   t.ok(existsSync(join(out, 'checkpoint-2', 'trainer_state.json')))
   t.notOk(existsSync(join(out, 'checkpoint-2', '.bertkit-owner.json')), 'the owner mark does not stay in the checkpoint')
 })
