@@ -167,8 +167,10 @@ export function existsFollowing(path: string): boolean {
  * same). Where links cannot be made (Windows without the privilege) the blob
  * is copied, which is what Python falls back to as well.
  */
-export function linkPointer(blob: string, pointer: string): void {
+export function linkPointer(blob: string, pointer: string, storage: string): void {
   makeDirs(dirname(pointer), 'Hub cache folder')
+  // A folder on the way that is a link out of snapshots/ would have the link (or the unlink below) land outside the cache.
+  assertSnapshotFolder(storage, pointer)
   const target = relative(dirname(pointer), blob)
   try {
     unlinkSync(pointer)
@@ -237,6 +239,15 @@ export function classifySnapshotEntry(storage: string, pointer: string): CachedE
     throw new Error(`hub cache: ${pointer} leads to ${real}, outside the cached repo's blobs (${join(storage, 'blobs')}); refusing to read it (the cache was tampered with: delete ${join(storage, 'snapshots')} and download again)`)
   }
   return { kind: 'file', path: pointer }
+}
+
+/** Throws unless the folder that will hold pointer really (links followed) lies inside the repo's snapshots/. */
+function assertSnapshotFolder(storage: string, pointer: string): void {
+  const snapshots = realOrNull(join(storage, 'snapshots'))
+  const folder = realOrNull(dirname(pointer))
+  if (snapshots === null || folder === null || !strictlyInside(snapshots, folder)) {
+    throw new Error(`hub cache: ${dirname(pointer)} leads to ${folder}, outside the repo's snapshots folder; refusing to write there (the cache was tampered with: delete the snapshot folder)`)
+  }
 }
 
 /** The message for a snapshot link whose blob is gone. */

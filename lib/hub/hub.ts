@@ -609,7 +609,7 @@ export async function hfHubDownload(request: FileRequest): Promise<string> {
     removeStaleIncomplete(blob)
     await downloadBlob(meta.location, downloadHeaders, blob, meta.etag, meta.size, t, request, where)
   }
-  linkPointer(blob, pointer)
+  linkPointer(blob, pointer, storage)
   return pointer
 }
 

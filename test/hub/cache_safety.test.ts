@@ -159,6 +159,18 @@ t.test('snapshot links that lead outside the repo blobs are refused wherever the
   }
 })
 
+t.test('a snapshot folder that is a link out of the cache is never written through', async (t) => {
+  const cacheDir = freshCache()
+  await hfHubDownload({ ...base(), cacheDir, repoId: MODEL, filename: 'vocab.txt' })
+  const snap = join(cacheDir, STORAGE, 'snapshots', MODEL_COMMIT)
+  const elsewhere = join(root, `elsewhere${n++}`)
+  mkdirSync(elsewhere)
+  rmSync(snap, { recursive: true })
+  symlinkSync(elsewhere, snap)
+  await t.rejects(hfHubDownload({ ...base(), cacheDir, repoId: MODEL, filename: 'config.json' }), /outside the repo's snapshots folder; refusing to write there/)
+  t.same(readdirSync(elsewhere), [], 'no link was made outside the cache')
+})
+
 t.test('a snapshot link to a missing blob is named; online it is downloaded again', async (t) => {
   const cacheDir = freshCache()
   const dir = await resolveModelDir(MODEL, { ...base(), cacheDir })
