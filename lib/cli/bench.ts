@@ -22,7 +22,7 @@
 //   (also `npm run bench -- ...`)
 // rt.json comes from scripts/tokenize_rotten_tomatoes.py (the same ids for both libraries).
 import { spawnSync } from 'node:child_process'
-import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import os from 'node:os'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
@@ -36,6 +36,8 @@ import { DataCollatorWithPadding } from '../data/data_collator.js'
 import { Trainer } from '../train/trainer.js'
 import { TrainingArguments } from '../train/training_args.js'
 import { f1 } from '../train/metrics.js'
+import { makeDirs } from '../hub/dirs.js'
+import { intFlag, numberFlag } from './args.js'
 import { getPeftModel, LoraConfig, type LoraConfigInit } from '../peft/index.js'
 
 /** The adapter both libraries train for strategy `lora` (the issue's r=8, query+value, classifier saved). */
@@ -54,13 +56,15 @@ if (!modelDir || !tokenized) {
 }
 const strategies = opt('strategies', 'full,head,index100').split(',') as Strategy[]
 const precisions = opt('precision', 'fp32').split(',') as Precision[]
-const epochs = Number(opt('epochs', '1'))
-const maxSteps = Number(opt('max-steps', '-1'))
-const seeds = opt('seeds', '42').split(',').map(Number)
-const learningRate = Number(opt('lr', '2e-5'))
+const epochs = numberFlag(opt('epochs', '1'), 'epochs')
+if (!(epochs > 0)) throw new Error(`bench: --epochs must be a positive number, got ${opt('epochs', '')}`)
+const maxSteps = intFlag(opt('max-steps', '-1'), 'max-steps', -1)
+if (maxSteps === 0) throw new Error('bench: --max-steps must be -1 (a whole epoch) or a positive integer, got 0')
+const seeds = opt('seeds', '42').split(',').map((s) => intFlag(s, 'seeds', 0))
+const learningRate = numberFlag(opt('lr', '2e-5'), 'lr')
 if (!(learningRate > 0)) throw new Error(`bench: --lr must be a positive number, got ${opt('lr', '')}`)
 const outBase = opt('out', join('benchmarks', `recipe-${os.hostname().slice(0, 12)}`))
-const threads = Number(opt('threads', '0'))
+const threads = intFlag(opt('threads', '0'), 'threads', 0)
 if (threads > 0) native().setNumThreads(threads)
 const runs = Number(opt('runs', '3'))
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`bench: --runs must be a positive integer, got ${opt('runs', '')}`)
@@ -212,7 +216,7 @@ function runHf(strategy: Strategy, precision: Precision, seed: number, initDir: 
 
 /** Results so far, so a run cut short by a time limit still leaves its numbers. */
 function saveProgress(results: Result[]): void {
-  mkdirSync(dirname(outBase) || '.', { recursive: true })
+  makeDirs(dirname(outBase) || '.', '--out folder')
   writeFileSync(`${outBase}.partial.json`, JSON.stringify({ argv, results }, null, 2) + '\n')
 }
 
@@ -302,7 +306,7 @@ async function main() {
     }
   }
   const table = lines.join('\n') + '\n'
-  mkdirSync(dirname(outBase) || '.', { recursive: true })
+  makeDirs(dirname(outBase) || '.', '--out folder')
   writeFileSync(`${outBase}.md`, table)
   writeFileSync(`${outBase}.json`, JSON.stringify({ date: new Date().toISOString(), argv, device: deviceText, results }, null, 2) + '\n')
   console.log(table)

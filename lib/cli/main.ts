@@ -2,20 +2,23 @@
 // bertkit train | eval | predict | bench — the seed's recipe from the command
 // line. Every TrainingArguments field is a flag (--learning-rate 2e-5,
 // --per-device-train-batch-size 16, …); see `bertkit --help`.
-import { readFileSync, existsSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { readFileSync, existsSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
 import { AutoTokenizer } from '../tokenization/index.js'
 import type { Module } from '../nn/module.js'
 import { loadDataset, loadRottenTomatoesRaw } from '../data/load_dataset.js'
-import type { Dataset, DatasetDict } from '../data/dataset.js'
+import { describeRow, type Dataset, type DatasetDict } from '../data/dataset.js'
+import { decodeText, checkEncoding } from '../data/readers.js'
+import { resolveModelDir } from '../hub/hub.js'
 import { DataCollatorWithPadding } from '../data/data_collator.js'
 import { Trainer } from '../train/trainer.js'
-import { TrainingArguments } from '../train/training_args.js'
 import { accuracy, precisionRecallF1 } from '../train/metrics.js'
 import { freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, freezeIndexRange, parameterSummary, formatParameterSummary } from '../nn/freezing.js'
 import { tidy, tensor, noGrad } from '../tensor/index.js'
-import { parseFlags, trainingArgsFromFlags, trainingArgumentFlags } from './args.js'
+import { intFlag, parseFlags, trainingArgsFromFlags, trainingArgumentFlags, trainingArgumentsFromFields } from './args.js'
+import { ensureWritableDir } from '../hub/dirs.js'
+import { verifyCache } from '../hub/verify.js'
 import { runBench } from './bench.js'
 import { runDoctor, packageVersion } from './doctor.js'
 import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
@@ -29,6 +32,9 @@ const HELP = `bertkit — fine-tune BERT-family encoders for text classification
   bertkit doctor  [--json]          which addon loaded, CPU kernels, CUDA driver/GPUs/cuBLAS
   bertkit --version
   bertkit bench   --model DIR --tokenized rt.json [--hf] [--strategies full,head,index100] [--precision fp32,bf16]
+  bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR]
+                          checks every blob of the Hub cache against its sha256 / git sha1 name, that
+                          refs hold commit hashes and snapshot links resolve into the repo; exit 1 if not
 
 Data options:
   --dataset NAME|PATH     a Hub dataset id (rotten_tomatoes, org/name) or a local file/directory
@@ -39,6 +45,8 @@ Data options:
   --train-split NAME      default "train"
   --eval-split NAME       default "test" (the seed evaluates on test)
   --max-length N          truncation length (default: the tokenizer's model_max_length)
+  --encoding NAME         text encoding of CSV / JSON files: utf-8 (default; invalid bytes are an error
+                          naming the line) or latin1 / windows-1252 / utf-16le
 Model options:
   --num-labels N          default: from the data
   --freeze SPEC           none | head | embeddings | embeddings+layers:A-B | layers:A-B | index:<=N | index:A-B
@@ -53,7 +61,7 @@ Training arguments (as transformers' TrainingArguments, in kebab case):
   ${trainingArgumentFlags().map((f) => `--${f}`).join(' ')}`
 
 const COMMAND_FLAGS = new Set(['model', 'dataset', 'data-dir', 'data-files', 'text-column', 'label-column', 'train-split',
-  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling'])
+  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling', 'encoding'])
 
 /** A model directory or Hub id, or a peft adapter directory (its base is loaded from adapter_config.json). */
 async function loadModel(modelId: string, options: FromPretrainedOptions) {
@@ -70,6 +78,21 @@ function poolingOverride(rest: Map<string, string | true>): FromPretrainedOption
   return { config: { classifier_pooling: v as 'pooler' } }
 }
 
+/** An optional integer flag, validated and named. */
+function optionalInt(flags: Map<string, string | true>, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (!flags.has(name)) return undefined
+  const n = intFlag(flags.get(name), name, min)
+  if (n > max) throw new Error(`--${name}: ${n} is more than bertkit accepts (at most ${max})`)
+  return n
+}
+
+function encodingOf(flags: Map<string, string | true>): string | undefined {
+  const v = flags.get('encoding')
+  if (v === undefined) return undefined
+  if (typeof v !== 'string' || v === '') throw new Error('--encoding needs a value: utf-8 | latin1 | cp1252 | utf-16le | ascii')
+  return checkEncoding(v, '--encoding')
+}
+
 function need(flags: Map<string, string | true>, name: string): string {
   const v = flags.get(name)
   if (typeof v !== 'string' || v === '') throw new Error(`--${name} is required (bertkit --help)`)
@@ -78,6 +101,7 @@ function need(flags: Map<string, string | true>, name: string): string {
 
 async function loadData(flags: Map<string, string | true>): Promise<DatasetDict> {
   const name = need(flags, 'dataset')
+  const encoding = encodingOf(flags)
   const rawDir = flags.get('data-dir')
   if (typeof rawDir === 'string') {
     if (!/rotten_tomatoes/.test(name)) throw new Error('--data-dir reads the raw rt-polarity files; use it with --dataset rotten_tomatoes')
@@ -90,9 +114,9 @@ async function loadData(flags: Map<string, string | true>): Promise<DatasetDict>
       const [split, file] = part.includes('=') ? part.split('=') : ['train', part]
       ;(dataFiles[split] ??= []).push(file)
     }
-    return loadDataset(name, { dataFiles })
+    return loadDataset(name, { dataFiles, encoding })
   }
-  return loadDataset(name)
+  return loadDataset(name, { encoding })
 }
 
 function splitOf(dict: DatasetDict, split: string): Dataset {
@@ -101,13 +125,43 @@ function splitOf(dict: DatasetDict, split: string): Dataset {
   return ds
 }
 
-function labelsOf(ds: Dataset, column: string, where: string): number[] {
+/** The most classes a label column may imply without --num-labels saying so (a stray 1e12 would size a classifier). */
+const MAX_INFERRED_LABELS = 100_000
+
+/**
+ * The class indices of a split, checked as the data is prepared: each label
+ * is an integer in [0, numLabels) when numLabels is known. Errors name the
+ * file and line (or row) the label came from.
+ */
+function labelsOf(ds: Dataset, column: string, where: string, numLabels?: { n: number; from: string }): number[] {
   if (!ds.hasColumn(column)) throw new Error(`${where}: no label column "${column}" (columns: ${ds.columnNames.join(', ')}); pass --label-column`)
   return ds.column<unknown>(column).map((v, i) => {
     const n = typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new Error(`${where}: label at row ${i} is ${JSON.stringify(v)}, not a class index`)
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new Error(`${where}: the label at ${describeRow(ds, i)} is ${JSON.stringify(v)}, not a class index (0, 1, 2, ...)`)
+    if (numLabels && n >= numLabels.n) throw new Error(`${where}: the label at ${describeRow(ds, i)} is ${n}, but ${numLabels.from} gives ${numLabels.n} classes (labels 0..${numLabels.n - 1})`)
+    if (!numLabels && n >= MAX_INFERRED_LABELS) throw new Error(`${where}: the label at ${describeRow(ds, i)} is ${n}, which would make ${n + 1} classes; labels are class indices 0..num_labels-1 (pass --num-labels if there really are that many)`)
     return n
   })
+}
+
+/**
+ * The classes of a checkpoint that already is a sequence classifier (its
+ * config.json names a *ForSequenceClassification architecture), or null for a
+ * base model, whose new head takes any number of classes.
+ */
+async function classifierClasses(modelId: string): Promise<number | null> {
+  const dir = await resolveModelDir(modelId)
+  const file = join(dir, 'config.json')
+  let config: { architectures?: unknown; num_labels?: unknown; id2label?: unknown }
+  try {
+    config = JSON.parse(decodeText(readFileSync(file), file))
+  } catch {
+    return null // the model loader reports a bad config.json with its own message
+  }
+  const archs = Array.isArray(config?.architectures) ? config.architectures : []
+  if (!archs.some((a) => typeof a === 'string' && a.endsWith('ForSequenceClassification'))) return null
+  if (config.id2label && typeof config.id2label === 'object') return Object.keys(config.id2label).length || null
+  return typeof config.num_labels === 'number' ? config.num_labels : null
 }
 
 type Tokenizer = Awaited<ReturnType<typeof AutoTokenizer.fromPretrained>>
@@ -155,13 +209,23 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const modelId = need(rest, 'model')
   const textColumn = (rest.get('text-column') as string) ?? 'text'
   const labelColumn = (rest.get('label-column') as string) ?? 'label'
-  const maxLength = rest.has('max-length') ? Number(rest.get('max-length')) : undefined
+  const maxLength = optionalInt(rest, 'max-length', 1)
+  const flagNumLabels = optionalInt(rest, 'num-labels', 1, 1_000_000)
+  const args = trainingArgumentsFromFields(fields, { outputDir: 'model' })
+  // Before any download, tokenization or training: a path that cannot take the results fails now.
+  ensureWritableDir(args.outputDir, '--output-dir')
   const data = await loadData(rest)
   const trainRaw = splitOf(data, (rest.get('train-split') as string) ?? 'train')
   const evalName = (rest.get('eval-split') as string) ?? 'test'
   const evalRaw = data[evalName] ?? null
-  const numLabels = rest.has('num-labels') ? Number(rest.get('num-labels')) : Math.max(...labelsOf(trainRaw, labelColumn, 'train split')) + 1
-  const args = new TrainingArguments({ outputDir: 'model', ...fields })
+  // A checkpoint that is already a classifier fixes the classes; a base model takes them from the data.
+  const headClasses = flagNumLabels === undefined ? await classifierClasses(modelId) : null
+  const known = flagNumLabels !== undefined ? { n: flagNumLabels, from: `--num-labels ${flagNumLabels}` }
+    : headClasses !== null ? { n: headClasses, from: `the classifier of ${modelId} (config.json; pass --num-labels to train a new head)` } : undefined
+  const trainLabels = labelsOf(trainRaw, labelColumn, 'train split', known)
+  const numLabels = known?.n ?? Math.max(...trainLabels) + 1
+  const classes = known ?? { n: numLabels, from: `the train split (labels 0..${numLabels - 1})` }
+  if (evalRaw) labelsOf(evalRaw, labelColumn, `${evalName} split`, classes)
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
   const trainSet = tokenize(trainRaw, tokenizer, textColumn, labelColumn, maxLength, 'train split')
   const evalSet = evalRaw ? tokenize(evalRaw, tokenizer, textColumn, labelColumn, maxLength, `${evalName} split`) : undefined
@@ -199,12 +263,13 @@ async function train(flags: Map<string, string | true>): Promise<void> {
 async function evaluate(flags: Map<string, string | true>): Promise<void> {
   const { fields, rest } = trainingArgsFromFlags(flags, COMMAND_FLAGS)
   const modelId = need(rest, 'model')
+  optionalInt(rest, 'max-length', 1)
   const data = await loadData(rest)
   const split = (rest.get('split') as string) ?? (rest.get('eval-split') as string) ?? 'test'
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
   const ds = tokenize(splitOf(data, split), tokenizer, (rest.get('text-column') as string) ?? 'text', (rest.get('label-column') as string) ?? 'label',
-    rest.has('max-length') ? Number(rest.get('max-length')) : undefined, `${split} split`)
-  const args = new TrainingArguments({ outputDir: 'model', disableTqdm: true, plotCurves: false, ...fields })
+    optionalInt(rest, 'max-length', 1), `${split} split`)
+  const args = trainingArgumentsFromFields(fields, { outputDir: 'model', disableTqdm: true, plotCurves: false })
   const model = await loadModel(modelId, { device: args.device })
   const trainer = new Trainer({ model, args, dataCollator: DataCollatorWithPadding({ tokenizer }), computeMetrics })
   console.log(JSON.stringify(await trainer.evaluate(ds), null, 2))
@@ -218,7 +283,9 @@ async function predict(flags: Map<string, string | true>): Promise<void> {
   const t = flags.get('text')
   if (typeof t === 'string') texts.push(t)
   const file = flags.get('file')
-  if (typeof file === 'string') texts.push(...readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== ''))
+  if (file === true) throw new Error('--file needs a path')
+  const encoding = encodingOf(flags)
+  if (typeof file === 'string') texts.push(...decodeText(readFileSync(file), file, encoding).split(/\r?\n/).filter((l) => l.trim() !== ''))
   if (texts.length === 0) throw new Error('predict needs --text "..." or --file lines.txt')
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
   const model = await loadModel(modelId, {})
@@ -246,6 +313,27 @@ async function predict(flags: Map<string, string | true>): Promise<void> {
   model.dispose()
 }
 
+/** bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR] */
+async function cacheCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv
+  if (sub !== 'verify') throw new Error(`unknown cache command "${sub ?? ''}" (bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR])`)
+  const { flags, positional } = parseFlags(rest)
+  if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --)`)
+  for (const k of flags.keys()) if (!['repo', 'repo-type', 'cache-dir'].includes(k)) throw new Error(`unknown flag --${k} for cache verify (--repo, --repo-type, --cache-dir)`)
+  const value = (k: string) => {
+    const v = flags.get(k)
+    if (v === true) throw new Error(`--${k} needs a value`)
+    return v
+  }
+  const cacheDir = value('cache-dir')
+  if (cacheDir !== undefined && !statSync(cacheDir, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--cache-dir ${cacheDir} is not a folder`)
+  const report = await verifyCache({ cacheDir, repoId: value('repo'), repoType: value('repo-type') as 'model' | 'dataset' | undefined })
+  for (const p of report.problems) console.log(`${p.path}: ${p.message}`)
+  const gb = (report.bytesChecked / 2 ** 30).toFixed(2)
+  console.log(`bertkit cache verify: ${report.cacheDir}: ${report.repos} repo(s), ${report.blobsChecked} blob(s) (${gb} GiB) hashed${report.blobsUnchecked ? `, ${report.blobsUnchecked} with names that are no hash` : ''}; ${report.problems.length === 0 ? 'no problems' : `${report.problems.length} problem(s)`}`)
+  return report.problems.length === 0 ? 0 : 1
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (!command || command === '--help' || command === '-h' || command === 'help') {
@@ -261,6 +349,7 @@ export async function main(argv: string[]): Promise<number> {
     await runBench(rest)
     return 0
   }
+  if (command === 'cache') return cacheCommand(rest)
   const { flags, positional } = parseFlags(rest)
   if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --)`)
   if (flags.has('help')) {
@@ -271,7 +360,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'train': await train(flags); return 0
     case 'eval': await evaluate(flags); return 0
     case 'predict': await predict(flags); return 0
-    default: throw new Error(`unknown command "${command}" (train, eval, predict, bench, doctor)`)
+    default: throw new Error(`unknown command "${command}" (train, eval, predict, bench, cache, doctor)`)
   }
 }
 

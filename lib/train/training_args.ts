@@ -169,6 +169,8 @@ export class TrainingArguments {
     }
     if (!['auto', 'cpu', 'cuda'].includes(this.device)) fail('device', `must be auto, cpu or cuda, got "${this.device}"`)
     if (!Number.isInteger(this.seed) || this.seed < 0) fail('seed', `must be a non-negative integer, got ${this.seed}`)
+    if (this.dataSeed !== null && (!Number.isInteger(this.dataSeed) || this.dataSeed < 0)) fail('dataSeed', `must be null or a non-negative integer, got ${this.dataSeed}`)
+    if (typeof this.outputDir !== 'string' || this.outputDir === '') fail('outputDir', `must be a non-empty path, got ${JSON.stringify(this.outputDir)}`)
   }
 
   toJSON(): Record<string, unknown> {
