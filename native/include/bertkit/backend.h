@@ -1,7 +1,7 @@
 // The op interface shared by every backend, and the one dispatch point.
 //
 // A backend (cpu/cpu_backend.h, cuda/cuda_backend.h) implements memory and
-// the ops of ops.def. Callers do not call ops on a backend directly: they hand
+// the ops of op_list.h. Callers do not call ops on a backend directly: they hand
 // enqueue() a closure that calls one op, and the device decides when it runs.
 // The CPU queues it on its stream thread (cpu/cpu_stream.h), so JavaScript
 // only issues work; CUDA runs it at once, and the op itself enqueues kernels
@@ -59,9 +59,9 @@ class Backend {
 #undef BERTKIT_ACTIVATION_ENUMERATOR
   };
 
-  // ---- the ops, declared once in ops.def ------------------------------------
+  // ---- the ops, declared once in op_list.h ------------------------------------
 #define BERTKIT_OP(name, params) virtual void name params = 0;
-#include "bertkit/ops.def"
+#include "bertkit/op_list.h"
 #undef BERTKIT_OP
 };
 

@@ -24,7 +24,7 @@ class CpuBackend final : public Backend {
                      int32_t ignore_index, const std::string& what) override;
 
 #define BERTKIT_OP(name, params) void name params override;
-#include "bertkit/ops.def"
+#include "bertkit/op_list.h"
 #undef BERTKIT_OP
 };
 

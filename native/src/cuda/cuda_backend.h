@@ -93,7 +93,7 @@ class CudaBackend final : public Backend {
                      int32_t ignore_index, const std::string& what) override;
 
 #define BERTKIT_OP(name, params) void name params override;
-#include "bertkit/ops.def"
+#include "bertkit/op_list.h"
 #undef BERTKIT_OP
 
   // torch.backends.cuda.matmul.allow_tf32: fp32 GEMMs (gemm and attention's

@@ -11,7 +11,8 @@
 // consumers; a null gradient pointer means "nobody needs this gradient": skip
 // the work.
 //
-// No include guard: this list is meant to be included more than once.
+// No include guard: this list is meant to be included more than once, each
+// time with another BERTKIT_OP.
 
 // ---- matrix products (gemm) -----------------------------------------------
 // For each of `batch` problems (pointers advance by the strides, in elements):
