@@ -4,9 +4,11 @@
 import t from 'tap'
 import { native, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, compare, freeAll } from '../helpers/reference.js'
+import { randomArray, f32Buffer, i32Buffer, poisoned, readF64 } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
 
 const N = native()
+const { close, report } = errorSummary()
 
 // ---- float64 reference ------------------------------------------------------------
 
@@ -40,31 +42,6 @@ function adamwReference(s: State, grad: Float64Array, scale: number, h: Hyper, s
 }
 
 // ---- small harness ----------------------------------------------------------------
-
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-4) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
 
 const HF_DEFAULTS: Hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }
 
@@ -204,8 +181,7 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }
 
@@ -380,7 +356,6 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }

@@ -4,9 +4,11 @@
 import t from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, rng, f32Buffer, i32Buffer, poisoned, readF64, compare, finiteDifference, freeAll } from '../helpers/reference.js'
+import { randomArray, rng, f32Buffer, i32Buffer, poisoned, readF64, finiteDifference } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
 
 const N = native()
+const { close, report } = errorSummary()
 
 // ---- float64 references ---------------------------------------------------------
 
@@ -26,33 +28,6 @@ function scatterAdd(n: number, dim: number, ids: number[], dout: Float64Array, s
 function someIds(n: number, vocab: number, seed: number): number[] {
   const r = rng(seed)
   return Array.from({ length: n }, () => (r() < 0.3 ? 0 : r() < 0.3 ? Math.min(2, vocab - 1) : Math.floor(r() * vocab)))
-}
-
-// ---- small harness ----------------------------------------------------------------
-
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-3) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
 }
 
 for (const dev of devicesUnderTest()) {
@@ -176,7 +151,6 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }

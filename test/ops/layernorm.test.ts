@@ -5,9 +5,11 @@
 import t from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, poisoned, readF64, compare, finiteDifference, freeAll } from '../helpers/reference.js'
+import { randomArray, f32Buffer, poisoned, readF64, finiteDifference } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
 
 const N = native()
+const { close, report } = errorSummary()
 
 // ---- float64 reference ------------------------------------------------------------
 
@@ -44,31 +46,6 @@ function weighted(g: Float64Array, y: Float64Array): number {
 }
 
 // ---- small harness ----------------------------------------------------------------
-
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-3) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
 
 interface Case { rows: number; cols: number; eps: number; residual: boolean; offset: number; label: string }
 
@@ -244,7 +221,6 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }

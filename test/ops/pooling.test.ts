@@ -9,6 +9,7 @@ import { native, DEVICE_CODE, DTYPE_CODE, type NativeBuffer } from '../../lib/na
 import { tensor, tidy, keep, sum, mul, maskedMaxPool, type Tensor } from '../../lib/index.js'
 import { devicesUnderTest } from '../helpers/devices.js'
 import { randomArray, rng, f32Buffer, i32Buffer, poisoned, readF64, compare, freeAll } from '../helpers/reference.js'
+import { track } from '../helpers/checks.js'
 
 const N = native()
 
@@ -78,16 +79,6 @@ function separatedValues(batch: number, seq: number, dim: number, mask: number[]
     }
   }
   return h
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
 }
 
 /** An int32 buffer of n elements, poisoned with -7 (no op writes that), so a forgotten element shows. */

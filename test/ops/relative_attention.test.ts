@@ -5,12 +5,14 @@
 // differences, with odd shapes; plus the autograd ops on top (bmmTransposed,
 // mulRowsByMask) against finite differences.
 import t from 'tap'
-import { native, type NativeBuffer } from '../../lib/native.js'
+import { native } from '../../lib/native.js'
 import { tensor, tidy, bmmTransposed, mulRowsByMask, gatherColumns, maskedSoftmax, transpose12, sum, mul } from '../../lib/index.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, compare, finiteDifference, freeAll, rng } from '../helpers/reference.js'
+import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, finiteDifference, rng } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
 
 const N = native()
+const { close } = errorSummary()
 
 // ---- float64 references ---------------------------------------------------------
 
@@ -73,20 +75,6 @@ function someIndex(rows: number, picks: number, width: number, seed: number): nu
     const s = Math.floor(e / picks), p = e % picks
     return r() < 0.2 ? Math.floor(r() * width) : Math.min(width - 1, Math.max(0, s - p + (width >> 1)))
   })
-}
-
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
-
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
 }
 
 for (const dev of devicesUnderTest()) {
