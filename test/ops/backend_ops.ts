@@ -330,6 +330,7 @@ async function main(): Promise<void> {
           record('time', p.label, { ok: false, text: `threw: ${(e as Error).message}` })
         }
       }
+      N.setAllowTf32(device, false)
     }
   }
   const live = N.memoryStats().liveBuffers

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, rng, f32Buffer, i32Buffer, poisoned, readF64, finiteDifference } from '../helpers/reference.js'
+import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, finiteDifference } from '../helpers/reference.js'
 import { track, errorSummary } from '../helpers/checks.js'
 import { gather, scatterAdd, someIds } from './cases/embedding.js'
 

@@ -8,7 +8,7 @@ import t from 'tap'
 import { native } from '../../lib/native.js'
 import { tensor, tidy, bmmTransposed, mulRowsByMask, gatherColumns, maskedSoftmax, transpose12, sum, mul } from '../../lib/index.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, finiteDifference, rng } from '../helpers/reference.js'
+import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, finiteDifference } from '../helpers/reference.js'
 import { track, errorSummary } from '../helpers/checks.js'
 import {
   SOFTMAX_MASKS, gatherColumns as gather, maskedSoftmax as softmax, maskedSoftmaxBackward as softmaxBackward, scatterColumns as scatter, swapAxes,
