@@ -3,14 +3,23 @@
 import type { NativeBuffer } from '../../lib/native.js'
 import { compare, freeAll } from './reference.js'
 
-/** Buffers freed when the test ends, whatever happens inside it: `const buf = track(t); buf(f32Buffer(...))`. */
+/**
+ * Buffers freed when the test ends, whatever happens inside it:
+ * `const buf = track(t); buf(f32Buffer(...))`; buf.freeNow() frees them
+ * earlier (before a check that no buffer is left alive).
+ */
 export function track(t: tap.Test) {
   const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
+  const freeNow = () => {
+    freeAll(...made)
+    made.length = 0
+  }
+  t.teardown(freeNow)
+  const keep = <B extends NativeBuffer>(b: B): B => {
     made.push(b)
     return b
   }
+  return Object.assign(keep, { freeNow })
 }
 
 /**

@@ -5,9 +5,10 @@
 // table), plus NaN for all-ignored batches, label range errors and thread
 // counts.
 import { t } from 'tap'
-import { native, type NativeBuffer } from '../../lib/native.js'
+import { native } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { compare, f32Buffer, freeAll, i32Buffer, poisoned, randomArray, readF64 } from '../helpers/reference.js'
+import { compare, f32Buffer, i32Buffer, poisoned, randomArray, readF64 } from '../helpers/reference.js'
+import { track } from '../helpers/checks.js'
 import { CROSS_ENTROPY_CASES, IGNORE, logitsFor, referenceGrad, referenceLoss, type CrossEntropyCase } from './cases/loss.js'
 
 type Case = CrossEntropyCase
@@ -17,11 +18,9 @@ for (const dev of devicesUnderTest()) {
   t.test(`cross-entropy on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
     const addon = native()
     const liveBefore = addon.memoryStats().liveBuffers
-    const owned: NativeBuffer[] = []
-    const keep = <B extends NativeBuffer>(b: B): B => { owned.push(b); return b }
+    const keep = track(t)
     const buf = (values: ArrayLike<number>) => keep(f32Buffer(dev.code, values))
     const ibuf = (values: ArrayLike<number>) => keep(i32Buffer(dev.code, values))
-    t.teardown(() => freeAll(...owned))
 
     const forward = (c: Case, logits: ArrayLike<number>): number => {
       const loss = keep(poisoned(dev.code, 1))
@@ -122,7 +121,7 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.test('every buffer is freed', async (t) => {
-      freeAll(...owned)
+      keep.freeNow()
       t.equal(addon.memoryStats().liveBuffers, liveBefore)
     })
   })
