@@ -137,15 +137,18 @@ export const ACTIVATION_KIND = { gelu: 'GeluErf', gelu_new: 'GeluTanh', tanh: 'T
 export const ACTIVATION_CODE = addonCodes('activation', ACTIVATION_KIND)
 
 /**
- * A table whose values are read from the addon's codes when first used, so
- * no number is copied by hand: `names` maps each key to its name in the addon.
- * A name the loaded addon lacks (an addon older than this code) throws, naming it.
+ * A table whose values are read from the addon's codes when first used (the
+ * addon loads lazily), so no number is copied by hand: `names` maps each key
+ * to its name in the addon. A name the loaded addon lacks (an addon older
+ * than this code) throws, naming it. After its first read a key is a plain
+ * read-only value.
  */
 function addonCodes<K extends string>(group: keyof NativeCodes, names: Readonly<Record<K, string>>): Readonly<Record<K, number>> {
   const table = {} as Record<K, number>
   for (const [key, name] of Object.entries(names) as Array<[K, string]>) {
     Object.defineProperty(table, key, {
       enumerable: true,
+      configurable: true,
       get: () => {
         const codes = native().codes?.[group] ?? {}
         const code = codes[name]
@@ -153,11 +156,12 @@ function addonCodes<K extends string>(group: keyof NativeCodes, names: Readonly<
           throw new Error(`the bertkit addon has no ${group} code "${name}" (it has: ${Object.keys(codes).join(', ') || 'none'}); ` +
             'rebuild it with `npm run build:native`')
         }
+        Object.defineProperty(table, key, { value: code, enumerable: true, writable: false, configurable: false })
         return code
       },
     })
   }
-  return Object.freeze(table)
+  return Object.preventExtensions(table)
 }
 
 const packageRoot = join(__dirname, '..', '..')
