@@ -79,6 +79,26 @@ export interface NativeAddon {
   maskedMaxPoolForward(batch: number, seq: number, dim: number, h: Buf, mask: Buf, out: Buf, argmax: Buf): void
   /** dh[b, argmax[b, d], d] += dout[b, d]; argmax outside [0, seq) (an empty row's -1) sends nothing; dh null: skip. */
   maskedMaxPoolBackward(batch: number, seq: number, dim: number, argmax: Buf, dout: Buf, dh: OptBuf): void
+  /**
+   * dropoutForward over rows of a padded tensor: x, y [rows, cols], row r being padded row rowIndex[r]
+   * (int32, written from the host), element (r, c) drawing the padded flat index rowIndex[r] * cols + c.
+   */
+  dropoutRowsForward(rows: number, cols: number, p: number, seed: number | bigint, offset: number | bigint, rowIndex: Buf, x: Buf, y: Buf): void
+  dropoutRowsBackward(rows: number, cols: number, p: number, seed: number | bigint, offset: number | bigint, rowIndex: Buf, dy: Buf, dx: Buf): void
+  /** dst[i] = src[index[i]] (or += when accumulate) over rows of cols floats; src [srcRows, cols], index int32 [n] from the host. */
+  gatherRowsForward(n: number, cols: number, srcRows: number, index: Buf, src: Buf, dst: Buf, accumulate: boolean): void
+  /** dsrc[index[i]] += ddst[i]; repeated indices all land. */
+  gatherRowsBackward(n: number, cols: number, srcRows: number, index: Buf, ddst: Buf, dsrc: Buf): void
+  /**
+   * Attention over packed sequences: q, k, v, out [tokens, heads * headDim], sequence b = rows
+   * [cuSeqlens[b], cuSeqlens[b + 1]) (int32 [batch + 1], from the host), each of length <= seq; probs holds
+   * heads * sum of L_b^2 floats. Dropout draws the padded [batch, heads, seq, seq] layout's indices.
+   */
+  varlenAttentionForward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
+    seed: number | bigint, offset: number | bigint, cuSeqlens: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, out: Buf): void
+  varlenAttentionBackward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
+    seed: number | bigint, offset: number | bigint, cuSeqlens: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, dout: Buf,
+    dq: OptBuf, dk: OptBuf, dv: OptBuf): void
   crossEntropyForward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,
     classWeights: OptBuf, loss: Buf): void
   crossEntropyBackward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,

@@ -3,6 +3,7 @@
 import { Module } from './module.js'
 import { normalTensor, constantTensor } from './init.js'
 import { linear, embedding, layerNorm, dropout } from '../tensor/ops.js'
+import { dropoutRows, type PackedBatch } from '../tensor/packing.js'
 import type { Tensor } from '../tensor/tensor.js'
 import type { DeviceName } from '../tensor/device.js'
 
@@ -69,7 +70,8 @@ export class Dropout extends Module {
     if (!(p >= 0 && p < 1)) throw new RangeError(`Dropout: p must be in [0, 1), got ${p}`)
   }
 
-  forward(x: Tensor): Tensor {
-    return dropout(x, this.p, this.training)
+  /** With `packed`, x holds the batch's real tokens [tokens, cols] and draws the padded batch's mask. */
+  forward(x: Tensor, packed: PackedBatch | null = null): Tensor {
+    return packed ? dropoutRows(x, this.p, this.training, packed) : dropout(x, this.p, this.training)
   }
 }

@@ -10,6 +10,7 @@ import { tensor, type Tensor } from '../tensor/tensor.js'
 import { hostUniform, hostNormal } from '../tensor/random.js'
 import { native } from '../native.js'
 import { withDeferredInit } from '../nn/init.js'
+import { packedBatchOf } from '../tensor/packing.js'
 
 /** The adapter name peft uses when none is given; bertkit holds one adapter per model. */
 export const DEFAULT_ADAPTER = 'default'
@@ -128,7 +129,9 @@ export class LoraLinear extends Module {
     if (this.mergedFlag) return y
     const a = this.lora_A.get(DEFAULT_ADAPTER).weight
     const b = this.lora_B.get(DEFAULT_ADAPTER).weight
-    const dropped = (this.lora_dropout.get(DEFAULT_ADAPTER) as Dropout | Identity).forward(x)
+    // In an unpadded encoder x holds the real tokens: drop what the padded batch would.
+    const drop = this.lora_dropout.get(DEFAULT_ADAPTER) as Dropout | Identity
+    const dropped = drop instanceof Dropout ? drop.forward(x, packedBatchOf(x)) : drop.forward(x)
     // Scaling the rank-r intermediate instead of the output costs r/out of the work; same value.
     return add(y, linear(scale(linear(dropped, a), this.scaling), b))
   }

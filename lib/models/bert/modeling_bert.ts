@@ -10,6 +10,7 @@ import {
 } from '../../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { tidy } from '../../tensor/scope.js'
+import { asPacked, firstTokenRows, unpackRows, unpadBatch, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
 import { problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
@@ -52,6 +53,13 @@ function rethrowWith(where: string, err: unknown, seq: number): never {
   throw err
 }
 
+/** h[:, 0] as [batch, width]: of hidden [batch, seq, width], or of the real tokens [tokens, width] with `packed`. */
+export function firstTokens(hidden: Tensor, packed: PackedBatch | null): Tensor {
+  if (packed) return firstTokenRows(hidden, packed)
+  const [batch, , width] = hidden.shape
+  return reshape(sliceRows(hidden, 0, 1), [batch, width])
+}
+
 export class BertEmbeddings extends Module {
   readonly word_embeddings: Embedding
   readonly position_embeddings: Embedding
@@ -69,26 +77,28 @@ export class BertEmbeddings extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
   }
 
-  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor): Tensor {
+  /** With `packed`, looks up the real tokens only and returns [tokens, hidden]. */
+  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, packed: PackedBatch | null = null): Tensor {
     const seq = inputIds.shape[1]
+    const look = (table: Embedding, ids: Tensor) => (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids))
     let words: Tensor, types: Tensor, positions: Tensor
     try {
-      words = this.word_embeddings.forward(inputIds)
+      words = look(this.word_embeddings, inputIds)
     } catch (err) {
       rethrowWith('input_ids', err, seq)
     }
     try {
-      types = this.token_type_embeddings.forward(tokenTypeIds)
+      types = look(this.token_type_embeddings, tokenTypeIds)
     } catch (err) {
       rethrowWith('token_type_ids', err, seq)
     }
     try {
-      positions = this.position_embeddings.forward(positionIds)
+      positions = look(this.position_embeddings, positionIds)
     } catch (err) {
       rethrowWith('position_ids', err, seq)
     }
     // transformers: (inputs_embeds + token_type_embeddings) + position_embeddings, then LayerNorm.
-    return this.dropout.forward(this.LayerNorm.forward(add(words, types), positions))
+    return this.dropout.forward(this.LayerNorm.forward(add(words, types), positions), packed)
   }
 }
 
@@ -108,12 +118,11 @@ export class BertSelfAttention extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.attention_probs_dropout_prob))
   }
 
-  forward(hidden: Tensor, mask: Tensor): Tensor {
-    return attention(this.query.forward(hidden), this.key.forward(hidden), this.value.forward(hidden), mask, {
-      heads: this.config.num_attention_heads,
-      dropoutP: this.dropout.p,
-      training: this.dropout.training,
-    })
+  /** mask: the attention mask, or the packed layout when hidden holds the real tokens [tokens, hidden]. */
+  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
+    const options = { heads: this.config.num_attention_heads, dropoutP: this.dropout.p, training: this.dropout.training }
+    const q = this.query.forward(hidden), k = this.key.forward(hidden), v = this.value.forward(hidden)
+    return mask instanceof PackedBatch ? varlenAttention(q, k, v, mask, options) : attention(q, k, v, mask, options)
   }
 }
 
@@ -133,8 +142,8 @@ export class DenseDropoutResidualNorm extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
   }
 
-  forward(hidden: Tensor, input: Tensor): Tensor {
-    return this.LayerNorm.forward(this.dropout.forward(this.dense.forward(hidden)), input)
+  forward(hidden: Tensor, input: Tensor, packed: PackedBatch | null = null): Tensor {
+    return this.LayerNorm.forward(this.dropout.forward(this.dense.forward(hidden), packed), input)
   }
 }
 
@@ -154,8 +163,8 @@ export class BertAttention extends Module {
     this.output = this.registerModule('output', new BertSelfOutput(config, device))
   }
 
-  forward(hidden: Tensor, mask: Tensor): Tensor {
-    return this.output.forward(this.self.forward(hidden, mask), hidden)
+  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
+    return this.output.forward(this.self.forward(hidden, mask), hidden, asPacked(mask))
   }
 }
 
@@ -190,9 +199,9 @@ export class BertLayer extends Module {
     this.output = this.registerModule('output', new BertOutput(config, device))
   }
 
-  forward(hidden: Tensor, mask: Tensor): Tensor {
+  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
     const attended = this.attention.forward(hidden, mask)
-    return this.output.forward(this.intermediate.forward(attended), attended)
+    return this.output.forward(this.intermediate.forward(attended), attended, asPacked(mask))
   }
 }
 
@@ -204,7 +213,8 @@ export class BertEncoder extends Module {
     this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.num_hidden_layers }, () => new BertLayer(config, device))))
   }
 
-  forward(hidden: Tensor, mask: Tensor): Tensor {
+  /** mask: the attention mask, or the packed layout when hidden holds the real tokens [tokens, hidden]. */
+  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
     // One scope per layer: what a layer made and backward does not need is
     // freed when the layer ends, not when the whole step ends (frozen layers
     // keep nothing at all), as torch frees by reference count.
@@ -221,10 +231,9 @@ export class BertPooler extends Module {
     this.dense = this.registerModule('dense', new Linear(config.hidden_size, config.hidden_size, { std: config.initializer_range, device }))
   }
 
-  /** tanh(dense(h[:, 0])) */
-  forward(hidden: Tensor): Tensor {
-    const [batch, , width] = hidden.shape
-    return tanh(this.dense.forward(reshape(sliceRows(hidden, 0, 1), [batch, width])))
+  /** tanh(dense(h[:, 0])); with `packed`, hidden holds the real tokens [tokens, hidden]. */
+  forward(hidden: Tensor, packed: PackedBatch | null = null): Tensor {
+    return tanh(this.dense.forward(firstTokens(hidden, packed)))
   }
 }
 
@@ -261,8 +270,13 @@ export class BertModel extends Module {
    * Returns the last hidden state [batch, seq, hidden] and the pooled output
    * [batch, hidden] (null without a pooler, or when skipPooler: a head that
    * pools otherwise need not pay for it).
+   *
+   * With `unpad`, a batch with padding may run unpadded (lib/tensor/packing.ts):
+   * `packed` is then its layout, which the caller must dispose, and
+   * lastHiddenState holds the real tokens only, [tokens, hidden]. Without
+   * `unpad` (the default) packed is null and the shapes are as above.
    */
-  forward(inputs: BertInputs, options: { skipPooler?: boolean } = {}): { lastHiddenState: Tensor; poolerOutput: Tensor | null } {
+  forward(inputs: BertInputs, options: { skipPooler?: boolean; unpad?: boolean } = {}): { lastHiddenState: Tensor; poolerOutput: Tensor | null; packed: PackedBatch | null } {
     const { inputIds } = inputs
     if (!(inputIds instanceof Tensor) || inputIds.dtype !== 'int32' || inputIds.ndim !== 2) {
       throw new TypeError(`BertModel: input_ids must be an int32 tensor [batch, seq]${inputIds instanceof Tensor ? `, got ${inputIds.dtype} ${formatShape(inputIds.shape)}` : ''}`)
@@ -283,14 +297,19 @@ export class BertModel extends Module {
       owned.push(made)
       return made
     }
+    let packed: PackedBatch | null = null
     try {
       const mask = orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
       const types = orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
       const positions = orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
-      const embedded = this.embeddings.forward(inputIds, types, positions)
-      const lastHiddenState = this.encoder.forward(embedded, mask)
-      const poolerOutput = this.pooler && !options.skipPooler ? this.pooler.forward(lastHiddenState) : null
-      return { lastHiddenState, poolerOutput }
+      packed = options.unpad ? unpadBatch(inputs.attentionMask, device) : null
+      const lastHiddenState = withPackedBatch(packed, () =>
+        this.encoder.forward(this.embeddings.forward(inputIds, types, positions, packed), packed ?? mask))
+      const poolerOutput = this.pooler && !options.skipPooler ? this.pooler.forward(lastHiddenState, packed) : null
+      return { lastHiddenState, poolerOutput, packed }
+    } catch (err) {
+      packed?.dispose()
+      throw err
     } finally {
       // Defaults made here are not saved by any node (ids are copied when saved), so free them now.
       for (const t of owned) t.dispose()
@@ -354,20 +373,27 @@ export class BertForSequenceClassification extends Module {
 
   forward(inputs: BertForSequenceClassificationInputs): SequenceClassifierOutput {
     const pooling = this.config.classifier_pooling
-    const { lastHiddenState, poolerOutput } = this.bert.forward(inputs, { skipPooler: pooling !== 'pooler' })
-    const logits = this.classifier.forward(this.dropout.forward(this.pool(lastHiddenState, poolerOutput, inputs.attentionMask ?? null)))
-    const labels = inputs.labels ?? null
-    return { loss: labels ? this.computeLoss(logits, labels) : null, logits }
+    const { lastHiddenState, poolerOutput, packed } = this.bert.forward(inputs, { skipPooler: pooling !== 'pooler', unpad: true })
+    try {
+      const logits = this.classifier.forward(this.dropout.forward(this.pool(lastHiddenState, poolerOutput, inputs.attentionMask ?? null, packed)))
+      const labels = inputs.labels ?? null
+      return { loss: labels ? this.computeLoss(logits, labels) : null, logits }
+    } finally {
+      packed?.dispose()
+    }
   }
 
-  /** The classifier's input [batch, hidden], by config.classifier_pooling. */
-  private pool(hidden: Tensor, poolerOutput: Tensor | null, mask: Tensor | null): Tensor {
-    const [batch, , width] = hidden.shape
+  /**
+   * The classifier's input [batch, hidden], by config.classifier_pooling. With
+   * `packed`, hidden holds the real tokens: mean and max pool the padded
+   * layout they unpack to (zeros at the padding, which the mask leaves out).
+   */
+  private pool(hidden: Tensor, poolerOutput: Tensor | null, mask: Tensor | null, packed: PackedBatch | null): Tensor {
     switch (this.config.classifier_pooling) {
       case 'pooler': return poolerOutput!
-      case 'cls': return reshape(sliceRows(hidden, 0, 1), [batch, width])
-      case 'mean': return maskedMeanPool(hidden, mask)
-      case 'max': return maskedMaxPool(hidden, mask)
+      case 'cls': return firstTokens(hidden, packed)
+      case 'mean': return maskedMeanPool(packed ? unpackRows(hidden, packed) : hidden, mask)
+      case 'max': return maskedMaxPool(packed ? unpackRows(hidden, packed) : hidden, mask)
     }
   }
 

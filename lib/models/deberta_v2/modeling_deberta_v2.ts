@@ -23,7 +23,8 @@ import {
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { tidy } from '../../tensor/scope.js'
 import type { DeviceName } from '../../tensor/device.js'
-import { BertIntermediate, DenseDropoutResidualNorm, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { BertIntermediate, DenseDropoutResidualNorm, firstTokens, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { packRows, unpackRows, unpadBatch, withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
 import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
@@ -124,22 +125,27 @@ export class DebertaV2Embeddings extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob))
   }
 
-  /** mask: the caller's attention mask (rows are multiplied by it after LayerNorm), or null for none. */
-  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, mask: Tensor | null): Tensor {
+  /**
+   * mask: the caller's attention mask (rows are multiplied by it after
+   * LayerNorm), or null for none. With `packed`, looks up the real tokens
+   * only (whose mask is 1: nothing to multiply) and returns [tokens, hidden].
+   */
+  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, mask: Tensor | null, packed: PackedBatch | null = null): Tensor {
     const seq = inputIds.shape[1]
-    let embeddings = lookup('input_ids', seq, () => this.word_embeddings.forward(inputIds))
+    const look = (table: Embedding, ids: Tensor) => (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids))
+    let embeddings = lookup('input_ids', seq, () => look(this.word_embeddings, inputIds))
     if (this.position_embeddings) {
-      const positions = lookup('position_ids', seq, () => this.position_embeddings!.forward(positionIds))
+      const positions = lookup('position_ids', seq, () => look(this.position_embeddings!, positionIds))
       embeddings = add(embeddings, positions)
     }
     if (this.token_type_embeddings) {
-      const types = lookup('token_type_ids', seq, () => this.token_type_embeddings!.forward(tokenTypeIds))
+      const types = lookup('token_type_ids', seq, () => look(this.token_type_embeddings!, tokenTypeIds))
       embeddings = add(embeddings, types)
     }
     if (this.embed_proj) embeddings = this.embed_proj.forward(embeddings)
     embeddings = this.LayerNorm.forward(embeddings)
-    if (mask) embeddings = mulRowsByMask(embeddings, mask)
-    return this.dropout.forward(embeddings)
+    if (mask && !packed) embeddings = mulRowsByMask(embeddings, mask)
+    return this.dropout.forward(embeddings, packed)
   }
 }
 
@@ -183,33 +189,45 @@ export class DisentangledSelfAttention extends Module {
     return reshape(transpose12(reshape(x, [1, rows, this.heads, this.headDim])), [this.heads, rows, this.headDim])
   }
 
-  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null): Tensor {
-    const [batch, seq, width] = hidden.shape
+  /**
+   * hidden [batch, seq, hidden]; with `packed`, the real tokens [tokens,
+   * hidden]: the projections run on those, and the disentangled scores on
+   * the padded layout they unpack to (zeros at the padding, which the mask
+   * gives no weight), whose real rows are packed again.
+   */
+  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null, packed: PackedBatch | null = null): Tensor {
+    const [batch, seq] = packed ? [packed.batch, packed.seq] : hidden.shape
+    const width = hidden.shape[hidden.ndim - 1]
     const H = this.heads, D = this.headDim
     const tokens = batch * seq
-    const q = this.headsFirst(this.query_proj.forward(hidden), tokens)
-    const k = this.headsFirst(this.key_proj.forward(hidden), tokens)
-    const v = this.headsFirst(this.value_proj.forward(hidden), tokens)
+    const project = (layer: Linear) => (packed ? unpackRows(layer.forward(hidden), packed) : layer.forward(hidden))
+    const q = this.headsFirst(project(this.query_proj), tokens)
+    const k = this.headsFirst(project(this.key_proj), tokens)
+    const v = this.headsFirst(project(this.value_proj), tokens)
     const pairs = (x: Tensor) => reshape(x, [H * batch, seq, D])
     let scores = bmmTransposed(pairs(q), pairs(k))
     if (relative) {
-      const rel = this.pos_dropout!.forward(relative.table)
-      const span2 = rel.shape[0]
-      if (this.config.usesC2p) {
-        const posKey = this.headsFirst((this.pos_key_proj ?? this.key_proj).forward(rel), span2)
-        const c2p = reshape(bmmTransposed(q, posKey), [H * batch, seq, span2])
-        scores = add(scores, gatherColumns(c2p, relative.c2pIndex))
-      }
-      if (this.config.usesP2c) {
-        const posQuery = this.headsFirst((this.pos_query_proj ?? this.query_proj).forward(rel), span2)
-        // Row j (a key) picks the position of query i; transposing gives [query, key].
-        const p2c = gatherColumns(reshape(bmmTransposed(k, posQuery), [H * batch, seq, span2]), relative.p2cIndex)
-        scores = add(scores, reshape(transpose12(reshape(p2c, [H * batch, seq, seq, 1])), [H * batch, seq, seq]))
-      }
+      // Products with the position table, not with tokens: no packed layout applies (LoRA's dropout included).
+      withPackedBatch(null, () => {
+        const rel = this.pos_dropout!.forward(relative.table)
+        const span2 = rel.shape[0]
+        if (this.config.usesC2p) {
+          const posKey = this.headsFirst((this.pos_key_proj ?? this.key_proj).forward(rel), span2)
+          const c2p = reshape(bmmTransposed(q, posKey), [H * batch, seq, span2])
+          scores = add(scores, gatherColumns(c2p, relative.c2pIndex))
+        }
+        if (this.config.usesP2c) {
+          const posQuery = this.headsFirst((this.pos_query_proj ?? this.query_proj).forward(rel), span2)
+          // Row j (a key) picks the position of query i; transposing gives [query, key].
+          const p2c = gatherColumns(reshape(bmmTransposed(k, posQuery), [H * batch, seq, span2]), relative.p2cIndex)
+          scores = add(scores, reshape(transpose12(reshape(p2c, [H * batch, seq, seq, 1])), [H * batch, seq, seq]))
+        }
+      })
     }
     const probs = this.dropout.forward(maskedSoftmax(reshape(scores, [H, batch, seq, seq]), mask, this.scoreScale))
     const context = bmm(reshape(probs, [H * batch, seq, seq]), pairs(v))
-    return reshape(transpose12(reshape(context, [1, H, tokens, D])), [batch, seq, width])
+    const out = reshape(transpose12(reshape(context, [1, H, tokens, D])), [batch, seq, width])
+    return packed ? packRows(out, packed) : out
   }
 }
 
@@ -229,8 +247,8 @@ export class DebertaV2Attention extends Module {
     this.output = this.registerModule('output', new DebertaV2SelfOutput(config, device))
   }
 
-  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null): Tensor {
-    return this.output.forward(this.self.forward(hidden, mask, relative), hidden)
+  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null, packed: PackedBatch | null = null): Tensor {
+    return this.output.forward(this.self.forward(hidden, mask, relative, packed), hidden, packed)
   }
 }
 
@@ -255,9 +273,9 @@ export class DebertaV2Layer extends Module {
     this.output = this.registerModule('output', new DebertaV2Output(config, device))
   }
 
-  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null): Tensor {
-    const attended = this.attention.forward(hidden, mask, relative)
-    return this.output.forward(this.intermediate.forward(attended), attended)
+  forward(hidden: Tensor, mask: Tensor, relative: RelativeInputs | null, packed: PackedBatch | null = null): Tensor {
+    const attended = this.attention.forward(hidden, mask, relative, packed)
+    return this.output.forward(this.intermediate.forward(attended), attended, packed)
   }
 }
 
@@ -285,9 +303,10 @@ export class DebertaV2Encoder extends Module {
     return this.LayerNorm ? this.LayerNorm.forward(table) : table
   }
 
-  forward(hidden: Tensor, mask: Tensor): Tensor {
-    const seq = hidden.shape[1]
-    const table = this.relEmbedding()
+  /** hidden [batch, seq, hidden], or the real tokens [tokens, hidden] with `packed` (mask is still the [batch, seq] mask). */
+  forward(hidden: Tensor, mask: Tensor, packed: PackedBatch | null = null): Tensor {
+    const seq = packed ? packed.seq : hidden.shape[1]
+    const table = withPackedBatch(null, () => this.relEmbedding())
     let relative: RelativeInputs | null = null
     if (table) {
       const { c2p, p2c } = relativePositionIndices(this.config, seq)
@@ -301,7 +320,7 @@ export class DebertaV2Encoder extends Module {
     try {
       // One scope per layer, as BertEncoder: what backward does not need dies
       // with its layer, and frozen layers keep nothing.
-      for (const layer of this.layer.items) hidden = tidy(() => layer.forward(hidden, mask, relative))
+      for (const layer of this.layer.items) hidden = tidy(() => layer.forward(hidden, mask, relative, packed))
       return hidden
     } finally {
       // The gathers keep their own references to the indices for backward.
@@ -338,22 +357,32 @@ export class DebertaV2Model extends Module {
     return savePretrainedToAsync(this, this.config, dir, 'DebertaV2Model')
   }
 
-  /** The last hidden state [batch, seq, hidden]. */
-  forward(inputs: DebertaV2Inputs): { lastHiddenState: Tensor } {
+  /**
+   * The last hidden state [batch, seq, hidden]. With `unpad`, as
+   * BertModel.forward: a batch may run unpadded, `packed` (disposed by the
+   * caller) is its layout and lastHiddenState [tokens, hidden].
+   */
+  forward(inputs: DebertaV2Inputs, options: { unpad?: boolean } = {}): { lastHiddenState: Tensor; packed: PackedBatch | null } {
     const owner = 'DebertaV2Model'
     const [batch, seq] = checkInputIds(owner, inputs.inputIds)
     if (this.config.position_biased_input && seq > this.config.max_position_embeddings) {
       throw new RangeError(`${owner}: sequence length ${seq} exceeds max_position_embeddings ${this.config.max_position_embeddings}; truncate the input`)
     }
     const ids = new OwnedIds(owner, batch, seq, inputs.inputIds.device)
+    let packed: PackedBatch | null = null
     try {
       const given = inputs.attentionMask ?? null
       const mask = ids.orDefault(given, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
       const types = ids.orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
       const positions = ids.orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
+      packed = options.unpad ? unpadBatch(given, inputs.inputIds.device) : null
       // transformers multiplies by a mask of ones when none is given: nothing to do then.
-      const embedded = this.embeddings.forward(inputs.inputIds, types, positions, given ? mask : null)
-      return { lastHiddenState: this.encoder.forward(embedded, mask) }
+      const lastHiddenState = withPackedBatch(packed, () =>
+        this.encoder.forward(this.embeddings.forward(inputs.inputIds, types, positions, given ? mask : null, packed), mask, packed))
+      return { lastHiddenState, packed }
+    } catch (err) {
+      packed?.dispose()
+      throw err
     } finally {
       ids.dispose()
     }
@@ -372,10 +401,9 @@ export class ContextPooler extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.pooler_dropout))
   }
 
-  forward(hidden: Tensor): Tensor {
-    const [batch, , width] = hidden.shape
-    const first = reshape(sliceRows(hidden, 0, 1), [batch, width])
-    return activation(this.dense.forward(this.dropout.forward(first)), this.config.pooler_hidden_act)
+  /** hidden [batch, seq, hidden], or the real tokens [tokens, hidden] with `packed`. */
+  forward(hidden: Tensor, packed: PackedBatch | null = null): Tensor {
+    return activation(this.dense.forward(this.dropout.forward(firstTokens(hidden, packed))), this.config.pooler_hidden_act)
   }
 }
 
@@ -424,8 +452,14 @@ export class DebertaV2ForSequenceClassification extends Module {
   }
 
   forward(inputs: DebertaV2ForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState } = this.deberta.forward(inputs)
-    const logits = this.classifier.forward(this.dropout.forward(this.pooler.forward(lastHiddenState)))
+    const { lastHiddenState, packed } = this.deberta.forward(inputs, { unpad: true })
+    let pooled: Tensor
+    try {
+      pooled = this.pooler.forward(lastHiddenState, packed)
+    } finally {
+      packed?.dispose()
+    }
+    const logits = this.classifier.forward(this.dropout.forward(pooled))
     const labels = inputs.labels ?? null
     return { loss: labels ? this.computeLoss(logits, labels) : null, logits }
   }

@@ -11,7 +11,8 @@ import { makeTensor, normalTensor } from '../../nn/init.js'
 import { activation, attention, embedding, relu, reshape, sliceRows } from '../../tensor/ops.js'
 import type { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
-import type { SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { firstTokens, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { asPacked, unpadBatch, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
 import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
@@ -97,11 +98,14 @@ export class DistilBertEmbeddings extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.dropout))
   }
 
-  forward(inputIds: Tensor, positionIds: Tensor): Tensor {
+  /** With `packed`, looks up the real tokens only and returns [tokens, dim]. */
+  forward(inputIds: Tensor, positionIds: Tensor, packed: PackedBatch | null = null): Tensor {
     const seq = inputIds.shape[1]
-    const words = lookup('input_ids', seq, () => this.word_embeddings.forward(inputIds))
-    const positions = lookup('position_ids', seq, () => this.position_embeddings.forward(positionIds))
-    return this.dropout.forward(this.LayerNorm.forward(words, positions))
+    const look = (table: { forward(ids: Tensor): Tensor }, ids: Tensor) =>
+      (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids))
+    const words = lookup('input_ids', seq, () => look(this.word_embeddings, inputIds))
+    const positions = lookup('position_ids', seq, () => look(this.position_embeddings, positionIds))
+    return this.dropout.forward(this.LayerNorm.forward(words, positions), packed)
   }
 }
 
@@ -124,12 +128,10 @@ export class DistilBertSelfAttention extends Module {
   }
 
   /** out_lin(softmax(q·kᵀ/√head_dim + mask)·v); the dropout is on the attention probabilities only. */
-  forward(hidden: Tensor, mask: Tensor): Tensor {
-    const context = attention(this.q_lin.forward(hidden), this.k_lin.forward(hidden), this.v_lin.forward(hidden), mask, {
-      heads: this.config.n_heads,
-      dropoutP: this.dropout.p,
-      training: this.dropout.training,
-    })
+  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
+    const options = { heads: this.config.n_heads, dropoutP: this.dropout.p, training: this.dropout.training }
+    const q = this.q_lin.forward(hidden), k = this.k_lin.forward(hidden), v = this.v_lin.forward(hidden)
+    const context = mask instanceof PackedBatch ? varlenAttention(q, k, v, mask, options) : attention(q, k, v, mask, options)
     return this.out_lin.forward(context)
   }
 }
@@ -148,8 +150,8 @@ export class FFN extends Module {
     this.lin2 = this.registerModule('lin2', new Linear(config.hidden_dim, config.dim, { std, device }))
   }
 
-  forward(x: Tensor): Tensor {
-    return this.dropout.forward(this.lin2.forward(activation(this.lin1.forward(x), this.config.activation)))
+  forward(x: Tensor, packed: PackedBatch | null = null): Tensor {
+    return this.dropout.forward(this.lin2.forward(activation(this.lin1.forward(x), this.config.activation)), packed)
   }
 }
 
@@ -167,9 +169,9 @@ export class TransformerBlock extends Module {
     this.output_layer_norm = this.registerModule('output_layer_norm', new LayerNorm(config.dim, DISTILBERT_LAYER_NORM_EPS, { device }))
   }
 
-  forward(hidden: Tensor, mask: Tensor): Tensor {
+  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
     const attended = this.sa_layer_norm.forward(this.attention.forward(hidden, mask), hidden)
-    return this.output_layer_norm.forward(this.ffn.forward(attended), attended)
+    return this.output_layer_norm.forward(this.ffn.forward(attended, asPacked(mask)), attended)
   }
 }
 
@@ -181,7 +183,8 @@ export class Transformer extends Module {
     this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.n_layers }, () => new TransformerBlock(config, device))))
   }
 
-  forward(hidden: Tensor, mask: Tensor): Tensor {
+  /** mask: the attention mask, or the packed layout when hidden holds the real tokens [tokens, dim]. */
+  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
     // One scope per layer, as BertEncoder: what backward does not need dies with its layer.
     for (const block of this.layer.items) hidden = tidy(() => block.forward(hidden, mask))
     return hidden
@@ -215,19 +218,29 @@ export class DistilBertModel extends Module {
     return savePretrainedToAsync(this, this.config, dir, 'DistilBertModel')
   }
 
-  /** The last hidden state [batch, seq, dim]. */
-  forward(inputs: DistilBertInputs): { lastHiddenState: Tensor } {
+  /**
+   * The last hidden state [batch, seq, dim]. With `unpad`, as
+   * BertModel.forward: a batch may run unpadded, `packed` (disposed by the
+   * caller) is its layout and lastHiddenState [tokens, dim].
+   */
+  forward(inputs: DistilBertInputs, options: { unpad?: boolean } = {}): { lastHiddenState: Tensor; packed: PackedBatch | null } {
     const owner = 'DistilBertModel'
     const [batch, seq] = checkInputIds(owner, inputs.inputIds)
     if (seq > this.config.max_position_embeddings) {
       throw new RangeError(`${owner}: sequence length ${seq} exceeds max_position_embeddings ${this.config.max_position_embeddings}; truncate the input`)
     }
     const ids = new OwnedIds(owner, batch, seq, inputs.inputIds.device)
+    let packed: PackedBatch | null = null
     try {
       const mask = ids.orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
       const positions = ids.orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
-      const embedded = this.embeddings.forward(inputs.inputIds, positions)
-      return { lastHiddenState: this.transformer.forward(embedded, mask) }
+      packed = options.unpad ? unpadBatch(inputs.attentionMask, inputs.inputIds.device) : null
+      const lastHiddenState = withPackedBatch(packed, () =>
+        this.transformer.forward(this.embeddings.forward(inputs.inputIds, positions, packed), packed ?? mask))
+      return { lastHiddenState, packed }
+    } catch (err) {
+      packed?.dispose()
+      throw err
     } finally {
       ids.dispose()
     }
@@ -280,9 +293,13 @@ export class DistilBertForSequenceClassification extends Module {
   }
 
   forward(inputs: DistilBertForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState } = this.distilbert.forward(inputs)
-    const [batch, , width] = lastHiddenState.shape
-    const first = reshape(sliceRows(lastHiddenState, 0, 1), [batch, width])
+    const { lastHiddenState, packed } = this.distilbert.forward(inputs, { unpad: true })
+    let first: Tensor
+    try {
+      first = firstTokens(lastHiddenState, packed)
+    } finally {
+      packed?.dispose()
+    }
     const logits = this.classifier.forward(this.dropout.forward(relu(this.pre_classifier.forward(first))))
     const labels = inputs.labels ?? null
     if (!labels) return { loss: null, logits }

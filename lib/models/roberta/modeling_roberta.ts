@@ -10,7 +10,8 @@ import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import { add, reshape, sliceRows, tanh } from '../../tensor/ops.js'
 import { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
-import { BertEncoder, BertPooler, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { BertEncoder, BertPooler, firstTokens, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { unpadBatch, withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
 import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
@@ -77,13 +78,15 @@ export class RobertaEmbeddings extends Module {
     this.position_embeddings = this.registerModule('position_embeddings', new Embedding(config.max_position_embeddings, config.hidden_size, { std, device, paddingIdx: config.pad_token_id }))
   }
 
-  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor): Tensor {
+  /** With `packed`, looks up the real tokens only and returns [tokens, hidden]. */
+  forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, packed: PackedBatch | null = null): Tensor {
     const seq = inputIds.shape[1]
-    const words = lookup('input_ids', seq, () => this.word_embeddings.forward(inputIds))
-    const types = lookup('token_type_ids', seq, () => this.token_type_embeddings.forward(tokenTypeIds))
-    const positions = lookup('position_ids', seq, () => this.position_embeddings.forward(positionIds))
+    const look = (table: Embedding, ids: Tensor) => (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids))
+    const words = lookup('input_ids', seq, () => look(this.word_embeddings, inputIds))
+    const types = lookup('token_type_ids', seq, () => look(this.token_type_embeddings, tokenTypeIds))
+    const positions = lookup('position_ids', seq, () => look(this.position_embeddings, positionIds))
     // transformers: (inputs_embeds + token_type_embeddings) + position_embeddings, then LayerNorm.
-    return this.dropout.forward(this.LayerNorm.forward(add(words, types), positions))
+    return this.dropout.forward(this.LayerNorm.forward(add(words, types), positions), packed)
   }
 }
 
@@ -120,12 +123,15 @@ export class RobertaModel extends Module {
    * Returns the last hidden state [batch, seq, hidden] and the pooled output
    * (or null). Without positionIds, the position ids are computed from
    * input_ids on the host: one device-to-host read of the ids on CUDA.
+   * With `unpad`, as BertModel.forward: a batch may run unpadded, `packed`
+   * (disposed by the caller) is its layout and lastHiddenState [tokens, hidden].
    */
-  forward(inputs: RobertaInputs): { lastHiddenState: Tensor; poolerOutput: Tensor | null } {
+  forward(inputs: RobertaInputs, options: { unpad?: boolean } = {}): { lastHiddenState: Tensor; poolerOutput: Tensor | null; packed: PackedBatch | null } {
     const owner = 'RobertaModel'
     const [batch, seq] = checkInputIds(owner, inputs.inputIds)
     const { inputIds } = inputs
     const ids = new OwnedIds(owner, batch, seq, inputIds.device)
+    let packed: PackedBatch | null = null
     try {
       const mask = ids.orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
       const types = ids.orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
@@ -138,10 +144,14 @@ export class RobertaModel extends Module {
         }
         return made
       })
-      const embedded = this.embeddings.forward(inputIds, types, positions)
-      const lastHiddenState = this.encoder.forward(embedded, mask)
-      const poolerOutput = this.pooler ? this.pooler.forward(lastHiddenState) : null
-      return { lastHiddenState, poolerOutput }
+      packed = options.unpad ? unpadBatch(inputs.attentionMask, inputIds.device) : null
+      const lastHiddenState = withPackedBatch(packed, () =>
+        this.encoder.forward(this.embeddings.forward(inputIds, types, positions, packed), packed ?? mask))
+      const poolerOutput = this.pooler ? this.pooler.forward(lastHiddenState, packed) : null
+      return { lastHiddenState, poolerOutput, packed }
+    } catch (err) {
+      packed?.dispose()
+      throw err
     } finally {
       ids.dispose()
     }
@@ -162,9 +172,9 @@ export class RobertaClassificationHead extends Module {
     this.out_proj = this.registerModule('out_proj', new Linear(config.hidden_size, config.num_labels, { std, device }))
   }
 
-  forward(hidden: Tensor): Tensor {
-    const [batch, , width] = hidden.shape
-    const first = reshape(sliceRows(hidden, 0, 1), [batch, width])
+  /** hidden [batch, seq, hidden], or the real tokens [tokens, hidden] with `packed`. */
+  forward(hidden: Tensor, packed: PackedBatch | null = null): Tensor {
+    const first = firstTokens(hidden, packed)
     return this.out_proj.forward(this.dropout.forward(tanh(this.dense.forward(this.dropout.forward(first)))))
   }
 }
@@ -210,8 +220,13 @@ export class RobertaForSequenceClassification extends Module {
   }
 
   forward(inputs: RobertaForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState } = this.roberta.forward(inputs)
-    const logits = this.classifier.forward(lastHiddenState)
+    const { lastHiddenState, packed } = this.roberta.forward(inputs, { unpad: true })
+    let logits: Tensor
+    try {
+      logits = this.classifier.forward(lastHiddenState, packed)
+    } finally {
+      packed?.dispose()
+    }
     const labels = inputs.labels ?? null
     if (!labels) return { loss: null, logits }
     const loss = sequenceClassificationLoss('RobertaForSequenceClassification', this.problemType(labels), logits, labels, this.numLabels)

@@ -66,6 +66,18 @@ BERTKIT_OP(activation_backward, (Activation kind, int64_t n, const float* x, con
 BERTKIT_OP(dropout_forward, (int64_t n, float p, uint64_t seed, uint64_t offset, const float* x, float* y))
 BERTKIT_OP(dropout_backward, (int64_t n, float p, uint64_t seed, uint64_t offset, const float* dy, float* dx))
 
+// Dropout of the real-token rows of a padded batch, drawing the padded
+// batch's mask: x and y are [rows, cols], row r being row row_index[r] of a
+// padded [*, cols] tensor, and element (r, c) is kept exactly when
+// dropout_forward over that padded tensor keeps flat element
+// row_index[r] * cols + c. So unpadded execution (lib/tensor/packing.ts) drops the same
+// elements as the padded path, and backward regenerates the mask as above.
+// row_index values are >= 0 (checked by the caller).
+BERTKIT_OP(dropout_rows_forward, (int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                  const int32_t* row_index, const float* x, float* y))
+BERTKIT_OP(dropout_rows_backward, (int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                   const int32_t* row_index, const float* dy, float* dx))
+
 // ---- layer norm (layernorm.cpp) -------------------------------------------
 // y = (x + residual - mean) * rstd * gamma + beta over the last dim `cols`.
 // residual may be null. mean / rstd ([rows]) are saved for backward.
@@ -124,6 +136,42 @@ BERTKIT_OP(flash_attention_backward, (int64_t batch, int64_t seq, int64_t heads,
                                       const float* q, const float* k, const float* v, const int32_t* mask,
                                       const float* lse, const float* out, const float* dout, float* dq,
                                       float* dk, float* dv))
+
+// ---- unpadded (variable-length) attention (varlen_attention.cpp) ------------
+// The attention above over packed sequences instead of a padded batch, as
+// FlashAttention's varlen kernels take them: q, k, v, out are [tokens,
+// heads * head_dim], sequence b being rows [cu_seqlens[b], cu_seqlens[b + 1])
+// (cu_seqlens: int32 [batch + 1], 0 = cu_seqlens[0] <= ... <= cu_seqlens[batch]
+// = tokens, every length <= seq; checked by the caller, which passes tokens
+// too, so no backend has to read cu_seqlens back to size its work). Each sequence attends
+// to itself only: no mask, no work on padding. probs holds, per sequence b,
+// its [heads, L_b, L_b] softmax before dropout, the sequences one after the
+// other (sum over b of heads * L_b^2 floats). Dropout: element (b, h, i, j)
+// draws the flat index ((b * heads + h) * seq + i) * seq + j, i.e. exactly
+// the keep decision attention_forward makes on the padded batch of these
+// sequences (each at the start of its row, padded to seq). Every (sequence,
+// head) pair is independent, so results do not depend on the thread count;
+// for a query row they equal attention_forward's on the padded batch.
+BERTKIT_OP(varlen_attention_forward, (int64_t batch, int64_t tokens, int64_t seq, int64_t heads, int64_t head_dim, float scale,
+                                      float dropout_p, uint64_t seed, uint64_t offset, const int32_t* cu_seqlens,
+                                      const float* q, const float* k, const float* v, float* probs, float* out))
+// dq / dk / dv may each be null (not needed); otherwise accumulated into.
+BERTKIT_OP(varlen_attention_backward, (int64_t batch, int64_t tokens, int64_t seq, int64_t heads, int64_t head_dim, float scale,
+                                       float dropout_p, uint64_t seed, uint64_t offset, const int32_t* cu_seqlens,
+                                       const float* q, const float* k, const float* v, const float* probs,
+                                       const float* dout, float* dq, float* dk, float* dv))
+
+// ---- packing rows: gathers and scatters (packing.cpp) ----------------------------
+// What unpadded execution moves between layouts: packing the real tokens of a
+// padded batch ([batch * seq, cols] -> [tokens, cols]), unpacking them back,
+// and picking one row per sequence (the [CLS] rows). index values lie in
+// [0, src_rows) (checked by the caller).
+// dst[i, :] = src[index[i], :] for i < n, or dst[i, :] += ... when accumulate.
+BERTKIT_OP(gather_rows_forward, (int64_t n, int64_t cols, int64_t src_rows, const int32_t* index, const float* src,
+                                 float* dst, bool accumulate))
+// dsrc[index[i], :] += ddst[i, :] for i < n; repeated indices all land.
+BERTKIT_OP(gather_rows_backward, (int64_t n, int64_t cols, int64_t src_rows, const int32_t* index,
+                                  const float* ddst, float* dsrc))
 
 // ---- disentangled attention's pieces (transpose.cpp, gather.cpp, softmax.cpp) ----
 // DeBERTa's attention is built from gemms and these three families.

@@ -169,11 +169,6 @@ void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, 
 
 float dropout_scale(float p) { return static_cast<float>(1.0 / (1.0 - static_cast<double>(p))); }
 
-}  // namespace attention_detail
-
-namespace {
-
-using namespace attention_detail;
 
 // s = softmax(scale * s + bias), in place. Sums in double: the row can be
 // long, and exp dominates the cost anyway. With AVX2 / AVX-512 the same
@@ -198,6 +193,12 @@ void softmax_row(int64_t n, float scale, const float* bias, float* s) {
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
+
+}  // namespace attention_detail
+
+namespace {
+
+using namespace attention_detail;
 
 }  // namespace
 

@@ -1,6 +1,7 @@
-// Building blocks shared by the two CPU attention op families: the
-// materialised one (attention.cpp, which defines these) and the tiled,
-// flash-style one (flash_attention.cpp). Internal to the CPU backend.
+// Building blocks shared by the CPU attention op families: the materialised
+// one (attention.cpp, which defines these), the tiled, flash-style one
+// (flash_attention.cpp) and the unpadded one (varlen_attention.cpp).
+// Internal to the CPU backend.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,11 @@ void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, 
 
 // 1 / (1 - p), rounded once from double, as every backend scales kept elements.
 float dropout_scale(float p);
+
+// s = softmax(scale * s + bias) in place over one row of n (bias: 0, or
+// -FLT_MAX for a padded key), summed in double; vectorised where vecmath.h
+// has kernels for this CPU.
+void softmax_row(int64_t n, float scale, const float* bias, float* s);
 
 }  // namespace attention_detail
 }  // namespace bertkit

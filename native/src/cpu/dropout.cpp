@@ -69,7 +69,45 @@ bool simd_apply(int64_t n, float p, uint64_t seed, uint64_t offset, const float*
   return true;
 }
 
+// The rows variant: row r of x / y draws the elements row_index[r] * cols + c
+// of the padded tensor it came from. Rows are the unit of work; a row's draws
+// are a contiguous range of flat indices, which dropout_apply (or the scalar
+// loop) takes from any starting element.
+void apply_rows(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset, const int32_t* row_index,
+                const float* x, float* y, bool accumulate) {
+  const float scale = keep_scale(p);
+  const vecmath::Kernels* simd = vecmath::simd();
+  const int64_t grain = std::max<int64_t>(1, kGrainBlocks * 4 / std::max<int64_t>(cols, 1));
+  ThreadPool::instance().parallel_for(rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint64_t first = static_cast<uint64_t>(row_index[r]) * static_cast<uint64_t>(cols);
+      const float* xr = x + r * cols;
+      float* yr = y + r * cols;
+      if (p == 0.0f) {
+        for (int64_t c = 0; c < cols; ++c) yr[c] = accumulate ? yr[c] + xr[c] : xr[c];
+      } else if (simd) {
+        simd->dropout_apply(seed, offset, first, cols, p, scale, xr, yr, accumulate);
+      } else {
+        for (int64_t c = 0; c < cols; ++c) {
+          const float f = philox_keep(seed, offset, first + static_cast<uint64_t>(c), p) ? scale : 0.0f;
+          yr[c] = accumulate ? yr[c] + xr[c] * f : xr[c] * f;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
+
+void CpuBackend::dropout_rows_forward(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                      const int32_t* row_index, const float* x, float* y) {
+  apply_rows(rows, cols, p, seed, offset, row_index, x, y, false);
+}
+
+void CpuBackend::dropout_rows_backward(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                       const int32_t* row_index, const float* dy, float* dx) {
+  apply_rows(rows, cols, p, seed, offset, row_index, dy, dx, true);
+}
 
 void CpuBackend::dropout_forward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x,
                                  float* y) {

@@ -39,7 +39,39 @@ __global__ void dropout_kernel(int64_t n, float p, float scale, uint64_t seed, u
   }
 }
 
+// Rows of a padded tensor: element (r, c) draws flat index row_index[r] *
+// cols + c. One thread per element (a Philox block per element: these rows
+// need not start on a block boundary).
+template <bool Backward>
+__global__ void dropout_rows_kernel(int64_t rows, int64_t cols, float p, float scale, uint64_t seed, uint64_t offset,
+                                    const int32_t* row_index, const float* in, float* out) {
+  const int64_t total = rows * cols;
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total; e += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = e / cols, c = e - r * cols;
+    const uint64_t index = static_cast<uint64_t>(row_index[r]) * static_cast<uint64_t>(cols) + static_cast<uint64_t>(c);
+    const float v = in[e] * (philox_keep(seed, offset, index, p) ? scale : 0.0f);
+    if (Backward) out[e] += v;
+    else out[e] = v;
+  }
+}
+
 }  // namespace
+
+void CudaBackend::dropout_rows_forward(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                       const int32_t* row_index, const float* x, float* y) {
+  if (rows == 0 || cols == 0) return;
+  dropout_rows_kernel<false><<<cuda::grid_for(rows * cols), cuda::kThreads, 0, stream_>>>(
+      rows, cols, p, keep_scale(p), seed, offset, row_index, x, y);
+  cuda::check_launch("dropout_rows_forward");
+}
+
+void CudaBackend::dropout_rows_backward(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                        const int32_t* row_index, const float* dy, float* dx) {
+  if (rows == 0 || cols == 0 || dx == nullptr) return;
+  dropout_rows_kernel<true><<<cuda::grid_for(rows * cols), cuda::kThreads, 0, stream_>>>(
+      rows, cols, p, keep_scale(p), seed, offset, row_index, dy, dx);
+  cuda::check_launch("dropout_rows_backward");
+}
 
 void CudaBackend::dropout_forward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x, float* y) {
   if (n == 0) return;

@@ -688,6 +688,169 @@ Napi::Value FlashAttentionBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- unpadded execution: rows of a padded batch, packed sequences ----------------------
+
+// Row indices (dropout rows, gathers): the host copy, every value in [0, limit).
+// These indices are built by the TypeScript layer from the attention mask, so
+// they always come from write(); a buffer without a host copy is refused
+// rather than read back from the device.
+void check_host_indices(OpArgs& a, NativeBuffer* buf, int64_t n, const char* name, int64_t limit) {
+  const std::vector<int32_t>* host = buf->host_indices();
+  if (!host) a.fail(std::string("'") + name + "' must be written from the host (its values are checked before any kernel reads them)");
+  try {
+    check_index_range(host->data(), n, limit, false, 0, name);
+  } catch (const Error& e) {
+    a.fail(e.what());
+  }
+}
+
+// dropoutRowsForward(rows, cols, p, seed, offset, rowIndex, x, y) /
+// dropoutRowsBackward(rows, cols, p, seed, offset, rowIndex, dy, dx)
+Napi::Value DropoutRowsImpl(const Napi::CallbackInfo& info, const char* op, bool backward) {
+  OpArgs a(info, op, 8);
+  int64_t rows = a.dim(0, "rows"), cols = a.dim(1, "cols");
+  float p = probability(a, 2, "p");
+  uint64_t seed = a.u64(3, "seed"), offset = a.u64(4, "offset");
+  NativeBuffer* index = a.buffer(5, "rowIndex", DType::I32);
+  NativeBuffer* x = a.buffer(6, backward ? "dy" : "x", DType::F32);
+  NativeBuffer* y = a.buffer(7, backward ? "dx" : "y", DType::F32);
+  int64_t numel = checked_mul(a, {rows, cols});
+  a.need(index, "rowIndex", rows, shape_str({rows}));
+  a.need(x, backward ? "dy" : "x", numel, shape_str({rows, cols}));
+  a.need(y, backward ? "dx" : "y", numel, shape_str({rows, cols}));
+  // Any row of a padded tensor of up to 2^31 rows: the flat index row * cols + c must fit 64 bits.
+  check_host_indices(a, index, rows, "rowIndex", INT32_MAX);
+  return a.enqueue([=, x = f32(x), y = f32(y), index = i32p(index)](Backend& be) {
+    if (backward) be.dropout_rows_backward(rows, cols, p, seed, offset, index, x, y);
+    else be.dropout_rows_forward(rows, cols, p, seed, offset, index, x, y);
+  });
+}
+Napi::Value DropoutRowsForward(const Napi::CallbackInfo& info) { return DropoutRowsImpl(info, "dropoutRowsForward", false); }
+Napi::Value DropoutRowsBackward(const Napi::CallbackInfo& info) { return DropoutRowsImpl(info, "dropoutRowsBackward", true); }
+
+// gatherRowsForward(n, cols, srcRows, index, src, dst, accumulate):  dst[i] (+)= src[index[i]]
+Napi::Value GatherRowsForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "gatherRowsForward", 7);
+  int64_t n = a.dim(0, "n"), cols = a.dim(1, "cols"), src_rows = a.dim(2, "srcRows");
+  NativeBuffer* index = a.buffer(3, "index", DType::I32);
+  NativeBuffer* src = a.buffer(4, "src", DType::F32);
+  NativeBuffer* dst = a.buffer(5, "dst", DType::F32);
+  bool accumulate = a.flag(6, "accumulate");
+  a.need(index, "index", n, shape_str({n}));
+  a.need(src, "src", checked_mul(a, {src_rows, cols}), shape_str({src_rows, cols}));
+  a.need(dst, "dst", checked_mul(a, {n, cols}), shape_str({n, cols}));
+  a.distinct(dst, "dst", src, "src");
+  check_host_indices(a, index, n, "index", src_rows);
+  return a.enqueue([=, src = f32(src), dst = f32(dst), index = i32p(index)](Backend& be) {
+    be.gather_rows_forward(n, cols, src_rows, index, src, dst, accumulate);
+  });
+}
+
+// gatherRowsBackward(n, cols, srcRows, index, ddst, dsrc):  dsrc[index[i]] += ddst[i]
+Napi::Value GatherRowsBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "gatherRowsBackward", 6);
+  int64_t n = a.dim(0, "n"), cols = a.dim(1, "cols"), src_rows = a.dim(2, "srcRows");
+  NativeBuffer* index = a.buffer(3, "index", DType::I32);
+  NativeBuffer* ddst = a.buffer(4, "ddst", DType::F32);
+  NativeBuffer* dsrc = a.buffer(5, "dsrc", DType::F32);
+  a.need(index, "index", n, shape_str({n}));
+  a.need(ddst, "ddst", checked_mul(a, {n, cols}), shape_str({n, cols}));
+  a.need(dsrc, "dsrc", checked_mul(a, {src_rows, cols}), shape_str({src_rows, cols}));
+  a.distinct(dsrc, "dsrc", ddst, "ddst");
+  check_host_indices(a, index, n, "index", src_rows);
+  return a.enqueue([=, ddst = f32(ddst), dsrc = f32(dsrc), index = i32p(index)](Backend& be) {
+    be.gather_rows_backward(n, cols, src_rows, index, ddst, dsrc);
+  });
+}
+
+// The sequences of a varlen attention call, from cu_seqlens' host copy: [batch
+// + 1] values rising from 0 to tokens, each length <= seq. Returns tokens and
+// the number of probs elements, heads * sum of length^2.
+struct VarlenLayout {
+  int64_t tokens, probs;
+};
+VarlenLayout varlen_layout(OpArgs& a, NativeBuffer* cu, int64_t batch, int64_t seq, int64_t heads) {
+  a.need(cu, "cuSeqlens", batch + 1, shape_str({batch + 1}));
+  const std::vector<int32_t>* host = cu->host_indices();
+  if (!host) a.fail("'cuSeqlens' must be written from the host (its values size the work and are checked first)");
+  const std::vector<int32_t>& c = *host;
+  if (c[0] != 0) a.fail("cuSeqlens[0] must be 0, got " + std::to_string(c[0]));
+  int64_t squares = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t len = static_cast<int64_t>(c[b + 1]) - c[b];
+    if (len < 0 || len > seq) {
+      a.fail("sequence " + std::to_string(b) + " has length " + std::to_string(len) + " (cuSeqlens[" +
+             std::to_string(b) + "] = " + std::to_string(c[b]) + ", cuSeqlens[" + std::to_string(b + 1) + "] = " +
+             std::to_string(c[b + 1]) + "); lengths must be in [0, seq = " + std::to_string(seq) + "]");
+    }
+    squares += len * len;
+  }
+  return VarlenLayout{c[batch], checked_mul(a, {heads, squares})};
+}
+
+// varlenAttentionForward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, cuSeqlens, q, k, v, probs, out)
+Napi::Value VarlenAttentionForward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "varlenAttentionForward", 14);
+  const AttentionArgs g = attention_args(a);
+  NativeBuffer* cu = a.buffer(8, "cuSeqlens", DType::I32);
+  NativeBuffer* q = a.buffer(9, "q", DType::F32);
+  NativeBuffer* k = a.buffer(10, "k", DType::F32);
+  NativeBuffer* v = a.buffer(11, "v", DType::F32);
+  NativeBuffer* probs = a.buffer(12, "probs", DType::F32);
+  NativeBuffer* out = a.buffer(13, "out", DType::F32);
+  const VarlenLayout l = varlen_layout(a, cu, g.batch, g.seq, g.heads);
+  const int64_t hidden = g.heads * g.head_dim;
+  const std::string shape = shape_str({l.tokens, hidden});
+  for (auto [buf, name] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {out, "out"}}) {
+    a.need(buf, name, checked_mul(a, {l.tokens, hidden}), shape);
+  }
+  a.need(probs, "probs", l.probs, "[" + std::to_string(l.probs) + "] (heads x sum of squared lengths)");
+  for (auto [o, oname] : {std::pair{out, "out"}, {probs, "probs"}}) {
+    for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}}) a.distinct(o, oname, in, iname);
+  }
+  a.distinct(out, "out", probs, "probs");
+  const int64_t tokens = l.tokens;
+  return a.enqueue([=, g = AttentionDims(g), q = f32(q), k = f32(k), v = f32(v), probs = f32(probs), out = f32(out),
+                    cu = i32p(cu)](Backend& be) {
+    be.varlen_attention_forward(g.batch, tokens, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, cu, q,
+                                k, v, probs, out);
+  });
+}
+
+// varlenAttentionBackward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, cuSeqlens, q, k, v, probs,
+//                         dout, dq|null, dk|null, dv|null)
+Napi::Value VarlenAttentionBackward(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "varlenAttentionBackward", 17);
+  const AttentionArgs g = attention_args(a);
+  NativeBuffer* cu = a.buffer(8, "cuSeqlens", DType::I32);
+  NativeBuffer* q = a.buffer(9, "q", DType::F32);
+  NativeBuffer* k = a.buffer(10, "k", DType::F32);
+  NativeBuffer* v = a.buffer(11, "v", DType::F32);
+  NativeBuffer* probs = a.buffer(12, "probs", DType::F32);
+  NativeBuffer* dout = a.buffer(13, "dout", DType::F32);
+  NativeBuffer* dq = a.buffer(14, "dq", DType::F32, true);
+  NativeBuffer* dk = a.buffer(15, "dk", DType::F32, true);
+  NativeBuffer* dv = a.buffer(16, "dv", DType::F32, true);
+  const VarlenLayout l = varlen_layout(a, cu, g.batch, g.seq, g.heads);
+  const int64_t hidden = g.heads * g.head_dim;
+  const std::string shape = shape_str({l.tokens, hidden});
+  for (auto [buf, name] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {dout, "dout"}, {dq, "dq"}, {dk, "dk"}, {dv, "dv"}}) {
+    a.need(buf, name, checked_mul(a, {l.tokens, hidden}), shape);
+  }
+  a.need(probs, "probs", l.probs, "[" + std::to_string(l.probs) + "] (heads x sum of squared lengths)");
+  for (auto [out, oname] : {std::pair{dq, "dq"}, {dk, "dk"}, {dv, "dv"}}) {
+    for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}, {dout, "dout"}, {probs, "probs"}}) {
+      a.distinct(out, oname, in, iname);
+    }
+  }
+  const int64_t tokens = l.tokens;
+  return a.enqueue([=, g = AttentionDims(g), q = f32(q), k = f32(k), v = f32(v), probs = f32(probs), dout = f32(dout),
+                    dq = f32(dq), dk = f32(dk), dv = f32(dv), cu = i32p(cu)](Backend& be) {
+    be.varlen_attention_backward(g.batch, tokens, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, cu, q,
+                                 k, v, probs, dout, dq, dk, dv);
+  });
+}
+
 // crossEntropyForward(rows, classes, logits, labels, ignoreIndex, classWeights|null, loss)
 Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   OpArgs a(info, "crossEntropyForward", 7);
@@ -976,6 +1139,12 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("maskedSoftmaxBackward", Napi::Function::New(env, MaskedSoftmaxBackward, "maskedSoftmaxBackward"));
   exports.Set("maskedMaxPoolForward", Napi::Function::New(env, MaskedMaxPoolForward, "maskedMaxPoolForward"));
   exports.Set("maskedMaxPoolBackward", Napi::Function::New(env, MaskedMaxPoolBackward, "maskedMaxPoolBackward"));
+  exports.Set("dropoutRowsForward", Napi::Function::New(env, DropoutRowsForward, "dropoutRowsForward"));
+  exports.Set("dropoutRowsBackward", Napi::Function::New(env, DropoutRowsBackward, "dropoutRowsBackward"));
+  exports.Set("gatherRowsForward", Napi::Function::New(env, GatherRowsForward, "gatherRowsForward"));
+  exports.Set("gatherRowsBackward", Napi::Function::New(env, GatherRowsBackward, "gatherRowsBackward"));
+  exports.Set("varlenAttentionForward", Napi::Function::New(env, VarlenAttentionForward, "varlenAttentionForward"));
+  exports.Set("varlenAttentionBackward", Napi::Function::New(env, VarlenAttentionBackward, "varlenAttentionBackward"));
   exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
   exports.Set("adamwStep", Napi::Function::New(env, AdamWStep, "adamwStep"));

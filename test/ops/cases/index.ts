@@ -9,8 +9,10 @@ import { embeddingCases } from './embedding.js'
 import { gemmCases } from './gemm.js'
 import { layerNormCases } from './layernorm.js'
 import { crossEntropyCases } from './loss.js'
+import { packingCases } from './packing.js'
 import { poolingCases } from './pooling.js'
 import { relativeAttentionCases } from './relative_attention.js'
+import { varlenAttentionCases } from './varlen_attention.js'
 
 export const ALL_CASES: OpCase[] = [
   ...gemmCases(),
@@ -20,6 +22,8 @@ export const ALL_CASES: OpCase[] = [
   ...layerNormCases(),
   ...embeddingCases(),
   ...attentionCases(),
+  ...varlenAttentionCases(),
+  ...packingCases(),
   ...relativeAttentionCases(),
   ...poolingCases(),
   ...crossEntropyCases(),
