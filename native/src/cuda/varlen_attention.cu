@@ -75,7 +75,7 @@ struct Dims {
   int64_t batch, seq, heads, head_dim;
   float scale, p, keep;
   uint64_t seed, offset;
-  int64_t hidden() const { return heads * head_dim; }
+  __host__ __device__ int64_t hidden() const { return heads * head_dim; }
 };
 
 // Dynamic shared memory: the query row (head_dim floats), then the row's
