@@ -139,6 +139,9 @@ export interface NativeAddon {
   /** Switches the CPU GEMM: auto | openblas | builtin | builtin-avx512 | builtin-avx2 | builtin-scalar. */
   setCpuGemm(path: string): string
   getCpuGemm(): string
+  /** Switches the CPU's bfloat16 products (gemmMixed): auto | amx | avx512-bf16 | widen (capped by the CPU); returns the name in use. */
+  setCpuGemmBf16(path: string): string
+  getCpuGemmBf16(): string
   /** What `bertkit doctor` shows: the CPU kernels chosen and, in the CUDA variant, driver, GPUs and where cuBLAS was found. */
   inspectRuntime(): RuntimeReport
   /** Directories searched for cuBLAS before the dynamic linker's paths (a no-op in the CPU-only addon). */
@@ -146,7 +149,7 @@ export interface NativeAddon {
 }
 
 export interface RuntimeReport {
-  cpu: { gemm: string; vecmath: string }
+  cpu: { gemm: string; gemmBf16: string; vecmath: string }
   cuda:
     | { compiled: false }
     | {

@@ -250,6 +250,39 @@ function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number
     }, [true, true, false])
 }
 
+/**
+ * matmul / bmm / bmmTransposed under autocast (torch's CPU and CUDA autocast
+ * lists both run mm and bmm in the low precision): half copies of a and b,
+ * batch products a[i] · b[i] (or · b[i]ᵀ when transB) with fp32 accumulation
+ * into an fp32 output; backward multiplies a half copy of the incoming
+ * gradient with the saved half operands.
+ */
+function productHalf(op: string, a: Tensor, b: Tensor, transB: boolean, batch: number, m: number, n: number, k: number,
+  shape: number[], half: HalfDType): Tensor {
+  const addon = native()
+  const a16 = castHalf(a, half)
+  const b16 = castHalf(b, half)
+  const out = empty(shape, { device: a.device })
+  const sb = k * n
+  addon.gemmMixed(false, transB, m, n, k, 1, a16.buffer, b16.buffer, 0, out.buffer, batch, m * k, sb, m * n)
+  const recording = willRecord([a, b])
+  const savedA = recording && b.requiresGrad ? a16 : null
+  const savedB = recording && a.requiresGrad ? b16 : null
+  if (!savedA) a16.dispose()
+  if (!savedB) b16.dispose()
+  return record(op, out, [a, b], [savedA, savedB], (g, [ga, gb], [sa16, sb16], [freshA, freshB]) => {
+    const g16 = castHalf(g, half)
+    try {
+      // da = g · op(b)ᵀ ; db = aᵀ · g (or gᵀ · a when b was transposed), per batch entry.
+      if (ga) addon.gemmMixed(false, !transB, m, k, n, 1, g16.buffer, sb16!.buffer, freshA ? 0 : 1, ga.buffer, batch, m * n, sb, m * k)
+      if (gb && transB) addon.gemmMixed(true, false, n, k, m, 1, g16.buffer, sa16!.buffer, freshB ? 0 : 1, gb.buffer, batch, m * n, m * k, sb)
+      if (gb && !transB) addon.gemmMixed(true, false, k, n, m, 1, sa16!.buffer, g16.buffer, freshB ? 0 : 1, gb.buffer, batch, m * k, m * n, sb)
+    } finally {
+      g16.dispose()
+    }
+  }, [true, true])
+}
+
 /** a [m, k] · b [k, n] (2-D). */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   expectDtype('matmul', 'a', a, 'float32')
@@ -260,6 +293,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   }
   const [m, k] = a.shape
   const n = b.shape[1]
+  const half = autocastDtype()
+  if (half) return productHalf('matmul', a, b, false, 1, m, n, k, [m, n], half)
   const addon = native()
   const out = empty([m, n], { device: a.device })
   addon.gemm(false, false, m, n, k, 1, a.buffer, b.buffer, 0, out.buffer, 1, 0, 0, 0)
@@ -553,6 +588,8 @@ export function bmm(a: Tensor, b: Tensor): Tensor {
   }
   const [batch, m, k] = a.shape
   const n = b.shape[2]
+  const half = autocastDtype()
+  if (half && batch * m * n > 0) return productHalf('bmm', a, b, false, batch, m, n, k, [batch, m, n], half)
   const addon = native()
   const out = empty([batch, m, n], { device: a.device })
   if (out.numel > 0) addon.gemm(false, false, m, n, k, 1, a.buffer, b.buffer, 0, out.buffer, batch, m * k, k * n, m * n)
@@ -671,6 +708,8 @@ export function bmmTransposed(a: Tensor, b: Tensor): Tensor {
   }
   const [batch, m, k] = a.shape
   const n = b.shape[1]
+  const half = autocastDtype()
+  if (half && batch * m * n > 0) return productHalf('bmmTransposed', a, b, true, batch, m, n, k, [batch, m, n], half)
   const addon = native()
   const out = empty([batch, m, n], { device: a.device })
   if (out.numel > 0) addon.gemm(false, true, m, n, k, 1, a.buffer, b.buffer, 0, out.buffer, batch, m * k, n * k, m * n)

@@ -108,8 +108,9 @@ export class Trainer {
       globalStep: 0, epoch: 0, maxSteps: 0, numTrainEpochs: 0, logHistory: [], bestMetric: null, bestModelCheckpoint: null,
       trainBatchSize: this.args.perDeviceTrainBatchSize,
     }
-    if ((this.args.fp16 || this.args.bf16) && resolveDevice(this.args.device) === 'cpu') {
-      throw new Error(`TrainingArguments: ${this.args.fp16 ? 'fp16' : 'bf16'} mixed precision needs the CUDA backend; this run uses the CPU (set fp16/bf16 to false)`)
+    // bf16 runs on the CPU too (native AMX / AVX512-BF16 products where the CPU has them, as torch's CPU autocast).
+    if (this.args.fp16 && resolveDevice(this.args.device) === 'cpu') {
+      throw new Error('TrainingArguments: fp16 mixed precision needs the CUDA backend; this run uses the CPU (use bf16, which the CPU runs, or set fp16 to false)')
     }
     this.halfDtype = this.args.bf16 ? 'bfloat16' : this.args.fp16 ? 'float16' : null
     if (this.args.fp16) this.scaler = new LossScaler()

@@ -127,6 +127,30 @@ void CpuBackend::sum_squares(int64_t n, const float* x, float* out) {
   out[0] = static_cast<float>(static_cast<double>(out[0]) + total);
 }
 
+namespace {
+
+// float32 -> bfloat16, round to nearest even, NaN kept quiet: float_to_bf16
+// (dtype.h) without the branch, so the compiler vectorises it. Under
+// autocast every Linear casts its input and, once per step, its weight, so
+// this runs over tens of millions of elements a step. Built also for
+// x86-64-v3 / v4 where the toolchain offers function multiversioning
+// (attention.cpp explains the clones); every clone gives the same bits.
+#if defined(__x86_64__) && defined(__GLIBC__) && \
+    ((defined(__clang__) && __clang_major__ >= 14) || (!defined(__clang__) && __GNUC__ >= 12))
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+void floats_to_bf16(int64_t n, const float* __restrict src, uint16_t* __restrict dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, src + i, 4);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t quiet_nan = (u >> 16) | 0x40u;
+    dst[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+  }
+}
+
+}  // namespace
+
 void CpuBackend::cast(int64_t n, DType src_dtype, const void* src, DType dst_dtype, void* dst) {
   auto run = [n](auto convert) {
     ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
@@ -143,7 +167,9 @@ void CpuBackend::cast(int64_t n, DType src_dtype, const void* src, DType dst_dty
   } else if (src_dtype == DType::F32 && dst_dtype == DType::F16) {
     run([&](int64_t i) { u16_dst[i] = float_to_half(f32_src[i]); });
   } else if (src_dtype == DType::F32 && dst_dtype == DType::BF16) {
-    run([&](int64_t i) { u16_dst[i] = float_to_bf16(f32_src[i]); });
+    ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+      floats_to_bf16(end - begin, f32_src + begin, u16_dst + begin);
+    });
   } else if (src_dtype == DType::F16 && dst_dtype == DType::F32) {
     run([&](int64_t i) { f32_dst[i] = half_to_float(u16_src[i]); });
   } else if (src_dtype == DType::BF16 && dst_dtype == DType::F32) {

@@ -1,14 +1,15 @@
-// Mixed-precision GEMM of the CPU backend: A and B arrive as float16 or
-// bfloat16 and are widened to float32 (exactly: every half and bfloat16 value
-// is a float32 value) before the ordinary fp32 gemm. This is the reference the
-// CUDA backend's tensor-core path is checked against, not a fast path: a CPU
-// has no half-precision arithmetic worth using here, and widening costs far
-// less than the product it feeds.
+// Mixed-precision GEMM of the CPU backend. bfloat16 products run natively
+// where the CPU has AMX-BF16 or AVX512-BF16 (gemm_bf16.h: float32
+// accumulation, as torch's CPU autocast matmuls). Otherwise, and for float16,
+// A and B are widened to float32 (exactly: every half and bfloat16 value is a
+// float32 value) before the ordinary fp32 gemm, which is also the reference
+// the CUDA backend's tensor-core path is checked against.
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "cpu_backend.h"
+#include "gemm_bf16.h"
 #include "thread_pool.h"
 
 namespace bertkit {
@@ -43,6 +44,18 @@ void CpuBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, in
     throw Error(std::string("gemm_mixed: inputs must be float16 or bfloat16, got ") + dtype_name(ab_dtype));
   }
   if (m == 0 || n == 0 || batch == 0) return;
+#if defined(__x86_64__)
+  if (ab_dtype == DType::BF16 && k > 0 && alpha != 0.f) {
+    const gemm::Bf16Path path = gemm::current_bf16_path();
+    if (path != gemm::Bf16Path::Widen) {
+      const gemm::Bf16Problem p{trans_a, trans_b, m, n, k, alpha, static_cast<const uint16_t*>(a),
+                                static_cast<const uint16_t*>(b), beta, c, batch, stride_a, stride_b, stride_c};
+      if (path == gemm::Bf16Path::Amx) gemm::bf16_gemm_amx(p);
+      else gemm::bf16_gemm_avx512(p);
+      return;
+    }
+  }
+#endif
   const int64_t len_a = extent(batch, stride_a, m * k);
   const int64_t len_b = extent(batch, stride_b, k * n);
   // At least one element each, so gemm never sees a null operand (k == 0).

@@ -4,6 +4,7 @@
 #include "../cpu/cpu_backend.h"
 #include "../cpu/cpu_stream.h"
 #include "../cpu/gemm.h"
+#include "../cpu/gemm_bf16.h"
 #include "../cpu/thread_pool.h"
 #include "bertkit/backend.h"
 #include "native_buffer.h"
@@ -142,6 +143,19 @@ Napi::Value SetCpuGemm(const Napi::CallbackInfo& info) {
 
 Napi::Value GetCpuGemm(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cpu_gemm_name()); }
 
+// setCpuGemmBf16(path) -> the name now in use: "auto" | "amx" | "avx512-bf16" | "widen"
+Napi::Value SetCpuGemmBf16(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "setCpuGemmBf16: expected a path name string");
+  drain_cpu_stream(info, "setCpuGemmBf16");
+  try {
+    return Napi::String::New(info.Env(), select_cpu_gemm_bf16(info[0].As<Napi::String>().Utf8Value()));
+  } catch (const Error& e) {
+    throw Napi::Error::New(info.Env(), std::string("setCpuGemmBf16: ") + e.what());
+  }
+}
+
+Napi::Value GetCpuGemmBf16(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cpu_gemm_bf16_name()); }
+
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   const NativeBuffer::Stats& s = NativeBuffer::stats();
   Napi::Object o = Napi::Object::New(info.Env());
@@ -213,6 +227,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuGemm", Napi::String::New(env, bertkit::cpu_gemm_name()));
   exports.Set("setCpuGemm", Napi::Function::New(env, SetCpuGemm, "setCpuGemm"));
   exports.Set("getCpuGemm", Napi::Function::New(env, GetCpuGemm, "getCpuGemm"));
+  exports.Set("setCpuGemmBf16", Napi::Function::New(env, SetCpuGemmBf16, "setCpuGemmBf16"));
+  exports.Set("getCpuGemmBf16", Napi::Function::New(env, GetCpuGemmBf16, "getCpuGemmBf16"));
   return exports;
 }
 

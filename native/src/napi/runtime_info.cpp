@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "../cpu/cpu_backend.h"
+#include "../cpu/gemm_bf16.h"
 #include "../cpu/vecmath.h"
 #include "bertkit/backend.h"
 #include "runtime_info.h"
@@ -18,6 +19,7 @@ Napi::Value InspectRuntime(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("gemm", cpu_gemm_name());
+  cpu.Set("gemmBf16", cpu_gemm_bf16_name());
   cpu.Set("vecmath", vecmath::simd_isa_name());
   out.Set("cpu", cpu);
 #ifdef BERTKIT_WITH_CUDA

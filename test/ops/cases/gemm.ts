@@ -196,5 +196,50 @@ export function gemmCases(): OpCase[] {
       })
     }
   }
+
+  // The CPU's bfloat16 kernels, each path asked for by name (a path the CPU
+  // lacks falls back to the next one, which the label's result then shows):
+  // every transpose, odd depths (a zero-padded pair), edges of the 8 x 48 and
+  // 32 x 32 blocks, several row blocks and panels, batches with gaps, beta.
+  // Inputs are exact bfloat16s, so the only error is float32 accumulation:
+  // at most k rounding steps of 2^-24 relative to sum |a b|.
+  for (const path of ['amx', 'avx512-bf16', 'widen'] as const) {
+    for (const [ta, tb] of TRANSPOSES) {
+      for (const [c, size] of [
+        [layout(37, 45, 29, ta, tb), 'quick'], [layout(70, 100, 131, ta, tb, { beta: 0.5 }), 'quick'],
+        [layout(129, 67, 64, ta, tb, { alpha: -1 }), 'quick'], [layout(5, 7, 1, ta, tb), 'quick'],
+        [layout(13, 29, 23, ta, tb, { batch: 3, gapA: 5, gapB: 3, gapC: 7, beta: -1 }), 'quick'],
+        [layout(300, 1536, 384, ta, tb), 'full'], [layout(300, 384, 1536, ta, tb, { beta: 1 }), 'full'],
+      ] as Array<[GemmLayout, OpCase['size']]>) {
+        const m = { ...c, alpha: c.alpha === 1 ? 1.25 : c.alpha }
+        const { sa, sb, sc } = gemmStrides(m)
+        const s = (seed += 3)
+        const data = lazy(() => ({
+          A: halfValues(gemmExtent(m.batch, sa, m.m * m.k), 'bfloat16', s), B: halfValues(gemmExtent(m.batch, sb, m.k * m.n), 'bfloat16', s + 1),
+          C0: initialC(m, s + 2),
+        }))
+        cases.push({
+          op: 'gemmMixed', label: `CPU bf16 path ${path}: ${describeGemm(m)}`, size,
+          setup: (io) => {
+            const a = io.half('bfloat16', data().A.bits), b = io.half('bfloat16', data().B.bits), cb = io.f32(data().C0)
+            return {
+              call: () => {
+                N().setCpuGemmBf16(path)
+                try {
+                  N().gemmMixed(m.ta, m.tb, m.m, m.n, m.k, m.alpha, a, b, m.beta, cb, m.batch, sa, sb, sc)
+                } finally {
+                  N().setCpuGemmBf16('auto')
+                }
+              },
+              outputs: { c: cb },
+            }
+          },
+          reference: () => ({ c: gemmReference(m, data().A.values, data().B.values, data().C0) }),
+          tolerance: { rtol: Math.max(m.k, 2) * 2 ** -24, atol: 1e-30 },
+          parity: 1e-2,
+        })
+      }
+    }
+  }
   return cases
 }

@@ -1,0 +1,157 @@
+// The AMX-BF16 kernel of the bfloat16 GEMM (gemm_bf16.h). Eight tile
+// registers of 16 rows x 64 bytes: four hold a 32 x 32 block of C in
+// float32, two a 32 x 32 slice of A (rows x depth, bfloat16 pairs), two a
+// 32 x 32 slice of B (depth pairs x columns, the "VNNI" layout TDPBF16PS
+// reads); each depth step of 32 is four tile products. A is packed row-major
+// in pairs [rows][kp], B depth-major [kp][columns], both zero-padded to whole
+// tiles, so a tile load is one strided read and no edge needs a mask until
+// the float32 block is written to C.
+//
+// The tile state is per thread: each task loads the configuration and
+// releases the tiles when done. Linux grants the state to the process first
+// (gemm_bf16.cpp asks once); a CPU with AMX but no grant never gets here.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "bertkit/error.h"
+#include "gemm_bf16.h"
+#include "thread_pool.h"
+
+#if defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 11)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+// GCC 12 reports the undefined vectors inside its own AVX-512 shuffle intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,fma")
+#endif
+
+namespace bertkit {
+namespace gemm {
+namespace {
+
+#include "gemm_bf16_driver.h"
+
+// The LDTILECFG memory layout (palette 1).
+struct TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+// Every tile: 16 rows of 64 bytes (16 float32, or 16 bfloat16 pairs).
+void configure_tiles() {
+  alignas(64) TileConfig cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette_id = 1;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+struct Amx {
+  static constexpr int64_t kRowBlock = 32;
+  static constexpr int64_t kColBlock = 32;
+  static constexpr int64_t kPairAlign = 16;
+  static constexpr int64_t kRowsPerBlock = 64;  // rows of A packed at a time
+
+  // A packed B panel of up to ~1 MB (an L2 holds 2 MB on these CPUs).
+  static int64_t panel_cols(int64_t kp) {
+    return std::max<int64_t>(kColBlock, (262144 / std::max<int64_t>(kp, 1)) / kColBlock * kColBlock);
+  }
+  static int64_t padded(int64_t nc) { return (nc + kColBlock - 1) / kColBlock * kColBlock; }
+  static int64_t b_words(int64_t nc, int64_t kp) { return padded(nc) * kp; }
+
+  static void pack_b(const PairSource& b, int64_t j0, int64_t nc, int64_t kp, uint32_t* out) {
+    pairs_depth_major(b, j0, nc, 0, kp, padded(nc), out);
+  }
+
+  static WordBuffer& a_buffer() {
+    static thread_local WordBuffer buf;
+    return buf;
+  }
+  static WordBuffer& scratch_buffer() {
+    static thread_local WordBuffer buf;
+    return buf;
+  }
+
+  static void rows(const Bf16Problem& p, const PairSource& a, int64_t i0, int64_t i1, const uint32_t* bpanel,
+                   int64_t j0, int64_t nc, int64_t kp, float* c) {
+    const int64_t ncp = padded(nc);
+    uint32_t* apack = a_buffer().get(static_cast<size_t>(kRowsPerBlock * kp));
+    uint32_t* scratch = a.k_contig ? nullptr : scratch_buffer().get(static_cast<size_t>(kp * kRowsPerBlock));
+    alignas(64) float block[32 * 32];
+    const int64_t a_stride = kp * 4, b_stride = ncp * 4;
+    configure_tiles();
+    for (int64_t ib = i0; ib < i1; ib += kRowsPerBlock) {
+      const int64_t mc = std::min<int64_t>(kRowsPerBlock, i1 - ib);
+      const int64_t mcp = (mc + 31) / 32 * 32;
+      pairs_row_major(a, ib, mc, 0, (p.k + 1) / 2, kp, apack, scratch);
+      if (mcp > mc) std::memset(apack + mc * kp, 0, static_cast<size_t>((mcp - mc) * kp) * sizeof(uint32_t));
+      for (int64_t r = 0; r < mcp; r += 32) {
+        const uint32_t* a0 = apack + r * kp;
+        const uint32_t* a1 = a0 + 16 * kp;
+        for (int64_t cb = 0; cb < ncp; cb += 32) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+          for (int64_t q = 0; q < kp; q += 16) {
+            _tile_loadd(4, a0 + q, a_stride);
+            _tile_loadd(5, a1 + q, a_stride);
+            _tile_loadd(6, bpanel + q * ncp + cb, b_stride);
+            _tile_loadd(7, bpanel + q * ncp + cb + 16, b_stride);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
+          _tile_stored(0, block, 128);
+          _tile_stored(1, block + 16, 128);
+          _tile_stored(2, block + 16 * 32, 128);
+          _tile_stored(3, block + 16 * 32 + 16, 128);
+          const int64_t rows = std::min<int64_t>(32, mc - r), cols = std::min<int64_t>(32, nc - cb);
+          for (int64_t i = 0; i < rows; ++i) {
+            store_row(c + (ib + r + i) * p.n + j0 + cb, block + i * 32, cols, p.alpha, p.beta);
+          }
+        }
+      }
+    }
+    _tile_release();
+  }
+};
+
+}  // namespace
+
+void bf16_gemm_amx(const Bf16Problem& p) { Bf16Driver<Amx>::run(p); }
+
+}  // namespace gemm
+}  // namespace bertkit
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#elif defined(__x86_64__)
+
+// A compiler without AMX intrinsics: the path is never selected (gemm_bf16.cpp).
+namespace bertkit {
+namespace gemm {
+void bf16_gemm_amx(const Bf16Problem&) { throw Error("gemm (bf16): this build has no AMX kernel"); }
+}  // namespace gemm
+}  // namespace bertkit
+
+#endif
