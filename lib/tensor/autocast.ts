@@ -14,6 +14,8 @@ export type HalfDType = 'float16' | 'bfloat16'
 interface Region {
   dtype: HalfDType
   weights: Map<Tensor, { version: number; half: Tensor }>
+  /** The last activation cast (query, key and value all read the same hidden state). */
+  lastActivation: { tensor: Tensor; version: number; half: Tensor } | null
 }
 
 let region: Region | null = null
@@ -27,7 +29,7 @@ export function autocast<T>(dtype: HalfDType | null, fn: () => T): T {
   if (dtype === null) return fn()
   if (dtype !== 'float16' && dtype !== 'bfloat16') throw new Error(`autocast: dtype must be float16 or bfloat16, got ${dtype}`)
   if (region) throw new Error('autocast: regions do not nest')
-  region = { dtype, weights: new Map() }
+  region = { dtype, weights: new Map(), lastActivation: null }
   const mine = region
   try {
     const result = fn()
@@ -35,6 +37,7 @@ export function autocast<T>(dtype: HalfDType | null, fn: () => T): T {
     return result
   } finally {
     for (const { half } of mine.weights.values()) half.dispose()
+    mine.lastActivation?.half.dispose()
     region = null
   }
 }
@@ -58,3 +61,18 @@ export function halfWeight(w: Tensor): Tensor {
 }
 
 export { emptyUntracked }
+
+/**
+ * The half copy of an activation for the current region: cast once however
+ * many products read it in a row (a layer's query, key and value
+ * projections), so owned by the region. Callers that keep it save() it.
+ */
+export function halfActivation(x: Tensor): Tensor {
+  if (!region) throw new Error('internal: halfActivation outside autocast')
+  const last = region.lastActivation
+  if (last && last.tensor === x && last.version === x.version && !last.half.disposed) return last.half
+  last?.half.dispose()
+  const half = castHalf(x, region.dtype)
+  region.lastActivation = { tensor: x, version: x.version, half }
+  return half
+}

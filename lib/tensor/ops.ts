@@ -4,7 +4,7 @@ import { native, ACTIVATION_CODE } from '../native.js'
 import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } from './tensor.js'
 import { record, save, willRecord } from './autograd.js'
 import { nextPhiloxRange } from './random.js'
-import { autocastDtype, castHalf, halfWeight, type HalfDType } from './autocast.js'
+import { autocastDtype, castHalf, halfActivation, halfWeight, type HalfDType } from './autocast.js'
 import type { DeviceName } from './device.js'
 
 function fail(op: string, message: string): never {
@@ -228,16 +228,14 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
  */
 function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number, inFeatures: number, outFeatures: number, half: HalfDType): Tensor {
   const addon = native()
-  const x16 = castHalf(x, half)
+  const x16 = halfActivation(x)
   const w16 = halfWeight(weight)
   const out = empty([...x.shape.slice(0, -1), outFeatures], { device: x.device })
   addon.gemmMixed(false, true, rows, outFeatures, inFeatures, 1, x16.buffer, w16.buffer, 0, out.buffer, 1, 0, 0, 0)
   if (bias) addon.addBiasRows(rows, outFeatures, bias.buffer, out.buffer)
   const recording = willRecord([x, weight, bias])
-  const savedX = recording && weight.requiresGrad ? x16 : null
-  if (!savedX) x16.dispose()
   return record('linear', out, [x, weight, bias],
-    [savedX, recording && x.requiresGrad ? save(w16) : null],
+    [recording && weight.requiresGrad ? save(x16) : null, recording && x.requiresGrad ? save(w16) : null],
     (g, [gx, gw, gb], [sx16, sw16], [freshX, freshW]) => {
       const g16 = castHalf(g, half)
       try {
