@@ -8,6 +8,7 @@ import { join, resolve, basename } from 'node:path'
 import { AdamW } from '../optim/adamw.js'
 import { clipGradNorm } from '../optim/clip.js'
 import { native } from '../native.js'
+import { lengthGroupedIndices } from './length_grouped.js'
 import { tidy, noGrad, manualSeed, getRandomState, setRandomState, crossEntropy, zeros, full, tensor, autocast, type Tensor, type HalfDType } from '../tensor/index.js'
 import { resolveDevice, synchronizeAsync } from '../tensor/device.js'
 import { readSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync } from '../hub/safetensors.js'
@@ -183,13 +184,10 @@ export class Trainer {
     const strategy = this.args.groupByLength ? 'group_by_length' : this.args.trainSamplingStrategy
     let order = strategy === 'sequential' ? Array.from({ length: ds.length }, (_, i) => i) : new SeededGenerator(seed).permutation(ds.length)
     if (strategy === 'group_by_length') {
-      const ids = ds.hasColumn('input_ids') ? ds.column<unknown[]>('input_ids') : ds.column<unknown[]>('inputIds')
-      const mega = bs * 50
-      const grouped: number[] = []
-      for (let i = 0; i < order.length; i += mega) {
-        grouped.push(...order.slice(i, i + mega).sort((a, b) => ids[b].length - ids[a].length))
-      }
-      order = grouped
+      // transformers: a "length" column when there is one, else len(input_ids); batch x accumulation steps.
+      const lengths = ds.hasColumn('length') ? ds.column<number>('length')
+        : (ds.hasColumn('input_ids') ? ds.column<unknown[]>('input_ids') : ds.column<unknown[]>('inputIds')).map((ids) => ids.length)
+      order = lengthGroupedIndices(lengths, bs * this.args.gradientAccumulationSteps, order)
     }
     const batches: number[][] = []
     const count = this.batchesPerEpoch(ds.length, bs)
