@@ -120,6 +120,9 @@ export function onnxModelBytes(model: Module | ExportableModel, options: { opset
 } {
   const opset = checkOpset(options.opset ?? ONNX_OPSETS.default)
   const exportable = model instanceof Module ? exportableModel(model) : model
+  if (!exportable || !FAMILIES.some(([, family]) => family === exportable.family) || !(exportable.weights instanceof Map)) {
+    throw new OnnxExportError(`ONNX export: ${(model as object)?.constructor?.name ?? typeof model} is not a model the exporter knows (a bertkit sequence classifier, a PeftModel of one, or exportableModel()'s result)`)
+  }
   const build = (quantize: boolean) => {
     const g = new GraphBuilder(opset)
     const layers = buildGraph(exportable.family, g, exportable.weights, exportable.config)

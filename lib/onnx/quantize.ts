@@ -12,7 +12,7 @@ const INT8 = onnx.TensorProto.DataType.INT8
 function floatsOf(t: onnx.ITensorProto): Float32Array {
   const raw = t.rawData!
   // Copy: the protobuf bytes need not be 4-byte aligned.
-  return new Float32Array(raw.slice().buffer, 0, raw.byteLength / 4)
+  return new Float32Array(new Uint8Array(raw).buffer, 0, raw.byteLength / 4)
 }
 
 function dims(t: onnx.ITensorProto): number[] {
