@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// bertkit train | eval | predict | bench — the seed's recipe from the command
+// bertkit train | eval | predict | export | bench — the seed's recipe from the command
 // line. Every TrainingArguments field is a flag (--learning-rate 2e-5,
 // --per-device-train-batch-size 16, …); see `bertkit --help`.
-import { readFileSync, existsSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
 import { AutoTokenizer } from '../tokenization/index.js'
@@ -14,17 +14,23 @@ import { Trainer } from '../train/trainer.js'
 import { TrainingArguments } from '../train/training_args.js'
 import { accuracy, precisionRecallF1 } from '../train/metrics.js'
 import { freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, freezeIndexRange, parameterSummary, formatParameterSummary } from '../nn/freezing.js'
-import { tidy, tensor, noGrad } from '../tensor/index.js'
 import { parseFlags, trainingArgsFromFlags, trainingArgumentFlags } from './args.js'
 import { runBench } from './bench.js'
 import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
 import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
+import { planTrainingLabels, planModelLabels, parseLabelNames } from './labels.js'
+import { predictCommand } from './predict.js'
+import { exportCommand } from './export.js'
+import { adapterLabelOptions, writeAdapterLabels } from '../pipelines/text_classification.js'
 
 const HELP = `bertkit — fine-tune BERT-family encoders for text classification
 
   bertkit train   --model ID|DIR --dataset NAME|PATH [options] [training arguments]
   bertkit eval    --model DIR --dataset NAME|PATH [--split test] [options]
-  bertkit predict --model DIR (--text "..." [--text ...] | --file lines.txt)
+  bertkit predict --model DIR (--text "..." [--text ...] | --file lines.txt | --file data.csv --text-column C)
+                  [--top-k N|all] [--function-to-apply softmax|sigmoid|none] [--batch-size N] [--max-length N]
+                  one JSON line per text: {"text", "label", "score"} (with --top-k: {"text", "labels": [...]})
+  bertkit export onnx --model DIR --out DIR [--opset 17] [--quantize]   (bertkit export --help)
   bertkit bench   --model DIR --tokenized rt.json [--hf] [--strategies full,head,index100] [--precision fp32,bf16]
 
 Data options:
@@ -38,6 +44,9 @@ Data options:
   --max-length N          truncation length (default: the tokenizer's model_max_length)
 Model options:
   --num-labels N          default: from the data
+  --label-names A,B,...   the class names, in id order (stored as id2label / label2id in config.json); string
+                          labels in the data are matched to them. Without it, string labels are named by their
+                          sorted distinct values in the training split (datasets' class_encode_column)
   --freeze SPEC           none | head | embeddings | embeddings+layers:A-B | layers:A-B | index:<=N | index:A-B
   --pooling KIND          the classifier's input (BERT): pooler (transformers' tanh head, default) | cls (h[:,0])
                           | mean | max (over the unpadded tokens); saved in config.json
@@ -50,12 +59,12 @@ Training arguments (as transformers' TrainingArguments, in kebab case):
   ${trainingArgumentFlags().map((f) => `--${f}`).join(' ')}`
 
 const COMMAND_FLAGS = new Set(['model', 'dataset', 'data-dir', 'data-files', 'text-column', 'label-column', 'train-split',
-  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling'])
+  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling', 'label-names'])
 
 /** A model directory or Hub id, or a peft adapter directory (its base is loaded from adapter_config.json). */
 async function loadModel(modelId: string, options: FromPretrainedOptions) {
   return isAdapterDir(modelId)
-    ? AutoPeftModelForSequenceClassification.fromPretrained(modelId, options)
+    ? AutoPeftModelForSequenceClassification.fromPretrained(modelId, { ...adapterLabelOptions(modelId), ...options })
     : AutoModelForSequenceClassification.fromPretrained(modelId, options)
 }
 
@@ -98,21 +107,11 @@ function splitOf(dict: DatasetDict, split: string): Dataset {
   return ds
 }
 
-function labelsOf(ds: Dataset, column: string, where: string): number[] {
-  if (!ds.hasColumn(column)) throw new Error(`${where}: no label column "${column}" (columns: ${ds.columnNames.join(', ')}); pass --label-column`)
-  return ds.column<unknown>(column).map((v, i) => {
-    const n = typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new Error(`${where}: label at row ${i} is ${JSON.stringify(v)}, not a class index`)
-    return n
-  })
-}
-
 type Tokenizer = Awaited<ReturnType<typeof AutoTokenizer.fromPretrained>>
 
-function tokenize(ds: Dataset, tokenizer: Tokenizer, textColumn: string, labelColumn: string, maxLength: number | undefined, where: string): Dataset {
+function tokenize(ds: Dataset, tokenizer: Tokenizer, textColumn: string, labels: number[], maxLength: number | undefined, where: string): Dataset {
   if (ds.length === 0) throw new Error(`${where}: the split is empty`)
   if (!ds.hasColumn(textColumn)) throw new Error(`${where}: no text column "${textColumn}" (columns: ${ds.columnNames.join(', ')}); pass --text-column`)
-  const labels = labelsOf(ds, labelColumn, where)
   return ds.map((batch, start) => {
     const texts = batch[textColumn] as unknown[]
     texts.forEach((t, i) => {
@@ -157,13 +156,22 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const trainRaw = splitOf(data, (rest.get('train-split') as string) ?? 'train')
   const evalName = (rest.get('eval-split') as string) ?? 'test'
   const evalRaw = data[evalName] ?? null
-  const numLabels = rest.has('num-labels') ? Number(rest.get('num-labels')) : Math.max(...labelsOf(trainRaw, labelColumn, 'train split')) + 1
+  // Every split's labels are checked (and names encoded) before anything is loaded or trained.
+  const labels = planTrainingLabels(trainRaw, labelColumn, {
+    labelNames: parseLabelNames(rest.get('label-names')),
+    numLabels: rest.has('num-labels') ? Number(rest.get('num-labels')) : undefined,
+  })
+  const trainLabels = labels.encode(trainRaw, 'train')
+  const evalLabels = evalRaw ? labels.encode(evalRaw, evalName) : null
+  const numLabels = labels.numLabels
   const args = new TrainingArguments({ outputDir: 'model', ...fields })
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
-  const trainSet = tokenize(trainRaw, tokenizer, textColumn, labelColumn, maxLength, 'train split')
-  const evalSet = evalRaw ? tokenize(evalRaw, tokenizer, textColumn, labelColumn, maxLength, `${evalName} split`) : undefined
+  const trainSet = tokenize(trainRaw, tokenizer, textColumn, trainLabels, maxLength, 'train split')
+  const evalSet = evalRaw ? tokenize(evalRaw, tokenizer, textColumn, evalLabels!, maxLength, `${evalName} split`) : undefined
   const pooling = poolingOverride(rest)
-  const base = await AutoModelForSequenceClassification.fromPretrained(modelId, { numLabels, seed: args.seed, device: args.device, ...pooling })
+  const base = await AutoModelForSequenceClassification.fromPretrained(modelId, {
+    ...(labels.id2label ? { id2label: labels.id2label } : { numLabels }), seed: args.seed, device: args.device, ...pooling,
+  })
   if (pooling.config && (base.config as { classifier_pooling?: unknown }).classifier_pooling !== pooling.config.classifier_pooling) {
     base.dispose()
     throw new Error(`--pooling: ${base.constructor.name} has no classifier_pooling option (BERT models have it)`)
@@ -183,11 +191,13 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const trainer = new Trainer({
     model, args, trainDataset: trainSet, evalDataset: evalSet, computeMetrics,
     dataCollator: DataCollatorWithPadding({ tokenizer }),
+    // Saved into every checkpoint and the final folder: each is a model predict and export take.
+    processingClass: tokenizer,
   })
   const out = await trainer.train()
   const metrics = evalSet ? await trainer.evaluate() : {}
   trainer.saveModel(args.outputDir)
-  tokenizer.savePretrained(args.outputDir)
+  if (model instanceof PeftModel && labels.id2label) writeAdapterLabels(args.outputDir, base.config)
   console.log(JSON.stringify({ train: out, eval: metrics, outputDir: args.outputDir }, null, 2))
   trainer.dispose()
   model.dispose()
@@ -199,47 +209,22 @@ async function evaluate(flags: Map<string, string | true>): Promise<void> {
   const data = await loadData(rest)
   const split = (rest.get('split') as string) ?? (rest.get('eval-split') as string) ?? 'test'
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
-  const ds = tokenize(splitOf(data, split), tokenizer, (rest.get('text-column') as string) ?? 'text', (rest.get('label-column') as string) ?? 'label',
-    rest.has('max-length') ? Number(rest.get('max-length')) : undefined, `${split} split`)
   const args = new TrainingArguments({ outputDir: 'model', disableTqdm: true, plotCurves: false, ...fields })
   const model = await loadModel(modelId, { device: args.device })
+  const raw = splitOf(data, split)
+  // Names in the data are matched to the model's label2id; indices are checked against num_labels.
+  let labelIds: number[]
+  try {
+    labelIds = planModelLabels(model.config, (rest.get('label-column') as string) ?? 'label').encode(raw, split)
+  } catch (err) {
+    model.dispose()
+    throw err
+  }
+  const ds = tokenize(raw, tokenizer, (rest.get('text-column') as string) ?? 'text', labelIds,
+    rest.has('max-length') ? Number(rest.get('max-length')) : undefined, `${split} split`)
   const trainer = new Trainer({ model, args, dataCollator: DataCollatorWithPadding({ tokenizer }), computeMetrics })
   console.log(JSON.stringify(await trainer.evaluate(ds), null, 2))
   trainer.dispose()
-  model.dispose()
-}
-
-async function predict(flags: Map<string, string | true>): Promise<void> {
-  const modelId = need(flags, 'model')
-  const texts: string[] = []
-  const t = flags.get('text')
-  if (typeof t === 'string') texts.push(t)
-  const file = flags.get('file')
-  if (typeof file === 'string') texts.push(...readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== ''))
-  if (texts.length === 0) throw new Error('predict needs --text "..." or --file lines.txt')
-  const tokenizer = await AutoTokenizer.fromPretrained(modelId)
-  const model = await loadModel(modelId, {})
-  model.eval()
-  const id2label = model.config.id2label
-  for (let i = 0; i < texts.length; i += 32) {
-    const chunk = texts.slice(i, i + 32)
-    const enc = tokenizer(chunk, { truncation: true, padding: true }) as { inputIds: number[][]; attentionMask: number[][]; tokenTypeIds: number[][] }
-    const probs = noGrad(() => tidy(() => {
-      const shape = [chunk.length, enc.inputIds[0].length]
-      const ids = (x: number[][]) => tensor(Int32Array.from(x.flat()), { shape, dtype: 'int32' })
-      return model.forward({ inputIds: ids(enc.inputIds), attentionMask: ids(enc.attentionMask), tokenTypeIds: ids(enc.tokenTypeIds) }).logits.toFloat32Array()
-    }))
-    const k = model.numLabels
-    chunk.forEach((text, r) => {
-      const row = Array.from(probs.subarray(r * k, (r + 1) * k))
-      const max = Math.max(...row)
-      const exp = row.map((v) => Math.exp(v - max))
-      const sum = exp.reduce((a, b) => a + b, 0)
-      const p = exp.map((v) => v / sum)
-      const best = p.indexOf(Math.max(...p))
-      console.log(JSON.stringify({ text, label: id2label[String(best)] ?? best, labelId: best, scores: p }))
-    })
-  }
   model.dispose()
 }
 
@@ -253,6 +238,10 @@ export async function main(argv: string[]): Promise<number> {
     await runBench(rest)
     return 0
   }
+  if (command === 'export') {
+    await exportCommand(rest)
+    return 0
+  }
   const { flags, positional } = parseFlags(rest)
   if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --)`)
   if (flags.has('help')) {
@@ -262,8 +251,8 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'train': await train(flags); return 0
     case 'eval': await evaluate(flags); return 0
-    case 'predict': await predict(flags); return 0
-    default: throw new Error(`unknown command "${command}" (train, eval, predict, bench)`)
+    case 'predict': await predictCommand(flags, rest); return 0
+    default: throw new Error(`unknown command "${command}" (train, eval, predict, export, bench)`)
   }
 }
 

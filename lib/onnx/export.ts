@@ -20,6 +20,7 @@ import { AutoModelForSequenceClassification, type AnyModelForSequenceClassificat
 import { AutoPeftModelForSequenceClassification, PeftModel, isAdapterDir } from '../peft/index.js'
 import { AutoTokenizer, type PreTrainedTokenizerFast } from '../tokenization/index.js'
 import { noGrad } from '../tensor/autograd.js'
+import { adapterLabelOptions } from '../pipelines/text_classification.js'
 
 export { OnnxExportError } from './modeling.js'
 
@@ -148,7 +149,7 @@ export function onnxModelBytes(model: Module | ExportableModel, options: { opset
 /** A model directory (or Hub id, or LoRA adapter directory), loaded for export. */
 async function loadForExport(dir: string): Promise<Module> {
   return isAdapterDir(dir)
-    ? AutoPeftModelForSequenceClassification.fromPretrained(dir, { device: 'cpu' })
+    ? AutoPeftModelForSequenceClassification.fromPretrained(dir, { ...adapterLabelOptions(dir), device: 'cpu' })
     : AutoModelForSequenceClassification.fromPretrained(dir, { device: 'cpu' })
 }
 

@@ -6,7 +6,7 @@
 // picks it (regression → none; multi-label or one label → sigmoid;
 // otherwise softmax). Inputs are tokenized one by one and padded per batch,
 // so a batch may mix single texts and pairs.
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { AutoModelForSequenceClassification, type AnyModelForSequenceClassification } from '../models/auto.js'
 import { AutoPeftModelForSequenceClassification, isAdapterDir } from '../peft/index.js'
@@ -265,9 +265,34 @@ export async function tokenizerForModel(modelId: string, option: PreTrainedToken
   }
 }
 
+/**
+ * The label names a LoRA adapter folder carries: peft's files have none, so
+ * bertkit's CLI writes the base model's config.json (with id2label) beside
+ * them; loading the adapter then names the labels as training did.
+ */
+export function adapterLabelOptions(dir: string): { id2label?: Record<string, string>; problemType?: ProblemType } {
+  const path = join(dir, 'config.json')
+  if (!existsSync(path)) return {}
+  let config: { id2label?: unknown; problem_type?: unknown }
+  try {
+    config = JSON.parse(readFileSync(path, 'utf8'))
+  } catch (err) {
+    throw new Error(`${path}: cannot read config (${(err as Error).message})`)
+  }
+  const out: { id2label?: Record<string, string>; problemType?: ProblemType } = {}
+  if (config.id2label && typeof config.id2label === 'object') out.id2label = config.id2label as Record<string, string>
+  if (typeof config.problem_type === 'string') out.problemType = config.problem_type as ProblemType
+  return out
+}
+
+/** Writes a LoRA run's base config (its label names) into the adapter folder; see adapterLabelOptions. */
+export function writeAdapterLabels(dir: string, config: { toJSON(): Record<string, unknown> }): void {
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config.toJSON(), null, 2) + '\n')
+}
+
 export async function loadClassifier(modelId: string, device: DeviceRequest | undefined): Promise<AnyModelForSequenceClassification | ClassifierModel> {
   const options = device !== undefined ? { device } : {}
   return existsSync(modelId) && isAdapterDir(modelId)
-    ? AutoPeftModelForSequenceClassification.fromPretrained(modelId, options) as unknown as ClassifierModel
+    ? AutoPeftModelForSequenceClassification.fromPretrained(modelId, { ...adapterLabelOptions(modelId), ...options }) as unknown as ClassifierModel
     : AutoModelForSequenceClassification.fromPretrained(modelId, options)
 }
