@@ -34,3 +34,4 @@ export { type ClassifierPooling, CLASSIFIER_POOLINGS } from './models/bert/confi
 export * from './peft/index.js'
 export * from './pipelines/index.js'
 export { exportOnnx, exportableModel, onnxModelBytes, ONNX_OPSETS, OnnxExportError, type OnnxExportOptions, type OnnxExportResult, type ExportableModel } from './onnx/export.js'
+export { ClassLabel, classEncodeColumn, classEncodeSplits, type RowLocator } from './data/class_encode.js'

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""The Python side of bertkit's ONNX reference check (test/reference/onnx.reference.ts).
+
+    pip install onnx onnxruntime torch transformers
+    python3 scripts/onnx_reference.py JOB.json OUT.json
+
+JOB.json lists cases: {"name", "onnx", "quantized" (optional path), "model_dir"
+(optional: a transformers model folder to run with torch), "inputs":
+{"input_ids": [[...]], "attention_mask": [[...]], "token_type_ids": [[...]]}}.
+For each case OUT.json gets: the onnx.checker verdict (full_check, with shape
+inference), the graph's opset and inputs, onnxruntime's logits (CPU provider)
+on exactly the inputs the graph declares, the int8 variant's logits when
+given, and transformers' logits (eval mode, the same inputs) when a
+model_dir is given.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+
+def feed_for(session, inputs):
+    feed = {}
+    for i in session.get_inputs():
+        if i.name not in inputs:
+            raise KeyError(f"the graph takes {i.name}, which the job does not give")
+        feed[i.name] = np.array(inputs[i.name], dtype=np.int64)
+    return feed
+
+
+def run(path, inputs):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], feed_for(session, inputs))
+    return logits.tolist(), [i.name for i in session.get_inputs()]
+
+
+def transformers_logits(model_dir, inputs, input_names):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
+    model.eval()
+    kwargs = {k: torch.tensor(inputs[k], dtype=torch.long) for k in input_names}
+    with torch.no_grad():
+        return model(**kwargs).logits.float().tolist()
+
+
+def main():
+    job_path, out_path = sys.argv[1], sys.argv[2]
+    with open(job_path) as f:
+        job = json.load(f)
+    out = {"versions": {"onnx": onnx.__version__, "onnxruntime": ort.__version__}, "cases": {}}
+    for case in job:
+        r = {}
+        model = onnx.load(case["onnx"])
+        try:
+            onnx.checker.check_model(model, full_check=True)
+            r["checker"] = "ok"
+        except Exception as err:  # noqa: BLE001 - the verdict is the result
+            r["checker"] = f"{type(err).__name__}: {err}"
+        r["opset"] = [[o.domain, o.version] for o in model.opset_import]
+        r["ir_version"] = model.ir_version
+        r["logits"], r["input_names"] = run(case["onnx"], case["inputs"])
+        if case.get("quantized"):
+            r["quantized_logits"], _ = run(case["quantized"], case["inputs"])
+            qmodel = onnx.load(case["quantized"])
+            try:
+                onnx.checker.check_model(qmodel, full_check=True)
+                r["quantized_checker"] = "ok"
+            except Exception as err:  # noqa: BLE001
+                r["quantized_checker"] = f"{type(err).__name__}: {err}"
+        if case.get("model_dir"):
+            r["transformers_logits"] = transformers_logits(case["model_dir"], case["inputs"], r["input_names"])
+        out["cases"][case["name"]] = r
+    if "torch" in sys.modules:
+        import torch
+        import transformers
+        out["versions"].update(torch=torch.__version__, transformers=transformers.__version__)
+    with open(out_path, "w") as f:
+        json.dump(out, f)
+
+
+if __name__ == "__main__":
+    main()
