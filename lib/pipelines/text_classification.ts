@@ -161,10 +161,15 @@ export class TextClassificationPipeline {
     return this.model.config.id2label?.[String(i)] ?? `LABEL_${i}`
   }
 
+  /** The call's options over the pipeline's defaults; an option given as undefined counts as not given. */
+  private merged(options: TextClassificationCallOptions): TextClassificationCallOptions {
+    return { ...this.defaults, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) }
+  }
+
   /** Logits [n, num_labels] of the inputs, in batches. */
   logits(inputs: TextClassificationInput[], options: TextClassificationCallOptions = {}): Float32Array[] {
     if (this.disposed) throw new Error('TextClassificationPipeline: used after dispose()')
-    const o = { ...this.defaults, ...options }
+    const o = this.merged(options)
     const rows = inputs.map((x, i) => normaliseInput(x, `TextClassificationPipeline: input ${i}`))
     const batchSize = o.batchSize ?? 8
     const encodeOptions = { truncation: o.truncation ?? false, ...(o.maxLength !== undefined ? { maxLength: o.maxLength } : {}) }
@@ -204,12 +209,13 @@ export class TextClassificationPipeline {
     const single = !Array.isArray(inputs)
     const list = (single ? [inputs] : inputs) as TextClassificationInput[]
     if (!single && list.length === 0) return []
-    const o = { ...this.defaults, ...options }
+    const o = this.merged(options)
     const fn = o.functionToApply ?? defaultClassificationFunction(this.model.config)
     // transformers decides the legacy shape by whether the call (not the pipeline) named top_k.
-    const legacyCall = !('topK' in options)
-    const legacyPost = !('topK' in this.defaults) && legacyCall
-    const topK = 'topK' in o ? o.topK ?? null : 1
+    // (undefined counts as not given; null is transformers' top_k=None, every label.)
+    const legacyCall = options.topK === undefined
+    const legacyPost = this.defaults.topK === undefined && legacyCall
+    const topK = o.topK === undefined ? 1 : o.topK
     const results = this.logits(list, o).map((row) => {
       const scores = applyClassificationFunction(row, fn)
       if (topK === 1 && legacyPost) {

@@ -93,6 +93,7 @@ t.test('a loaded model and tokenizer; the model is put in eval mode and stays th
   const a = await classifier('a great film .')
   const b = await classifier('a great film .')
   t.same(a, b, 'two calls on the same input agree (no dropout)')
+  t.same(await classifier('a great film .', { topK: undefined }), a, 'topK: undefined counts as not given')
   t.equal(compare(a, expected.models.bert_labels[0].output, 'a'), null, 'same label and score as transformers')
   classifier.dispose()
   t.ok([...model.namedParameters()].every(([, p]) => !p.disposed), 'the caller\'s model is not freed')
