@@ -3,6 +3,7 @@
 
     pip install onnx onnxruntime torch transformers
     python3 scripts/onnx_reference.py JOB.json OUT.json
+    python3 scripts/onnx_reference.py --make-deberta-v3 DIR   (a random model with DeBERTa-v3's position settings)
 
 JOB.json lists cases: {"name", "onnx", "quantized" (optional path), "model_dir"
 (optional: a transformers model folder to run with torch), "inputs":
@@ -52,7 +53,24 @@ def transformers_logits(model_dir, inputs, input_names):
         return model(**kwargs).logits.float().tolist()
 
 
+def make_deberta_v3(folder):
+    """A random model with DeBERTa-v3-base's position settings (256 buckets, 512
+    positions, shared keys, p2c+c2p) at a small width, for sequences past 512."""
+    import torch
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    torch.manual_seed(0)
+    config = DebertaV2Config(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             max_position_embeddings=512, type_vocab_size=0, relative_attention=True, position_buckets=256,
+                             max_relative_positions=-1, pos_att_type=["p2c", "c2p"], share_att_key=True, norm_rel_ebd="layer_norm",
+                             position_biased_input=False, layer_norm_eps=1e-7, initializer_range=0.2, num_labels=3)
+    DebertaV2ForSequenceClassification(config).eval().save_pretrained(folder)
+
+
 def main():
+    if sys.argv[1] == "--make-deberta-v3":
+        make_deberta_v3(sys.argv[2])
+        return
     job_path, out_path = sys.argv[1], sys.argv[2]
     with open(job_path) as f:
         job = json.load(f)

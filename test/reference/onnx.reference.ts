@@ -107,6 +107,21 @@ t.test('ONNX exports against onnxruntime (Python and Node), transformers and tra
     model.dispose()
   }
   {
+    // DeBERTa-v3-base's position settings (256 buckets, 512 positions) on 600 tokens: every log bucket and the saturated ends.
+    const dir = join(work, 'deberta_v3_positions')
+    const made = spawnSync(process.env.PYTHON ?? 'python3', [SCRIPT, '--make-deberta-v3', dir], { encoding: 'utf8' })
+    if (made.status !== 0) throw new Error(`${SCRIPT} --make-deberta-v3 failed:\n${made.stderr}`)
+    const model = await AutoModelForSequenceClassification.fromPretrained(dir, { device: 'cpu' })
+    const seq = 600
+    const inputs: Batch = {
+      input_ids: [Array.from({ length: seq }, (_, i) => (i * 37 + 5) % 300), Array.from({ length: seq }, (_, i) => (i < 530 ? (i * 13 + 2) % 300 : 0))],
+      attention_mask: [Array(seq).fill(1), Array.from({ length: seq }, (_, i) => (i < 530 ? 1 : 0))],
+    }
+    const { model: bytes, inputNames } = onnxModelBytes(model)
+    cases.push({ name: 'deberta v3 positions, 600 tokens', onnx: writeGraph('deberta_v3_positions', bytes), model_dir: dir, inputs, bertkit: logitsOf(model, inputs, inputNames), numLabels: 3 })
+    model.dispose()
+  }
+  {
     const base = await AutoModelForSequenceClassification.fromPretrained(threeLabels, { device: 'cpu' })
     const peft = getPeftModel(base, new LoraConfig({ r: 4, loraAlpha: 8, targetModules: ['query', 'value', 'dense'], initLoraWeights: false, taskType: 'SEQ_CLS' }), { seed: 7 })
     const { model: bytes, inputNames } = onnxModelBytes(peft)
