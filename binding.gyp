@@ -7,6 +7,7 @@
         "native/src/napi/native_buffer.cpp",
         "native/src/napi/op_args.cpp",
         "native/src/napi/ops.cpp",
+        "native/src/napi/runtime_info.cpp",
         "native/src/common/dispatch.cpp",
         "<!@(node -p \"require('fs').readdirSync('native/src/cpu').filter(f => f.endsWith('.cpp')).map(f => 'native/src/cpu/' + f).join(' ')\")"
       ],

@@ -16,12 +16,28 @@
 # unversioned libcudart.so, which the wheels do not have, and a rule we own
 # behaves the same on a system toolkit, the wheels and the GPU machine.
 
-set(BERTKIT_CUDA_ARCHS "80;86;89;90" CACHE STRING
-  "SM versions to build SASS for (A100, A10/RTX 30, L4/RTX 40, H100/H200); PTX for the last one is added for newer GPUs")
+# auto: every architecture of this list that the nvcc knows -- T4/RTX 20 (75),
+# A100 (80), A10/RTX 30 (86), L4/RTX 40 (89), H100/H200 (90), B200 (100),
+# RTX 50/RTX PRO (120) -- with PTX of the newest for GPUs after it. An explicit
+# list is built as given, and an SM the nvcc lacks is an error.
+set(BERTKIT_CUDA_ARCHS "auto" CACHE STRING
+  "SM versions to build SASS for, e.g. 80;90, or auto; PTX for the last one is added for newer GPUs")
+set(_bk_auto_archs 75 80 86 89 90 100 120)
 set(BERTKIT_CUDA_FLAGS "" CACHE STRING "Extra nvcc flags for the CUDA variant")
+
+if(CMAKE_LIBRARY_OUTPUT_DIRECTORY)
+  set(_bk_out_dir "${CMAKE_LIBRARY_OUTPUT_DIRECTORY}/cuda")
+else()
+  set(_bk_out_dir "${CMAKE_BINARY_DIR}/Release/cuda")
+endif()
+# A CUDA addon left by an earlier configuration would still be loaded first.
+macro(bertkit_drop_stale_cuda_addon)
+  file(REMOVE "${_bk_out_dir}/bertkit_cuda.node")
+endmacro()
 
 if(BERTKIT_CUDA STREQUAL "off")
   message(STATUS "bertkit: CUDA variant off (BERTKIT_CUDA=off)")
+  bertkit_drop_stale_cuda_addon()
   return()
 endif()
 if(NOT BERTKIT_CUDA MATCHES "^(auto|on)$")
@@ -132,18 +148,13 @@ if(_bk_cuda_major)
 
   find_path(BERTKIT_CUDART_INCLUDE_DIR cuda_runtime.h PATHS ${_bk_inc_dirs} NO_DEFAULT_PATH)
   find_path(BERTKIT_CUBLAS_INCLUDE_DIR cublas_v2.h PATHS ${_bk_cublas_inc_dirs} ${_bk_inc_dirs} NO_DEFAULT_PATH)
-  # Versioned names too: wheels ship only libcudart.so.13 / libcublas.so.13.
-  find_library(BERTKIT_CUDART_LIBRARY NAMES cudart libcudart.so.${_bk_cuda_major}
+  # Static cudart: the addon then needs no CUDA library at load time (cudart
+  # opens the driver itself), so one binary loads on any machine and says
+  # what is missing instead of failing to load.
+  find_library(BERTKIT_CUDART_LIBRARY NAMES cudart_static libcudart_static.a
     PATHS ${_bk_lib_dirs} NO_DEFAULT_PATH)
-  # cuBLAS of the same major version first; another one (say, CUDA 13 wheels
-  # beside a CUDA 12 nvcc) still links, since cuBLAS talks to the driver
-  # directly, and is reported with a warning below.
-  find_library(BERTKIT_CUBLAS_LIBRARY NAMES cublas libcublas.so.${_bk_cuda_major}
-    PATHS ${_bk_cublas_lib_dirs} ${_bk_lib_dirs} NO_DEFAULT_PATH)
-  if(NOT BERTKIT_CUBLAS_LIBRARY AND _bk_cublas_lib_dirs)
-    find_library(BERTKIT_CUBLAS_LIBRARY NAMES libcublas.so.14 libcublas.so.13 libcublas.so.12
-      PATHS ${_bk_cublas_lib_dirs} NO_DEFAULT_PATH)
-  endif()
+  # cuBLAS is opened at run time (native/src/cuda/cublas_api.h): only its
+  # header is needed here.
   string(REPLACE ";" " " _bk_inc_text "${_bk_cublas_inc_dirs};${_bk_inc_dirs}")
   string(REPLACE ";" " " _bk_lib_text "${_bk_cublas_lib_dirs};${_bk_lib_dirs}")
   if(NOT BERTKIT_CUDART_INCLUDE_DIR)
@@ -153,10 +164,7 @@ if(_bk_cuda_major)
     list(APPEND _bk_missing "cublas_v2.h for CUDA ${_bk_cuda_version} (set CUBLAS_INCLUDE_DIR; searched ${_bk_inc_text})")
   endif()
   if(NOT BERTKIT_CUDART_LIBRARY)
-    list(APPEND _bk_missing "libcudart.so[.${_bk_cuda_major}] (searched ${_bk_lib_text})")
-  endif()
-  if(NOT BERTKIT_CUBLAS_LIBRARY)
-    list(APPEND _bk_missing "libcublas.so[.${_bk_cuda_major}] (set CUBLAS_LIBRARY_DIR; searched ${_bk_lib_text})")
+    list(APPEND _bk_missing "libcudart_static.a for CUDA ${_bk_cuda_version} (searched ${_bk_lib_text})")
   endif()
 endif()
 
@@ -166,7 +174,16 @@ set(_bk_arch_text "")
 if(_bk_cuda_major AND NOT _bk_missing)
   execute_process(COMMAND "${BERTKIT_NVCC}" --list-gpu-code
     OUTPUT_VARIABLE _bk_supported RESULT_VARIABLE _bk_rc ERROR_QUIET)
-  set(_bk_archs ${BERTKIT_CUDA_ARCHS})
+  if(BERTKIT_CUDA_ARCHS STREQUAL "auto")
+    set(_bk_archs "")
+    foreach(_a IN LISTS _bk_auto_archs)
+      if(NOT _bk_rc EQUAL 0 OR _bk_supported MATCHES "sm_${_a}[^0-9af]")
+        list(APPEND _bk_archs ${_a})
+      endif()
+    endforeach()
+  else()
+    set(_bk_archs ${BERTKIT_CUDA_ARCHS})
+  endif()
   list(REMOVE_DUPLICATES _bk_archs)
   list(SORT _bk_archs COMPARE NATURAL)
   if(NOT _bk_archs)
@@ -246,17 +263,14 @@ if(_bk_missing)
       "Install a CUDA toolkit with cuBLAS, or run scripts/install-cuda-toolkit.sh (PyPI wheels, no GPU needed).")
   endif()
   message(STATUS "bertkit: CUDA variant skipped (BERTKIT_CUDA=auto), building the CPU addon only. Missing:\n  - ${_bk_text}")
+  bertkit_drop_stale_cuda_addon()
   return()
-endif()
-
-if(BERTKIT_CUBLAS_LIBRARY MATCHES "libcublas\\.so\\.([0-9]+)" AND NOT CMAKE_MATCH_1 STREQUAL _bk_cuda_major)
-  message(WARNING "bertkit: cuBLAS ${BERTKIT_CUBLAS_LIBRARY} is not from CUDA ${_bk_cuda_major} (nvcc ${_bk_cuda_version})")
 endif()
 
 # ---- the nvcc rule and the addon target -----------------------------------------
 # What this build was made for, so the backend can say it when a GPU does not fit.
 file(CONFIGURE OUTPUT "${CMAKE_CURRENT_BINARY_DIR}/bertkit_cuda/bertkit_cuda_config.h" CONTENT
-"#pragma once\n#define BERTKIT_CUDA_ARCHS_TEXT \"${_bk_arch_text}\"\n#define BERTKIT_CUDA_BUILD_VERSION \"${_bk_cuda_version}\"\n" @ONLY)
+"#pragma once\n#define BERTKIT_CUDA_ARCHS_TEXT \"${_bk_arch_text}\"\n#define BERTKIT_CUDA_BUILD_VERSION \"${_bk_cuda_version}\"\n#define BERTKIT_CUDART_LINKAGE \"static (CUDA ${_bk_cuda_version})\"\n" @ONLY)
 
 file(GLOB BERTKIT_CUDA_SOURCES CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/native/src/cuda/*.cu")
 # Every .cu depends on every project header: a handful of files, so a coarse
@@ -282,26 +296,9 @@ endforeach()
 
 bertkit_addon(bertkit_cuda ${BERTKIT_CUDA_OBJECTS})
 target_compile_definitions(bertkit_cuda PRIVATE BERTKIT_WITH_CUDA)
-target_link_libraries(bertkit_cuda PRIVATE "${BERTKIT_CUBLAS_LIBRARY}" "${BERTKIT_CUDART_LIBRARY}")
+target_link_libraries(bertkit_cuda PRIVATE "${BERTKIT_CUDART_LIBRARY}" ${CMAKE_DL_LIBS} rt Threads::Threads)
 
-if(CMAKE_LIBRARY_OUTPUT_DIRECTORY)
-  set(_bk_out_dir "${CMAKE_LIBRARY_OUTPUT_DIRECTORY}/cuda")
-else()
-  set(_bk_out_dir "${CMAKE_BINARY_DIR}/Release/cuda")
-endif()
-# RUNPATH (not RPATH) so LD_LIBRARY_PATH can override: the absolute directories
-# found here first, then $ORIGIN for libraries shipped beside a prebuilt binary.
-# A build moved to another machine finds the libraries through LD_LIBRARY_PATH.
-get_filename_component(_bk_cudart_dir "${BERTKIT_CUDART_LIBRARY}" DIRECTORY)
-get_filename_component(_bk_cublas_dir "${BERTKIT_CUBLAS_LIBRARY}" DIRECTORY)
-set(_bk_rpath "${_bk_cudart_dir}" "${_bk_cublas_dir}" "$ORIGIN" "$ORIGIN/lib")
-list(REMOVE_DUPLICATES _bk_rpath)
-set_target_properties(bertkit_cuda PROPERTIES
-  LIBRARY_OUTPUT_DIRECTORY "${_bk_out_dir}"
-  BUILD_RPATH "${_bk_rpath}"
-  INSTALL_RPATH "${_bk_rpath}"
-  SKIP_BUILD_RPATH OFF)
-target_link_options(bertkit_cuda PRIVATE "LINKER:--enable-new-dtags")
+set_target_properties(bertkit_cuda PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${_bk_out_dir}")
 
 message(STATUS "bertkit: CUDA variant on: nvcc ${_bk_cuda_version} (${BERTKIT_NVCC}), ${_bk_arch_text}")
-message(STATUS "bertkit:   cudart ${BERTKIT_CUDART_LIBRARY}, cuBLAS ${BERTKIT_CUBLAS_LIBRARY} -> ${_bk_out_dir}/bertkit_cuda.node")
+message(STATUS "bertkit:   cudart ${BERTKIT_CUDART_LIBRARY} (static), cuBLAS opened at run time -> ${_bk_out_dir}/bertkit_cuda.node")

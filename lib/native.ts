@@ -2,6 +2,7 @@
 // Everything above this file talks to tensors, not to these functions.
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { cudaLibraryDirs } from './cuda_libraries.js'
 
 /** Owns one block of device or host memory. Freed explicitly with free(). */
 export interface NativeBuffer {
@@ -116,6 +117,29 @@ export interface NativeAddon {
   /** Switches the CPU GEMM: auto | openblas | builtin | builtin-avx512 | builtin-avx2 | builtin-scalar. */
   setCpuGemm(path: string): string
   getCpuGemm(): string
+  /** What `bertkit doctor` shows: the CPU kernels chosen and, in the CUDA variant, driver, GPUs and where cuBLAS was found. */
+  inspectRuntime(): RuntimeReport
+  /** Directories searched for cuBLAS before the dynamic linker's paths (a no-op in the CPU-only addon). */
+  setCudaLibraryDirs(dirs: string[]): void
+}
+
+export interface RuntimeReport {
+  cpu: { gemm: string; vecmath: string }
+  cuda:
+    | { compiled: false }
+    | {
+        compiled: true
+        driverVersion: number
+        runtimeVersion: number
+        buildToolkit: string
+        buildArchs: string
+        cudart: string
+        deviceError?: string
+        gpus: { index: number; name: string; computeCapability: string; multiprocessors: number; totalBytes: number }[]
+        cublasPath: string | null
+        cublasTried: string[]
+        libraryDirs: string[]
+      }
 }
 
 /** dtype codes shared with native/include/bertkit/dtype.h */
@@ -126,53 +150,107 @@ export const DEVICE_CODE = { cpu: 0, cuda: 1 } as const
 export const ACTIVATION_CODE = { gelu: 0, gelu_new: 1, tanh: 2, relu: 3 } as const
 
 const packageRoot = join(__dirname, '..', '..')
+const platformTag = `${process.platform}-${process.arch}`
 
-function loadCpuVariant(): NativeAddon {
-  // node-gyp-build finds build/Release/bertkit.node or prebuilds/<platform>-<arch>/.
+/** What loaded: which variant, from where, and (for `auto`) why CUDA was not used. */
+export interface LoadedAddon {
+  addon: NativeAddon
+  variant: 'cpu' | 'cuda'
+  /** prebuilt: shipped in prebuilds/; source: built here (build/Release); explicit: BERTKIT_ADDON_PATH. */
+  origin: 'prebuilt' | 'source' | 'explicit'
+  path: string
+  note?: string
+}
+
+/** The command that builds the addon from source in an installed package. */
+export const BUILD_FROM_SOURCE_HINT = 'npm rebuild bertkit --foreground-scripts (needs a C++17 compiler and CMake, or python3 and make)'
+
+function originOf(path: string): LoadedAddon['origin'] {
+  return path.includes(`${join('prebuilds', platformTag)}`) ? 'prebuilt' : 'source'
+}
+
+function loadCpuVariant(): { addon: NativeAddon; path: string } {
+  // node-gyp-build finds build/Release/bertkit.node (a source build) first, then prebuilds/<platform>-<arch>/.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const load = require('node-gyp-build') as (dir: string) => NativeAddon
-  return load(packageRoot)
+  const load = require('node-gyp-build') as { path(dir: string): string }
+  let path: string
+  try {
+    path = load.path(packageRoot)
+  } catch {
+    throw new Error(
+      `bertkit: no native addon for ${platformTag} (Node ${process.version}): no prebuilt binary in ` +
+        `${join(packageRoot, 'prebuilds', platformTag)} and no source build in ${join(packageRoot, 'build', 'Release')}. ` +
+        `Build it with: ${BUILD_FROM_SOURCE_HINT}`,
+    )
+  }
+  return { addon: requireAddon(path), path }
 }
 
-/** Path of the CUDA variant when it was built (or shipped), else null. */
+function requireAddon(path: string): NativeAddon {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(path) as NativeAddon
+  } catch (err) {
+    const message = (err as Error).message
+    const glibc = /GLIBC(XX)?_[\d.]+/.exec(message)
+    const why = glibc ? `this system's C library is older than the binary needs (${glibc[0]})` : message.split('\n')[0]
+    throw new Error(`bertkit: the native addon ${path} failed to load: ${why}. Build it from source with: ${BUILD_FROM_SOURCE_HINT}`)
+  }
+}
+
+/**
+ * Path of the CUDA variant when it was built (or shipped), else null. Any
+ * source build (build/Release) wins over every prebuilt, so a developer's
+ * fresh CPU build is never shadowed by an older prebuilt CUDA binary.
+ */
 export function cudaVariantPath(): string | null {
-  const candidates = [
-    join(packageRoot, 'build', 'Release', 'cuda', 'bertkit_cuda.node'),
-    join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'cuda', 'bertkit_cuda.node'),
-  ]
-  return candidates.find((p) => existsSync(p)) ?? null
+  const built = join(packageRoot, 'build', 'Release', 'cuda', 'bertkit_cuda.node')
+  if (existsSync(built)) return built
+  if (existsSync(join(packageRoot, 'build', 'Release', 'bertkit.node'))) return null
+  const prebuilt = join(packageRoot, 'prebuilds', platformTag, 'cuda', 'bertkit_cuda.node')
+  return existsSync(prebuilt) ? prebuilt : null
 }
 
-let loaded: { addon: NativeAddon; variant: 'cpu' | 'cuda'; note?: string } | null = null
+let loaded: LoadedAddon | null = null
+
+function withCudaLibraries(result: LoadedAddon): LoadedAddon {
+  // Tells the CUDA variant where cuBLAS may be before anything probes the GPU.
+  if (result.addon.cudaCompiled && typeof result.addon.setCudaLibraryDirs === 'function') {
+    result.addon.setCudaLibraryDirs(cudaLibraryDirs())
+  }
+  return result
+}
 
 /**
  * Loads the addon once. The CUDA variant (which contains the CPU backend too)
- * is preferred when it exists and BERTKIT_DEVICE is not "cpu"; if it fails to
- * load (no driver, missing cuBLAS), the CPU variant is used and `note` says why.
+ * is preferred when it exists and BERTKIT_DEVICE is not "cpu"; it loads even
+ * without a GPU or cuBLAS (cudart is static, cuBLAS is opened on first use), and
+ * device selection then says why it uses the CPU. If it fails to load, the CPU
+ * variant is used and `note` says why.
  */
-export function loadNative(): { addon: NativeAddon; variant: 'cpu' | 'cuda'; note?: string } {
+export function loadNative(): LoadedAddon {
   if (loaded) return loaded
   // An explicit addon file (a developer's private build directory, a test of a variant).
   const explicit = process.env.BERTKIT_ADDON_PATH
   if (explicit) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = require(explicit) as NativeAddon
-    loaded = { addon, variant: addon.cudaCompiled ? 'cuda' : 'cpu' }
+    const addon = requireAddon(explicit)
+    loaded = withCudaLibraries({ addon, variant: addon.cudaCompiled ? 'cuda' : 'cpu', origin: 'explicit', path: explicit })
     return loaded
   }
   const wanted = (process.env.BERTKIT_DEVICE ?? 'auto').toLowerCase()
   const cudaPath = wanted === 'cpu' ? null : cudaVariantPath()
   if (cudaPath) {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      loaded = { addon: require(cudaPath) as NativeAddon, variant: 'cuda' }
+      loaded = withCudaLibraries({ addon: requireAddon(cudaPath), variant: 'cuda', origin: originOf(cudaPath), path: cudaPath })
       return loaded
     } catch (err) {
-      loaded = { addon: loadCpuVariant(), variant: 'cpu', note: `the CUDA build failed to load (${(err as Error).message.split('\n')[0]})` }
+      const cpu = loadCpuVariant()
+      loaded = { ...cpu, variant: 'cpu', origin: originOf(cpu.path), note: `the CUDA build failed to load (${(err as Error).message.split('\n')[0]})` }
       return loaded
     }
   }
-  loaded = { addon: loadCpuVariant(), variant: 'cpu' }
+  const cpu = loadCpuVariant()
+  loaded = { ...cpu, variant: 'cpu', origin: originOf(cpu.path) }
   return loaded
 }
 

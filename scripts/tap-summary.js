@@ -2,9 +2,11 @@
 // Reads tap's output and prints "N passed, N failed" from tap's own counts
 // (its closing "# { total, pass, fail, ... }" line). A run that printed no
 // counts, or exited non-zero with no failure counted, is reported as failed.
+// Further arguments are logs of other checks whose last "N passed, N failed"
+// line is added in (CI's install scenarios).
 'use strict'
 const fs = require('node:fs')
-const [file, statusArg] = process.argv.slice(2)
+const [file, statusArg, ...extraLogs] = process.argv.slice(2)
 const text = fs.readFileSync(file, 'utf8')
 const status = Number(statusArg ?? 0)
 let pass = 0
@@ -22,6 +24,19 @@ if (!found) {
 } else if (status !== 0 && fail === 0) {
   console.log(`tap exited with status ${status} without counting a failure`)
   fail = 1
+}
+for (const extra of extraLogs) {
+  let counted = null
+  try {
+    for (const m of fs.readFileSync(extra, 'utf8').matchAll(/(\d+) passed, (\d+) failed/g)) counted = m
+  } catch { /* unreadable: counted as a failure below */ }
+  if (!counted) {
+    console.log(`${extra}: no "N passed, N failed" line`)
+    fail += 1
+    continue
+  }
+  pass += Number(counted[1])
+  fail += Number(counted[2])
 }
 console.log(`${pass} passed, ${fail} failed`)
 process.exit(fail === 0 && status === 0 ? 0 : 1)

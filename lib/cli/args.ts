@@ -32,22 +32,36 @@ export function parseFlags(argv: string[]): ParsedFlags {
 export const kebabToCamel = (s: string) => s.replace(/[-_]([a-z0-9])/g, (_, c: string) => c.toUpperCase())
 export const camelToKebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
+// Plain decimal numbers only: Number() would also take "", " ", "0x10" and "Infinity".
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
+
+/** A numeric flag's value, or an error naming the flag. */
+export function numberFlag(v: string | true | undefined, flag: string): number {
+  if (v === true || v === undefined) throw new Error(`--${flag}: expected a number, got nothing`)
+  const n = Number(v)
+  if (!DECIMAL.test(v.trim()) || !Number.isFinite(n)) throw new Error(`--${flag}: expected a number, got "${v}"`)
+  return n
+}
+
+/** An integer flag at least `min`, or an error naming the flag. */
+export function intFlag(v: string | true | undefined, flag: string, min: number): number {
+  const n = numberFlag(v, flag)
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${flag}: expected ${min === 1 ? 'a positive integer' : min === 0 ? 'a non-negative integer' : `an integer >= ${min}`}, got "${v}"`)
+  return n
+}
+
 /** TrainingArguments fields settable from flags, with the parser each needs. */
 function fieldParsers(): Map<string, (v: string | true, flag: string) => unknown> {
   const defaults = new TrainingArguments() as unknown as Record<string, unknown>
   const parsers = new Map<string, (v: string | true, flag: string) => unknown>()
-  const number = (v: string | true, flag: string) => {
-    const n = Number(v)
-    if (v === true || !Number.isFinite(n)) throw new Error(`--${flag}: expected a number, got ${v === true ? 'nothing' : `"${v}"`}`)
-    return n
-  }
+  const number = (v: string | true, flag: string) => numberFlag(v, flag)
   const bool = (v: string | true, flag: string) => {
     if (v === true || v === 'true' || v === '1') return true
     if (v === 'false' || v === '0') return false
     throw new Error(`--${flag}: expected true or false, got "${v}"`)
   }
   const str = (v: string | true, flag: string) => {
-    if (v === true) throw new Error(`--${flag}: expected a value`)
+    if (v === true || v === '') throw new Error(`--${flag}: expected a value`)
     return v
   }
   for (const [k, v] of Object.entries(defaults)) {
@@ -77,6 +91,20 @@ export function trainingArgsFromFlags(flags: Map<string, string | true>, known: 
     else throw new Error(`unknown flag --${flag} (see bertkit --help)`)
   }
   return { fields, rest }
+}
+
+/**
+ * new TrainingArguments(fields), its errors naming the command-line flag
+ * (--per-device-train-batch-size) rather than the field.
+ */
+export function trainingArgumentsFromFields(fields: Record<string, unknown>, defaults: Record<string, unknown> = {}): TrainingArguments {
+  try {
+    return new TrainingArguments({ ...defaults, ...fields })
+  } catch (err) {
+    const m = /^TrainingArguments: (\w+) /.exec((err as Error).message)
+    if (!m) throw err
+    throw new Error((err as Error).message.replace(/^TrainingArguments: \w+/, `--${camelToKebab(m[1])}`))
+  }
 }
 
 export function trainingArgumentFlags(): string[] {

@@ -1,5 +1,8 @@
 // bertkit export onnx --model DIR --out DIR [--opset 17] [--quantize] [--tokenizer DIR]
-import { parseFlags } from './args.js'
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { intFlag, parseFlags } from './args.js'
+import { ensureWritableDir } from '../hub/dirs.js'
 import { exportOnnx, ONNX_OPSETS } from '../onnx/export.js'
 
 export const EXPORT_HELP = `bertkit export onnx --model DIR|ID --out DIR [--opset N] [--quantize] [--tokenizer DIR]
@@ -36,11 +39,15 @@ export async function exportCommand(argv: readonly string[]): Promise<void> {
   const model = value('model'), out = value('out')
   if (!model) throw new Error('export onnx: --model DIR is required')
   if (!out) throw new Error('export onnx: --out DIR is required')
-  const opsetText = value('opset')
-  const opset = opsetText === undefined ? undefined : Number(opsetText)
-  if (opsetText !== undefined && !Number.isInteger(opset)) throw new Error(`export onnx: --opset expects an integer, got "${opsetText}"`)
+  const opset = flags.has('opset') ? intFlag(flags.get('opset'), 'opset', 1) : undefined
+  if (opset !== undefined && (opset < ONNX_OPSETS.min || opset > ONNX_OPSETS.max)) {
+    throw new Error(`export onnx: --opset: opset ${opset} is not supported (use an integer from ${ONNX_OPSETS.min} to ${ONNX_OPSETS.max}; default ${ONNX_OPSETS.default})`)
+  }
   const quantize = flags.get('quantize')
   if (quantize !== undefined && quantize !== true && quantize !== 'true' && quantize !== 'false') throw new Error(`export onnx: --quantize takes no value (or true / false), got "${quantize}"`)
+  // Before the model is loaded or the graph built: an --out that cannot take the files fails now.
+  // (Writing into the model folder itself is refused by exportOnnx, before anything is written.)
+  if (!(existsSync(model) && resolve(model) === resolve(out))) ensureWritableDir(out, '--out')
   const result = await exportOnnx(model, out, {
     ...(opset !== undefined ? { opset } : {}),
     quantize: quantize === true || quantize === 'true',

@@ -2,23 +2,27 @@
 // bertkit train | eval | predict | export | bench — the seed's recipe from the command
 // line. Every TrainingArguments field is a flag (--learning-rate 2e-5,
 // --per-device-train-batch-size 16, …); see `bertkit --help`.
-import { existsSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { readFileSync, existsSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
 import { AutoTokenizer } from '../tokenization/index.js'
 import type { Module } from '../nn/module.js'
 import { loadDataset, loadRottenTomatoesRaw } from '../data/load_dataset.js'
-import type { Dataset, DatasetDict } from '../data/dataset.js'
+import { describeRow, type Dataset, type DatasetDict } from '../data/dataset.js'
+import { decodeText, checkEncoding } from '../data/readers.js'
+import { resolveModelDir } from '../hub/hub.js'
 import { DataCollatorWithPadding } from '../data/data_collator.js'
 import { Trainer } from '../train/trainer.js'
-import { TrainingArguments } from '../train/training_args.js'
 import { accuracy, precisionRecallF1 } from '../train/metrics.js'
 import { freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, freezeIndexRange, parameterSummary, formatParameterSummary } from '../nn/freezing.js'
-import { parseFlags, trainingArgsFromFlags, trainingArgumentFlags } from './args.js'
+import { intFlag, parseFlags, trainingArgsFromFlags, trainingArgumentFlags, trainingArgumentsFromFields } from './args.js'
+import { ensureWritableDir } from '../hub/dirs.js'
+import { verifyCache } from '../hub/verify.js'
 import { runBench } from './bench.js'
+import { runDoctor, packageVersion } from './doctor.js'
 import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
 import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
-import { planTrainingLabels, planModelLabels, parseLabelNames } from './labels.js'
+import { planTrainingLabels, planModelLabels, parseLabelNames, namesOfConfig, type ClassifierHead } from './labels.js'
 import { predictCommand } from './predict.js'
 import { exportCommand } from './export.js'
 import { adapterLabelOptions, writeAdapterLabels } from '../pipelines/text_classification.js'
@@ -27,11 +31,18 @@ const HELP = `bertkit — fine-tune BERT-family encoders for text classification
 
   bertkit train   --model ID|DIR --dataset NAME|PATH [options] [training arguments]
   bertkit eval    --model DIR --dataset NAME|PATH [--split test] [options]
-  bertkit predict --model DIR (--text "..." [--text ...] | --file lines.txt | --file data.csv --text-column C)
+  bertkit predict --model DIR (--text "..." [--text ...] [--text-pair "..." ...] | --file lines.txt
+                  | --file data.csv --text-column C [--text-pair-column C2]) [--encoding NAME]
                   [--top-k N|all] [--function-to-apply softmax|sigmoid|none] [--batch-size N] [--max-length N]
+                  [--truncation true|false] [--device auto|cpu|cuda] [--tokenizer DIR]
                   one JSON line per text: {"text", "label", "score"} (with --top-k: {"text", "labels": [...]})
   bertkit export onnx --model DIR --out DIR [--opset 17] [--quantize]   (bertkit export --help)
+  bertkit doctor  [--json]          which addon loaded, CPU kernels, CUDA driver/GPUs/cuBLAS
+  bertkit --version
   bertkit bench   --model DIR --tokenized rt.json [--hf] [--strategies full,head,index100] [--precision fp32,bf16]
+  bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR]
+                          checks every blob of the Hub cache against its sha256 / git sha1 name, that
+                          refs hold commit hashes and snapshot links resolve into the repo; exit 1 if not
 
 Data options:
   --dataset NAME|PATH     a Hub dataset id (rotten_tomatoes, org/name) or a local file/directory
@@ -42,6 +53,8 @@ Data options:
   --train-split NAME      default "train"
   --eval-split NAME       default "test" (the seed evaluates on test)
   --max-length N          truncation length (default: the tokenizer's model_max_length)
+  --encoding NAME         text encoding of CSV / JSON files (and predict's --file): utf-8 (default; invalid
+                          bytes are an error naming the line) or latin1 / cp1252 (windows-1252) / utf-16le / ascii
 Model options:
   --num-labels N          default: from the data
   --label-names A,B,...   the class names, in id order (stored as id2label / label2id in config.json); string
@@ -59,7 +72,8 @@ Training arguments (as transformers' TrainingArguments, in kebab case):
   ${trainingArgumentFlags().map((f) => `--${f}`).join(' ')}`
 
 const COMMAND_FLAGS = new Set(['model', 'dataset', 'data-dir', 'data-files', 'text-column', 'label-column', 'train-split',
-  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling', 'label-names'])
+  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling', 'label-names',
+  'encoding'])
 
 /** A model directory or Hub id, or a peft adapter directory (its base is loaded from adapter_config.json). */
 async function loadModel(modelId: string, options: FromPretrainedOptions) {
@@ -76,6 +90,21 @@ function poolingOverride(rest: Map<string, string | true>): FromPretrainedOption
   return { config: { classifier_pooling: v as 'pooler' } }
 }
 
+/** An optional integer flag, validated and named. */
+function optionalInt(flags: Map<string, string | true>, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (!flags.has(name)) return undefined
+  const n = intFlag(flags.get(name), name, min)
+  if (n > max) throw new Error(`--${name}: ${n} is more than bertkit accepts (at most ${max})`)
+  return n
+}
+
+function encodingOf(flags: Map<string, string | true>): string | undefined {
+  const v = flags.get('encoding')
+  if (v === undefined) return undefined
+  if (typeof v !== 'string' || v === '') throw new Error('--encoding needs a value: utf-8 | latin1 | cp1252 | utf-16le | ascii')
+  return checkEncoding(v, '--encoding')
+}
+
 function need(flags: Map<string, string | true>, name: string): string {
   const v = flags.get(name)
   if (typeof v !== 'string' || v === '') throw new Error(`--${name} is required (bertkit --help)`)
@@ -84,6 +113,7 @@ function need(flags: Map<string, string | true>, name: string): string {
 
 async function loadData(flags: Map<string, string | true>): Promise<DatasetDict> {
   const name = need(flags, 'dataset')
+  const encoding = encodingOf(flags)
   const rawDir = flags.get('data-dir')
   if (typeof rawDir === 'string') {
     if (!/rotten_tomatoes/.test(name)) throw new Error('--data-dir reads the raw rt-polarity files; use it with --dataset rotten_tomatoes')
@@ -96,15 +126,43 @@ async function loadData(flags: Map<string, string | true>): Promise<DatasetDict>
       const [split, file] = part.includes('=') ? part.split('=') : ['train', part]
       ;(dataFiles[split] ??= []).push(file)
     }
-    return loadDataset(name, { dataFiles })
+    return loadDataset(name, { dataFiles, encoding })
   }
-  return loadDataset(name)
+  return loadDataset(name, { encoding })
 }
 
 function splitOf(dict: DatasetDict, split: string): Dataset {
   const ds = dict[split]
   if (!ds) throw new Error(`the dataset has no "${split}" split (splits: ${Object.keys(dict).join(', ')})`)
   return ds
+}
+
+/**
+ * The classifier of a checkpoint that already is a sequence classifier (its
+ * config.json names a *ForSequenceClassification architecture): its class
+ * count and, when they are not transformers' LABEL_i defaults, its names.
+ * Null for a base model, whose new head takes any number of classes.
+ */
+async function classifierHead(modelId: string): Promise<ClassifierHead | null> {
+  const dir = await resolveModelDir(modelId)
+  const file = join(dir, 'config.json')
+  let config: { architectures?: unknown; num_labels?: unknown; id2label?: unknown }
+  try {
+    config = JSON.parse(decodeText(readFileSync(file), file))
+  } catch {
+    return null // the model loader reports a bad config.json with its own message
+  }
+  const archs = Array.isArray(config?.architectures) ? config.architectures : []
+  if (!archs.some((a) => typeof a === 'string' && a.endsWith('ForSequenceClassification'))) return null
+  const n = config.id2label && typeof config.id2label === 'object' ? Object.keys(config.id2label).length
+    : typeof config.num_labels === 'number' ? config.num_labels : 0
+  if (!n) return null
+  return {
+    numLabels: n,
+    names: namesOfConfig(n, config.id2label),
+    name: `the classifier of ${modelId} (config.json)`,
+    from: `the classifier of ${modelId} (config.json; pass --num-labels to train a new head)`,
+  }
 }
 
 type Tokenizer = Awaited<ReturnType<typeof AutoTokenizer.fromPretrained>>
@@ -115,7 +173,7 @@ function tokenize(ds: Dataset, tokenizer: Tokenizer, textColumn: string, labels:
   return ds.map((batch, start) => {
     const texts = batch[textColumn] as unknown[]
     texts.forEach((t, i) => {
-      if (typeof t !== 'string') throw new TypeError(`${where}: text at row ${start + i} is ${t === null ? 'null' : typeof t}, not a string`)
+      if (typeof t !== 'string') throw new TypeError(`${where}: the text at ${describeRow(ds, start + i)} is ${t === null ? 'null' : typeof t}, not a string`)
     })
     const enc = tokenizer(texts as string[], { truncation: true, ...(maxLength ? { maxLength } : {}) }) as { inputIds: number[][]; tokenTypeIds: number[][] }
     return { input_ids: enc.inputIds, token_type_ids: enc.tokenTypeIds, labels: labels.slice(start, start + texts.length) }
@@ -151,20 +209,24 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const modelId = need(rest, 'model')
   const textColumn = (rest.get('text-column') as string) ?? 'text'
   const labelColumn = (rest.get('label-column') as string) ?? 'label'
-  const maxLength = rest.has('max-length') ? Number(rest.get('max-length')) : undefined
+  const maxLength = optionalInt(rest, 'max-length', 1)
+  const flagNumLabels = optionalInt(rest, 'num-labels', 1, 1_000_000)
+  const labelNames = parseLabelNames(rest.get('label-names'))
+  const args = trainingArgumentsFromFields(fields, { outputDir: 'model' })
+  // Before any download, tokenization or training: a path that cannot take the results fails now.
+  ensureWritableDir(args.outputDir, '--output-dir')
   const data = await loadData(rest)
   const trainRaw = splitOf(data, (rest.get('train-split') as string) ?? 'train')
   const evalName = (rest.get('eval-split') as string) ?? 'test'
   const evalRaw = data[evalName] ?? null
-  // Every split's labels are checked (and names encoded) before anything is loaded or trained.
-  const labels = planTrainingLabels(trainRaw, labelColumn, {
-    labelNames: parseLabelNames(rest.get('label-names')),
-    numLabels: rest.has('num-labels') ? Number(rest.get('num-labels')) : undefined,
-  })
+  // Every split's labels are checked (and names encoded) before anything is loaded or trained. A checkpoint that
+  // is already a classifier fixes the classes (and their names, when it has real ones); a base model takes them
+  // from the data or the flags.
+  const head = flagNumLabels === undefined ? await classifierHead(modelId) : null
+  const labels = planTrainingLabels(trainRaw, labelColumn, { labelNames, numLabels: flagNumLabels, head })
   const trainLabels = labels.encode(trainRaw, 'train')
   const evalLabels = evalRaw ? labels.encode(evalRaw, evalName) : null
   const numLabels = labels.numLabels
-  const args = new TrainingArguments({ outputDir: 'model', ...fields })
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
   const trainSet = tokenize(trainRaw, tokenizer, textColumn, trainLabels, maxLength, 'train split')
   const evalSet = evalRaw ? tokenize(evalRaw, tokenizer, textColumn, evalLabels!, maxLength, `${evalName} split`) : undefined
@@ -206,26 +268,47 @@ async function train(flags: Map<string, string | true>): Promise<void> {
 async function evaluate(flags: Map<string, string | true>): Promise<void> {
   const { fields, rest } = trainingArgsFromFlags(flags, COMMAND_FLAGS)
   const modelId = need(rest, 'model')
+  const maxLength = optionalInt(rest, 'max-length', 1)
+  const args = trainingArgumentsFromFields(fields, { outputDir: 'model', disableTqdm: true, plotCurves: false })
   const data = await loadData(rest)
   const split = (rest.get('split') as string) ?? (rest.get('eval-split') as string) ?? 'test'
-  const tokenizer = await AutoTokenizer.fromPretrained(modelId)
-  const args = new TrainingArguments({ outputDir: 'model', disableTqdm: true, plotCurves: false, ...fields })
-  const model = await loadModel(modelId, { device: args.device })
   const raw = splitOf(data, split)
+  const tokenizer = await AutoTokenizer.fromPretrained(modelId)
+  const model = await loadModel(modelId, { device: args.device })
   // Names in the data are matched to the model's label2id; indices are checked against num_labels.
-  let labelIds: number[]
+  let ds: Dataset
   try {
-    labelIds = planModelLabels(model.config, (rest.get('label-column') as string) ?? 'label').encode(raw, split)
+    const labelIds = planModelLabels(model.config, (rest.get('label-column') as string) ?? 'label', modelId).encode(raw, split)
+    ds = tokenize(raw, tokenizer, (rest.get('text-column') as string) ?? 'text', labelIds, maxLength, `${split} split`)
   } catch (err) {
     model.dispose()
     throw err
   }
-  const ds = tokenize(raw, tokenizer, (rest.get('text-column') as string) ?? 'text', labelIds,
-    rest.has('max-length') ? Number(rest.get('max-length')) : undefined, `${split} split`)
   const trainer = new Trainer({ model, args, dataCollator: DataCollatorWithPadding({ tokenizer }), computeMetrics })
   console.log(JSON.stringify(await trainer.evaluate(ds), null, 2))
   trainer.dispose()
   model.dispose()
+}
+
+/** bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR] */
+async function cacheCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv
+  if (sub !== 'verify') throw new Error(`unknown cache command "${sub ?? ''}" (bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR])`)
+  const { flags, positional } = parseFlags(rest)
+  if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --)`)
+  for (const k of flags.keys()) if (!['repo', 'repo-type', 'cache-dir'].includes(k)) throw new Error(`unknown flag --${k} for cache verify (--repo, --repo-type, --cache-dir)`)
+  const value = (k: string) => {
+    const v = flags.get(k)
+    if (v === true) throw new Error(`--${k} needs a value`)
+    return v
+  }
+  const cacheDir = value('cache-dir')
+  if (cacheDir !== undefined && !statSync(cacheDir, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--cache-dir ${cacheDir} is not a folder`)
+  const report = await verifyCache({ cacheDir, repoId: value('repo'), repoType: value('repo-type') as 'model' | 'dataset' | undefined })
+  for (const p of report.problems) console.log(`${p.path}: ${p.message}`)
+  const gb = (report.bytesChecked / 2 ** 30).toFixed(2)
+  console.log(`bertkit cache verify: ${report.cacheDir}: ${report.repos} repo(s), ${report.blobsChecked} blob(s) (${gb} GiB) hashed${report.blobsUnchecked ? `, ${report.blobsUnchecked} with names that are no hash` : ''}; ${report.problems.length === 0 ? 'no problems' : `${report.problems.length} problem(s)`}`)
+  return report.problems.length === 0 ? 0 : 1
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -234,10 +317,16 @@ export async function main(argv: string[]): Promise<number> {
     console.log(HELP)
     return command ? 0 : 2
   }
+  if (command === '--version' || command === '-v' || command === 'version') {
+    console.log(packageVersion())
+    return 0
+  }
+  if (command === 'doctor') return runDoctor(rest)
   if (command === 'bench') {
     await runBench(rest)
     return 0
   }
+  if (command === 'cache') return cacheCommand(rest)
   if (command === 'export') {
     await exportCommand(rest)
     return 0
@@ -252,7 +341,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'train': await train(flags); return 0
     case 'eval': await evaluate(flags); return 0
     case 'predict': await predictCommand(flags, rest); return 0
-    default: throw new Error(`unknown command "${command}" (train, eval, predict, export, bench)`)
+    default: throw new Error(`unknown command "${command}" (train, eval, predict, export, bench, cache, doctor)`)
   }
 }
 

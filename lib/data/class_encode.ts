@@ -3,8 +3,9 @@
 // datasets sorts them (Python's string order: by code point), and the
 // names become the model's id2label / label2id. Labels that are already
 // class indices are checked against the label count. Every bad label is
-// reported with its split and row before any training starts.
-import type { Dataset, DatasetDict } from './dataset.js'
+// reported with its split, and the file and line it came from (describeRow),
+// before any training starts.
+import { describeRow, type Dataset, type DatasetDict } from './dataset.js'
 
 /** datasets' ClassLabel: a fixed list of names, index ⇄ name. */
 export class ClassLabel {
@@ -64,10 +65,19 @@ export function compareCodePoints(a: string, b: string): number {
   return x.length - y.length
 }
 
-/** How a row is named in errors ("train split, row 12"); the CLI can say more (the file) when it knows it. */
+/** How a row is named in errors; by default describeRow's "train.csv line 14 (row 12)", or "row 12" when the file is not known. */
 export type RowLocator = (row: number) => string
 
-const defaultLocator = (row: number) => `row ${row}`
+export interface LabelCheckOptions {
+  /** Names a row in errors (default: describeRow of the dataset). */
+  locate?: RowLocator
+  /** Prefix of errors, e.g. "test split". */
+  where?: string
+  /** Where the class names came from, for errors ("the train split", "--label-names"). */
+  classesFrom?: string
+}
+
+const locatorOf = (ds: Dataset, options: LabelCheckOptions): RowLocator => options.locate ?? ((row) => describeRow(ds, row))
 
 function checkColumn(ds: Dataset, column: string, where: string): unknown[] {
   if (!ds.hasColumn(column)) throw new Error(`${where}: no label column "${column}" (columns: ${ds.columnNames.join(', ')})`)
@@ -96,13 +106,13 @@ export function hasNamedLabels(values: readonly unknown[]): boolean {
  * values (as Python's str) sorted by code point. Empty or missing labels are
  * refused with their row.
  */
-export function classLabelOf(ds: Dataset, column: string, options: { locate?: RowLocator; where?: string } = {}): ClassLabel {
+export function classLabelOf(ds: Dataset, column: string, options: LabelCheckOptions = {}): ClassLabel {
   const where = options.where ?? 'classEncodeColumn'
-  const locate = options.locate ?? defaultLocator
+  const locate = locatorOf(ds, options)
   const values = checkColumn(ds, column, where)
   const names = new Set<string>()
   values.forEach((v, i) => {
-    if (isMissing(v)) throw new Error(`${where}: ${locate(i)}: the label is ${v === undefined || v === null ? 'missing' : 'empty'}`)
+    if (isMissing(v)) throw new Error(`${where}: the label at ${locate(i)} is ${v === undefined || v === null ? 'missing' : 'empty'}`)
     names.add(pythonStr(v))
   })
   if (names.size === 0) throw new Error(`${where}: the label column "${column}" has no rows`)
@@ -115,23 +125,24 @@ export function classLabelOf(ds: Dataset, column: string, options: { locate?: Ro
  * and checked to lie in [0, numClasses). The first bad row is reported with
  * the names (or range) it should have had.
  */
-export function encodeLabels(ds: Dataset, column: string, labels: ClassLabel, options: { locate?: RowLocator; where?: string; acceptIndices?: boolean } = {}): number[] {
+export function encodeLabels(ds: Dataset, column: string, labels: ClassLabel, options: LabelCheckOptions & { acceptIndices?: boolean } = {}): number[] {
   const where = options.where ?? 'classEncodeColumn'
-  const locate = options.locate ?? defaultLocator
+  const locate = locatorOf(ds, options)
   const values = checkColumn(ds, column, where)
-  const shown = labels.names.length <= 20 ? labels.names.map((n) => JSON.stringify(n)).join(', ') : `${labels.names.slice(0, 20).map((n) => JSON.stringify(n)).join(', ')}, …`
+  const n = labels.numClasses
+  const shown = labels.names.length <= 20 ? labels.names.map((x) => JSON.stringify(x)).join(', ') : `${labels.names.slice(0, 20).map((x) => JSON.stringify(x)).join(', ')}, …`
   return values.map((v, i) => {
-    if (isMissing(v)) throw new Error(`${where}: ${locate(i)}: the label is ${v === undefined || v === null ? 'missing' : 'empty'}`)
+    if (isMissing(v)) throw new Error(`${where}: the label at ${locate(i)} is ${v === undefined || v === null ? 'missing' : 'empty'}`)
     const byName = labels.str2int(pythonStr(v))
     if (byName !== undefined) return byName
     const index = options.acceptIndices ? asClassIndex(v) : null
     if (index !== null) {
-      if (index < 0 || index >= labels.numClasses) {
-        throw new RangeError(`${where}: ${locate(i)}: label ${index} is out of range for ${labels.numClasses} classes (0..${labels.numClasses - 1})`)
+      if (index < 0 || index >= n) {
+        throw new RangeError(`${where}: the label at ${locate(i)} is ${index}, ${options.classesFrom ? `but ${options.classesFrom} gives` : 'out of range for'} ${n} classes (labels 0..${n - 1})`)
       }
       return index
     }
-    throw new Error(`${where}: ${locate(i)}: label ${JSON.stringify(v)} is not one of the ${labels.numClasses} class names (${shown})`)
+    throw new Error(`${where}: the label at ${locate(i)} is ${JSON.stringify(v)}, not one of the ${n} class names (${shown})${options.classesFrom ? ` from ${options.classesFrom}` : ''}`)
   })
 }
 
@@ -140,26 +151,27 @@ export function encodeLabels(ds: Dataset, column: string, labels: ClassLabel, op
  * class indices, with the ClassLabel that names them (pass `names` to fix the
  * order, e.g. the training split's, for another split).
  */
-export function classEncodeColumn(ds: Dataset, column: string, options: { names?: readonly string[]; locate?: RowLocator } = {}): { dataset: Dataset; classLabel: ClassLabel } {
-  const classLabel = options.names ? new ClassLabel(options.names) : classLabelOf(ds, column, { locate: options.locate })
-  const encoded = encodeLabels(ds, column, classLabel, { locate: options.locate })
+export function classEncodeColumn(ds: Dataset, column: string, options: LabelCheckOptions & { names?: readonly string[] } = {}): { dataset: Dataset; classLabel: ClassLabel } {
+  const classLabel = options.names ? new ClassLabel(options.names) : classLabelOf(ds, column, options)
+  const encoded = encodeLabels(ds, column, classLabel, options)
   return { dataset: ds.map((_, i) => ({ [column]: encoded[i] })), classLabel }
 }
 
 /**
  * Every split encoded with one ClassLabel: `names` when given, else the
  * sorted names of the `from` split (default "train"). A label of another
- * split that the names do not have is an error naming split and row: a
- * model cannot be scored on a class it was never given.
+ * split that the names do not have is an error naming split, file and line:
+ * a model cannot be scored on a class it was never given.
  */
 export function classEncodeSplits(dict: DatasetDict, column: string, options: { names?: readonly string[]; from?: string } = {}): { splits: DatasetDict; classLabel: ClassLabel } {
   const from = options.from ?? 'train'
   const source = dict[from]
   if (!options.names && !source) throw new Error(`classEncodeSplits: no "${from}" split to take the class names from (splits: ${Object.keys(dict).join(', ')})`)
-  const classLabel = options.names ? new ClassLabel(options.names) : classLabelOf(source, column, { locate: (r) => `${from} split, row ${r}` })
+  const classLabel = options.names ? new ClassLabel(options.names) : classLabelOf(source, column, { where: `${from} split` })
+  const classesFrom = options.names ? 'the given names' : `the ${from} split`
   const splits: DatasetDict = {}
   for (const [name, ds] of Object.entries(dict)) {
-    splits[name] = classEncodeColumn(ds, column, { names: classLabel.names, locate: (r) => `${name} split, row ${r}` }).dataset
+    splits[name] = classEncodeColumn(ds, column, { names: classLabel.names, where: `${name} split`, classesFrom }).dataset
   }
   return { splits, classLabel }
 }

@@ -5,6 +5,31 @@ import { hostRandomGenerator } from './random.js'
 
 export type Row = Record<string, unknown>
 
+/** Where row i came from, for messages: "train.csv line 8". */
+export type RowSource = (index: number) => string
+
+// Kept beside the Dataset rather than in it: provenance is for messages only,
+// and follows a row through map, select, shuffle and filter.
+const rowSources = new WeakMap<Dataset, RowSource>()
+
+/** Records where the rows of ds came from (loadDataset does this); returns ds. */
+export function setRowSource(ds: Dataset, source: RowSource): Dataset {
+  rowSources.set(ds, source)
+  return ds
+}
+
+/** "train.csv line 8" when the file is known, else "row 7" (0-based, as Dataset indices). */
+export function describeRow(ds: Dataset, index: number): string {
+  const source = rowSources.get(ds)
+  return source ? `${source(index)} (row ${index})` : `row ${index}`
+}
+
+function inherit(from: Dataset, to: Dataset, indexMap?: readonly number[]): Dataset {
+  const source = rowSources.get(from)
+  if (source) rowSources.set(to, indexMap ? (i) => source(indexMap[i]) : source)
+  return to
+}
+
 export interface MapOptions {
   /** fn receives a batch ({column: values[]}) and returns new/updated columns. */
   batched?: boolean
@@ -79,7 +104,7 @@ export class Dataset {
     for (const i of idx) {
       if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`Dataset.select: index ${i} is outside [0, ${this.length})`)
     }
-    return new Dataset(new Map([...this.columns].map(([k, v]) => [k, idx.map((i) => v[i])])))
+    return inherit(this, new Dataset(new Map([...this.columns].map(([k, v]) => [k, idx.map((i) => v[i])]))), idx)
   }
 
   /** A permutation from a seeded generator (same seed, same order). */
@@ -137,18 +162,18 @@ export class Dataset {
         for (const [k, value] of Object.entries((result ?? {}) as Row)) assign(k, i, [value])
       }
     }
-    return new Dataset(out, 'Dataset.map')
+    return inherit(this, new Dataset(out, 'Dataset.map'))
   }
 
   removeColumns(names: string[]): Dataset {
     for (const c of names) if (!this.columns.has(c)) throw new Error(`Dataset.removeColumns: unknown column "${c}"`)
-    return new Dataset(new Map([...this.columns].filter(([k]) => !names.includes(k))))
+    return inherit(this, new Dataset(new Map([...this.columns].filter(([k]) => !names.includes(k)))))
   }
 
   renameColumn(from: string, to: string): Dataset {
     if (!this.columns.has(from)) throw new Error(`Dataset.renameColumn: unknown column "${from}"`)
     if (this.columns.has(to)) throw new Error(`Dataset.renameColumn: column "${to}" exists already`)
-    return new Dataset(new Map([...this.columns].map(([k, v]) => [k === from ? to : k, v])))
+    return inherit(this, new Dataset(new Map([...this.columns].map(([k, v]) => [k === from ? to : k, v]))))
   }
 
   /** Splits into {train, test} after a seeded shuffle, like datasets' train_test_split. */

@@ -15,11 +15,11 @@
 // offline (HF_HUB_OFFLINE=1) the cached snapshot's files are used.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
-import { Dataset, type DatasetDict } from './dataset.js'
-import { DataFileError, formatOf, readDataFile, type Columns, type DataFormat } from './readers.js'
+import { Dataset, setRowSource, type DatasetDict } from './dataset.js'
+import { DataFileError, checkEncoding, formatOf, readDataFile, type Columns, type DataFormat } from './readers.js'
 import { configFolders, dataFilesOfOneFormat, matchDataFilePatterns, resolveSplitsFromFileNames } from './data_files.js'
 import { cachedSnapshot, hfHubDownload, repoInfo, HubError, type DownloadOptions } from '../hub/hub.js'
-import { listSnapshotFiles, writeRef, storageFolder, checkRepoId } from '../hub/cache.js'
+import { scanSnapshot, writeRef, storageFolder, checkRepoId } from '../hub/cache.js'
 import { hubCacheDir, isOfflineMode } from '../hub/config.js'
 
 /**
@@ -62,6 +62,8 @@ export interface LoadDatasetOptions extends DownloadOptions {
   field?: string
   /** CSV: the delimiter (default "," and tab for .tsv). */
   delimiter?: string
+  /** CSV / JSON: the text encoding (default "utf-8", strict: invalid bytes are an error naming the line; also "latin1", "cp1252", "utf-16le"). */
+  encoding?: string
   /** Accept splits without rows (default: an error). */
   allowEmpty?: boolean
 }
@@ -129,7 +131,11 @@ function concatColumns(parts: Array<{ file: string; cols: Columns }>, split: str
   const first = parts[0]
   const columns: Record<string, unknown[]> = {}
   for (const n of first.cols.names) columns[n] = []
+  const starts: number[] = []
+  let total = 0
   for (const { file, cols } of parts) {
+    starts.push(total)
+    total += cols.rows
     const same = cols.names.length === first.cols.names.length && cols.names.every((n) => n in columns)
     if (!same) {
       throw new DataFileError(file, `its columns (${cols.names.join(', ')}) differ from those of ${first.file} (${first.cols.names.join(', ')}); all files of split "${split}" must share them`)
@@ -139,7 +145,14 @@ function concatColumns(parts: Array<{ file: string; cols: Columns }>, split: str
       for (const v of cols.columns[n]) target.push(v)
     }
   }
-  return Dataset.fromColumns(columns)
+  const ds = Dataset.fromColumns(columns)
+  return setRowSource(ds, (i) => {
+    let p = parts.length - 1
+    while (p > 0 && starts[p] > i) p--
+    const local = i - starts[p]
+    const line = parts[p].cols.rowLines?.[local]
+    return line !== undefined ? `${parts[p].file} line ${line}` : `${parts[p].file} row ${local}`
+  })
 }
 
 async function readSplits(files: Record<string, string[]>, format: DataFormat | null, options: LoadDatasetOptions): Promise<DatasetDict> {
@@ -147,7 +160,7 @@ async function readSplits(files: Record<string, string[]>, format: DataFormat | 
   for (const [split, paths] of Object.entries(files)) {
     if (paths.length === 0) throw new Error(`loadDataset: split "${split}" has no data files`)
     const parts: Array<{ file: string; cols: Columns }> = []
-    for (const p of paths) parts.push({ file: p, cols: await readDataFile(p, format ?? formatOf(p), { delimiter: options.delimiter, field: options.field }) })
+    for (const p of paths) parts.push({ file: p, cols: await readDataFile(p, format ?? formatOf(p), { delimiter: options.delimiter, field: options.field, encoding: options.encoding }) })
     const ds = concatColumns(parts, split)
     const label = paths.length === 1 ? paths[0] : `${paths[0]} (and ${paths.length - 1} more files)`
     checkSplit(ds, split, label, options)
@@ -238,7 +251,9 @@ async function hubDataFiles(repoId: string, options: LoadDatasetOptions): Promis
     for (const revision of revisions) {
       const dir = cachedSnapshot({ repoId, repoType: 'dataset', revision, cacheDir: options.cacheDir })
       if (!dir) continue
-      const found = hubSplits(listSnapshotFiles(dir), options, what)
+      // Broken links are listed too: reading them below names the link instead of dropping a split silently.
+      const listing = scanSnapshot(dir)
+      const found = hubSplits([...listing.files, ...listing.broken.keys()].sort(), options, what)
       if (found) return { revision, commit: null, ...found }
     }
     throw new HubError(
@@ -284,6 +299,7 @@ export function loadDataset(path: string, options?: LoadDatasetOptions): Promise
  */
 export async function loadDataset(path: string, options: LoadDatasetOptions & { split?: string } = {}): Promise<DatasetDict | Dataset> {
   if (typeof path !== 'string' || path === '') throw new TypeError(`loadDataset: expected a dataset name, folder or file, got ${JSON.stringify(path)}`)
+  if (options.encoding !== undefined) checkEncoding(options.encoding, 'loadDataset')
   const dict = await loadDatasetDict(path, options)
   if (options.split === undefined) return dict
   const ds = dict[options.split]
@@ -365,12 +381,16 @@ export function loadRottenTomatoesRaw(dir: string): DatasetDict {
   }
   const p = cut(pos)
   const q = cut(neg)
+  const firstLine = { train: 1, validation: Math.trunc(pos.length * 0.8 + 0.5) + 1, test: Math.trunc(pos.length * 0.9 + 0.5) + 1 }
+  const firstLineNeg = { train: 1, validation: Math.trunc(neg.length * 0.8 + 0.5) + 1, test: Math.trunc(neg.length * 0.9 + 0.5) + 1 }
   const out: DatasetDict = {}
   for (const split of ['train', 'validation', 'test'] as const) {
-    out[split] = Dataset.fromColumns({
+    const ds = Dataset.fromColumns({
       text: [...p[split], ...q[split]],
       label: [...p[split].map(() => 1), ...q[split].map(() => 0)],
     })
+    const nPos = p[split].length
+    out[split] = setRowSource(ds, (i) => (i < nPos ? `${join(dir, 'rt-polarity.pos')} line ${firstLine[split] + i}` : `${join(dir, 'rt-polarity.neg')} line ${firstLineNeg[split] + i - nPos}`))
   }
   return out
 }

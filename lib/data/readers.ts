@@ -23,6 +23,8 @@ export interface Columns {
   names: string[]
   columns: Record<string, unknown[]>
   rows: number
+  /** The 1-based line of the file where each row starts (CSV, JSON Lines), for messages. */
+  rowLines?: number[]
 }
 
 export type DataFormat = 'parquet' | 'csv' | 'json'
@@ -63,6 +65,117 @@ export function rowsToColumns(rows: Array<Record<string, unknown>>): Columns {
   const columns: Record<string, unknown[]> = {}
   for (const n of names) columns[n] = rows.map((r) => (n in r ? r[n] : null))
   return { names, columns, rows: rows.length }
+}
+
+// ---------------------------------------------------------------- text encodings
+
+/** The encodings CSV / JSON files may be read in (Python's names and the WHATWG labels). */
+const ENCODINGS: Record<string, 'utf-8' | 'latin1' | 'windows-1252' | 'utf-16le' | 'ascii'> = {
+  'utf-8': 'utf-8', utf8: 'utf-8', 'utf-8-sig': 'utf-8',
+  latin1: 'latin1', 'latin-1': 'latin1', 'iso-8859-1': 'latin1', 'iso8859-1': 'latin1', l1: 'latin1',
+  cp1252: 'windows-1252', 'windows-1252': 'windows-1252',
+  'utf-16': 'utf-16le', 'utf-16le': 'utf-16le', utf16le: 'utf-16le',
+  ascii: 'ascii', 'us-ascii': 'ascii',
+}
+
+/** cp1252's 0x80-0x9F; 0 where Python's codec leaves the byte undefined. */
+const CP1252_HIGH = [
+  0x20ac, 0, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017d, 0,
+  0, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0, 0x017e, 0x0178,
+]
+
+export function checkEncoding(encoding: string, where: string): string {
+  if (!(encoding.toLowerCase() in ENCODINGS)) throw new Error(`${where}: unknown encoding "${encoding}" (utf-8, latin1, cp1252, utf-16le, ascii)`)
+  return encoding
+}
+
+/** The offset of the first byte that breaks UTF-8 (RFC 3629: no overlongs, surrogates or code points past U+10FFFF), or -1. */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  const n = bytes.length
+  let i = 0
+  while (i < n) {
+    const b = bytes[i]
+    if (b < 0x80) {
+      i++
+      continue
+    }
+    let need: number
+    let lo = 0x80
+    let hi = 0xbf
+    if (b >= 0xc2 && b <= 0xdf) need = 1
+    else if (b >= 0xe0 && b <= 0xef) {
+      need = 2
+      if (b === 0xe0) lo = 0xa0
+      else if (b === 0xed) hi = 0x9f
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3
+      if (b === 0xf0) lo = 0x90
+      else if (b === 0xf4) hi = 0x8f
+    } else return i
+    for (let k = 1; k <= need; k++) {
+      const c = bytes[i + k]
+      if (c === undefined) return i
+      const min = k === 1 ? lo : 0x80
+      const max = k === 1 ? hi : 0xbf
+      if (c < min || c > max) return i
+    }
+    i += need + 1
+  }
+  return -1
+}
+
+/**
+ * Bytes to text in the given encoding. UTF-8 (the default) is strict, as
+ * Python's open(..., encoding="utf-8") is: a file in another encoding is an
+ * error naming the line, never text with U+FFFD in it.
+ */
+export function decodeText(bytes: Uint8Array, path: string, encoding = 'utf-8'): string {
+  const kind = ENCODINGS[checkEncoding(encoding, path).toLowerCase()]
+  if (kind === 'latin1') return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+  if (kind === 'windows-1252') {
+    // Node's TextDecoder('windows-1252') decodes as ISO-8859-1, so the 0x80-0x9F block is mapped here.
+    let out = ''
+    for (let i = 0; i < bytes.length; i++) {
+      const b = bytes[i]
+      if (b < 0x80 || b > 0x9f) {
+        out += String.fromCharCode(b)
+        continue
+      }
+      const c = CP1252_HIGH[b - 0x80]
+      if (c === 0) throw new DataFileError(path, `${where(i)} is not defined in cp1252 (as in Python); check --encoding`)
+      out += String.fromCharCode(c)
+    }
+    return out
+  }
+  if (kind === 'utf-16le') {
+    try {
+      return new TextDecoder('utf-16le', { fatal: true }).decode(bytes)
+    } catch {
+      throw new DataFileError(path, `is not valid UTF-16LE (odd length or an unpaired surrogate); check --encoding`)
+    }
+  }
+  function where(offset: number): string {
+    let line = 1
+    let lineStart = 0
+    for (let j = 0; j < offset; j++) {
+      if (bytes[j] === 0x0a) {
+        line++
+        lineStart = j + 1
+      }
+    }
+    return `line ${line} (byte 0x${bytes[offset].toString(16).padStart(2, '0')} at column ${offset - lineStart + 1})`
+  }
+  if (kind === 'ascii') {
+    const bad = bytes.findIndex((b) => b >= 0x80)
+    if (bad >= 0) throw new DataFileError(path, `${where(bad)} is not ASCII; pass the file's encoding (--encoding utf-8, latin1, cp1252)`)
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
+  } catch {
+    const bad = firstInvalidUtf8(bytes)
+    throw new DataFileError(path, `${where(bad < 0 ? 0 : bad)} is not valid UTF-8; if the file is Latin-1 or Windows-1252, pass --encoding latin1 or cp1252 (encoding: "latin1" in loadDataset)`)
+  }
 }
 
 // ---------------------------------------------------------------- parquet
@@ -142,17 +255,47 @@ function inferColumn(values: string[]): unknown[] {
   return values.map((v) => (v === '' ? null : v))
 }
 
-export function readCsv(path: string, options: { delimiter?: string } = {}): Columns {
-  const text = readBytes(path).toString('utf8')
+interface CsvRecord {
+  record: string[]
+  info: { bytes: number }
+  raw: string
+}
+
+/**
+ * The line each CSV record starts on. csv-parse reports where a record ends,
+ * in UTF-8 bytes of the text, with the skipped empty lines before it in its
+ * raw text; a quoted field may span lines.
+ */
+function recordStartLine(text: string): (p: CsvRecord) => number {
+  const utf8 = Buffer.from(text, 'utf8')
+  const newlines: number[] = []
+  for (let i = 0; i < utf8.length; i++) if (utf8[i] === 0x0a) newlines.push(i)
+  return (p) => {
+    const leading = /^[\r\n]*/.exec(p.raw)![0].length
+    const start = p.info.bytes - Buffer.byteLength(p.raw) + leading
+    let lo = 0
+    let hi = newlines.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (newlines[mid] < start) lo = mid + 1
+      else hi = mid
+    }
+    return lo + 1
+  }
+}
+
+export function readCsv(path: string, options: { delimiter?: string; encoding?: string } = {}): Columns {
+  const text = decodeText(readBytes(path), path, options.encoding)
   if (text.trim() === '') throw new DataFileError(path, 'the file is empty (no header row)')
   const delimiter = options.delimiter ?? (extname(path).toLowerCase() === '.tsv' ? '\t' : ',')
-  let records: string[][]
+  let parsed: CsvRecord[]
   try {
-    records = parseCsv(text, { delimiter, bom: true, skip_empty_lines: true, relax_quotes: false }) as string[][]
+    parsed = parseCsv(text, { delimiter, bom: true, skip_empty_lines: true, relax_quotes: false, info: true, raw: true }) as unknown as typeof parsed
   } catch (err) {
     throw new DataFileError(path, `not valid CSV: ${message(err)}`, { cause: err })
   }
-  const [header, ...body] = records
+  const rowLines = parsed.slice(1).map(recordStartLine(text))
+  const [header, ...body] = parsed.map((p) => p.record)
   const seen = new Set<string>()
   for (const [i, name] of header.entries()) {
     if (name === '') throw new DataFileError(path, `header column ${i + 1} has no name`)
@@ -163,7 +306,7 @@ export function readCsv(path: string, options: { delimiter?: string } = {}): Col
   header.forEach((name, j) => {
     columns[name] = inferColumn(body.map((r) => r[j]))
   })
-  return { names: header, columns, rows: body.length }
+  return { names: header, columns, rows: body.length, rowLines }
 }
 
 // ---------------------------------------------------------------- JSON
@@ -191,6 +334,7 @@ function fromJsonValue(path: string, value: unknown, where: string): Columns {
 
 function readJsonLines(path: string, text: string): Columns {
   const rows: Array<Record<string, unknown>> = []
+  const rowLines: number[] = []
   const lines = text.split('\n')
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim()
@@ -203,16 +347,17 @@ function readJsonLines(path: string, text: string): Columns {
     }
     if (!isPlainObject(v)) throw new DataFileError(path, `line ${i + 1} is not a JSON object`)
     rows.push(v)
+    rowLines.push(i + 1)
   }
-  return rowsToColumns(rows)
+  return { ...rowsToColumns(rows), rowLines }
 }
 
 /**
  * JSON Lines (one object a line), a JSON list of row objects, or a JSON object
  * of columns; `field` names the key that holds the rows, as in `datasets`.
  */
-export function readJson(path: string, options: { field?: string } = {}): Columns {
-  let text = readBytes(path).toString('utf8')
+export function readJson(path: string, options: { field?: string; encoding?: string } = {}): Columns {
+  let text = decodeText(readBytes(path), path, options.encoding)
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
   if (text.trim() === '') throw new DataFileError(path, 'the file is empty')
   const ext = extname(path).toLowerCase()
@@ -235,6 +380,8 @@ export function readJson(path: string, options: { field?: string } = {}): Column
 export interface ReadOptions {
   delimiter?: string
   field?: string
+  /** CSV / JSON text encoding (default utf-8, strict). */
+  encoding?: string
 }
 
 /** Reads one data file by its format (from the extension unless given). */

@@ -23,9 +23,9 @@
 //   holds the commit.
 // - Offline, or when the Hub cannot be reached, the cache answers alone.
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
+import { createReadStream, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs'
 import { open } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { hubCacheDir, hubEndpoint, hubToken, isOfflineMode, progressBarsDisabled, type HubOptions } from './config.js'
 import {
   REGEX_COMMIT_HASH,
@@ -33,9 +33,12 @@ import {
   checkRepoFilename,
   checkRepoId,
   checkRepoType,
+  checkRevision,
+  classifySnapshotEntry,
+  brokenLinkMessage,
   existsFollowing,
   linkPointer,
-  listSnapshotFiles,
+  scanSnapshot,
   pointerPath,
   readRef,
   storageFolder,
@@ -44,6 +47,7 @@ import {
   type RepoType,
 } from './cache.js'
 import { matchesRepoPatterns } from './glob.js'
+import { makeDirs } from './dirs.js'
 
 export type { HubOptions } from './config.js'
 export type { RepoType } from './cache.js'
@@ -62,6 +66,7 @@ export type HubErrorCode =
   | 'WriteFailed'
   | 'UnsupportedWeights'
   | 'NoWeights'
+  | 'BrokenCache'
 
 export interface HubErrorDetails {
   repoId?: string
@@ -462,6 +467,61 @@ async function downloadBlob(
   }
 }
 
+/**
+ * A killed download leaves blobs/<etag>.<8 hex>.incomplete. Before fetching the
+ * same blob again, such files of ours that nobody has written to for an hour
+ * are removed (a live download stops after HF_HUB_DOWNLOAD_TIMEOUT without
+ * data, so an hour-old one is dead). Python's own <etag>.incomplete is left alone.
+ */
+function removeStaleIncomplete(blob: string): void {
+  const dir = dirname(blob)
+  const prefix = `${basename(blob)}.`
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !/^\.[0-9a-f]{8}\.incomplete$/.test(name.slice(prefix.length - 1))) continue
+    try {
+      const path = join(dir, name)
+      if (Date.now() - statSync(path).mtimeMs > 3600_000) unlinkSync(path)
+    } catch {
+      // gone already, or not ours to remove
+    }
+  }
+}
+
+/** sha256 or git blob sha1 of a file, streamed. */
+export async function hashFile(path: string, algorithm: 'sha256' | 'git-sha1'): Promise<string> {
+  const hash = createHash(algorithm === 'sha256' ? 'sha256' : 'sha1')
+  if (algorithm === 'git-sha1') hash.update(`blob ${statSync(path).size}\0`)
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+/**
+ * How a blob's name says it is checked: LFS blobs are named by their sha256,
+ * regular files by their git blob sha1 (the etags the Hub sends); other names
+ * cannot be checked.
+ */
+export function blobAlgorithm(name: string): 'sha256' | 'git-sha1' | null {
+  if (/^[0-9a-f]{64}$/.test(name)) return 'sha256'
+  if (/^[0-9a-f]{40}$/.test(name)) return 'git-sha1'
+  return null
+}
+
+/** Why a cached blob does not match its name (or the size the Hub announced), or null when it does. Only sha256 names are hashed here (as on download). */
+async function blobMismatch(blob: string, size: number | undefined): Promise<string | null> {
+  const actualSize = statSync(blob).size
+  if (size !== undefined && actualSize !== size) return `${actualSize} bytes, not ${size}`
+  const name = basename(blob)
+  if (blobAlgorithm(name) !== 'sha256') return null
+  const digest = await hashFile(blob, 'sha256')
+  return digest === name ? null : `sha256 ${digest}`
+}
+
 function offlineMiss(t: Target & { filename?: string }, cacheDir: string, where: string): HubError {
   const hint = t.filename ? `hf download ${t.repoType === 'dataset' ? '--repo-type dataset ' : ''}${t.repoId} ${t.filename}` : `hf download ${t.repoType === 'dataset' ? '--repo-type dataset ' : ''}${t.repoId}`
   return new HubError(
@@ -482,24 +542,26 @@ export async function hfHubDownload(request: FileRequest): Promise<string> {
   const repoId = checkRepoId(request.repoId, where)
   const filename = checkRepoFilename(request.filename, where)
   const repoType = checkRepoType(request.repoType, where)
-  const revision = request.revision ?? 'main'
+  const revision = checkRevision(request.revision ?? 'main', where)
   const t = { repoId, repoType, revision, filename }
   const cacheDir = hubCacheDir(request)
   const storage = storageFolder(cacheDir, repoId, repoType)
 
-  const fromCache = (): string | null => {
+  // finalAnswer: the cache is all there is (offline, or the Hub unreachable), so a broken link is an error naming it.
+  const fromCache = (finalAnswer: boolean): string | null => {
     const commit = readRef(storage, revision)
     if (!commit) return null
-    const p = pointerPath(storage, commit, filename)
-    return existsFollowing(p) ? p : null
+    const entry = classifySnapshotEntry(storage, pointerPath(storage, commit, filename))
+    if (entry.kind === 'broken' && finalAnswer) throw new HubError(`${where}: ${brokenLinkMessage(entry)}`, 'BrokenCache', t)
+    return entry.kind === 'file' ? entry.path : null
   }
   // A commit hash names immutable content: a cached copy needs no check.
   if (REGEX_COMMIT_HASH.test(revision)) {
-    const p = fromCache()
+    const p = fromCache(false)
     if (p) return p
   }
   if (isOfflineMode(request)) {
-    const p = fromCache()
+    const p = fromCache(true)
     if (p) return p
     throw offlineMiss(t, cacheDir, where)
   }
@@ -513,7 +575,7 @@ export async function hfHubDownload(request: FileRequest): Promise<string> {
     // As huggingface_hub: a missing file or revision is final; anything else
     // (no network, Hub down, a token problem) falls back to the cache.
     if (err instanceof HubError && (err.code === 'EntryNotFound' || err.code === 'RevisionNotFound')) throw err
-    const p = fromCache()
+    const p = fromCache(true)
     if (p) return p
     if (err instanceof HubError && isConnectivityError(err)) {
       err.message += `; it is not in the cache ${cacheDir} either`
@@ -523,7 +585,9 @@ export async function hfHubDownload(request: FileRequest): Promise<string> {
 
   const blob = blobPath(storage, meta.etag)
   const pointer = pointerPath(storage, meta.commit, filename)
-  if (existsFollowing(pointer)) {
+  const entry = classifySnapshotEntry(storage, pointer)
+  // The size the Hub announced is a free check against a truncated or replaced blob; a broken link is repaired below.
+  if (entry.kind === 'file' && (meta.size === undefined || statSync(pointer).size === meta.size)) {
     try {
       writeRef(storage, revision, meta.commit)
     } catch {
@@ -531,19 +595,21 @@ export async function hfHubDownload(request: FileRequest): Promise<string> {
     }
     return pointer
   }
-  mkdirSync(join(storage, 'blobs'), { recursive: true })
+  makeDirs(join(storage, 'blobs'), 'Hub cache folder')
   tagCacheDir(cacheDir)
   writeRef(storage, revision, meta.commit)
-  if (!existsFollowing(blob)) {
+  // A blob already there (another revision's, or a leftover) is reused only if it still matches its name.
+  if (!existsFollowing(blob) || (await blobMismatch(blob, meta.size)) !== null) {
     let downloadHeaders = headers
     if (!isHubOrigin(url, meta.location)) {
       // A signed CDN URL: the token is for the Hub, never for a third party.
       const { authorization: _dropped, ...rest } = headers
       downloadHeaders = rest
     }
+    removeStaleIncomplete(blob)
     await downloadBlob(meta.location, downloadHeaders, blob, meta.etag, meta.size, t, request, where)
   }
-  linkPointer(blob, pointer)
+  linkPointer(blob, pointer, storage)
   return pointer
 }
 
@@ -582,7 +648,7 @@ export async function listRepoFiles(request: RepoRequest): Promise<string[]> {
   const where = 'listRepoFiles'
   const repoId = checkRepoId(request.repoId, where)
   const repoType = checkRepoType(request.repoType, where)
-  const revision = request.revision ?? 'main'
+  const revision = checkRevision(request.revision ?? 'main', where)
   const t = { repoId, repoType, revision }
   if (isOfflineMode(request)) {
     throw new HubError(`${where}: listing the files of ${describeRepo(repoId, repoType)} needs the Hub, and HF_HUB_OFFLINE is set`, 'Offline', t)
@@ -610,7 +676,7 @@ export async function repoInfo(request: RepoRequest): Promise<RepoInfo> {
   const where = 'repoInfo'
   const repoId = checkRepoId(request.repoId, where)
   const repoType = checkRepoType(request.repoType, where)
-  const revision = request.revision ?? 'main'
+  const revision = checkRevision(request.revision ?? 'main', where)
   const t = { repoId, repoType, revision }
   if (isOfflineMode(request)) throw new HubError(`${where}: ${describeRepo(repoId, repoType)} needs the Hub, and HF_HUB_OFFLINE is set`, 'Offline', t)
   const url = `${hubEndpoint(request)}/api/${repoType}s/${repoId}/revision/${quote(revision, '')}`
@@ -631,12 +697,17 @@ function snapshotDir(cacheDir: string, repoId: string, repoType: RepoType, commi
 
 /** The cached snapshot of a revision, or null. */
 export function cachedSnapshot(request: { repoId: string; repoType?: RepoType; revision?: string; cacheDir?: string }): string | null {
-  const repoType = checkRepoType(request.repoType, 'cachedSnapshot')
+  const where = 'cachedSnapshot'
+  const repoType = checkRepoType(request.repoType, where)
+  const repoId = checkRepoId(request.repoId, where)
   const cacheDir = hubCacheDir(request)
-  const commit = readRef(storageFolder(cacheDir, request.repoId, repoType), request.revision ?? 'main')
+  const commit = readRef(storageFolder(cacheDir, repoId, repoType), checkRevision(request.revision ?? 'main', where))
   if (!commit) return null
-  const dir = snapshotDir(cacheDir, request.repoId, repoType, commit)
-  return existsFollowing(dir) ? dir : null
+  const dir = snapshotDir(cacheDir, repoId, repoType, commit)
+  if (!existsFollowing(dir)) return null
+  // Callers read any file of the folder: every entry must lead into the repo's blobs.
+  scanSnapshot(dir)
+  return dir
 }
 
 /**
@@ -649,10 +720,18 @@ export async function snapshotDownload(request: SnapshotRequest): Promise<string
   const where = 'snapshotDownload'
   const repoId = checkRepoId(request.repoId, where)
   const repoType = checkRepoType(request.repoType, where)
-  const revision = request.revision ?? 'main'
+  const revision = checkRevision(request.revision ?? 'main', where)
   const cacheDir = hubCacheDir(request)
   const t = { repoId, repoType, revision }
-  const cached = () => cachedSnapshot({ repoId, repoType, revision, cacheDir })
+  const cached = () => {
+    const dir = cachedSnapshot({ repoId, repoType, revision, cacheDir })
+    if (!dir) return null
+    // Of the files asked for, a link to a missing blob is named rather than left for a reader to trip on.
+    for (const [rel, entry] of scanSnapshot(dir).broken) {
+      if (matchesRepoPatterns(rel, request.allowPatterns, request.ignorePatterns)) throw new HubError(`${where}: ${brokenLinkMessage(entry)}`, 'BrokenCache', { ...t, filename: rel })
+    }
+    return dir
+  }
   if (isOfflineMode(request)) {
     const dir = cached()
     if (dir) return dir
@@ -673,9 +752,12 @@ export async function snapshotDownload(request: SnapshotRequest): Promise<string
     await hfHubDownload({ ...request, repoId, repoType, filename, revision: info.sha })
   }
   const storage = storageFolder(cacheDir, repoId, repoType)
-  mkdirSync(snapshotDir(cacheDir, repoId, repoType, info.sha), { recursive: true })
+  const dir = snapshotDir(cacheDir, repoId, repoType, info.sha)
+  makeDirs(dir, 'Hub cache folder')
   writeRef(storage, revision, info.sha)
-  return snapshotDir(cacheDir, repoId, repoType, info.sha)
+  // Entries this call did not write (a shared cache) are read by the caller too.
+  scanSnapshot(dir)
+  return dir
 }
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'spm.model', 'special_tokens_map.json', 'added_tokens.json']
@@ -737,16 +819,27 @@ export async function resolveModelDir(idOrDir: string, options: DownloadOptions 
   if (looksLikePath(idOrDir)) throw new Error(`${where}: "${idOrDir}" is not a directory (and not a Hub repo id "org/name")`)
   const repoId = checkRepoId(idOrDir, where)
   const repoType: RepoType = 'model'
-  const revision = options.revision ?? 'main'
+  const revision = checkRevision(options.revision ?? 'main', where)
   const label = `${where}: model repo "${repoId}"${revision === 'main' ? '' : ` at revision "${revision}"`}`
   const cacheDir = hubCacheDir(options)
 
   const fromCache = (): string => {
     const dir = cachedSnapshot({ repoId, repoType, revision, cacheDir })
     if (!dir) throw offlineMiss({ repoId, repoType, revision }, cacheDir, where)
-    const sel = selectModelFiles(listSnapshotFiles(dir), `${label} (cached in ${dir})`)
+    const listing = scanSnapshot(dir)
+    // Broken links count as present here, so that the error names the link rather than saying "no weights".
+    const sel = selectModelFiles([...listing.files, ...listing.broken.keys()], `${label} (cached in ${dir})`)
+    const brokenNamed = (f: string) => {
+      const b = listing.broken.get(f)
+      if (b) throw new HubError(`${label}: ${brokenLinkMessage(b)}`, 'BrokenCache', { repoId, repoType, revision, filename: f })
+    }
+    brokenNamed(sel.config)
+    brokenNamed(sel.weights)
     const needed = [sel.config, sel.weights, ...(sel.sharded ? shardNames(join(dir, sel.weights), label) : [])]
-    const missing = needed.filter((f) => !existsFollowing(join(dir, ...f.split('/'))))
+    needed.forEach(brokenNamed)
+    sel.tokenizer.forEach(brokenNamed)
+    const storage = storageFolder(cacheDir, repoId, repoType)
+    const missing = needed.filter((f) => classifySnapshotEntry(storage, join(dir, ...f.split('/'))).kind !== 'file')
     if (missing.length > 0) throw new HubError(`${label}: the cached snapshot ${dir} lacks ${missing.join(', ')}, and the Hub cannot be asked (offline)`, 'Offline', { repoId, repoType, revision, filename: missing[0] })
     return dir
   }
@@ -770,5 +863,8 @@ export async function resolveModelDir(idOrDir: string, options: DownloadOptions 
     }
   }
   writeRef(storageFolder(cacheDir, repoId, repoType), revision, info.sha)
-  return snapshotDir(cacheDir, repoId, repoType, info.sha)
+  const dir = snapshotDir(cacheDir, repoId, repoType, info.sha)
+  // The model loader may read any file of the folder, including ones this call did not fetch.
+  scanSnapshot(dir)
+  return dir
 }

@@ -5,12 +5,13 @@
 // them), dynamic batch_size / sequence_length axes and one output, logits.
 // A LoRA model is exported merged (W + scaling·B·A), without touching the
 // caller's model.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { GraphBuilder, encodeModel } from './graph.js'
 import { buildGraph, onnxInputNames, OnnxExportError, type OnnxFamily, type WeightMap } from './modeling.js'
 import { quantizeGraphWeights } from './quantize.js'
 import { atomicWriteFile } from '../hub/safetensors.js'
+import { makeDirs } from '../hub/dirs.js'
 import { Module } from '../nn/module.js'
 import { BertForSequenceClassification } from '../models/bert/modeling_bert.js'
 import { RobertaForSequenceClassification } from '../models/roberta/modeling_roberta.js'
@@ -195,7 +196,7 @@ export async function exportOnnx(model: Module | string, outDir: string, options
     if (typeof model === 'string') loaded.dispose()
   }
   const { model: bytes, quantized, family, inputNames } = onnxModelBytes(exportable, { opset, quantize: options.quantize })
-  mkdirSync(join(outDir, 'onnx'), { recursive: true })
+  makeDirs(join(outDir, 'onnx'), 'ONNX output folder')
   const files: string[] = []
   const write = (path: string, data: string | Uint8Array) => {
     atomicWriteFile(path, data)

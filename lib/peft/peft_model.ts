@@ -3,14 +3,14 @@
 // ModulesToSaveWrappers replace the matched modules in place, so
 // namedParameters() yields exactly the names (and order) of peft's
 // model.named_parameters(), and the adapter files carry the keys peft writes.
-import { mkdirSync, existsSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Module } from '../nn/module.js'
 import { Linear } from '../nn/layers.js'
 import { formatShape, type Tensor } from '../tensor/tensor.js'
 import { manualSeed, getRandomState, setRandomState } from '../tensor/random.js'
 import { readSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, type HostTensor } from '../hub/safetensors.js'
+import { makeDirs } from '../hub/dirs.js'
 import { LoraConfig, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, SEQ_CLS_MODULES } from './config.js'
 import { LoraLinear, ModulesToSaveWrapper, cloneModuleShape, DEFAULT_ADAPTER, type ForwardModule } from './layers.js'
 
@@ -478,7 +478,7 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
    */
   savePretrained(dir: string): void {
     this.checkUsable('savePretrained')
-    mkdirSync(dir, { recursive: true })
+    makeDirs(dir, 'adapter directory')
     writeSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), this.adapterEntries(), { format: 'pt' })
     atomicWriteFile(join(dir, ADAPTER_CONFIG_NAME), JSON.stringify(this.adapterConfigJSON(), null, 2) + '\n')
   }
@@ -486,7 +486,7 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
   /** savePretrained without holding the event loop while the files are written. */
   async savePretrainedAsync(dir: string): Promise<void> {
     this.checkUsable('savePretrained')
-    await mkdir(dir, { recursive: true })
+    makeDirs(dir, 'adapter directory')
     await writeSafetensorsAsync(join(dir, ADAPTER_WEIGHTS_NAME), this.adapterEntries(), { format: 'pt' })
     await atomicWriteFileAsync(join(dir, ADAPTER_CONFIG_NAME), JSON.stringify(this.adapterConfigJSON(), null, 2) + '\n')
   }

@@ -9,6 +9,7 @@ import { BertTokenizerFast } from './tokenization_bert.js'
 import { DebertaV2TokenizerFast } from './tokenization_deberta_v2.js'
 import { PreTrainedTokenizerFast, isPlainObject, type TokenizerConfig } from './tokenization_utils_fast.js'
 import { snapshotDownload, type DownloadOptions } from '../hub/hub.js'
+import { decodeText } from '../data/readers.js'
 
 /** The files AutoTokenizer looks for, in the order it prefers them. */
 export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'spm.model', 'tokenizer_config.json', 'special_tokens_map.json'] as const
@@ -39,7 +40,7 @@ export function resolveModelFiles(idOrDir: string, files: readonly string[]): Re
 function readJsonObject(path: string): Record<string, unknown> {
   let value: unknown
   try {
-    value = JSON.parse(readFileSync(path, 'utf8'))
+    value = JSON.parse(decodeText(readFileSync(path), path))
   } catch (err) {
     throw new Error(`${path}: cannot read JSON (${(err as Error).message})`)
   }
@@ -95,6 +96,9 @@ export class AutoTokenizer {
       const wordPiece = isPlainObject(model) && model.type === 'WordPiece'
       const bert = tokenizerClass === undefined ? wordPiece : BERT_CLASSES.test(tokenizerClass)
       const deberta = tokenizerClass !== undefined && DEBERTA_V2_CLASSES.test(tokenizerClass)
+      if (deberta && isPlainObject(model) && model.type !== 'Unigram') {
+        throw new Error(`AutoTokenizer.fromPretrained: ${tokenizerJsonPath} holds a ${JSON.stringify(model.type)} model, but tokenizer_config.json names ${tokenizerClass}, a SentencePiece Unigram tokenizer; set tokenizer_class to the tokenizer the model was trained with`)
+      }
       try {
         if (deberta) return new DebertaV2TokenizerFast(json, config, init)
         return bert ? new BertTokenizerFast(json, config, init) : new PreTrainedTokenizerFast(json, config, init)

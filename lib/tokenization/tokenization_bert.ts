@@ -3,6 +3,7 @@
 // tokenizer.json that transformers' BertTokenizer builds from it, then runs
 // through the same code as any tokenizer.json.
 import { readFileSync } from 'node:fs'
+import { decodeText } from '../data/readers.js'
 import { PreTrainedTokenizerFast, isPlainObject, type TokenizerConfig, type TokenizerInit, type TokenizerJson } from './tokenization_utils_fast.js'
 
 /** tokenizer_config.json fields BertTokenizer reads, with its defaults. */
@@ -22,7 +23,23 @@ export interface BertTokenizerOptions {
 export class BertTokenizerFast extends PreTrainedTokenizerFast {
   /** From a vocab.txt (one token a line, line number = id) and tokenizer_config.json's fields. */
   static fromVocabFile(path: string, config: TokenizerConfig = {}, init: TokenizerInit = {}): BertTokenizerFast {
-    return new BertTokenizerFast(bertTokenizerJson(readVocabTxt(path), config), config, init)
+    const vocab = readVocabTxt(path)
+    // transformers would append the missing ones as added tokens, with ids past the vocabulary (and so
+    // past the model's embedding table), and its WordPiece then fails on the first unknown word
+    // ("Missing [UNK] token from the vocabulary"). Refused here, where the cause is plain.
+    const missing = (['unk_token', 'cls_token', 'sep_token', 'pad_token'] as const)
+      .map((key) => [key, tokenOption(config, key, BERT_DEFAULTS[key])] as const)
+      .filter(([, token]) => !vocab.has(token))
+    if (missing.length > 0) {
+      throw new Error(`${path}: the vocabulary has no ${missing.map(([key, token]) => `${token} (${key})`).join(', ')}, which BertTokenizer needs; ` +
+        'add them to vocab.txt, or name the tokens this vocabulary uses in tokenizer_config.json (e.g. "unk_token": "<unk>")')
+    }
+    return new BertTokenizerFast(bertTokenizerJson(vocab, config), config, init)
+  }
+
+  constructor(tokenizerJson: TokenizerJson, config: TokenizerConfig = {}, init: TokenizerInit = {}) {
+    checkWordPieceModel(tokenizerJson, config)
+    super(tokenizerJson, config, init)
   }
 
   /** Whether text is lowercased (and, unless strip_accents says otherwise, stripped of accents). */
@@ -32,18 +49,46 @@ export class BertTokenizerFast extends PreTrainedTokenizerFast {
   }
 }
 
+const BERT_DEFAULTS = { unk_token: '[UNK]', cls_token: '[CLS]', sep_token: '[SEP]', pad_token: '[PAD]' } as const
+
+/**
+ * BertTokenizer is a WordPiece: a tokenizer.json with another model (BPE,
+ * Unigram, WordLevel) named BertTokenizer in tokenizer_config.json is a
+ * contradiction, which transformers resolves differently by version (4 runs the
+ * file's model; 5 rebuilds a WordPiece from its vocabulary and drops the
+ * merges). Refused, naming both; so is a WordPiece whose unk_token is not in
+ * its vocabulary (the Rust crate fails on the first unknown word).
+ */
+function checkWordPieceModel(tokenizerJson: TokenizerJson, config: TokenizerConfig): void {
+  const model = isPlainObject(tokenizerJson) ? tokenizerJson.model : undefined
+  if (!isPlainObject(model)) return // the base class reports a tokenizer.json without a model
+  const named = typeof config.tokenizer_class === 'string' ? config.tokenizer_class : 'BertTokenizer'
+  if (model.type !== 'WordPiece') {
+    throw new Error(`tokenizer.json holds a ${JSON.stringify(model.type)} model, but tokenizer_config.json names ${named}, a WordPiece tokenizer; ` +
+      'transformers 4 and 5 disagree on what that means (4 runs the file\'s model, 5 rebuilds a WordPiece from its vocabulary), so bertkit refuses it: ' +
+      'set tokenizer_class to the tokenizer the model was trained with (e.g. "PreTrainedTokenizerFast" to run tokenizer.json as it is)')
+  }
+  const vocab = model.vocab
+  const unk = typeof model.unk_token === 'string' ? model.unk_token : '[UNK]'
+  if (isPlainObject(vocab) && !Object.prototype.hasOwnProperty.call(vocab, unk)) {
+    throw new Error(`tokenizer.json's WordPiece vocabulary has no ${JSON.stringify(unk)} (its unk_token); the Rust tokenizers fail on the first unknown word ("Missing ${unk} token from the vocabulary"): add it to model.vocab`)
+  }
+}
+
 /**
  * The vocabulary of a vocab.txt as transformers' load_vocab reads it: lines
  * split on \n, \r\n or \r (Python's universal newlines), id = line number; a
  * token listed twice keeps its last id.
  */
 export function readVocabTxt(path: string): Map<string, number> {
-  let text: string
+  let bytes: Buffer
   try {
-    text = readFileSync(path, 'utf8')
+    bytes = readFileSync(path)
   } catch (err) {
     throw new Error(`${path}: cannot read the vocabulary (${(err as Error).message})`)
   }
+  // Strict, as Python's open(encoding="utf-8"): a Latin-1 vocab.txt would otherwise give tokens with U+FFFD.
+  const text = decodeText(bytes, path)
   const lines = text.split(/\r\n|\r|\n/)
   if (lines[lines.length - 1] === '') lines.pop()
   if (lines.length === 0) throw new Error(`${path}: the vocabulary is empty`)

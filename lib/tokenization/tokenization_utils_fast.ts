@@ -8,11 +8,11 @@
 // padding and the option handling are done here, following the Rust crate and
 // transformers (same strategies, same defaults, same edge cases), because the
 // JavaScript package has none of them.
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { atomicWriteFile } from '../hub/safetensors.js'
+import { makeDirs } from '../hub/dirs.js'
 import { bertNormalize, bertPreTokenize } from './bert_normalizer.js'
 
 export type TruncationStrategy = 'longest_first' | 'only_first' | 'only_second' | 'do_not_truncate'
@@ -350,7 +350,7 @@ export class PreTrainedTokenizerFast extends CallableObject<[unknown, CallOption
    */
   savePretrained(dir: string): string[] {
     if (typeof dir !== 'string' || dir === '') throw new TypeError(`savePretrained: dir must be a non-empty string, got ${describe(dir)}`)
-    mkdirSync(dir, { recursive: true })
+    makeDirs(dir, 'tokenizer directory')
     const written: string[] = []
     const write = (name: string, text: string) => {
       const path = join(dir, name)

@@ -2,15 +2,17 @@
 // data order, gradient accumulation, global-norm clipping, AdamW with decay
 // only on weights (never biases or LayerNorm), LR schedule, logging, periodic
 // evaluation and checkpoints (atomic, rotated, resumable exactly).
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, appendFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, appendFileSync, statSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { join, resolve, basename } from 'node:path'
 import { AdamW } from '../optim/adamw.js'
 import { clipGradNorm } from '../optim/clip.js'
 import { native } from '../native.js'
 import { tidy, noGrad, manualSeed, getRandomState, setRandomState, crossEntropy, zeros, full, tensor, autocast, type Tensor, type HalfDType } from '../tensor/index.js'
 import { resolveDevice, synchronizeAsync } from '../tensor/device.js'
-import { readSafetensors, writeSafetensorsAsync, atomicWriteFileAsync } from '../hub/safetensors.js'
-import type { Dataset, Row } from '../data/dataset.js'
+import { readSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync } from '../hub/safetensors.js'
+import { ensureWritableDir, makeDirs } from '../hub/dirs.js'
+import { describeRow, type Dataset, type Row } from '../data/dataset.js'
 import { SeededGenerator } from '../data/random.js'
 import { TrainingArguments } from './training_args.js'
 import { lrMultiplier, warmupStepsFor } from './scheduler.js'
@@ -161,19 +163,53 @@ export class Trainer {
     if (!names.includes('input_ids') && !names.includes('inputIds')) {
       throw new Error(`Trainer: the ${which} dataset has no input_ids column (columns: ${names.join(', ')}); tokenize it with dataset.map first`)
     }
+    this.checkLabels(ds, which)
     return ds
+  }
+
+  /**
+   * Class labels are checked against the model before any step runs, so a bad
+   * one is reported with its file and line rather than as an index inside
+   * some batch (or as a native error in the loss).
+   */
+  private checkLabels(ds: Dataset, which: string): void {
+    const column = ds.hasColumn('labels') ? 'labels' : ds.hasColumn('label') ? 'label' : null
+    const numLabels = (this.model as { numLabels?: unknown }).numLabels
+    const problemType = (this.model as { config?: { problem_type?: unknown } }).config?.problem_type
+    if (column === null || typeof numLabels !== 'number' || numLabels < 2 || problemType === 'regression') return
+    const values = ds.column<unknown>(column)
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]
+      const bad = (why: string): never => {
+        throw new Error(`Trainer: the ${which} dataset's label at ${describeRow(ds, i)} ${why}`)
+      }
+      if (typeof v === 'number') {
+        // -100 is cross-entropy's ignore_index, as in torch.
+        if (Number.isInteger(v) && v !== -100 && (v < 0 || v >= numLabels)) bad(`is ${v}, outside [0, ${numLabels - 1}] for a model with num_labels = ${numLabels}`)
+        if (!Number.isFinite(v)) bad(`is ${v}`)
+      } else if (Array.isArray(v)) {
+        if (v.length !== numLabels) bad(`has ${v.length} values; a model with num_labels = ${numLabels} needs ${numLabels} per row`)
+        const j = v.findIndex((x) => typeof x !== 'number' || !Number.isFinite(x))
+        if (j >= 0) bad(`holds ${JSON.stringify(v[j])} at position ${j}, not a finite number`)
+      } else if (v === null || v === undefined) {
+        bad('is missing')
+      } else {
+        bad(`is ${JSON.stringify(v)}, not a class index`)
+      }
+    }
   }
 
   private batchesPerEpoch(n: number, batchSize: number): number {
     return this.args.dataloaderDropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize)
   }
 
-  /** Batch index lists for one epoch: a permutation seeded by (seed, epoch), optionally grouped by length. */
+  /** Batch index lists for one epoch: a permutation seeded by (seed, epoch), optionally grouped by length, or dataset order. */
   private epochBatches(ds: Dataset, epoch: number): number[][] {
     const bs = this.args.perDeviceTrainBatchSize
     const seed = (this.args.dataSeed ?? this.args.seed) + epoch * 1_000_003
-    let order = new SeededGenerator(seed).permutation(ds.length)
-    if (this.args.groupByLength) {
+    const strategy = this.args.groupByLength ? 'group_by_length' : this.args.trainSamplingStrategy
+    let order = strategy === 'sequential' ? Array.from({ length: ds.length }, (_, i) => i) : new SeededGenerator(seed).permutation(ds.length)
+    if (strategy === 'group_by_length') {
       const ids = ds.hasColumn('input_ids') ? ds.column<unknown[]>('input_ids') : ds.column<unknown[]>('inputIds')
       const mega = bs * 50
       const grouped: number[] = []
@@ -253,7 +289,8 @@ export class Trainer {
     this.optimizer = this.createOptimizer()
     const optimizer = this.optimizer
     const trainable = optimizer.paramGroups.flatMap((g) => g.params)
-    mkdirSync(args.outputDir, { recursive: true })
+    ensureWritableDir(args.outputDir, 'Trainer: outputDir')
+    this.removeStaleTempCheckpoints()
 
     let startEpoch = 0, skipBatches = 0
     const resume = options.resumeFromCheckpoint ?? args.resumeFromCheckpoint
@@ -369,9 +406,9 @@ export class Trainer {
             native().fill(lossSinceLog.buffer, 1, 0)
             stepsSinceLog = 0
             lastLoggedStep = this.state.globalStep
-            const nextLr = args.learningRate * lrMultiplier(args.lrSchedulerType, this.state.globalStep, warmup, maxSteps)
-            this.log({ loss, ...(gradNorm !== null ? { gradNorm } : {}), learningRate: nextLr })
-            progress.update(this.state.globalStep, { loss, lr: nextLr })
+            // The rate this step used, as transformers logs it since v4.51 (PR #36973), not the next one.
+            this.log({ loss, ...(gradNorm !== null ? { gradNorm } : {}), learningRate: lr })
+            progress.update(this.state.globalStep, { loss, lr })
           } else {
             progress.update(this.state.globalStep, {})
           }
@@ -430,7 +467,7 @@ export class Trainer {
   private log(values: Record<string, number>): void {
     const entry: LogEntry = { ...values, epoch: round4(this.state.epoch), step: this.state.globalStep }
     this.state.logHistory.push(entry)
-    mkdirSync(this.args.outputDir, { recursive: true })
+    makeDirs(this.args.outputDir, 'Trainer: outputDir')
     appendFileSync(join(this.args.outputDir, 'trainer_log.jsonl'), JSON.stringify(entry) + '\n')
     this.fire('onLog', values)
   }
@@ -544,10 +581,14 @@ export class Trainer {
     const final = join(this.args.outputDir, `checkpoint-${this.state.globalStep}`)
     const tmp = join(this.args.outputDir, `.tmp-checkpoint-${this.state.globalStep}-${process.pid}`)
     rmSync(tmp, { recursive: true, force: true })
+    savesInProgress.add(resolve(tmp))
     // Every queued update lands first, so each tensor read below is a plain copy.
     const [first] = this.model.namedParameters()
     if (first) await synchronizeAsync(first[1].device)
     try {
+      // Who is writing it: a later run removes the folder only if this process is gone (removeStaleTempCheckpoints).
+      makeDirs(tmp, 'Trainer: checkpoint folder')
+      writeFileSync(join(tmp, TMP_OWNER_FILE), JSON.stringify({ pid: process.pid, host: hostname() }) + '\n')
       if (this.model.savePretrainedAsync) await this.model.savePretrainedAsync(tmp)
       else this.model.savePretrained(tmp)
       this.processingClass?.savePretrained(tmp)
@@ -580,11 +621,14 @@ export class Trainer {
         },
       }
       await atomicWriteFileAsync(join(tmp, 'trainer_state.json'), JSON.stringify(trainerState, null, 2) + '\n')
+      rmSync(join(tmp, TMP_OWNER_FILE), { force: true })
       rmSync(final, { recursive: true, force: true })
       renameSync(tmp, final)
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true })
       throw new Error(`Trainer: saving checkpoint ${final} failed: ${(err as Error).message}`)
+    } finally {
+      savesInProgress.delete(resolve(tmp))
     }
     if (this.pendingBest) {
       this.state.bestModelCheckpoint = final
@@ -609,6 +653,80 @@ export class Trainer {
     }
   }
 
+  /**
+   * A run killed while saving leaves .tmp-checkpoint-<step>-<pid> behind.
+   * Removed here are only folders of that name whose writer is certainly gone:
+   * made on this host (the owner file says so, or there is none) by a process
+   * that no longer exists, or by this process outside any save in flight.
+   */
+  private removeStaleTempCheckpoints(): void {
+    const dir = this.args.outputDir
+    let names: string[]
+    try {
+      names = readdirSync(dir)
+    } catch {
+      return
+    }
+    for (const name of names) {
+      // Files of an atomic write (safetensors.ts: .<name>.tmp-<pid>-<12 hex>) cut short by a kill, e.g. the final
+      // model.safetensors: no owner file records the host, so they must also be untouched for 10 minutes.
+      const w = /^\..+\.tmp-(\d+)-[0-9a-f]{12}$/.exec(name)
+      if (w) {
+        const path = join(dir, name)
+        const pid = Number(w[1])
+        try {
+          if (pid !== process.pid && !processAlive(pid) && Date.now() - statSync(path).mtimeMs > 600_000 && statSync(path).isFile()) {
+            rmSync(path, { force: true })
+            process.stderr.write(`bertkit: removed ${path}, a file left half-written by process ${pid}, which is no longer running\n`)
+          }
+        } catch {
+          // raced with its owner: leave it
+        }
+        continue
+      }
+      const m = /^\.tmp-checkpoint-\d+-(\d+)$/.exec(name)
+      if (!m) continue
+      const path = resolve(dir, name)
+      const pid = Number(m[1])
+      let owner: { pid?: unknown; host?: unknown } = {}
+      try {
+        owner = JSON.parse(readFileSync(join(path, TMP_OWNER_FILE), 'utf8'))
+      } catch {
+        // killed before the owner file was written, or an older bertkit: the name's pid decides
+      }
+      if (typeof owner.host === 'string' && owner.host !== hostname()) continue
+      const gone = pid === process.pid ? !savesInProgress.has(path) : !processAlive(pid)
+      if (!gone) continue
+      rmSync(path, { recursive: true, force: true })
+      process.stderr.write(`bertkit: removed ${join(dir, name)}, a checkpoint left half-written by process ${pid}, which is no longer running\n`)
+    }
+  }
+
+  /** trainer_log.jsonl as of the checkpoint resumed from: entries logged after it (before a crash) would repeat. */
+  private truncateLogTo(step: number): void {
+    const path = join(this.args.outputDir, 'trainer_log.jsonl')
+    let text: string
+    try {
+      text = readFileSync(path, 'utf8')
+    } catch {
+      return
+    }
+    const kept: string[] = []
+    let dropped = 0
+    for (const line of text.split('\n')) {
+      if (line.trim() === '') continue
+      let entry: { step?: unknown } | null = null
+      try {
+        entry = JSON.parse(line)
+      } catch {
+        // a line cut short by the kill
+      }
+      if (entry && typeof entry.step === 'number' && entry.step <= step) kept.push(line)
+      else dropped++
+    }
+    if (dropped > 0) atomicWriteFile(path, kept.map((l) => l + '\n').join(''))
+  }
+
   private loadModelWeights(dir: string): void {
     // A PEFT model saves only its adapter; its loadStateDict takes those keys.
     const adapter = join(dir, 'adapter_model.safetensors')
@@ -622,10 +740,17 @@ export class Trainer {
   private loadCheckpoint(dir: string): { epoch: number; batchesDone: number } {
     const statePath = join(dir, 'trainer_state.json')
     if (!existsSync(statePath)) throw new Error(`Trainer: ${dir} is not a checkpoint (no trainer_state.json)`)
-    const saved = JSON.parse(readFileSync(statePath, 'utf8'))
+    const saved = readTrainerState(statePath)
     this.loadModelWeights(dir)
-    const opt = readSafetensors(join(dir, 'optimizer.safetensors'))
-    const steps = JSON.parse(opt.metadata.steps ?? '{}') as Record<string, number>
+    const optPath = join(dir, 'optimizer.safetensors')
+    if (!existsSync(optPath)) throw new Error(`Trainer: cannot resume from ${dir}: it has no optimizer.safetensors (the optimizer state bertkit saves with each checkpoint)`)
+    const opt = readSafetensors(optPath)
+    let steps: Record<string, number>
+    try {
+      steps = JSON.parse(opt.metadata.steps ?? '{}') as Record<string, number>
+    } catch (err) {
+      throw new Error(`Trainer: cannot resume from ${dir}: the "steps" metadata of ${optPath} is not valid JSON (${(err as Error).message})`)
+    }
     for (const [p, name] of this.trainableNames()) {
       const m = opt.tensors.get(`exp_avg.${name}`), v = opt.tensors.get(`exp_avg_sq.${name}`)
       if (!m || !v) continue
@@ -638,6 +763,7 @@ export class Trainer {
     this.state.bestModelCheckpoint = saved.best_model_checkpoint
     const rng = saved.bertkit.rng
     setRandomState({ seed: BigInt(rng.seed), offset: BigInt(rng.offset), hostState: rng.host_state })
+    this.truncateLogTo(saved.global_step)
     process.stderr.write(`bertkit: resuming from ${basename(dir)} at step ${saved.global_step}\n`)
     return saved.bertkit.data_position
   }
@@ -654,6 +780,75 @@ export class Trainer {
     this.classWeights?.dispose()
     this.classWeights = null
   }
+}
+
+/** Marks a .tmp-checkpoint folder with the process and host writing it. */
+const TMP_OWNER_FILE = '.bertkit-owner.json'
+
+/** The .tmp-checkpoint folders this process is writing now (absolute paths). */
+const savesInProgress = new Set<string>()
+
+function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: it exists, under another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+interface SavedTrainerState {
+  global_step: number
+  epoch: number
+  log_history: LogEntry[]
+  best_metric: number | null
+  best_model_checkpoint: string | null
+  bertkit: {
+    data_position: { epoch: number; batchesDone: number }
+    rng: { seed: string; offset: string; host_state: number[] }
+  }
+}
+
+/** trainer_state.json of a bertkit checkpoint, checked field by field; every error names the file. */
+function readTrainerState(path: string): SavedTrainerState {
+  const fail = (why: string): never => {
+    throw new Error(`Trainer: cannot resume from ${path}: ${why}`)
+  }
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    return fail(`cannot read it (${(err as Error).message})`)
+  }
+  let saved: unknown
+  try {
+    saved = JSON.parse(text)
+  } catch (err) {
+    return fail(`it is not valid JSON (${(err as Error).message}); the file is damaged or cut short, resume from another checkpoint`)
+  }
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+  if (!isObject(saved)) return fail('it does not hold a JSON object')
+  const s = saved
+  if (!isObject(s.bertkit)) {
+    return fail('it has no "bertkit" section (data position and RNG state), so it was not written by bertkit\'s Trainer (a transformers checkpoint?); bertkit resumes only its own checkpoints. To start from these weights instead, load the checkpoint folder as the model')
+  }
+  const b = s.bertkit
+  const nonNegInt = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+  if (!nonNegInt(s.global_step)) fail(`"global_step" is ${JSON.stringify(s.global_step)}, not a step count`)
+  if (typeof s.epoch !== 'number' || !Number.isFinite(s.epoch) || s.epoch < 0) fail(`"epoch" is ${JSON.stringify(s.epoch)}, not a number`)
+  if (!Array.isArray(s.log_history)) fail('"log_history" is missing or not a list')
+  if (s.best_metric !== null && s.best_metric !== undefined && typeof s.best_metric !== 'number') fail(`"best_metric" is ${JSON.stringify(s.best_metric)}`)
+  if (s.best_model_checkpoint !== null && s.best_model_checkpoint !== undefined && typeof s.best_model_checkpoint !== 'string') fail(`"best_model_checkpoint" is ${JSON.stringify(s.best_model_checkpoint)}`)
+  const pos = b.data_position
+  if (!isObject(pos) || !nonNegInt(pos.epoch) || !nonNegInt(pos.batchesDone)) fail(`"bertkit.data_position" is ${JSON.stringify(pos)}, not {epoch, batchesDone}`)
+  const rng = b.rng
+  const digits = (v: unknown) => typeof v === 'string' && /^\d+$/.test(v)
+  if (!isObject(rng) || !digits(rng.seed) || !digits(rng.offset) || !Array.isArray(rng.host_state) || !rng.host_state.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x < 2 ** 32)) {
+    fail(`"bertkit.rng" is missing or incomplete (needs seed, offset, host_state)`)
+  }
+  return { ...(s as unknown as SavedTrainerState), best_metric: (s.best_metric as number | null | undefined) ?? null, best_model_checkpoint: (s.best_model_checkpoint as string | null | undefined) ?? null }
 }
 
 /** torch.amp.GradScaler's schedule: start 2^16, x2 after 2000 clean steps, x0.5 (and skip) on inf/NaN. */

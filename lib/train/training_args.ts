@@ -3,6 +3,7 @@
 
 export type SchedulerType = 'linear' | 'cosine' | 'constant' | 'constant_with_warmup'
 export type IntervalStrategy = 'no' | 'steps' | 'epoch'
+export type TrainSamplingStrategy = 'random' | 'sequential' | 'group_by_length'
 
 export interface TrainingArgumentsInit {
   outputDir?: string
@@ -37,8 +38,10 @@ export interface TrainingArgumentsInit {
   bf16?: boolean
   resumeFromCheckpoint?: string | boolean | null
   dataloaderDropLast?: boolean
-  /** Length-aware batching: batches of similar lengths (less padding). */
+  /** Length-aware batching: batches of similar lengths (less padding). Same as trainSamplingStrategy 'group_by_length'. */
   groupByLength?: boolean
+  /** transformers' train_sampling_strategy: 'random' (seeded shuffle per epoch), 'sequential' (dataset order), 'group_by_length'. */
+  trainSamplingStrategy?: TrainSamplingStrategy
   /** Per-class loss weights (cross-entropy's `weight`); bertkit extension. */
   classWeights?: number[] | null
   device?: 'auto' | 'cpu' | 'cuda'
@@ -48,6 +51,7 @@ export interface TrainingArgumentsInit {
 }
 
 const INTERVALS: IntervalStrategy[] = ['no', 'steps', 'epoch']
+const SAMPLING: TrainSamplingStrategy[] = ['random', 'sequential', 'group_by_length']
 const SCHEDULERS: SchedulerType[] = ['linear', 'cosine', 'constant', 'constant_with_warmup']
 
 export class TrainingArguments {
@@ -84,6 +88,7 @@ export class TrainingArguments {
   resumeFromCheckpoint: string | boolean | null = null
   dataloaderDropLast = false
   groupByLength = false
+  trainSamplingStrategy: TrainSamplingStrategy = 'random'
   classWeights: number[] | null = null
   device: 'auto' | 'cpu' | 'cuda' = 'auto'
   disableTqdm = false
@@ -143,6 +148,8 @@ export class TrainingArguments {
     for (const field of ['evalStrategy', 'saveStrategy', 'loggingStrategy'] as const) {
       if (!INTERVALS.includes(this[field])) fail(field, `must be one of ${INTERVALS.join(', ')}, got "${this[field]}"`)
     }
+    if (!SAMPLING.includes(this.trainSamplingStrategy)) fail('trainSamplingStrategy', `must be one of ${SAMPLING.join(', ')}, got "${this.trainSamplingStrategy}"`)
+    if (this.groupByLength && this.trainSamplingStrategy === 'sequential') fail('groupByLength', 'and trainSamplingStrategy "sequential" cannot both be set')
     if (!SCHEDULERS.includes(this.lrSchedulerType)) fail('lrSchedulerType', `must be one of ${SCHEDULERS.join(', ')}, got "${this.lrSchedulerType}"`)
     if (this.saveTotalLimit !== null && (!Number.isInteger(this.saveTotalLimit) || this.saveTotalLimit < 1)) {
       fail('saveTotalLimit', `must be null or a positive integer, got ${this.saveTotalLimit}`)
@@ -162,6 +169,8 @@ export class TrainingArguments {
     }
     if (!['auto', 'cpu', 'cuda'].includes(this.device)) fail('device', `must be auto, cpu or cuda, got "${this.device}"`)
     if (!Number.isInteger(this.seed) || this.seed < 0) fail('seed', `must be a non-negative integer, got ${this.seed}`)
+    if (this.dataSeed !== null && (!Number.isInteger(this.dataSeed) || this.dataSeed < 0)) fail('dataSeed', `must be null or a non-negative integer, got ${this.dataSeed}`)
+    if (typeof this.outputDir !== 'string' || this.outputDir === '') fail('outputDir', `must be a non-empty path, got ${JSON.stringify(this.outputDir)}`)
   }
 
   toJSON(): Record<string, unknown> {

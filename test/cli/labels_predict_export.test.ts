@@ -1,5 +1,5 @@
 // The CLI after training: string labels named in config.json (sorted, or
-// --label-names' order), bad labels refused by split and row before any
+// --label-names' order), bad labels refused by split, file and line before any
 // training, checkpoints that predict takes as --model, predict's inputs
 // (--text repeated, --file lines or a CSV column) and JSON lines, eval on
 // string labels, and `bertkit export onnx`.
@@ -31,6 +31,11 @@ t.teardown(() => rmSync(join(fixture, '..'), { recursive: true, force: true }))
 const POS = ['a great film', 'charming and funny', 'the best story this year', 'fresh , clever and moving']
 const NEG = ['a dull mess', 'the worst movie', 'boring and too long', 'silly , thin and tired']
 const MEH = ['not good , not bad', 'fine', 'just a movie', 'some fun , some dull']
+
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+/** An output folder that holds nothing: --output-dir is made (and probed) before the data is read, nothing more. */
+const holdsNothing = (dir: string) => !existsSync(dir) || readdirSync(dir).length === 0
 
 function csv(rows: Array<[string, string]>): string {
   return ['text,label', ...rows.map(([x, y]) => `"${x}",${y}`)].join('\n') + '\n'
@@ -92,7 +97,7 @@ t.test('string labels: names in config.json, checkpoints predict with them, eval
     t.ok(Number.isFinite(evalOut.evalAccuracy), `eval on string labels: ${JSON.stringify(evalOut)}`)
     writeFileSync(join(dir, 'unknown.csv'), csv([['a great film', 'pos'], ['odd', 'great']]))
     await t.rejects(main(['eval', '--model', out, '--dataset', 'csv', '--data-files', `test=${join(dir, 'unknown.csv')}`, '--device', 'cpu']),
-      /test split, row 1: label "great" is not one of the 3 class names \("meh", "neg", "pos"\)/)
+      new RegExp(`test split: the label at ${esc(join(dir, 'unknown.csv'))} line 3 \\(row 1\\) is "great", not one of the 3 class names \\("meh", "neg", "pos"\\) from the model ${esc(out)} \\(config.json id2label\\)`))
     // export onnx from a checkpoint.
     const exported = join(dir, 'onnx-out')
     const info = JSON.parse((await capture(() => main(['export', 'onnx', '--model', join(out, 'checkpoint-4'), '--out', exported, '--quantize']))).join('\n'))
@@ -103,6 +108,48 @@ t.test('string labels: names in config.json, checkpoints predict with them, eval
     await t.rejects(main(['export', 'onnx', '--model', out, '--out', exported, '--fp16']), /export onnx: unknown flag --fp16/)
     await t.rejects(main(['export', 'tflite', '--model', out]), /export: unknown format "tflite"/)
     await t.rejects(main(['export', 'onnx', '--model', out]), /--out DIR is required/)
+    // Numeric flags are read as train's are (plain decimals), and checked before any model is loaded or folder made.
+    for (const [flag, value, message] of [
+      ['--top-k', 'abc', /--top-k: expected a positive integer or "all", got "abc"/],
+      ['--top-k', '1.5', /--top-k: expected a positive integer, got "1.5"/],
+      ['--batch-size', '0x10', /--batch-size: expected a number, got "0x10"/],
+      ['--batch-size', '0', /--batch-size: expected a positive integer, got "0"/],
+      ['--max-length', 'Infinity', /--max-length: expected a number, got "Infinity"/],
+      ['--max-length', '', /--max-length: expected a number/],
+      ['--encoding', 'klingon', /--encoding: unknown encoding "klingon"/],
+    ] as const) {
+      await t.rejects(main(['predict', '--model', join(dir, 'no-such-model'), '--text', 'x', flag, value]), message, `predict ${flag} ${JSON.stringify(value)}`)
+    }
+    const notMade = join(dir, 'never-made')
+    for (const [value, message] of [['0x11', /--opset: expected a number, got "0x11"/], ['17.5', /--opset: expected a positive integer/], ['', /--opset: expected a number/], ['22', /opset 22 is not supported/]] as const) {
+      await t.rejects(main(['export', 'onnx', '--model', out, '--out', notMade, '--opset', value]), message, `export --opset ${JSON.stringify(value)}`)
+    }
+    t.notOk(existsSync(notMade), 'a bad flag stops the export before --out is made')
+    // --out is checked before the model is loaded: a file in the way, or a folder that cannot be made.
+    writeFileSync(join(dir, 'a-file'), 'x')
+    await t.rejects(main(['export', 'onnx', '--model', join(dir, 'no-such-model'), '--out', join(dir, 'a-file', 'sub')]), /--out ".*a-file\/sub" cannot be created: a part of the path is a file/)
+    if (process.platform === 'linux') {
+      const started = Date.now()
+      await t.rejects(main(['export', 'onnx', '--model', join(dir, 'no-such-model'), '--out', '/proc/self/nope']), /--out "\/proc\/self\/nope" cannot be created/)
+      t.ok(Date.now() - started < 10000, 'at once')
+    }
+    const topAll = (await capture(() => main(['predict', '--model', out, '--text', 'a great film', '--top-k', 'all', '--batch-size', '2', '--max-length', '16', '--device', 'cpu']))).map((l) => JSON.parse(l))
+    t.same(topAll[0].labels.map((r: { label: string }) => r.label).sort(), ['meh', 'neg', 'pos'], '--top-k all with valid --batch-size / --max-length')
+    // A data file for predict --file is decoded with --encoding too (here a Latin-1 CSV).
+    writeFileSync(join(dir, 'latin.csv'), Buffer.concat([Buffer.from('text\nfine\ncaf'), Buffer.from([0xe9]), Buffer.from('\n')]))
+    await t.rejects(main(['predict', '--model', out, '--file', join(dir, 'latin.csv'), '--device', 'cpu']), /latin\.csv: line 3 \(byte 0xe9 at column 4\) is not valid UTF-8/)
+    const latin = (await capture(() => main(['predict', '--model', out, '--file', join(dir, 'latin.csv'), '--encoding', 'latin1', '--device', 'cpu']))).map((l) => JSON.parse(l))
+    t.same(latin.map((p) => p.text), ['fine', 'caf\u00e9'], 'predict --file data.csv --encoding latin1')
+    // A checkpoint that already names its classes keeps them (and their order) when trained further on names.
+    writeFileSync(join(dir, 'more.csv'), csv([...POS.map((x) => [x, 'pos'] as [string, string]), ...NEG.map((x) => [x, 'neg'] as [string, string])]))
+    const again = join(dir, 'again')
+    const furtherArgs = (file: string, o: string) => ['train', '--model', out, '--dataset', 'csv', '--data-files', `train=${file}`, '--output-dir', o,
+      '--max-steps', '1', '--disable-tqdm', '--device', 'cpu', '--plot-curves', 'false']
+    await capture(() => main(furtherArgs(join(dir, 'more.csv'), again)))
+    t.same(JSON.parse(readFileSync(join(again, 'config.json'), 'utf8')).id2label, { 0: 'meh', 1: 'neg', 2: 'pos' }, 'the checkpoint\'s three names, though the data names two')
+    writeFileSync(join(dir, 'odd.csv'), csv([['a great film', 'pos'], ['a dull mess', 'awful']]))
+    await t.rejects(main(furtherArgs(join(dir, 'odd.csv'), join(dir, 'again2'))),
+      new RegExp(`train split: the label at ${esc(join(dir, 'odd.csv'))} line 3 \\(row 1\\) is "awful", not one of the 3 class names \\("meh", "neg", "pos"\\) from the classifier of ${esc(out)}`))
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -119,18 +166,31 @@ t.test('--label-names fixes the order; bad labels stop the run before training',
     t.same(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).id2label, { 0: 'pos', 1: 'neg' }, '--label-names order')
     writeFileSync(join(dir, 'test.csv'), csv([['a great film', 'pos'], ['a dull mess', 'negative']]))
     const out2 = join(dir, 'out2')
-    await t.rejects(main(trainArgs(dir, out2)), /test split, row 1: label "negative" is not one of the 2 class names \("neg", "pos"\)/)
-    t.notOk(existsSync(out2), 'nothing was written: the labels were checked before training')
+    await t.rejects(main(trainArgs(dir, out2)),
+      new RegExp(`test split: the label at ${esc(join(dir, 'test.csv'))} line 3 \\(row 1\\) is "negative", not one of the 2 class names \\("neg", "pos"\\) from the train split`))
+    t.ok(holdsNothing(out2), 'nothing was written: the labels were checked before training')
     await t.rejects(main(trainArgs(dir, out2, ['--label-names', 'pos,neg,pos'])), /--label-names: the name "pos" appears twice/)
     await t.rejects(main(trainArgs(dir, out2, ['--label-names', 'pos,neg', '--num-labels', '3'])), /--num-labels 3 disagrees with the 2 label names/)
     // Integer labels: out of range for --num-labels, with the row.
     writeFileSync(join(dir, 'train.csv'), ['text,label', '"a great film",1', '"a dull mess",0', '"fine",2'].join('\n'))
     writeFileSync(join(dir, 'test.csv'), ['text,label', '"a great film",1'].join('\n'))
-    await t.rejects(main(trainArgs(dir, out2, ['--num-labels', '2'])), /train split, row 2: label 2 is out of range for 2 labels \(0\.\.1\)/)
+    const trainCsv = esc(join(dir, 'train.csv')), testCsv = esc(join(dir, 'test.csv'))
+    await t.rejects(main(trainArgs(dir, out2, ['--num-labels', '2'])), new RegExp(`train split: the label at ${trainCsv} line 4 \\(row 2\\) is 2, but --num-labels 2 gives 2 classes \\(labels 0\\.\\.1\\)`))
     writeFileSync(join(dir, 'test.csv'), ['text,label', '"a great film",1', '"x",7'].join('\n'))
-    await t.rejects(main(trainArgs(dir, out2)), /test split, row 1: label 7 is out of range for 3 labels/)
-    await t.rejects(main(trainArgs(dir, out2, ['--label-names', 'a,b'])), /train split, row 2: label 2 is out of range for 2 classes/)
-    t.notOk(existsSync(out2))
+    await t.rejects(main(trainArgs(dir, out2)), new RegExp(`test split: the label at ${testCsv} line 3 \\(row 1\\) is 7, but the train split \\(labels 0\\.\\.2\\) gives 3 classes`))
+    await t.rejects(main(trainArgs(dir, out2, ['--label-names', 'a,b'])), new RegExp(`train split: the label at ${trainCsv} line 4 \\(row 2\\) is 2, but --label-names gives 2 classes \\(labels 0\\.\\.1\\)`))
+    // Class indices mixed with names say neither: refused with both rows; --label-names settles it.
+    writeFileSync(join(dir, 'train.csv'), ['text,label', '"a great film",pos', '"a dull mess",neg', '"fine",1'].join('\n'))
+    writeFileSync(join(dir, 'test.csv'), ['text,label', '"a great film",pos'].join('\n'))
+    await t.rejects(main(trainArgs(dir, out2)), new RegExp(`train split: the label at ${trainCsv} line 4 \\(row 2\\) is "?1"?, a class index, but the label at ${trainCsv} line 2 \\(row 0\\) is the class name "pos"; .*pass --label-names`))
+    // A name left empty is named by file and line too.
+    writeFileSync(join(dir, 'train.csv'), ['text,label', '"a great film",pos', '"a dull mess",'].join('\n'))
+    await t.rejects(main(trainArgs(dir, out2)), new RegExp(`train split: the label at ${trainCsv} line 3 \\(row 1\\) is (empty|missing)`))
+    t.ok(holdsNothing(out2))
+    writeFileSync(join(dir, 'train.csv'), ['text,label', '"a great film",pos', '"a dull mess",neg', '"fine",1'].join('\n'))
+    const out3 = join(dir, 'out3')
+    await capture(() => main(trainArgs(dir, out3, ['--label-names', 'neg,pos', '--max-steps', '1'])))
+    t.same(JSON.parse(readFileSync(join(out3, 'config.json'), 'utf8')).id2label, { 0: 'neg', 1: 'pos' }, 'with --label-names, a mixed column trains (1 = "pos")')
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

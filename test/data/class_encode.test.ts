@@ -1,8 +1,8 @@
 // Labels by name: datasets' class_encode_column (names sorted as Python
 // sorts str, by code point), ClassLabel, and one encoding across splits with
-// unknown labels reported by split and row.
+// unknown labels reported by split, and by file and line when the rows have them.
 import t from 'tap'
-import { Dataset } from '../../lib/data/dataset.js'
+import { Dataset, setRowSource } from '../../lib/data/dataset.js'
 import { ClassLabel, classEncodeColumn, classEncodeSplits, compareCodePoints, hasNamedLabels } from '../../lib/data/class_encode.js'
 
 t.test('names are sorted by code point, as Python\'s sorted(str)', async (t) => {
@@ -35,9 +35,15 @@ t.test('one ClassLabel across splits; unknown and missing labels by split and ro
   t.same(classLabel.names, ['neg', 'pos'])
   t.same(splits.test.column('label'), [0, 1])
   t.throws(() => classEncodeSplits({ train, test: Dataset.fromColumns({ label: ['neg', 'meh'] }) }, 'label'),
-    /test split, row 1: label "meh" is not one of the 2 class names \("neg", "pos"\)/)
-  t.throws(() => classEncodeSplits({ train: Dataset.fromColumns({ label: ['pos', null] }) }, 'label'), /train split, row 1: the label is missing/)
-  t.throws(() => classEncodeSplits({ train: Dataset.fromColumns({ label: ['pos', ' '] }) }, 'label'), /train split, row 1: the label is empty/)
+    /test split: the label at row 1 is "meh", not one of the 2 class names \("neg", "pos"\) from the train split/)
+  t.throws(() => classEncodeSplits({ train: Dataset.fromColumns({ label: ['pos', null] }) }, 'label'), /train split: the label at row 1 is missing/)
+  t.throws(() => classEncodeSplits({ train: Dataset.fromColumns({ label: ['pos', ' '] }) }, 'label'), /train split: the label at row 1 is empty/)
+  // Rows that know their file (loadDataset records it) are named by file and line, through map too.
+  const fromFile = setRowSource(Dataset.fromColumns({ label: ['neg', 'meh'] }), (i) => `dev.csv line ${i + 2}`)
+  t.throws(() => classEncodeSplits({ train, dev: fromFile }, 'label'),
+    /dev split: the label at dev\.csv line 3 \(row 1\) is "meh", not one of the 2 class names/)
+  t.throws(() => classEncodeColumn(fromFile.map((r) => ({ label: r.label === 'meh' ? '' : r.label })), 'label'),
+    /classEncodeColumn: the label at dev\.csv line 3 \(row 1\) is empty/)
   t.throws(() => classEncodeSplits({ validation: test }, 'label'), /no "train" split to take the class names from/)
   t.same(classEncodeSplits({ train }, 'label', { names: ['pos', 'neg'] }).splits.train.column('label'), [0, 1, 0], 'given names fix the order')
   t.throws(() => classEncodeColumn(train, 'labels'), /no label column "labels" \(columns: label\)/)

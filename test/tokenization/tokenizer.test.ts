@@ -89,6 +89,12 @@ function optionsOf(c: Case): CallOptions<string> {
   return o
 }
 
+/** Each truncation error of the Rust tokenizer, and the message bertkit gives for the same cause. */
+const RUST_REFUSALS: Array<[string, RegExp]> = [
+  ['Second sequence not provided', /^truncation "only_second" needs a text pair; this text has none$/],
+  ['Sequence to truncate too short to respect the provided max_length', /^truncation "only_(first|second)": the (first|second) sequence has \d+ tokens, too few to remove the \d+ needed to fit maxLength/],
+]
+
 /** Indices of the fixture cases where the tokenizer disagrees with Rust, with the first few differences spelled out. */
 function mismatches(tok: PreTrainedTokenizerFast, want: Expected[]): { indices: number[]; detail: string[] } {
   const indices: number[] = []
@@ -100,11 +106,15 @@ function mismatches(tok: PreTrainedTokenizerFast, want: Expected[]): { indices: 
       const w = want[i]
       let problem: string | null = null
       if (w.error !== undefined) {
+        // Rust refuses this case: bertkit must refuse it for the same reason, not merely throw.
+        const reason = RUST_REFUSALS.find(([rust]) => w.error!.includes(rust))
         try {
           tok(c.text, optionsOf(c))
           problem = `no error, Rust says ${w.error}`
-        } catch {
-          // Rust refuses this one too.
+        } catch (err) {
+          const message = (err as Error).message
+          if (!reason) problem = `Rust's error "${w.error}" has no known bertkit counterpart (bertkit said: ${message})`
+          else if (!reason[1].test(message)) problem = `bertkit's error "${message}" is not the one Rust gives ("${w.error}")`
         }
       } else {
         const got = tok(c.text, optionsOf(c))

@@ -4,11 +4,11 @@
 // prefix), pre-training heads (cls.*) reported as unexpected, and a new
 // classifier initialised when the checkpoint has none. BERT is the default;
 // other encoders (RoBERTa, DistilBERT) pass their own PretrainedFamily.
-import { existsSync, mkdirSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { resolveModelDir as resolveHubModelDir, type DownloadOptions } from '../../hub/hub.js'
 import { readSafetensors, readShardedSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
+import { makeDirs } from '../../hub/dirs.js'
 import { withDeferredInit } from '../../nn/init.js'
 import { manualSeed } from '../../tensor/random.js'
 import { formatShape } from '../../tensor/tensor.js'
@@ -175,14 +175,14 @@ export async function buildFromPretrained<M extends Module, C = BertConfig>(
  * leaves the previous checkpoint's files intact.
  */
 export function savePretrainedTo(model: Module, config: { toJSON(): Record<string, unknown> }, dir: string, architecture: string): void {
-  mkdirSync(dir, { recursive: true })
+  makeDirs(dir, 'model directory')
   writeSafetensors(join(dir, 'model.safetensors'), weightEntries(model), { format: 'pt' })
   atomicWriteFile(join(dir, 'config.json'), configText(config, architecture))
 }
 
 /** savePretrainedTo with the disk writes off the event loop (the Trainer's checkpoints). */
 export async function savePretrainedToAsync(model: Module, config: { toJSON(): Record<string, unknown> }, dir: string, architecture: string): Promise<void> {
-  await mkdir(dir, { recursive: true })
+  makeDirs(dir, 'model directory')
   await writeSafetensorsAsync(join(dir, 'model.safetensors'), weightEntries(model), { format: 'pt' })
   await atomicWriteFileAsync(join(dir, 'config.json'), configText(config, architecture))
 }

@@ -28,8 +28,9 @@ Backend& backend_for(Device device) {
   return cuda_backend();
 #else
   throw Error(
-      "cuda: this bertkit addon was not compiled with CUDA (rebuild with `npm run build:cuda` on a "
-      "machine with nvcc and cuBLAS)");
+      "cuda: this bertkit addon was not compiled with CUDA (linux-x64 packages ship a prebuilt CUDA addon; "
+      "elsewhere build one with `BERTKIT_CUDA=on npm rebuild bertkit --foreground-scripts`, or `npm run build:cuda` "
+      "in a clone, on a machine with nvcc and the cuBLAS headers)");
 #endif
 }
 

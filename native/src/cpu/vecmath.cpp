@@ -57,5 +57,14 @@ const Kernels* simd() {
   return chosen;
 }
 
+const char* simd_isa_name() {
+  switch (simd() ? capped_isa() : Isa::Scalar) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    case Isa::Scalar: return "scalar";
+  }
+  return "scalar";
+}
+
 }  // namespace vecmath
 }  // namespace bertkit

@@ -75,6 +75,9 @@ struct Kernels {
 // their scalar code.
 const Kernels* simd();
 
+// The ISA simd() chose, for diagnostics: "avx512", "avx2" or "scalar".
+const char* simd_isa_name();
+
 // The kernels of one instruction set, or nullptr when the CPU (or the build)
 // lacks it. For tests and benchmarks; ignores BERTKIT_VECMATH.
 const Kernels* kernels_for(Isa isa);

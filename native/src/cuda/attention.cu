@@ -24,6 +24,7 @@
 #include <climits>
 
 #include "cuda/cuda_backend.h"
+#include "cuda/cublas_api.h"
 #include "cuda/reduce.cuh"
 
 namespace bertkit {
@@ -127,7 +128,7 @@ void fill_tables(cudaStream_t stream, const PointerPlan& plan, int64_t pairs, in
 void batched(cublasHandle_t handle, cublasOperation_t op_a, cublasOperation_t op_b, int64_t m, int64_t n, int64_t k,
              float alpha, float* const* a, int64_t lda, float* const* b, int64_t ldb, float beta, float* const* c,
              int64_t ldc, int64_t pairs) {
-  BERTKIT_CUDA_CHECK(cublasSgemmBatched(handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n),
+  BERTKIT_CUDA_CHECK(cuda::cublas_lib().sgemm_batched(handle, op_a, op_b, static_cast<int>(m), static_cast<int>(n),
                                         static_cast<int>(k), &alpha, const_cast<const float* const*>(a),
                                         static_cast<int>(lda), const_cast<const float* const*>(b),
                                         static_cast<int>(ldb), &beta, c, static_cast<int>(ldc),

@@ -1,5 +1,6 @@
 // Device setup, error mapping, memory and the singleton of the CUDA backend.
 #include "cuda/cuda_backend.h"
+#include "cuda/cublas_api.h"
 #include "bertkit/indices.h"
 
 #include <atomic>
@@ -71,7 +72,7 @@ void check(cudaError_t err, const char* call) {
 void check(cublasStatus_t status, const char* call) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
   throw Error("cuda: " + function_name(call) + " failed: " + cublas_status_name(status) + " (" +
-              cublasGetStatusString(status) + ")");
+              cublas_lib().status_string(status) + ")");
 }
 
 void check_launch(const char* kernel) {
@@ -137,14 +138,14 @@ CudaBackend::CudaBackend() {
     // Non-blocking: legacy default-stream work from other libraries in the process
     // does not serialise with ours.
     BERTKIT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    BERTKIT_CUDA_CHECK(cublasCreate(&cublas_));
-    BERTKIT_CUDA_CHECK(cublasSetStream(cublas_, stream_));
+    BERTKIT_CUDA_CHECK(cuda::cublas_lib().create(&cublas_));
+    BERTKIT_CUDA_CHECK(cuda::cublas_lib().set_stream(cublas_, stream_));
     // fp32 means fp32: no TF32 tensor-core rounding unless a later switch asks for it.
-    BERTKIT_CUDA_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
-    BERTKIT_CUDA_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
-    BERTKIT_CUDA_CHECK(cublasGetVersion(cublas_, &cublas_version_));
+    BERTKIT_CUDA_CHECK(cuda::cublas_lib().set_math_mode(cublas_, CUBLAS_DEFAULT_MATH));
+    BERTKIT_CUDA_CHECK(cuda::cublas_lib().set_pointer_mode(cublas_, CUBLAS_POINTER_MODE_HOST));
+    BERTKIT_CUDA_CHECK(cuda::cublas_lib().get_version(cublas_, &cublas_version_));
   } catch (...) {
-    if (cublas_) cublasDestroy(cublas_);
+    if (cublas_) cuda::cublas_lib().destroy(cublas_);
     if (stream_) cudaStreamDestroy(stream_);
     cublas_ = nullptr;
     stream_ = nullptr;

@@ -12,6 +12,7 @@
 #include <climits>
 
 #include "cuda/cuda_backend.h"
+#include "cuda/cublas_api.h"
 #include "cuda/cuda_switches.h"
 
 namespace bertkit {
@@ -69,7 +70,7 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
   const int ld_a = static_cast<int>(trans_a ? m : k);
   const int ld_c = static_cast<int>(n);
   // beta == 0: cuBLAS does not read C, so a NaN-filled output stays write-only.
-  BERTKIT_CUDA_CHECK(cublasSgemmStridedBatched(
+  BERTKIT_CUDA_CHECK(cuda::cublas_lib().sgemm_strided_batched(
       cublas_, op_first, op_second, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
       ld_b, static_cast<long long>(stride_b), a, ld_a, static_cast<long long>(stride_a), &beta, c, ld_c,
       static_cast<long long>(stride_c), static_cast<int>(batch)));
@@ -96,7 +97,7 @@ void CudaBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, i
   const int ld_b = static_cast<int>(trans_b ? k : n);
   const int ld_a = static_cast<int>(trans_a ? m : k);
   const int ld_c = static_cast<int>(n);
-  BERTKIT_CUDA_CHECK(cublasGemmStridedBatchedEx(
+  BERTKIT_CUDA_CHECK(cuda::cublas_lib().gemm_strided_batched_ex(
       cublas_, op_first, op_second, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
       ab_type, ld_b, static_cast<long long>(stride_b), a, ab_type, ld_a, static_cast<long long>(stride_a), &beta, c,
       CUDA_R_32F, ld_c, static_cast<long long>(stride_c), static_cast<int>(batch), CUBLAS_COMPUTE_32F,
@@ -104,7 +105,7 @@ void CudaBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, i
 }
 
 void CudaBackend::set_allow_tf32(bool allow) {
-  BERTKIT_CUDA_CHECK(cublasSetMathMode(cublas_, allow ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  BERTKIT_CUDA_CHECK(cuda::cublas_lib().set_math_mode(cublas_, allow ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   allow_tf32_ = allow;
 }
 

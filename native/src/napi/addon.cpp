@@ -8,6 +8,7 @@
 #include "bertkit/backend.h"
 #include "native_buffer.h"
 #include "ops.h"
+#include "runtime_info.h"
 
 namespace bertkit {
 namespace {
@@ -170,6 +171,7 @@ Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeBuffer", NativeBuffer::Define(env));
   RegisterOps(env, exports);
+  RegisterRuntimeInfo(env, exports);
   exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice, "probeDevice"));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
   exports.Set("synchronizeAsync", Napi::Function::New(env, SynchronizeAsync, "synchronizeAsync"));
