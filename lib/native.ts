@@ -122,8 +122,18 @@ export interface NativeAddon {
 export const DTYPE_CODE = { float32: 0, float16: 1, bfloat16: 2, int32: 3 } as const
 /** device codes shared with native/include/bertkit/backend.h */
 export const DEVICE_CODE = { cpu: 0, cuda: 1 } as const
-/** activation codes shared with Backend::Activation */
-export const ACTIVATION_CODE = { gelu: 0, gelu_new: 1, tanh: 2, relu: 3 } as const
+/**
+ * transformers' activation names (ACT2FN keys) → Backend::Activation codes.
+ * Names with the same function share a kernel: the tanh-approximated GELUs
+ * (gelu_new, gelu_pytorch_tanh, gelu_accurate, gelu_fast: the same formula,
+ * gelu_fast's 10-digit constant equals sqrt(2/pi) in float32), silu / swish.
+ */
+export const ACTIVATION_CODE = {
+  gelu: 0, gelu_python: 0,
+  gelu_new: 1, gelu_pytorch_tanh: 1, gelu_python_tanh: 1, gelu_accurate: 1, gelu_fast: 1,
+  tanh: 2, relu: 3, silu: 4, swish: 4, quick_gelu: 5, mish: 6, sigmoid: 7, relu6: 8, leaky_relu: 9,
+  linear: 10, relu2: 11, gelu_10: 12, laplace: 13, hardswish: 14, sqrtsoftplus: 15,
+} as const
 
 const packageRoot = join(__dirname, '..', '..')
 

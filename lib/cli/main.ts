@@ -5,6 +5,7 @@
 import { readFileSync, existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
+import { checkFiniteLogits } from '../models/modeling_utils.js'
 import { AutoTokenizer } from '../tokenization/index.js'
 import type { Module } from '../nn/module.js'
 import { loadDataset, loadRottenTomatoesRaw } from '../data/load_dataset.js'
@@ -230,6 +231,7 @@ async function predict(flags: Map<string, string | true>): Promise<void> {
       return model.forward({ inputIds: ids(enc.inputIds), attentionMask: ids(enc.attentionMask), tokenTypeIds: ids(enc.tokenTypeIds) }).logits.toFloat32Array()
     }))
     const k = model.numLabels
+    checkFiniteLogits(`predict (${modelId})`, probs, k, i)
     chunk.forEach((text, r) => {
       const row = Array.from(probs.subarray(r * k, (r + 1) * k))
       const max = Math.max(...row)

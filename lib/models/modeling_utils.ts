@@ -102,3 +102,22 @@ export class OwnedIds {
     for (const t of this.made) t.dispose()
   }
 }
+
+/**
+ * Logits [rows, numLabels] read back from a forward pass must be finite: a
+ * NaN row has no argmax, and reporting one anyway (label -1, null scores) is
+ * a silent wrong answer. `where` names the rows' origin (e.g. "prediction
+ * batch 3"); `firstRow` numbers rows across batches.
+ */
+export function checkFiniteLogits(where: string, logits: Float32Array, numLabels: number, firstRow = 0): void {
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]
+    if (v - v === 0) continue
+    let rows = 0
+    for (let r = 0; r < logits.length / numLabels; r++) {
+      if (logits.subarray(r * numLabels, (r + 1) * numLabels).some((x) => !Number.isFinite(x))) rows++
+    }
+    throw new Error(`${where}: the model produced non-finite logits (${v}) for ${rows} row(s), the first at row ${firstRow + Math.floor(i / numLabels)}; ` +
+      'its weights hold NaN/Inf or overflow in this precision (try fp32)')
+  }
+}

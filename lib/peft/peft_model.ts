@@ -534,6 +534,8 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
       peft.rollback(peft.undo!)
       throw err
     }
+    // As peft: an adapter loaded for inference is put in eval mode (dropout off); a trainable one keeps the base's mode.
+    if (!options.isTrainable) peft.eval()
     return peft
   }
 }

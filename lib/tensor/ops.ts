@@ -151,11 +151,16 @@ export function mean(x: Tensor): Tensor {
 
 export type ActivationName = keyof typeof ACTIVATION_CODE
 
-/** gelu (exact erf), gelu_new (tanh approximation), tanh, relu — by transformers' hidden_act names. */
+/**
+ * An elementwise activation by transformers' hidden_act name (ACT2FN): gelu
+ * (exact erf), gelu_new and its aliases (tanh approximation), tanh, relu,
+ * silu / swish, quick_gelu, mish, sigmoid, relu6, leaky_relu, linear, relu2,
+ * gelu_10, laplace, hardswish, sqrtsoftplus.
+ */
 export function activation(x: Tensor, kind: ActivationName): Tensor {
   const op = kind
   expectDtype(op, 'x', x, 'float32')
-  const code = ACTIVATION_CODE[kind]
+  const code = Object.hasOwn(ACTIVATION_CODE, kind) ? ACTIVATION_CODE[kind] : undefined
   if (code === undefined) fail('activation', `unknown activation "${kind}" (expected ${Object.keys(ACTIVATION_CODE).join(', ')})`)
   const addon = native()
   const out = empty(x.shape, { device: x.device })

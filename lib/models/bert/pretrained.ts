@@ -85,6 +85,26 @@ export function renameCheckpointKey(name: string, modelNames: Set<string>, baseP
   return renamed
 }
 
+/**
+ * A weight with NaN or Inf would only show up later as NaN logits, far from
+ * its cause: refuse it at load, naming the tensor and the first bad element.
+ */
+export function checkFinite(source: string, name: string, data: Float32Array, shape: readonly number[]): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]
+    if (v - v === 0) continue  // finite (NaN - NaN and Inf - Inf are NaN)
+    const index: number[] = []
+    let rest = i
+    for (let d = shape.length - 1; d >= 0; d--) {
+      index.unshift(rest % shape[d])
+      rest = Math.floor(rest / shape[d])
+    }
+    let count = 0
+    for (let j = i; j < data.length; j++) if (!Number.isFinite(data[j])) count++
+    throw new Error(`${source}: tensor "${name}" ${formatShape(shape)} holds ${count} non-finite value(s), the first ${v} at [${index.join(', ')}]; the checkpoint is corrupt (or training diverged before it was saved)`)
+  }
+}
+
 // Buffers some checkpoints carry that are not parameters; transformers ignores them silently.
 const IGNORED_BUFFERS = /(^|\.)embeddings\.position_ids$/
 
@@ -117,6 +137,7 @@ export function loadCheckpointInto(model: Module, pending: Map<import('../../ten
       throw new Error(`${source}: tensor "${name}" has shape ${formatShape(t.shape)} but the config (${join(dir, 'config.json')}) implies ${formatShape(p.shape)}`)
     }
     if (values.has(target)) throw new Error(`${source}: two tensors map to "${target}" (one of them is "${name}")`)
+    checkFinite(source, name, t.data, t.shape)
     values.set(target, t.data)
   }
   if (values.size === 0 && unexpectedKeys.length > 0) {
@@ -162,6 +183,8 @@ export async function buildFromPretrained<M extends Module, C = BertConfig>(
   const { value: model, pending } = withDeferredInit(() => build(config, device))
   try {
     const loadingInfo = loadCheckpointInto(model, pending, dir, basePrefix, family.baseModules)
+    // transformers' from_pretrained returns the model in eval mode (dropout off); training sets train() itself.
+    model.eval()
     return { model, config, loadingInfo }
   } catch (err) {
     model.dispose()

@@ -88,7 +88,13 @@ class Backend {
                                    int64_t count, const float* ddst, float* dsrc) = 0;
 
   // ---- activations (activation.cpp) ---------------------------------------
-  enum class Activation : int { GeluErf = 0, GeluTanh = 1, Tanh = 2, Relu = 3 };
+  // transformers' hidden_act names map onto these (lib/native.ts ACTIVATION_CODE);
+  // codes are fixed, new kinds go at the end before Count.
+  enum class Activation : int {
+    GeluErf = 0, GeluTanh = 1, Tanh = 2, Relu = 3, Silu = 4, QuickGelu = 5, Mish = 6, Sigmoid = 7,
+    Relu6 = 8, LeakyRelu = 9, Identity = 10, Relu2 = 11, GeluClip10 = 12, Laplace = 13, Hardswish = 14,
+    SqrtSoftplus = 15, Count
+  };
   virtual void activation_forward(Activation kind, int64_t n, const float* x, float* y) = 0;
   // dx += dy * f'(x). Takes x (not y) for every kind, so no output needs keeping.
   virtual void activation_backward(Activation kind, int64_t n, const float* x, const float* dy,

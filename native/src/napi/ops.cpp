@@ -41,7 +41,7 @@ void check_indices(OpArgs& args, Backend& backend, NativeBuffer* buf, int64_t n,
 
 Backend::Activation activation_kind(OpArgs& args, size_t index) {
   int32_t k = args.i32(index, "kind");
-  if (k < 0 || k > 3) args.fail("unknown activation kind " + std::to_string(k));
+  if (k < 0 || k >= static_cast<int32_t>(Backend::Activation::Count)) args.fail("unknown activation kind " + std::to_string(k));
   return static_cast<Backend::Activation>(k);
 }
 
