@@ -8,7 +8,7 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { resolveModelDir as resolveHubModelDir, type DownloadOptions } from '../../hub/hub.js'
-import { readSafetensors, readShardedSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
+import { openSafetensors, readShardedIndex, readSafetensors, readShardedSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
 import { withDeferredInit } from '../../nn/init.js'
 import { manualSeed } from '../../tensor/random.js'
 import { formatShape } from '../../tensor/tensor.js'
@@ -42,11 +42,48 @@ export interface PretrainedFamily<C> {
    * without the base prefix (a bare BertModel) still finds its place.
    */
   baseModules: readonly string[]
+  /**
+   * The config fields the checkpoint's tensor shapes pin down, checked
+   * against the safetensors header before the model is built: an absurd
+   * size (num_hidden_layers 1e9, hidden_size 1e12) fails there, naming the
+   * field, instead of allocating until memory runs out.
+   */
+  checkpointShapes?(config: C): CheckpointShapes
+}
+
+/**
+ * Tensor names (relative to the base model, e.g. "embeddings.word_embeddings.weight")
+ * with the config field and value each dimension must equal; and where the
+ * encoder's layers are numbered, so that the config asks for no more layers
+ * than the checkpoint has.
+ */
+export interface CheckpointShapes {
+  /** The base model's prefix in a task model's checkpoint ("bert."): names are looked up with and without it. */
+  prefix: string
+  tensors: Array<{ name: string; dims: Array<[field: string, value: number]> }>
+  layers?: { name: string; field: string; value: number }
+}
+
+/** What BERT's and RoBERTa's checkpoints pin down (the same modules under "bert." / "roberta."). */
+export function bertCheckpointShapes(prefix: string, config: BertConfig, classifier: string): CheckpointShapes {
+  const h: [string, number] = ['hidden_size', config.hidden_size]
+  return {
+    prefix,
+    tensors: [
+      { name: 'embeddings.word_embeddings.weight', dims: [['vocab_size', config.vocab_size], h] },
+      { name: 'embeddings.position_embeddings.weight', dims: [['max_position_embeddings', config.max_position_embeddings], h] },
+      { name: 'embeddings.token_type_embeddings.weight', dims: [['type_vocab_size', config.type_vocab_size], h] },
+      { name: 'encoder.layer.0.intermediate.dense.weight', dims: [['intermediate_size', config.intermediate_size], h] },
+      { name: classifier, dims: [['num_labels', config.num_labels], h] },
+    ],
+    layers: { name: 'encoder.layer', field: 'num_hidden_layers', value: config.num_hidden_layers },
+  }
 }
 
 const BERT_FAMILY: PretrainedFamily<BertConfig> = {
   readConfig: (path, overrides) => BertConfig.fromFile(path, overrides),
   baseModules: ['embeddings', 'encoder', 'pooler'],
+  checkpointShapes: (config) => bertCheckpointShapes('bert.', config, 'classifier.weight'),
 }
 
 export interface LoadingInfo {
@@ -71,6 +108,60 @@ export function readCheckpointTensors(dir: string): { tensors: Map<string, HostT
   if (existsSync(index)) return { tensors: readShardedSafetensors(index).tensors, source: index }
   const legacy = ['pytorch_model.bin', 'tf_model.h5', 'model.ckpt.index'].filter((f) => existsSync(join(dir, f)))
   throw new Error(`${dir}: no model.safetensors or ${SHARDED_INDEX_NAME}${legacy.length ? ` (found ${legacy.join(', ')}: convert it to safetensors with transformers' save_pretrained)` : ''}`)
+}
+
+/** Every tensor's shape from the checkpoint's header(s), reading no weights. */
+export function readCheckpointShapes(dir: string): { shapes: Map<string, number[]>; source: string } {
+  const single = join(dir, 'model.safetensors')
+  if (existsSync(single)) {
+    const file = openSafetensors(single)
+    try {
+      return { shapes: new Map([...file.tensors].map(([name, info]) => [name, info.shape])), source: single }
+    } finally {
+      file.close()
+    }
+  }
+  const index = join(dir, SHARDED_INDEX_NAME)
+  if (existsSync(index)) return { shapes: new Map([...readShardedIndex(index).tensors].map(([name, info]) => [name, info.shape])), source: index }
+  return { shapes: new Map(), source: readCheckpointTensors(dir).source }  // throws the "no weights" error
+}
+
+/**
+ * Checks the config against the checkpoint's shapes (CheckpointShapes);
+ * tensors the checkpoint lacks are not checked. Fewer layers than the
+ * checkpoint holds is allowed (the rest are reported as unexpected, as in
+ * transformers); more is refused.
+ */
+export function checkConfigAgainstCheckpoint(configPath: string, expected: CheckpointShapes, shapes: Map<string, number[]>, source: string): void {
+  const find = (name: string) => {
+    for (const n of [expected.prefix + name, name]) if (shapes.has(n)) return { name: n, shape: shapes.get(n)! }
+    return null
+  }
+  for (const { name, dims } of expected.tensors) {
+    const found = find(name)
+    if (!found) continue
+    const { shape } = found
+    dims.forEach(([field, value], i) => {
+      if (shape.length !== dims.length || shape[i] !== value) {
+        const meaning = dims.map(([f]) => f).join(' x ')
+        throw new Error(`${configPath}: ${field} is ${value}, but the checkpoint's "${found.name}" (${source}) is ${formatShape(shape)} (${meaning}); ` +
+          'the config does not describe these weights')
+      }
+    })
+  }
+  if (expected.layers) {
+    const { name, field, value } = expected.layers
+    const pattern = new RegExp(`^(?:${expected.prefix.replace(/\./g, '\\.')})?${name.replace(/\./g, '\\.')}\\.(\\d+)\\.`)
+    let held = 0
+    for (const key of shapes.keys()) {
+      const m = pattern.exec(key)
+      if (m) held = Math.max(held, Number(m[1]) + 1)
+    }
+    if (held > 0 && value > held) {
+      throw new Error(`${configPath}: ${field} is ${value}, but the checkpoint (${source}) holds layers 0..${held - 1} only; ` +
+        `set ${field} to ${held} (or fewer, to keep the first layers)`)
+    }
+  }
 }
 
 /** Maps checkpoint names onto the model's, the way transformers does for BERT checkpoints. */
@@ -178,6 +269,10 @@ export async function buildFromPretrained<M extends Module, C = BertConfig>(
 ): Promise<{ model: M; config: C; loadingInfo: LoadingInfo }> {
   const dir = await resolveModelDir(idOrDir, options)
   const config = configFromPretrained(dir, options, family)
+  if (family.checkpointShapes) {
+    const { shapes, source } = readCheckpointShapes(dir)
+    checkConfigAgainstCheckpoint(join(dir, 'config.json'), family.checkpointShapes(config), shapes, source)
+  }
   const device = resolveDevice(options.device ?? 'auto')
   if (options.seed !== undefined) manualSeed(options.seed)
   const { value: model, pending } = withDeferredInit(() => build(config, device))
