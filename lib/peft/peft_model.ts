@@ -199,22 +199,23 @@ export function planInjection(model: PeftBaseModel, config: LoraConfig): Injecti
     }
     const hit = matches(path)
     if (!hit) continue
-    matched.add(hit)
+    for (const n of saveNames) if (path.endsWith(n) || (seqCls && `base_model.model.${path}`.endsWith(n))) matched.add(n)
     const outer = save.find((s) => path.startsWith(`${s.path}.`))
     if (outer) {
-      // peft wraps such a module a second time, inside the copy and beside it, with other parameter
-      // names and saved keys; without parameters that changes nothing, otherwise refuse.
+      // peft wraps such a module a second time (beside the copy, or inside it) and saves one key for
+      // two wrappers, which its own PeftModel.from_pretrained then fails on (KeyError). Without
+      // parameters nothing is saved and nothing changes; otherwise refuse.
       if (m.parameters().length === 0) continue
-      throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${path}", inside "${outer.path}", which is saved whole already; ` +
-        `peft would wrap it twice (copies with other parameter names); list only one of them (${hint})`)
+      throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${path}", inside "${outer.path}", which is saved whole already (${hint}); ` +
+        `peft wraps the inner module a second time and cannot load the adapter it saves (KeyError in PeftModel.from_pretrained), so bertkit refuses it: list only one of them`)
     }
     if (m.constructor.name === 'ModuleList' || m.constructor.name === 'ModuleDict') {
       throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${path}", a ${m.constructor.name}: peft cannot save a container (${hint})`)
     }
     const holdsLora = [...loraPaths].find((l) => l.startsWith(`${path}.`))
     if (holdsLora) {
-      throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${path}", which holds the LoRA layer "${holdsLora}"; ` +
-        `a saved copy of it would copy the adapter too (${hint}); change targetModules or modulesToSave`)
+      throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${path}", which holds the LoRA layer "${holdsLora}" (${hint}); ` +
+        'its saved copy would hold a second copy of the adapter, which peft cannot load back (KeyError); change targetModules or modulesToSave')
     }
     save.push({ path, module: m as ForwardModule })
   }
