@@ -427,6 +427,11 @@ t.test('bad input: target modules, model types, unsupported adapter options', as
     ['rank_pattern', { query: 8 }, /rank_pattern=\{"query":8\}/],
     ['layers_to_transform', [0], /layers_to_transform=\[0\]/],
     ['peft_type', 'IA3', /peft_type "IA3" is not supported \(bertkit loads LORA adapters\)/],
+    ['use_rslora', 'yes', /adapter_config\.json: use_rslora must be true or false, got "yes"/],
+    ['r', 1e9, /adapter_config\.json: r must be at most 65536/],
+    ['r', '4', /adapter_config\.json: r must be a positive integer, got "4"/],
+    ['lora_dropout', '0.1', /adapter_config\.json: lora_dropout must be in \[0, 1\)/],
+    ['modules_to_save', 'classifier', /adapter_config\.json: modules_to_save must be a list of module names/],
   ] as const) {
     writeFileSync(join(adapter, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, [field]: value }))
     t.throws(() => PeftModel.fromPretrained(plain, adapter), pattern, `${field} refused`)
