@@ -14,6 +14,7 @@ import {
 } from '../../lib/index.js'
 import { native } from '../../lib/native.js'
 import { readSafetensors, writeSafetensors } from '../../lib/hub/safetensors.js'
+import { checkFinite } from '../../lib/models/bert/pretrained.js'
 import { Dataset } from '../../lib/data/dataset.js'
 import { Trainer, type DataCollator } from '../../lib/train/trainer.js'
 import { TrainingArguments } from '../../lib/train/training_args.js'
@@ -210,6 +211,18 @@ t.test('NaN / Inf weights are refused at load, naming the tensor and the element
     writeSafetensors(file, entries)
     await t.rejects(BertForSequenceClassification.fromPretrained(dir),
       new RegExp(`model\\.safetensors: tensor "${target.replace(/\./g, '\\.')}" \\[32, 32\\] holds 1 non-finite value\\(s\\), the first ${label} at \\[3, 5\\]`))
+  }
+})
+
+t.test('checkFinite finds a bad value anywhere (also past the last multiple of 4) and passes finite extremes', async (t) => {
+  const values = Float32Array.of(1, -2, 3.4e38, -3.4e38, 1e-45, 0, -0)
+  t.doesNotThrow(() => checkFinite('f', 'w', values, [7]), 'finite, however large or small')
+  for (let i = 0; i < 7; i++) {
+    for (const bad of [NaN, Infinity]) {
+      const v = Float32Array.from(values)
+      v[i] = bad
+      t.throws(() => checkFinite('f', 'w', v, [7]), new RegExp(`f: tensor "w" \\[7\\] holds 1 non-finite value\\(s\\), the first ${bad} at \\[${i}\\]`))
+    }
   }
 })
 
