@@ -150,8 +150,6 @@ void CpuBackend::activation_forward(Activation kind, int64_t n, const float* x, 
     case Activation::SqrtSoftplus:
       for_each_chunk(n, [=](int64_t i) { y[i] = std::sqrt(softplus(x[i])); });
       return;
-    case Activation::Count:
-      break;
   }
   throw Error("unknown activation kind " + std::to_string(static_cast<int>(kind)));
 }
@@ -277,8 +275,6 @@ void CpuBackend::activation_backward(Activation kind, int64_t n, const float* x,
         dx[i] += dy[i] * (sigmoid(v) / (2.0f * std::sqrt(softplus(v))));
       });
       return;
-    case Activation::Count:
-      break;
   }
   throw Error("unknown activation kind " + std::to_string(static_cast<int>(kind)));
 }
