@@ -79,6 +79,8 @@ const median = (xs: number[]) => {
 
 interface Config { library: 'bertkit' | 'torch'; strategy: Strategy; precision: 'fp32' | 'bf16'; unpad: boolean }
 
+const peakMiB = new Map<Config, number[]>()
+
 function benchBertkit(c: Config): number {
   manualSeed(0)
   const model = new BertForSequenceClassification(new BertConfig(shape))
@@ -88,6 +90,8 @@ function benchBertkit(c: Config): number {
   const trainable = model.parameters().filter((p) => p.requiresGrad)
   const optimizer = new AdamW(trainable, { lr: 2e-5, weightDecay: 0.01 })
   setUnpadding(c.unpad ? 'on' : 'off')
+  native().emptyCache()
+  native().resetPeakMemory()
   const times: number[] = []
   try {
     for (let s = 0; s < warmup + steps; s++) {
@@ -106,6 +110,7 @@ function benchBertkit(c: Config): number {
       })
       if (s >= warmup) times.push(Number(process.hrtime.bigint() - t0) / 1e6)
     }
+    peakMiB.set(c, [...(peakMiB.get(c) ?? []), native().memoryStats().peakCpuBytes / 2 ** 20])
   } finally {
     setUnpadding('auto')
     optimizer.dispose()
@@ -159,8 +164,10 @@ function main() {
     `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores); bertkit GEMM: ${addon.getCpuGemm()}, bf16: ${addon.getCpuGemmBf16()}; date ${new Date().toISOString().slice(0, 10)}; load average (1 min) during the run: median ${median(loads).toFixed(1)} [${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}].`,
     `Command: \`npm run bench:step -- ${args.join(' ')}\``,
     '',
-    '| strategy | precision | bertkit padded | bertkit unpadded | torch | bertkit unpadded / torch | bertkit unpadded bf16 / torch bf16 |',
-    '|---|---|---|---|---|---|---|',
+    'Peak MiB: the peak of live native tensor bytes during the steps (weights, gradients, optimizer state, activations), padded / unpadded.',
+    '',
+    '| strategy | precision | bertkit padded | bertkit unpadded | torch | bertkit unpadded / torch | bertkit unpadded bf16 / torch bf16 | bertkit peak MiB padded / unpadded |',
+    '|---|---|---|---|---|---|---|---|',
   ]
   const find = (lib: string, s: Strategy, p: string, u: boolean) => configs.find((c) => c.library === lib && c.strategy === s && c.precision === p && (lib === 'torch' || c.unpad === u))!
   for (const strategy of strategies) {
@@ -172,14 +179,15 @@ function main() {
       const torBf16 = withTorch ? results.get(find('torch', strategy, 'bf16', false))! : []
       const ratio = tor.length ? (median(unp) / median(tor)).toFixed(2) : (torchC && errors.get(torchC)) ? `error: ${errors.get(torchC)!.slice(0, 80)}` : 'n/a'
       const vsBf16 = torBf16.length ? (median(unp) / median(torBf16)).toFixed(2) : 'n/a'
-      lines.push(`| ${strategy} | ${precision} | ${fmt(pad)} | ${fmt(unp)} | ${fmt(tor)} | ${ratio} | ${precision === 'bf16' ? vsBf16 : ''} |`)
+      const mem = (u: boolean) => median(peakMiB.get(find('bertkit', strategy, precision, u)) ?? [NaN]).toFixed(0)
+      lines.push(`| ${strategy} | ${precision} | ${fmt(pad)} | ${fmt(unp)} | ${fmt(tor)} | ${ratio} | ${precision === 'bf16' ? vsBf16 : ''} | ${mem(false)} / ${mem(true)} |`)
     }
   }
   const table = lines.join('\n') + '\n'
   mkdirSync(dirname(outBase) || '.', { recursive: true })
   writeFileSync(`${outBase}.md`, table)
   writeFileSync(`${outBase}.json`, JSON.stringify({ date: new Date().toISOString(), args, threads, loads,
-    results: configs.map((c) => ({ ...c, stepMs: results.get(c), error: errors.get(c) ?? null })) }, null, 2) + '\n')
+    results: configs.map((c) => ({ ...c, stepMs: results.get(c), peakMiB: peakMiB.get(c) ?? null, error: errors.get(c) ?? null })) }, null, 2) + '\n')
   console.log(table)
 }
 

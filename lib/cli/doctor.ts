@@ -13,7 +13,7 @@ export interface DoctorReport {
   node: string
   platform: string
   addon: { variant: LoadedAddon['variant']; origin: LoadedAddon['origin']; path: string; note?: string } | { error: string }
-  cpu: { model: string; cores: number; flags: string[]; threads?: number; gemm?: string; vecmath?: string }
+  cpu: { model: string; cores: number; flags: string[]; threads?: number; gemm?: string; gemmBf16?: string; vecmath?: string }
   cuda?: RuntimeReport['cuda'] & { usable: boolean; reason?: string; description?: string; variantPath: string | null }
   device?: string
 }
@@ -63,6 +63,7 @@ export function doctorReport(): DoctorReport {
   const runtime = loaded.addon.inspectRuntime()
   report.cpu.threads = loaded.addon.getNumThreads()
   report.cpu.gemm = runtime.cpu.gemm
+  report.cpu.gemmBf16 = runtime.cpu.gemmBf16
   report.cpu.vecmath = runtime.cpu.vecmath
   const probe = loaded.addon.probeDevice(1)
   report.cuda = { ...runtime.cuda, usable: probe.ok, variantPath: cudaVariantPath(), ...(probe.ok ? { description: probe.description } : { reason: loaded.note ?? probe.reason }) }
@@ -88,7 +89,7 @@ export function formatDoctor(r: DoctorReport): string {
     if (r.addon.note) lines.push(`        note: ${r.addon.note}`)
   }
   lines.push(`cpu:    ${r.cpu.model}, ${r.cpu.cores} logical cores; ISA: ${r.cpu.flags.join(' ') || 'baseline'}`)
-  if (r.cpu.gemm) lines.push(`        kernels: GEMM ${r.cpu.gemm}, vector maths ${r.cpu.vecmath}; ${r.cpu.threads} threads (BERTKIT_NUM_THREADS)`)
+  if (r.cpu.gemm) lines.push(`        kernels: GEMM ${r.cpu.gemm}, bf16 GEMM ${r.cpu.gemmBf16 ?? 'n/a'} (BERTKIT_GEMM_BF16), vector maths ${r.cpu.vecmath}; ${r.cpu.threads} threads (BERTKIT_NUM_THREADS)`)
   const c = r.cuda
   if (c) {
     if (!c.compiled) {

@@ -45,6 +45,9 @@ uint64_t xcr0() {
 }
 
 bool has_avx512_bf16() {
+#if !defined(__clang__) && __GNUC__ < 10
+  return false;  // the build has no AVX512-BF16 kernel
+#endif
   const CpuidRegs l7 = cpuid(7, 0), l71 = cpuid(7, 1);
   const bool f = l7.ebx & (1u << 16), bw = l7.ebx & (1u << 30), vl = l7.ebx & (1u << 31);
   const bool bf16 = l71.eax & (1u << 5);

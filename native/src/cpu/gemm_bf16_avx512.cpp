@@ -14,7 +14,8 @@
 #include "gemm_bf16.h"
 #include "thread_pool.h"
 
-#if defined(__x86_64__)
+// AVX512-BF16 intrinsics: GCC 10, clang 9.
+#if defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 10)
 
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))), apply_to = function)
@@ -125,4 +126,13 @@ void bf16_gemm_avx512(const Bf16Problem& p) { Bf16Driver<Avx512Bf16>::run(p); }
 #pragma GCC pop_options
 #endif
 
-#endif  // __x86_64__
+#elif defined(__x86_64__)
+
+// A compiler without AVX512-BF16 intrinsics: the path is never selected (gemm_bf16.cpp).
+namespace bertkit {
+namespace gemm {
+void bf16_gemm_avx512(const Bf16Problem&) { throw Error("gemm (bf16): this build has no AVX512-BF16 kernel"); }
+}  // namespace gemm
+}  // namespace bertkit
+
+#endif
