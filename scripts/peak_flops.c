@@ -33,6 +33,7 @@ static void* fp32(void* arg) {
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_setzero_ps();
   __m512 x = _mm512_set1_ps(1e-7f);
   for (long n = 0; n < iterations; ++n) {
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(x, x, acc[i]);
     __asm__ volatile("" : "+v"(x));
   }
@@ -48,6 +49,7 @@ static void* bf16(void* arg) {
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_setzero_ps();
   __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);
   for (long n = 0; n < iterations; ++n) {
+#pragma GCC unroll 12
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
     __asm__ volatile("" : "+v"(a));
   }

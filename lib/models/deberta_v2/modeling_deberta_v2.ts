@@ -18,7 +18,7 @@ import { Module, ModuleList } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import {
   activation, add, bmm, bmmTransposed, crossEntropy, softTargetCrossEntropy, gatherColumns, maskedSoftmax, mulRowsByMask,
-  reshape, scale, sliceRows, sum, transpose12,
+  reshape, scale, sum, transpose12,
 } from '../../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { tidy } from '../../tensor/scope.js'

@@ -7,7 +7,7 @@
 // out_proj on the <s> token.
 import { Module } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
-import { add, reshape, sliceRows, tanh } from '../../tensor/ops.js'
+import { add, tanh } from '../../tensor/ops.js'
 import { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertEncoder, BertPooler, firstTokens, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
