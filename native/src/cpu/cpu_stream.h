@@ -50,6 +50,9 @@ class CpuStream final : public Backend {
   void synchronize() override;
   void check_indices(const int32_t* indices, int64_t n, int64_t limit, bool allow_ignore,
                      int32_t ignore_index, const std::string& what) override;
+  // Host work ordered with the queued ops (a process group's ready and wait
+  // points, distributed/process_group.h); skipped like an op after an error.
+  void enqueue_host(std::function<void()> fn) { submit(Kind::Compute, std::move(fn)); }
 
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             const float* a, const float* b, float beta, float* c, int64_t batch, int64_t stride_a,
