@@ -29,6 +29,8 @@ const HELP = `bertkit — fine-tune BERT-family encoders for text classification
   bertkit train   --model ID|DIR --dataset NAME|PATH [options] [training arguments]
   bertkit eval    --model DIR --dataset NAME|PATH [--split test] [options]
   bertkit predict --model DIR (--text "..." [--text ...] | --file lines.txt)
+  bertkit launch  --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] SCRIPT.js|train ...
+                          data-parallel run as torchrun (see bertkit launch --help)
   bertkit doctor  [--json]          which addon loaded, CPU kernels, CUDA driver/GPUs/cuBLAS
   bertkit --version
   bertkit bench   --model DIR --tokenized rt.json [--hf] [--strategies full,head,index100] [--precision fp32,bf16]
@@ -344,6 +346,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(packageVersion())
     return 0
   }
+  if (command === 'launch') return (await import('./launch.js')).runLaunch(rest)
   if (command === 'doctor') return runDoctor(rest)
   if (command === 'bench') {
     await runBench(rest)

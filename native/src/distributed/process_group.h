@@ -86,7 +86,11 @@ struct Op {
   bool input_skipped = false;  // the device skipped it after an earlier failure
   bool done = false;
   std::string error;
-  void* impl = nullptr;  // backend-owned (CUDA events)
+  void* impl = nullptr;                // backend-owned (CUDA events) ...
+  std::function<void()> release_impl;  // ... freed with the op
+  ~Op() {
+    if (release_impl) release_impl();
+  }
 };
 
 class ProcessGroup : public std::enable_shared_from_this<ProcessGroup> {

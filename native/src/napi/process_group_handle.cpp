@@ -163,6 +163,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     a.dtype = b->dtype();
     a.data = b->data();
     a.count = count_arg(info, 1, "allReduce", b);
+    b->forget_host_indices();  // the collective writes it: any host copy of its int32 values is stale
     int op = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
     if (op < 0 || op > 2) throw Napi::RangeError::New(info.Env(), "allReduce: op must be 0 (sum), 1 (max) or 2 (min)");
     a.op = static_cast<dist::ReduceOp>(op);
@@ -177,6 +178,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     a.dtype = b->dtype();
     a.data = b->data();
     a.count = count_arg(info, 1, "broadcast", b);
+    b->forget_host_indices();
     int root = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
     if (root < 0 || root >= group(info).size()) {
       throw Napi::RangeError::New(info.Env(), "broadcast: root must be a rank in [0, " + std::to_string(group(info).size() - 1) + "]");
@@ -198,6 +200,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     a.output = out->data();
     a.count = count_arg(info, 2, "allGather", in);
     count_arg(info, 2, "allGather (output)", out, group(info).size());
+    out->forget_host_indices();
     return Issue(info, a, {0, 1});
   }
 
@@ -351,6 +354,22 @@ void RegisterProcessGroup(Napi::Env env, Napi::Object exports) {
   ProcessGroupHandle::constructor.SuppressDestruct();
   exports.Set("ProcessGroupHandle", ctor);
   exports.Set("distConnect", Napi::Function::New(env, DistConnect, "distConnect"));
+#ifdef BERTKIT_WITH_NCCL
+  exports.Set("ncclCompiled", Napi::Boolean::New(env, true));
+#else
+  exports.Set("ncclCompiled", Napi::Boolean::New(env, false));
+#endif
+  // ncclStatus(dirs) -> what the NCCL lookup finds ("" in the CPU-only addon).
+  exports.Set("ncclStatus", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    std::vector<std::string> dirs;
+    if (info.Length() > 0 && info[0].IsArray()) {
+      Napi::Array a = info[0].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        if (a.Get(i).IsString()) dirs.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+      }
+    }
+    return Napi::String::New(info.Env(), dist::nccl_status(dirs));
+  }, "ncclStatus"));
 }
 
 }  // namespace bertkit
