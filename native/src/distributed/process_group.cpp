@@ -5,13 +5,14 @@
 #include <algorithm>
 #include <chrono>
 
-#include "../cpu/cpu_stream.h"
 #include "bertkit/error.h"
 
 namespace bertkit {
 namespace dist {
 
-void after_cpu_work(std::function<void()> fn) { CpuStream::instance().enqueue_host(std::move(fn)); }
+void after_cpu_work(std::function<void()> fn) {
+  enqueue(Device::CPU, [fn = std::move(fn)](Backend&) { fn(); });
+}
 
 namespace {
 
