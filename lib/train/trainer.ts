@@ -20,6 +20,7 @@ import { metricKey, type TrainerCallback, type TrainerControl, type TrainerState
 import { argmaxRows } from './metrics.js'
 import { Progress } from './progress.js'
 import { writeCurvesSvg } from './plot.js'
+import { DataParallel, DISTRIBUTED_STATE_FILE } from '../distributed/data_parallel.js'
 
 /** A batch as models take it (BertForSequenceClassification's inputs). */
 export interface ModelInputs {
@@ -96,6 +97,8 @@ export class Trainer {
   private readonly halfDtype: HalfDType | null
   /** fp16 only: dynamic loss scaling as torch.amp.GradScaler. */
   private scaler: LossScaler | null = null
+  /** Data parallel across processes (bertkit launch), else null: lib/distributed/data_parallel.ts. */
+  private dp: DataParallel | null = null
 
   constructor(private readonly options: TrainerOptions) {
     if (!options || !options.model) throw new Error('Trainer: a model is required')
@@ -172,6 +175,7 @@ export class Trainer {
   }
 
   private batchesPerEpoch(n: number, batchSize: number): number {
+    if (this.dp) n = this.dp.samplesPerRank(n, false)
     return this.args.dataloaderDropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize)
   }
 
@@ -180,6 +184,10 @@ export class Trainer {
     const bs = this.args.perDeviceTrainBatchSize
     const seed = (this.args.dataSeed ?? this.args.seed) + epoch * 1_000_003
     const strategy = this.args.groupByLength ? 'group_by_length' : this.args.trainSamplingStrategy
+    if (this.dp) {
+      if (strategy === 'group_by_length') throw new Error('Trainer: groupByLength is not supported with data parallel (bertkit launch); turn it off')
+      return this.dp.epochBatches(ds.length, epoch, { batchSize: bs, seed: this.args.dataSeed ?? this.args.seed, shuffle: strategy !== 'sequential', dropLast: this.args.dataloaderDropLast })
+    }
     let order = strategy === 'sequential' ? Array.from({ length: ds.length }, (_, i) => i) : new SeededGenerator(seed).permutation(ds.length)
     if (strategy === 'group_by_length') {
       const ids = ds.hasColumn('input_ids') ? ds.column<unknown[]>('input_ids') : ds.column<unknown[]>('inputIds')
@@ -249,6 +257,7 @@ export class Trainer {
     const args = this.args
     const ds = this.checkDataset(this.options.trainDataset, 'train')
     manualSeed(args.seed)
+    await this.setupDataParallel()
     const batchesPerEpoch = this.batchesPerEpoch(ds.length, args.perDeviceTrainBatchSize)
     if (batchesPerEpoch === 0) throw new Error(`Trainer: ${ds.length} rows make no full batch of ${args.perDeviceTrainBatchSize} with dataloaderDropLast`)
     const stepsPerEpoch = Math.max(Math.floor(batchesPerEpoch / args.gradientAccumulationSteps), 1)
@@ -262,26 +271,33 @@ export class Trainer {
     const optimizer = this.optimizer
     const trainable = optimizer.paramGroups.flatMap((g) => g.params)
     ensureWritableDir(args.outputDir, 'Trainer: outputDir')
-    this.removeStaleTempCheckpoints()
+    if (this.isMain) this.removeStaleTempCheckpoints()
 
     let startEpoch = 0, skipBatches = 0
     const resume = options.resumeFromCheckpoint ?? args.resumeFromCheckpoint
     if (resume) {
       const dir = resume === true ? this.latestCheckpoint() : resolve(String(resume))
       if (!dir) throw new Error(`Trainer: resumeFromCheckpoint is true but ${args.outputDir} has no checkpoint-* directory`)
+      const rankRandomState = DataParallel.checkResume(dir, this.dp)
       const position = this.loadCheckpoint(dir)
+      if (rankRandomState) setRandomState(rankRandomState)
       startEpoch = position.epoch
       skipBatches = position.batchesDone
     }
 
     const device = trainable[0].device
+    // Every rank starts from rank 0's weights; gradients are averaged over the ranks.
+    await this.dp?.setup([...this.model.namedParameters()], {
+      perDeviceTrainBatchSize: args.perDeviceTrainBatchSize, gradientAccumulationSteps: args.gradientAccumulationSteps,
+      maxSteps, trainRows: ds.length, seed: args.seed, globalStep: this.state.globalStep,
+    }, { bucketCapMb: args.ddpBucketCapMb })
     const lossSinceLog = zeros([], { device })
     lossSinceLog.kept = true
     let stepsSinceLog = 0
     let totalLoss = 0
     let lastLoggedStep = this.state.globalStep
     const start = process.hrtime.bigint()
-    const progress = new Progress(maxSteps, !args.disableTqdm)
+    const progress = new Progress(maxSteps, !args.disableTqdm && this.isMain)
     progress.update(this.state.globalStep, {})
     this.model.train()
     this.control.shouldTrainingStop = false
@@ -302,8 +318,12 @@ export class Trainer {
               // With accumulation each micro-batch's mean loss counts 1/k of the step;
               // with fp16 the loss is multiplied by the dynamic loss scale.
               const seed = (this.scaler?.scale ?? 1) / args.gradientAccumulationSteps
+              // Only an optimizer step's last micro-batch reduces gradients across ranks.
+              const reduces = micro + 1 >= args.gradientAccumulationSteps || b === batches.length - 1
+              this.dp?.beforeBackward(reduces)
               if (seed !== 1) loss.backward(full([], seed, { device }))
               else loss.backward()
+              this.dp?.afterBackward(reduces)
               native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 1, lossSinceLog.buffer)
               return device === 'cpu' ? loss.detach() : null
             } finally {
@@ -372,7 +392,7 @@ export class Trainer {
               gradNorm = pendingNorm.totalNorm()
               pendingNorm.sumOfSquares.dispose()
             }
-            const loss = lossSinceLog.item() / stepsSinceLog
+            const loss = (this.dp ? await this.dp.meanOverRanks(lossSinceLog) : lossSinceLog.item()) / stepsSinceLog
             if (!Number.isFinite(loss)) throw new Error(`Trainer: the loss became ${loss} by step ${this.state.globalStep}; lower the learning rate or check the data`)
             totalLoss += loss * stepsSinceLog
             native().fill(lossSinceLog.buffer, 1, 0)
@@ -409,7 +429,7 @@ export class Trainer {
       progress.stop()
     }
     if (stepsSinceLog > 0) {
-      totalLoss += lossSinceLog.item() / Math.max(1, stepsSinceLog) * stepsSinceLog
+      totalLoss += (this.dp ? await this.dp.meanOverRanks(lossSinceLog) : lossSinceLog.item()) / Math.max(1, stepsSinceLog) * stepsSinceLog
     }
     void lastLoggedStep
     lossSinceLog.dispose()
@@ -426,8 +446,20 @@ export class Trainer {
     }
     this.log({ trainRuntime: output.trainRuntime, trainSamplesPerSecond: output.trainSamplesPerSecond, trainStepsPerSecond: output.trainStepsPerSecond, trainLoss: output.trainLoss })
     this.fire('onTrainEnd')
-    if (args.plotCurves) writeCurvesSvg(join(args.outputDir, 'training_curves.svg'), this.state.logHistory)
+    if (args.plotCurves && this.isMain) writeCurvesSvg(join(args.outputDir, 'training_curves.svg'), this.state.logHistory)
     return output
+  }
+
+  /** The process that writes files and shows progress: rank 0 of a data-parallel run, or the only one. */
+  get isMain(): boolean {
+    return this.dp?.isMain ?? true
+  }
+
+  /** Joins the data-parallel run this process was launched into, once (lib/distributed/data_parallel.ts). */
+  private async setupDataParallel(): Promise<void> {
+    if (this.dp) return
+    const [first] = this.model.namedParameters()
+    if (first) this.dp = await DataParallel.fromEnvironment(first[1].device, { backend: this.args.ddpBackend, timeoutSeconds: this.args.ddpTimeout })
   }
 
   private shouldLog(): boolean {
@@ -439,6 +471,7 @@ export class Trainer {
   private log(values: Record<string, number>): void {
     const entry: LogEntry = { ...values, epoch: round4(this.state.epoch), step: this.state.globalStep }
     this.state.logHistory.push(entry)
+    if (!this.isMain) return this.fire('onLog', values)
     makeDirs(this.args.outputDir, 'Trainer: outputDir')
     appendFileSync(join(this.args.outputDir, 'trainer_log.jsonl'), JSON.stringify(entry) + '\n')
     this.fire('onLog', values)
@@ -476,6 +509,11 @@ export class Trainer {
 
   private async predictionLoop(dsIn: Dataset | undefined, prefix: 'eval' | 'test'): Promise<PredictionOutput> {
     const ds = this.checkDataset(dsIn, prefix === 'eval' ? 'evaluation' : 'prediction')
+    await this.setupDataParallel()
+    // Data parallel: each rank predicts its contiguous share; the rows are gathered back below.
+    const shard = this.dp?.evalShard(ds.length) ?? null
+    const rows = shard ? shard.length : ds.length
+    const rowLosses: number[] = []
     const bs = this.args.perDeviceEvalBatchSize
     const wasTraining = true
     this.model.eval()
@@ -483,8 +521,8 @@ export class Trainer {
     const logits: Float32Array[] = []
     const labels: Array<Int32Array | Float32Array> = []
     let lossSum = 0, lossCount = 0, numLabels = 0
-    for (let i = 0; i < ds.length; i += bs) {
-      const idx = Array.from({ length: Math.min(bs, ds.length - i) }, (_, k) => i + k)
+    for (let i = 0; i < rows; i += bs) {
+      const idx = Array.from({ length: Math.min(bs, rows - i) }, (_, k) => (shard ? shard[i + k] : i + k))
       const out = noGrad(() => tidy(() => autocast(this.halfDtype, () => {
         const batch = this.collate(ds, idx)
         try {
@@ -502,8 +540,10 @@ export class Trainer {
         numLabels = out.logits.shape[1]
         logits.push(out.logits.toFloat32Array())
         if (out.loss) {
-          lossSum += out.loss.item() * idx.length
+          const value = out.loss.item()
+          lossSum += value * idx.length
           lossCount += idx.length
+          if (shard) for (let k = 0; k < idx.length; k++) rowLosses.push(value)
         }
         if (out.labels) labels.push(out.labels)
       } finally {
@@ -514,8 +554,9 @@ export class Trainer {
     }
     if (wasTraining) this.model.train()
     const runtime = Number(process.hrtime.bigint() - start) / 1e9
-    const predictions = concat(logits, Float32Array)
-    const labelIds = labels.length ? (labels[0] instanceof Int32Array ? concat(labels as Int32Array[], Int32Array) : concat(labels as Float32Array[], Float32Array)) : null
+    let predictions = concat(logits, Float32Array)
+    let labelIds = labels.length ? (labels[0] instanceof Int32Array ? concat(labels as Int32Array[], Int32Array) : concat(labels as Float32Array[], Float32Array)) : null
+    if (this.dp) ({ predictions, labelIds, lossSum, lossCount, numLabels } = await this.dp.gatherEval({ predictions, labelIds, rowLosses, numLabels, rows: ds.length }))
     const metrics: Record<string, number> = {}
     if (lossCount > 0) metrics[`${prefix}Loss`] = lossSum / lossCount
     if (this.options.computeMetrics && labelIds) {
@@ -552,6 +593,16 @@ export class Trainer {
   private async saveCheckpoint(position: { epoch: number; batchesDone: number }, batchesInEpoch: number): Promise<void> {
     const final = join(this.args.outputDir, `checkpoint-${this.state.globalStep}`)
     const tmp = join(this.args.outputDir, `.tmp-checkpoint-${this.state.globalStep}-${process.pid}`)
+    // Data parallel: rank 0 writes the checkpoint, with every rank's random state; the others wait for it.
+    const shared = this.dp ? await this.dp.checkpointState(getRandomState()) : null
+    if (!this.isMain) {
+      if (this.pendingBest) {
+        this.state.bestModelCheckpoint = final
+        this.pendingBest = false
+      }
+      await this.dp!.group.barrier()
+      return this.fire('onSave', final)
+    }
     rmSync(tmp, { recursive: true, force: true })
     savesInProgress.add(resolve(tmp))
     // Every queued update lands first, so each tensor read below is a plain copy.
@@ -592,6 +643,7 @@ export class Trainer {
         },
       }
       await atomicWriteFileAsync(join(tmp, 'trainer_state.json'), JSON.stringify(trainerState, null, 2) + '\n')
+      if (shared) await atomicWriteFileAsync(join(tmp, DISTRIBUTED_STATE_FILE), JSON.stringify(shared, null, 2) + '\n')
       rmSync(join(tmp, TMP_OWNER_FILE), { force: true })
       rmSync(final, { recursive: true, force: true })
       renameSync(tmp, final)
@@ -607,6 +659,7 @@ export class Trainer {
     }
     this.fire('onSave', final)
     this.rotateCheckpoints()
+    await this.dp?.group.barrier()
   }
 
   private rotateCheckpoints(): void {
@@ -745,6 +798,7 @@ export class Trainer {
   }
 
   dispose(): void {
+    this.dp?.dispose()
     this.optimizer?.dispose()
     this.optimizer = null
     this.classWeights?.dispose()

@@ -48,6 +48,10 @@ export interface TrainingArgumentsInit {
   disableTqdm?: boolean
   /** Write loss / metric curves as an SVG into outputDir at the end. */
   plotCurves?: boolean
+  /** Data parallel (bertkit launch): transformers' ddp_backend ('auto': gloo on the CPU, nccl on GPUs), ddp_bucket_cap_mb, ddp_timeout (seconds). */
+  ddpBackend?: 'auto' | 'gloo' | 'nccl'
+  ddpBucketCapMb?: number
+  ddpTimeout?: number
 }
 
 const INTERVALS: IntervalStrategy[] = ['no', 'steps', 'epoch']
@@ -93,6 +97,9 @@ export class TrainingArguments {
   device: 'auto' | 'cpu' | 'cuda' = 'auto'
   disableTqdm = false
   plotCurves = true
+  ddpBackend: 'auto' | 'gloo' | 'nccl' = 'auto'
+  ddpBucketCapMb = 25
+  ddpTimeout = 1800
 
   /** Positional outputDir as in Python: new TrainingArguments('model', {...}). */
   constructor(outputDirOrInit?: string | TrainingArgumentsInit, init: TrainingArgumentsInit = {}) {
@@ -167,6 +174,9 @@ export class TrainingArguments {
     if (this.classWeights !== null && (!Array.isArray(this.classWeights) || this.classWeights.some((w) => !(w >= 0)))) {
       fail('classWeights', 'must be an array of non-negative numbers')
     }
+    if (!['auto', 'gloo', 'nccl'].includes(this.ddpBackend)) fail('ddpBackend', `must be auto, gloo or nccl, got "${this.ddpBackend}"`)
+    if (!(this.ddpBucketCapMb > 0 && Number.isFinite(this.ddpBucketCapMb))) fail('ddpBucketCapMb', `must be a positive number, got ${this.ddpBucketCapMb}`)
+    if (!(this.ddpTimeout > 0 && Number.isFinite(this.ddpTimeout))) fail('ddpTimeout', `must be a positive number of seconds, got ${this.ddpTimeout}`)
     if (!['auto', 'cpu', 'cuda'].includes(this.device)) fail('device', `must be auto, cpu or cuda, got "${this.device}"`)
     if (!Number.isInteger(this.seed) || this.seed < 0) fail('seed', `must be a non-negative integer, got ${this.seed}`)
     if (this.dataSeed !== null && (!Number.isInteger(this.dataSeed) || this.dataSeed < 0)) fail('dataSeed', `must be null or a non-negative integer, got ${this.dataSeed}`)

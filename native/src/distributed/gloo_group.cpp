@@ -309,6 +309,13 @@ class GlooGroup final : public ProcessGroup {
           break;
       }
       if (rc != 0) {
+        // A peer that died closes its sockets and its store connection at once;
+        // the store's word names the cause better than a socket error, so it
+        // gets a moment to arrive.
+        {
+          std::unique_lock<std::mutex> lock(mutex_);
+          changed_.wait_for(lock, std::chrono::milliseconds(500), [&] { return !failure_.empty(); });
+        }
         // A failed collective leaves the ranks out of step: the group is done.
         std::string m = "gloo " + std::string(kind_name(a.kind)) + " failed on rank " + std::to_string(rank_) + ": " + name_ranks(err);
         std::string cause = failure();

@@ -252,17 +252,31 @@ struct Route {
 };
 
 // On the event loop: completions first settle the handle's bookkeeping, then
-// JavaScript hears of every event as onEvent(kind, ticket, message).
+// JavaScript hears of every event as onEvent(kind, ticket, message). This
+// also runs while Node tears the environment down (events of a group broken
+// at exit), when no JavaScript can run: nothing may escape as a C++ exception.
 void deliver(Napi::Env env, Napi::Function callback, Route* route, EventData* data) {
   std::unique_ptr<EventData> owned(data);
   if (env == nullptr || callback.IsEmpty()) return;
-  const Event& e = owned->event;
-  if (e.kind == Event::Completed && !route->handle.IsEmpty()) {
-    Napi::Value v = route->handle.Value();
-    if (v.IsObject()) ProcessGroupHandle::Unwrap(v.As<Napi::Object>())->Completed(env, e.ticket);
+  try {
+    const Event& e = owned->event;
+    if (e.kind == Event::Completed && !route->handle.IsEmpty()) {
+      Napi::Value v = route->handle.Value();
+      if (v.IsObject()) ProcessGroupHandle::Unwrap(v.As<Napi::Object>())->Completed(env, e.ticket);
+    }
+    const char* kind = e.kind == Event::Completed ? "completed" : e.kind == Event::GroupFailed ? "failed" : "peer-left";
+    callback.Call({Napi::String::New(env, kind), Napi::Number::New(env, static_cast<double>(e.ticket)), Napi::String::New(env, e.error)});
+  } catch (const Napi::Error& err) {
+    // A throwing handler's error reaches Node as an uncaught exception; at
+    // teardown napi_throw fails and there is nobody left to tell.
+    napi_value value = nullptr;
+    try {
+      value = err.Value();
+    } catch (...) {
+    }
+    if (value != nullptr) napi_throw(env, value);
+  } catch (...) {
   }
-  const char* kind = e.kind == Event::Completed ? "completed" : e.kind == Event::GroupFailed ? "failed" : "peer-left";
-  callback.Call({Napi::String::New(env, kind), Napi::Number::New(env, static_cast<double>(e.ticket)), Napi::String::New(env, e.error)});
 }
 
 class ConnectWorker final : public Napi::AsyncWorker {
