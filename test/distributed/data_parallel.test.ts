@@ -89,11 +89,12 @@ t.test('2 processes x batch 4 = 1 process x batch 8, dataset order (plain single
   sameRun(t, { run: one, dir: d1 }, { runs: two, dir: d2 })
 })
 
-t.test('2 processes x batch 4 = 1 process x batch 8, shuffled as torch DistributedSampler, several gradient buckets', { skip: skip ?? false }, async (t) => {
+t.test('2 processes x batch 4 = 1 process x batch 8, shuffled as torch DistributedSampler, several gradient buckets, rank 1 starting from other weights', { skip: skip ?? false }, async (t) => {
   const d1 = tmp('rnd1'), d2 = tmp('rnd2')
   // A 0.01 MiB bucket cap splits the 1-layer model's gradients into several all-reduces.
   const [one] = await ranks(1, { BATCH: '8', OUT_DIR: d1, BUCKET_MB: '0.01' })
-  const two = await ranks(2, { BATCH: '4', OUT_DIR: d2, BUCKET_MB: '0.01' })
+  // Rank 1 starts from other classifier weights: rank 0's are broadcast before the first step.
+  const two = await ranks(2, { BATCH: '4', OUT_DIR: d2, BUCKET_MB: '0.01', PERTURB_RANK: '1' })
   ok(t, [one, ...two])
   sameRun(t, { run: one, dir: d1 }, { runs: two, dir: d2 })
 })
@@ -104,6 +105,14 @@ t.test('gradient accumulation: 2 processes x batch 2 x 2 micro-steps = 1 process
   const two = await ranks(2, { BATCH: '2', ACCUM: '2', OUT_DIR: d2 })
   ok(t, [one, ...two])
   sameRun(t, { run: one, dir: d1 }, { runs: two, dir: d2 })
+})
+
+t.test('ranks that train different parameters are refused before the first step', { skip: skip ?? false }, async (t) => {
+  const runs = await ranks(2, { BATCH: '4', OUT_DIR: tmp('mismatch'), FREEZE_RANK: '1' }, 60_000)
+  for (const r of runs) {
+    t.equal(r.code, 3, `rank ${r.rank} fails`)
+    t.match(String(r.result!.error), /data parallel: rank [01]'s model differs from rank [01]'s \(parameter names, shapes or which are trainable\)/)
+  }
 })
 
 t.test('resume: same world size reproduces the run (dropout on), another world size is refused', { skip: skip ?? false }, async (t) => {

@@ -3,7 +3,8 @@
 // on synthetic rows, 20 optimizer steps, then evaluation and prediction.
 // Rank 0 saves the weights to OUT_DIR/final and prints "RESULT {json}".
 //   BATCH, ACCUM, SAMPLING (random | sequential), MAX_STEPS, OUT_DIR, SAVE_STEPS,
-//   RESUME (a checkpoint dir), BUCKET_MB, DROPOUT=1, PRINT_STEPS=1 ("PID rank pid", then "STEP rank step" lines),
+//   RESUME (a checkpoint dir), BUCKET_MB, PERTURB_RANK / FREEZE_RANK (that rank starts from other weights /
+//   trains one parameter less), DROPOUT=1, PRINT_STEPS=1 ("PID rank pid", then "STEP rank step" lines),
 //   DIE_RANK / DIE_STEP (that rank SIGKILLs itself at the end of that step)
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
@@ -53,6 +54,13 @@ async function main(): Promise<void> {
   // computes for it is rounding noise, which AdamW scales up to full-size steps. No two summation
   // orders agree on noise, so it is frozen here; every other weight is compared.
   for (const [name, p] of model.namedParameters()) if (name.endsWith('attention.self.key.bias')) p.requiresGrad = false
+  // A rank that starts from other weights, or trains other parameters than its peers.
+  if (env.PERTURB_RANK !== undefined && env.PERTURB_RANK === (env.RANK ?? '0')) {
+    for (const [name, p] of model.namedParameters()) if (name === 'classifier.weight') p.buffer.write(p.toFloat32Array().map((v) => v * 3 + 0.1))
+  }
+  if (env.FREEZE_RANK !== undefined && env.FREEZE_RANK === (env.RANK ?? '0')) {
+    for (const [name, p] of model.namedParameters()) if (name === 'bert.pooler.dense.bias') p.requiresGrad = false
+  }
   const args = new TrainingArguments(out, {
     learningRate: 2e-3, weightDecay: 0.01, warmupSteps: 2, perDeviceTrainBatchSize: Number(env.BATCH ?? 4),
     gradientAccumulationSteps: Number(env.ACCUM ?? 1), maxSteps: Number(env.MAX_STEPS ?? 20), loggingSteps: 1,
