@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path'
 export const LAUNCH_HELP = `bertkit launch — start a data-parallel run, as torchrun does
 
   bertkit launch [launch options] SCRIPT.js [script arguments]
-  bertkit launch [launch options] train [bertkit train flags]     (also eval, predict)
+  bertkit launch [launch options] train [bertkit train flags]     (also eval)
 
 Launch options (torchrun's names):
   --nproc-per-node N      processes on this node (default 1)
@@ -31,7 +31,7 @@ Each process gets RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MA
 MASTER_PORT and BERTKIT_NUM_THREADS; with at least N GPUs visible, CUDA_VISIBLE_DEVICES picks
 one GPU per process. The Trainer then trains data-parallel: Gloo on the CPU, NCCL on GPUs.`
 
-const BERTKIT_COMMANDS = new Set(['train', 'eval', 'predict'])
+const BERTKIT_COMMANDS = new Set(['train', 'eval'])
 
 export interface LaunchOptions {
   nprocPerNode: number

@@ -255,9 +255,12 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   })
   const out = await trainer.train()
   const metrics = evalSet ? await trainer.evaluate() : {}
-  trainer.saveModel(args.outputDir)
-  tokenizer.savePretrained(args.outputDir)
-  console.log(JSON.stringify({ train: out, eval: metrics, outputDir: args.outputDir }, null, 2))
+  // Under bertkit launch, rank 0 alone writes and reports (the replicas hold the same weights).
+  if (trainer.isMain) {
+    trainer.saveModel(args.outputDir)
+    tokenizer.savePretrained(args.outputDir)
+    console.log(JSON.stringify({ train: out, eval: metrics, outputDir: args.outputDir }, null, 2))
+  }
   trainer.dispose()
   model.dispose()
 }
@@ -274,7 +277,8 @@ async function evaluate(flags: Map<string, string | true>): Promise<void> {
   const args = trainingArgumentsFromFields(fields, { outputDir: 'model', disableTqdm: true, plotCurves: false })
   const model = await loadModel(modelId, { device: args.device })
   const trainer = new Trainer({ model, args, dataCollator: DataCollatorWithPadding({ tokenizer }), computeMetrics })
-  console.log(JSON.stringify(await trainer.evaluate(ds), null, 2))
+  const metrics = await trainer.evaluate(ds)
+  if (trainer.isMain) console.log(JSON.stringify(metrics, null, 2))
   trainer.dispose()
   model.dispose()
 }
