@@ -256,7 +256,7 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const out = await trainer.train()
   const metrics = evalSet ? await trainer.evaluate() : {}
   // Under bertkit launch, rank 0 alone writes and reports (the replicas hold the same weights).
-  if (trainer.isMain) {
+  if (trainer.isWorldProcessZero()) {
     trainer.saveModel(args.outputDir)
     tokenizer.savePretrained(args.outputDir)
     console.log(JSON.stringify({ train: out, eval: metrics, outputDir: args.outputDir }, null, 2))
@@ -278,7 +278,7 @@ async function evaluate(flags: Map<string, string | true>): Promise<void> {
   const model = await loadModel(modelId, { device: args.device })
   const trainer = new Trainer({ model, args, dataCollator: DataCollatorWithPadding({ tokenizer }), computeMetrics })
   const metrics = await trainer.evaluate(ds)
-  if (trainer.isMain) console.log(JSON.stringify(metrics, null, 2))
+  if (trainer.isWorldProcessZero()) console.log(JSON.stringify(metrics, null, 2))
   trainer.dispose()
   model.dispose()
 }

@@ -75,7 +75,8 @@ export function glooLibraryPaths(): string[] {
 /** Directories searched for libnccl.so.2 before the dynamic linker's: BERTKIT_CUDA_LIB_PATH, then the nvidia-nccl wheels. */
 export function ncclLibraryDirs(): string[] {
   const explicit = (process.env.BERTKIT_CUDA_LIB_PATH ?? '').split(delimiter).filter(Boolean)
-  const wheels = sitePackagesDirs().map((site) => join(site, 'nvidia', 'nccl', 'lib')).filter((d) => existsSync(d))
+  // Asked only when an NCCL group is made (or by doctor): worth starting Python for its site-packages.
+  const wheels = sitePackagesDirs({ askPython: true }).map((site) => join(site, 'nvidia', 'nccl', 'lib')).filter((d) => existsSync(d))
   return [...new Set([...explicit, ...wheels])]
 }
 

@@ -271,7 +271,7 @@ export class Trainer {
     const optimizer = this.optimizer
     const trainable = optimizer.paramGroups.flatMap((g) => g.params)
     ensureWritableDir(args.outputDir, 'Trainer: outputDir')
-    if (this.isMain) this.removeStaleTempCheckpoints()
+    if (this.isWorldProcessZero()) this.removeStaleTempCheckpoints()
 
     let startEpoch = 0, skipBatches = 0
     const resume = options.resumeFromCheckpoint ?? args.resumeFromCheckpoint
@@ -297,7 +297,7 @@ export class Trainer {
     let totalLoss = 0
     let lastLoggedStep = this.state.globalStep
     const start = process.hrtime.bigint()
-    const progress = new Progress(maxSteps, !args.disableTqdm && this.isMain)
+    const progress = new Progress(maxSteps, !args.disableTqdm && this.isWorldProcessZero())
     progress.update(this.state.globalStep, {})
     this.model.train()
     this.control.shouldTrainingStop = false
@@ -446,12 +446,12 @@ export class Trainer {
     }
     this.log({ trainRuntime: output.trainRuntime, trainSamplesPerSecond: output.trainSamplesPerSecond, trainStepsPerSecond: output.trainStepsPerSecond, trainLoss: output.trainLoss })
     this.fire('onTrainEnd')
-    if (args.plotCurves && this.isMain) writeCurvesSvg(join(args.outputDir, 'training_curves.svg'), this.state.logHistory)
+    if (args.plotCurves && this.isWorldProcessZero()) writeCurvesSvg(join(args.outputDir, 'training_curves.svg'), this.state.logHistory)
     return output
   }
 
-  /** The process that writes files and shows progress: rank 0 of a data-parallel run, or the only one. */
-  get isMain(): boolean {
+  /** transformers' is_world_process_zero: rank 0 of a data-parallel run, or the only process; it alone writes files and shows progress. */
+  isWorldProcessZero(): boolean {
     return this.dp?.isMain ?? true
   }
 
@@ -471,7 +471,7 @@ export class Trainer {
   private log(values: Record<string, number>): void {
     const entry: LogEntry = { ...values, epoch: round4(this.state.epoch), step: this.state.globalStep }
     this.state.logHistory.push(entry)
-    if (!this.isMain) return this.fire('onLog', values)
+    if (!this.isWorldProcessZero()) return this.fire('onLog', values)
     makeDirs(this.args.outputDir, 'Trainer: outputDir')
     appendFileSync(join(this.args.outputDir, 'trainer_log.jsonl'), JSON.stringify(entry) + '\n')
     this.fire('onLog', values)
@@ -595,7 +595,7 @@ export class Trainer {
     const tmp = join(this.args.outputDir, `.tmp-checkpoint-${this.state.globalStep}-${process.pid}`)
     // Data parallel: rank 0 writes the checkpoint, with every rank's random state; the others wait for it.
     const shared = this.dp ? await this.dp.checkpointState(getRandomState()) : null
-    if (!this.isMain) {
+    if (!this.isWorldProcessZero()) {
       if (this.pendingBest) {
         this.state.bestModelCheckpoint = final
         this.pendingBest = false

@@ -7,25 +7,26 @@ import { tensor, synchronizeAsync } from '../../../lib/tensor/index.js'
 async function main(): Promise<void> {
   const scenario = process.env.SCENARIO ?? 'ops'
   const started = Date.now()
-  const pg = await initProcessGroup({ device: 'cpu', timeout: Number(process.env.TIMEOUT_MS ?? 20000) })
+  const device = (process.env.DEVICE ?? 'cpu') as 'cpu' | 'cuda'
+  const pg = await initProcessGroup({ device, timeout: Number(process.env.TIMEOUT_MS ?? 20000) })
   const rank = pg.rank
   const world = pg.worldSize
   if (scenario === 'ops') {
-    const f = tensor(Float32Array.from([rank + 1, -rank, 0.5 * rank, 1e-3]))
-    const i = tensor(Int32Array.from([rank, 10 * rank + 1]), { dtype: 'int32' })
+    const f = tensor(Float32Array.from([rank + 1, -rank, 0.5 * rank, 1e-3]), { device })
+    const i = tensor(Int32Array.from([rank, 10 * rank + 1]), { dtype: 'int32', device })
     await pg.allReduce(f, 'sum')
     await pg.allReduce(i, 'max')
-    const m = tensor(Float32Array.from([rank, -rank]))
+    const m = tensor(Float32Array.from([rank, -rank]), { device })
     await pg.allReduce(m, 'min')
-    const b = tensor(Float32Array.from([rank * 100, rank * 100 + 1, rank * 100 + 2]))
+    const b = tensor(Float32Array.from([rank * 100, rank * 100 + 1, rank * 100 + 2]), { device })
     await pg.broadcast(b, world - 1)
-    const gathered = await pg.allGather(tensor(Int32Array.from([rank, rank * rank]), { dtype: 'int32' }))
+    const gathered = await pg.allGather(tensor(Int32Array.from([rank, rank * rank]), { dtype: 'int32', device }))
     await pg.barrier()
     // Collectives queued behind CPU ops: the sum sees the value written by the op before it.
-    const q = tensor(Float32Array.from([1, 1]))
+    const q = tensor(Float32Array.from([1, 1]), { device })
     const work = pg.allReduceAsync(q)
     work.wait()
-    await synchronizeAsync('cpu')
+    await synchronizeAsync(device)
     console.log('RESULT ' + JSON.stringify({
       rank, world, describe: pg.describe(),
       sum: f.toArray(), max: i.toArray(), min: m.toArray(), broadcast: b.toArray(),

@@ -99,7 +99,7 @@ async function main(): Promise<void> {
       evalLoss: metrics.evalLoss, evalAccuracy: metrics.evalAccuracy, predictions: Array.from(pred.predictions),
       weights: h.digest('hex'), seconds: (Date.now() - started) / 1000,
     }
-    if (trainer.isMain) model.savePretrained(join(out, 'final'))
+    if (trainer.isWorldProcessZero()) model.savePretrained(join(out, 'final'))
   } catch (e) {
     result = { rank: Number(env.RANK ?? 0), error: (e as Error).message, seconds: (Date.now() - started) / 1000 }
     process.exitCode = 3
