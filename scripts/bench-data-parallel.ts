@@ -5,8 +5,12 @@
 //   B  2 processes x 1 thread, batch 8 each        (bertkit launch, Gloo over loopback)
 //   C  1 process  x 1 thread, batch 8              (B's per-rank compute without communication)
 // plus Gloo all-reduce timings between 2 processes (1 MiB, 25 MiB, all gradients).
-// Configurations alternate, each repeated; medians with min-max spread.
+// Configurations alternate, each repeated; medians with min-max spread. Besides
+// wall time, the CPU time each step costs (all threads of all ranks, from
+// process.cpuUsage()): on a machine shared with other jobs the wall clock
+// mostly measures the others, CPU time much less so.
 // Usage: node dist/scripts/bench-data-parallel.js [--steps 12 --warmup 3 --reps 3]
+//        node dist/scripts/bench-data-parallel.js --allreduce-only   (2 ranks, the all-reduces alone, wall and CPU time)
 import { spawn } from 'node:child_process'
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
@@ -16,7 +20,7 @@ import { BertConfig, BertForSequenceClassification, manualSeed, tensor } from '.
 import { Dataset, type Row } from '../lib/data/dataset.js'
 import { Trainer, type DataCollator } from '../lib/train/trainer.js'
 import { TrainingArguments } from '../lib/train/training_args.js'
-import { getDefaultGroup } from '../lib/distributed/index.js'
+import { getDefaultGroup, initProcessGroup, type ProcessGroup } from '../lib/distributed/index.js'
 import { empty } from '../lib/tensor/tensor.js'
 import { loadNative } from '../lib/native.js'
 
@@ -30,7 +34,38 @@ function median(xs: number[]): number {
 
 // ---- worker: one training run (one rank of it) ------------------------------------
 
+/** Gloo all-reduce alone: a first bucket, a full bucket, every gradient at once (wall and this rank's CPU time). */
+async function allreduceTimes(group: ProcessGroup, params: number) {
+  const sizes = { '1 MiB': 262144, '25 MiB': 6553600, 'all gradients': params }
+  const out: Record<string, { ms: number; minMs: number; maxMs: number; busGBs: number; cpuMs: number }> = {}
+  for (const [name, n] of Object.entries(sizes)) {
+    const t = empty([n], { device: 'cpu' })
+    t.buffer.write(new Float32Array(n).fill(1))
+    const times: number[] = [], cpu: number[] = []
+    for (let r = 0; r < 6; r++) {
+      await group.barrier()
+      const c0 = process.cpuUsage()
+      const t0 = performance.now()
+      await group.allReduce(t)
+      times.push(performance.now() - t0)
+      const c = process.cpuUsage(c0)
+      cpu.push((c.user + c.system) / 1000)
+    }
+    t.dispose()
+    const ms = median(times.slice(1))
+    // Ring all-reduce moves 2 (n - 1) / n of the data through each rank's link (NCCL's "bus bandwidth").
+    out[name] = { ms, minMs: Math.min(...times.slice(1)), maxMs: Math.max(...times.slice(1)), busGBs: (n * 4 * 2 * (group.worldSize - 1) / group.worldSize) / (ms / 1000) / 1e9, cpuMs: median(cpu.slice(1)) }
+  }
+  return out
+}
+
 async function worker(): Promise<void> {
+  if (process.env.BENCH_ALLREDUCE_ONLY) {
+    const group = await initProcessGroup({ device: 'cpu' })
+    const params = [...new BertForSequenceClassification(new BertConfig(shape)).namedParameters()].reduce((n, [, p]) => n + p.numel, 0)
+    console.log(`BENCH${group.rank === 0 ? '' : '-RANK'} ` + JSON.stringify({ rank: group.rank, params, allreduce: await allreduceTimes(group, params) }))
+    return
+  }
   const steps = Number(process.env.BENCH_STEPS), warmup = Number(process.env.BENCH_WARMUP), batch = Number(process.env.BENCH_BATCH)
   manualSeed(0)
   const model = new BertForSequenceClassification(new BertConfig(shape))
@@ -49,41 +84,27 @@ async function worker(): Promise<void> {
     saveStrategy: 'no', disableTqdm: true, plotCurves: false, device: 'cpu',
   })
   const stamps: number[] = []
+  const cpu: number[] = []
   const trainer = new Trainer({ model, args, trainDataset: Dataset.fromRows(rows), dataCollator: collator })
-  trainer.addCallback({ onStepEnd: () => { stamps.push(performance.now()) } })
+  trainer.addCallback({ onStepEnd: () => {
+    stamps.push(performance.now())
+    const u = process.cpuUsage()
+    cpu.push((u.user + u.system) / 1000)
+  } })
   const started = performance.now()
   await trainer.train()
   const stepMs = stamps.slice(warmup).map((t, i) => t - stamps[warmup - 1 + i])
+  const cpuMs = cpu.slice(warmup).map((t, i) => t - cpu[warmup - 1 + i])
   const result: Record<string, unknown> = {
-    rank: Number(process.env.RANK ?? 0), threads: loadNative().addon.getNumThreads(), batch, stepMs, totalS: (performance.now() - started) / 1000,
+    rank: Number(process.env.RANK ?? 0), threads: loadNative().addon.getNumThreads(), batch, stepMs, cpuMs, totalS: (performance.now() - started) / 1000,
     params: [...model.namedParameters()].reduce((n, [, p]) => n + p.numel, 0),
   }
   const group = getDefaultGroup()
-  if (group && group.worldSize > 1) {
-    // All-reduce alone: a first bucket, a full bucket, and every gradient at once.
-    const sizes = { '1 MiB': 262144, '25 MiB': 6553600, 'all gradients': result.params as number }
-    const allreduce: Record<string, { ms: number; minMs: number; maxMs: number; busGBs: number }> = {}
-    for (const [name, n] of Object.entries(sizes)) {
-      const t = empty([n], { device: 'cpu' })
-      t.buffer.write(new Float32Array(n).fill(1))
-      const times: number[] = []
-      for (let r = 0; r < 6; r++) {
-        await group.barrier()
-        const t0 = performance.now()
-        await group.allReduce(t)
-        times.push(performance.now() - t0)
-      }
-      t.dispose()
-      const ms = median(times.slice(1))
-      // Ring all-reduce moves 2 (n - 1) / n of the data through each rank's link (NCCL's "bus bandwidth").
-      allreduce[name] = { ms, minMs: Math.min(...times.slice(1)), maxMs: Math.max(...times.slice(1)), busGBs: (n * 4 * 2 * (group.worldSize - 1) / group.worldSize) / (ms / 1000) / 1e9 }
-    }
-    result.allreduce = allreduce
-  }
+  if (group && group.worldSize > 1) result.allreduce = await allreduceTimes(group, result.params as number)
   trainer.dispose()
   model.dispose()
   rmSync(out, { recursive: true, force: true })
-  if (Number(process.env.RANK ?? 0) === 0) console.log('BENCH ' + JSON.stringify(result))
+  console.log(`BENCH${Number(process.env.RANK ?? 0) === 0 ? '' : '-RANK'} ` + JSON.stringify(result))
 }
 
 // ---- orchestrator --------------------------------------------------------------------
@@ -96,8 +117,14 @@ function run(cmd: string[], env: Record<string, string>): Promise<Record<string,
     child.stderr.on('data', (d) => (stderr += d))
     child.on('exit', (code) => {
       const line = stdout.split('\n').find((l) => l.startsWith('BENCH '))
-      if (code !== 0 || !line) reject(new Error(`${cmd.join(' ')} failed (${code}): ${stderr.slice(-2000)}`))
-      else resolve(JSON.parse(line.slice(6)))
+      if (code !== 0 || !line) return reject(new Error(`${cmd.join(' ')} failed (${code}): ${stderr.slice(-2000)}`))
+      const main = JSON.parse(line.slice(6))
+      // Other ranks' CPU time counts too: the cost of a step is the whole job's.
+      for (const other of stdout.split('\n').filter((l) => l.startsWith('BENCH-RANK '))) {
+        const r = JSON.parse(other.slice(11))
+        if (main.cpuMs) main.cpuMs = (main.cpuMs as number[]).map((v: number, i: number) => v + r.cpuMs[i])
+      }
+      resolve(main)
     })
   })
 }
@@ -109,6 +136,18 @@ async function main(): Promise<void> {
   const steps = opt('steps', 12), warmup = opt('warmup', 3), reps = opt('reps', 3)
   const self = __filename
   const main = join(__dirname, '..', 'lib', 'cli', 'main.js')
+  if (argv.includes('--allreduce-only')) {
+    const env = { BENCH_WORKER: '1', BENCH_ALLREDUCE_ONLY: '1', RANK: '', WORLD_SIZE: '', MASTER_ADDR: '', MASTER_PORT: '', BERTKIT_NUM_THREADS: '' }
+    const runs = []
+    for (let r = 0; r < reps; r++) runs.push(await run([main, 'launch', '--nproc-per-node', '2', '--threads-per-proc', '1', self], env))
+    const report = {
+      machine: `${os.cpus()[0].model} (${os.availableParallelism()} cores)`, date: new Date().toISOString().slice(0, 10), node: process.version,
+      command: `node dist/scripts/bench-data-parallel.js --allreduce-only --reps ${reps}`, loadAverage1m: os.loadavg()[0], runs: runs.map((x) => x.allreduce),
+    }
+    writeFileSync(join(__dirname, '..', '..', 'benchmarks', 'data-parallel-allreduce-cpu.json'), JSON.stringify(report, null, 2) + '\n')
+    console.log(JSON.stringify(report, null, 2))
+    return
+  }
   const base = { BENCH_WORKER: '1', BENCH_STEPS: String(steps), BENCH_WARMUP: String(warmup), RANK: '', WORLD_SIZE: '', MASTER_ADDR: '', MASTER_PORT: '' }
   const configs = {
     'A: 1 process x 2 threads, batch 16': () => run([self], { ...base, BENCH_BATCH: '16', BERTKIT_NUM_THREADS: '2' }),
@@ -126,7 +165,12 @@ async function main(): Promise<void> {
   }
   const summary = Object.entries(results).map(([name, runs]) => {
     const medians = runs.map((x) => median(x.stepMs as number[]))
-    return { name, stepMs: median(medians), minMs: Math.min(...medians), maxMs: Math.max(...medians), samplesPerS: 16 / (median(medians) / 1000), runs: medians }
+    const cpu = runs.map((x) => median(x.cpuMs as number[]))
+    return {
+      name, stepMs: median(medians), minMs: Math.min(...medians), maxMs: Math.max(...medians), samplesPerS: 16 / (median(medians) / 1000), runs: medians,
+      // CPU time per 16 samples (C's batch is 8: twice its step).
+      cpuMsPer16: median(cpu) * (16 / (runs[0].batch as number) / (name.startsWith('B') ? 2 : 1)), cpuRuns: cpu,
+    }
   })
   const allreduce = results['B: 2 processes x 1 thread, batch 8 each (Gloo)'].map((x) => x.allreduce as Record<string, { ms: number; busGBs: number }>)
   const report = {

@@ -33,7 +33,7 @@ node -e 'const a = require(process.env.BERTKIT_ADDON_PATH); const { ncclLibraryD
 echo "== 2. collectives on cuda, world size 1" | tee -a "$OUT/nccl.txt"
 res=$(RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$(port) DEVICE=cuda SCENARIO=ops timeout 120 node dist/test/distributed/workers/collectives.js 2>&1)
 echo "$res" | tee -a "$OUT/nccl.txt"
-echo "$res" | grep -q '"sum":\[1,0,0,0.0010000000474974513\],"max":\[0,1\],"min":\[0,0\],"broadcast":\[0,1,2\],"allGather":\[\[0,0\]\],"queued":\[1,1\]' &&
+echo "$res" | grep -q '"sum":\[1,0,0,0.0010000000474974513\],"max":\[0,1\],"min":\[0,0\],"broadcast":\[0,1,2\],"allGather":\[\[0,0\]\],"coalescedAvg":\[1,2,0\],"queued":\[1,1\]' &&
   echo "collectives: PASS" | tee -a "$OUT/nccl.txt" || { echo "collectives: FAIL" | tee -a "$OUT/nccl.txt"; status=1; }
 
 echo "== 3. Trainer through a NCCL group of one vs no group (cuda, dataset order)" | tee -a "$OUT/nccl.txt"

@@ -16,8 +16,9 @@ import { empty, formatShape, type Tensor } from '../tensor/tensor.js'
 import { readDistributedEnv } from './env.js'
 
 export type Backend = 'gloo' | 'nccl'
-export type ReduceOp = 'sum' | 'max' | 'min'
-const REDUCE_CODE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 }
+/** 'avg' (torch's ReduceOp.AVG): the sum divided by the world size, float32 only. */
+export type ReduceOp = 'sum' | 'max' | 'min' | 'avg'
+const REDUCE_CODE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2, avg: 3 }
 
 /** What the addon exports for process groups (native/src/napi/process_group_handle.cpp). */
 interface ProcessGroupHandle {
@@ -27,6 +28,7 @@ interface ProcessGroupHandle {
   readonly device: number
   describe(): string
   allReduce(buffer: NativeBuffer, count: number, op: number): number
+  allReduceCoalesced(buffers: NativeBuffer[], op: number): number
   broadcast(buffer: NativeBuffer, count: number, root: number): number
   allGather(input: NativeBuffer, output: NativeBuffer, count: number): number
   barrier(): number
@@ -176,16 +178,36 @@ export class ProcessGroup {
 
   // ---- collectives ---------------------------------------------------------------
 
-  /** In place: every rank's tensor becomes the sum (max, min) over the ranks. */
+  /** In place: every rank's tensor becomes the sum (max, min, average) over the ranks. */
   allReduceAsync(t: Tensor, op: ReduceOp = 'sum'): Work {
     const code = REDUCE_CODE[op]
-    if (code === undefined) throw new Error(`allReduce: op must be sum, max or min, got ${String(op)}`)
+    if (code === undefined) throw new Error(`allReduce: op must be sum, max, min or avg, got ${String(op)}`)
     this.checkTensor(t, 'allReduce', 'tensor')
     return this.track([t], (h) => h.allReduce(t.buffer, t.numel, code))
   }
 
   async allReduce(t: Tensor, op: ReduceOp = 'sum'): Promise<void> {
     return this.finish(this.allReduceAsync(t, op))
+  }
+
+  /**
+   * Several float32 tensors all-reduced as one bucket, each in place (torch's
+   * all_reduce_coalesced): one collective instead of one per tensor, and no
+   * packing by the caller (Gloo packs on the group's thread; NCCL fuses).
+   */
+  allReduceCoalescedAsync(tensors: Tensor[], op: ReduceOp = 'sum'): Work {
+    const code = REDUCE_CODE[op]
+    if (code === undefined) throw new Error(`allReduceCoalesced: op must be sum, max, min or avg, got ${String(op)}`)
+    if (!tensors.length) throw new Error('allReduceCoalesced: no tensors')
+    tensors.forEach((t, i) => {
+      this.checkTensor(t, 'allReduceCoalesced', `tensors[${i}]`)
+      if (t.dtype !== 'float32') throw new Error(`allReduceCoalesced: tensors[${i}] is ${t.dtype}; a bucket holds float32 tensors`)
+    })
+    return this.track(tensors, (h) => h.allReduceCoalesced(tensors.map((t) => t.buffer), code))
+  }
+
+  async allReduceCoalesced(tensors: Tensor[], op: ReduceOp = 'sum'): Promise<void> {
+    return this.finish(this.allReduceCoalescedAsync(tensors, op))
   }
 
   /** In place: every rank's tensor becomes rank `src`'s. */

@@ -1,15 +1,15 @@
 // Gradient averaging as torch's DistributedDataParallel does it: trainable
-// parameters are packed, in reverse order, into buckets of about 25 MB (the
-// first 1 MB, so reduction starts early); during backward each parameter's
-// gradient is copied into its bucket the moment its last contribution has
-// been issued, and a bucket whose gradients are all in is all-reduced at
-// once, while backward goes on computing the layers below. Buckets are
-// reduced in index order on every rank, so the collectives line up.
+// parameters are grouped, in reverse order, into buckets of about 25 MB (the
+// first 1 MB, so reduction starts early). During backward, the moment every
+// gradient of a bucket has had its last contribution issued, the bucket is
+// all-reduced (averaged over the ranks) as one coalesced collective, while
+// backward goes on computing the layers below. Buckets are reduced in index
+// order on every rank, so the collectives line up.
 //
-// bertkit tensors have no offset views, so a gradient is copied into its
-// bucket and back (torch's gradient_as_bucket_view=False); both copies are
-// queued device ops, and nothing here waits on the host.
-import { native } from '../native.js'
+// The gradients themselves are the bucket: the collective reads and writes
+// them in place (Gloo packs them into a staging buffer on the group's thread,
+// NCCL fuses the calls), so nothing is copied on the device's stream and no
+// second copy of the gradients is kept.
 import { onLeafGradReady } from '../tensor/autograd.js'
 import { empty, formatShape, type Tensor } from '../tensor/tensor.js'
 import type { ProcessGroup, Work } from './process_group.js'
@@ -21,16 +21,10 @@ export interface GradientReducerOptions {
   firstBucketCapMb?: number
 }
 
-interface Slot {
-  bucket: Bucket
-  offset: number
-  name: string
-}
-
 interface Bucket {
   index: number
   params: Tensor[]
-  buffer: Tensor
+  names: string[]
   numel: number
   ready: Set<Tensor>
   work: Work | null
@@ -38,7 +32,8 @@ interface Bucket {
 
 export class GradientReducer {
   readonly buckets: Bucket[] = []
-  private readonly slots = new Map<Tensor, Slot>()
+  private readonly bucketOf = new Map<Tensor, Bucket>()
+  private readonly nameOf = new Map<Tensor, string>()
   private nextToReduce = 0
   private active = false
   private detach: (() => void) | null = null
@@ -51,14 +46,13 @@ export class GradientReducer {
     let bytes = 0
     const flush = () => {
       if (!current.length) return
-      const numel = current.reduce((n, [, p]) => n + p.numel, 0)
-      const buffer = empty([numel], { device: group.device })
-      buffer.kept = true
-      const bucket: Bucket = { index: this.buckets.length, params: current.map(([, p]) => p), buffer, numel, ready: new Set(), work: null }
-      let offset = 0
+      const bucket: Bucket = {
+        index: this.buckets.length, params: current.map(([, p]) => p), names: current.map(([n]) => n),
+        numel: current.reduce((n, [, p]) => n + p.numel, 0), ready: new Set(), work: null,
+      }
       for (const [name, p] of current) {
-        this.slots.set(p, { bucket, offset, name })
-        offset += p.numel
+        this.bucketOf.set(p, bucket)
+        this.nameOf.set(p, name)
       }
       this.buckets.push(bucket)
       current = []
@@ -84,8 +78,8 @@ export class GradientReducer {
 
   /**
    * Call before the backward of an optimizer step's last micro-batch (the
-   * others skip reduction, as DDP's no_sync()): gradients are then taken as
-   * backward finishes them.
+   * others skip reduction, as DDP's no_sync()): gradients are then reduced
+   * as backward finishes them.
    */
   prepareForBackward(): void {
     if (this.active) throw new Error('GradientReducer: prepareForBackward() twice without finishReduction()')
@@ -94,72 +88,48 @@ export class GradientReducer {
     for (const b of this.buckets) {
       b.ready.clear()
       b.work = null
-      native().fill(b.buffer.buffer, b.numel, 0)
     }
     if (!this.detach) this.detach = onLeafGradReady((leaf) => this.gradReady(leaf))
   }
 
   private gradReady(leaf: Tensor): void {
     if (!this.active) return
-    const slot = this.slots.get(leaf)
-    if (!slot) return
-    const b = slot.bucket
+    const b = this.bucketOf.get(leaf)
+    if (!b || !leaf.grad) return
     if (b.work) {
-      throw new Error(`data parallel: parameter ${slot.name} got more gradient after its bucket was reduced (is it used both inside and outside a checkpointed block?)`)
+      throw new Error(`data parallel: parameter ${this.nameOf.get(leaf)} got more gradient after its bucket was reduced (is it used both inside and outside a checkpointed block?)`)
     }
-    const g = leaf.grad
-    if (!g) return
-    if (b.ready.has(leaf)) {
-      // Reported again (a nested backward): the bucket slot is rewritten, not added to.
-      native().fill(b.buffer.buffer, b.numel, 0)
-      for (const p of b.ready) if (p !== leaf && p.grad) this.copyIn(p, p.grad)
-    }
-    this.copyIn(leaf, g)
     b.ready.add(leaf)
     this.reduceReadyBuckets()
   }
 
-  private copyIn(p: Tensor, g: Tensor): void {
-    const { bucket, offset } = this.slots.get(p)!
-    // bucket[offset, offset + n) += g, into a zeroed slot: an exact copy.
-    native().sliceRowsBackward(1, bucket.numel, 1, offset, p.numel, g.buffer, bucket.buffer.buffer)
-  }
-
   private reduceReadyBuckets(): void {
-    const world = this.group.worldSize
     while (this.nextToReduce < this.buckets.length) {
       const b = this.buckets[this.nextToReduce]
       if (b.ready.size < b.params.length) return
-      // Averaged as DDP's default hook does: divide, then sum over the ranks.
-      if (world > 1) native().axpby(b.numel, 1 / world, b.buffer.buffer, 0, b.buffer.buffer)
-      b.work = this.group.allReduceAsync(b.buffer, 'sum')
+      b.work = this.group.allReduceCoalescedAsync(b.params.map((p) => p.grad!), 'avg')
       this.nextToReduce++
     }
   }
 
   /**
    * After that backward: every parameter must have received a gradient (as
-   * DDP without find_unused_parameters); later device work waits for the
-   * buckets, and each gradient is replaced by its average over the ranks.
+   * DDP without find_unused_parameters), and device work issued afterwards
+   * (clipping, the optimizer) waits for the buckets: each gradient is then
+   * its average over the ranks.
    */
   finishReduction(): void {
     if (!this.active) throw new Error('GradientReducer: finishReduction() without prepareForBackward()')
     this.active = false
     const missing: string[] = []
-    for (const b of this.buckets) for (const p of b.params) if (!b.ready.has(p)) missing.push(this.slots.get(p)!.name)
+    for (const b of this.buckets) b.params.forEach((p, i) => { if (!b.ready.has(p)) missing.push(b.names[i]) })
     if (missing.length) {
       throw new Error(
         `data parallel: ${missing.length} trainable parameter(s) got no gradient in this step (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}); ` +
           'every rank must reduce the same gradients, so freeze parameters the loss does not use (requiresGrad = false)',
       )
     }
-    for (const b of this.buckets) {
-      b.work!.wait()
-      for (const p of b.params) {
-        const { offset } = this.slots.get(p)!
-        native().sliceRowsForward(1, b.numel, 1, offset, p.numel, b.buffer.buffer, p.grad!.buffer)
-      }
-    }
+    for (const b of this.buckets) b.work!.wait()
   }
 
   /** Resolves when the last step's buckets have been reduced (rejects with the failure naming the rank). */
@@ -170,7 +140,6 @@ export class GradientReducer {
   dispose(): void {
     this.detach?.()
     this.detach = null
-    for (const b of this.buckets) b.buffer.dispose()
   }
 }
 

@@ -8,7 +8,7 @@ import { freePort, glooMissing, runRanks, workers } from './helpers.js'
 const skip = glooMissing()
 const script = join(workers, 'collectives.js')
 
-t.test('all-reduce (sum, max, min), broadcast, all-gather and barrier among 3 processes', { skip: skip ?? false }, async (t) => {
+t.test('all-reduce (sum, max, min, a coalesced average), broadcast, all-gather and barrier among 3 processes', { skip: skip ?? false }, async (t) => {
   const port = await freePort()
   const runs = await runRanks(script, [0, 1, 2], { WORLD_SIZE: '3', MASTER_PORT: String(port), SCENARIO: 'ops' })
   for (const r of runs) {
@@ -21,6 +21,7 @@ t.test('all-reduce (sum, max, min), broadcast, all-gather and barrier among 3 pr
     t.same(res.min, [0, -2], `rank ${r.rank}: float32 min`)
     t.same(res.broadcast, [200, 201, 202], `rank ${r.rank}: broadcast from rank 2`)
     t.same(res.allGather, [[0, 0], [1, 1], [2, 4]], `rank ${r.rank}: all-gather in rank order`)
+    t.same(res.coalescedAvg, [2, 2, 2], `rank ${r.rank}: two tensors averaged as one bucket`)
     t.same(res.queued, [3, 3], `rank ${r.rank}: a collective issued behind queued CPU work, and work after wait() sees its result`)
   }
 })

@@ -294,10 +294,41 @@ class GlooGroup final : public ProcessGroup {
       char err[2048] = {0};
       uint32_t tag = static_cast<uint32_t>(op->ticket);
       int rc = 0;
+      // Gloo sums; an average divides afterwards, here, on this thread.
+      const int gloo_op = a.op == ReduceOp::Avg ? BK_GLOO_SUM : static_cast<int>(a.op);
+      const float avg = 1.0f / static_cast<float>(size_);
       switch (a.kind) {
         case Collective::AllReduce:
-          rc = api_.allreduce(group_, a.data, a.count, dtype_code(a.dtype), static_cast<int>(a.op), tag, err, sizeof err);
+          rc = api_.allreduce(group_, a.data, a.count, dtype_code(a.dtype), gloo_op, tag, err, sizeof err);
+          if (rc == 0 && a.op == ReduceOp::Avg) scale(static_cast<float*>(a.data), a.count, avg);
           break;
+        case Collective::AllReduceCoalesced: {
+          // Packed into one staging buffer, reduced once, unpacked (and
+          // averaged) in place: copies on this thread, not on the CPU stream.
+          int64_t total = 0;
+          for (int64_t n : a.part_counts) total += n;
+          if (staging_.size() < static_cast<size_t>(total)) staging_.resize(static_cast<size_t>(total));
+          int64_t at = 0;
+          for (size_t i = 0; i < a.parts.size(); i++) {
+            std::memcpy(staging_.data() + at, a.parts[i], static_cast<size_t>(a.part_counts[i]) * sizeof(float));
+            at += a.part_counts[i];
+          }
+          rc = api_.allreduce(group_, staging_.data(), total, BK_GLOO_F32, gloo_op, tag, err, sizeof err);
+          if (rc == 0) {
+            at = 0;
+            for (size_t i = 0; i < a.parts.size(); i++) {
+              float* dst = static_cast<float*>(a.parts[i]);
+              const float* src = staging_.data() + at;
+              if (a.op == ReduceOp::Avg) {
+                for (int64_t k = 0; k < a.part_counts[i]; k++) dst[k] = src[k] * avg;
+              } else {
+                std::memcpy(dst, src, static_cast<size_t>(a.part_counts[i]) * sizeof(float));
+              }
+              at += a.part_counts[i];
+            }
+          }
+          break;
+        }
         case Collective::Broadcast:
           rc = api_.broadcast(group_, a.data, a.count, dtype_code(a.dtype), a.root, tag, err, sizeof err);
           break;
@@ -331,6 +362,7 @@ class GlooGroup final : public ProcessGroup {
   static const char* kind_name(Collective k) {
     switch (k) {
       case Collective::AllReduce: return "all_reduce";
+      case Collective::AllReduceCoalesced: return "all_reduce (coalesced bucket)";
       case Collective::Broadcast: return "broadcast";
       case Collective::AllGather: return "all_gather";
       case Collective::Barrier: return "barrier";
@@ -338,8 +370,13 @@ class GlooGroup final : public ProcessGroup {
     return "collective";
   }
 
+  static void scale(float* x, int64_t n, float factor) {
+    for (int64_t k = 0; k < n; k++) x[k] *= factor;
+  }
+
   const GlooApi& api_;
   bk_gloo_group* group_ = nullptr;
+  std::vector<float> staging_;  // coalesced all-reduces, reused
   std::thread thread_;
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;

@@ -44,6 +44,8 @@ struct NcclApi {
   decltype(&ncclAllReduce) all_reduce;
   decltype(&ncclBroadcast) broadcast;
   decltype(&ncclAllGather) all_gather;
+  decltype(&ncclGroupStart) group_start;
+  decltype(&ncclGroupEnd) group_end;
 };
 
 template <typename Fn>
@@ -73,7 +75,8 @@ bool try_open(const std::string& file, NcclApi& api, std::string& why) {
             bind(lib, "ncclCommGetAsyncError", api.comm_get_async_error, missing) & bind(lib, "ncclCommAbort", api.comm_abort, missing) &
             bind(lib, "ncclCommDestroy", api.comm_destroy, missing) & bind(lib, "ncclGetErrorString", api.get_error_string, missing) &
             bind(lib, "ncclGetLastError", api.get_last_error, missing) & bind(lib, "ncclAllReduce", api.all_reduce, missing) &
-            bind(lib, "ncclBroadcast", api.broadcast, missing) & bind(lib, "ncclAllGather", api.all_gather, missing);
+            bind(lib, "ncclBroadcast", api.broadcast, missing) & bind(lib, "ncclAllGather", api.all_gather, missing) &
+            bind(lib, "ncclGroupStart", api.group_start, missing) & bind(lib, "ncclGroupEnd", api.group_end, missing);
   if (!ok) {
     why = "missing symbols " + missing + " (NCCL 2.14 or newer is needed)";
     dlclose(lib);
@@ -127,7 +130,9 @@ std::string version_text(const NcclApi& api) {
 }
 
 ncclDataType_t nccl_dtype(DType d) { return d == DType::I32 ? ncclInt32 : ncclFloat32; }
-ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::Max ? ncclMax : op == ReduceOp::Min ? ncclMin : ncclSum; }
+ncclRedOp_t nccl_op(ReduceOp op) {
+  return op == ReduceOp::Max ? ncclMax : op == ReduceOp::Min ? ncclMin : op == ReduceOp::Avg ? ncclAvg : ncclSum;
+}
 
 struct Events {
   cudaEvent_t ready = nullptr;
@@ -195,6 +200,17 @@ class NcclGroup final : public ProcessGroup {
     switch (a.kind) {
       case Collective::AllReduce:
         r = api_.all_reduce(a.data, a.data, static_cast<size_t>(a.count), nccl_dtype(a.dtype), nccl_op(a.op), comm_, comm_stream_);
+        break;
+      case Collective::AllReduceCoalesced:
+        // One launch for the bucket: NCCL fuses the calls of a group.
+        r = api_.group_start();
+        for (size_t i = 0; i < a.parts.size() && (r == ncclSuccess || r == ncclInProgress); i++) {
+          r = api_.all_reduce(a.parts[i], a.parts[i], static_cast<size_t>(a.part_counts[i]), ncclFloat32, nccl_op(a.op), comm_, comm_stream_);
+        }
+        {
+          ncclResult_t end = api_.group_end();
+          if (r == ncclSuccess || r == ncclInProgress) r = end;
+        }
         break;
       case Collective::Broadcast:
         r = api_.broadcast(a.data, a.data, static_cast<size_t>(a.count), nccl_dtype(a.dtype), a.root, comm_, comm_stream_);

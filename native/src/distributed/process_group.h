@@ -38,8 +38,12 @@
 namespace bertkit {
 namespace dist {
 
-enum class Collective : int { AllReduce = 0, Broadcast = 1, AllGather = 2, Barrier = 3 };
-enum class ReduceOp : int { Sum = 0, Max = 1, Min = 2 };
+// AllReduceCoalesced: several tensors reduced as one bucket (DDP's gradient
+// buckets) without the caller packing them: Gloo packs them into its own
+// staging buffer on the group's thread, NCCL fuses the calls in a group.
+enum class Collective : int { AllReduce = 0, Broadcast = 1, AllGather = 2, Barrier = 3, AllReduceCoalesced = 4 };
+// Avg: the sum divided by the world size (torch's ReduceOp.AVG), float32 only.
+enum class ReduceOp : int { Sum = 0, Max = 1, Min = 2, Avg = 3 };
 
 struct GroupOptions {
   std::string backend;  // "gloo" or "nccl"
@@ -67,6 +71,8 @@ struct CollectiveArgs {
   void* output = nullptr;       // all-gather: world_size * count elements
   int64_t count = 0;
   int root = 0;
+  std::vector<void*> parts;            // all-reduce coalesced: the tensors ...
+  std::vector<int64_t> part_counts;    // ... and their element counts
 };
 
 struct Event {

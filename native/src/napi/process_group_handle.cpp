@@ -73,6 +73,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
                         InstanceAccessor<&ProcessGroupHandle::DeviceCode>("device"),
                         InstanceMethod<&ProcessGroupHandle::Describe>("describe"),
                         InstanceMethod<&ProcessGroupHandle::AllReduce>("allReduce"),
+                        InstanceMethod<&ProcessGroupHandle::AllReduceCoalesced>("allReduceCoalesced"),
                         InstanceMethod<&ProcessGroupHandle::Broadcast>("broadcast"),
                         InstanceMethod<&ProcessGroupHandle::AllGather>("allGather"),
                         InstanceMethod<&ProcessGroupHandle::Barrier>("barrier"),
@@ -155,7 +156,7 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     return Napi::Number::New(env, static_cast<double>(ticket));
   }
 
-  // allReduce(buffer, count, op: 0 sum | 1 max | 2 min) -> ticket
+  // allReduce(buffer, count, op: 0 sum | 1 max | 2 min | 3 avg) -> ticket
   Napi::Value AllReduce(const Napi::CallbackInfo& info) {
     NativeBuffer* b = buffer_arg(info, 0, "allReduce", "tensor");
     CollectiveArgs a;
@@ -164,10 +165,56 @@ class ProcessGroupHandle : public Napi::ObjectWrap<ProcessGroupHandle> {
     a.data = b->data();
     a.count = count_arg(info, 1, "allReduce", b);
     b->forget_host_indices();  // the collective writes it: any host copy of its int32 values is stale
-    int op = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
-    if (op < 0 || op > 2) throw Napi::RangeError::New(info.Env(), "allReduce: op must be 0 (sum), 1 (max) or 2 (min)");
-    a.op = static_cast<dist::ReduceOp>(op);
+    a.op = reduce_op(info, 2, "allReduce", b->dtype());
     return Issue(info, a, {0});
+  }
+
+  dist::ReduceOp reduce_op(const Napi::CallbackInfo& info, size_t i, const char* fn, DType dtype) {
+    int op = info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : -1;
+    if (op < 0 || op > 3) throw Napi::RangeError::New(info.Env(), std::string(fn) + ": op must be 0 (sum), 1 (max), 2 (min) or 3 (avg)");
+    if (op == 3 && dtype != DType::F32) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": avg takes float32 tensors");
+    return static_cast<dist::ReduceOp>(op);
+  }
+
+  // allReduceCoalesced(buffers[], op) -> ticket: the float32 tensors reduced as
+  // one bucket, each in place.
+  Napi::Value AllReduceCoalesced(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "allReduceCoalesced: expected an array of NativeBuffers");
+    Napi::Array list = info[0].As<Napi::Array>();
+    if (list.Length() == 0) throw Napi::RangeError::New(env, "allReduceCoalesced: the bucket is empty");
+    CollectiveArgs a;
+    a.kind = Collective::AllReduceCoalesced;
+    a.dtype = DType::F32;
+    a.op = reduce_op(info, 1, "allReduceCoalesced", DType::F32);
+    std::vector<Napi::Object> objects;
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value v = list.Get(i);
+      if (!NativeBuffer::Is(v)) throw Napi::TypeError::New(env, "allReduceCoalesced: element " + std::to_string(i) + " is not a NativeBuffer");
+      NativeBuffer* b = NativeBuffer::Unwrap(v);
+      if (b->freed()) throw Napi::Error::New(env, "allReduceCoalesced: tensor " + std::to_string(i) + " was freed");
+      if (b->dtype() != DType::F32) throw Napi::TypeError::New(env, "allReduceCoalesced: tensor " + std::to_string(i) + " is not float32");
+      if (b->device() != group(info).device()) {
+        throw Napi::Error::New(env, "allReduceCoalesced: tensor " + std::to_string(i) + " is on " + device_name(b->device()) + " but this " +
+                                        group(info).backend() + " group works on " + device_name(group(info).device()) + " tensors");
+      }
+      for (void* seen : a.parts) {
+        if (seen == b->data()) throw Napi::Error::New(env, "allReduceCoalesced: tensor " + std::to_string(i) + " appears twice in the bucket");
+      }
+      a.parts.push_back(b->data());
+      a.part_counts.push_back(b->numel());
+      objects.push_back(v.As<Napi::Object>());
+    }
+    uint64_t ticket;
+    try {
+      ticket = group(info).issue(a);
+    } catch (const Error& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    std::vector<Napi::ObjectReference>& refs = held_[ticket];
+    for (Napi::Object& o : objects) refs.push_back(Napi::Persistent(o));
+    if (channel_->pending++ == 0) channel_->tsfn.Ref(env);
+    return Napi::Number::New(env, static_cast<double>(ticket));
   }
 
   // broadcast(buffer, count, root) -> ticket

@@ -22,6 +22,9 @@ async function main(): Promise<void> {
     await pg.broadcast(b, world - 1)
     const gathered = await pg.allGather(tensor(Int32Array.from([rank, rank * rank]), { dtype: 'int32', device }))
     await pg.barrier()
+    // A bucket of two tensors, averaged in place as one collective.
+    const c1 = tensor(Float32Array.from([rank + 1, 2]), { device }), c2 = tensor(Float32Array.from([rank * 2]), { device })
+    await pg.allReduceCoalesced([c1, c2], 'avg')
     // Collectives queued behind CPU ops: the sum sees the value written by the op before it.
     const q = tensor(Float32Array.from([1, 1]), { device })
     const work = pg.allReduceAsync(q)
@@ -30,7 +33,7 @@ async function main(): Promise<void> {
     console.log('RESULT ' + JSON.stringify({
       rank, world, describe: pg.describe(),
       sum: f.toArray(), max: i.toArray(), min: m.toArray(), broadcast: b.toArray(),
-      allGather: gathered.map((g) => g.toArray()), queued: q.toArray(), completed: work.isCompleted,
+      allGather: gathered.map((g) => g.toArray()), coalescedAvg: [...c1.toArray(), ...c2.toArray()], queued: q.toArray(), completed: work.isCompleted,
     }))
     destroyProcessGroup()
     return
