@@ -15,6 +15,8 @@ export interface TrainerState {
   numTrainEpochs: number
   logHistory: LogEntry[]
   bestMetric: number | null
+  /** The step of the best evaluation (transformers' best_global_step). */
+  bestGlobalStep: number | null
   bestModelCheckpoint: string | null
   trainBatchSize: number
 }
