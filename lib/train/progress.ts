@@ -112,7 +112,7 @@ export class Progress {
       this.trainBar.update(step, this.trainPayload())
     } else if (t - v.lastLineAt >= 60_000) {
       // Piped and nothing printed for a minute (logging steps far apart): one line to say where the run is.
-      this.line(`train ${this.position()} | loss ${fmtLoss(v.loss.value)} (smoothed) | lr ${fmtLr(v.lr)} | ${this.speed()}`)
+      this.line(`train ${this.position(v.step, v.epoch)} | loss ${fmtLoss(v.loss.value)} (smoothed) | lr ${fmtLr(v.lr)} | ${this.speed()}`)
     }
   }
 
@@ -126,7 +126,7 @@ export class Progress {
     const v = this.training
     if (!this.enabled || !v || this.trainBar || entry.loss === undefined) return
     const norm = entry.gradNorm !== undefined ? ` | grad_norm ${entry.gradNorm.toPrecision(4)}` : ''
-    this.line(`train ${this.position()} | loss ${fmtLoss(entry.loss)} | lr ${fmtLr(entry.learningRate)}${norm} | ${this.speed()}`)
+    this.line(`train ${this.position(entry.step, entry.epoch)} | loss ${fmtLoss(entry.loss)} | lr ${fmtLr(entry.learningRate)}${norm} | ${this.speed(entry.step)}`)
   }
 
   startEval(batches: number, rows: number, label: 'eval' | 'predict'): void {
@@ -197,18 +197,17 @@ export class Progress {
     return { label: 'train', fields: `epoch ${v.epoch.toFixed(2)} | loss ${fmtLoss(v.loss.value)} | lr ${fmtLr(v.lr)} | ${this.speed()}` }
   }
 
-  private position(): string {
-    const v = this.training!
-    return `step ${v.step}/${v.total} (epoch ${v.epoch.toFixed(2)})`
+  private position(step: number, epoch: number): string {
+    return `step ${step}/${this.training!.total} (epoch ${epoch.toFixed(2)})`
   }
 
   /** it/s and ETA from the smoothed step time; "--" before the first step has been timed. */
-  private speed(): string {
+  private speed(step = this.training!.step): string {
     const v = this.training!
     const perStep = v.stepTime.value
     const elapsed = formatDuration((this.now() - v.startedAt) / 1000)
-    if (perStep === null || perStep <= 0) return `- it/s | ${elapsed} | eta --`
-    return `${(1 / perStep).toFixed(2)} it/s | ${elapsed} | eta ${formatDuration((v.total - v.step) * perStep)}`
+    if (perStep === null || perStep <= 0 || step > v.total) return `${perStep ? (1 / perStep).toFixed(2) : '-'} it/s | ${elapsed} | eta --`
+    return `${(1 / perStep).toFixed(2)} it/s | ${elapsed} | eta ${formatDuration((v.total - step) * perStep)}`
   }
 
   private line(text: string): void {

@@ -108,7 +108,7 @@ export function curvesSpec(input: ReportInput): Record<string, unknown> {
   const color = (colors: Array<[string, string]>) => ({
     field: 'series', type: 'nominal', title: null,
     scale: { domain: colors.map((c) => c[0]), range: colors.map((c) => c[1]) },
-    legend: { orient: 'right', labelFontSize: 11, symbolType: 'stroke' },
+    legend: { orient: 'right', labelFontSize: 11, symbolType: 'stroke', labelLimit: 260 },
   })
   const lineMarks = (colors: Array<[string, string]>, yTitle: string) => {
     const encoding = {
