@@ -19,6 +19,8 @@ export interface TrainerState {
   bestGlobalStep: number | null
   bestModelCheckpoint: string | null
   trainBatchSize: number
+  /** Floating-point operations of the training so far, counted as transformers counts them (6 · tokens · non-embedding parameters). */
+  totalFlos: number
 }
 
 export interface TrainerControl {

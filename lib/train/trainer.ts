@@ -23,6 +23,8 @@ import { writeReport, type LastEvaluation, type ReportInput } from './report.js'
 import { hfLogEntry, trainerStateJson, bertkitStateJson, readCheckpointState, type DataPosition } from './trainer_state.js'
 import { formatPercent } from '../nn/freezing.js'
 import type { DeviceName } from '../tensor/device.js'
+import type { Module } from '../nn/module.js'
+import { Embedding } from '../nn/layers.js'
 
 /** A batch as models take it (BertForSequenceClassification's inputs). */
 export interface ModelInputs {
@@ -76,6 +78,8 @@ export interface TrainOutput {
   trainSamplesPerSecond: number
   trainStepsPerSecond: number
   epoch: number
+  /** As transformers' total_flos: 6 · tokens · non-embedding parameters, summed over the micro-batches. */
+  totalFlos: number
 }
 
 export interface PredictionOutput {
@@ -111,6 +115,17 @@ interface TrainingRun {
   /** The micro-batch losses read during the current optimizer step (shown by the progress bar). */
   stepLoss: { sum: number; count: number }
   lastLossReadAt: number
+  nonEmbeddingParameters: number
+}
+
+/** transformers' num_parameters(exclude_embeddings=True): every parameter but the weights of Embedding modules. */
+function nonEmbeddingParameters(model: TrainableModel): number {
+  const embeddings = new Set<string>()
+  const modules = (model as unknown as Partial<Module>).namedModules
+  if (typeof modules === 'function') for (const [name, m] of modules.call(model)) if (m instanceof Embedding) embeddings.add(name ? `${name}.weight` : 'weight')
+  let n = 0
+  for (const [name, p] of model.namedParameters()) if (!embeddings.has(name)) n += p.numel
+  return n
 }
 
 interface OptimizerStep {
@@ -152,7 +167,7 @@ export class Trainer {
     this.callbacks = [...(options.callbacks ?? [])]
     this.state = {
       globalStep: 0, epoch: 0, maxSteps: 0, numTrainEpochs: 0, logHistory: [], bestMetric: null, bestModelCheckpoint: null,
-      trainBatchSize: this.args.perDeviceTrainBatchSize, bestGlobalStep: null,
+      trainBatchSize: this.args.perDeviceTrainBatchSize, bestGlobalStep: null, totalFlos: 0,
     }
     this.progress = new Progress(!this.args.disableTqdm)
     if ((this.args.fp16 || this.args.bf16) && resolveDevice(this.args.device) === 'cpu') {
@@ -350,7 +365,7 @@ export class Trainer {
       warmup: warmupStepsFor(args.warmupSteps, args.warmupRatio, maxSteps),
       startEpoch: position.epoch, skipBatches: position.batchesDone,
       stepsSinceLog: 0, totalLoss: 0, start: process.hrtime.bigint(), stoppedAt: null,
-      stepLoss: { sum: 0, count: 0 }, lastLossReadAt: 0,
+      stepLoss: { sum: 0, count: 0 }, lastLossReadAt: 0, nonEmbeddingParameters: nonEmbeddingParameters(this.model),
     }
   }
 
@@ -405,6 +420,7 @@ export class Trainer {
     const read = device === 'cpu' || now - run.lastLossReadAt >= 1000
     const stepLoss = tidy(() => autocast(this.halfDtype, () => {
       const batch = this.collate(run.ds, indices)
+      this.state.totalFlos += 6 * batch.inputIds.numel * run.nonEmbeddingParameters
       try {
         const { loss } = this.computeLoss(batch)
         // With accumulation each micro-batch's mean loss counts 1/k of the step;
@@ -528,8 +544,9 @@ export class Trainer {
       trainSamplesPerSecond: round4(numSamples / runtime),
       trainStepsPerSecond: round4(run.maxSteps / runtime),
       epoch: this.state.epoch,
+      totalFlos: this.state.totalFlos,
     }
-    this.log({ trainRuntime: output.trainRuntime, trainSamplesPerSecond: output.trainSamplesPerSecond, trainStepsPerSecond: output.trainStepsPerSecond, trainLoss: output.trainLoss })
+    this.log({ trainRuntime: output.trainRuntime, trainSamplesPerSecond: output.trainSamplesPerSecond, trainStepsPerSecond: output.trainStepsPerSecond, totalFlos: output.totalFlos, trainLoss: output.trainLoss })
     this.fire('onTrainEnd')
     this.progress.endTraining(this.state.logHistory, { trainLoss: output.trainLoss, runtime, steps: this.state.globalStep })
     this.trained = true
@@ -909,6 +926,7 @@ export class Trainer {
     this.state.bestMetric = saved.bestMetric
     this.state.bestGlobalStep = saved.bestGlobalStep
     this.state.bestModelCheckpoint = saved.bestModelCheckpoint
+    this.state.totalFlos = saved.totalFlos
     const rng = saved.bertkit.rng
     setRandomState({ seed: BigInt(rng.seed), offset: BigInt(rng.offset), hostState: rng.host_state })
     this.truncateLogTo(saved.globalStep)

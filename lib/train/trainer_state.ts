@@ -58,7 +58,7 @@ export function trainerStateJson(state: TrainerState, args: TrainingArguments, b
     num_train_epochs: state.numTrainEpochs,
     save_steps: args.stepsFor('saveSteps', maxSteps),
     stateful_callbacks: {},
-    total_flos: 0,
+    total_flos: state.totalFlos,
     train_batch_size: state.trainBatchSize,
     trial_name: null,
     trial_params: null,
@@ -92,6 +92,7 @@ export interface SavedCheckpointState {
   bestMetric: number | null
   bestGlobalStep: number | null
   bestModelCheckpoint: string | null
+  totalFlos: number
   bertkit: BertkitState
 }
 
@@ -164,6 +165,7 @@ export function readCheckpointState(dir: string): SavedCheckpointState {
     bestMetric: (s.best_metric as number | null | undefined) ?? null,
     bestGlobalStep: (s.best_global_step as number | null | undefined) ?? null,
     bestModelCheckpoint: (s.best_model_checkpoint as string | null | undefined) ?? null,
+    totalFlos: typeof s.total_flos === 'number' && Number.isFinite(s.total_flos) ? s.total_flos : 0,
     bertkit: b as unknown as BertkitState,
   }
 }
