@@ -4,9 +4,11 @@
 import t from 'tap'
 import { native, ACTIVATION_CODE, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, poisoned, readF64, compare, freeAll } from '../helpers/reference.js'
+import { randomArray, f32Buffer, poisoned, readF64 } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
 
 const N = native()
+const { close, report } = errorSummary()
 
 // ---- float64 references ---------------------------------------------------------
 
@@ -43,31 +45,6 @@ const KINDS = [
 ]
 
 // ---- small harness ----------------------------------------------------------------
-
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-3) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
 
 /** x in [-6, 6] with none closer to 0 than `gap`, so finite differences never straddle relu's kink. */
 function inputs(n: number, seed: number, gap = 0): Float64Array {
@@ -187,7 +164,6 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }
