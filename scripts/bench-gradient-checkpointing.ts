@@ -17,6 +17,8 @@ const opt = (name: string, fallback: string) => {
   return i >= 0 ? args[i + 1] : fallback
 }
 const steps = Number(opt('steps', '2'))
+// e.g. -mmap for a run under MALLOC_MMAP_THRESHOLD_ (glibc then maps every large block and unmaps it when freed).
+const suffix = opt('out-suffix', '')
 const batch = Number(opt('batch', '32'))
 const seq = Number(opt('seq', '128'))
 const shape = { vocab_size: 28996, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, max_position_embeddings: 512, type_vocab_size: 2, num_labels: 2 }
@@ -78,10 +80,11 @@ if (args.includes('--child')) {
   }
   const date = new Date().toISOString().slice(0, 10)
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
-  const command = `node dist/scripts/bench-gradient-checkpointing.js --steps ${steps} --batch ${batch} --seq ${seq} --variants ${variants.join(',')}`
+  const malloc = Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_')).map(([k, v]) => `${k}=${v} `).join('')
+  const command = `${malloc}node dist/scripts/bench-gradient-checkpointing.js --steps ${steps} --batch ${batch} --seq ${seq} --variants ${variants.join(',')}${suffix ? ` --out-suffix ${suffix}` : ''}`
   const out = join(__dirname, '..', '..', 'benchmarks')
   mkdirSync(out, { recursive: true })
-  writeFileSync(join(out, 'gradient-checkpointing-cpu.json'), JSON.stringify({ date, cpu, cores: os.cpus().length, loadavgAtStart: loadavg, command, shape, batch, seq, steps, results }, null, 2) + '\n')
+  writeFileSync(join(out, `gradient-checkpointing-cpu${suffix}.json`), JSON.stringify({ date, cpu, cores: os.cpus().length, loadavgAtStart: loadavg, command, shape, batch, seq, steps, results }, null, 2) + '\n')
   const base = results.find((r) => r.variant === 'full')
   const lines = [
     '# Gradient checkpointing: memory and time of a training step on this CPU',
@@ -101,6 +104,6 @@ if (args.includes('--child')) {
     const last = (r: Result) => r.stepSeconds[r.stepSeconds.length - 1]
     lines.push('', `Checkpointing cuts the step's own peak (activations and gradients above the resident weights and moments) by ${(saved * 100).toFixed(0)} % and the total peak from ${base.peakTensorsMiB.toFixed(0)} to ${ck.peakTensorsMiB.toFixed(0)} MiB (${((1 - ck.peakTensorsMiB / base.peakTensorsMiB) * 100).toFixed(0)} %), for a last step ${(last(ck) / last(base)).toFixed(2)}× as long (one more forward per layer). The losses are the same to the last digit: the recomputed layers replay their dropout masks.`)
   }
-  writeFileSync(join(out, 'gradient-checkpointing-cpu.md'), lines.join('\n') + '\n')
+  writeFileSync(join(out, `gradient-checkpointing-cpu${suffix}.md`), lines.join('\n') + '\n')
   console.log(lines.join('\n'))
 }

@@ -6,7 +6,7 @@
 import { TrainingArguments } from '../train/training_args.js'
 import { camelToKebab } from './args.js'
 
-export type Command = 'train' | 'eval' | 'predict' | 'bench' | 'doctor' | 'cache verify'
+export type Command = 'train' | 'eval' | 'predict' | 'export onnx' | 'bench' | 'doctor' | 'cache verify'
 
 export interface FlagSpec {
   name: string
@@ -27,22 +27,29 @@ const FREEZE = 'Freezing (the seed\'s three strategies: nothing frozen, --train-
 const MODEL = 'Model'
 const PREDICT = 'Input'
 const BENCH = 'Benchmark'
+const EXPORT = 'Export'
 const OTHER = 'Other'
 
 const COMMAND_FLAGS: FlagSpec[] = [
   { name: 'model', value: 'ID|DIR', required: true, commands: ['train'], group: DATA, help: 'the model to fine-tune: a Hub id (bert-base-cased) or a folder with config.json, weights and tokenizer files' },
   { name: 'model', value: 'DIR', required: true, commands: ['eval', 'predict'], group: DATA, help: 'a trained model folder (the --output-dir of train), or a LoRA adapter folder' },
+  { name: 'model', value: 'DIR|ID', required: true, commands: ['export onnx'], group: EXPORT, help: 'the model to export (a LoRA adapter folder is merged into its base first)' },
+  { name: 'out', value: 'DIR', required: true, commands: ['export onnx'], group: EXPORT, help: 'the folder to write, as transformers.js reads it: config.json, tokenizer files, onnx/model.onnx' },
+  { name: 'opset', value: 'N', default: '17', commands: ['export onnx'], group: EXPORT, help: 'the ONNX opset' },
+  { name: 'quantize', commands: ['export onnx'], group: EXPORT, help: 'also write onnx/model_quantized.onnx (int8 weights)' },
+  { name: 'tokenizer', value: 'DIR', commands: ['export onnx'], group: EXPORT, help: 'where the tokenizer is, when the model folder has none' },
   { name: 'dataset', value: 'NAME|PATH', required: true, commands: ['train', 'eval'], group: DATA, help: 'a Hub dataset id (rotten_tomatoes), csv | json | parquet with --data-files, or a local file / folder' },
   { name: 'data-dir', value: 'DIR', commands: ['train', 'eval'], group: DATA, help: 'the raw rt-polarity files, for --dataset rotten_tomatoes offline' },
   { name: 'data-files', value: 'SPLIT=FILE,...', commands: ['train', 'eval'], group: DATA, help: 'your own files, e.g. train=a.csv,test=b.csv (with --dataset csv | json | parquet)' },
-  { name: 'text-column', value: 'NAME', default: 'text', commands: ['train', 'eval'], group: DATA, help: 'the column holding the text' },
-  { name: 'label-column', value: 'NAME', default: 'label', commands: ['train', 'eval'], group: DATA, help: 'the column holding the class index (0, 1, ...)' },
+  { name: 'text-column', value: 'NAME', default: 'text', commands: ['train', 'eval', 'predict'], group: DATA, help: 'the column holding the text (predict: of a CSV / JSON --file)' },
+  { name: 'label-column', value: 'NAME', default: 'label', commands: ['train', 'eval'], group: DATA, help: 'the column holding the label: a class index (0, 1, ...) or a class name' },
   { name: 'train-split', value: 'NAME', default: 'train', commands: ['train'], group: DATA, help: 'the split to train on' },
   { name: 'eval-split', value: 'NAME', default: 'test', commands: ['train', 'eval'], group: DATA, help: 'the split to evaluate on (the seed evaluates on test); without it nothing is evaluated' },
   { name: 'split', value: 'NAME', default: 'test', commands: ['eval'], group: DATA, help: 'the split to evaluate (same as --eval-split)' },
-  { name: 'max-length', value: 'N', default: 'the tokenizer\'s model_max_length', commands: ['train', 'eval'], group: DATA, help: 'truncate texts to N tokens' },
+  { name: 'max-length', value: 'N', default: 'the tokenizer\'s model_max_length', commands: ['train', 'eval', 'predict'], group: DATA, help: 'truncate texts to N tokens' },
   { name: 'encoding', value: 'NAME', default: 'utf-8', commands: ['train', 'eval', 'predict'], group: DATA, help: 'text encoding of CSV / JSON / text files: utf-8 (invalid bytes name their line), latin1, windows-1252, utf-16le' },
   { name: 'num-labels', value: 'N', default: 'from the data', commands: ['train'], group: MODEL, help: 'the number of classes of a new classifier' },
+  { name: 'label-names', value: 'A,B,...', default: 'the sorted distinct string labels of the train split', commands: ['train'], group: MODEL, help: 'the class names in id order (id2label / label2id in config.json); string labels in the data are matched to them' },
   { name: 'pooling', value: 'KIND', default: 'pooler', commands: ['train'], group: MODEL, help: 'the classifier\'s input (BERT): pooler (tanh head, transformers\') | cls | mean | max; saved in config.json' },
   { name: 'lora', value: 'SPEC', commands: ['train'], group: MODEL, help: 'train a LoRA adapter instead: r=8,alpha=16,dropout=0.1,targets=query,value[,save=classifier][,bias=none|all|lora_only]; the output folder holds the adapter' },
   { name: 'train-only', value: 'PREFIXES', commands: ['train'], group: FREEZE, help: 'train only the parameters whose names start with one of these (comma-separated); "classifier" trains the head alone' },
@@ -50,8 +57,16 @@ const COMMAND_FLAGS: FlagSpec[] = [
   { name: 'freeze-layers', value: 'A-B', commands: ['train'], group: FREEZE, help: 'freeze encoder layers A to B (0-based, inclusive), e.g. 0-5 for the lower half of bert-base' },
   { name: 'freeze-up-to-index', value: 'N', commands: ['train'], group: FREEZE, help: 'freeze parameter tensors 0..N in named_parameters() order: 100 = embeddings (0-4) + layers 0-5 (5-100) of bert-base, the seed\'s "index <= 100"' },
   { name: 'freeze', value: 'SPEC', commands: ['train'], group: FREEZE, help: 'the older spelling: head | embeddings | layers:A-B | embeddings+layers:A-B | index:<=N | index:A-B | none' },
-  { name: 'text', value: 'TEXT', commands: ['predict'], group: PREDICT, help: 'a text to classify' },
-  { name: 'file', value: 'FILE', commands: ['predict'], group: PREDICT, help: 'a file with one text per line' },
+  { name: 'text', value: 'TEXT', commands: ['predict'], group: PREDICT, help: 'a text to classify (repeat the flag for more)' },
+  { name: 'text-pair', value: 'TEXT', commands: ['predict'], group: PREDICT, help: 'the second text of a pair, one per --text' },
+  { name: 'file', value: 'FILE', commands: ['predict'], group: PREDICT, help: 'a file with one text per line, or a CSV / JSON file with --text-column' },
+  { name: 'text-pair-column', value: 'NAME', commands: ['predict'], group: PREDICT, help: 'the column of the second texts of pairs in --file' },
+  { name: 'top-k', value: 'N|all', default: '1', commands: ['predict'], group: PREDICT, help: 'print the N best labels with their scores (all: every label)' },
+  { name: 'function-to-apply', value: 'softmax|sigmoid|none', default: 'from the model\'s problem type', commands: ['predict'], group: PREDICT, help: 'how logits become scores' },
+  { name: 'batch-size', value: 'N', default: '32', commands: ['predict'], group: PREDICT, help: 'texts per forward pass' },
+  { name: 'truncation', value: 'true|false', default: 'true', commands: ['predict'], group: PREDICT, help: 'truncate long texts to --max-length' },
+  { name: 'device', value: 'auto|cpu|cuda', default: 'auto', commands: ['predict'], group: PREDICT, help: 'where the model runs' },
+  { name: 'tokenizer', value: 'DIR', commands: ['predict'], group: PREDICT, help: 'where the tokenizer is, when the model folder has none' },
   { name: 'json', commands: ['doctor'], group: OTHER, help: 'print the report as JSON' },
   { name: 'repo', value: 'ID', commands: ['cache verify'], group: OTHER, help: 'check only this repository' },
   { name: 'repo-type', value: 'model|dataset', commands: ['cache verify'], group: OTHER, help: 'the kind of --repo' },
@@ -71,7 +86,7 @@ const COMMAND_FLAGS: FlagSpec[] = [
   { name: 'pad-to-multiple-of', value: 'N', commands: ['bench'], group: BENCH, help: 'pad batches to a multiple of N tokens (both libraries)' },
   { name: 'no-warmup', commands: ['bench'], group: BENCH, help: 'skip the untimed warm-up' },
   { name: 'same-init', commands: ['bench'], group: BENCH, help: 'both libraries start from the same classifier weights' },
-  { name: 'help', commands: ['train', 'eval', 'predict', 'bench', 'doctor', 'cache verify'], group: OTHER, help: 'this help' },
+  { name: 'help', commands: ['train', 'eval', 'predict', 'export onnx', 'bench', 'doctor', 'cache verify'], group: OTHER, help: 'this help' },
 ]
 
 /** One line per TrainingArguments field (the help of transformers' field, shortened). */
@@ -243,7 +258,8 @@ export function checkArgv(command: Command, argv: string[]): void {
 const SUMMARY: Record<Command, { usage: string; about: string }> = {
   train: { usage: 'bertkit train --model ID|DIR --dataset NAME|PATH [flags]', about: 'Fine-tune a model for text classification; writes the model, checkpoints, trainer_state.json, trainer_log.jsonl, training_curves.svg and report.html into --output-dir.' },
   eval: { usage: 'bertkit eval --model DIR --dataset NAME|PATH [--split test] [flags]', about: 'Evaluate a trained model on a split; prints the metrics as JSON.' },
-  predict: { usage: 'bertkit predict --model DIR (--text "..." | --file lines.txt)', about: 'Classify texts; prints one JSON line per text: {text, label, labelId, scores}.' },
+  predict: { usage: 'bertkit predict --model DIR (--text "..." [--text ...] | --file lines.txt | --file data.csv --text-column C) [flags]', about: 'Classify texts; prints one JSON line per text: {"text", "label", "score"} (with --top-k: {"text", "labels": [{"label", "score"}, ...]}).' },
+  'export onnx': { usage: 'bertkit export onnx --model DIR|ID --out DIR [--opset N] [--quantize] [--tokenizer DIR]', about: 'Write the model as ONNX in a folder transformers.js reads (inputs input_ids, attention_mask[, token_type_ids]; output logits).' },
   bench: { usage: 'bertkit bench --model DIR --tokenized rt.json [flags]', about: 'Time the seed\'s recipe (and transformers\' with --hf) on this machine.' },
   doctor: { usage: 'bertkit doctor [--json]', about: 'Which addon loaded, the CPU kernels chosen, CUDA driver / GPUs / cuBLAS.' },
   'cache verify': { usage: 'bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR]', about: 'Check every blob of the Hub cache against its hash, refs and snapshot links; exit status 1 on a problem.' },

@@ -25,6 +25,7 @@ import { formatPercent } from '../nn/freezing.js'
 import type { DeviceName } from '../tensor/device.js'
 import type { Module } from '../nn/module.js'
 import { Embedding } from '../nn/layers.js'
+import { DataCollatorWithPadding, type PadTokenSource } from '../data/data_collator.js'
 
 /** A batch as models take it (BertForSequenceClassification's inputs). */
 export interface ModelInputs {
@@ -61,12 +62,25 @@ export interface EvalPrediction {
   predictedLabels: Int32Array
 }
 
+/** What the Trainer saves beside the model: a tokenizer (anything with savePretrained(dir)). */
+export interface ProcessingClass {
+  savePretrained(dir: string): unknown
+}
+
 export interface TrainerOptions {
   model: TrainableModel
   args: TrainingArguments
   trainDataset?: Dataset
   evalDataset?: Dataset
-  dataCollator: DataCollator
+  /** Default, with a processingClass: DataCollatorWithPadding over it, as transformers does. */
+  dataCollator?: DataCollator
+  /**
+   * The tokenizer (transformers 5's processing_class): saved into every
+   * checkpoint and by saveModel, so a checkpoint folder is a usable model.
+   */
+  processingClass?: ProcessingClass
+  /** Older name of processingClass, kept for ported code. */
+  tokenizer?: ProcessingClass
   computeMetrics?: (p: EvalPrediction) => Record<string, number>
   callbacks?: TrainerCallback[]
 }
@@ -158,10 +172,24 @@ export class Trainer {
   /** Extra rows for the report's configuration table (the CLI puts the model id, dataset and freezing here). */
   runInfo: Array<[string, string]> = []
 
-  constructor(private readonly options: TrainerOptions) {
+  /** The tokenizer saved with the model (processingClass, or its alias tokenizer), or null. */
+  readonly processingClass: ProcessingClass | null
+
+  constructor(private options: TrainerOptions) {
     if (!options || !options.model) throw new Error('Trainer: a model is required')
     if (!(options.args instanceof TrainingArguments)) throw new Error('Trainer: args must be a TrainingArguments')
-    if (typeof options.dataCollator !== 'function') throw new Error('Trainer: dataCollator must be a function (e.g. new DataCollatorWithPadding({ tokenizer }))')
+    if (options.processingClass && options.tokenizer && options.processingClass !== options.tokenizer) {
+      throw new Error('Trainer: processingClass and tokenizer name the same thing; pass one of them')
+    }
+    this.processingClass = options.processingClass ?? options.tokenizer ?? null
+    if (this.processingClass !== null && typeof this.processingClass.savePretrained !== 'function') {
+      throw new Error('Trainer: processingClass must be a tokenizer (something with savePretrained(dir))')
+    }
+    if (options.dataCollator === undefined && this.processingClass !== null) {
+      this.options = { ...options, dataCollator: DataCollatorWithPadding({ tokenizer: this.processingClass as unknown as PadTokenSource }) }
+    } else if (typeof options.dataCollator !== 'function') {
+      throw new Error('Trainer: dataCollator must be a function (e.g. DataCollatorWithPadding({ tokenizer })), or pass processingClass to get that one')
+    }
     this.model = options.model
     this.args = options.args
     this.callbacks = [...(options.callbacks ?? [])]
@@ -260,7 +288,7 @@ export class Trainer {
 
   private collate(ds: Dataset, indices: number[]): ModelInputs {
     const rows = indices.map((i) => ds.get(i))
-    return this.options.dataCollator(rows)
+    return this.options.dataCollator!(rows)
   }
 
   // ---- loss -------------------------------------------------------------------
@@ -772,6 +800,7 @@ export class Trainer {
       writeFileSync(join(tmp, TMP_OWNER_FILE), JSON.stringify({ pid: process.pid, host: hostname() }) + '\n')
       if (this.model.savePretrainedAsync) await this.model.savePretrainedAsync(tmp)
       else this.model.savePretrained(tmp)
+      this.processingClass?.savePretrained(tmp)
       const names = this.trainableNames()
       const entries: Array<[string, { dtype: 'F32'; shape: readonly number[]; data: () => Float32Array }]> = []
       const steps: Record<string, number> = {}
@@ -934,9 +963,10 @@ export class Trainer {
     return saved.bertkit.data_position
   }
 
-  /** Saves the model (and nothing else) into a directory, as trainer.save_model. */
+  /** Saves the model, and the processingClass when there is one, into a directory, as trainer.save_model. */
   saveModel(dir = this.args.outputDir): void {
     this.model.savePretrained(dir)
+    this.processingClass?.savePretrained(dir)
   }
 
   dispose(): void {
