@@ -156,7 +156,19 @@ export const DTYPE_CODE = addonCodes('dtype', { float32: 'float32', float16: 'fl
 /** device codes (codes.device of the addon) */
 export const DEVICE_CODE = addonCodes('device', { cpu: 'cpu', cuda: 'cuda' })
 /** transformers' hidden_act names, each with the native activation kind (Backend::Activation) it selects */
-export const ACTIVATION_KIND = { gelu: 'GeluErf', gelu_new: 'GeluTanh', tanh: 'Tanh', relu: 'Relu' } as const
+/**
+ * transformers' activation names (ACT2FN keys) → Backend::Activation kinds.
+ * Names with the same function share a kernel: the tanh-approximated GELUs
+ * (gelu_new, gelu_pytorch_tanh, gelu_accurate, gelu_fast: the same formula,
+ * gelu_fast's 10-digit constant equals sqrt(2/pi) in float32), silu / swish.
+ */
+export const ACTIVATION_KIND = {
+  gelu: 'GeluErf', gelu_python: 'GeluErf',
+  gelu_new: 'GeluTanh', gelu_pytorch_tanh: 'GeluTanh', gelu_python_tanh: 'GeluTanh', gelu_accurate: 'GeluTanh', gelu_fast: 'GeluTanh',
+  tanh: 'Tanh', relu: 'Relu', silu: 'Silu', swish: 'Silu', quick_gelu: 'QuickGelu', mish: 'Mish', sigmoid: 'Sigmoid',
+  relu6: 'Relu6', leaky_relu: 'LeakyRelu', linear: 'Identity', relu2: 'Relu2', gelu_10: 'GeluClip10', laplace: 'Laplace',
+  hardswish: 'Hardswish', sqrtsoftplus: 'SqrtSoftplus',
+} as const
 /** activation codes by transformers' hidden_act name (codes.activation of the addon) */
 export const ACTIVATION_CODE = addonCodes('activation', ACTIVATION_KIND)
 

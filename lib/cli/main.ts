@@ -6,6 +6,7 @@
 import { readFileSync, existsSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
+import { checkFiniteLogits } from '../models/modeling_utils.js'
 import { AutoTokenizer } from '../tokenization/index.js'
 import type { Module } from '../nn/module.js'
 import { loadDataset, loadRottenTomatoesRaw } from '../data/load_dataset.js'

@@ -6,6 +6,7 @@
 // picks it (regression → none; multi-label or one label → sigmoid;
 // otherwise softmax). Inputs are tokenized one by one and padded per batch,
 // so a batch may mix single texts and pairs.
+import { checkFiniteLogits } from '../models/modeling_utils.js'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { AutoModelForSequenceClassification, type AnyModelForSequenceClassification } from '../models/auto.js'
@@ -194,6 +195,8 @@ export class TextClassificationPipeline {
         }
       }))
       const k = this.model.config.num_labels
+      // NaN scores would print as labels with null scores: a silent wrong answer.
+      checkFiniteLogits('TextClassificationPipeline', logits, k, start)
       for (let r = 0; r < chunk.length; r++) out.push(logits.slice(r * k, (r + 1) * k))
     }
     return out

@@ -18,6 +18,8 @@ import { TrainingArguments } from './training_args.js'
 import { lrMultiplier, warmupStepsFor } from './scheduler.js'
 import { metricKey, type TrainerCallback, type TrainerControl, type TrainerState, type LogEntry } from './callbacks.js'
 import { argmaxRows } from './metrics.js'
+import { getDecayParameterNames } from './trainer_pt_utils.js'
+import { checkFiniteLogits } from '../models/modeling_utils.js'
 import { Progress } from './progress.js'
 import { writeReport, type LastEvaluation, type ReportInput } from './report.js'
 import { hfLogEntry, trainerStateJson, bertkitStateJson, readCheckpointState, type DataPosition } from './trainer_state.js'
@@ -41,6 +43,8 @@ export interface TrainableModel {
   namedParameters(): Iterable<[string, Tensor]>
   train(mode?: boolean): unknown
   eval(): unknown
+  /** Whether the model is in training mode (Module has it); evaluation restores it afterwards. */
+  readonly training?: boolean
   savePretrained(dir: string): void
   /** When present, checkpoints use it so the event loop runs while files are written. */
   savePretrainedAsync?(dir: string): Promise<void>
@@ -102,8 +106,6 @@ export interface PredictionOutput {
   labelIds: Int32Array | Float32Array | null
   metrics: Record<string, number>
 }
-
-const NO_DECAY = /(^|\.)(bias|LayerNorm\.weight|layer_norm\.weight|LayerNorm\.bias)$/
 
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r))
 
@@ -317,9 +319,10 @@ export class Trainer {
 
   private createOptimizer(): AdamW {
     const decay: Tensor[] = [], noDecay: Tensor[] = []
+    const decayNames = new Set(getDecayParameterNames(this.model))
     for (const [name, p] of this.model.namedParameters()) {
       if (!p.requiresGrad) continue
-      ;(NO_DECAY.test(name) ? noDecay : decay).push(p)
+      ;(decayNames.has(name) ? decay : noDecay).push(p)
     }
     const groups = [{ params: decay, weightDecay: this.args.weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0)
     return new AdamW(groups, {
@@ -710,11 +713,21 @@ export class Trainer {
   }
 
   private async predictionLoop(dsIn: Dataset | undefined, prefix: 'eval' | 'test'): Promise<PredictionOutput> {
+    // Evaluating in the middle of training must hand the model back in training mode (even when
+    // evaluation fails); a model evaluated on its own (fromPretrained gives eval mode) stays in eval mode.
+    const wasTraining = this.model.training !== false
+    this.model.eval()
+    try {
+      return await this.evaluationLoop(dsIn, prefix)
+    } finally {
+      if (wasTraining) this.model.train()
+    }
+  }
+
+  private async evaluationLoop(dsIn: Dataset | undefined, prefix: 'eval' | 'test'): Promise<PredictionOutput> {
     const ds = this.checkDataset(dsIn, prefix === 'eval' ? 'evaluation' : 'prediction')
     const bs = this.args.perDeviceEvalBatchSize
     this.progress.startEval(Math.ceil(ds.length / bs), ds.length, prefix === 'eval' ? 'eval' : 'predict')
-    const wasTraining = true
-    this.model.eval()
     const start = process.hrtime.bigint()
     const logits: Float32Array[] = []
     const labels: Array<Int32Array | Float32Array> = []
@@ -736,7 +749,9 @@ export class Trainer {
         // The forward is queued; wait for it without holding the event loop, then read.
         await synchronizeAsync(out.logits.device)
         numLabels = out.logits.shape[1]
-        logits.push(out.logits.toFloat32Array())
+        const values = out.logits.toFloat32Array()
+        checkFiniteLogits(`Trainer.${prefix === 'eval' ? 'evaluate' : 'predict'}`, values, numLabels, i)
+        logits.push(values)
         if (out.loss) {
           lossSum += out.loss.item() * idx.length
           lossCount += idx.length
@@ -749,7 +764,6 @@ export class Trainer {
       this.progress.evalBatch(Math.ceil((i + idx.length) / bs))
       await yieldToEventLoop()
     }
-    if (wasTraining) this.model.train()
     const runtime = Number(process.hrtime.bigint() - start) / 1e9
     const predictions = concat(logits, Float32Array)
     const labelIds = labels.length ? (labels[0] instanceof Int32Array ? concat(labels as Int32Array[], Int32Array) : concat(labels as Float32Array[], Float32Array)) : null

@@ -83,6 +83,6 @@ t.test('bertkit train --pooling records classifier_pooling in config.json', asyn
   t.equal(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).classifier_pooling, 'max')
   t.ok(existsSync(join(out, 'model.safetensors')))
   await t.rejects(main(['train', '--model', modelDir, ...data, '--output-dir', out, '--max-steps', '1', '--disable-tqdm', '--pooling', 'attention']),
-    /classifier_pooling "attention" is not one of pooler, cls, mean, max/)
+    /classifier_pooling must be one of "pooler", "cls", "mean", "max", got "attention"/)
   rmSync(dir, { recursive: true, force: true })
 })

@@ -29,7 +29,9 @@ const char* device_name(Device device);
 // The activation kinds, one X(Name) each, codes in list order. The enum and
 // the codes the addon exports to JavaScript (codes.activation) both come from
 // this list, so a new kind is one entry here plus its kernels.
-#define BERTKIT_ACTIVATION_KINDS(X) X(GeluErf) X(GeluTanh) X(Tanh) X(Relu)
+#define BERTKIT_ACTIVATION_KINDS(X)                                                                 \
+  X(GeluErf) X(GeluTanh) X(Tanh) X(Relu) X(Silu) X(QuickGelu) X(Mish) X(Sigmoid) X(Relu6) X(LeakyRelu) \
+  X(Identity) X(Relu2) X(GeluClip10) X(Laplace) X(Hardswish) X(SqrtSoftplus)
 
 class Backend {
  public:
