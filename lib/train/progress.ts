@@ -146,13 +146,14 @@ export class Progress {
       this.multibar?.remove(this.evalBar)
       this.evalBar = null
     }
+    // Outside training the bars close first: a line logged above them would be dropped with them.
+    if (!this.training) this.closeBars()
     if (this.enabled && metrics) {
       const seconds = (this.now() - this.evalStartedAt) / 1000
       const where = at && at.step > 0 ? ` step ${at.step} (epoch ${at.epoch.toFixed(2)})` : ''
       const shown = metricsForDisplay(metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(' | ')
       this.line(`eval${where} | ${shown} | ${this.evalRows} rows in ${seconds.toFixed(1)}s`)
     }
-    if (!this.training) this.closeBars()
   }
 
   /** Training ended: the bars close and the summary table follows. */

@@ -102,6 +102,13 @@ t.test('terminal: the bar shows a smoothed loss, lr, it/s and ETA from step 1; a
   await redraw()
   t.match(out2.text(), /eval step 50 \(epoch 0\.50\) \| loss 0\.4000 \| f1 0\.8500 \| 1066 rows in/)
   q.stop()
+  // After training (the CLI's final evaluation): the metrics line is printed, not lost with the closing bars.
+  const out3 = sink(true)
+  const e = new Progress(true, out3.stream, () => clock)
+  e.startEval(67, 1066, 'eval')
+  e.evalBatch(67)
+  e.endEval({ evalLoss: 0.43, evalF1: 0.81 }, { step: 534, epoch: 1 })
+  t.match(out3.text(), /eval step 534 \(epoch 1\.00\) \| loss 0\.4300 \| f1 0\.8100 \| 1066 rows in/)
   const off = sink(true)
   const r = new Progress(false, off.stream, () => clock)
   r.startTraining(10, 0, 0)
