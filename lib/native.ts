@@ -214,7 +214,7 @@ export interface LoadedAddon {
 }
 
 /** The command that builds the addon from source in an installed package. */
-export const BUILD_FROM_SOURCE_HINT = 'npm rebuild bertkit --foreground-scripts (needs a C++17 compiler and CMake, or python3 and make)'
+export const BUILD_FROM_SOURCE_HINT = 'npm rebuild bertkit --foreground-scripts (needs a C++17 compiler and CMake, or python3 and make; if npm reports install scripts it did not run, allow bertkit\'s first: npm install-scripts approve bertkit)'
 
 function originOf(path: string): LoadedAddon['origin'] {
   return path.includes(`${join('prebuilds', platformTag)}`) ? 'prebuilt' : 'source'
