@@ -115,6 +115,17 @@ export class DataParallel {
     }
   }
 
+  /**
+   * A rank that cannot go on leaves the group with the reason, so the others
+   * stop with it instead of waiting for a collective; the group is gone after.
+   */
+  abort(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err)
+    this.reducer?.dispose()
+    this.reducer = null
+    if (this.group.failure === null) this.group.destroy(1, message.split("\n")[0])
+  }
+
   /** Ends a failed or finished run's reducer; the group stays for evaluation. */
   dispose(): void {
     this.reducer?.dispose()

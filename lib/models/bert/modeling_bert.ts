@@ -4,12 +4,12 @@
 // with the float32 minimum, pooler = tanh(dense(h[:, 0]))).
 import { Module, ModuleList } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
+import { runEncoderLayer } from '../../nn/checkpointing.js'
 import {
   activation, add, attention, reshape, sliceRows, tanh,
   maskedMeanPool, maskedMaxPool,
 } from '../../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
-import { tidy } from '../../tensor/scope.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
 import { problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
@@ -204,11 +204,15 @@ export class BertEncoder extends Module {
     this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.num_hidden_layers }, () => new BertLayer(config, device))))
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true
+  }
+
   forward(hidden: Tensor, mask: Tensor): Tensor {
     // One scope per layer: what a layer made and backward does not need is
     // freed when the layer ends, not when the whole step ends (frozen layers
     // keep nothing at all), as torch frees by reference count.
-    for (const layer of this.layer.items) hidden = tidy(() => layer.forward(hidden, mask))
+    for (const layer of this.layer.items) hidden = runEncoderLayer(this, layer, (h, m) => layer.forward(h!, m!), [hidden, mask])
     return hidden
   }
 }

@@ -5,7 +5,7 @@
 // mask as BERT's eager path, and the head relu(pre_classifier(h[:, 0])) →
 // dropout → classifier.
 import { Module, ModuleList } from '../../nn/module.js'
-import { tidy } from '../../tensor/scope.js'
+import { runEncoderLayer } from '../../nn/checkpointing.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import { makeTensor, normalTensor } from '../../nn/init.js'
 import { activation, attention, embedding, relu, reshape, sliceRows } from '../../tensor/ops.js'
@@ -191,9 +191,13 @@ export class Transformer extends Module {
     this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.n_layers }, () => new TransformerBlock(config, device))))
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true
+  }
+
   forward(hidden: Tensor, mask: Tensor): Tensor {
     // One scope per layer, as BertEncoder: what backward does not need dies with its layer.
-    for (const block of this.layer.items) hidden = tidy(() => block.forward(hidden, mask))
+    for (const block of this.layer.items) hidden = runEncoderLayer(this, block, (h, m) => block.forward(h!, m!), [hidden, mask])
     return hidden
   }
 }

@@ -159,9 +159,11 @@ std::string ProcessGroup::name_ranks(const std::string& message) const {
     size_t at = out.find(address);
     if (at != std::string::npos) {
       out.insert(at + address.size(), " (rank " + std::to_string(r) + ")");
-      break;
+      return out;
     }
   }
+  // No known address in it: with a single peer there is still no doubt which.
+  if (size_ == 2) out += " (the peer is rank " + std::to_string(1 - rank_) + ")";
   return out;
 }
 

@@ -3,7 +3,7 @@
 // on synthetic rows, 20 optimizer steps, then evaluation and prediction.
 // Rank 0 saves the weights to OUT_DIR/final and prints "RESULT {json}".
 //   BATCH, ACCUM, SAMPLING (random | sequential), MAX_STEPS, OUT_DIR, SAVE_STEPS,
-//   RESUME (a checkpoint dir), BUCKET_MB, PERTURB_RANK / FREEZE_RANK (that rank starts from other weights /
+//   RESUME (a checkpoint dir), BUCKET_MB, CHECKPOINTING=1 (gradient checkpointing), PERTURB_RANK / FREEZE_RANK (that rank starts from other weights /
 //   trains one parameter less), DROPOUT=1, PRINT_STEPS=1 ("PID rank pid", then "STEP rank step" lines),
 //   DIE_RANK / DIE_STEP (that rank SIGKILLs itself at the end of that step)
 import { join } from 'node:path'
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     gradientAccumulationSteps: Number(env.ACCUM ?? 1), maxSteps: Number(env.MAX_STEPS ?? 20), loggingSteps: 1,
     saveStrategy: env.SAVE_STEPS ? 'steps' : 'no', saveSteps: Number(env.SAVE_STEPS ?? 500), disableTqdm: true, seed: 3,
     perDeviceEvalBatchSize: 5, trainSamplingStrategy: (env.SAMPLING ?? 'random') as 'random', plotCurves: false,
-    ddpBucketCapMb: Number(env.BUCKET_MB ?? 25),
+    ddpBucketCapMb: Number(env.BUCKET_MB ?? 25), gradientCheckpointing: env.CHECKPOINTING === '1',
   })
   const trainer = new Trainer({
     model, args, trainDataset: synthetic(64, 1), evalDataset: synthetic(33, 2), dataCollator: collator,
