@@ -20,6 +20,7 @@ import { intFlag, parseFlags, trainingArgsFromFlags, trainingArgumentFlags, trai
 import { ensureWritableDir } from '../hub/dirs.js'
 import { verifyCache } from '../hub/verify.js'
 import { runBench } from './bench.js'
+import { runSetfit } from './setfit.js'
 import { runDoctor, packageVersion } from './doctor.js'
 import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
 import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
@@ -29,6 +30,7 @@ const HELP = `bertkit — fine-tune BERT-family encoders for text classification
   bertkit train   --model ID|DIR --dataset NAME|PATH [options] [training arguments]
   bertkit eval    --model DIR --dataset NAME|PATH [--split test] [options]
   bertkit predict --model DIR (--text "..." [--text ...] | --file lines.txt)
+  bertkit setfit  --model ST-MODEL --dataset NAME|PATH [--num-samples 8] ...   few-shot SetFit (bertkit setfit --help)
   bertkit doctor  [--json]          which addon loaded, CPU kernels, CUDA driver/GPUs/cuBLAS
   bertkit --version
   bertkit bench   --model DIR --tokenized rt.json [--hf] [--strategies full,head,index100] [--precision fp32,bf16]
@@ -350,6 +352,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'cache') return cacheCommand(rest)
+  if (command === 'setfit') return runSetfit(rest)
   const { flags, positional } = parseFlags(rest)
   if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --)`)
   if (flags.has('help')) {
