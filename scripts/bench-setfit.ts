@@ -55,13 +55,16 @@ function runBertkit(model: string, dataDir: string, n: number, seed: number): Ru
 }
 
 function runSetfit(python: string, model: string, dataDir: string, n: number, seed: number): Run {
+  const dir = mkdtempSync(join(tmpdir(), 'setfit-bench-'))
+  const resultsFile = join(dir, 'results.json')
   const startedAt = new Date().toISOString()
   const t0 = performance.now()
   const p = spawnSync(python, [join(root, 'scripts', 'setfit_reference.py'), 'run', '--model', model, '--data-dir', dataDir, '--num-samples', String(n),
-    '--seed', String(seed)], { encoding: 'utf8', maxBuffer: 1 << 26 })
+    '--seed', String(seed), '--out', resultsFile], { encoding: 'utf8', maxBuffer: 1 << 26 })
   const processSeconds = (performance.now() - t0) / 1000
   if (p.status !== 0) throw new Error(`setfit_reference.py failed (${p.status}): ${p.stderr.slice(-4000)}`)
-  const r = JSON.parse(p.stdout.slice(p.stdout.indexOf('{')))
+  const r = JSON.parse(readFileSync(resultsFile, 'utf8'))
+  rmSync(dir, { recursive: true, force: true })
   return {
     library: 'setfit', numSamples: n, seed, accuracy: r.accuracy, trainSeconds: r.train_seconds, evalSeconds: r.eval_seconds, processSeconds,
     sampleSha256: r.train_sample_sha256, globalStep: r.global_step, embeddingLoss: r.embedding_loss, startedAt,
