@@ -6,6 +6,9 @@
     python3 scripts/setfit_reference.py sample --data-dir data/rotten_tomatoes --num-samples 8 --seed 42
     python3 scripts/setfit_reference.py embed --model DIR --texts texts.json [--batch-size 32]
     python3 scripts/setfit_reference.py predict --model DIR --texts texts.json
+    python3 scripts/setfit_reference.py pairs --job job.json      # ContrastiveDataset pairs
+    python3 scripts/setfit_reference.py logreg --job job.json     # LogisticRegression().fit
+    python3 scripts/setfit_reference.py train-save --model DIR --job job.json --out DIR
 
 `run` builds Hugging Face's rotten_tomatoes split from the raw rt-polarity
 files exactly as bertkit's loadRottenTomatoesRaw does (Latin-1, split on
@@ -150,6 +153,43 @@ def cmd_predict(a):
                       "predict": [p if isinstance(p, str) else int(p) for p in model.predict(texts, as_numpy=True).tolist()]}))
 
 
+def cmd_pairs(a):
+    from setfit.sampler import ContrastiveDataset
+
+    with open(a.job) as f:
+        job = json.load(f)
+    texts = [f"t{i}" for i in range(len(job["labels"]))]
+    ds = ContrastiveDataset(texts, job["labels"], job.get("multilabel", False), job.get("num_iterations"),
+                            job.get("sampling_strategy", "oversampling"), max_pairs=job.get("max_pairs", -1))
+    print(json.dumps([[int(p["sentence_1"][1:]), int(p["sentence_2"][1:]), p["label"]] for p in ds]))
+
+
+def cmd_logreg(a):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    with open(a.job) as f:
+        job = json.load(f)
+    X = np.array(job["x"], dtype=np.float32).reshape(job["rows"], job["cols"])
+    h = LogisticRegression().fit(X, job["y"])
+    print(json.dumps({"coef": h.coef_.tolist(), "intercept": h.intercept_.tolist(), "n_iter": int(h.n_iter_[0])}))
+
+
+def cmd_train_save(a):
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    with open(a.job) as f:
+        job = json.load(f)
+    model = SetFitModel.from_pretrained(a.model, device="cpu", use_differentiable_head=job.get("differentiable_head", False),
+                                        head_params={"out_features": 2} if job.get("differentiable_head") else None)
+    args = TrainingArguments(max_steps=job.get("max_steps", 2), batch_size=(4, 2), num_epochs=(1, 2), report_to="none", save_strategy="no",
+                             show_progress_bar=False)
+    Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": job["texts"], "label": job["labels"]})).train()
+    model.save_pretrained(a.out)
+    print(json.dumps({"proba": model.predict_proba(job["probe"], as_numpy=True).tolist()}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -170,8 +210,15 @@ def main(argv=None):
     p = sub.add_parser("predict")
     p.add_argument("--model", required=True)
     p.add_argument("--texts", required=True)
+    for name in ("pairs", "logreg"):
+        sub.add_parser(name).add_argument("--job", required=True)
+    ts = sub.add_parser("train-save")
+    ts.add_argument("--model", required=True)
+    ts.add_argument("--job", required=True)
+    ts.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    {"run": cmd_run, "sample": cmd_sample, "embed": cmd_embed, "predict": cmd_predict}[a.cmd](a)
+    {"run": cmd_run, "sample": cmd_sample, "embed": cmd_embed, "predict": cmd_predict, "pairs": cmd_pairs, "logreg": cmd_logreg,
+     "train-save": cmd_train_save}[a.cmd](a)
 
 
 if __name__ == "__main__":
