@@ -112,6 +112,8 @@ export interface NativeAddon {
   emptyCache(): void
   resetPeakMemory(): void
   readonly cudaCompiled: boolean
+  /** Codes of dtypes, devices and activation kinds by name, from the addon's enums (read through DTYPE_CODE etc.). */
+  readonly codes: NativeCodes
   /** The CPU GEMM chosen when the addon loaded (getCpuGemm() for the current one). */
   readonly cpuGemm: string
   /** Switches the CPU GEMM: auto | openblas | builtin | builtin-avx512 | builtin-avx2 | builtin-scalar. */
@@ -142,12 +144,61 @@ export interface RuntimeReport {
       }
 }
 
-/** dtype codes shared with native/include/bertkit/dtype.h */
-export const DTYPE_CODE = { float32: 0, float16: 1, bfloat16: 2, int32: 3 } as const
-/** device codes shared with native/include/bertkit/backend.h */
-export const DEVICE_CODE = { cpu: 0, cuda: 1 } as const
-/** activation codes shared with Backend::Activation */
-export const ACTIVATION_CODE = { gelu: 0, gelu_new: 1, tanh: 2, relu: 3 } as const
+/** The numbers the addon takes for each kind of code, by name: exported by the addon from its own enums. */
+export interface NativeCodes {
+  readonly dtype: Readonly<Record<string, number>>
+  readonly device: Readonly<Record<string, number>>
+  readonly activation: Readonly<Record<string, number>>
+}
+
+/** dtype codes (codes.dtype of the addon; names as dtype.h's dtype_name) */
+export const DTYPE_CODE = addonCodes('dtype', { float32: 'float32', float16: 'float16', bfloat16: 'bfloat16', int32: 'int32' })
+/** device codes (codes.device of the addon) */
+export const DEVICE_CODE = addonCodes('device', { cpu: 'cpu', cuda: 'cuda' })
+/** transformers' hidden_act names, each with the native activation kind (Backend::Activation) it selects */
+/**
+ * transformers' activation names (ACT2FN keys) → Backend::Activation kinds.
+ * Names with the same function share a kernel: the tanh-approximated GELUs
+ * (gelu_new, gelu_pytorch_tanh, gelu_accurate, gelu_fast: the same formula,
+ * gelu_fast's 10-digit constant equals sqrt(2/pi) in float32), silu / swish.
+ */
+export const ACTIVATION_KIND = {
+  gelu: 'GeluErf', gelu_python: 'GeluErf',
+  gelu_new: 'GeluTanh', gelu_pytorch_tanh: 'GeluTanh', gelu_python_tanh: 'GeluTanh', gelu_accurate: 'GeluTanh', gelu_fast: 'GeluTanh',
+  tanh: 'Tanh', relu: 'Relu', silu: 'Silu', swish: 'Silu', quick_gelu: 'QuickGelu', mish: 'Mish', sigmoid: 'Sigmoid',
+  relu6: 'Relu6', leaky_relu: 'LeakyRelu', linear: 'Identity', relu2: 'Relu2', gelu_10: 'GeluClip10', laplace: 'Laplace',
+  hardswish: 'Hardswish', sqrtsoftplus: 'SqrtSoftplus',
+} as const
+/** activation codes by transformers' hidden_act name (codes.activation of the addon) */
+export const ACTIVATION_CODE = addonCodes('activation', ACTIVATION_KIND)
+
+/**
+ * A table whose values are read from the addon's codes when first used (the
+ * addon loads lazily), so no number is copied by hand: `names` maps each key
+ * to its name in the addon. A name the loaded addon lacks (an addon older
+ * than this code) throws, naming it. After its first read a key is a plain
+ * read-only value.
+ */
+function addonCodes<K extends string>(group: keyof NativeCodes, names: Readonly<Record<K, string>>): Readonly<Record<K, number>> {
+  const table = {} as Record<K, number>
+  for (const [key, name] of Object.entries(names) as Array<[K, string]>) {
+    Object.defineProperty(table, key, {
+      enumerable: true,
+      configurable: true,
+      get: () => {
+        const codes = native().codes?.[group] ?? {}
+        const code = codes[name]
+        if (code === undefined) {
+          throw new Error(`the bertkit addon has no ${group} code "${name}" (it has: ${Object.keys(codes).join(', ') || 'none'}); ` +
+            'rebuild it with `npm run build:native`')
+        }
+        Object.defineProperty(table, key, { value: code, enumerable: true, writable: false, configurable: false })
+        return code
+      },
+    })
+  }
+  return Object.preventExtensions(table)
+}
 
 const packageRoot = join(__dirname, '..', '..')
 const platformTag = `${process.platform}-${process.arch}`
@@ -163,7 +214,7 @@ export interface LoadedAddon {
 }
 
 /** The command that builds the addon from source in an installed package. */
-export const BUILD_FROM_SOURCE_HINT = 'npm rebuild bertkit --foreground-scripts (needs a C++17 compiler and CMake, or python3 and make)'
+export const BUILD_FROM_SOURCE_HINT = 'npm rebuild bertkit --foreground-scripts (needs a C++17 compiler and CMake, or python3 and make; if npm reports install scripts it did not run, allow bertkit\'s first: npm install-scripts approve bertkit)'
 
 function originOf(path: string): LoadedAddon['origin'] {
   return path.includes(`${join('prebuilds', platformTag)}`) ? 'prebuilt' : 'source'

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import os from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { BertConfig, BertForSequenceClassification, Dataset, DataCollatorWithPadding, Trainer, TrainingArguments, manualSeed, loadNative } from '../lib/index.js'
-import { native } from '../lib/native.js'
+import { native, DEVICE_CODE } from '../lib/native.js'
 
 const args = process.argv.slice(2)
 const opt = (name: string, fallback: string) => {
@@ -118,7 +118,7 @@ const lines = [
   '# Event loop during training (CPU)',
   '',
   `The Trainer fine-tunes a randomly initialised ${shapeName}-shaped BERT (${JSON.stringify(shape)}) for ${steps} steps, batch ${batch}, sentences of ${seq - 7}-${seq} tokens, fp32, logging every 4 steps${saveSteps > 0 ? `, a checkpoint (weights + AdamW state, atomic) every ${saveSteps} steps` : ''}, while a 10 ms setInterval records how late each tick fires; perf_hooks.monitorEventLoopDelay watches too. Each mode runs twice, alternating.`,
-  `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores), ${addon.probeDevice(0).description}; date ${new Date().toISOString().slice(0, 10)}.`,
+  `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores), ${addon.probeDevice(DEVICE_CODE.cpu).description}; date ${new Date().toISOString().slice(0, 10)}.`,
   `Command: \`node dist/scripts/bench-event-loop.js ${args.join(' ')}\``,
   '',
   '| mode | train time (s) | steps/s | timer ticks | tick late by: max (ms) | p99 (ms) | loop delay max (ms) | p99 (ms) |',

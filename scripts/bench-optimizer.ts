@@ -157,7 +157,7 @@ ${rows.map((r) => `| ${r.name} | ${opsPerStep[r.name]} | ${r.ms.toFixed(1)} | ${
 Multi-tensor is ${speedup.toFixed(2)}x the speed of the per-tensor loop here. The step is bound by memory bandwidth
 (${(bytesPerStep / 1e9).toFixed(2)} GB per step), so on the CPU the gain is the per-op cost the loop pays ${2 * tensors.length} times
 (queueing on the CPU stream, waking the thread pool, splitting each small tensor over the threads); on a GPU the
-same change turns at least ${2 * tensors.length + 2} kernel launches per step into ${1 + 2 + 1 + groups.length} (see scripts/cuda-ops-check.js).
+same change turns at least ${2 * tensors.length + 2} kernel launches per step into ${1 + 2 + 1 + groups.length} (see the optimizer timings of test/ops/backend_ops_gpu.ts).
 
 Raw times (ms):
 ${names.map((n) => `- ${n}: ${times[n].map((x) => x.toFixed(1)).join(', ')}`).join('\n')}

@@ -2,19 +2,19 @@
 # The CUDA variant on a real GPU, as one command of well under 4 minutes:
 #   1. build it with cmake-js and the machine's nvcc (boot.sh exports CUDACXX,
 #      CUDAToolkit_ROOT, CUBLAS_INCLUDE_DIR, CUBLAS_LIBRARY_DIR);
-#   2. CUDA against the CPU backend, op by op, on random inputs with NaN-poisoned
-#      outputs, plus out-of-memory handling and GEMM timings
-#      (scripts/cuda-vs-cpu.js: plain node, no packages needed);
-#   3. every other op (sums, casts, slices, LayerNorm, embedding, attention,
-#      cross-entropy, AdamW, gemmMixed, the TF32 switch) CUDA against CPU, and
-#      per-op timings at BERT-base shapes (scripts/cuda-ops-check.js);
+#   2. probe the device;
+#   3. the backend table (test/ops/backend_ops.ts, cases in test/ops/cases/):
+#      every case on CUDA against the CPU backend and the float64 reference,
+#      outputs NaN-poisoned, then out-of-memory handling, the TF32 switch, the
+#      fused attention against the materialised one, and per-op timings at
+#      BERT-base shapes (node dist/test/ops/backend_ops.js);
 #   4. the tap op tests under the CUDA variant (each file runs its cpu and cuda
-#      cases), then (5b) the model tests again with BERTKIT_ATTENTION=fused;
-#   5. compute-sanitizer memcheck over the quick versions of both comparisons,
-#      when the toolkit has it and time is left.
+#      cases), then (4b) the model tests again with BERTKIT_ATTENTION=fused;
+#   5. compute-sanitizer memcheck over the quick table, when the toolkit has it
+#      and time is left.
 # Logs go to $OUT (the device tool's folder), else ./gpu-check-out; a table of
 # the steps is printed last. Exit status: 0 when the build, the device probe and
-# both CUDA-vs-CPU comparisons pass (tap and memcheck results are reported).
+# the backend table pass (tap and memcheck results are reported).
 #
 # On the GPU machine, from the project root, with dist/ (npm run build:ts) carried and
 # node_modules either carried or packed (92 MiB raw, 6.5 MiB packed without
@@ -26,7 +26,7 @@
 #   GPU_CHECK_REHEARSAL=1 bash scripts/gpu-check.sh
 # Knobs: GPU_CHECK_BUILD (build folder, default build-gpu), BERTKIT_CUDA_ARCHS
 # (e.g. "90" to build only for H100/H200), GPU_CHECK_BUDGET (seconds, default 295:
-# 235 before step 5b, the model tests through the fused attention, was added).
+# 235 before step 4b, the model tests through the fused attention, was added).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -116,41 +116,31 @@ else
 fi
 say "probe: $(cat "$OUT/probe.txt")"
 
-# ---- 3. CUDA vs CPU -----------------------------------------------------------------
-say "CUDA vs CPU (log: $OUT/cuda-vs-cpu.txt)"
-s=$(date +%s)
+# ---- 3. the backend table: CUDA against the CPU and float64, device checks, timings ----
+TABLE="$ROOT/dist/test/ops/backend_ops.js"
 EXTRA=()
 [ "$REHEARSAL" = 1 ] && EXTRA=(--allow-rehearsal)
-BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 90 node scripts/cuda-vs-cpu.js --json "$OUT/cuda-vs-cpu.json" "${EXTRA[@]}" \
-  > "$OUT/cuda-vs-cpu.txt" 2>&1
-rc=$?
-grep -E '^(FAIL|TIME|REHEARSAL)' "$OUT/cuda-vs-cpu.txt" | head -n 30
-last=$(tail -n 1 "$OUT/cuda-vs-cpu.txt")
-if [ $rc -eq 0 ]; then
-  row cuda-vs-cpu ok $(( $(date +%s) - s )) "$last"
-else
-  row cuda-vs-cpu FAIL $(( $(date +%s) - s )) "rc=$rc: $last"
+if [ ! -f "$TABLE" ]; then
+  row backend-ops FAIL 0 "no $TABLE (run npm run build first and carry dist)"
   STATUS=1
-fi
-grep '^TIME' "$OUT/cuda-vs-cpu.txt" | while read -r line; do echo "  $line"; done
-
-# ---- 4. the other ops, CUDA vs CPU, and per-op timings ----------------------------------
-say "CUDA ops vs CPU and timings (log: $OUT/cuda-ops-check.txt)"
-s=$(date +%s)
-BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 90 node scripts/cuda-ops-check.js --json "$OUT/cuda-ops-check.json" "${EXTRA[@]}" \
-  > "$OUT/cuda-ops-check.txt" 2>&1
-rc=$?
-grep -E '^(FAIL|REHEARSAL)' "$OUT/cuda-ops-check.txt" | head -n 30
-last=$(tail -n 1 "$OUT/cuda-ops-check.txt")
-if [ $rc -eq 0 ]; then
-  row cuda-ops-check ok $(( $(date +%s) - s )) "$last"
 else
-  row cuda-ops-check FAIL $(( $(date +%s) - s )) "rc=$rc: $last"
-  STATUS=1
+  say "backend table, CUDA against the CPU (log: $OUT/backend-ops.txt)"
+  s=$(date +%s)
+  BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 180 node "$TABLE" --json "$OUT/backend-ops.json" "${EXTRA[@]}" \
+    > "$OUT/backend-ops.txt" 2>&1
+  rc=$?
+  grep -E '^(FAIL|REHEARSAL)' "$OUT/backend-ops.txt" | head -n 30
+  last=$(tail -n 1 "$OUT/backend-ops.txt")
+  if [ $rc -eq 0 ]; then
+    row backend-ops ok $(( $(date +%s) - s )) "$last"
+  else
+    row backend-ops FAIL $(( $(date +%s) - s )) "rc=$rc: $last"
+    STATUS=1
+  fi
+  grep '^TIME' "$OUT/backend-ops.txt" | while read -r line; do echo "  $line"; done
 fi
-grep '^TIME' "$OUT/cuda-ops-check.txt" | while read -r line; do echo "  $line"; done
 
-# ---- 5. the tap op tests under the CUDA variant ---------------------------------------
+# ---- 4. the tap op tests under the CUDA variant ---------------------------------------
 TAP="$ROOT/node_modules/tap/dist/esm/run.mjs"
 shopt -s nullglob
 # Op tests run their cpu and cuda cases; the model, trainer, autograd and optimizer tests run
@@ -185,10 +175,10 @@ else
     "rc=$rc ${counts:-no summary (timed out?)}; failing files: $(sed -n 's/^not ok [0-9]* - dist\/test\/\([a-z_/]*\).*/\1/p' "$OUT/tap-failed-files.txt" | tr '\n' ' ')"
 fi
 
-# ---- 5b. the model tests again with the fused attention kernels -------------------------------
+# ---- 4b. the model tests again with the fused attention kernels -------------------------------
 # BERTKIT_ATTENTION=fused makes attention() use flashAttentionForward/Backward (CUDA's default is
 # still the materialised op): whole BERT, RoBERTa, DistilBERT against transformers' golden fixtures
-# through the fused kernels. The op-level fused checks ran in steps 4 and 5.
+# through the fused kernels. The op-level fused checks ran in steps 3 and 4.
 MODEL_TESTS=("$ROOT"/dist/test/models/*.test.js)
 if [ ! -f "$TAP" ] || [ ${#MODEL_TESTS[@]} -eq 0 ]; then
   row "tap models (fused)" SKIP 0 "no tap or no dist/test/models"
@@ -207,7 +197,7 @@ else
     "rc=$rc ${counts:-no summary (timed out?)}"
 fi
 
-# ---- 6. compute-sanitizer memcheck over the quick comparisons ------------------------------
+# ---- 5. compute-sanitizer memcheck over the quick table ------------------------------
 SAN=$(command -v compute-sanitizer || ls "${CUDAToolkit_ROOT:-/usr/local/cuda}"/bin/compute-sanitizer 2>/dev/null || true)
 if [ "$REHEARSAL" = 1 ] || [ -z "$SAN" ]; then
   row memcheck SKIP 0 "$([ -z "$SAN" ] && echo 'no compute-sanitizer' || echo rehearsal)"
@@ -217,18 +207,10 @@ else
   limit=$(( $(left) - 10 )); [ $limit -gt 60 ] && limit=60
   say "memcheck, ${limit}s at most (log: $OUT/memcheck.txt)"
   s=$(date +%s)
-  # API errors are expected (the out-of-memory case asks for 1 TB on purpose).
-  # The new kernels first: they are the ones no earlier GPU run has seen.
+  # API errors are expected (the out-of-memory check asks for 1 TB on purpose).
   BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 "$limit" "$SAN" --tool memcheck --report-api-errors no \
-    node scripts/cuda-ops-check.js --quick > "$OUT/memcheck.txt" 2>&1
+    node "$TABLE" --quick > "$OUT/memcheck.txt" 2>&1
   rc=$?
-  limit=$(( $(left) - 5 )); [ $limit -gt 40 ] && limit=40
-  if [ $rc -ne 124 ] && [ $rc -ne 137 ] && [ $limit -ge 15 ]; then
-    BERTKIT_ADDON_PATH="$ADDON" timeout --kill-after=5 "$limit" "$SAN" --tool memcheck --report-api-errors no \
-      node scripts/cuda-vs-cpu.js --quick >> "$OUT/memcheck.txt" 2>&1
-    rc2=$?
-    [ $rc -eq 0 ] && rc=$rc2
-  fi
   errs=$(grep -E 'ERROR SUMMARY' "$OUT/memcheck.txt" | tr '\n' ' ')
   verdict=ok
   [ -z "$errs" ] && verdict=fail

@@ -4,9 +4,14 @@
     pip install torch transformers safetensors peft
     python scripts/make_lora_fixtures.py     # (re)write test/fixtures/lora
 
-The base model is test/fixtures/bert/one_layer (a 1-layer BERT, 32 hidden,
-written by scripts/make_bert_fixtures.py) and its inputs.json. Each
-test/fixtures/lora/<name>/ holds:
+Each variant names its base: a tiny model of test/fixtures (BERT one_layer,
+RoBERTa, DistilBERT, DeBERTa-v3, written by scripts/make_bert_fixtures.py and
+make_encoder_fixtures.py / make_deberta_fixtures.py) with its inputs.json.
+The later variants cover peft's modules_to_save rules: matching by the end of
+the module path (DistilBERT's pre_classifier for "classifier"), whole modules
+of any type saved (RoBERTa's classification head, LayerNorm, BertPooler,
+DeBERTa's ContextPooler), bias="all" keys of wrapped modules, exclude_modules.
+Each test/fixtures/lora/<name>/ holds:
 
   adapter_config.json        peft's save_pretrained output (base_model_name_or_path
   adapter_model.safetensors  is the relative path of the base); B and the trained
@@ -23,6 +28,7 @@ Run from anywhere; one thread, fixed seeds, float32, eager attention.
 """
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -39,10 +45,10 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
-from transformers import BertForSequenceClassification  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE_REL = "test/fixtures/bert/one_layer"
+BERT_BASE = "test/fixtures/bert/one_layer"
 OUT = os.path.join(ROOT, "test", "fixtures", "lora")
 
 VARIANTS = [
@@ -58,29 +64,51 @@ VARIANTS = [
     dict(name="regex_lora_only_rslora", seed=13,
          config=dict(r=4, lora_alpha=16, lora_dropout=0.0, target_modules=r".*\.(self\.key|intermediate\.dense)",
                      bias="lora_only", use_rslora=True)),
+    # SEQ_CLS on DistilBERT: "classifier" also wraps pre_classifier (a suffix match); every bias trained.
+    dict(name="distilbert_seq_cls_bias_all", seed=14, base="test/fixtures/distilbert/base",
+         config=dict(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["q_lin", "v_lin"], bias="all", task_type="SEQ_CLS")),
+    # SEQ_CLS on RoBERTa: the whole RobertaClassificationHead (dense + out_proj) saved; biases of adapted layers.
+    dict(name="roberta_seq_cls_head", seed=15, base="test/fixtures/roberta/base",
+         config=dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"], bias="lora_only", task_type="SEQ_CLS")),
+    # RoBERTa with bias="all": the head copy's biases are also saved under "modules_to_save.default.<sub>.bias".
+    dict(name="roberta_head_bias_all", seed=16, base="test/fixtures/roberta/base",
+         config=dict(r=2, lora_alpha=2, lora_dropout=0.0, target_modules=["key"], bias="all", modules_to_save=["classifier"])),
+    # LayerNorm and BertPooler saved whole (modules that are not Linear), bias "all".
+    dict(name="bert_save_layernorm_pooler", seed=17,
+         config=dict(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["query"], bias="all",
+                     modules_to_save=["LayerNorm", "pooler", "classifier"])),
+    # DeBERTa-v3: all-linear under SEQ_CLS (the classifier left out), the ContextPooler saved whole.
+    dict(name="deberta_all_linear_pooler", seed=18, base="test/fixtures/deberta_v2/v3",
+         config=dict(r=2, lora_alpha=4, lora_dropout=0.0, target_modules="all-linear", modules_to_save=["pooler"], task_type="SEQ_CLS")),
+    # DistilBERT: a regex target, exclude_modules, and "classifier" matching pre_classifier too.
+    dict(name="distilbert_regex_exclude", seed=19, base="test/fixtures/distilbert/base",
+         config=dict(r=2, lora_alpha=8, lora_dropout=0.0, target_modules=r".*\.(q_lin|k_lin|lin1)", exclude_modules=["k_lin"],
+                     modules_to_save=["classifier"])),
 ]
 
 
-def load_inputs():
-    with open(os.path.join(ROOT, BASE_REL, "inputs.json")) as f:
+def load_inputs(base):
+    with open(os.path.join(ROOT, base, "inputs.json")) as f:
         raw = json.load(f)
-    inputs = {k: torch.tensor(raw[k], dtype=torch.long) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    inputs = {k: torch.tensor(raw[k], dtype=torch.long) for k in ("input_ids", "attention_mask", "token_type_ids") if k in raw}
     return inputs, torch.tensor(raw["labels"], dtype=torch.long)
 
 
-def base_model():
-    model = BertForSequenceClassification.from_pretrained(BASE_REL, attn_implementation="eager", dtype=torch.float32)
+def base_model(base):
+    model = AutoModelForSequenceClassification.from_pretrained(base, attn_implementation="eager", dtype=torch.float32)
     return model.eval()
 
 
-def make(variant, inputs, labels):
+def make(variant):
+    base = variant.get("base", BERT_BASE)
+    inputs, labels = load_inputs(base)
     out = os.path.join(OUT, variant["name"])
     shutil.rmtree(out, ignore_errors=True)
     torch.manual_seed(variant["seed"])
     with torch.no_grad():
-        base_logits = base_model()(**inputs).logits.clone()
+        base_logits = base_model(base)(**inputs).logits.clone()
 
-    model = get_peft_model(base_model(), LoraConfig(**variant["config"]))
+    model = get_peft_model(base_model(base), LoraConfig(**copy.deepcopy(variant["config"])))
     named = [[n, list(p.shape), bool(p.requires_grad)] for n, p in model.named_parameters()]
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -112,7 +140,7 @@ def make(variant, inputs, labels):
                "loss": out_t.loss.detach().reshape(()), **grads}
     save_file({k: v.contiguous().float() for k, v in tensors.items()}, os.path.join(out, "expected.safetensors"))
     meta = {
-        "base": BASE_REL,
+        "base": base,
         "lora_config": variant["config"],
         "named_parameters": named,
         "print_trainable_parameters": line,
@@ -134,9 +162,8 @@ def main():
     warnings.filterwarnings("ignore")
     os.chdir(ROOT)  # base_model_name_or_path is written relative to the repository
     os.makedirs(OUT, exist_ok=True)
-    inputs, labels = load_inputs()
     for v in VARIANTS:
-        make(v, inputs, labels)
+        make(v)
     return 0
 
 

@@ -19,6 +19,12 @@ import torch  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification, get_linear_schedule_with_warmup  # noqa: E402
 
 
+# Every transformers activation name bertkit computes (lib/native.ts ACTIVATION_CODE).
+ACTIVATIONS = ["gelu", "gelu_python", "gelu_new", "gelu_pytorch_tanh", "gelu_python_tanh", "gelu_accurate", "gelu_fast",
+               "tanh", "relu", "silu", "swish", "quick_gelu", "mish", "sigmoid", "relu6", "leaky_relu", "linear", "relu2",
+               "gelu_10", "laplace", "hardswish", "sqrtsoftplus"]
+
+
 def make(out, seed):
     rng = random.Random(seed)
     heads = rng.choice([2, 3, 4])
@@ -26,7 +32,7 @@ def make(out, seed):
     num_labels = rng.choice([2, 3, 5])
     config = BertConfig(vocab_size=rng.choice([50, 97]), hidden_size=hidden, num_hidden_layers=rng.choice([1, 2, 3]),
                         num_attention_heads=heads, intermediate_size=rng.choice([2, 3, 4]) * hidden,
-                        hidden_act=rng.choice(["gelu", "gelu_new", "relu"]), max_position_embeddings=40,
+                        hidden_act=rng.choice(ACTIVATIONS), max_position_embeddings=40,
                         type_vocab_size=2, num_labels=num_labels, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)

@@ -30,7 +30,7 @@ import { freezeAllExcept, freezeIndexRange } from '../nn/freezing.js'
 import { memoryStats } from '../tensor/tensor.js'
 import { getDefaultDevice, synchronizeAsync } from '../tensor/device.js'
 import { tidy, noGrad, autocast, type Tensor } from '../tensor/index.js'
-import { native, loadNative } from '../native.js'
+import { native, loadNative, DEVICE_CODE } from '../native.js'
 import { Dataset } from '../data/dataset.js'
 import { DataCollatorWithPadding } from '../data/data_collator.js'
 import { Trainer } from '../train/trainer.js'
@@ -273,7 +273,7 @@ async function main() {
   const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as { hidden_size?: number; num_hidden_layers?: number }
   const bertBase = config.hidden_size === 768 && config.num_hidden_layers === 12
   const device = getDefaultDevice()
-  const deviceText = device === 'cuda' ? addon.probeDevice(1).description : addon.probeDevice(0).description
+  const deviceText = addon.probeDevice(DEVICE_CODE[device]).description
   const lines = [
     `# Recipe benchmark: rotten tomatoes, 1 epoch`,
     '',

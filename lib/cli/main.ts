@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// bertkit train | eval | predict | bench — the seed's recipe from the command
+// bertkit train | eval | predict | export | bench — the seed's recipe from the command
 // line. Every TrainingArguments field is a flag (--learning-rate 2e-5,
 // --per-device-train-batch-size 16, …); see `bertkit --help`.
 import { readFileSync, existsSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
+import { checkFiniteLogits } from '../models/modeling_utils.js'
 import { AutoTokenizer } from '../tokenization/index.js'
 import type { Module } from '../nn/module.js'
 import { loadDataset, loadRottenTomatoesRaw } from '../data/load_dataset.js'
@@ -15,7 +16,6 @@ import { DataCollatorWithPadding } from '../data/data_collator.js'
 import { Trainer } from '../train/trainer.js'
 import { accuracy, precisionRecallF1 } from '../train/metrics.js'
 import { freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, freezeIndexRange, parameterSummary, formatParameterSummary } from '../nn/freezing.js'
-import { tidy, tensor, noGrad } from '../tensor/index.js'
 import { intFlag, parseFlags, trainingArgsFromFlags, trainingArgumentFlags, trainingArgumentsFromFields } from './args.js'
 import { ensureWritableDir } from '../hub/dirs.js'
 import { verifyCache } from '../hub/verify.js'
@@ -24,12 +24,21 @@ import { runSetfit } from './setfit.js'
 import { runDoctor, packageVersion } from './doctor.js'
 import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
 import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
+import { planTrainingLabels, planModelLabels, parseLabelNames, namesOfConfig, type ClassifierHead } from './labels.js'
+import { predictCommand } from './predict.js'
+import { exportCommand } from './export.js'
+import { adapterLabelOptions, writeAdapterLabels } from '../pipelines/text_classification.js'
 
 const HELP = `bertkit — fine-tune BERT-family encoders for text classification
 
   bertkit train   --model ID|DIR --dataset NAME|PATH [options] [training arguments]
   bertkit eval    --model DIR --dataset NAME|PATH [--split test] [options]
-  bertkit predict --model DIR (--text "..." [--text ...] | --file lines.txt)
+  bertkit predict --model DIR (--text "..." [--text ...] [--text-pair "..." ...] | --file lines.txt
+                  | --file data.csv --text-column C [--text-pair-column C2]) [--encoding NAME]
+                  [--top-k N|all] [--function-to-apply softmax|sigmoid|none] [--batch-size N] [--max-length N]
+                  [--truncation true|false] [--device auto|cpu|cuda] [--tokenizer DIR]
+                  one JSON line per text: {"text", "label", "score"} (with --top-k: {"text", "labels": [...]})
+  bertkit export onnx --model DIR --out DIR [--opset 17] [--quantize]   (bertkit export --help)
   bertkit setfit  --model ST-MODEL --dataset NAME|PATH [--num-samples 8] ...   few-shot SetFit (bertkit setfit --help)
   bertkit doctor  [--json]          which addon loaded, CPU kernels, CUDA driver/GPUs/cuBLAS
   bertkit --version
@@ -47,10 +56,13 @@ Data options:
   --train-split NAME      default "train"
   --eval-split NAME       default "test" (the seed evaluates on test)
   --max-length N          truncation length (default: the tokenizer's model_max_length)
-  --encoding NAME         text encoding of CSV / JSON files: utf-8 (default; invalid bytes are an error
-                          naming the line) or latin1 / windows-1252 / utf-16le
+  --encoding NAME         text encoding of CSV / JSON files (and predict's --file): utf-8 (default; invalid
+                          bytes are an error naming the line) or latin1 / cp1252 (windows-1252) / utf-16le / ascii
 Model options:
   --num-labels N          default: from the data
+  --label-names A,B,...   the class names, in id order (stored as id2label / label2id in config.json); string
+                          labels in the data are matched to them. Without it, string labels are named by their
+                          sorted distinct values in the training split (datasets' class_encode_column)
   --freeze SPEC           none | head | embeddings | embeddings+layers:A-B | layers:A-B | index:<=N | index:A-B
   --pooling KIND          the classifier's input (BERT): pooler (transformers' tanh head, default) | cls (h[:,0])
                           | mean | max (over the unpadded tokens); saved in config.json
@@ -63,12 +75,13 @@ Training arguments (as transformers' TrainingArguments, in kebab case):
   ${trainingArgumentFlags().map((f) => `--${f}`).join(' ')}`
 
 const COMMAND_FLAGS = new Set(['model', 'dataset', 'data-dir', 'data-files', 'text-column', 'label-column', 'train-split',
-  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling', 'encoding'])
+  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling', 'label-names',
+  'encoding'])
 
 /** A model directory or Hub id, or a peft adapter directory (its base is loaded from adapter_config.json). */
 async function loadModel(modelId: string, options: FromPretrainedOptions) {
   return isAdapterDir(modelId)
-    ? AutoPeftModelForSequenceClassification.fromPretrained(modelId, options)
+    ? AutoPeftModelForSequenceClassification.fromPretrained(modelId, { ...adapterLabelOptions(modelId), ...options })
     : AutoModelForSequenceClassification.fromPretrained(modelId, options)
 }
 
@@ -127,31 +140,13 @@ function splitOf(dict: DatasetDict, split: string): Dataset {
   return ds
 }
 
-/** The most classes a label column may imply without --num-labels saying so (a stray 1e12 would size a classifier). */
-const MAX_INFERRED_LABELS = 100_000
-
 /**
- * The class indices of a split, checked as the data is prepared: each label
- * is an integer in [0, numLabels) when numLabels is known. Errors name the
- * file and line (or row) the label came from.
+ * The classifier of a checkpoint that already is a sequence classifier (its
+ * config.json names a *ForSequenceClassification architecture): its class
+ * count and, when they are not transformers' LABEL_i defaults, its names.
+ * Null for a base model, whose new head takes any number of classes.
  */
-function labelsOf(ds: Dataset, column: string, where: string, numLabels?: { n: number; from: string }): number[] {
-  if (!ds.hasColumn(column)) throw new Error(`${where}: no label column "${column}" (columns: ${ds.columnNames.join(', ')}); pass --label-column`)
-  return ds.column<unknown>(column).map((v, i) => {
-    const n = typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new Error(`${where}: the label at ${describeRow(ds, i)} is ${JSON.stringify(v)}, not a class index (0, 1, 2, ...)`)
-    if (numLabels && n >= numLabels.n) throw new Error(`${where}: the label at ${describeRow(ds, i)} is ${n}, but ${numLabels.from} gives ${numLabels.n} classes (labels 0..${numLabels.n - 1})`)
-    if (!numLabels && n >= MAX_INFERRED_LABELS) throw new Error(`${where}: the label at ${describeRow(ds, i)} is ${n}, which would make ${n + 1} classes; labels are class indices 0..num_labels-1 (pass --num-labels if there really are that many)`)
-    return n
-  })
-}
-
-/**
- * The classes of a checkpoint that already is a sequence classifier (its
- * config.json names a *ForSequenceClassification architecture), or null for a
- * base model, whose new head takes any number of classes.
- */
-async function classifierClasses(modelId: string): Promise<number | null> {
+async function classifierHead(modelId: string): Promise<ClassifierHead | null> {
   const dir = await resolveModelDir(modelId)
   const file = join(dir, 'config.json')
   let config: { architectures?: unknown; num_labels?: unknown; id2label?: unknown }
@@ -162,20 +157,26 @@ async function classifierClasses(modelId: string): Promise<number | null> {
   }
   const archs = Array.isArray(config?.architectures) ? config.architectures : []
   if (!archs.some((a) => typeof a === 'string' && a.endsWith('ForSequenceClassification'))) return null
-  if (config.id2label && typeof config.id2label === 'object') return Object.keys(config.id2label).length || null
-  return typeof config.num_labels === 'number' ? config.num_labels : null
+  const n = config.id2label && typeof config.id2label === 'object' ? Object.keys(config.id2label).length
+    : typeof config.num_labels === 'number' ? config.num_labels : 0
+  if (!n) return null
+  return {
+    numLabels: n,
+    names: namesOfConfig(n, config.id2label),
+    name: `the classifier of ${modelId} (config.json)`,
+    from: `the classifier of ${modelId} (config.json; pass --num-labels to train a new head)`,
+  }
 }
 
 type Tokenizer = Awaited<ReturnType<typeof AutoTokenizer.fromPretrained>>
 
-function tokenize(ds: Dataset, tokenizer: Tokenizer, textColumn: string, labelColumn: string, maxLength: number | undefined, where: string): Dataset {
+function tokenize(ds: Dataset, tokenizer: Tokenizer, textColumn: string, labels: number[], maxLength: number | undefined, where: string): Dataset {
   if (ds.length === 0) throw new Error(`${where}: the split is empty`)
   if (!ds.hasColumn(textColumn)) throw new Error(`${where}: no text column "${textColumn}" (columns: ${ds.columnNames.join(', ')}); pass --text-column`)
-  const labels = labelsOf(ds, labelColumn, where)
   return ds.map((batch, start) => {
     const texts = batch[textColumn] as unknown[]
     texts.forEach((t, i) => {
-      if (typeof t !== 'string') throw new TypeError(`${where}: text at row ${start + i} is ${t === null ? 'null' : typeof t}, not a string`)
+      if (typeof t !== 'string') throw new TypeError(`${where}: the text at ${describeRow(ds, start + i)} is ${t === null ? 'null' : typeof t}, not a string`)
     })
     const enc = tokenizer(texts as string[], { truncation: true, ...(maxLength ? { maxLength } : {}) }) as { inputIds: number[][]; tokenTypeIds: number[][] }
     return { input_ids: enc.inputIds, token_type_ids: enc.tokenTypeIds, labels: labels.slice(start, start + texts.length) }
@@ -213,6 +214,7 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const labelColumn = (rest.get('label-column') as string) ?? 'label'
   const maxLength = optionalInt(rest, 'max-length', 1)
   const flagNumLabels = optionalInt(rest, 'num-labels', 1, 1_000_000)
+  const labelNames = parseLabelNames(rest.get('label-names'))
   const args = trainingArgumentsFromFields(fields, { outputDir: 'model' })
   // Before any download, tokenization or training: a path that cannot take the results fails now.
   ensureWritableDir(args.outputDir, '--output-dir')
@@ -220,19 +222,21 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const trainRaw = splitOf(data, (rest.get('train-split') as string) ?? 'train')
   const evalName = (rest.get('eval-split') as string) ?? 'test'
   const evalRaw = data[evalName] ?? null
-  // A checkpoint that is already a classifier fixes the classes; a base model takes them from the data.
-  const headClasses = flagNumLabels === undefined ? await classifierClasses(modelId) : null
-  const known = flagNumLabels !== undefined ? { n: flagNumLabels, from: `--num-labels ${flagNumLabels}` }
-    : headClasses !== null ? { n: headClasses, from: `the classifier of ${modelId} (config.json; pass --num-labels to train a new head)` } : undefined
-  const trainLabels = labelsOf(trainRaw, labelColumn, 'train split', known)
-  const numLabels = known?.n ?? Math.max(...trainLabels) + 1
-  const classes = known ?? { n: numLabels, from: `the train split (labels 0..${numLabels - 1})` }
-  if (evalRaw) labelsOf(evalRaw, labelColumn, `${evalName} split`, classes)
+  // Every split's labels are checked (and names encoded) before anything is loaded or trained. A checkpoint that
+  // is already a classifier fixes the classes (and their names, when it has real ones); a base model takes them
+  // from the data or the flags.
+  const head = flagNumLabels === undefined ? await classifierHead(modelId) : null
+  const labels = planTrainingLabels(trainRaw, labelColumn, { labelNames, numLabels: flagNumLabels, head })
+  const trainLabels = labels.encode(trainRaw, 'train')
+  const evalLabels = evalRaw ? labels.encode(evalRaw, evalName) : null
+  const numLabels = labels.numLabels
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
-  const trainSet = tokenize(trainRaw, tokenizer, textColumn, labelColumn, maxLength, 'train split')
-  const evalSet = evalRaw ? tokenize(evalRaw, tokenizer, textColumn, labelColumn, maxLength, `${evalName} split`) : undefined
+  const trainSet = tokenize(trainRaw, tokenizer, textColumn, trainLabels, maxLength, 'train split')
+  const evalSet = evalRaw ? tokenize(evalRaw, tokenizer, textColumn, evalLabels!, maxLength, `${evalName} split`) : undefined
   const pooling = poolingOverride(rest)
-  const base = await AutoModelForSequenceClassification.fromPretrained(modelId, { numLabels, seed: args.seed, device: args.device, ...pooling })
+  const base = await AutoModelForSequenceClassification.fromPretrained(modelId, {
+    ...(labels.id2label ? { id2label: labels.id2label } : { numLabels }), seed: args.seed, device: args.device, ...pooling,
+  })
   if (pooling.config && (base.config as { classifier_pooling?: unknown }).classifier_pooling !== pooling.config.classifier_pooling) {
     base.dispose()
     throw new Error(`--pooling: ${base.constructor.name} has no classifier_pooling option (BERT models have it)`)
@@ -252,11 +256,13 @@ async function train(flags: Map<string, string | true>): Promise<void> {
   const trainer = new Trainer({
     model, args, trainDataset: trainSet, evalDataset: evalSet, computeMetrics,
     dataCollator: DataCollatorWithPadding({ tokenizer }),
+    // Saved into every checkpoint and the final folder: each is a model predict and export take.
+    processingClass: tokenizer,
   })
   const out = await trainer.train()
   const metrics = evalSet ? await trainer.evaluate() : {}
   trainer.saveModel(args.outputDir)
-  tokenizer.savePretrained(args.outputDir)
+  if (model instanceof PeftModel && labels.id2label) writeAdapterLabels(args.outputDir, base.config)
   console.log(JSON.stringify({ train: out, eval: metrics, outputDir: args.outputDir }, null, 2))
   trainer.dispose()
   model.dispose()
@@ -265,53 +271,25 @@ async function train(flags: Map<string, string | true>): Promise<void> {
 async function evaluate(flags: Map<string, string | true>): Promise<void> {
   const { fields, rest } = trainingArgsFromFlags(flags, COMMAND_FLAGS)
   const modelId = need(rest, 'model')
-  optionalInt(rest, 'max-length', 1)
+  const maxLength = optionalInt(rest, 'max-length', 1)
+  const args = trainingArgumentsFromFields(fields, { outputDir: 'model', disableTqdm: true, plotCurves: false })
   const data = await loadData(rest)
   const split = (rest.get('split') as string) ?? (rest.get('eval-split') as string) ?? 'test'
+  const raw = splitOf(data, split)
   const tokenizer = await AutoTokenizer.fromPretrained(modelId)
-  const ds = tokenize(splitOf(data, split), tokenizer, (rest.get('text-column') as string) ?? 'text', (rest.get('label-column') as string) ?? 'label',
-    optionalInt(rest, 'max-length', 1), `${split} split`)
-  const args = trainingArgumentsFromFields(fields, { outputDir: 'model', disableTqdm: true, plotCurves: false })
   const model = await loadModel(modelId, { device: args.device })
+  // Names in the data are matched to the model's label2id; indices are checked against num_labels.
+  let ds: Dataset
+  try {
+    const labelIds = planModelLabels(model.config, (rest.get('label-column') as string) ?? 'label', modelId).encode(raw, split)
+    ds = tokenize(raw, tokenizer, (rest.get('text-column') as string) ?? 'text', labelIds, maxLength, `${split} split`)
+  } catch (err) {
+    model.dispose()
+    throw err
+  }
   const trainer = new Trainer({ model, args, dataCollator: DataCollatorWithPadding({ tokenizer }), computeMetrics })
   console.log(JSON.stringify(await trainer.evaluate(ds), null, 2))
   trainer.dispose()
-  model.dispose()
-}
-
-async function predict(flags: Map<string, string | true>): Promise<void> {
-  const modelId = need(flags, 'model')
-  const texts: string[] = []
-  const t = flags.get('text')
-  if (typeof t === 'string') texts.push(t)
-  const file = flags.get('file')
-  if (file === true) throw new Error('--file needs a path')
-  const encoding = encodingOf(flags)
-  if (typeof file === 'string') texts.push(...decodeText(readFileSync(file), file, encoding).split(/\r?\n/).filter((l) => l.trim() !== ''))
-  if (texts.length === 0) throw new Error('predict needs --text "..." or --file lines.txt')
-  const tokenizer = await AutoTokenizer.fromPretrained(modelId)
-  const model = await loadModel(modelId, {})
-  model.eval()
-  const id2label = model.config.id2label
-  for (let i = 0; i < texts.length; i += 32) {
-    const chunk = texts.slice(i, i + 32)
-    const enc = tokenizer(chunk, { truncation: true, padding: true }) as { inputIds: number[][]; attentionMask: number[][]; tokenTypeIds: number[][] }
-    const probs = noGrad(() => tidy(() => {
-      const shape = [chunk.length, enc.inputIds[0].length]
-      const ids = (x: number[][]) => tensor(Int32Array.from(x.flat()), { shape, dtype: 'int32' })
-      return model.forward({ inputIds: ids(enc.inputIds), attentionMask: ids(enc.attentionMask), tokenTypeIds: ids(enc.tokenTypeIds) }).logits.toFloat32Array()
-    }))
-    const k = model.numLabels
-    chunk.forEach((text, r) => {
-      const row = Array.from(probs.subarray(r * k, (r + 1) * k))
-      const max = Math.max(...row)
-      const exp = row.map((v) => Math.exp(v - max))
-      const sum = exp.reduce((a, b) => a + b, 0)
-      const p = exp.map((v) => v / sum)
-      const best = p.indexOf(Math.max(...p))
-      console.log(JSON.stringify({ text, label: id2label[String(best)] ?? best, labelId: best, scores: p }))
-    })
-  }
   model.dispose()
 }
 
@@ -353,6 +331,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (command === 'cache') return cacheCommand(rest)
   if (command === 'setfit') return runSetfit(rest)
+  if (command === 'export') {
+    await exportCommand(rest)
+    return 0
+  }
   const { flags, positional } = parseFlags(rest)
   if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --)`)
   if (flags.has('help')) {
@@ -362,8 +344,8 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'train': await train(flags); return 0
     case 'eval': await evaluate(flags); return 0
-    case 'predict': await predict(flags); return 0
-    default: throw new Error(`unknown command "${command}" (train, eval, predict, bench, cache, doctor)`)
+    case 'predict': await predictCommand(flags, rest); return 0
+    default: throw new Error(`unknown command "${command}" (train, eval, predict, export, bench, cache, doctor)`)
   }
 }
 

@@ -11,6 +11,7 @@ import { DistilBertConfig } from './distilbert/configuration_distilbert.js'
 import { DebertaV2ForSequenceClassification } from './deberta_v2/modeling_deberta_v2.js'
 import { DebertaV2Config } from './deberta_v2/configuration_deberta_v2.js'
 import { configFromPretrained, resolveModelDir, type FromPretrainedOptions } from './bert/pretrained.js'
+import { configObject } from './configuration_utils.js'
 
 /** What AutoModelForSequenceClassification can return. */
 export type AnyModelForSequenceClassification = BertForSequenceClassification | RobertaForSequenceClassification
@@ -37,12 +38,13 @@ const CONFIGS: Record<string, { fromFile(path: string, overrides?: Record<string
 function modelTypeOf(dir: string, known: Record<string, unknown>): string {
   const path = join(dir, 'config.json')
   if (!existsSync(path)) throw new Error(`${dir}: no config.json`)
-  let modelType: unknown
+  let raw: unknown
   try {
-    modelType = (JSON.parse(readFileSync(path, 'utf8')) as { model_type?: unknown }).model_type
+    raw = JSON.parse(readFileSync(path, 'utf8'))
   } catch (err) {
     throw new Error(`${path}: cannot read config (${(err as Error).message})`)
   }
+  const modelType = configObject(path, raw).model_type
   if (typeof modelType !== 'string' || !Object.hasOwn(known, modelType)) {
     throw new Error(`${path}: unknown model_type ${JSON.stringify(modelType)}; supported: ${Object.keys(known).join(', ')}`)
   }

@@ -1,6 +1,6 @@
 // Pieces every *ForSequenceClassification shares in transformers: the loss
 // chosen by problem_type, and the checks on input ids.
-import { add, crossEntropy, mean, mul, reshape, scale, zeroColumnPairs } from '../tensor/ops.js'
+import { add, binaryCrossEntropyWithLogits, crossEntropy, mean, mul, reshape, scale, zeroColumnPairs } from '../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../tensor/tensor.js'
 import type { ProblemType } from './configuration_utils.js'
 
@@ -29,16 +29,21 @@ export function sequenceClassificationLoss(owner: string, kind: ProblemType, log
     const diff = add(reshape(logits, [logits.numel]), scale(reshape(labels, [labels.numel]), -1))
     return mean(mul(diff, diff))
   }
-  // BCEWithLogitsLoss with 0/1 targets: the mean over every (row, label) of a two-class cross-entropy.
+  // BCEWithLogitsLoss. Targets are probabilities in [0, 1], as transformers takes them (0/1 labels,
+  // or soft ones from label smoothing or a teacher).
   if (labels.numel !== logits.numel) throw new RangeError(`${owner}: multi-label labels ${formatShape(labels.shape)} must match logits ${formatShape(logits.shape)}`)
   const targets = labels.toFloat32Array()
-  const hard = new Int32Array(targets.length)
+  let soft = false
   for (let i = 0; i < targets.length; i++) {
-    if (targets[i] !== 0 && targets[i] !== 1) {
-      throw new RangeError(`${owner}: multi-label targets must be 0 or 1, got ${targets[i]} at [${Math.floor(i / numLabels)}, ${i % numLabels}]`)
+    const v = targets[i]
+    if (!(v >= 0 && v <= 1)) {
+      throw new RangeError(`${owner}: multi-label targets must be probabilities in [0, 1], got ${v} at [${Math.floor(i / numLabels)}, ${i % numLabels}]`)
     }
-    hard[i] = targets[i]
+    if (v !== 0 && v !== 1) soft = true
   }
+  if (soft) return binaryCrossEntropyWithLogits(reshape(logits, [logits.shape[0], logits.numel / logits.shape[0]]), targets)
+  // 0/1 targets: the mean over every (row, label) of a two-class cross-entropy, on the device.
+  const hard = Int32Array.from(targets)
   const targetTensor = tensor(hard, { dtype: 'int32', device: logits.device })
   try {
     return crossEntropy(zeroColumnPairs(reshape(logits, [logits.numel])), targetTensor)
@@ -100,5 +105,24 @@ export class OwnedIds {
 
   dispose(): void {
     for (const t of this.made) t.dispose()
+  }
+}
+
+/**
+ * Logits [rows, numLabels] read back from a forward pass must be finite: a
+ * NaN row has no argmax, and reporting one anyway (label -1, null scores) is
+ * a silent wrong answer. `where` names the rows' origin (e.g. "prediction
+ * batch 3"); `firstRow` numbers rows across batches.
+ */
+export function checkFiniteLogits(where: string, logits: Float32Array, numLabels: number, firstRow = 0): void {
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]
+    if (v - v === 0) continue
+    let rows = 0
+    for (let r = 0; r < logits.length / numLabels; r++) {
+      if (logits.subarray(r * numLabels, (r + 1) * numLabels).some((x) => !Number.isFinite(x))) rows++
+    }
+    throw new Error(`${where}: the model produced non-finite logits (${v}) for ${rows} row(s), the first at row ${firstRow + Math.floor(i / numLabels)}; ` +
+      'its weights hold NaN/Inf or overflow in this precision (try fp32)')
   }
 }

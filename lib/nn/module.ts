@@ -1,7 +1,7 @@
 // Module: a tree of named parameters and submodules, registered in the order
 // transformers registers them, so namedParameters() yields the same names in
 // the same order as torch's named_parameters().
-import { Tensor, keep, formatShape } from '../tensor/tensor.js'
+import { Tensor, keep, empty, formatShape } from '../tensor/tensor.js'
 import { noGrad } from '../tensor/autograd.js'
 import { native } from '../native.js'
 
@@ -107,6 +107,37 @@ export class Module {
       }
     })
     return { missingKeys, unexpectedKeys }
+  }
+
+  /**
+   * A copy as torch's copy.deepcopy makes one (peft's modules_to_save copies):
+   * the same class and tree, every parameter a new tensor holding the same
+   * values and requiresGrad flag, training flags kept. Fields that are not
+   * modules or parameters (the config, sizes, options) are shared.
+   */
+  deepCopy(): this {
+    const memo = new Map<unknown, unknown>()
+    // Parameters first, so fields that point at them (this.weight) find the copies.
+    for (const [, p] of this.namedParameters()) {
+      if (memo.has(p)) continue
+      const copy = keep(empty(p.shape, { device: p.device }))
+      native().axpby(p.numel, 1, p.buffer, 0, copy.buffer)
+      copy.requiresGrad = p.requiresGrad
+      memo.set(p, copy)
+    }
+    const copyValue = (v: unknown): unknown => {
+      if (memo.has(v)) return memo.get(v)
+      if (v instanceof Module) {
+        const m = Object.create(Object.getPrototypeOf(v)) as Record<PropertyKey, unknown>
+        memo.set(v, m)
+        for (const key of Reflect.ownKeys(v)) m[key] = copyValue((v as unknown as Record<PropertyKey, unknown>)[key])
+        return m
+      }
+      if (v instanceof Map) return new Map([...v].map(([k, x]) => [k, copyValue(x)]))
+      if (Array.isArray(v) && v.some((x) => x instanceof Module || x instanceof Tensor)) return v.map(copyValue)
+      return v
+    }
+    return copyValue(this) as this
   }
 
   /** Frees every parameter (and gradient). The module cannot be used afterwards. */

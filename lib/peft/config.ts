@@ -13,6 +13,8 @@ export type PeftTaskType = 'SEQ_CLS'
 export const PEFT_FORMAT_VERSION = '0.21.2'
 
 export const ADAPTER_CONFIG_NAME = 'adapter_config.json'
+
+const MAX_RANK = 1 << 16
 export const ADAPTER_WEIGHTS_NAME = 'adapter_model.safetensors'
 
 /** Module names a SEQ_CLS task adds to modules_to_save, as peft's PeftModelForSequenceClassification does. */
@@ -112,7 +114,8 @@ export class LoraConfig {
     this.loraDropout = init.loraDropout ?? 0
     this.targetModules = init.targetModules === undefined ? null : Array.isArray(init.targetModules) ? [...init.targetModules] : init.targetModules
     this.excludeModules = init.excludeModules === undefined ? null : Array.isArray(init.excludeModules) ? [...init.excludeModules] : init.excludeModules
-    this.modulesToSave = init.modulesToSave ? [...init.modulesToSave] : null
+    // Copied only when it is a list: anything else stays as given for validate() to name.
+    this.modulesToSave = Array.isArray(init.modulesToSave) ? [...init.modulesToSave] : (init.modulesToSave ?? null)
     this.bias = init.bias ?? 'none'
     this.fanInFanOut = init.fanInFanOut ?? false
     this.useRslora = init.useRslora ?? false
@@ -130,9 +133,14 @@ export class LoraConfig {
   }
 
   validate(source: string): void {
-    if (!Number.isInteger(this.r) || this.r < 1) throw new Error(`${source}: r must be a positive integer, got ${JSON.stringify(this.r)}`)
+    if (typeof this.r !== 'number' || !Number.isInteger(this.r) || this.r < 1) throw new Error(`${source}: r must be a positive integer, got ${JSON.stringify(this.r)}`)
+    // A rank beyond any layer's width only allocates: A is [r, in_features].
+    if (this.r > MAX_RANK) throw new Error(`${source}: r must be at most ${MAX_RANK} (a rank above a layer's width adds nothing), got ${this.r}`)
+    for (const [name, v] of [['useRslora', this.useRslora], ['fanInFanOut', this.fanInFanOut], ['inferenceMode', this.inferenceMode]] as const) {
+      if (typeof v !== 'boolean') throw new Error(`${source}: ${name} must be true or false, got ${JSON.stringify(v)}`)
+    }
     if (typeof this.loraAlpha !== 'number' || !Number.isFinite(this.loraAlpha)) throw new Error(`${source}: loraAlpha must be a finite number, got ${JSON.stringify(this.loraAlpha)}`)
-    if (!(this.loraDropout >= 0 && this.loraDropout < 1)) throw new Error(`${source}: loraDropout must be in [0, 1), got ${JSON.stringify(this.loraDropout)}`)
+    if (typeof this.loraDropout !== 'number' || !(this.loraDropout >= 0 && this.loraDropout < 1)) throw new Error(`${source}: loraDropout must be in [0, 1), got ${JSON.stringify(this.loraDropout)}`)
     if (!['none', 'all', 'lora_only'].includes(this.bias)) throw new Error(`${source}: bias must be "none", "all" or "lora_only", got ${JSON.stringify(this.bias)}`)
     if (this.taskType !== null && this.taskType !== 'SEQ_CLS') throw new Error(`${source}: task_type ${JSON.stringify(this.taskType)} is not supported (bertkit has sequence classification models: "SEQ_CLS" or null)`)
     if (![true, false, 'gaussian'].includes(this.initLoraWeights)) throw new Error(`${source}: initLoraWeights must be true, false or "gaussian", got ${JSON.stringify(this.initLoraWeights)}`)
@@ -221,7 +229,11 @@ export class LoraConfig {
         inferenceMode: o.inference_mode as boolean | undefined,
       })
     } catch (err) {
-      throw new Error(`${source}: ${(err as Error).message.replace(/^LoraConfig: /, '')}`)
+      // Name the fields as the file does (snake_case).
+      const snake: Record<string, string> = { loraAlpha: 'lora_alpha', loraDropout: 'lora_dropout', useRslora: 'use_rslora', fanInFanOut: 'fan_in_fan_out',
+        inferenceMode: 'inference_mode', targetModules: 'target_modules', excludeModules: 'exclude_modules', modulesToSave: 'modules_to_save', initLoraWeights: 'init_lora_weights' }
+      const message = (err as Error).message.replace(/^LoraConfig: /, '').replace(/^[a-zA-Z]+/, (name) => snake[name] ?? name)
+      throw new Error(`${source}: ${message}`)
     }
     for (const [k, v] of Object.entries(o)) {
       if (!known.has(k) && !(k in UNSUPPORTED_WHEN_SET)) config.extra[k] = v

@@ -165,41 +165,53 @@ export class LoraLinear extends Module {
   }
 }
 
-/** A module with a forward of one tensor (Linear and friends): what modules_to_save may wrap. */
+/** Any module with a forward: what modules_to_save may wrap (a Linear, a LayerNorm, a whole head). */
 export interface ForwardModule extends Module {
-  forward(x: Tensor): Tensor
+  forward(...args: never[]): unknown
 }
 
 /**
- * peft's ModulesToSaveWrapper: keeps the original module (frozen) and trains a
- * copy that forward uses. Only the copy is saved with the adapter.
+ * peft's ModulesToSaveWrapper: keeps the original module (frozen) and a full
+ * copy (copy.deepcopy) that forward uses and training updates; only the copy
+ * is saved with the adapter. The module can be of any kind: a Linear, a
+ * LayerNorm, RoBERTa's classification head. Like peft's __getattr__,
+ * reading a field the wrapper does not have (a Dropout's p, a head's dense)
+ * reads the active copy's.
  */
 export class ModulesToSaveWrapper<M extends ForwardModule> extends Module {
   readonly original_module: M
   readonly modules_to_save: ModuleDict<M>
 
-  constructor(original: M, copy: M) {
+  constructor(original: M, copy: M = original.deepCopy()) {
     super()
     this.original_module = this.registerModule('original_module', original)
     this.modules_to_save = this.registerModule('modules_to_save', new ModuleDict({ [DEFAULT_ADAPTER]: copy }))
-    const src = new Map(original.namedParameters())
-    for (const [name, p] of copy.namedParameters()) {
-      const from = src.get(name)
-      if (!from || from.numel !== p.numel) throw new Error(`ModulesToSaveWrapper: the copy has no parameter matching "${name}" of the original`)
-      native().axpby(p.numel, 1, from.buffer, 0, p.buffer)
-      p.version++
+    const src = [...original.namedParameters()]
+    const dst = [...copy.namedParameters()]
+    if (src.length !== dst.length || src.some(([n, p], i) => dst[i][0] !== n || dst[i][1].numel !== p.numel)) {
+      throw new Error(`ModulesToSaveWrapper: the copy of ${original.constructor.name} does not have the original's parameters`)
     }
+    if (src.some(([, p], i) => dst[i][1] === p)) throw new Error('ModulesToSaveWrapper: the copy shares parameters with the original')
+    // A wrapper is a new module (train mode); the copy keeps the original's mode, as copy.deepcopy does.
+    return new Proxy(this, {
+      get(target, prop, receiver) {
+        if (prop in target) return Reflect.get(target, prop, receiver)
+        const active = target.active as unknown as Record<PropertyKey, unknown>
+        const v = active[prop]
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(active) : v
+      },
+    })
   }
 
   get active(): M {
     return this.modules_to_save.get(DEFAULT_ADAPTER)
   }
 
-  forward(x: Tensor): Tensor {
-    return this.active.forward(x)
+  forward(...args: never[]): unknown {
+    return this.active.forward(...args)
   }
 
-  // Reads that code outside forward makes of a Linear (weight, bias, shapes) see the trained copy.
+  // Typed views of what code outside forward reads of a wrapped Linear (the proxy serves any other field).
   get weight(): Tensor | undefined {
     return (this.active as unknown as { weight?: Tensor }).weight
   }
@@ -207,12 +219,4 @@ export class ModulesToSaveWrapper<M extends ForwardModule> extends Module {
   get bias(): Tensor | null | undefined {
     return (this.active as unknown as { bias?: Tensor | null }).bias
   }
-}
-
-/** A fresh module of the same kind and shape, for ModulesToSaveWrapper (values are copied by the wrapper). */
-export function cloneModuleShape<M extends ForwardModule>(m: M): M {
-  if (m instanceof Linear) {
-    return withDeferredInit(() => new Linear(m.inFeatures, m.outFeatures, { bias: m.bias !== null, device: m.weight.device })).value as unknown as M
-  }
-  throw new Error(`modules_to_save: bertkit can copy Linear modules only, not ${m.constructor.name}`)
 }

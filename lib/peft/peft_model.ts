@@ -12,7 +12,8 @@ import { manualSeed, getRandomState, setRandomState } from '../tensor/random.js'
 import { readSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, type HostTensor } from '../hub/safetensors.js'
 import { makeDirs } from '../hub/dirs.js'
 import { LoraConfig, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, SEQ_CLS_MODULES } from './config.js'
-import { LoraLinear, ModulesToSaveWrapper, cloneModuleShape, DEFAULT_ADAPTER, type ForwardModule } from './layers.js'
+import { checkFinite } from '../models/bert/pretrained.js'
+import { LoraLinear, ModulesToSaveWrapper, DEFAULT_ADAPTER, type ForwardModule } from './layers.js'
 
 /** What a PEFT model can wrap: a Module with a classifier-style forward and a transformers config. */
 export interface PeftBaseModel extends Module {
@@ -34,6 +35,19 @@ export const DEFAULT_TARGET_MODULES: Record<string, string[]> = {
 }
 
 const PREFIX = 'base_model.model.'
+
+/**
+ * peft's _remove_adapter_name_from_state_dict_key for the "default" adapter:
+ * the name goes only where it ends the key or precedes its last component.
+ */
+export function removeAdapterName(key: string): string {
+  const suffix = `.${DEFAULT_ADAPTER}`
+  if (!key.includes('.')) return key
+  if (key.endsWith(suffix)) return key.slice(0, -suffix.length)
+  const dot = key.lastIndexOf('.')
+  const head = key.slice(0, dot)
+  return `${head.endsWith(suffix) ? head.slice(0, -suffix.length) : head}${key.slice(dot)}`
+}
 
 /** peft's LoraModel: holds the model under "model". */
 export class LoraModel<M extends PeftBaseModel> extends Module {
@@ -61,15 +75,37 @@ function parentOf(root: Module, path: string): { parent: Module; name: string } 
   throw new Error(`peft: internal error: no module at "${parentPath}"`)
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+/** A pattern from adapter_config.json as a JavaScript RegExp (peft's are Python regexes; plain names mean the same in both). */
+function pythonRegExp(pattern: string, wrap: (p: string) => string, what: string): RegExp {
+  try {
+    return new RegExp(wrap(pattern))
+  } catch (err) {
+    throw new Error(`${what} ${JSON.stringify(pattern)} is not a regular expression JavaScript can read (${(err as Error).message})`)
+  }
 }
 
-/** peft's key matching: a regex matches the whole path; a list entry equals the path or its last components. */
-function matchesTargets(targets: string[] | string, key: string): boolean {
-  if (typeof targets === 'string') return new RegExp(`^(?:${targets})$`).test(key)
+/**
+ * peft's check_target_module_exists for target_modules / exclude_modules: a
+ * string is a regular expression that must match the whole path; a list entry
+ * equals the path or its last components.
+ */
+function matchesTargets(targets: string[] | string, key: string, what = 'targetModules'): boolean {
+  if (typeof targets === 'string') return pythonRegExp(targets, (p) => `^(?:${p})$`, what).test(key)
   return targets.some((t) => key === t || key.endsWith(`.${t}`))
 }
+
+/**
+ * peft keeps every module named in modules_to_save (and everything inside
+ * it) away from LoRA: re.match(rf"(^|.*\.){m}($|\..*)", key), m being a
+ * regular expression.
+ */
+function insideSaved(modulesToSave: string[], key: string): boolean {
+  return modulesToSave.some((m) => pythonRegExp(m, (p) => `^(?:^|.*\\.)(?:${p})(?:$|\\..*)$`, 'modulesToSave').test(key))
+}
+
+// The modules peft puts inside a LoRA layer (named_modules of a lora.Linear), relative to it.
+const LORA_SUBMODULES = ['base_layer', 'lora_dropout', 'lora_dropout.default', 'lora_A', 'lora_A.default', 'lora_B', 'lora_B.default',
+  'lora_embedding_A', 'lora_embedding_B', 'lora_magnitude_vector']
 
 /** Linear layer paths with layer indices folded ("bert.encoder.layer.*.attention.self.query"), for error messages. */
 function describeLinears(paths: string[]): string {
@@ -82,14 +118,28 @@ export interface InjectionPlan {
   save: Array<{ path: string; module: ForwardModule }>
   /** target_modules as peft writes it back ("all-linear" becomes the list of paths). */
   targetModules: string[] | string
+  /** modules_to_save entries that matched no module (peft ignores them). */
+  unmatchedSave: string[]
 }
 
-/** Decides which modules get LoRA and which are saved in full, or explains why none fit. */
+/**
+ * Decides which modules get LoRA and which are saved in full, exactly as
+ * peft 0.21 does, or explains why peft would refuse (or build something
+ * else than what the config says):
+ *  - LoRA: target_modules (names matching the path's last components, a
+ *    regex over the whole path, or "all-linear", which for SEQ_CLS leaves out
+ *    the classifier head), minus exclude_modules, minus anything inside a
+ *    modules_to_save module (a regex over whole path components);
+ *  - modules_to_save: every module whose path merely ENDS with an entry
+ *    (key.endswith(name): "classifier" also matches DistilBERT's
+ *    "pre_classifier"), wrapped whole whatever its type, after LoRA is in.
+ */
 export function planInjection(model: PeftBaseModel, config: LoraConfig): InjectionPlan {
   const modelName = model.constructor.name
   const modules = [...model.namedModules()].filter(([p]) => p !== '')
   const linears = modules.filter(([, m]) => m instanceof Linear).map(([p]) => p)
   let targets = config.targetModules
+  let written: string[] | string | null = targets
   if (targets === null) {
     const modelType = model.config?.model_type
     const defaults = typeof modelType === 'string' ? DEFAULT_TARGET_MODULES[modelType] : undefined
@@ -98,51 +148,80 @@ export function planInjection(model: PeftBaseModel, config: LoraConfig): Injecti
         `set targetModules, e.g. ["query", "value"]; the Linear layers of ${modelName} are: ${describeLinears(linears)}`)
     }
     targets = defaults
+    written = defaults
+  }
+  const saveNames = config.modulesToSave ?? []
+  const seqCls = config.taskType === 'SEQ_CLS'
+  if (typeof targets === 'string' && targets.toLowerCase() === 'all-linear') {
+    // peft's _maybe_include_all_linear_layers: every Linear, less a SEQ_CLS model's head ("score", else "classifier").
+    const head = seqCls ? ['score', 'classifier'].find((n) => modules.some(([p]) => p === n)) : undefined
+    targets = linears.filter((p) => p !== head)
+    written = targets
   }
 
-  // modules_to_save match a whole path or its last components (peft's bare
-  // endswith would also let "classifier" match "my_classifier").
-  const saveNames = config.modulesToSave ?? []
-  const save: InjectionPlan['save'] = []
-  const saveMatched = new Set<string>()
+  // ---- LoRA ----
+  const lora: InjectionPlan['lora'] = []
+  const resolvedTargets = targets
+  const leftOut: string[] = []
   for (const [path, m] of modules) {
-    const hit = saveNames.find((n) => path === n || path.endsWith(`.${n}`))
-    if (!hit) continue
-    // A module inside an already saved module is saved with it.
-    if (save.some((s) => path.startsWith(`${s.path}.`))) continue
-    saveMatched.add(hit)
+    if (!matchesTargets(resolvedTargets, path)) continue
+    if ((config.excludeModules !== null && matchesTargets(config.excludeModules, path, 'excludeModules')) || insideSaved(saveNames, path)) {
+      leftOut.push(path)
+      continue
+    }
     if (!(m instanceof Linear)) {
-      throw new Error(`modulesToSave: "${path}" (${m.constructor.name}) cannot be saved: bertkit copies Linear modules only`)
+      throw new Error(`targetModules ${JSON.stringify(config.targetModules)} matches "${path}" (${m.constructor.name}), but LoRA wraps Linear layers only; the Linear layers of ${modelName} are: ${describeLinears(linears)}`)
+    }
+    lora.push({ path, module: m })
+  }
+  if (lora.length === 0) {
+    const why = leftOut.length ? ` once excludeModules and modulesToSave left out ${describeLinears(leftOut)}` : ''
+    throw new Error(`targetModules ${JSON.stringify(config.targetModules)} matched no Linear layer of ${modelName}${why}; its Linear layers are: ${describeLinears(linears)}`)
+  }
+
+  // ---- modules_to_save, over the module paths as they are once LoRA is in ----
+  const loraPaths = new Set(lora.map((l) => l.path))
+  const matches = (key: string) => saveNames.find((n) => key.endsWith(n) || (seqCls && `base_model.model.${key}`.endsWith(n)))
+  const save: InjectionPlan['save'] = []
+  const matched = new Set<string>()
+  const hint = 'peft matches modules_to_save by the end of the module path (key.endswith(name))'
+  for (const [path, m] of modules) {
+    if (loraPaths.has(path)) {
+      for (const sub of ['', ...LORA_SUBMODULES]) {
+        const key = sub ? `${path}.${sub}` : path
+        const hit = matches(key)
+        if (hit) {
+          throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${key}", ${sub ? 'inside' : 'which is'} a LoRA layer (targetModules picked "${path}"); ` +
+            `peft refuses this (modules_to_save cannot wrap a LoRA layer or its parts; ${hint}). Leave "${path}" out with excludeModules, or change the names`)
+        }
+      }
+      continue
+    }
+    const hit = matches(path)
+    if (!hit) continue
+    for (const n of saveNames) if (path.endsWith(n) || (seqCls && `base_model.model.${path}`.endsWith(n))) matched.add(n)
+    const outer = save.find((s) => path.startsWith(`${s.path}.`))
+    if (outer) {
+      // peft wraps such a module a second time (beside the copy, or inside it) and saves one key for
+      // two wrappers, which its own PeftModel.from_pretrained then fails on (KeyError). Without
+      // parameters nothing is saved and nothing changes; otherwise refuse.
+      if (m.parameters().length === 0) continue
+      throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${path}", inside "${outer.path}", which is saved whole already (${hint}); ` +
+        `peft wraps the inner module a second time and cannot load the adapter it saves (KeyError in PeftModel.from_pretrained), so bertkit refuses it: list only one of them`)
+    }
+    if (m.constructor.name === 'ModuleList' || m.constructor.name === 'ModuleDict') {
+      throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${path}", a ${m.constructor.name}: peft cannot save a container (${hint})`)
+    }
+    const holdsLora = [...loraPaths].find((l) => l.startsWith(`${path}.`))
+    if (holdsLora) {
+      throw new Error(`modulesToSave ${JSON.stringify(hit)} matches "${path}", which holds the LoRA layer "${holdsLora}" (${hint}); ` +
+        'its saved copy would hold a second copy of the adapter, which peft cannot load back (KeyError); change targetModules or modulesToSave')
     }
     save.push({ path, module: m as ForwardModule })
   }
-  const optionalSave = config.taskType === 'SEQ_CLS' ? new Set<string>(SEQ_CLS_MODULES) : new Set<string>()
-  const unmatchedSave = [...new Set(saveNames)].filter((n) => !saveMatched.has(n) && !optionalSave.has(n))
-  if (unmatchedSave.length) {
-    throw new Error(`modulesToSave ${JSON.stringify(unmatchedSave)} matched no module of ${modelName}; its Linear layers are: ${describeLinears(linears)}`)
-  }
-
-  const savedOrInside = (path: string) => saveNames.some((n) => new RegExp(`(^|.*\\.)${escapeRegExp(n)}($|\\..*)`).test(path))
-  const excluded = (path: string) => savedOrInside(path) || (config.excludeModules !== null && matchesTargets(config.excludeModules, path))
-  const lora: InjectionPlan['lora'] = []
-  let resolved: string[] | string = targets
-  if (targets === 'all-linear') {
-    // peft leaves out the output embedding layer here; a sequence classifier has none.
-    for (const [path, m] of modules) if (m instanceof Linear && !excluded(path)) lora.push({ path, module: m })
-    resolved = lora.map((l) => l.path)
-  } else {
-    for (const [path, m] of modules) {
-      if (excluded(path) || !matchesTargets(targets, path)) continue
-      if (!(m instanceof Linear)) {
-        throw new Error(`targetModules ${JSON.stringify(targets)} matches "${path}" (${m.constructor.name}), but LoRA wraps Linear layers only; the Linear layers of ${modelName} are: ${describeLinears(linears)}`)
-      }
-      lora.push({ path, module: m })
-    }
-  }
-  if (lora.length === 0) {
-    throw new Error(`targetModules ${JSON.stringify(targets)} matched no Linear layer of ${modelName}; its Linear layers are: ${describeLinears(linears)}`)
-  }
-  return { lora, save, targetModules: resolved }
+  const optional = seqCls ? new Set<string>(SEQ_CLS_MODULES) : new Set<string>()
+  const unmatchedSave = [...new Set(saveNames)].filter((n) => !matched.has(n) && !optional.has(n))
+  return { lora, save, targetModules: written!, unmatchedSave }
 }
 
 export interface GetPeftModelOptions {
@@ -166,7 +245,7 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
   private released = false
 
   /** Use getPeftModel() or PeftModel.fromPretrained(). */
-  constructor(model: M, config: LoraConfig, options: GetPeftModelOptions & { inference?: boolean } = {}) {
+  constructor(model: M, config: LoraConfig, options: GetPeftModelOptions & { inference?: boolean; fromFile?: string } = {}) {
     super()
     if (!(model instanceof Module)) throw new TypeError('getPeftModel: the model must be a bertkit Module (e.g. BertForSequenceClassification)')
     if (model instanceof PeftModel || [...model.namedModules()].some(([, m]) => m instanceof LoraLinear || m instanceof ModulesToSaveWrapper)) {
@@ -175,6 +254,13 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
     const cfg = config.clone()
     cfg.validate('LoraConfig')
     const plan = planInjection(model, cfg)
+    if (plan.unmatchedSave.length) {
+      const linears = [...model.namedModules()].filter(([, m]) => m instanceof Linear).map(([p]) => p)
+      const message = `modulesToSave ${JSON.stringify(plan.unmatchedSave)} matched no module of ${model.constructor.name} (peft matches the end of each module path); its Linear layers are: ${describeLinears(linears)}`
+      // peft ignores such names; an adapter it saved must load, a new config is more likely a typo.
+      if (options.fromFile === undefined) throw new Error(message)
+      process.stderr.write(`bertkit: ${options.fromFile}: ${message}; ignored, as peft does\n`)
+    }
     if (cfg.fanInFanOut) {
       // peft's behaviour for torch.nn.Linear targets: fan_in_fan_out only applies to Conv1D weights.
       process.stderr.write('bertkit: fan_in_fan_out is set to true but the target modules are Linear layers; setting fan_in_fan_out to false\n')
@@ -202,8 +288,11 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
       if (cfg.bias === 'lora_only') for (const l of this.loraLayers.values()) if (l.bias) l.bias.requiresGrad = true
       for (const { path, module } of plan.save) {
         const { parent, name } = parentOf(model, path)
-        const wrapper = new ModulesToSaveWrapper(module, cloneModuleShape(module))
+        const wrapper = new ModulesToSaveWrapper(module)
+        // Reads of .training through the wrapper agree with the copy until the next train() / eval().
+        wrapper.training = module.training
         for (const p of module.parameters()) p.requiresGrad = false
+        for (const p of wrapper.active.parameters()) p.requiresGrad = true
         setChild(parent, name, module, wrapper)
         undo.replaced.push({ parent, name, original: module, wrapper })
         this.savedModules.set(path, wrapper)
@@ -353,42 +442,59 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
 
   /**
    * The tensors peft's get_peft_model_state_dict returns, under the keys it
-   * writes: adapter names dropped ("lora_A.default.weight" → "lora_A.weight"),
-   * biases by the bias setting, saved modules under their plain path
-   * ("base_model.model.classifier.weight").
+   * writes: every LoRA A / B; the biases the bias setting trains ("all": every
+   * key ending in ".bias", the frozen originals of saved modules included;
+   * "lora_only": the adapted layers'); each saved module's trained copy under
+   * the module's own path ("base_model.model.classifier.out_proj.weight").
+   * The adapter name comes out of each key as peft takes it out: only where it
+   * is the second-to-last component ("lora_A.default.weight" → "lora_A.weight",
+   * but "classifier.modules_to_save.default.dense.bias" stays as it is).
    */
   adapterStateDict(): Map<string, Tensor> {
     this.checkUsable('adapterStateDict')
-    const bias = this.peftConfig.bias
-    const loraBiases = new Set<Tensor>()
-    if (bias === 'lora_only') for (const l of this.loraLayers.values()) if (l.bias) loraBiases.add(l.bias)
     const out = new Map<string, Tensor>()
-    for (const [name, p] of this.namedParameters()) {
-      const include = name.includes('lora_') || (bias === 'all' && name.includes('bias')) || loraBiases.has(p)
-      if (include) out.set(name.replaceAll(`.${DEFAULT_ADAPTER}`, ''), p)
-    }
+    for (const [name, p] of this.adapterParameters()) out.set(removeAdapterName(name), p)
     for (const [path, w] of this.savedModules) {
       for (const [n, p] of w.active.namedParameters()) out.set(`${PREFIX}${path}.${n}`, p)
     }
     return out
   }
 
+  /** [name, parameter] of the LoRA tensors and of the biases the bias setting saves, in namedParameters() order. */
+  private adapterParameters(): Array<[string, Tensor]> {
+    const bias = this.peftConfig.bias
+    const loraTensors = new Set<Tensor>()
+    const loraBiases = new Set<Tensor>()
+    for (const l of this.loraLayers.values()) {
+      loraTensors.add(l.lora_A.get(DEFAULT_ADAPTER).weight)
+      loraTensors.add(l.lora_B.get(DEFAULT_ADAPTER).weight)
+      if (l.bias) loraBiases.add(l.bias)
+    }
+    return [...this.namedParameters()].filter(([name, p]) => loraTensors.has(p)
+      || (bias === 'all' && (name === 'bias' || name.endsWith('.bias')))
+      || (bias === 'lora_only' && loraBiases.has(p)))
+  }
+
+  /** adapter_model.safetensors key → parameter name, for every key peft may write for this model. */
+  private adapterKeyMap(): Map<string, string> {
+    const keys = new Map<string, string>()
+    for (const [name] of this.adapterParameters()) keys.set(removeAdapterName(name), name)
+    for (const [path, w] of this.savedModules) {
+      for (const [n] of w.active.namedParameters()) {
+        const copy = `${PREFIX}${path}.modules_to_save.${DEFAULT_ADAPTER}.${n}`
+        keys.set(`${PREFIX}${path}.${n}`, copy)
+        // Written with bias "all" (the copy's and the frozen original's biases), accepted in any case.
+        keys.set(removeAdapterName(copy), copy)
+        keys.set(`${PREFIX}${path}.original_module.${n}`, `${PREFIX}${path}.original_module.${n}`)
+      }
+    }
+    return keys
+  }
+
   /** The parameter name a key of adapter_model.safetensors loads into, or null. */
-  private parameterForAdapterKey(key: string, own: Map<string, Tensor>): string | null {
-    const lora = /^(.*)\.(lora_[AB])\.(weight|bias)$/.exec(key)
-    if (lora) {
-      const name = `${lora[1]}.${lora[2]}.${DEFAULT_ADAPTER}.${lora[3]}`
-      return own.has(name) ? name : null
-    }
-    for (const path of this.savedModules.keys()) {
-      const prefix = `${PREFIX}${path}.`
-      if (!key.startsWith(prefix)) continue
-      const rest = key.slice(prefix.length)
-      const name = rest.startsWith('original_module.') ? key
-        : rest.startsWith('modules_to_save.') ? `${prefix}modules_to_save.${DEFAULT_ADAPTER}.${rest.slice('modules_to_save.'.length)}`
-        : `${prefix}modules_to_save.${DEFAULT_ADAPTER}.${rest}`
-      return own.has(name) ? name : null
-    }
+  private parameterForAdapterKey(key: string, own: Map<string, Tensor>, keys: Map<string, string>): string | null {
+    const mapped = keys.get(key)
+    if (mapped !== undefined) return mapped
     if (own.has(key)) return key
     // Older peft releases wrote an adapted layer's bias without "base_layer".
     const older = key.replace(/\.bias$/, '.base_layer.bias')
@@ -402,11 +508,12 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
   loadAdapterWeights(tensors: Map<string, HostTensor | Float32Array>, source = ADAPTER_WEIGHTS_NAME): string[] {
     this.checkUsable('loadAdapterWeights')
     const own = this.stateDict()
+    const keys = this.adapterKeyMap()
     const values = new Map<string, Float32Array>()
     const unexpected: string[] = []
-    const hint = ' (an adapter made for another base model?)'
+    const hint = ' (an adapter made for another base model, or with other target_modules / modules_to_save?)'
     for (const [key, t] of tensors) {
-      const name = this.parameterForAdapterKey(key, own)
+      const name = this.parameterForAdapterKey(key, own, keys)
       if (!name) {
         unexpected.push(key)
         continue
@@ -418,6 +525,7 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
       if (shape ? formatShape(shape) !== formatShape(p.shape) : data.length !== p.numel) {
         throw new Error(`${source}: tensor "${key}" has shape ${shape ? formatShape(shape) : `${data.length} values`}, the model expects ${formatShape(p.shape)} for ${name}${hint}`)
       }
+      checkFinite(source, key, data, shape ?? p.shape)
       values.set(name, data)
     }
     if (unexpected.length) {
@@ -448,8 +556,9 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
     }
     const translated = new Map<string, Float32Array>()
     const unexpectedKeys: string[] = []
+    const keys = this.adapterKeyMap()
     for (const [k, v] of host) {
-      const name = this.parameterForAdapterKey(k, own)
+      const name = this.parameterForAdapterKey(k, own, keys)
       if (name) translated.set(name, v)
       else unexpectedKeys.push(k)
     }
@@ -524,7 +633,7 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
     const state = getRandomState()
     let peft: PeftModel<M>
     try {
-      peft = new PeftModel(model, config, { inference: !options.isTrainable })
+      peft = new PeftModel(model, config, { inference: !options.isTrainable, fromFile: join(dir, ADAPTER_CONFIG_NAME) })
     } finally {
       setRandomState(state)
     }
@@ -534,6 +643,8 @@ export class PeftModel<M extends PeftBaseModel = PeftBaseModel> extends Module {
       peft.rollback(peft.undo!)
       throw err
     }
+    // As peft: an adapter loaded for inference is put in eval mode (dropout off); a trainable one keeps the base's mode.
+    if (!options.isTrainable) peft.eval()
     return peft
   }
 }

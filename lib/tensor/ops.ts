@@ -151,11 +151,16 @@ export function mean(x: Tensor): Tensor {
 
 export type ActivationName = keyof typeof ACTIVATION_CODE
 
-/** gelu (exact erf), gelu_new (tanh approximation), tanh, relu — by transformers' hidden_act names. */
+/**
+ * An elementwise activation by transformers' hidden_act name (ACT2FN): gelu
+ * (exact erf), gelu_new and its aliases (tanh approximation), tanh, relu,
+ * silu / swish, quick_gelu, mish, sigmoid, relu6, leaky_relu, linear, relu2,
+ * gelu_10, laplace, hardswish, sqrtsoftplus.
+ */
 export function activation(x: Tensor, kind: ActivationName): Tensor {
   const op = kind
   expectDtype(op, 'x', x, 'float32')
-  const code = ACTIVATION_CODE[kind]
+  const code = Object.hasOwn(ACTIVATION_CODE, kind) ? ACTIVATION_CODE[kind] : undefined
   if (code === undefined) fail('activation', `unknown activation "${kind}" (expected ${Object.keys(ACTIVATION_CODE).join(', ')})`)
   const addon = native()
   const out = empty(x.shape, { device: x.device })
@@ -376,7 +381,7 @@ export interface AttentionOptions {
 export type AttentionImplementation = 'fused' | 'materialized'
 
 // The defaults per device. CUDA: materialized until the fused kernels have
-// passed scripts/gpu-check.sh on a GPU (cuda-ops-check's flash lines and the
+// passed scripts/gpu-check.sh on a GPU (the backend table's flash cases and the
 // model tests with BERTKIT_ATTENTION=fused). CPU: materialized, the faster one
 // at the MiniLM / BERT shapes (batch 16, seq 64 / 128, 12 heads of 32 / 64):
 // fused took 1.4-1.5x its time, 1.2x with dynamic padding, for 64-128x less
@@ -538,6 +543,90 @@ export function zeroColumnPairs(x: Tensor): Tensor {
     } finally {
       column.dispose()
     }
+  })
+}
+
+// ---- losses with soft targets (host, float64) -------------------------------------------
+
+/**
+ * A loss of logits [rows, classes] against float targets, evaluated on the
+ * host in float64 by `evaluate`, which returns the loss and dloss/dlogits.
+ * These heads are a few numbers per row and their targets are read on the
+ * host anyway (to check them), so no kernel is needed; the gradient goes
+ * back to the logits' device in one write.
+ */
+function hostLoss(op: string, logits: Tensor, targets: Float32Array,
+  evaluate: (x: Float32Array, t: Float32Array, rows: number, classes: number) => { loss: number; grad: Float64Array }): Tensor {
+  expectDtype(op, 'logits', logits, 'float32')
+  if (logits.ndim !== 2) fail(op, `logits must be 2-D [rows, classes], got ${formatShape(logits.shape)}`)
+  const [rows, classes] = logits.shape
+  if (targets.length !== rows * classes) fail(op, `targets hold ${targets.length} values, logits ${formatShape(logits.shape)} need ${rows * classes}`)
+  if (rows === 0) fail(op, 'no rows (the mean of nothing is NaN)')
+  const { loss, grad } = evaluate(logits.toFloat32Array(), targets, rows, classes)
+  const out = tensorOnDevice(Float32Array.of(loss), [], logits.device)
+  if (!willRecord([logits])) return out
+  const saved = emptyUntracked([rows, classes], logits.device)
+  saved.buffer.write(Float32Array.from(grad))
+  return record(op, out, [logits], [saved], (g, [gx], [sg]) => {
+    // The upstream gradient of a scalar loss is one number (1, or a loss scale / accumulation factor).
+    const factor = g.toFloat32Array()[0]
+    native().axpby(rows * classes, factor, sg!.buffer, 1, gx!.buffer)
+  })
+}
+
+function tensorOnDevice(values: Float32Array, shape: number[], device: DeviceName): Tensor {
+  const t = empty(shape, { device })
+  t.buffer.write(values)
+  return t
+}
+
+/** log(1 + e^x) without overflow or cancellation. */
+function softplus64(x: number): number {
+  return x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x))
+}
+
+/**
+ * torch's BCEWithLogitsLoss (mean over every element) for targets in [0, 1]
+ * (probabilities, not only 0/1): mean of (1 - t) x + log(1 + e^-x), as torch
+ * writes it; the gradient is (sigmoid(x) - t) / n.
+ */
+export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Float32Array): Tensor {
+  return hostLoss('binaryCrossEntropyWithLogits', logits, targets, (x, t, rows, classes) => {
+    const n = rows * classes
+    const grad = new Float64Array(n)
+    let sum = 0
+    for (let i = 0; i < n; i++) {
+      sum += (1 - t[i]) * x[i] + softplus64(-x[i])
+      grad[i] = (1 / (1 + Math.exp(-x[i])) - t[i]) / n
+    }
+    return { loss: sum / n, grad }
+  })
+}
+
+/**
+ * Cross-entropy against soft labels, mean over rows of -sum_c t_c log_softmax(x)_c
+ * (transformers' DeBERTa head with float labels and no problem_type). The
+ * targets need not sum to 1; the gradient is (sum_c t_c * softmax(x) - t) / rows.
+ */
+export function softTargetCrossEntropy(logits: Tensor, targets: Float32Array): Tensor {
+  return hostLoss('softTargetCrossEntropy', logits, targets, (x, t, rows, classes) => {
+    const grad = new Float64Array(rows * classes)
+    let sum = 0
+    for (let r = 0; r < rows; r++) {
+      const o = r * classes
+      let max = -Infinity
+      for (let c = 0; c < classes; c++) max = Math.max(max, x[o + c])
+      let z = 0
+      for (let c = 0; c < classes; c++) z += Math.exp(x[o + c] - max)
+      const lse = max + Math.log(z)
+      let total = 0
+      for (let c = 0; c < classes; c++) {
+        sum -= t[o + c] * (x[o + c] - lse)
+        total += t[o + c]
+      }
+      for (let c = 0; c < classes; c++) grad[o + c] = (total * Math.exp(x[o + c] - lse) - t[o + c]) / rows
+    }
+    return { loss: sum / rows, grad }
   })
 }
 

@@ -18,7 +18,10 @@ import { TrainingArguments } from './training_args.js'
 import { lrMultiplier, warmupStepsFor } from './scheduler.js'
 import { metricKey, type TrainerCallback, type TrainerControl, type TrainerState, type LogEntry } from './callbacks.js'
 import { argmaxRows } from './metrics.js'
+import { getDecayParameterNames } from './trainer_pt_utils.js'
+import { checkFiniteLogits } from '../models/modeling_utils.js'
 import { Progress } from './progress.js'
+import { DataCollatorWithPadding, type PadTokenSource } from '../data/data_collator.js'
 import { writeCurvesSvg } from './plot.js'
 
 /** A batch as models take it (BertForSequenceClassification's inputs). */
@@ -35,6 +38,8 @@ export interface TrainableModel {
   namedParameters(): Iterable<[string, Tensor]>
   train(mode?: boolean): unknown
   eval(): unknown
+  /** Whether the model is in training mode (Module has it); evaluation restores it afterwards. */
+  readonly training?: boolean
   savePretrained(dir: string): void
   /** When present, checkpoints use it so the event loop runs while files are written. */
   savePretrainedAsync?(dir: string): Promise<void>
@@ -54,12 +59,25 @@ export interface EvalPrediction {
   predictedLabels: Int32Array
 }
 
+/** What the Trainer saves beside the model: a tokenizer (anything with savePretrained(dir)). */
+export interface ProcessingClass {
+  savePretrained(dir: string): unknown
+}
+
 export interface TrainerOptions {
   model: TrainableModel
   args: TrainingArguments
   trainDataset?: Dataset
   evalDataset?: Dataset
-  dataCollator: DataCollator
+  /** Default, with a processingClass: DataCollatorWithPadding over it, as transformers does. */
+  dataCollator?: DataCollator
+  /**
+   * The tokenizer (transformers 5's processing_class): saved into every
+   * checkpoint and by saveModel, so a checkpoint folder is a usable model.
+   */
+  processingClass?: ProcessingClass
+  /** Older name of processingClass, kept for ported code. */
+  tokenizer?: ProcessingClass
   computeMetrics?: (p: EvalPrediction) => Record<string, number>
   callbacks?: TrainerCallback[]
 }
@@ -80,8 +98,6 @@ export interface PredictionOutput {
   metrics: Record<string, number>
 }
 
-const NO_DECAY = /(^|\.)(bias|LayerNorm\.weight|layer_norm\.weight|LayerNorm\.bias)$/
-
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r))
 
 export class Trainer {
@@ -97,10 +113,24 @@ export class Trainer {
   /** fp16 only: dynamic loss scaling as torch.amp.GradScaler. */
   private scaler: LossScaler | null = null
 
-  constructor(private readonly options: TrainerOptions) {
+  /** The tokenizer saved with the model (processingClass, or its alias tokenizer), or null. */
+  readonly processingClass: ProcessingClass | null
+
+  constructor(private options: TrainerOptions) {
     if (!options || !options.model) throw new Error('Trainer: a model is required')
     if (!(options.args instanceof TrainingArguments)) throw new Error('Trainer: args must be a TrainingArguments')
-    if (typeof options.dataCollator !== 'function') throw new Error('Trainer: dataCollator must be a function (e.g. new DataCollatorWithPadding({ tokenizer }))')
+    if (options.processingClass && options.tokenizer && options.processingClass !== options.tokenizer) {
+      throw new Error('Trainer: processingClass and tokenizer name the same thing; pass one of them')
+    }
+    this.processingClass = options.processingClass ?? options.tokenizer ?? null
+    if (this.processingClass !== null && typeof this.processingClass.savePretrained !== 'function') {
+      throw new Error('Trainer: processingClass must be a tokenizer (something with savePretrained(dir))')
+    }
+    if (options.dataCollator === undefined && this.processingClass !== null) {
+      this.options = { ...options, dataCollator: DataCollatorWithPadding({ tokenizer: this.processingClass as unknown as PadTokenSource }) }
+    } else if (typeof options.dataCollator !== 'function') {
+      throw new Error('Trainer: dataCollator must be a function (e.g. DataCollatorWithPadding({ tokenizer })), or pass processingClass to get that one')
+    }
     this.model = options.model
     this.args = options.args
     this.callbacks = [...(options.callbacks ?? [])]
@@ -198,7 +228,7 @@ export class Trainer {
 
   private collate(ds: Dataset, indices: number[]): ModelInputs {
     const rows = indices.map((i) => ds.get(i))
-    return this.options.dataCollator(rows)
+    return this.options.dataCollator!(rows)
   }
 
   // ---- loss -------------------------------------------------------------------
@@ -227,9 +257,10 @@ export class Trainer {
 
   private createOptimizer(): AdamW {
     const decay: Tensor[] = [], noDecay: Tensor[] = []
+    const decayNames = new Set(getDecayParameterNames(this.model))
     for (const [name, p] of this.model.namedParameters()) {
       if (!p.requiresGrad) continue
-      ;(NO_DECAY.test(name) ? noDecay : decay).push(p)
+      ;(decayNames.has(name) ? decay : noDecay).push(p)
     }
     const groups = [{ params: decay, weightDecay: this.args.weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0)
     return new AdamW(groups, {
@@ -475,10 +506,20 @@ export class Trainer {
   }
 
   private async predictionLoop(dsIn: Dataset | undefined, prefix: 'eval' | 'test'): Promise<PredictionOutput> {
+    // Evaluating in the middle of training must hand the model back in training mode (even when
+    // evaluation fails); a model evaluated on its own (fromPretrained gives eval mode) stays in eval mode.
+    const wasTraining = this.model.training !== false
+    this.model.eval()
+    try {
+      return await this.evaluationLoop(dsIn, prefix)
+    } finally {
+      if (wasTraining) this.model.train()
+    }
+  }
+
+  private async evaluationLoop(dsIn: Dataset | undefined, prefix: 'eval' | 'test'): Promise<PredictionOutput> {
     const ds = this.checkDataset(dsIn, prefix === 'eval' ? 'evaluation' : 'prediction')
     const bs = this.args.perDeviceEvalBatchSize
-    const wasTraining = true
-    this.model.eval()
     const start = process.hrtime.bigint()
     const logits: Float32Array[] = []
     const labels: Array<Int32Array | Float32Array> = []
@@ -500,7 +541,9 @@ export class Trainer {
         // The forward is queued; wait for it without holding the event loop, then read.
         await synchronizeAsync(out.logits.device)
         numLabels = out.logits.shape[1]
-        logits.push(out.logits.toFloat32Array())
+        const values = out.logits.toFloat32Array()
+        checkFiniteLogits(`Trainer.${prefix === 'eval' ? 'evaluate' : 'predict'}`, values, numLabels, i)
+        logits.push(values)
         if (out.loss) {
           lossSum += out.loss.item() * idx.length
           lossCount += idx.length
@@ -512,7 +555,6 @@ export class Trainer {
       }
       await yieldToEventLoop()
     }
-    if (wasTraining) this.model.train()
     const runtime = Number(process.hrtime.bigint() - start) / 1e9
     const predictions = concat(logits, Float32Array)
     const labelIds = labels.length ? (labels[0] instanceof Int32Array ? concat(labels as Int32Array[], Int32Array) : concat(labels as Float32Array[], Float32Array)) : null
@@ -563,6 +605,7 @@ export class Trainer {
       writeFileSync(join(tmp, TMP_OWNER_FILE), JSON.stringify({ pid: process.pid, host: hostname() }) + '\n')
       if (this.model.savePretrainedAsync) await this.model.savePretrainedAsync(tmp)
       else this.model.savePretrained(tmp)
+      this.processingClass?.savePretrained(tmp)
       const names = this.trainableNames()
       const entries: Array<[string, { dtype: 'F32'; shape: readonly number[]; data: () => Float32Array }]> = []
       const steps: Record<string, number> = {}
@@ -739,9 +782,10 @@ export class Trainer {
     return saved.bertkit.data_position
   }
 
-  /** Saves the model (and nothing else) into a directory, as trainer.save_model. */
+  /** Saves the model, and the processingClass when there is one, into a directory, as trainer.save_model. */
   saveModel(dir = this.args.outputDir): void {
     this.model.savePretrained(dir)
+    this.processingClass?.savePretrained(dir)
   }
 
   dispose(): void {

@@ -63,13 +63,14 @@ t.test('bertkit train, then predict, on a tiny model and CSV data', async (t) =>
   const lines: string[] = []
   console.log = (...a: unknown[]) => { lines.push(a.join(' ')) }
   try {
-    await main(['predict', '--model', out, '--text', 'a wonderful film', '--text', 'ignored: only the last --text counts'])
+    await main(['predict', '--model', out, '--text', 'a wonderful film', '--text', 'a second text', '--top-k', 'all'])
   } finally {
     console.log = log
   }
-  const pred = JSON.parse(lines[0])
-  t.equal(pred.scores.length, 2)
-  t.ok(Math.abs(pred.scores[0] + pred.scores[1] - 1) < 1e-6, 'scores are probabilities')
+  const preds = lines.map((l) => JSON.parse(l))
+  t.same(preds.map((p) => p.text), ['a wonderful film', 'a second text'], 'one JSON line per --text')
+  t.equal(preds[0].labels.length, 2)
+  t.ok(Math.abs(preds[0].labels[0].score + preds[0].labels[1].score - 1) < 1e-6, 'scores are probabilities')
   await t.rejects(main(['train', '--model', modelDir]), /--dataset is required/)
   await t.rejects(main(['frobnicate']), /unknown command "frobnicate"/)
   void readFileSync

@@ -229,5 +229,5 @@ t.test('classifier_pooling: the default is transformers\' and is not written; ba
   t.notOk('classifier_pooling' in model.config.toJSON(), 'config.json stays as transformers writes it')
   t.ok(model.bert.pooler!.parameters().every((p) => p.requiresGrad), 'the pooler trains with the default head')
   model.dispose()
-  t.throws(() => new BertConfig({ classifier_pooling: 'attention' as never }), /classifier_pooling "attention" is not one of pooler, cls, mean, max/)
+  t.throws(() => new BertConfig({ classifier_pooling: 'attention' as never }), /classifier_pooling must be one of "pooler", "cls", "mean", "max", got "attention"/)
 })

@@ -104,7 +104,8 @@ t.test('unsupported options and unknown model types fail clearly, loading nothin
     [{ attention_head_size: 8 }, /attention_head_size 8 .* is not supported/],
     [{ pooler_hidden_size: 32 }, /pooler_hidden_size 32 .* is not supported/],
     [{ norm_rel_ebd: 'batch_norm' }, /norm_rel_ebd "batch_norm" is not supported/],
-    [{ hidden_act: 'swish' }, /hidden_act "swish" is not supported/],
+    [{ hidden_act: 'prelu' }, /hidden_act "prelu" is not supported: PReLU has a learned slope parameter/],
+    [{ pooler_hidden_act: 'gelu_fastest' }, /pooler_hidden_act must be one of transformers' activation names \(gelu, .*silu.*\), got "gelu_fastest"/],
     [{ hidden_size: 50 }, /hidden_size 50 is not a multiple of num_attention_heads 3/],
   ]
   for (const [change, error] of cases) {
@@ -121,18 +122,21 @@ t.test('unsupported options and unknown model types fail clearly, loading nothin
   // A checkpoint whose shapes disagree with its config: rejected before anything is loaded.
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...base, position_buckets: 16 }))
   copyFileSync(join(fixtures, 'v3', 'model.safetensors'), join(dir, 'model.safetensors'))
-  await t.rejects(DebertaV2ForSequenceClassification.fromPretrained(dir), /rel_embeddings\.weight" has shape \[16, 48\] but the config .* implies \[32, 48\]/)
+  await t.rejects(DebertaV2ForSequenceClassification.fromPretrained(dir), /config\.json: 2 x position_buckets is 32, but the checkpoint's "deberta\.encoder\.rel_embeddings\.weight" \(.*\) is \[16, 48\]/)
   rmSync(dir, { recursive: true, force: true })
 })
 
-t.test('labels: negative labels are left out of the loss, as transformers does; soft labels are refused by name', async (t) => {
+t.test('labels: negative labels are left out of the loss, as transformers does; soft labels must fit the logits', async (t) => {
   const model = await DebertaV2ForSequenceClassification.fromPretrained(join(fixtures, 'v3'))
   model.eval()
   tidy(() => {
     const ids = tensor(new Int32Array([1, 5, 7, 1, 6, 2]), { shape: [2, 3], dtype: 'int32' })
     const none = model.forward({ inputIds: ids, labels: tensor(new Int32Array([-1, -5]), { dtype: 'int32' }) })
     t.equal(none.loss!.toFloat32Array()[0], 0, 'no labelled row: loss 0')
-    t.throws(() => model.forward({ inputIds: ids, labels: tensor(new Float32Array(6), { shape: [2, 3] }) }), /soft-label cross-entropy .* bertkit does not implement/)
+    // Soft labels (checked against transformers in test/models/soft_targets.test.ts): all-zero targets weigh nothing.
+    t.equal(model.forward({ inputIds: ids, labels: tensor(new Float32Array(6), { shape: [2, 3] }) }).loss!.toFloat32Array()[0], 0, 'zero soft labels: loss 0')
+    t.throws(() => model.forward({ inputIds: ids, labels: tensor(new Float32Array(4), { shape: [2, 2] }) }), /soft labels \[2, 2\] must be \[2, 3\] like the logits/)
+    t.throws(() => model.forward({ inputIds: ids, labels: tensor(Float32Array.of(0, NaN, 1, 0, 0, 1), { shape: [2, 3] }) }), /soft label \[0, 1\] is NaN/)
   })
   model.dispose()
 })

@@ -197,7 +197,7 @@ t.test('bad configs and inputs give clear errors', async (t) => {
   writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, model_type: 'deberta-v2' }))
   await t.rejects(AutoModelForSequenceClassification.fromPretrained(tmp), /none of its \d+ tensors belongs to this model .*Is model_type in .*config\.json right for these weights\?/)
   writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 12 }))
-  await t.rejects(RobertaForSequenceClassification.fromPretrained(tmp), /roberta\.embeddings\.position_embeddings\.weight" has shape \[11, 24\] but the config .* implies \[12, 24\]/)
+  await t.rejects(RobertaForSequenceClassification.fromPretrained(tmp), /config\.json: max_position_embeddings is 12, but the checkpoint's "roberta\.embeddings\.position_embeddings\.weight" \(.*\) is \[11, 24\]/)
   writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...config, classifier_pooling: 'mean' }))
   await t.rejects(RobertaForSequenceClassification.fromPretrained(tmp), /classifier_pooling "mean" is not supported for RoBERTa/)
   t.throws(() => new RobertaConfig({ max_position_embeddings: 1, pad_token_id: 1 }), /pad_token_id 1 must be in \[0, max_position_embeddings 1\)/)

@@ -1,119 +1,22 @@
-// AdamW (torch.optim.AdamW semantics) over several steps against a float64
-// replay of torch's formulas, with and without a gradient scale; the
-// clip_grad_norm_ coefficient; and bad input.
+// AdamW (torch.optim.AdamW semantics): global norm clipping feeding the step,
+// thread counts and bad input; the multi-tensor step bit for bit against
+// adamwStep, the global sum of squares, found_inf. Steps against the float64
+// replay of torch's formulas, and the clip_grad_norm_ coefficient, are cases
+// of the backend table (cases/adamw.ts).
 import t from 'tap'
 import { native, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, compare, freeAll } from '../helpers/reference.js'
+import { randomArray, f32Buffer, i32Buffer, poisoned, readF64 } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
+import { HF_DEFAULTS, adamwReference, type AdamState as State, type Hyper } from './cases/adamw.js'
 
 const N = native()
-
-// ---- float64 reference ------------------------------------------------------------
-
-interface Hyper { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }
-
-interface State { param: Float64Array; m: Float64Array; v: Float64Array }
-
-/**
- * One step of torch.optim.AdamW (amsgrad off), written from its documented
- * algorithm: decoupled decay, moment updates, bias corrections at `step`
- * (1-based). The kernel receives its hyperparameters as double, as torch
- * computes 1 - beta2 and the bias corrections in double.
- */
-function adamwReference(s: State, grad: Float64Array, scale: number, h: Hyper, step: number): void {
-  const lr = h.lr
-  const b1 = h.beta1
-  const b2 = h.beta2
-  const eps = h.eps
-  const wd = h.weightDecay
-  const bc1 = 1 - b1 ** step
-  const bc2 = 1 - b2 ** step
-  const stepSize = lr / bc1
-  for (let i = 0; i < grad.length; i++) {
-    const g = grad[i] * scale
-    s.param[i] *= 1 - lr * wd
-    s.m[i] = b1 * s.m[i] + (1 - b1) * g
-    s.v[i] = b2 * s.v[i] + (1 - b2) * g * g
-    const denom = Math.sqrt(s.v[i]) / Math.sqrt(bc2) + eps
-    s.param[i] -= (stepSize * s.m[i]) / denom
-  }
-}
-
-// ---- small harness ----------------------------------------------------------------
-
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-4) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
-
-const HF_DEFAULTS: Hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }
-
-const RUNS: Array<{ label: string; h: Hyper; scale: number | null; firstStep: number }> = [
-  { label: 'lr 1e-3, wd 0.01', h: HF_DEFAULTS, scale: null, firstStep: 1 },
-  { label: 'with a gradient scale buffer', h: HF_DEFAULTS, scale: 0.37, firstStep: 1 },
-  { label: 'no weight decay, lr 2e-5', h: { ...HF_DEFAULTS, lr: 2e-5, weightDecay: 0 }, scale: null, firstStep: 1 },
-  { label: 'beta1 < 0.5 (the other lerp branch)', h: { ...HF_DEFAULTS, beta1: 0.3, beta2: 0.9 }, scale: null, firstStep: 1 },
-  { label: 'late steps (bias correction ~1)', h: { ...HF_DEFAULTS, lr: 5e-4, weightDecay: 0.1 }, scale: 2, firstStep: 996 },
-]
+const { close, report } = errorSummary()
 
 for (const dev of devicesUnderTest()) {
   t.test(`adamw on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
     const d = dev.code
     const liveBefore = N.memoryStats().liveBuffers
-
-    for (const [k, run] of RUNS.entries()) {
-      await t.test(`5 steps, ${run.label}`, async (t) => {
-        const buf = track(t)
-        const n = 72 * 37
-        // Half the parameters are O(1), where weight decay shows; half are as
-        // small as a few updates, where the update itself is resolved to 1e-6.
-        const init = randomArray(n, 10 * k + 1).map((p, i) => (i % 2 === 0 ? p : p * run.h.lr))
-        // Late steps start from moments a long run would have left behind.
-        const late = run.firstStep > 1
-        const ref: State = {
-          param: Float64Array.from(init),
-          m: late ? randomArray(n, 10 * k + 2, -0.01, 0.01) : new Float64Array(n),
-          v: late ? randomArray(n, 10 * k + 3, 0, 1e-4) : new Float64Array(n),
-        }
-        const param = buf(f32Buffer(d, ref.param))
-        const m = buf(f32Buffer(d, ref.m))
-        const v = buf(f32Buffer(d, ref.v))
-        const scale = run.scale === null ? null : buf(f32Buffer(d, [run.scale]))
-        const { lr, beta1, beta2, eps, weightDecay } = run.h
-        for (let s = 0; s < 5; s++) {
-          const step = run.firstStep + s
-          // Gradients of mixed magnitudes, some tiny so eps matters.
-          const grad = randomArray(n, 100 * k + s, -1, 1).map((g, i) => (i % 7 === 0 ? g * 1e-6 : g))
-          N.adamwStep(n, lr, beta1, beta2, eps, weightDecay, step, scale, buf(f32Buffer(d, grad)), param, m, v)
-          adamwReference(ref, grad, run.scale ?? 1, run.h, step)
-        }
-        close(t, 'adamw param', readF64(param), ref.param, 1e-6, 1e-9)
-        // exp_avg of random-sign gradients can cancel to near 0; its terms are
-        // up to 0.7 (beta1 0.3), so float rounding leaves ~1e-8..1e-7 absolute there.
-        close(t, 'adamw exp_avg', readF64(m), ref.m, 1e-6, 1e-7)
-        close(t, 'adamw exp_avg_sq', readF64(v), ref.v, 1e-6, 1e-18)
-      })
-    }
 
     await t.test('global norm clipping feeds the step through gradScale', async (t) => {
       const buf = track(t)
@@ -141,28 +44,6 @@ for (const dev of devicesUnderTest()) {
         close(t, 'clipped adamw param', readF64(param), state.param, 1e-6, 1e-9)
         close(t, 'clipped adamw exp_avg_sq', readF64(v), state.v, 2e-6, 1e-18)
       }
-    })
-
-    await t.test('clip coefficient follows clip_grad_norm_', async (t) => {
-      const buf = track(t)
-      const cases: Array<[number, number, number, string]> = [
-        [4, 1, 1 / (2 + 1e-6), 'norm 2 > max 1: scaled down'],
-        [0.25, 1, 1, 'norm 0.5 < max 1: clamped to 1'],
-        [1, 1, 1 / (1 + 1e-6), 'norm == max: just below 1 (the 1e-6)'],
-        [0, 5, 1, 'zero gradients'],
-        [1e6, 0.5, 0.5 / (1000 + 1e-6), 'large norm, max 0.5'],
-      ]
-      for (const [sumSq, maxNorm, want, what] of cases) {
-        const coef = buf(poisoned(d, 1))
-        N.clipCoefficient(buf(f32Buffer(d, [sumSq])), maxNorm, coef)
-        close(t, `clip ${what}`, readF64(coef), [want], 1e-6, 0)
-      }
-      const zero = buf(poisoned(d, 1))
-      N.clipCoefficient(buf(f32Buffer(d, [Infinity])), 1, zero)
-      t.equal(readF64(zero)[0], 0, 'an infinite norm gives 0')
-      const coef = buf(poisoned(d, 1))
-      N.clipCoefficient(buf(f32Buffer(d, [NaN])), 1, coef)
-      t.ok(Number.isNaN(readF64(coef)[0]), 'a NaN norm stays NaN (torch does not hide it)')
     })
 
     if (dev.name === 'cpu') {
@@ -204,8 +85,7 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }
 
@@ -380,7 +260,6 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }

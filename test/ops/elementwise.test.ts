@@ -1,41 +1,20 @@
-// Elementwise helpers and reductions: fill, axpby, mul, add_bias_rows,
-// sum_rows, sum, sum_squares, casts (round to nearest even, checked bit by
-// bit), and row slicing with its scatter-add backward.
+// Elementwise helpers and reductions, what the backend table
+// (cases/elementwise.ts: random inputs against float64) does not cover: fill
+// and axpby edge cases, exact sums of 2^25 ones, thread-count independence,
+// casts (round to nearest even, checked bit by bit against a value model),
+// and bad input.
 import t from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
 import {
-  randomArray, rng, f32Buffer, i32Buffer, poisoned, readF64, compare, finiteDifference, freeAll,
+  randomArray, rng, f32Buffer, i32Buffer, poisoned, readF64,
 } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
 
 const N = native()
+const { close, report } = errorSummary()
 
 // ---- small harness ----------------------------------------------------------------
-
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-3) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
 
 function u16Buffer(device: number, dtype: number, bits: ArrayLike<number>): NativeBuffer {
   const b = new (N.NativeBuffer)(device, dtype, bits.length)
@@ -113,41 +92,6 @@ for (const dev of devicesUnderTest()) {
       const same = buf(f32Buffer(d, [1, 2, 3]))
       N.axpby(3, 2, same, 1, same)
       t.same(Array.from(readF64(same)), [3, 6, 9], 'in place (x == y)')
-    })
-
-    await t.test('mul', async (t) => {
-      const buf = track(t)
-      for (const n of [1, 2664, 100003]) {
-        const a = randomArray(n, 3 + n)
-        const b = randomArray(n, 4 + n)
-        const out = buf(poisoned(d, n))
-        N.mul(n, buf(f32Buffer(d, a)), buf(f32Buffer(d, b)), out)
-        close(t, 'mul', readF64(out), a.map((v, i) => v * b[i]), 1e-6, 0)
-      }
-    })
-
-    await t.test('addBiasRows', async (t) => {
-      const buf = track(t)
-      for (const [rows, cols] of [[37, 72], [1, 72], [37, 1], [1000, 300]]) {
-        const y0 = randomArray(rows * cols, rows + cols)
-        const bias = randomArray(cols, 5 + cols)
-        const y = buf(f32Buffer(d, y0))
-        N.addBiasRows(rows, cols, buf(f32Buffer(d, bias)), y)
-        close(t, 'addBiasRows', readF64(y), y0.map((v, i) => v + bias[i % cols]), 1e-6, 1e-7)
-      }
-    })
-
-    await t.test('sumRows accumulates column sums', async (t) => {
-      const buf = track(t)
-      for (const [rows, cols] of [[37, 72], [1, 72], [37, 1], [3000, 300], [0, 5]]) {
-        const x = randomArray(rows * cols, 7 + rows + cols)
-        const start = randomArray(cols, 8 + cols)
-        const want = Float64Array.from(start)
-        for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) want[c] += x[r * cols + c]
-        const out = buf(f32Buffer(d, start))
-        N.sumRows(rows, cols, buf(f32Buffer(d, x)), out)
-        close(t, 'sumRows', readF64(out), want, 1e-6, 1e-6)
-      }
     })
 
     await t.test('sum and sumSquares accumulate into out[0]', async (t) => {
@@ -327,35 +271,6 @@ for (const dev of devicesUnderTest()) {
       t.same(Array.from(readF64(copy)), Array.from(x))
     })
 
-    await t.test('sliceRows forward gathers, backward scatter-adds', async (t) => {
-      const buf = track(t)
-      for (const [batch, srcRows, cols, start, count] of [[2, 37, 72, 29, 8], [2, 1, 72, 0, 1], [4, 9, 1, 8, 1], [2, 6, 5, 0, 6]]) {
-        const x = randomArray(batch * srcRows * cols, batch + srcRows + cols)
-        const slice = (src: Float64Array) => {
-          const out = new Float64Array(batch * count * cols)
-          for (let b = 0; b < batch; b++) {
-            for (let j = 0; j < count; j++) {
-              for (let c = 0; c < cols; c++) out[(b * count + j) * cols + c] = src[(b * srcRows + start + j) * cols + c]
-            }
-          }
-          return out
-        }
-        const dst = buf(poisoned(d, batch * count * cols))
-        N.sliceRowsForward(batch, srcRows, cols, start, count, buf(f32Buffer(d, x)), dst)
-        t.same(Array.from(readF64(dst)), Array.from(slice(x)), `forward [${batch}, ${srcRows}, ${cols}] rows ${start}+${count}`)
-
-        const g = randomArray(batch * count * cols, 77)
-        const fd = finiteDifference((v) => slice(v).reduce((s, y, i) => s + g[i] * y, 0), x, 1e-3)
-        const start0 = randomArray(x.length, 78)
-        const dsrc = buf(f32Buffer(d, start0))
-        const gb = buf(f32Buffer(d, g))
-        N.sliceRowsBackward(batch, srcRows, cols, start, count, gb, dsrc)
-        close(t, 'sliceRowsBackward', readF64(dsrc), start0.map((s, i) => s + fd[i]), 1e-6, 1e-6)
-        N.sliceRowsBackward(batch, srcRows, cols, start, count, gb, dsrc)
-        close(t, 'sliceRowsBackward x2', readF64(dsrc), start0.map((s, i) => s + 2 * fd[i]), 1e-6, 1e-6)
-      }
-    })
-
     await t.test('bad input names the op', async (t) => {
       const buf = track(t)
       const x = buf(f32Buffer(d, [1, 2, 3]))
@@ -377,8 +292,7 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }
 

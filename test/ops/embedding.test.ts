@@ -1,59 +1,16 @@
-// Embedding: gather forward, scatter-add backward (repeated ids must all
-// land), finite differences, accumulation, thread-count independence, and
-// range / dtype / size errors.
+// Embedding: scatter-add backward against float64 and finite differences,
+// accumulation, repeated ids, the padding index, thread-count independence,
+// and range / dtype / size errors. The forward gather and the backward on
+// batch-like ids are cases of the backend table (cases/embedding.ts).
 import t from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, rng, f32Buffer, i32Buffer, poisoned, readF64, compare, finiteDifference, freeAll } from '../helpers/reference.js'
+import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, finiteDifference } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
+import { gather, scatterAdd, someIds } from './cases/embedding.js'
 
 const N = native()
-
-// ---- float64 references ---------------------------------------------------------
-
-function gather(n: number, dim: number, ids: number[], table: Float64Array): Float64Array {
-  const out = new Float64Array(n * dim)
-  for (let i = 0; i < n; i++) out.set(table.subarray(ids[i] * dim, (ids[i] + 1) * dim), i * dim)
-  return out
-}
-
-function scatterAdd(n: number, dim: number, ids: number[], dout: Float64Array, start: Float64Array): Float64Array {
-  const out = Float64Array.from(start)
-  for (let i = 0; i < n; i++) for (let c = 0; c < dim; c++) out[ids[i] * dim + c] += dout[i * dim + c]
-  return out
-}
-
-/** ids in [0, vocab) where id 0 (padding) and a few others repeat often, as in real batches. */
-function someIds(n: number, vocab: number, seed: number): number[] {
-  const r = rng(seed)
-  return Array.from({ length: n }, () => (r() < 0.3 ? 0 : r() < 0.3 ? Math.min(2, vocab - 1) : Math.floor(r() * vocab)))
-}
-
-// ---- small harness ----------------------------------------------------------------
-
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-3) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
+const { close, report } = errorSummary()
 
 for (const dev of devicesUnderTest()) {
   t.test(`embedding on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
@@ -61,17 +18,6 @@ for (const dev of devicesUnderTest()) {
     const liveBefore = N.memoryStats().liveBuffers
 
     for (const [n, dim, vocab] of [[37, 72, 11], [1, 72, 3], [37, 1, 5], [4096, 768, 30]]) {
-      await t.test(`forward gathers rows: ${n} ids, dim ${dim}, vocab ${vocab}`, async (t) => {
-        const buf = track(t)
-        const ids = someIds(n, vocab, n + dim)
-        const table = randomArray(vocab * dim, 3)
-        const out = buf(poisoned(d, n * dim))
-        N.embeddingForward(n, dim, vocab, buf(i32Buffer(d, ids)), buf(f32Buffer(d, table)), out)
-        const got = readF64(out)
-        const want = gather(n, dim, ids, table)
-        t.ok(got.every((v, i) => v === want[i]), 'every output row is the table row, bit for bit')
-      })
-
       await t.test(`backward scatter-adds: ${n} ids, dim ${dim}, vocab ${vocab}`, async (t) => {
         const buf = track(t)
         const ids = someIds(n, vocab, n + dim)
@@ -176,7 +122,6 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }

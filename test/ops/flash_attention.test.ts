@@ -14,7 +14,8 @@ import {
 } from '../../lib/index.js'
 import { devicesUnderTest } from '../helpers/devices.js'
 import { dropoutMask } from '../helpers/philox.js'
-import { compare, f32Buffer, freeAll, i32Buffer, poisoned, randomArray, readF64, rng } from '../helpers/reference.js'
+import { compare, f32Buffer, i32Buffer, poisoned, randomArray, readF64, rng } from '../helpers/reference.js'
+import { track } from '../helpers/checks.js'
 import {
   dotWith, dropoutFactors, inFullyPaddedBatchRow, inputsFor, maskRows, maxAbs, referenceBackward, referenceForward, scaleOf,
   type AttentionCase, type Inputs,
@@ -64,10 +65,8 @@ for (const dev of devicesUnderTest()) {
   t.test(`flash attention on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
     const addon = native()
     const liveBefore = addon.memoryStats().liveBuffers
-    const owned: NativeBuffer[] = []
-    const keep = <B extends NativeBuffer>(b: B): B => { owned.push(b); return b }
+    const keep = track(t)
     const buf = (values: ArrayLike<number>) => keep(f32Buffer(dev.code, values))
-    t.teardown(() => freeAll(...owned))
 
     const runFlash = (c: Case, x: Inputs) => {
       const hidden = c.heads * c.headDim
@@ -352,7 +351,7 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.test('every buffer is freed', async (t) => {
-      freeAll(...owned)
+      keep.freeNow()
       t.equal(addon.memoryStats().liveBuffers, liveBefore)
     })
   })

@@ -6,78 +6,10 @@ import t, { type Test } from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest, type DeviceUnderTest } from '../helpers/devices.js'
 import { compare, f32Buffer, freeAll, i32Buffer, randomArray, readF64 } from '../helpers/reference.js'
+import { SENTINEL, describeGemm as describe, gemmExtent as extent, gemmReference, gemmStrides as strides, initialC, type GemmLayout } from './cases/gemm.js'
 
-
-interface Case {
-  ta: boolean
-  tb: boolean
-  m: number
-  n: number
-  k: number
-  alpha: number
-  beta: number
-  batch: number
-  /** Extra elements between consecutive matrices of the batch (0 = packed). */
-  gapA: number
-  gapB: number
-  gapC: number
-  /** Every batch item reads the same B (strideB = 0), as a shared weight does. */
-  sharedB?: boolean
+interface Case extends GemmLayout {
   seed: number
-}
-
-// A value no kernel computes by accident: C's gaps must still hold it after.
-const SENTINEL = 7.5
-
-function strides(c: Case): { sa: number; sb: number; sc: number } {
-  return {
-    sa: c.m * c.k + c.gapA,
-    sb: c.sharedB ? 0 : c.k * c.n + c.gapB,
-    sc: c.m * c.n + c.gapC,
-  }
-}
-
-function extent(batch: number, stride: number, size: number): number {
-  return Math.max(1, (batch - 1) * stride + size)
-}
-
-/** C as gemm must leave it, in float64. */
-function reference(c: Case, A: Float64Array, B: Float64Array, C0: Float64Array): Float64Array {
-  const { sa, sb, sc } = strides(c)
-  const out = Float64Array.from(C0)
-  for (let bi = 0; bi < c.batch; bi++) {
-    for (let i = 0; i < c.m; i++) {
-      for (let j = 0; j < c.n; j++) {
-        let acc = 0
-        for (let q = 0; q < c.k; q++) {
-          const a = c.ta ? A[bi * sa + q * c.m + i] : A[bi * sa + i * c.k + q]
-          const b = c.tb ? B[bi * sb + j * c.k + q] : B[bi * sb + q * c.n + j]
-          acc += a * b
-        }
-        const at = bi * sc + i * c.n + j
-        out[at] = c.alpha * acc + (c.beta === 0 ? 0 : c.beta * C0[at])
-      }
-    }
-  }
-  return out
-}
-
-/** Initial C: random in the matrices (NaN when beta == 0: must be ignored), SENTINEL in the gaps. */
-function initialC(c: Case): Float64Array {
-  const { sc } = strides(c)
-  const len = extent(c.batch, sc, c.m * c.n)
-  const values = randomArray(len, c.seed + 3)
-  for (let x = 0; x < len; x++) {
-    const inMatrix = sc > 0 && x % sc < c.m * c.n && x < (c.batch - 1) * sc + c.m * c.n
-    values[x] = inMatrix ? (c.beta === 0 ? NaN : values[x]) : SENTINEL
-  }
-  return values
-}
-
-function describe(c: Case): string {
-  const op = `${c.ta ? 'T' : 'N'}${c.tb ? 'T' : 'N'}`
-  const batch = c.batch > 1 ? ` batch ${c.batch}${c.sharedB ? ' (shared B)' : ''}` : ''
-  return `${op} m=${c.m} n=${c.n} k=${c.k} alpha=${c.alpha} beta=${c.beta}${batch}`
 }
 
 // float32 sums of k terms in [-1, 1]: rounding grows like sqrt(k).
@@ -97,7 +29,7 @@ function runCase(device: number, c: Case): Run {
   const { sa, sb, sc } = strides(c)
   const A = randomArray(extent(c.batch, sa, c.m * c.k), c.seed)
   const B = randomArray(extent(c.batch, sb, c.k * c.n), c.seed + 1)
-  const C0 = initialC(c)
+  const C0 = initialC(c, c.seed + 3)
   let a: NativeBuffer | null = null
   let b: NativeBuffer | null = null
   let cb: NativeBuffer | null = null
@@ -119,7 +51,7 @@ function checkAgainst(t: Test, c: Case, got: Float64Array, want: Float64Array, w
 
 function checkCase(t: Test, device: number, c: Case): void {
   const r = runCase(device, c)
-  checkAgainst(t, c, r.got, reference(c, r.A, r.B, r.C0))
+  checkAgainst(t, c, r.got, gemmReference(c, r.A, r.B, r.C0).values)
 }
 
 function base(m: number, n: number, k: number, seed: number): Case {
@@ -194,7 +126,7 @@ function numericSuite(t: Test, dev: DeviceUnderTest): void {
         const one = runCase(dev.code, c)
         native().setNumThreads(2)
         const two = runCase(dev.code, c)
-        const want = reference(c, one.A, one.B, one.C0)
+        const want = gemmReference(c, one.A, one.B, one.C0).values
         checkAgainst(t, c, one.got, want, ' on 1 thread')
         checkAgainst(t, c, two.got, want, ' on 2 threads')
         const close = compare(two.got, one.got, 1e-5, atolFor(c.k) / 10)

@@ -6,118 +6,16 @@
 import t, { type Test } from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest, type DeviceUnderTest } from '../helpers/devices.js'
-import { f32Buffer, freeAll, readF64, rng } from '../helpers/reference.js'
+import { f32Buffer, freeAll, readF64 } from '../helpers/reference.js'
+import { describeGemm, gemmExtent as extent, gemmReference, gemmStrides as strides, halfValues, initialC, type GemmLayout, type Half } from './cases/gemm.js'
 
-type Half = 'float16' | 'bfloat16'
-
-interface Case {
+interface Case extends GemmLayout {
   dtype: Half
-  ta: boolean
-  tb: boolean
-  m: number
-  n: number
-  k: number
-  alpha: number
-  beta: number
-  batch: number
-  gapA: number
-  gapB: number
-  gapC: number
-  sharedB?: boolean
   seed: number
 }
 
-// A value no kernel computes by accident: C's gaps must still hold it after.
-const SENTINEL = 7.5
-
-const f32 = new Float32Array(1)
-const u32 = new Uint32Array(f32.buffer)
-
-/** Bits of a float16-representable value (normal or zero; |x| < 65504). */
-function halfBits(x: number): number {
-  if (x === 0) return Object.is(x, -0) ? 0x8000 : 0
-  const sign = x < 0 ? 0x8000 : 0
-  const a = Math.abs(x)
-  let e = Math.floor(Math.log2(a))
-  if (2 ** e > a) e -= 1
-  if (2 ** (e + 1) <= a) e += 1
-  const mantissa = (a / 2 ** e - 1) * 1024
-  if (e < -14 || e > 15 || mantissa !== Math.floor(mantissa)) throw new Error(`${x} is not a normal float16`)
-  return sign | ((e + 15) << 10) | mantissa
-}
-
-/** n values of the dtype, as numbers and as raw bits. */
-function halfValues(n: number, dtype: Half, seed: number): { values: Float64Array; bits: Uint16Array } {
-  const r = rng(seed)
-  const values = new Float64Array(n)
-  const bits = new Uint16Array(n)
-  for (let i = 0; i < n; i++) {
-    if (dtype === 'float16') {
-      // Multiples of 2^-11 in [-1, 1], scaled by a power of two: all exact in float16.
-      const v = (Math.floor(r() * 4097) - 2048) / 2048 * 2 ** (Math.floor(r() * 5) - 2)
-      values[i] = v
-      bits[i] = halfBits(v)
-    } else {
-      // A float32 with its low 16 bits cleared is a bfloat16.
-      f32[0] = (r() * 2 - 1) * 2 ** (Math.floor(r() * 9) - 4)
-      u32[0] &= 0xffff0000
-      values[i] = f32[0]
-      bits[i] = u32[0] >>> 16
-    }
-  }
-  return { values, bits }
-}
-
-function strides(c: Case): { sa: number; sb: number; sc: number } {
-  return { sa: c.m * c.k + c.gapA, sb: c.sharedB ? 0 : c.k * c.n + c.gapB, sc: c.m * c.n + c.gapC }
-}
-
-function extent(batch: number, stride: number, size: number): number {
-  return Math.max(1, (batch - 1) * stride + size)
-}
-
-/** C as gemmMixed must leave it, and the error scale sum |a*b| + |beta*C0| per element. */
-function reference(c: Case, A: Float64Array, B: Float64Array, C0: Float64Array): { want: Float64Array; scale: Float64Array } {
-  const { sa, sb, sc } = strides(c)
-  const want = Float64Array.from(C0)
-  const scale = new Float64Array(C0.length)
-  for (let bi = 0; bi < c.batch; bi++) {
-    for (let i = 0; i < c.m; i++) {
-      for (let j = 0; j < c.n; j++) {
-        let acc = 0
-        let abs = 0
-        for (let q = 0; q < c.k; q++) {
-          const a = c.ta ? A[bi * sa + q * c.m + i] : A[bi * sa + i * c.k + q]
-          const b = c.tb ? B[bi * sb + j * c.k + q] : B[bi * sb + q * c.n + j]
-          acc += a * b
-          abs += Math.abs(a * b)
-        }
-        const at = bi * sc + i * c.n + j
-        want[at] = c.alpha * acc + (c.beta === 0 ? 0 : c.beta * C0[at])
-        scale[at] = Math.abs(c.alpha) * abs + (c.beta === 0 ? 0 : Math.abs(c.beta * C0[at]))
-      }
-    }
-  }
-  return { want, scale }
-}
-
-/** Initial C: random in the matrices (NaN when beta == 0: must be ignored), SENTINEL in the gaps. */
-function initialC(c: Case): Float64Array {
-  const { sc } = strides(c)
-  const len = extent(c.batch, sc, c.m * c.n)
-  const r = rng(c.seed + 3)
-  const values = new Float64Array(len)
-  for (let x = 0; x < len; x++) {
-    const inMatrix = sc > 0 && x % sc < c.m * c.n && x < (c.batch - 1) * sc + c.m * c.n
-    values[x] = inMatrix ? (c.beta === 0 ? NaN : Math.fround(r() * 2 - 1)) : SENTINEL
-  }
-  return values
-}
-
 function describe(c: Case): string {
-  const op = `${c.ta ? 'T' : 'N'}${c.tb ? 'T' : 'N'}`
-  const batch = c.batch > 1 ? ` batch ${c.batch}${c.sharedB ? ' (shared B)' : ''}` : ''
-  return `${c.dtype} ${op} m=${c.m} n=${c.n} k=${c.k} alpha=${c.alpha} beta=${c.beta}${batch}`
+  return `${c.dtype} ${describeGemm(c)}`
 }
 
 function halfBuffer(device: number, dtype: Half, bits: Uint16Array): NativeBuffer {
@@ -130,8 +28,8 @@ function checkCase(t: Test, dev: DeviceUnderTest, c: Case): void {
   const { sa, sb, sc } = strides(c)
   const A = halfValues(extent(c.batch, sa, c.m * c.k), c.dtype, c.seed)
   const B = halfValues(extent(c.batch, sb, c.k * c.n), c.dtype, c.seed + 1)
-  const C0 = initialC(c)
-  const { want, scale } = reference(c, A.values, B.values, C0)
+  const C0 = initialC(c, c.seed + 3)
+  const { values: want, scale } = gemmReference(c, A.values, B.values, C0)
   let a: NativeBuffer | null = null
   let b: NativeBuffer | null = null
   let cb: NativeBuffer | null = null

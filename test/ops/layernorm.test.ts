@@ -1,40 +1,19 @@
-// LayerNorm (with and without the fused residual add): forward and saved
-// statistics against a float64 reference, backward (dx, dgamma, dbeta)
-// against central finite differences, accumulation, optional gradients,
-// thread-count independence, and bad input.
+// LayerNorm (with and without the fused residual add): backward (dx, dgamma,
+// dbeta) against central finite differences, accumulation, optional
+// gradients, a constant row, thread-count independence, and bad input. The
+// forward and its saved statistics against float64, and backward against the
+// analytic gradients, are cases of the backend table (cases/layernorm.ts).
 import t from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, poisoned, readF64, compare, finiteDifference, freeAll } from '../helpers/reference.js'
+import { randomArray, f32Buffer, poisoned, readF64, finiteDifference } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
+import { layerNorm } from './cases/layernorm.js'
 
 const N = native()
+const { close, report } = errorSummary()
 
 // ---- float64 reference ------------------------------------------------------------
-
-interface LnOut { y: Float64Array; mean: Float64Array; rstd: Float64Array; sum: Float64Array }
-
-/**
- * torch.nn.functional.layer_norm over the last dim, biased variance, of
- * x + residual. `roundSum` rounds that sum to float32 the way a separate torch
- * add would (what the kernel does); finite differences need it off to stay smooth.
- */
-function layerNorm(rows: number, cols: number, eps: number, x: Float64Array, residual: Float64Array | null,
-  gamma: Float64Array, beta: Float64Array, roundSum: boolean): LnOut {
-  const sum = x.map((v, i) => (residual ? (roundSum ? Math.fround(v + residual[i]) : v + residual[i]) : v))
-  const y = new Float64Array(rows * cols)
-  const mean = new Float64Array(rows)
-  const rstd = new Float64Array(rows)
-  for (let r = 0; r < rows; r++) {
-    const row = sum.subarray(r * cols, (r + 1) * cols)
-    const mu = row.reduce((a, b) => a + b, 0) / cols
-    const variance = row.reduce((a, b) => a + (b - mu) ** 2, 0) / cols
-    const s = 1 / Math.sqrt(variance + eps)
-    mean[r] = mu
-    rstd[r] = s
-    for (let c = 0; c < cols; c++) y[r * cols + c] = (row[c] - mu) * s * gamma[c] + beta[c]
-  }
-  return { y, mean, rstd, sum }
-}
 
 /** sum(g * layer_norm(...)): the scalar whose gradients backward computes. */
 function weighted(g: Float64Array, y: Float64Array): number {
@@ -44,31 +23,6 @@ function weighted(g: Float64Array, y: Float64Array): number {
 }
 
 // ---- small harness ----------------------------------------------------------------
-
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-3) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
 
 interface Case { rows: number; cols: number; eps: number; residual: boolean; offset: number; label: string }
 
@@ -97,23 +51,6 @@ for (const dev of devicesUnderTest()) {
     const liveBefore = N.memoryStats().liveBuffers
 
     for (const [k, c] of CASES.entries()) {
-      await t.test(`forward ${c.label}`, async (t) => {
-        const buf = track(t)
-        const { x, residual, gamma, beta } = makeInputs(c, 100 * k)
-        const want = layerNorm(c.rows, c.cols, c.eps, x, residual, gamma, beta, true)
-        const n = c.rows * c.cols
-        const y = buf(poisoned(d, n))
-        const sumOut = c.residual ? buf(poisoned(d, n)) : null
-        const mean = buf(poisoned(d, c.rows))
-        const rstd = buf(poisoned(d, c.rows))
-        N.layernormForward(c.rows, c.cols, c.eps, buf(f32Buffer(d, x)), residual ? buf(f32Buffer(d, residual)) : null,
-          buf(f32Buffer(d, gamma)), buf(f32Buffer(d, beta)), y, sumOut, mean, rstd)
-        close(t, 'forward y', readF64(y), want.y, 2e-6, 1e-6)
-        close(t, 'forward mean', readF64(mean), want.mean, 1e-6, 1e-7)
-        close(t, 'forward rstd', readF64(rstd), want.rstd, 1e-6, 0)
-        if (sumOut) t.same(Array.from(readF64(sumOut)), Array.from(want.sum), 'sumOut = x + residual rounded to float32')
-      })
-
       await t.test(`backward ${c.label} matches finite differences`, async (t) => {
         const buf = track(t)
         const { x, residual, gamma, beta, g } = makeInputs(c, 100 * k)
@@ -244,7 +181,6 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }

@@ -1,60 +1,18 @@
-// Masked max pooling (the "max" classification head): forward against a
-// float64 reference (values and arg-max exact), ties, NaN, padding on either
-// side, a row with no token, odd widths; backward against finite differences
-// of the op itself and accumulating into a non-zero dh; bad input naming the
-// tensor. Then, through the tensor API, that maskedMaxPool queues its work
-// instead of reading h back to the host.
+// Masked max pooling (the "max" classification head): ties, NaN, padding on
+// either side, a row with no token (random values against the float64
+// reference are cases of the backend table, cases/pooling.ts); backward
+// against finite differences of the op itself and accumulating into a
+// non-zero dh; bad input naming the tensor. Then, through the tensor API, that
+// maskedMaxPool queues its work instead of reading h back to the host.
 import t from 'tap'
 import { native, DEVICE_CODE, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { tensor, tidy, keep, sum, mul, maskedMaxPool, type Tensor } from '../../lib/index.js'
 import { devicesUnderTest } from '../helpers/devices.js'
 import { randomArray, rng, f32Buffer, i32Buffer, poisoned, readF64, compare, freeAll } from '../helpers/reference.js'
+import { track } from '../helpers/checks.js'
+import { lengthsMask, maxPool, maxPoolGrad } from './cases/pooling.js'
 
 const N = native()
-
-// ---- float64 reference ----------------------------------------------------------------
-
-/**
- * Written differently from the kernels on purpose: per (b, d), the first NaN
- * among the tokens if there is one, else the first token holding the maximum.
- * A row with no token: value 0, index -1.
- */
-function maxPool(batch: number, seq: number, dim: number, h: ArrayLike<number>, mask: ArrayLike<number>) {
-  const out = new Float64Array(batch * dim)
-  const argmax = new Int32Array(batch * dim).fill(-1)
-  for (let b = 0; b < batch; b++) {
-    const tokens = Array.from({ length: seq }, (_, s) => s).filter((s) => mask[b * seq + s] !== 0)
-    for (let d = 0; d < dim; d++) {
-      const at = (s: number) => h[(b * seq + s) * dim + d]
-      const firstNaN = tokens.find((s) => Number.isNaN(at(s)))
-      let pick = firstNaN ?? -1
-      if (pick < 0 && tokens.length > 0) {
-        const max = Math.max(...tokens.map(at))
-        pick = tokens.find((s) => at(s) === max)!
-      }
-      argmax[b * dim + d] = pick
-      out[b * dim + d] = pick < 0 ? 0 : at(pick)
-    }
-  }
-  return { out, argmax }
-}
-
-/** start + dout scattered to the arg-max tokens. */
-function maxPoolGrad(batch: number, seq: number, dim: number, argmax: ArrayLike<number>, dout: ArrayLike<number>, start: ArrayLike<number>): Float64Array {
-  const dh = Float64Array.from(start)
-  for (let b = 0; b < batch; b++) {
-    for (let d = 0; d < dim; d++) {
-      const s = argmax[b * dim + d]
-      if (s >= 0) dh[(b * seq + s) * dim + d] += dout[b * dim + d]
-    }
-  }
-  return dh
-}
-
-/** A [batch, seq] mask of right padding to the given lengths (longer than seq: full). */
-function lengthsMask(seq: number, lengths: number[]): number[] {
-  return lengths.flatMap((len) => Array.from({ length: seq }, (_, s) => (s < len ? 1 : 0)))
-}
 
 /**
  * Values whose maxima are well separated (every column's values are a shuffle
@@ -78,16 +36,6 @@ function separatedValues(batch: number, seq: number, dim: number, mask: number[]
     }
   }
   return h
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
 }
 
 /** An int32 buffer of n elements, poisoned with -7 (no op writes that), so a forgotten element shows. */
@@ -126,17 +74,6 @@ for (const dev of devicesUnderTest()) {
     ]
     for (const [batch, seq, dim, lengths] of cases) {
       const what = `[${batch}, ${seq}, ${dim}], lengths ${lengths.length > 4 ? 'mixed' : lengths.join(' ')}`
-      await t.test(`forward vs float64: ${what}`, async (t) => {
-        const buf = track(t)
-        const mask = lengthsMask(seq, lengths)
-        const h = randomArray(batch * seq * dim, batch + seq + dim)
-        // Padded slots larger than every token: must be ignored.
-        for (let i = 0; i < batch * seq; i++) if (!mask[i]) h.fill(5, i * dim, (i + 1) * dim)
-        const out = buf(poisoned(d, batch * dim)), argmax = buf(poisonedIndex(d, batch * dim))
-        N.maskedMaxPoolForward(batch, seq, dim, buf(f32Buffer(d, h)), buf(i32Buffer(d, mask)), out, argmax)
-        sameResult(t, 'random values', out, argmax, maxPool(batch, seq, dim, h, mask))
-      })
-
       await t.test(`backward: ${what}`, async (t) => {
         const buf = track(t)
         const mask = lengthsMask(seq, lengths)

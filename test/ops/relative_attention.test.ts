@@ -5,138 +5,22 @@
 // differences, with odd shapes; plus the autograd ops on top (bmmTransposed,
 // mulRowsByMask) against finite differences.
 import t from 'tap'
-import { native, type NativeBuffer } from '../../lib/native.js'
+import { native } from '../../lib/native.js'
 import { tensor, tidy, bmmTransposed, mulRowsByMask, gatherColumns, maskedSoftmax, transpose12, sum, mul } from '../../lib/index.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, compare, finiteDifference, freeAll, rng } from '../helpers/reference.js'
+import { randomArray, f32Buffer, i32Buffer, poisoned, readF64, finiteDifference } from '../helpers/reference.js'
+import { track, errorSummary } from '../helpers/checks.js'
+import {
+  SOFTMAX_MASKS, gatherColumns as gather, maskedSoftmax as softmax, maskedSoftmaxBackward as softmaxBackward, scatterColumns as scatter, swapAxes,
+} from './cases/relative_attention.js'
 
 const N = native()
-
-// ---- float64 references ---------------------------------------------------------
-
-function swapAxes(outer: number, rows: number, cols: number, inner: number, src: Float64Array): Float64Array {
-  const out = new Float64Array(src.length)
-  for (let o = 0; o < outer; o++) for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) for (let i = 0; i < inner; i++) {
-    out[((o * cols + c) * rows + r) * inner + i] = src[((o * rows + r) * cols + c) * inner + i]
-  }
-  return out
-}
-
-function gather(batch: number, rows: number, width: number, picks: number, x: Float64Array, index: number[]): Float64Array {
-  const out = new Float64Array(batch * rows * picks)
-  for (let n = 0; n < batch; n++) for (let s = 0; s < rows; s++) for (let p = 0; p < picks; p++) {
-    out[(n * rows + s) * picks + p] = x[(n * rows + s) * width + index[s * picks + p]]
-  }
-  return out
-}
-
-function scatter(batch: number, rows: number, width: number, picks: number, index: number[], dout: Float64Array, start: Float64Array): Float64Array {
-  const out = Float64Array.from(start)
-  for (let n = 0; n < batch; n++) for (let s = 0; s < rows; s++) for (let p = 0; p < picks; p++) {
-    out[(n * rows + s) * width + index[s * picks + p]] += dout[(n * rows + s) * picks + p]
-  }
-  return out
-}
-
-const FLOAT32_MIN = -3.4028234663852886e38
-
-function softmax(groups: number, batch: number, seq: number, scale: number, x: Float64Array, mask: number[]): Float64Array {
-  const out = new Float64Array(x.length)
-  for (let row = 0; row < groups * batch * seq; row++) {
-    const b = Math.floor(row / seq) % batch, i = row % seq
-    const v = Array.from({ length: seq }, (_, j) => (mask[b * seq + i] && mask[b * seq + j] ? scale * x[row * seq + j] : FLOAT32_MIN))
-    const max = Math.max(...v)
-    const e = v.map((y) => Math.exp(y - max))
-    const total = e.reduce((s, y) => s + y, 0)
-    for (let j = 0; j < seq; j++) out[row * seq + j] = e[j] / total
-  }
-  return out
-}
-
-function softmaxBackward(groups: number, batch: number, seq: number, scale: number, p: Float64Array, dp: Float64Array, mask: number[], start: Float64Array): Float64Array {
-  const out = Float64Array.from(start)
-  for (let row = 0; row < groups * batch * seq; row++) {
-    const b = Math.floor(row / seq) % batch, i = row % seq
-    let dot = 0
-    for (let j = 0; j < seq; j++) dot += p[row * seq + j] * dp[row * seq + j]
-    for (let j = 0; j < seq; j++) {
-      if (mask[b * seq + i] && mask[b * seq + j]) out[row * seq + j] += scale * p[row * seq + j] * (dp[row * seq + j] - dot)
-    }
-  }
-  return out
-}
-
-/** A relative-position-like index: clamped, so columns repeat within a row. */
-function someIndex(rows: number, picks: number, width: number, seed: number): number[] {
-  const r = rng(seed)
-  return Array.from({ length: rows * picks }, (_, e) => {
-    const s = Math.floor(e / picks), p = e % picks
-    return r() < 0.2 ? Math.floor(r() * width) : Math.min(width - 1, Math.max(0, s - p + (width >> 1)))
-  })
-}
-
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
-
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-}
+const { close } = errorSummary()
 
 for (const dev of devicesUnderTest()) {
   t.test(`relative-attention ops on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
     const d = dev.code
     const liveBefore = N.memoryStats().liveBuffers
-
-    for (const [outer, rows, cols, inner] of [[1, 37, 3, 16], [6, 5, 7, 1], [2, 1, 4, 3], [3, 4, 1, 2]]) {
-      await t.test(`swapAxes [${outer}, ${rows}, ${cols}, ${inner}]`, async (t) => {
-        const buf = track(t)
-        const n = outer * rows * cols * inner
-        const src = randomArray(n, n)
-        const dst = buf(poisoned(d, n))
-        N.swapAxesForward(outer, rows, cols, inner, buf(f32Buffer(d, src)), dst)
-        const want = swapAxes(outer, rows, cols, inner, src)
-        t.ok(readF64(dst).every((v, i) => v === want[i]), 'forward moves every element, bit for bit')
-        const ddst = randomArray(n, n + 1)
-        const start = randomArray(n, n + 2)
-        const dsrc = buf(f32Buffer(d, start))
-        N.swapAxesBackward(outer, rows, cols, inner, buf(f32Buffer(d, ddst)), dsrc)
-        // The backward is the inverse swap, added on.
-        const back = swapAxes(outer, cols, rows, inner, ddst)
-        const summed = back.map((v, i) => Math.fround(v + start[i]))
-        t.ok(readF64(dsrc).every((v, i) => v === summed[i]), 'backward adds the inverse swap onto what was there, bit for bit')
-      })
-    }
-
-    for (const [batch, rows, width, picks] of [[6, 37, 16, 37], [1, 1, 5, 1], [4, 9, 3, 12], [2, 300, 64, 300]]) {
-      await t.test(`gatherColumns [${batch}, ${rows}, ${width}] by [${rows}, ${picks}]`, async (t) => {
-        const buf = track(t)
-        const index = someIndex(rows, picks, width, rows + width)
-        const x = randomArray(batch * rows * width, 3)
-        const out = buf(poisoned(d, batch * rows * picks))
-        const indexB = buf(i32Buffer(d, index))
-        N.gatherColumnsForward(batch, rows, width, picks, buf(f32Buffer(d, x)), indexB, out)
-        const want = gather(batch, rows, width, picks, x, index)
-        t.ok(readF64(out).every((v, i) => v === want[i]), 'forward picks every column, bit for bit')
-        const dout = randomArray(batch * rows * picks, 4)
-        const start = randomArray(batch * rows * width, 5)
-        const dx = buf(f32Buffer(d, start))
-        N.gatherColumnsBackward(batch, rows, width, picks, indexB, buf(f32Buffer(d, dout)), dx)
-        close(t, 'backward scatter-adds (repeats included) onto what was there', readF64(dx), scatter(batch, rows, width, picks, index, dout, start), 1e-6, 1e-6)
-        if (batch * rows * width < 2000) {
-          const fd = finiteDifference((v) => gather(batch, rows, width, picks, v, index).reduce((s, y, i) => s + dout[i] * y, 0), x, 1e-3)
-          const fresh = buf(f32Buffer(d, new Float64Array(batch * rows * width)))
-          N.gatherColumnsBackward(batch, rows, width, picks, indexB, buf(f32Buffer(d, dout)), fresh)
-          close(t, 'backward vs finite differences', readF64(fresh), fd, 1e-5, 1e-6)
-        }
-      })
-    }
 
     await t.test('every repeat of one column lands (no lost updates)', async (t) => {
       const buf = track(t)
@@ -162,13 +46,7 @@ for (const dev of devicesUnderTest()) {
       t.throws(() => N.gatherColumnsForward(2, 3, 4, 2, x, buf(f32Buffer(d, [0, 1, 2, 0, 1, 2])), out), /^gatherColumnsForward: tensor 'index' has dtype float32, expected int32/)
     })
 
-    const masks: Record<string, (batch: number, seq: number) => number[]> = {
-      'all real': (batch, seq) => new Array(batch * seq).fill(1),
-      'padded rows, one fully padded': (batch, seq) => Array.from({ length: batch * seq }, (_, e) => {
-        const b = Math.floor(e / seq), j = e % seq
-        return b === batch - 1 && batch > 1 ? 0 : j < Math.max(1, seq - 3 * b) ? 1 : 0
-      }),
-    }
+    const masks = SOFTMAX_MASKS
     for (const [groups, batch, seq] of [[3, 2, 37], [1, 1, 1], [2, 3, 5], [4, 2, 130]]) {
       for (const [maskName, makeMask] of Object.entries(masks)) {
         await t.test(`maskedSoftmax [${groups}, ${batch}, ${seq}, ${seq}], ${maskName}`, async (t) => {

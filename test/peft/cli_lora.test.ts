@@ -67,8 +67,8 @@ t.test('bertkit train --lora writes peft\'s adapter; eval and predict load it', 
   // (eval logs into --output-dir, which must exist.)
   const evalOut = JSON.parse((await capture(['eval', '--model', out, ...data, '--disable-tqdm', '--output-dir', out])).join('\n'))
   t.ok(Math.abs(evalOut.evalLoss - result.eval.evalLoss) < 1e-6, `eval of the adapter directory (${evalOut.evalLoss}) equals the trained model's (${result.eval.evalLoss})`)
-  const pred = JSON.parse((await capture(['predict', '--model', out, '--text', 'a wonderful film']))[0])
-  t.equal(pred.scores.length, 2)
+  const pred = JSON.parse((await capture(['predict', '--model', out, '--text', 'a wonderful film', '--top-k', 'all']))[0])
+  t.equal(pred.labels.length, 2)
   await t.rejects(main(['train', '--model', modelDir, ...data, '--lora']), /--lora needs a spec/)
   await t.rejects(main(['train', '--model', modelDir, ...data, '--lora', 'r=4', '--pooling', 'mean']), /--lora with --pooling other than "pooler" is not supported/)
   await t.rejects(main(['train', '--model', modelDir, ...data, '--lora', 'r=4,targets=q_proj', '--max-steps', '1', '--disable-tqdm']),
@@ -83,6 +83,6 @@ t.test('bertkit train --pooling records classifier_pooling in config.json', asyn
   t.equal(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).classifier_pooling, 'max')
   t.ok(existsSync(join(out, 'model.safetensors')))
   await t.rejects(main(['train', '--model', modelDir, ...data, '--output-dir', out, '--max-steps', '1', '--disable-tqdm', '--pooling', 'attention']),
-    /classifier_pooling "attention" is not one of pooler, cls, mean, max/)
+    /classifier_pooling must be one of "pooler", "cls", "mean", "max", got "attention"/)
   rmSync(dir, { recursive: true, force: true })
 })

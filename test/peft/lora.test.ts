@@ -3,10 +3,10 @@
 // gradients, adapters bertkit saves carry peft's keys, shapes and config;
 // merge / unmerge; only adapters train; bad input leaves the model untouched.
 import t from 'tap'
-import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, readdirSync, existsSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, readdirSync, existsSync, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
-import { BertForSequenceClassification, BertConfig, AdamW, tensor, tidy, noGrad, type Tensor } from '../../lib/index.js'
+import { AutoModelForSequenceClassification, BertForSequenceClassification, BertConfig, AdamW, tensor, tidy, noGrad, type Tensor } from '../../lib/index.js'
 import { readSafetensors } from '../../lib/hub/safetensors.js'
 import { withDeferredInit } from '../../lib/nn/init.js'
 import {
@@ -20,9 +20,10 @@ import { TrainingArguments } from '../../lib/train/training_args.js'
 const root = join(__dirname, '..', '..', '..')
 const fixtures = join(root, 'test', 'fixtures', 'lora')
 const baseDir = join(root, 'test', 'fixtures', 'bert', 'one_layer')
-const variants = ['qv_classifier', 'seq_cls_all_linear_bias_all', 'regex_lora_only_rslora']
+const variants = readdirSync(fixtures).filter((d) => existsSync(join(fixtures, d, 'expected.json'))).sort()
 
 interface Expected {
+  base: string
   lora_config: Record<string, unknown>
   named_parameters: Array<[string, number[], boolean]>
   print_trainable_parameters: string
@@ -38,6 +39,7 @@ function configFrom(kwargs: Record<string, unknown>): LoraConfig {
   const init: LoraConfigInit = {
     r: kwargs.r as number, loraAlpha: kwargs.lora_alpha as number, loraDropout: kwargs.lora_dropout as number,
     targetModules: kwargs.target_modules as string[] | string, modulesToSave: (kwargs.modules_to_save as string[] | undefined) ?? null,
+    excludeModules: (kwargs.exclude_modules as string[] | string | undefined) ?? null,
     bias: kwargs.bias as LoraConfigInit['bias'], useRslora: (kwargs.use_rslora as boolean | undefined) ?? false,
     taskType: (kwargs.task_type as 'SEQ_CLS' | undefined) ?? null,
   }
@@ -56,26 +58,29 @@ function close(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: num
   return { ok, maxErr, msg: `max |err| ${maxErr.toExponential(2)} (max |ref| ${maxRef.toExponential(2)})` }
 }
 
-function batch() {
-  const raw = JSON.parse(readFileSync(join(baseDir, 'inputs.json'), 'utf8')) as Record<string, number[][] | number[]>
+function batch(dir = baseDir) {
+  const raw = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Record<string, number[][] | number[]>
   const ids = raw.input_ids as number[][]
   const shape = [ids.length, ids[0].length]
   const t32 = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape, dtype: 'int32' })
   return {
-    inputIds: t32(ids), attentionMask: t32(raw.attention_mask as number[][]), tokenTypeIds: t32(raw.token_type_ids as number[][]),
+    inputIds: t32(ids), attentionMask: t32(raw.attention_mask as number[][]), tokenTypeIds: raw.token_type_ids ? t32(raw.token_type_ids as number[][]) : null,
     labels: tensor(Int32Array.from(raw.labels as number[]), { dtype: 'int32' }),
   }
 }
 
-function logitsOf(model: { forward(i: ReturnType<typeof batch>): { logits: Tensor } }, withLabels = false): Float32Array {
+function logitsOf(model: { forward(i: ReturnType<typeof batch>): { logits: Tensor } }, withLabels = false, dir = baseDir): Float32Array {
   return noGrad(() => tidy(() => {
-    const b = batch()
+    const b = batch(dir)
     const { labels, ...rest } = b
     return model.forward(withLabels ? b : { ...rest, labels: null } as never).logits.toFloat32Array()
   }))
 }
 
 const base = () => BertForSequenceClassification.fromPretrained(baseDir)
+/** The variant's base model (BERT, RoBERTa, DistilBERT or DeBERTa-v3), as its fixture names it. */
+const baseOf = (name: string) => AutoModelForSequenceClassification.fromPretrained(join(root, meta(name).base))
+const inputsDir = (name: string) => join(root, meta(name).base)
 
 function snapshot(model: { namedParameters(): Iterable<[string, Tensor]> }): Map<string, { values: Float32Array; requiresGrad: boolean }> {
   return new Map([...model.namedParameters()].map(([n, p]) => [n, { values: p.toFloat32Array(), requiresGrad: p.requiresGrad }]))
@@ -94,7 +99,7 @@ function sameSnapshot(t: { same(a: unknown, b: unknown, m: string): unknown; equ
 for (const name of variants) {
   t.test(`${name}: a fresh getPeftModel has peft's parameters, flags and summary`, async (t) => {
     const m = meta(name)
-    const model = getPeftModel(await base(), configFrom(m.lora_config), { seed: 0 })
+    const model = getPeftModel(await baseOf(name), configFrom(m.lora_config), { seed: 0 })
     t.equal(model.constructor.name, m.peft_class)
     const got = [...model.namedParameters()].map(([n, p]) => [n, [...p.shape], p.requiresGrad])
     t.same(got, m.named_parameters, 'names, order, shapes and requires_grad equal peft\'s named_parameters()')
@@ -107,31 +112,31 @@ for (const name of variants) {
       if (!l.lora_B.get('default').weight.toFloat32Array().every((v) => v === 0)) t.fail(`${path}: B is not zero`)
     }
     const expected = expectedTensors(name)
-    const c = close(logitsOf(model.eval()), expected.get('base_logits')!.data as Float32Array, 1e-5)
+    const c = close(logitsOf(model.eval(), false, inputsDir(name)), expected.get('base_logits')!.data as Float32Array, 1e-5)
     t.ok(c.ok, `untrained adapter gives the base logits: ${c.msg}`)
     model.dispose()
   })
 
   t.test(`${name}: bertkit loads peft's adapter and computes peft's logits and gradients`, async (t) => {
     const expected = expectedTensors(name)
-    const model = PeftModel.fromPretrained(await base(), join(fixtures, name))
+    const model = PeftModel.fromPretrained(await baseOf(name), join(fixtures, name))
     t.ok([...model.namedParameters()].every(([, p]) => !p.requiresGrad), 'isTrainable false (peft\'s default) freezes everything')
     model.eval()
-    const logits = close(logitsOf(model), expected.get('logits')!.data as Float32Array, 1e-5)
+    const logits = close(logitsOf(model, false, inputsDir(name)), expected.get('logits')!.data as Float32Array, 1e-5)
     t.ok(logits.ok, `logits: ${logits.msg}`)
     t.ok(meta(name).max_abs_logit_change > 0.1, 'the fixture adapter moves the logits away from the base')
     model.merge()
-    const merged = close(logitsOf(model), expected.get('merged_logits')!.data as Float32Array, 1e-5)
+    const merged = close(logitsOf(model, false, inputsDir(name)), expected.get('merged_logits')!.data as Float32Array, 1e-5)
     t.ok(merged.ok, `merged logits: ${merged.msg}`)
     model.dispose()
 
-    const trainable = PeftModel.fromPretrained(await base(), join(fixtures, name), { isTrainable: true })
+    const trainable = PeftModel.fromPretrained(await baseOf(name), join(fixtures, name), { isTrainable: true })
     trainable.eval()
     const m = meta(name)
     t.same([...trainable.namedParameters()].map(([n, p]) => [n, p.requiresGrad]), m.named_parameters.map(([n, , g]) => [n, g]),
       'isTrainable true: peft\'s requires_grad flags')
     tidy(() => {
-      const out = trainable.forward(batch())
+      const out = trainable.forward(batch(inputsDir(name)))
       const loss = close(out.loss!.toFloat32Array(), expected.get('loss')!.data as Float32Array, 1e-5)
       t.ok(loss.ok, `loss: ${loss.msg}`)
       out.loss!.backward()
@@ -159,8 +164,8 @@ for (const name of variants) {
   t.test(`${name}: bertkit saves the files peft saves`, async (t) => {
     const m = meta(name)
     const config = configFrom(m.lora_config)
-    config.baseModelNameOrPath = 'test/fixtures/bert/one_layer'
-    const model = getPeftModel(await base(), config, { seed: 5 })
+    config.baseModelNameOrPath = m.base
+    const model = getPeftModel(await baseOf(name), config, { seed: 5 })
     const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-save-'))
     model.savePretrained(dir)
     t.same(readdirSync(dir).sort(), ['adapter_config.json', 'adapter_model.safetensors'], 'the two adapter files, no temporaries')
@@ -175,8 +180,8 @@ for (const name of variants) {
     t.same(normal(ourConfig), normal(theirConfig), 'adapter_config.json equals peft\'s (target_modules as a set)')
     t.same(Object.keys(ourConfig), Object.keys(theirConfig), 'same fields in the same (sorted) order')
     // And the round trip through bertkit's own loader.
-    const again = PeftModel.fromPretrained(await base(), dir)
-    const a = logitsOf(model.eval()), b = logitsOf(again.eval())
+    const again = PeftModel.fromPretrained(await baseOf(name), dir)
+    const a = logitsOf(model.eval(), false, inputsDir(name)), b = logitsOf(again.eval(), false, inputsDir(name))
     t.same(Array.from(a), Array.from(b), 'bertkit reloads its own adapter bit for bit')
     model.dispose()
     again.dispose()
@@ -422,12 +427,99 @@ t.test('bad input: target modules, model types, unsupported adapter options', as
     ['rank_pattern', { query: 8 }, /rank_pattern=\{"query":8\}/],
     ['layers_to_transform', [0], /layers_to_transform=\[0\]/],
     ['peft_type', 'IA3', /peft_type "IA3" is not supported \(bertkit loads LORA adapters\)/],
+    ['use_rslora', 'yes', /adapter_config\.json: use_rslora must be true or false, got "yes"/],
+    ['r', 1e9, /adapter_config\.json: r must be at most 65536/],
+    ['r', '4', /adapter_config\.json: r must be a positive integer, got "4"/],
+    ['lora_dropout', '0.1', /adapter_config\.json: lora_dropout must be in \[0, 1\)/],
+    ['modules_to_save', 'classifier', /adapter_config\.json: modules_to_save must be a list of module names/],
   ] as const) {
     writeFileSync(join(adapter, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, [field]: value }))
     t.throws(() => PeftModel.fromPretrained(plain, adapter), pattern, `${field} refused`)
   }
   t.notOk([...plain.namedModules()].some(([, m]) => m instanceof LoraLinear), 'nothing injected by the refused loads')
   plain.dispose()
+  model.dispose()
+})
+
+t.test('modules_to_save as peft matches it: by the end of the module path, any module type, refused where peft fails', async (t) => {
+  const distil = join(root, 'test', 'fixtures', 'distilbert', 'base')
+  const roberta = join(root, 'test', 'fixtures', 'roberta', 'base')
+  const load = (dir: string) => AutoModelForSequenceClassification.fromPretrained(dir)
+
+  // "classifier" (what SEQ_CLS adds) also wraps DistilBERT's pre_classifier, which then trains.
+  const seqCls = getPeftModel(await load(distil), new LoraConfig({ targetModules: ['q_lin'], taskType: 'SEQ_CLS' }))
+  t.same([...seqCls.modulesToSaveWrappers.keys()], ['pre_classifier', 'classifier'], 'pre_classifier and classifier are saved')
+  t.ok([...seqCls.namedParameters()].filter(([n]) => n.includes('pre_classifier.modules_to_save')).every(([, p]) => p.requiresGrad), 'and pre_classifier trains')
+  t.ok([...seqCls.adapterStateDict().keys()].includes('base_model.model.pre_classifier.weight'), 'its weights are in the adapter file, as peft expects on load')
+  seqCls.dispose()
+
+  // RoBERTa's head is a module of its own (dense, dropout, out_proj): copied whole; its fields read through the wrapper.
+  const head = getPeftModel(await load(roberta), new LoraConfig({ targetModules: ['query'], taskType: 'SEQ_CLS' }))
+  const wrapper = head.modulesToSaveWrappers.get('classifier')!
+  const copy = wrapper.active as unknown as { dense: { weight: Tensor }; dropout: { p: number } }
+  const original = wrapper.original_module as unknown as { dense: { weight: Tensor } }
+  t.not(copy.dense.weight, original.dense.weight, 'the copy has tensors of its own')
+  t.same(Array.from(copy.dense.weight.toFloat32Array()), Array.from(original.dense.weight.toFloat32Array()), 'holding the same values at first')
+  t.equal((wrapper as unknown as { dense: unknown }).dense, copy.dense, 'a field the wrapper lacks reads the active copy (peft\'s __getattr__)')
+  t.equal((wrapper as unknown as { dropout: { p: number } }).dropout.p, copy.dropout.p)
+  head.dispose()
+
+  // What peft refuses, or saves in a form its own PeftModel.from_pretrained cannot read back (KeyError), bertkit refuses.
+  const refused: Array<[string, LoraConfigInit, RegExp]> = [
+    [distil, { targetModules: 'all-linear', taskType: 'SEQ_CLS' }, /modulesToSave "classifier" matches "pre_classifier", which is a LoRA layer .*peft refuses this/],
+    [baseDir, { targetModules: ['query'], modulesToSave: ['default'] }, /modulesToSave "default" matches "bert\.encoder\.layer\.0\.attention\.self\.query\.lora_dropout\.default", inside a LoRA layer/],
+    [baseDir, { targetModules: ['query'], modulesToSave: ['dropout'] }, /matches ".*query\.lora_dropout", inside a LoRA layer/],
+    [baseDir, { targetModules: ['query'], modulesToSave: ['layer'] }, /targetModules \["query"\] matched no Linear layer of BertForSequenceClassification once excludeModules and modulesToSave left out bert\.encoder\.layer\.\*\.attention\.self\.query/],
+    [baseDir, { targetModules: ['query'], modulesToSave: ['embeddings'] }, /matches "bert\.embeddings\.word_embeddings", inside "bert\.embeddings", which is saved whole already .*cannot load the adapter it saves/],
+    [roberta, { targetModules: ['query'], modulesToSave: ['out_proj'], taskType: 'SEQ_CLS' }, /matches "classifier\.out_proj", inside "classifier"/],
+    [baseDir, { targetModules: ['query'], modulesToSave: ['ttention'] }, /matches "bert\.encoder\.layer\.0\.attention", which holds the LoRA layer/],
+  ]
+  for (const [dir, init, error] of refused) {
+    const model = await load(dir)
+    const before = snapshot(model)
+    t.throws(() => getPeftModel(model, new LoraConfig(init)), error, JSON.stringify(init))
+    sameSnapshot(t, before, snapshot(model), `${JSON.stringify(init)}: the model is left as it was`)
+    model.dispose()
+  }
+
+  // A nested module without parameters changes nothing in peft either: accepted.
+  const quiet = getPeftModel(await load(roberta), new LoraConfig({ targetModules: ['query'], modulesToSave: ['classifier', 'classifier.dropout'] }))
+  t.same([...quiet.modulesToSaveWrappers.keys()], ['classifier'])
+  quiet.dispose()
+
+  // A name that matches nothing: an error for a new config; an adapter file from peft (which ignores it) still loads.
+  const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-lora-unmatched-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  for (const f of ['adapter_config.json', 'adapter_model.safetensors']) copyFileSync(join(fixtures, 'qv_classifier', f), join(dir, f))
+  const cfg = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...cfg, modules_to_save: ['classifier', 'no_such_module'] }))
+  const stderr: string[] = []
+  const write = process.stderr.write.bind(process.stderr)
+  process.stderr.write = ((chunk: string) => { stderr.push(String(chunk)); return true }) as typeof process.stderr.write
+  let loaded: PeftModel | null = null
+  try {
+    loaded = PeftModel.fromPretrained(await base(), dir)
+  } finally {
+    process.stderr.write = write
+  }
+  t.ok(stderr.some((l) => /modulesToSave \["no_such_module"\] matched no module .*ignored, as peft does/.test(l)), 'a warning names it')
+  const c = close(logitsOf(loaded!.eval()), expectedTensors('qv_classifier').get('logits')!.data as Float32Array, 1e-5)
+  t.ok(c.ok, `and the adapter gives peft's logits: ${c.msg}`)
+  loaded!.dispose()
+})
+
+t.test('Module.deepCopy: a copy with its own tensors, same values, flags and modes', async (t) => {
+  const model = await base()
+  model.bert.encoder.layer.items[0].attention.self.query.bias!.requiresGrad = false
+  const copy = model.bert.encoder.deepCopy()
+  const a = [...model.bert.encoder.namedParameters()], b = [...copy.namedParameters()]
+  t.same(b.map(([n, p]) => [n, p.requiresGrad]), a.map(([n, p]) => [n, p.requiresGrad]), 'same names, order and requiresGrad')
+  t.ok(b.every(([, p], i) => p !== a[i][1] && p.toFloat32Array().every((v, j) => v === a[i][1].toFloat32Array()[j])), 'new tensors, equal values')
+  t.equal(copy.layer.items[0].attention.self.query.weight, b[0][1], 'fields point at the copied tensors')
+  t.equal(copy.training, model.bert.encoder.training, 'training mode kept')
+  noGrad(() => b[0][1].buffer.write(new Float32Array(b[0][1].numel)))
+  t.notOk(a[0][1].toFloat32Array().every((v) => v === 0), 'writing the copy leaves the original alone')
+  copy.dispose()
   model.dispose()
 })
 

@@ -28,6 +28,8 @@ const ROOT = resolve(__dirname, '..', '..', '..')
 const SCRIPT = join(ROOT, 'scripts', 'setfit_reference.py')
 const HEAD_SCRIPT = join(ROOT, 'scripts', 'setfit_head.py')
 const PYTHON = process.env.PYTHON ?? 'python3'
+// Each Python call imports torch and setfit (tens of seconds on a loaded 2-core machine).
+t.setTimeout(3_600_000)
 const TINY = join(ROOT, 'test', 'fixtures', 'setfit', 'tiny_st')
 
 function python(args: string[]): string {

@@ -1,9 +1,11 @@
 // BertConfig: transformers' config.json, read with its own field names
 // (snake_case on disk and in this object, so a config round-trips unchanged).
-import { readFileSync } from 'node:fs'
+import type { ACTIVATION_CODE } from '../../native.js'
+import { ConfigChecker, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
 
-export type HiddenAct = 'gelu' | 'gelu_new' | 'relu' | 'tanh'
-export type ProblemType = 'regression' | 'single_label_classification' | 'multi_label_classification'
+/** transformers' activation names (ACT2FN keys) that bertkit computes. */
+export type HiddenAct = keyof typeof ACTIVATION_CODE
+export type { ProblemType }
 /**
  * What BertForSequenceClassification feeds its classifier: transformers'
  * pooler (tanh(dense(h[:, 0]))), h[:, 0] itself, or the mean / max of h over
@@ -62,7 +64,7 @@ const DEFAULTS: BertConfigFields = {
 }
 
 const REQUIRED_IN_FILE = ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size'] as const
-const SUPPORTED_ACTS: HiddenAct[] = ['gelu', 'gelu_new', 'relu', 'tanh']
+const LABEL_KEYS = ['num_labels', 'id2label', 'label2id']
 
 export class BertConfig implements BertConfigFields {
   model_type!: string
@@ -89,13 +91,9 @@ export class BertConfig implements BertConfigFields {
   readonly extra: Record<string, unknown> = {}
 
   constructor(fields: Partial<BertConfigFields> & Record<string, unknown> = {}, source = 'BertConfig') {
-    const merged: Record<string, unknown> = { ...DEFAULTS, ...fields }
-    if (fields.num_labels !== undefined && fields.id2label === undefined) {
-      merged.id2label = Object.fromEntries(Array.from({ length: Number(fields.num_labels) }, (_, i) => [String(i), `LABEL_${i}`]))
-      merged.label2id = Object.fromEntries(Array.from({ length: Number(fields.num_labels) }, (_, i) => [`LABEL_${i}`, i]))
-    } else if (fields.id2label !== undefined && fields.num_labels === undefined) {
-      merged.num_labels = Object.keys(fields.id2label).length
-    }
+    const given: Record<string, unknown> = { ...fields }
+    for (const k of LABEL_KEYS) if (given[k] === undefined) delete given[k]
+    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given, source) }
     for (const [k, v] of Object.entries(merged)) {
       if (k in DEFAULTS) (this as Record<string, unknown>)[k] = v
       else this.extra[k] = v
@@ -104,56 +102,41 @@ export class BertConfig implements BertConfigFields {
   }
 
   /** Reads config.json; `overrides` (e.g. num_labels) win over the file, as from_pretrained's kwargs. */
-  static fromFile(path: string, overrides: Partial<BertConfigFields> = {}): BertConfig {
-    let raw: unknown
-    try {
-      raw = JSON.parse(readFileSync(path, 'utf8'))
-    } catch (err) {
-      throw new Error(`${path}: cannot read config (${(err as Error).message})`)
-    }
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${path}: config must be a JSON object`)
-    const obj = raw as Record<string, unknown>
-    const missing = REQUIRED_IN_FILE.filter((k) => obj[k] === undefined)
-    if (missing.length) throw new Error(`${path}: config is missing required field(s) ${missing.join(', ')}`)
-    const fields: Record<string, unknown> = { ...obj }
-    if (overrides.num_labels !== undefined && overrides.num_labels !== obj.num_labels && overrides.id2label === undefined) {
-      // A new label count invalidates the file's label names, as in transformers.
-      delete fields.id2label
-      delete fields.label2id
-    }
-    return new BertConfig({ ...fields, ...overrides } as Partial<BertConfigFields>, path)
+  static fromFile(path: string, overrides: Partial<BertConfigFields> & Record<string, unknown> = {}): BertConfig {
+    return new BertConfig(readConfigJson(path, overrides, REQUIRED_IN_FILE) as Partial<BertConfigFields>, path)
   }
 
-  private validate(source: string): void {
-    const positiveInts: Array<keyof BertConfigFields> = ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
-      'intermediate_size', 'max_position_embeddings', 'type_vocab_size', 'num_labels']
-    for (const k of positiveInts) {
-      const v = this[k as keyof this] as unknown
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${source}: ${k} must be a positive integer, got ${JSON.stringify(v)}`)
-    }
+  /**
+   * Every field the model reads, by type and range, naming the field (and
+   * the file, as `source`). RoBERTa shares these fields and this check.
+   */
+  protected validate(source: string): void {
+    const c = new ConfigChecker(source, this as unknown as Record<string, unknown>)
+    if (typeof this.model_type !== 'string') c.fail('model_type', 'a string')
+    c.size('vocab_size')
+    c.size('hidden_size')
+    c.size('num_hidden_layers')
+    c.size('num_attention_heads')
+    c.size('intermediate_size')
+    c.size('max_position_embeddings')
+    c.size('type_vocab_size')
+    c.size('num_labels')
     if (this.hidden_size % this.num_attention_heads !== 0) {
       throw new Error(`${source}: hidden_size ${this.hidden_size} is not a multiple of num_attention_heads ${this.num_attention_heads}`)
     }
-    if (!SUPPORTED_ACTS.includes(this.hidden_act)) {
-      throw new Error(`${source}: hidden_act "${this.hidden_act}" is not supported (use one of ${SUPPORTED_ACTS.join(', ')})`)
-    }
-    for (const k of ['hidden_dropout_prob', 'attention_probs_dropout_prob'] as const) {
-      if (!(this[k] >= 0 && this[k] < 1)) throw new Error(`${source}: ${k} must be in [0, 1), got ${this[k]}`)
-    }
-    if (this.classifier_dropout !== null && !(this.classifier_dropout >= 0 && this.classifier_dropout < 1)) {
-      throw new Error(`${source}: classifier_dropout must be null or in [0, 1), got ${this.classifier_dropout}`)
-    }
-    if (!(this.layer_norm_eps > 0)) throw new Error(`${source}: layer_norm_eps must be positive`)
+    c.activation('hidden_act')
+    c.probability('hidden_dropout_prob')
+    c.probability('attention_probs_dropout_prob')
+    c.probability('classifier_dropout', true)
+    c.number('layer_norm_eps', { min: 0, exclusiveMin: true })
+    c.number('initializer_range', { min: 0 })
+    c.tokenId('pad_token_id', this.vocab_size, 'vocab_size')
     const pet = this.extra.position_embedding_type
     if (pet !== undefined && pet !== 'absolute') {
-      throw new Error(`${source}: position_embedding_type "${String(pet)}" is not supported (only "absolute")`)
+      throw new Error(`${source}: position_embedding_type ${JSON.stringify(pet)} is not supported (only "absolute")`)
     }
-    if (this.problem_type !== null && !['regression', 'single_label_classification', 'multi_label_classification'].includes(this.problem_type)) {
-      throw new Error(`${source}: unknown problem_type "${this.problem_type}"`)
-    }
-    if (!CLASSIFIER_POOLINGS.includes(this.classifier_pooling)) {
-      throw new Error(`${source}: classifier_pooling ${JSON.stringify(this.classifier_pooling)} is not one of ${CLASSIFIER_POOLINGS.join(', ')}`)
-    }
+    checkProblemType(source, this.problem_type, this.num_labels)
+    c.oneOf('classifier_pooling', CLASSIFIER_POOLINGS)
   }
 
   toJSON(): Record<string, unknown> {

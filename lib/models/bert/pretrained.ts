@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { resolveModelDir as resolveHubModelDir, type DownloadOptions } from '../../hub/hub.js'
-import { readSafetensors, readShardedSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
+import { openSafetensors, readShardedIndex, readSafetensors, readShardedSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, SHARDED_INDEX_NAME, type HostTensor } from '../../hub/safetensors.js'
 import { makeDirs } from '../../hub/dirs.js'
 import { withDeferredInit } from '../../nn/init.js'
 import { manualSeed } from '../../tensor/random.js'
@@ -42,11 +42,48 @@ export interface PretrainedFamily<C> {
    * without the base prefix (a bare BertModel) still finds its place.
    */
   baseModules: readonly string[]
+  /**
+   * The config fields the checkpoint's tensor shapes pin down, checked
+   * against the safetensors header before the model is built: an absurd
+   * size (num_hidden_layers 1e9, hidden_size 1e12) fails there, naming the
+   * field, instead of allocating until memory runs out.
+   */
+  checkpointShapes?(config: C): CheckpointShapes
+}
+
+/**
+ * Tensor names (relative to the base model, e.g. "embeddings.word_embeddings.weight")
+ * with the config field and value each dimension must equal; and where the
+ * encoder's layers are numbered, so that the config asks for no more layers
+ * than the checkpoint has.
+ */
+export interface CheckpointShapes {
+  /** The base model's prefix in a task model's checkpoint ("bert."): names are looked up with and without it. */
+  prefix: string
+  tensors: Array<{ name: string; dims: Array<[field: string, value: number]> }>
+  layers?: { name: string; field: string; value: number }
+}
+
+/** What BERT's and RoBERTa's checkpoints pin down (the same modules under "bert." / "roberta."). */
+export function bertCheckpointShapes(prefix: string, config: BertConfig, classifier: string): CheckpointShapes {
+  const h: [string, number] = ['hidden_size', config.hidden_size]
+  return {
+    prefix,
+    tensors: [
+      { name: 'embeddings.word_embeddings.weight', dims: [['vocab_size', config.vocab_size], h] },
+      { name: 'embeddings.position_embeddings.weight', dims: [['max_position_embeddings', config.max_position_embeddings], h] },
+      { name: 'embeddings.token_type_embeddings.weight', dims: [['type_vocab_size', config.type_vocab_size], h] },
+      { name: 'encoder.layer.0.intermediate.dense.weight', dims: [['intermediate_size', config.intermediate_size], h] },
+      { name: classifier, dims: [['num_labels', config.num_labels], h] },
+    ],
+    layers: { name: 'encoder.layer', field: 'num_hidden_layers', value: config.num_hidden_layers },
+  }
 }
 
 const BERT_FAMILY: PretrainedFamily<BertConfig> = {
   readConfig: (path, overrides) => BertConfig.fromFile(path, overrides),
   baseModules: ['embeddings', 'encoder', 'pooler'],
+  checkpointShapes: (config) => bertCheckpointShapes('bert.', config, 'classifier.weight'),
 }
 
 export interface LoadingInfo {
@@ -73,6 +110,60 @@ export function readCheckpointTensors(dir: string): { tensors: Map<string, HostT
   throw new Error(`${dir}: no model.safetensors or ${SHARDED_INDEX_NAME}${legacy.length ? ` (found ${legacy.join(', ')}: convert it to safetensors with transformers' save_pretrained)` : ''}`)
 }
 
+/** Every tensor's shape from the checkpoint's header(s), reading no weights. */
+export function readCheckpointShapes(dir: string): { shapes: Map<string, number[]>; source: string } {
+  const single = join(dir, 'model.safetensors')
+  if (existsSync(single)) {
+    const file = openSafetensors(single)
+    try {
+      return { shapes: new Map([...file.tensors].map(([name, info]) => [name, info.shape])), source: single }
+    } finally {
+      file.close()
+    }
+  }
+  const index = join(dir, SHARDED_INDEX_NAME)
+  if (existsSync(index)) return { shapes: new Map([...readShardedIndex(index).tensors].map(([name, info]) => [name, info.shape])), source: index }
+  return { shapes: new Map(), source: readCheckpointTensors(dir).source }  // throws the "no weights" error
+}
+
+/**
+ * Checks the config against the checkpoint's shapes (CheckpointShapes);
+ * tensors the checkpoint lacks are not checked. Fewer layers than the
+ * checkpoint holds is allowed (the rest are reported as unexpected, as in
+ * transformers); more is refused.
+ */
+export function checkConfigAgainstCheckpoint(configPath: string, expected: CheckpointShapes, shapes: Map<string, number[]>, source: string): void {
+  const find = (name: string) => {
+    for (const n of [expected.prefix + name, name]) if (shapes.has(n)) return { name: n, shape: shapes.get(n)! }
+    return null
+  }
+  for (const { name, dims } of expected.tensors) {
+    const found = find(name)
+    if (!found) continue
+    const { shape } = found
+    dims.forEach(([field, value], i) => {
+      if (shape.length !== dims.length || shape[i] !== value) {
+        const meaning = dims.map(([f]) => f).join(' x ')
+        throw new Error(`${configPath}: ${field} is ${value}, but the checkpoint's "${found.name}" (${source}) is ${formatShape(shape)} (${meaning}); ` +
+          'the config does not describe these weights')
+      }
+    })
+  }
+  if (expected.layers) {
+    const { name, field, value } = expected.layers
+    const pattern = new RegExp(`^(?:${expected.prefix.replace(/\./g, '\\.')})?${name.replace(/\./g, '\\.')}\\.(\\d+)\\.`)
+    let held = 0
+    for (const key of shapes.keys()) {
+      const m = pattern.exec(key)
+      if (m) held = Math.max(held, Number(m[1]) + 1)
+    }
+    if (held > 0 && value > held) {
+      throw new Error(`${configPath}: ${field} is ${value}, but the checkpoint (${source}) holds layers 0..${held - 1} only; ` +
+        `set ${field} to ${held} (or fewer, to keep the first layers)`)
+    }
+  }
+}
+
 /** Maps checkpoint names onto the model's, the way transformers does for BERT checkpoints. */
 export function renameCheckpointKey(name: string, modelNames: Set<string>, basePrefix: string,
   baseModules: readonly string[] = BERT_FAMILY.baseModules): string {
@@ -83,6 +174,38 @@ export function renameCheckpointKey(name: string, modelNames: Set<string>, baseP
     renamed = basePrefix + renamed
   }
   return renamed
+}
+
+/**
+ * A weight with NaN or Inf would only show up later as NaN logits, far from
+ * its cause: refuse it at load, naming the tensor and the first bad element.
+ */
+export function checkFinite(source: string, name: string, data: Float32Array, shape: readonly number[]): void {
+  // x * 0 is 0 for every finite x and NaN for NaN / Inf: a branch-free pass (four sums, so
+  // the additions do not wait on each other) settles the usual all-finite case.
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0
+  const n4 = data.length & ~3
+  for (let i = 0; i < n4; i += 4) {
+    s0 += data[i] * 0
+    s1 += data[i + 1] * 0
+    s2 += data[i + 2] * 0
+    s3 += data[i + 3] * 0
+  }
+  for (let i = n4; i < data.length; i++) s0 += data[i] * 0
+  if (s0 + s1 + s2 + s3 === 0) return
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]
+    if (v - v === 0) continue  // finite (NaN - NaN and Inf - Inf are NaN)
+    const index: number[] = []
+    let rest = i
+    for (let d = shape.length - 1; d >= 0; d--) {
+      index.unshift(rest % shape[d])
+      rest = Math.floor(rest / shape[d])
+    }
+    let count = 0
+    for (let j = i; j < data.length; j++) if (!Number.isFinite(data[j])) count++
+    throw new Error(`${source}: tensor "${name}" ${formatShape(shape)} holds ${count} non-finite value(s), the first ${v} at [${index.join(', ')}]; the checkpoint is corrupt (or training diverged before it was saved)`)
+  }
 }
 
 // Buffers some checkpoints carry that are not parameters; transformers ignores them silently.
@@ -117,6 +240,7 @@ export function loadCheckpointInto(model: Module, pending: Map<import('../../ten
       throw new Error(`${source}: tensor "${name}" has shape ${formatShape(t.shape)} but the config (${join(dir, 'config.json')}) implies ${formatShape(p.shape)}`)
     }
     if (values.has(target)) throw new Error(`${source}: two tensors map to "${target}" (one of them is "${name}")`)
+    checkFinite(source, name, t.data, t.shape)
     values.set(target, t.data)
   }
   if (values.size === 0 && unexpectedKeys.length > 0) {
@@ -157,11 +281,17 @@ export async function buildFromPretrained<M extends Module, C = BertConfig>(
 ): Promise<{ model: M; config: C; loadingInfo: LoadingInfo }> {
   const dir = await resolveModelDir(idOrDir, options)
   const config = configFromPretrained(dir, options, family)
+  if (family.checkpointShapes) {
+    const { shapes, source } = readCheckpointShapes(dir)
+    checkConfigAgainstCheckpoint(join(dir, 'config.json'), family.checkpointShapes(config), shapes, source)
+  }
   const device = resolveDevice(options.device ?? 'auto')
   if (options.seed !== undefined) manualSeed(options.seed)
   const { value: model, pending } = withDeferredInit(() => build(config, device))
   try {
     const loadingInfo = loadCheckpointInto(model, pending, dir, basePrefix, family.baseModules)
+    // transformers' from_pretrained returns the model in eval mode (dropout off); training sets train() itself.
+    model.eval()
     return { model, config, loadingInfo }
   } catch (err) {
     model.dispose()

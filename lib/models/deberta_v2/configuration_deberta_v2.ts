@@ -6,9 +6,11 @@
 // the same defaults. Options bertkit does not build (the convolution layer,
 // a head size that differs from hidden_size / heads, a pooler narrower or
 // wider than the hidden size) fail here, naming the option, never later.
-import { checkPositiveInts, checkProbabilities, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
+import type { ACTIVATION_CODE } from '../../native.js'
+import { ConfigChecker, SIZE_LIMITS, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
 
-export type DebertaV2Activation = 'gelu' | 'gelu_new' | 'relu' | 'tanh'
+/** transformers' activation names (ACT2FN keys) that bertkit computes. */
+export type DebertaV2Activation = keyof typeof ACTIVATION_CODE
 
 export interface DebertaV2ConfigFields {
   model_type: string
@@ -64,7 +66,6 @@ const DEFAULTS: Omit<DebertaV2ConfigFields, 'num_labels' | 'id2label' | 'label2i
 
 const LABEL_KEYS = ['num_labels', 'id2label', 'label2id'] as const
 const REQUIRED_IN_FILE = ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size'] as const
-const SUPPORTED_ACTS: DebertaV2Activation[] = ['gelu', 'gelu_new', 'relu', 'tanh']
 
 export class DebertaV2Config implements DebertaV2ConfigFields {
   model_type!: string
@@ -98,7 +99,8 @@ export class DebertaV2Config implements DebertaV2ConfigFields {
     const given: Record<string, unknown> = { ...fields }
     // transformers accepts "p2c|c2p" and lowercases it.
     if (typeof given.pos_att_type === 'string') given.pos_att_type = given.pos_att_type.toLowerCase().split('|').map((s) => s.trim())
-    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given) }
+    for (const k of LABEL_KEYS) if (given[k] === undefined) delete given[k]
+    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given, source) }
     for (const [k, v] of Object.entries(merged)) {
       if (k in DEFAULTS || (LABEL_KEYS as readonly string[]).includes(k)) (this as Record<string, unknown>)[k] = v
       else this.extra[k] = v
@@ -140,43 +142,42 @@ export class DebertaV2Config implements DebertaV2ConfigFields {
   get usesP2c(): boolean { return (this.pos_att_type ?? []).includes('p2c') }
 
   private validate(source: string): void {
-    checkPositiveInts(source, {
-      vocab_size: this.vocab_size, hidden_size: this.hidden_size, num_hidden_layers: this.num_hidden_layers,
-      num_attention_heads: this.num_attention_heads, intermediate_size: this.intermediate_size,
-      max_position_embeddings: this.max_position_embeddings, num_labels: this.num_labels, embedding_size: this.embedding_size,
-    })
-    if (!Number.isInteger(this.type_vocab_size) || this.type_vocab_size < 0) {
-      throw new Error(`${source}: type_vocab_size must be a non-negative integer, got ${JSON.stringify(this.type_vocab_size)}`)
-    }
+    const c = new ConfigChecker(source, this as unknown as Record<string, unknown>)
+    if (typeof this.model_type !== 'string') c.fail('model_type', 'a string')
+    c.size('vocab_size')
+    c.size('hidden_size')
+    c.size('num_hidden_layers')
+    c.size('num_attention_heads')
+    c.size('intermediate_size')
+    c.size('max_position_embeddings')
+    c.size('num_labels')
+    c.size('embedding_size', 'hidden_size')
+    c.size('type_vocab_size', 'type_vocab_size', 0)
     if (this.hidden_size % this.num_attention_heads !== 0) {
       throw new Error(`${source}: hidden_size ${this.hidden_size} is not a multiple of num_attention_heads ${this.num_attention_heads}`)
     }
-    for (const k of ['hidden_act', 'pooler_hidden_act'] as const) {
-      if (!SUPPORTED_ACTS.includes(this[k])) throw new Error(`${source}: ${k} ${JSON.stringify(this[k])} is not supported (use one of ${SUPPORTED_ACTS.join(', ')})`)
-    }
-    checkProbabilities(source, {
-      hidden_dropout_prob: this.hidden_dropout_prob, attention_probs_dropout_prob: this.attention_probs_dropout_prob,
-      pooler_dropout: this.pooler_dropout, cls_dropout: this.cls_dropout,
-    })
-    if (!(this.layer_norm_eps > 0)) throw new Error(`${source}: layer_norm_eps must be positive`)
-    if (!(this.initializer_range > 0)) throw new Error(`${source}: initializer_range must be positive`)
-    for (const k of ['relative_attention', 'position_biased_input'] as const) {
-      if (typeof this[k] !== 'boolean') throw new Error(`${source}: ${k} must be true or false, got ${JSON.stringify(this[k])}`)
-    }
-    if (this.extra.share_att_key !== undefined && typeof this.extra.share_att_key !== 'boolean') {
-      throw new Error(`${source}: share_att_key must be true or false, got ${JSON.stringify(this.extra.share_att_key)}`)
-    }
+    c.activation('hidden_act')
+    c.activation('pooler_hidden_act')
+    for (const k of ['hidden_dropout_prob', 'attention_probs_dropout_prob', 'pooler_dropout', 'cls_dropout']) c.probability(k)
+    c.number('layer_norm_eps', { min: 0, exclusiveMin: true })
+    c.number('initializer_range', { min: 0 })
+    c.bool('relative_attention')
+    c.bool('position_biased_input')
+    c.bool('share_att_key')
     if (this.pos_att_type !== null && (!Array.isArray(this.pos_att_type) || this.pos_att_type.some((s) => typeof s !== 'string'))) {
-      throw new Error(`${source}: pos_att_type must be a list of strings (e.g. ["p2c", "c2p"]), got ${JSON.stringify(this.pos_att_type)}`)
+      c.fail('pos_att_type', 'null, a list of strings (e.g. ["p2c", "c2p"]) or a "|"-separated string')
     }
-    if (!Number.isInteger(this.max_relative_positions)) throw new Error(`${source}: max_relative_positions must be an integer, got ${JSON.stringify(this.max_relative_positions)}`)
-    if (!Number.isInteger(this.position_buckets)) throw new Error(`${source}: position_buckets must be an integer, got ${JSON.stringify(this.position_buckets)}`)
+    if (this.extra.norm_rel_ebd !== undefined && this.extra.norm_rel_ebd !== null && typeof this.extra.norm_rel_ebd !== 'string') {
+      throw new Error(`${source}: norm_rel_ebd must be a string ("none" or "layer_norm"), got ${JSON.stringify(this.extra.norm_rel_ebd)}`)
+    }
+    // Both size rel_embeddings (2 x span rows) when relative_attention is on.
+    c.int('max_relative_positions', -Number.MAX_SAFE_INTEGER, SIZE_LIMITS.max_position_embeddings)
+    c.int('position_buckets', -Number.MAX_SAFE_INTEGER, SIZE_LIMITS.max_position_embeddings)
     if (this.relative_attention && this.position_buckets > 0 && this.position_buckets < 2) {
       throw new Error(`${source}: position_buckets ${this.position_buckets} leaves no room for log buckets (use -1 or at least 2)`)
     }
-    if (!Number.isInteger(this.pad_token_id) || this.pad_token_id < 0 || this.pad_token_id >= this.vocab_size) {
-      throw new Error(`${source}: pad_token_id ${JSON.stringify(this.pad_token_id)} must be in [0, vocab_size ${this.vocab_size})`)
-    }
+    c.int('pad_token_id', 0, this.vocab_size - 1)
+    c.int('pooler_hidden_size', 1)
     // What bertkit does not build: refuse it by name rather than compute something else.
     const convKernel = this.extra.conv_kernel_size
     if (convKernel !== undefined && convKernel !== null && Number(convKernel) > 0) {
@@ -191,7 +192,7 @@ export class DebertaV2Config implements DebertaV2ConfigFields {
     }
     const norms = this.norm_rel_ebd.filter((s) => s !== 'none' && s !== 'layer_norm' && s !== '')
     if (norms.length) throw new Error(`${source}: norm_rel_ebd ${JSON.stringify(this.extra.norm_rel_ebd)} is not supported (use "none" or "layer_norm")`)
-    checkProblemType(source, this.problem_type)
+    checkProblemType(source, this.problem_type, this.num_labels)
   }
 
   toJSON(): Record<string, unknown> {

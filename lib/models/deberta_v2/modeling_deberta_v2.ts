@@ -17,14 +17,14 @@
 import { Module, ModuleList } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import {
-  activation, add, bmm, bmmTransposed, crossEntropy, gatherColumns, maskedSoftmax, mulRowsByMask,
+  activation, add, bmm, bmmTransposed, crossEntropy, softTargetCrossEntropy, gatherColumns, maskedSoftmax, mulRowsByMask,
   reshape, scale, sliceRows, sum, transpose12,
 } from '../../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { tidy } from '../../tensor/scope.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertIntermediate, DenseDropoutResidualNorm, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
-import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
+import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily, type CheckpointShapes } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
 import { DebertaV2Config } from './configuration_deberta_v2.js'
@@ -48,6 +48,22 @@ export interface DebertaV2ForSequenceClassificationInputs extends DebertaV2Input
 export const DEBERTA_V2_FAMILY: PretrainedFamily<DebertaV2Config> = {
   readConfig: (path, overrides) => DebertaV2Config.fromFile(path, overrides),
   baseModules: ['embeddings', 'encoder'],
+  checkpointShapes: (config) => {
+    const e: [string, number] = ['embedding_size', config.embedding_size]
+    const h: [string, number] = ['hidden_size', config.hidden_size]
+    const tensors: CheckpointShapes['tensors'] = [
+      { name: 'embeddings.word_embeddings.weight', dims: [['vocab_size', config.vocab_size], e] },
+      { name: 'encoder.layer.0.intermediate.dense.weight', dims: [['intermediate_size', config.intermediate_size], h] },
+      { name: 'classifier.weight', dims: [['num_labels', config.num_labels], h] },
+    ]
+    if (config.position_biased_input) tensors.push({ name: 'embeddings.position_embeddings.weight', dims: [['max_position_embeddings', config.max_position_embeddings], e] })
+    if (config.type_vocab_size > 0) tensors.push({ name: 'embeddings.token_type_embeddings.weight', dims: [['type_vocab_size', config.type_vocab_size], e] })
+    if (config.relative_attention) {
+      const span = config.position_buckets > 0 ? 'position_buckets' : config.max_relative_positions >= 1 ? 'max_relative_positions' : 'max_position_embeddings'
+      tensors.push({ name: 'encoder.rel_embeddings.weight', dims: [[`2 x ${span}`, 2 * config.attentionSpan], h] })
+    }
+    return { prefix: 'deberta.', tensors, layers: { name: 'encoder.layer', field: 'num_hidden_layers', value: config.num_hidden_layers } }
+  },
 }
 
 // ---- relative positions ---------------------------------------------------------------
@@ -433,13 +449,17 @@ export class DebertaV2ForSequenceClassification extends Module {
   /**
    * The problem type of the loss: the config's, else (as DeBERTa's head in
    * transformers decides) regression for one label and classification
-   * otherwise.
+   * otherwise: over class indices, or over soft labels [batch, num_labels].
    */
   problemType(labels: Tensor): ProblemType {
     if (this.config.problem_type) return this.config.problem_type
     if (this.numLabels === 1) return 'regression'
-    if (labels.ndim === 1 || labels.shape[labels.ndim - 1] === 1) return 'single_label_classification'
-    throw new Error(`DebertaV2ForSequenceClassification: labels ${formatShape(labels.shape)} with problem_type unset: transformers' DeBERTa computes a soft-label cross-entropy for these, which bertkit does not implement; set problem_type ("multi_label_classification" for BCE) or pass class indices`)
+    return 'single_label_classification'
+  }
+
+  /** Whether transformers' DeBERTa head takes these labels as soft labels (problem_type unset, a label vector per row). */
+  private softLabels(labels: Tensor): boolean {
+    return !this.config.problem_type && this.numLabels > 1 && labels.ndim >= 2 && labels.shape[labels.ndim - 1] !== 1
   }
 
   /**
@@ -450,6 +470,17 @@ export class DebertaV2ForSequenceClassification extends Module {
    */
   private computeLoss(logits: Tensor, labels: Tensor): Tensor {
     const owner = 'DebertaV2ForSequenceClassification'
+    if (this.softLabels(labels)) {
+      // -(log_softmax(logits) * labels).sum(-1).mean(): labels [batch, num_labels], any finite values.
+      const [batch, classes] = logits.shape
+      if (labels.ndim !== 2 || labels.shape[0] !== batch || labels.shape[1] !== classes) {
+        throw new RangeError(`${owner}: soft labels ${formatShape(labels.shape)} must be [${batch}, ${classes}] like the logits`)
+      }
+      const targets = labels.dtype === 'int32' ? Float32Array.from(labels.toInt32Array()) : labels.toFloat32Array()
+      const bad = targets.findIndex((v) => !Number.isFinite(v))
+      if (bad >= 0) throw new RangeError(`${owner}: soft label [${Math.floor(bad / classes)}, ${bad % classes}] is ${targets[bad]}`)
+      return softTargetCrossEntropy(logits, targets)
+    }
     const kind = this.problemType(labels)
     if (this.config.problem_type || kind !== 'single_label_classification') {
       return sequenceClassificationLoss(owner, kind, logits, labels, this.numLabels)

@@ -3,9 +3,11 @@
 // snake_case on disk and in this object so a config round-trips unchanged.
 // transformers' attribute_map names (hidden_size, num_attention_heads,
 // num_hidden_layers) are read as aliases and offered as getters.
-import { checkPositiveInts, checkProbabilities, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
+import type { ACTIVATION_CODE } from '../../native.js'
+import { ConfigChecker, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
 
-export type DistilBertActivation = 'gelu' | 'gelu_new' | 'relu' | 'tanh'
+/** transformers' activation names (ACT2FN keys) that bertkit computes. */
+export type DistilBertActivation = keyof typeof ACTIVATION_CODE
 
 export interface DistilBertConfigFields {
   model_type: string
@@ -52,7 +54,6 @@ const DEFAULTS: Omit<DistilBertConfigFields, 'num_labels' | 'id2label' | 'label2
 const LABEL_KEYS = ['num_labels', 'id2label', 'label2id'] as const
 const ALIASES = { dim: 'hidden_size', n_heads: 'num_attention_heads', n_layers: 'num_hidden_layers' } as const
 const REQUIRED_IN_FILE = ['vocab_size', ['dim', 'hidden_size'], ['n_layers', 'num_hidden_layers'], ['n_heads', 'num_attention_heads'], 'hidden_dim'] as const
-const SUPPORTED_ACTS: DistilBertActivation[] = ['gelu', 'gelu_new', 'relu', 'tanh']
 
 /** DistilBERT's LayerNorms use a fixed eps of 1e-12 in transformers, whatever the config says. */
 export const DISTILBERT_LAYER_NORM_EPS = 1e-12
@@ -90,7 +91,8 @@ export class DistilBertConfig implements DistilBertConfigFields {
       given[name] = given[alias]
       delete given[alias]
     }
-    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given) }
+    for (const k of LABEL_KEYS) if (given[k] === undefined) delete given[k]
+    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given, source) }
     for (const [k, v] of Object.entries(merged)) {
       if (k in DEFAULTS || (LABEL_KEYS as readonly string[]).includes(k)) (this as Record<string, unknown>)[k] = v
       else this.extra[k] = v
@@ -108,21 +110,22 @@ export class DistilBertConfig implements DistilBertConfigFields {
   }
 
   private validate(source: string): void {
-    checkPositiveInts(source, {
-      vocab_size: this.vocab_size, max_position_embeddings: this.max_position_embeddings, n_layers: this.n_layers,
-      n_heads: this.n_heads, dim: this.dim, hidden_dim: this.hidden_dim, num_labels: this.num_labels,
-    })
+    const c = new ConfigChecker(source, this as unknown as Record<string, unknown>)
+    if (typeof this.model_type !== 'string') c.fail('model_type', 'a string')
+    c.size('vocab_size')
+    c.size('max_position_embeddings')
+    c.size('n_layers', 'num_hidden_layers')
+    c.size('n_heads', 'num_attention_heads')
+    c.size('dim', 'hidden_size')
+    c.size('hidden_dim', 'intermediate_size')
+    c.size('num_labels')
     if (this.dim % this.n_heads !== 0) throw new Error(`${source}: dim ${this.dim} is not a multiple of n_heads ${this.n_heads}`)
-    if (!SUPPORTED_ACTS.includes(this.activation)) {
-      throw new Error(`${source}: activation ${JSON.stringify(this.activation)} is not supported (use one of ${SUPPORTED_ACTS.join(', ')})`)
-    }
-    checkProbabilities(source, { dropout: this.dropout, attention_dropout: this.attention_dropout, seq_classif_dropout: this.seq_classif_dropout, qa_dropout: this.qa_dropout })
-    if (typeof this.sinusoidal_pos_embds !== 'boolean') throw new Error(`${source}: sinusoidal_pos_embds must be true or false, got ${JSON.stringify(this.sinusoidal_pos_embds)}`)
-    if (!Number.isInteger(this.pad_token_id) || this.pad_token_id < 0 || this.pad_token_id >= this.vocab_size) {
-      throw new Error(`${source}: pad_token_id ${JSON.stringify(this.pad_token_id)} must be in [0, vocab_size ${this.vocab_size})`)
-    }
-    if (!(this.initializer_range > 0)) throw new Error(`${source}: initializer_range must be positive`)
-    checkProblemType(source, this.problem_type)
+    c.activation('activation')
+    for (const k of ['dropout', 'attention_dropout', 'seq_classif_dropout', 'qa_dropout']) c.probability(k)
+    c.bool('sinusoidal_pos_embds')
+    c.int('pad_token_id', 0, this.vocab_size - 1)
+    c.number('initializer_range', { min: 0 })
+    checkProblemType(source, this.problem_type, this.num_labels)
   }
 
   toJSON(): Record<string, unknown> {

@@ -40,6 +40,16 @@ export interface DistilBertForSequenceClassificationInputs extends DistilBertInp
 export const DISTILBERT_FAMILY: PretrainedFamily<DistilBertConfig> = {
   readConfig: (path, overrides) => DistilBertConfig.fromFile(path, overrides),
   baseModules: ['embeddings', 'transformer'],
+  checkpointShapes: (config) => ({
+    prefix: 'distilbert.',
+    tensors: [
+      { name: 'embeddings.word_embeddings.weight', dims: [['vocab_size', config.vocab_size], ['dim', config.dim]] },
+      { name: 'embeddings.position_embeddings.weight', dims: [['max_position_embeddings', config.max_position_embeddings], ['dim', config.dim]] },
+      { name: 'transformer.layer.0.ffn.lin1.weight', dims: [['hidden_dim', config.hidden_dim], ['dim', config.dim]] },
+      { name: 'classifier.weight', dims: [['num_labels', config.num_labels], ['dim', config.dim]] },
+    ],
+    layers: { name: 'transformer.layer', field: 'n_layers', value: config.n_layers },
+  }),
 }
 
 /**

@@ -11,7 +11,7 @@ import { add, reshape, sliceRows, tanh } from '../../tensor/ops.js'
 import { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertEncoder, BertPooler, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
-import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
+import { bertCheckpointShapes, buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
 import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
 import type { ProblemType } from '../configuration_utils.js'
 import { RobertaConfig } from './configuration_roberta.js'
@@ -35,6 +35,7 @@ export interface RobertaForSequenceClassificationInputs extends RobertaInputs {
 export const ROBERTA_FAMILY: PretrainedFamily<RobertaConfig> = {
   readConfig: (path, overrides) => RobertaConfig.fromFile(path, overrides),
   baseModules: ['embeddings', 'encoder', 'pooler'],
+  checkpointShapes: (config) => bertCheckpointShapes('roberta.', config, 'classifier.out_proj.weight'),
 }
 
 /**

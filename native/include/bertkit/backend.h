@@ -1,21 +1,20 @@
-// The op interface shared by every backend. One op family per group below; each
-// forward sits beside its backward. All tensors are dense, contiguous and
-// row-major; shapes are passed explicitly and were validated by the caller
-// (the Node-API layer) before any pointer reaches a backend.
+// The op interface shared by every backend, and the one dispatch point.
 //
-// Conventions every implementation follows:
-//  * Pointers point into memory of the backend's own device.
-//  * Backward ops ACCUMULATE into gradient outputs (dx += ...), never overwrite,
-//    so the autograd engine can sum contributions from several consumers.
-//    A null gradient pointer means "nobody needs this gradient": skip the work.
-//  * Reductions are deterministic for a given thread count; results may differ
-//    across thread counts only by floating-point rounding.
-//  * Every op is asynchronous with respect to the host on devices that can be
-//    (CUDA); only download() and synchronize() wait.
+// A backend (cpu/cpu_backend.h, cuda/cuda_backend.h) implements memory and
+// the ops of op_list.h. Callers do not call ops on a backend directly: they hand
+// enqueue() a closure that calls one op, and the device decides when it runs.
+// The CPU queues it on its stream thread (cpu/cpu_stream.h), so JavaScript
+// only issues work; CUDA runs it at once, and the op itself enqueues kernels
+// on the CUDA stream. Either way ops run in the order they were issued, and
+// only download() and synchronize() wait.
+//
+// Reductions are deterministic for a given thread count; results may differ
+// across thread counts only by floating-point rounding.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "bertkit/dtype.h"
@@ -24,7 +23,15 @@
 namespace bertkit {
 
 enum class Device : int { CPU = 0, CUDA = 1 };
+inline constexpr int kDeviceCount = 2;  // device codes are 0 .. kDeviceCount - 1
 const char* device_name(Device device);
+
+// The activation kinds, one X(Name) each, codes in list order. The enum and
+// the codes the addon exports to JavaScript (codes.activation) both come from
+// this list, so a new kind is one entry here plus its kernels.
+#define BERTKIT_ACTIVATION_KINDS(X)                                                                 \
+  X(GeluErf) X(GeluTanh) X(Tanh) X(Relu) X(Silu) X(QuickGelu) X(Mish) X(Sigmoid) X(Relu6) X(LeakyRelu) \
+  X(Identity) X(Relu2) X(GeluClip10) X(Laplace) X(Hardswish) X(SqrtSoftplus)
 
 class Backend {
  public:
@@ -33,7 +40,7 @@ class Backend {
   // Human-readable description: which GEMM, how many threads, which GPU.
   virtual std::string describe() const = 0;
 
-  // ---- memory -------------------------------------------------------------
+  // ---- memory: at once on the calling thread (the dispatch below orders them) ----
   virtual void* allocate(size_t bytes) = 0;  // throws Error on failure
   virtual void release(void* ptr, size_t bytes) = 0;
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
@@ -42,232 +49,55 @@ class Backend {
   virtual void synchronize() = 0;
   // Throws Error("<what>[i] = v is out of range [0, limit)") unless every
   // index (token ids, labels; ignore_index skipped when allow_ignore) lies in
-  // [0, limit). Issued before the op that reads the indices and ordered with
-  // it: where ops are queued the error may surface at the next synchronize()
-  // or download(), and the ops queued after it do not run.
+  // [0, limit). Enqueued before the op that reads the indices: where ops are
+  // queued the error may surface at the next synchronize() or download(), and
+  // the ops queued after it do not run.
   virtual void check_indices(const int32_t* indices, int64_t n, int64_t limit, bool allow_ignore,
                              int32_t ignore_index, const std::string& what) = 0;
 
-  // ---- matrix products (gemm) -----------------------------------------------
-  // For each of `batch` problems (pointers advance by the strides, in elements):
-  //   C[M,N] = alpha * op(A) * op(B) + beta * C
-  // op(A) is A[M,K] (row-major), or A stored as [K,M] when trans_a.
-  // op(B) is B[K,N], or B stored as [N,K] when trans_b.
-  // beta == 0 means C is write-only (its old contents, even NaN, are ignored).
-  virtual void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float* a, const float* b, float beta, float* c, int64_t batch,
-                    int64_t stride_a, int64_t stride_b, int64_t stride_c) = 0;
-  // The same product with A and B in F16 or BF16 (both the same dtype, given by
-  // ab_dtype) and C in float32; products are accumulated in float32, as torch's
-  // autocast matmuls are. Strides count elements of each operand's own dtype.
-  virtual void gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                          const void* a, const void* b, DType ab_dtype, float beta, float* c,
-                          int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) = 0;
+  enum class Activation : int {
+#define BERTKIT_ACTIVATION_ENUMERATOR(name) name,
+    BERTKIT_ACTIVATION_KINDS(BERTKIT_ACTIVATION_ENUMERATOR)
+#undef BERTKIT_ACTIVATION_ENUMERATOR
+  };
 
-  // ---- elementwise and reductions (elementwise.cpp) -------------------------
-  virtual void fill(float* x, int64_t n, float value) = 0;
-  // y = alpha * x + beta * y   (beta == 0: y write-only)
-  virtual void axpby(int64_t n, float alpha, const float* x, float beta, float* y) = 0;
-  // out = a * b (elementwise)
-  virtual void mul(int64_t n, const float* a, const float* b, float* out) = 0;
-  // y[r, c] += bias[c]
-  virtual void add_bias_rows(int64_t rows, int64_t cols, const float* bias, float* y) = 0;
-  // out[c] += sum over r of x[r, c]
-  virtual void sum_rows(int64_t rows, int64_t cols, const float* x, float* out) = 0;
-  // out[0] += sum of x
-  virtual void sum(int64_t n, const float* x, float* out) = 0;
-  // out[0] += sum of x^2   (for global gradient norms)
-  virtual void sum_squares(int64_t n, const float* x, float* out) = 0;
-  // Converts between dtypes (F32 <-> F16 / BF16, I32 -> F32).
-  virtual void cast(int64_t n, DType src_dtype, const void* src, DType dst_dtype, void* dst) = 0;
-  // dst[b, j, :] = src[b, start + j, :] for j < count; src is [batch, src_rows, cols],
-  // dst is [batch, count, cols]. Backward of a row slice: scatter-add back.
-  virtual void slice_rows_forward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start,
-                                  int64_t count, const float* src, float* dst) = 0;
-  virtual void slice_rows_backward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start,
-                                   int64_t count, const float* ddst, float* dsrc) = 0;
-
-  // ---- activations (activation.cpp) ---------------------------------------
-  enum class Activation : int { GeluErf = 0, GeluTanh = 1, Tanh = 2, Relu = 3 };
-  virtual void activation_forward(Activation kind, int64_t n, const float* x, float* y) = 0;
-  // dx += dy * f'(x). Takes x (not y) for every kind, so no output needs keeping.
-  virtual void activation_backward(Activation kind, int64_t n, const float* x, const float* dy,
-                                   float* dx) = 0;
-
-  // ---- dropout (dropout.cpp) ------------------------------------------------
-  // Keeps element i with probability 1-p and scales it by 1/(1-p). The mask comes
-  // from philox.h keyed by (seed, offset + i), identically on every backend, so
-  // backward regenerates it instead of storing it.
-  virtual void dropout_forward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x,
-                               float* y) = 0;
-  virtual void dropout_backward(int64_t n, float p, uint64_t seed, uint64_t offset,
-                                const float* dy, float* dx) = 0;
-
-  // ---- layer norm (layernorm.cpp) -------------------------------------------
-  // y = (x + residual - mean) * rstd * gamma + beta over the last dim `cols`.
-  // residual may be null. mean / rstd ([rows]) are saved for backward.
-  // When residual is non-null, x + residual is also written to `sum_out`
-  // (backward needs the normalised input); sum_out is ignored otherwise.
-  virtual void layernorm_forward(int64_t rows, int64_t cols, float eps, const float* x,
-                                 const float* residual, const float* gamma, const float* beta,
-                                 float* y, float* sum_out, float* mean, float* rstd) = 0;
-  // x here is the normalised input (x + residual when forward had a residual).
-  // dx (if non-null) += dL/dx; the same gradient flows to the residual.
-  virtual void layernorm_backward(int64_t rows, int64_t cols, const float* x, const float* gamma,
-                                  const float* mean, const float* rstd, const float* dy, float* dx,
-                                  float* dgamma, float* dbeta) = 0;
-
-  // ---- embedding (embedding.cpp) --------------------------------------------
-  // out[i, :] = table[ids[i], :]. ids were range-checked by the caller.
-  virtual void embedding_forward(int64_t n, int64_t dim, const int32_t* ids, const float* table,
-                                 float* out) = 0;
-  // dtable[ids[i], :] += dout[i, :]; repeated ids must not lose updates.
-  // Tokens whose id equals padding_idx contribute nothing (torch's
-  // nn.Embedding(padding_idx=...)); padding_idx < 0 means none.
-  virtual void embedding_backward(int64_t n, int64_t dim, int64_t vocab, int64_t padding_idx,
-                                  const int32_t* ids, const float* dout, float* dtable) = 0;
-
-  // ---- attention (attention.cpp) --------------------------------------------
-  // q, k, v, out: [batch, seq, heads * head_dim] (the layout Linear produces).
-  // mask: [batch, seq] of 0/1 (int32); key positions with 0 get the additive
-  // bias -FLT_MAX, as transformers does, so fully padded rows give a uniform
-  // softmax instead of NaN. probs: [batch, heads, seq, seq] softmax before
-  // dropout, saved for backward. Dropout on probs uses (seed, offset) like
-  // dropout_forward, element index = flat index into probs.
-  virtual void attention_forward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                                 float scale, float dropout_p, uint64_t seed, uint64_t offset,
-                                 const float* q, const float* k, const float* v,
-                                 const int32_t* mask, float* probs, float* out) = 0;
-  // dq / dk / dv may each be null (not needed); otherwise accumulated into.
-  virtual void attention_backward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                                  float scale, float dropout_p, uint64_t seed, uint64_t offset,
-                                  const float* q, const float* k, const float* v,
-                                  const float* probs, const float* dout, float* dq, float* dk,
-                                  float* dv) = 0;
-
-  // ---- fused attention (flash_attention.cpp) ----------------------------------
-  // The attention above without the [batch, heads, seq, seq] probabilities:
-  // same layout, mask, scale and dropout (the keep decision for probs element
-  // (b, h, i, j) is the draw of flat index ((b * heads + h) * seq + i) * seq + j,
-  // bit for bit the materialised op's), computed tile by tile with an online
-  // softmax. Saves only lse: [batch, heads, seq], each row's log-sum-exp of
-  // its scores, from which backward recomputes the probabilities. A batch row
-  // whose keys are all padded gets the same uniform softmax as above.
-  virtual void flash_attention_forward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                                       float scale, float dropout_p, uint64_t seed, uint64_t offset,
-                                       const float* q, const float* k, const float* v,
-                                       const int32_t* mask, float* lse, float* out) = 0;
-  // out is the forward's output (backward needs rowsum(dout * out)). dq / dk /
-  // dv may each be null; otherwise accumulated into.
-  virtual void flash_attention_backward(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                                        float scale, float dropout_p, uint64_t seed, uint64_t offset,
-                                        const float* q, const float* k, const float* v,
-                                        const int32_t* mask, const float* lse, const float* out,
-                                        const float* dout, float* dq, float* dk, float* dv) = 0;
-
-  // ---- disentangled attention's pieces (transpose.cpp, gather.cpp, softmax.cpp) ----
-  // DeBERTa's attention is built from gemms and these three families.
-  //
-  // dst[o, c, r, i] = src[o, r, c, i]: src is [outer, rows, cols, inner], dst
-  // [outer, cols, rows, inner] (torch's x.transpose(1, 2).contiguous() of a 4-D x).
-  virtual void swap_axes_forward(int64_t outer, int64_t rows, int64_t cols, int64_t inner,
-                                 const float* src, float* dst) = 0;
-  // dsrc[o, r, c, i] += ddst[o, c, r, i].
-  virtual void swap_axes_backward(int64_t outer, int64_t rows, int64_t cols, int64_t inner,
-                                  const float* ddst, float* dsrc) = 0;
-  // out[n, s, t] = x[n, s, index[s, t]] (torch.gather along the last dim with an
-  // index broadcast over n): x [batch, rows, width], index [rows, picks] with
-  // values in [0, width) (checked by the caller), out [batch, rows, picks].
-  virtual void gather_columns_forward(int64_t batch, int64_t rows, int64_t width, int64_t picks,
-                                      const float* x, const int32_t* index, float* out) = 0;
-  // dx[n, s, index[s, t]] += dout[n, s, t]; indices repeated within a row all land.
-  virtual void gather_columns_backward(int64_t batch, int64_t rows, int64_t width, int64_t picks,
-                                       const int32_t* index, const float* dout, float* dx) = 0;
-  // probs = softmax(scale * x) over the last dim, x and probs [groups, batch, seq, seq],
-  // mask [batch, seq] shared by the groups (heads). Element (i, j) of batch b is
-  // kept when mask[b, i] != 0 and mask[b, j] != 0; the others are set to
-  // -FLT_MAX before the softmax (torch's masked_fill with finfo(float32).min),
-  // so a row with nothing kept (a padded query) is uniform, never NaN.
-  virtual void masked_softmax_forward(int64_t groups, int64_t batch, int64_t seq, float scale,
-                                      const float* x, const int32_t* mask, float* probs) = 0;
-  // dx += kept ? scale * p * (dp - sum_j p_j dp_j) : 0 (masked_fill passes no
-  // gradient to the elements it filled).
-  virtual void masked_softmax_backward(int64_t groups, int64_t batch, int64_t seq, float scale,
-                                       const float* probs, const float* dprobs,
-                                       const int32_t* mask, float* dx) = 0;
-
-  // ---- masked max pooling (pooling.cpp) -------------------------------------------
-  // The "max" classification head: per feature, the maximum of h over the
-  // tokens of each batch row whose mask is non-zero. h [batch, seq, dim],
-  // mask [batch, seq] (int32, non-zero = token), out [batch, dim], argmax
-  // [batch, dim] (int32, the seq index chosen, saved for backward). The first
-  // index wins ties; a NaN wins over any number (torch's max propagates NaN),
-  // the first NaN among several. A row with no token at all gets out = 0 and
-  // argmax = -1 (no gradient): finite, where sentence-transformers' -1e9 fill
-  // would give -1e9; the TypeScript layer rejects such rows before calling.
-  virtual void masked_max_pool_forward(int64_t batch, int64_t seq, int64_t dim, const float* h,
-                                       const int32_t* mask, float* out, int32_t* argmax) = 0;
-  // dh[b, argmax[b, d], d] += dout[b, d]. An argmax outside [0, seq) (the -1
-  // of an empty row) sends no gradient: argmax is written by the forward on
-  // the device, so it is not range-checked, and this keeps any value harmless.
-  // Every (b, d) writes its own element of dh: no two updates collide.
-  virtual void masked_max_pool_backward(int64_t batch, int64_t seq, int64_t dim, const int32_t* argmax,
-                                        const float* dout, float* dh) = 0;
-
-  // ---- losses (loss.cpp) ------------------------------------------------------
-  // Mean cross-entropy over rows whose label != ignore_index (torch semantics:
-  // 0/0 = NaN when every row is ignored). loss[0] is written. Labels were
-  // range-checked by the caller. Class weights may be null.
-  virtual void cross_entropy_forward(int64_t rows, int64_t classes, const float* logits,
-                                     const int32_t* labels, int32_t ignore_index,
-                                     const float* class_weights, float* loss) = 0;
-  // dlogits += dloss[0] * d(mean CE)/dlogits. dloss lives on the device.
-  virtual void cross_entropy_backward(int64_t rows, int64_t classes, const float* logits,
-                                      const int32_t* labels, int32_t ignore_index,
-                                      const float* class_weights, const float* dloss,
-                                      float* dlogits) = 0;
-
-  // ---- optimizer (adamw.cpp) --------------------------------------------------
-  // torch.optim.AdamW, one tensor: param -= lr*wd*param; m,v moments; bias
-  // correction with `step` (1-based); grad is multiplied by *grad_scale first
-  // (clipping coefficient / loss-scale inverse, kept on the device; null = 1).
-  // Hyperparameters are double: torch computes 1 - beta2 etc. in double.
-  virtual void adamw_step(int64_t n, double lr, double beta1, double beta2, double eps,
-                          double weight_decay, int64_t step, const float* grad_scale,
-                          const float* grad, float* param, float* exp_avg,
-                          float* exp_avg_sq) = 0;
-  // clip_coef[0] = min(1, max_norm / (sqrt(sum_sq[0]) + 1e-6)), torch's clip_grad_norm_.
-  virtual void clip_coefficient(const float* sum_sq, float max_norm, float* clip_coef) = 0;
-
-  // The same AdamW step for `count` tensors at once (one param group: the
-  // hyperparameters are shared, the step number is per tensor). Tensor t has
-  // sizes[t] elements; every element gets exactly the arithmetic of
-  // adamw_step, so results are bit-identical to calling it per tensor.
-  // found_inf (null = none) is a one-element device flag: when it is non-zero
-  // the op changes nothing (torch's GradScaler skipping optimizer.step()).
-  // The arrays are read during the call only; the pointers they hold must
-  // stay valid until the op has run.
-  virtual void multi_tensor_adamw(int64_t count, const int64_t* sizes, float* const* params,
-                                  const float* const* grads, float* const* exp_avgs,
-                                  float* const* exp_avg_sqs, double lr, double beta1, double beta2,
-                                  double eps, double weight_decay, const int64_t* steps,
-                                  const float* grad_scale, const float* found_inf) = 0;
-  // out[0] += sum over the tensors of sum of x^2, accumulated in double and
-  // rounded to float once: one op for a global gradient norm. Fixed blocks per
-  // tensor, so the result does not depend on the thread count or the GPU.
-  virtual void multi_tensor_sum_squares(int64_t count, const int64_t* sizes,
-                                        const float* const* tensors, float* out) = 0;
-  // found_inf[0] = 1 when x[0] is inf or NaN, else 0. Applied to a sum of
-  // squares it flags any non-finite gradient (an inf/NaN element makes the sum
-  // inf/NaN) and also a finite sum too large for float, whose clipping
-  // coefficient would be 0 anyway.
-  virtual void nonfinite_flag(const float* x, float* found_inf) = 0;
+  // ---- the ops, declared once in op_list.h ------------------------------------
+#define BERTKIT_OP(name, params) virtual void name params = 0;
+#include "bertkit/op_list.h"
+#undef BERTKIT_OP
 };
 
-// The one dispatch point: the backend for a device. Throws Error with a clear
-// reason when that device is unavailable (e.g. "not compiled with CUDA").
+// Every activation kind's name, indexed by its code.
+inline constexpr const char* kActivationNames[] = {
+#define BERTKIT_ACTIVATION_NAME(name) #name,
+    BERTKIT_ACTIVATION_KINDS(BERTKIT_ACTIVATION_NAME)
+#undef BERTKIT_ACTIVATION_NAME
+};
+inline constexpr int kActivationCount = static_cast<int>(sizeof kActivationNames / sizeof kActivationNames[0]);
+
+// ---- the one dispatch point ---------------------------------------------------
+
+// The backend of a device. Throws Error with a clear reason when that device
+// is unavailable (e.g. "not compiled with CUDA").
 Backend& backend_for(Device device);
 // True when this build contains a backend for the device (not whether it runs).
 bool backend_compiled(Device device);
+
+// Work on a device: a closure that calls one backend op. It must capture
+// what it needs by value (data pointers, never a NativeBuffer, which may be
+// freed before queued work runs).
+using Work = std::function<void(Backend&)>;
+// Runs `work` against the device's backend after everything issued to that
+// device before it. On the CPU an error thrown by queued work surfaces at the
+// next synchronize() or download(), and the compute work queued after it is
+// skipped; on CUDA (and on the CPU with queueing off) it is thrown here.
+void enqueue(Device device, Work work);
+
+// Memory, ordered with enqueued work the same way.
+void* allocate(Device device, size_t bytes);                // at once
+void release(Device device, void* ptr, size_t bytes);       // after the work issued before it
+void upload(Device device, void* dst, const void* host_src, size_t bytes);  // host_src reusable on return
+void download(Device device, void* host_dst, const void* src, size_t bytes);  // waits for issued work
+void synchronize(Device device);  // waits; rethrows the error of failed queued work
 
 }  // namespace bertkit

@@ -15,6 +15,7 @@
 namespace bertkit {
 
 enum class DType : int { F32 = 0, F16 = 1, BF16 = 2, I32 = 3 };
+inline constexpr int kDTypeCount = 4;  // dtype codes are 0 .. kDTypeCount - 1
 
 inline size_t dtype_size(DType dtype) {
   switch (dtype) {

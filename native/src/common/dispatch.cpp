@@ -1,5 +1,7 @@
-// The one dispatch point from a device to its backend.
+// The one dispatch point: a device's backend, and where its work runs (the
+// CPU stream's queue, or at once for CUDA, whose ops enqueue on its stream).
 #include "bertkit/backend.h"
+#include "../cpu/cpu_backend.h"
 #include "../cpu/cpu_stream.h"
 
 namespace bertkit {
@@ -22,7 +24,7 @@ bool backend_compiled([[maybe_unused]] Device device) {
 
 Backend& backend_for(Device device) {
   if (device == Device::CPU) {
-    return CpuStream::instance();
+    return cpu_backend();
   }
 #ifdef BERTKIT_WITH_CUDA
   return cuda_backend();
@@ -32,6 +34,36 @@ Backend& backend_for(Device device) {
       "elsewhere build one with `BERTKIT_CUDA=on npm rebuild bertkit --foreground-scripts`, or `npm run build:cuda` "
       "in a clone, on a machine with nvcc and the cuBLAS headers)");
 #endif
+}
+
+void enqueue(Device device, Work work) {
+  if (device == Device::CPU) {
+    CpuStream::instance().submit(CpuStream::Kind::Compute, std::move(work));
+  } else {
+    work(backend_for(device));
+  }
+}
+
+void* allocate(Device device, size_t bytes) { return backend_for(device).allocate(bytes); }
+
+void release(Device device, void* ptr, size_t bytes) {
+  if (device == Device::CPU) CpuStream::instance().release(ptr, bytes);
+  else backend_for(device).release(ptr, bytes);
+}
+
+void upload(Device device, void* dst, const void* host_src, size_t bytes) {
+  if (device == Device::CPU) CpuStream::instance().upload(dst, host_src, bytes);
+  else backend_for(device).upload(dst, host_src, bytes);
+}
+
+void download(Device device, void* host_dst, const void* src, size_t bytes) {
+  if (device == Device::CPU) CpuStream::instance().download(host_dst, src, bytes);
+  else backend_for(device).download(host_dst, src, bytes);
+}
+
+void synchronize(Device device) {
+  if (device == Device::CPU) CpuStream::instance().synchronize();
+  else backend_for(device).synchronize();
 }
 
 }  // namespace bertkit

@@ -45,6 +45,22 @@ inline float normal_pdf(float x) { return kInvSqrt2Pi * std::exp(-0.5f * x * x);
 inline float gelu_tanh_inner(float x) { return kSqrt2OverPi * (x + kGeluTanhCubic * x * x * x); }
 inline float sigmoid_of_twice(float u) { return 1.0f / (1.0f + std::exp(-2.0f * u)); }
 
+// sigmoid(x) = 1 / (1 + e^-x): e^-x overflowing to inf gives exactly 0. 1 - sigmoid(x)
+// is taken as sigmoid(-x) wherever it appears, for the digits subtraction would lose.
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// softplus(x) = log(1 + e^x), x itself above torch's threshold of 20.
+inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+constexpr float kQuickGeluScale = 1.702f;  // transformers' QuickGELUActivation
+constexpr float kLeakySlope = 0.01f;       // torch.nn.LeakyReLU's default negative_slope
+// transformers' LaplaceActivation: 0.5 (1 + erf((x - mu) / (sigma sqrt2))), mu and sigma as there.
+constexpr float kLaplaceMu = 0.707107f;
+constexpr float kLaplaceInvScale = static_cast<float>(1.0 / (0.282095 * 1.4142135623730951));  // 1 / (sigma sqrt2)
+constexpr float kInvSqrtPi = 0.56418958354775628695f;  // 1/sqrt(pi)
+
+// gelu_10: gelu clipped to [-10, 10] (gelu never goes below -0.17, so only 10 binds).
+inline float gelu_erf(float x) { return x * normal_cdf(x); }
+
 // Callers capture their pointers by value: with captures by reference, each
 // store through dx might alias the captured pointers, which blocks vectorising.
 template <typename Fn>
@@ -85,6 +101,54 @@ void CpuBackend::activation_forward(Activation kind, int64_t n, const float* x, 
         float v = x[i];
         y[i] = ((v > 0.0f) | (v != v)) ? v : 0.0f;  // `|`, not `||`: no branch, so it vectorises
       });
+      return;
+    case Activation::Silu:
+      for_each_chunk(n, [=](int64_t i) { y[i] = x[i] * sigmoid(x[i]); });
+      return;
+    case Activation::QuickGelu:
+      for_each_chunk(n, [=](int64_t i) { y[i] = x[i] * sigmoid(kQuickGeluScale * x[i]); });
+      return;
+    case Activation::Mish:
+      for_each_chunk(n, [=](int64_t i) { y[i] = x[i] * std::tanh(softplus(x[i])); });
+      return;
+    case Activation::Sigmoid:
+      for_each_chunk(n, [=](int64_t i) { y[i] = sigmoid(x[i]); });
+      return;
+    case Activation::Relu6:
+      // min(max(x, 0), 6) with NaN kept, as torch's hardtanh.
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        y[i] = v != v ? v : v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
+      });
+      return;
+    case Activation::LeakyRelu:
+      for_each_chunk(n, [=](int64_t i) { y[i] = x[i] > 0.0f ? x[i] : kLeakySlope * x[i]; });
+      return;
+    case Activation::Identity:
+      for_each_chunk(n, [=](int64_t i) { y[i] = x[i]; });
+      return;
+    case Activation::Relu2:
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        float r = ((v > 0.0f) | (v != v)) ? v : 0.0f;
+        y[i] = r * r;
+      });
+      return;
+    case Activation::GeluClip10:
+      for_each_chunk(n, [=](int64_t i) { y[i] = std::fmin(std::fmax(gelu_erf(x[i]), -10.0f), 10.0f); });
+      return;
+    case Activation::Laplace:
+      // 0.5 (1 + erf(z)) as 0.5 erfc(-z): no cancellation where erf(z) nears -1.
+      for_each_chunk(n, [=](int64_t i) { y[i] = 0.5f * std::erfc(-(x[i] - kLaplaceMu) * kLaplaceInvScale); });
+      return;
+    case Activation::Hardswish:
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        y[i] = v * std::fmin(std::fmax(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+      });
+      return;
+    case Activation::SqrtSoftplus:
+      for_each_chunk(n, [=](int64_t i) { y[i] = std::sqrt(softplus(x[i])); });
       return;
   }
   throw Error("unknown activation kind " + std::to_string(static_cast<int>(kind)));
@@ -133,6 +197,82 @@ void CpuBackend::activation_backward(Activation kind, int64_t n, const float* x,
       for_each_chunk(n, [=](int64_t i) {
         const float g = dy[i];  // loaded unconditionally so the select needs no branch
         dx[i] += x[i] > 0.0f ? g : 0.0f;
+      });
+      return;
+    case Activation::Silu:
+      // d/dx [x s(x)] = s(x) (1 + x (1 - s(x))), 1 - s(x) as s(-x).
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        dx[i] += dy[i] * (sigmoid(v) * (1.0f + v * sigmoid(-v)));
+      });
+      return;
+    case Activation::QuickGelu:
+      // d/dx [x s(a x)] = s(a x) + a x s(a x) s(-a x).
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        float s = sigmoid(kQuickGeluScale * v);
+        dx[i] += dy[i] * (s + kQuickGeluScale * v * s * sigmoid(-kQuickGeluScale * v));
+      });
+      return;
+    case Activation::Mish:
+      // d/dx [x tanh(sp(x))] = tanh(sp) + x (1 - tanh(sp)^2) s(x), as torch's mish_backward.
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        float t = std::tanh(softplus(v));
+        dx[i] += dy[i] * (t + v * sigmoid(v) * (1.0f - t * t));
+      });
+      return;
+    case Activation::Sigmoid:
+      for_each_chunk(n, [=](int64_t i) { dx[i] += dy[i] * (sigmoid(x[i]) * sigmoid(-x[i])); });
+      return;
+    case Activation::Relu6:
+      // torch's hardtanh_backward: the gradient passes strictly inside (0, 6).
+      for_each_chunk(n, [=](int64_t i) {
+        const float g = dy[i];
+        dx[i] += (x[i] > 0.0f && x[i] < 6.0f) ? g : 0.0f;
+      });
+      return;
+    case Activation::LeakyRelu:
+      for_each_chunk(n, [=](int64_t i) { dx[i] += x[i] > 0.0f ? dy[i] : kLeakySlope * dy[i]; });
+      return;
+    case Activation::Identity:
+      for_each_chunk(n, [=](int64_t i) { dx[i] += dy[i]; });
+      return;
+    case Activation::Relu2:
+      for_each_chunk(n, [=](int64_t i) {
+        const float g = dy[i];
+        dx[i] += x[i] > 0.0f ? 2.0f * x[i] * g : 0.0f;
+      });
+      return;
+    case Activation::GeluClip10:
+      // torch.clip's backward passes the gradient where min <= gelu(x) <= max.
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        float gv = gelu_erf(v);
+        const float g = dy[i];
+        dx[i] += (gv >= -10.0f && gv <= 10.0f) ? g * (normal_cdf(v) + v * normal_pdf(v)) : 0.0f;
+      });
+      return;
+    case Activation::Laplace:
+      // d/dx 0.5 erfc(-z) = exp(-z^2) / sqrt(pi) * dz/dx.
+      for_each_chunk(n, [=](int64_t i) {
+        float z = (x[i] - kLaplaceMu) * kLaplaceInvScale;
+        dx[i] += dy[i] * (kInvSqrtPi * kLaplaceInvScale * std::exp(-z * z));
+      });
+      return;
+    case Activation::Hardswish:
+      // torch's hardswish_backward: 0 below -3, dy above 3, dy (x / 3 + 0.5) between.
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        const float g = dy[i];
+        dx[i] += v < -3.0f ? 0.0f : v <= 3.0f ? g * (v / 3.0f + 0.5f) : g;
+      });
+      return;
+    case Activation::SqrtSoftplus:
+      // d/dx sqrt(sp(x)) = s(x) / (2 sqrt(sp(x))).
+      for_each_chunk(n, [=](int64_t i) {
+        float v = x[i];
+        dx[i] += dy[i] * (sigmoid(v) / (2.0f * std::sqrt(softplus(v))));
       });
       return;
   }

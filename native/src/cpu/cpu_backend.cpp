@@ -13,6 +13,11 @@
 
 namespace bertkit {
 
+CpuBackend& cpu_backend() {
+  static CpuBackend* backend = new CpuBackend();
+  return *backend;
+}
+
 std::string CpuBackend::describe() const {
   return std::string("cpu (") + std::to_string(ThreadPool::instance().num_threads()) +
          " threads, gemm: " + cpu_gemm_name() + ")";

@@ -18,7 +18,7 @@ Device device_arg(const Napi::CallbackInfo& info, const char* fn) {
     throw Napi::TypeError::New(info.Env(), std::string(fn) + ": expected a device number (0 = cpu, 1 = cuda)");
   }
   int d = info[0].As<Napi::Number>().Int32Value();
-  if (d != 0 && d != 1) throw Napi::RangeError::New(info.Env(), std::string(fn) + ": unknown device " + std::to_string(d));
+  if (d < 0 || d >= kDeviceCount) throw Napi::RangeError::New(info.Env(), std::string(fn) + ": unknown device " + std::to_string(d));
   return static_cast<Device>(d);
 }
 
@@ -41,7 +41,7 @@ Napi::Value ProbeDevice(const Napi::CallbackInfo& info) {
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   Device d = device_arg(info, "synchronize");
   try {
-    backend_for(d).synchronize();
+    synchronize(d);
   } catch (const Error& e) {
     throw Napi::Error::New(info.Env(), std::string("synchronize: ") + e.what());
   }
@@ -53,14 +53,14 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 // the error of a queued op that failed.
 class SynchronizeWorker final : public Napi::AsyncWorker {
  public:
-  SynchronizeWorker(Napi::Env env, Backend& backend)
-      : Napi::AsyncWorker(env, "bertkit.synchronize"), backend_(backend), deferred_(Napi::Promise::Deferred::New(env)) {}
+  SynchronizeWorker(Napi::Env env, Device device)
+      : Napi::AsyncWorker(env, "bertkit.synchronize"), device_(device), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
     try {
-      backend_.synchronize();
+      synchronize(device_);
     } catch (const std::exception& e) {
       SetError(std::string("synchronize: ") + e.what());
     }
@@ -69,19 +69,18 @@ class SynchronizeWorker final : public Napi::AsyncWorker {
   void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
 
  private:
-  Backend& backend_;
+  Device device_;
   Napi::Promise::Deferred deferred_;
 };
 
 Napi::Value SynchronizeAsync(const Napi::CallbackInfo& info) {
   Device d = device_arg(info, "synchronizeAsync");
-  Backend* backend = nullptr;
   try {
-    backend = &backend_for(d);  // on this thread: an unusable device fails here, not in the worker
+    backend_for(d);  // on this thread: an unusable device fails here, not in the worker
   } catch (const Error& e) {
     throw Napi::Error::New(info.Env(), std::string("synchronizeAsync: ") + e.what());
   }
-  auto* worker = new SynchronizeWorker(info.Env(), *backend);
+  auto* worker = new SynchronizeWorker(info.Env(), d);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -90,7 +89,7 @@ Napi::Value SynchronizeAsync(const Napi::CallbackInfo& info) {
 // Waits for the CPU stream before changing what its ops use (threads, GEMM, cache).
 void drain_cpu_stream(const Napi::CallbackInfo& info, const char* fn) {
   try {
-    CpuStream::instance().synchronize();
+    synchronize(Device::CPU);
   } catch (const Error& e) {
     throw Napi::Error::New(info.Env(), std::string(fn) + ": a queued op failed before it: " + e.what());
   }
@@ -168,8 +167,25 @@ Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// codes: the numbers JavaScript passes for dtypes, devices and activation
+// kinds, by name ({ dtype: { float32: 0, ... }, device: { cpu: 0, cuda: 1 },
+// activation: { GeluErf: 0, ... } }), read from the enums themselves.
+Napi::Object Codes(Napi::Env env) {
+  Napi::Object dtype = Napi::Object::New(env), device = Napi::Object::New(env), activation = Napi::Object::New(env);
+  for (int c = 0; c < kDTypeCount; ++c) dtype.Set(dtype_name(static_cast<DType>(c)), c);
+  for (int c = 0; c < kDeviceCount; ++c) device.Set(device_name(static_cast<Device>(c)), c);
+  for (int c = 0; c < kActivationCount; ++c) activation.Set(kActivationNames[c], c);
+  Napi::Object codes = Napi::Object::New(env);
+  codes.Set("dtype", dtype);
+  codes.Set("device", device);
+  codes.Set("activation", activation);
+  for (Napi::Object o : {dtype, device, activation, codes}) o.Freeze();
+  return codes;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeBuffer", NativeBuffer::Define(env));
+  exports.Set("codes", Codes(env));
   RegisterOps(env, exports);
   RegisterRuntimeInfo(env, exports);
   exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice, "probeDevice"));
@@ -182,7 +198,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       env,
       [](void*) {
         try {
-          CpuStream::instance().synchronize();
+          synchronize(Device::CPU);
         } catch (...) {
           // Teardown: a failed op's error has nobody left to reach.
         }

@@ -42,7 +42,7 @@ bool NativeBuffer::Is(const Napi::Value& value) {
   return value.As<Napi::Object>().InstanceOf(constructor_ref->Value());
 }
 
-// new NativeBuffer(device: 0|1, dtype: 0..3, numel)
+// new NativeBuffer(device, dtype, numel): device and dtype by their codes (the addon exports them)
 NativeBuffer::NativeBuffer(const Napi::CallbackInfo& info) : ObjectWrap(info) {
   Napi::Env env = info.Env();
   if (info.Length() != 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
@@ -51,8 +51,8 @@ NativeBuffer::NativeBuffer(const Napi::CallbackInfo& info) : ObjectWrap(info) {
   int device = info[0].As<Napi::Number>().Int32Value();
   int dtype = info[1].As<Napi::Number>().Int32Value();
   double numel = info[2].As<Napi::Number>().DoubleValue();
-  if (device != 0 && device != 1) throw Napi::RangeError::New(env, "NativeBuffer: unknown device " + std::to_string(device));
-  if (dtype < 0 || dtype > 3) throw Napi::RangeError::New(env, "NativeBuffer: unknown dtype " + std::to_string(dtype));
+  if (device < 0 || device >= kDeviceCount) throw Napi::RangeError::New(env, "NativeBuffer: unknown device " + std::to_string(device));
+  if (dtype < 0 || dtype >= kDTypeCount) throw Napi::RangeError::New(env, "NativeBuffer: unknown dtype " + std::to_string(dtype));
   if (!(numel >= 0) || numel != static_cast<double>(static_cast<int64_t>(numel)) || numel > 9.0e15) {
     throw Napi::RangeError::New(env, "NativeBuffer: numel must be a non-negative integer, got " + std::to_string(numel));
   }
@@ -60,7 +60,7 @@ NativeBuffer::NativeBuffer(const Napi::CallbackInfo& info) : ObjectWrap(info) {
   dtype_ = static_cast<DType>(dtype);
   numel_ = static_cast<int64_t>(numel);
   try {
-    data_ = backend_for(device_).allocate(bytes());
+    data_ = bertkit::allocate(device_, bytes());
   } catch (const OutOfMemory& e) {
     Napi::Error err = Napi::Error::New(env, e.what());
     err.Set("code", Napi::String::New(env, "ERR_BERTKIT_OOM"));
@@ -80,7 +80,7 @@ NativeBuffer::~NativeBuffer() { Release(); }
 void NativeBuffer::Release() {
   if (!data_) return;
   try {
-    backend_for(device_).release(data_, bytes());
+    bertkit::release(device_, data_, bytes());
   } catch (...) {
     // Releasing must never throw out of a finalizer; the backend reports its own errors.
   }
@@ -109,7 +109,7 @@ Napi::Value NativeBuffer::Read(const Napi::CallbackInfo& info) {
     return Napi::Int32Array::New(env, numel_, ab, 0);
   }
   try {
-    backend_for(device_).download(ab.Data(), data_, bytes());
+    bertkit::download(device_, ab.Data(), data_, bytes());
   } catch (const Error& e) {
     throw Napi::Error::New(env, std::string("read: ") + e.what());
   }
@@ -152,8 +152,8 @@ Napi::Value NativeBuffer::Write(const Napi::CallbackInfo& info) {
   const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
   size_t elem = dtype_size(dtype_);
   try {
-    backend_for(device_).upload(static_cast<uint8_t*>(data_) + static_cast<size_t>(offset) * elem,
-                                src, static_cast<size_t>(count) * elem);
+    bertkit::upload(device_, static_cast<uint8_t*>(data_) + static_cast<size_t>(offset) * elem, src,
+                    static_cast<size_t>(count) * elem);
   } catch (const Error& e) {
     throw Napi::Error::New(env, std::string("write: ") + e.what());
   }

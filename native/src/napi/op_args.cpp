@@ -104,7 +104,7 @@ void OpArgs::distinct(NativeBuffer* out, const char* out_name, NativeBuffer* in,
   }
 }
 
-Backend& OpArgs::backend() {
+Device OpArgs::device() {
   if (buffers_.empty()) fail("no tensor arguments");
   Device d = buffers_[0]->device();
   for (size_t i = 1; i < buffers_.size(); ++i) {
@@ -114,10 +114,26 @@ Backend& OpArgs::backend() {
     }
   }
   try {
-    return backend_for(d);
+    backend_for(d);  // not compiled with CUDA, no usable GPU: say so before any work is issued
   } catch (const Error& e) {
     fail(e.what());
   }
+  return d;
+}
+
+Napi::Value OpArgs::enqueue(Work work) { return enqueue(device(), std::move(work)); }
+
+Napi::Value OpArgs::enqueue(Device device, Work work) {
+  try {
+    bertkit::enqueue(device, std::move(work));
+  } catch (const OutOfMemory& e) {
+    Napi::Error err = Napi::Error::New(env(), std::string(op_) + ": " + e.what());
+    err.Set("code", Napi::String::New(env(), "ERR_BERTKIT_OOM"));
+    throw err;
+  } catch (const Error& e) {
+    fail(e.what());
+  }
+  return env().Undefined();
 }
 
 std::string shape_str(std::initializer_list<int64_t> dims) {

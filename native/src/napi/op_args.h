@@ -1,6 +1,7 @@
-// Unpacking and validation of op arguments at the Node-API boundary. Every
-// check happens here, before any pointer reaches a backend, and every failure
-// is a JavaScript Error that starts with the op's name.
+// Unpacking and validation of op arguments at the Node-API boundary, and the
+// hand-over of the op to its device. Every check happens here, before any
+// pointer reaches a backend, and every failure is a JavaScript Error that
+// starts with the op's name.
 #pragma once
 
 #include <napi.h>
@@ -31,8 +32,16 @@ class OpArgs {
   void need(NativeBuffer* buf, const char* name, int64_t numel, const std::string& shape);
   // Fails when an output aliases an input that the op still reads.
   void distinct(NativeBuffer* out, const char* out_name, NativeBuffer* in, const char* in_name);
-  // The backend of the device shared by every buffer seen so far.
-  Backend& backend();
+  // The device shared by every buffer seen so far; fails when they differ, or
+  // when this build or machine cannot run it.
+  Device device();
+  // Hands work (a closure that calls one backend op, capturing data pointers
+  // by value) to enqueue() on device(). An error thrown at once becomes a
+  // JavaScript Error starting with the op's name (out of memory: code
+  // ERR_BERTKIT_OOM). Returns undefined, the value of every op binding.
+  Napi::Value enqueue(Work work);
+  // The same on a given device (ops whose tensors come in arrays).
+  Napi::Value enqueue(Device device, Work work);
 
   [[noreturn]] void fail(const std::string& message) const;
   const char* op() const { return op_; }

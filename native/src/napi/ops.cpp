@@ -1,4 +1,5 @@
-// One binding per backend op: unpack, validate, dispatch. No maths here.
+// One binding per backend op: unpack and validate the arguments, then hand the
+// device a closure that calls the op (OpArgs::enqueue). No maths here.
 #include "ops.h"
 
 #include <climits>
@@ -17,22 +18,23 @@ namespace bertkit {
 
 namespace {
 
-Napi::Value Done(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
-
 // Range check of integer indices (token ids, labels) before any kernel reads
 // memory with them: from the host copy of the values when the buffer has one,
 // else by the backend in order with its ops (on the CPU stream when the op
 // runs, a failure then surfacing at the next read or synchronize with the ops
 // queued after it skipped; on CUDA by a download).
-void check_indices(OpArgs& args, Backend& backend, NativeBuffer* buf, int64_t n, const char* name,
-                   int64_t limit, bool allow_ignore, int32_t ignore_index) {
+void check_indices(OpArgs& args, NativeBuffer* buf, int64_t n, const char* name, int64_t limit, bool allow_ignore,
+                   int32_t ignore_index) {
+  const Device device = args.device();  // mixed or unusable devices fail first, as for the op itself
   const std::string what = std::string(args.op()) + ": " + name;
   try {
     // The usual case (ids, masks, labels written from JavaScript) is checked here, at once.
     if (const std::vector<int32_t>* host = buf->host_indices()) {
       check_index_range(host->data(), n, limit, allow_ignore, ignore_index, what);
     } else {
-      backend.check_indices(i32p(buf), n, limit, allow_ignore, ignore_index, what);
+      enqueue(device, [=, indices = i32p(buf)](Backend& be) {
+        be.check_indices(indices, n, limit, allow_ignore, ignore_index, what);
+      });
     }
   } catch (const Error& e) {
     throw Napi::Error::New(args.env(), e.what());
@@ -41,7 +43,7 @@ void check_indices(OpArgs& args, Backend& backend, NativeBuffer* buf, int64_t n,
 
 Backend::Activation activation_kind(OpArgs& args, size_t index) {
   int32_t k = args.i32(index, "kind");
-  if (k < 0 || k > 3) args.fail("unknown activation kind " + std::to_string(k));
+  if (k < 0 || k >= kActivationCount) args.fail("unknown activation kind " + std::to_string(k));
   return static_cast<Backend::Activation>(k);
 }
 
@@ -49,20 +51,6 @@ float probability(OpArgs& args, size_t index, const char* name) {
   float p = args.number(index, name);
   if (!(p >= 0.0f && p < 1.0f)) args.fail(std::string("'") + name + "' must be in [0, 1), got " + std::to_string(p));
   return p;
-}
-
-template <typename Fn>
-Napi::Value guarded(const Napi::CallbackInfo& info, const char* op, Fn fn) {
-  try {
-    fn();
-  } catch (const OutOfMemory& e) {
-    Napi::Error err = Napi::Error::New(info.Env(), std::string(op) + ": " + e.what());
-    err.Set("code", Napi::String::New(info.Env(), "ERR_BERTKIT_OOM"));
-    throw err;
-  } catch (const Error& e) {
-    throw Napi::Error::New(info.Env(), std::string(op) + ": " + e.what());
-  }
-  return Done(info);
 }
 
 // gemm(transA, transB, m, n, k, alpha, a, b, beta, c, batch, strideA, strideB, strideC)
@@ -86,9 +74,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   a.need(C, "c", checked_mul(a, {batch - 1, sc}) + size_c, "batch " + std::to_string(batch) + " x " + shape_str({m, n}));
   a.distinct(C, "c", A, "a");
   a.distinct(C, "c", B, "b");
-  Backend& be = a.backend();
-  return guarded(info, "gemm", [&] {
-    be.gemm(ta, tb, m, n, k, alpha, f32(A), f32(B), beta, f32(C), batch, sa, sb, sc);
+  return a.enqueue([=, A = f32(A), B = f32(B), C = f32(C)](Backend& be) {
+    be.gemm(ta, tb, m, n, k, alpha, A, B, beta, C, batch, sa, sb, sc);
   });
 }
 
@@ -117,9 +104,8 @@ Napi::Value GemmMixed(const Napi::CallbackInfo& info) {
   a.need(A, "a", checked_mul(a, {batch - 1, sa}) + size_a, "batch " + std::to_string(batch) + " x " + shape_a);
   a.need(B, "b", checked_mul(a, {batch - 1, sb}) + size_b, "batch " + std::to_string(batch) + " x " + shape_b);
   a.need(C, "c", checked_mul(a, {batch - 1, sc}) + size_c, "batch " + std::to_string(batch) + " x " + shape_str({m, n}));
-  Backend& be = a.backend();
-  return guarded(info, "gemmMixed", [&] {
-    be.gemm_mixed(ta, tb, m, n, k, alpha, A->data(), B->data(), ab, beta, f32(C), batch, sa, sb, sc);
+  return a.enqueue([=, C = f32(C), A = A->data(), B = B->data()](Backend& be) {
+    be.gemm_mixed(ta, tb, m, n, k, alpha, A, B, ab, beta, C, batch, sa, sb, sc);
   });
 }
 
@@ -157,8 +143,7 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
   float value = static_cast<float>(info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0);
   if (!info[2].IsNumber()) a.fail("'value' must be a number");
   a.need(x, "x", n, shape_str({n}));
-  Backend& be = a.backend();
-  return guarded(info, "fill", [&] { be.fill(f32(x), n, value); });
+  return a.enqueue([=, x = f32(x)](Backend& be) { be.fill(x, n, value); });
 }
 
 // axpby(n, alpha, x, beta, y):  y = alpha * x + beta * y
@@ -171,8 +156,7 @@ Napi::Value Axpby(const Napi::CallbackInfo& info) {
   NativeBuffer* y = a.buffer(4, "y", DType::F32);
   a.need(x, "x", n, shape_str({n}));
   a.need(y, "y", n, shape_str({n}));
-  Backend& be = a.backend();
-  return guarded(info, "axpby", [&] { be.axpby(n, alpha, f32(x), beta, f32(y)); });
+  return a.enqueue([=, x = f32(x), y = f32(y)](Backend& be) { be.axpby(n, alpha, x, beta, y); });
 }
 
 // mul(n, a, b, out)
@@ -185,8 +169,7 @@ Napi::Value Mul(const Napi::CallbackInfo& info) {
   a.need(x, "a", n, shape_str({n}));
   a.need(y, "b", n, shape_str({n}));
   a.need(out, "out", n, shape_str({n}));
-  Backend& be = a.backend();
-  return guarded(info, "mul", [&] { be.mul(n, f32(x), f32(y), f32(out)); });
+  return a.enqueue([=, x = f32(x), y = f32(y), out = f32(out)](Backend& be) { be.mul(n, x, y, out); });
 }
 
 // addBiasRows(rows, cols, bias, y)
@@ -198,8 +181,7 @@ Napi::Value AddBiasRows(const Napi::CallbackInfo& info) {
   a.need(bias, "bias", cols, shape_str({cols}));
   a.need(y, "y", checked_mul(a, {rows, cols}), shape_str({rows, cols}));
   a.distinct(y, "y", bias, "bias");
-  Backend& be = a.backend();
-  return guarded(info, "addBiasRows", [&] { be.add_bias_rows(rows, cols, f32(bias), f32(y)); });
+  return a.enqueue([=, bias = f32(bias), y = f32(y)](Backend& be) { be.add_bias_rows(rows, cols, bias, y); });
 }
 
 // sumRows(rows, cols, x, out):  out[c] += sum_r x[r, c]
@@ -211,8 +193,7 @@ Napi::Value SumRows(const Napi::CallbackInfo& info) {
   a.need(x, "x", checked_mul(a, {rows, cols}), shape_str({rows, cols}));
   a.need(out, "out", cols, shape_str({cols}));
   a.distinct(out, "out", x, "x");
-  Backend& be = a.backend();
-  return guarded(info, "sumRows", [&] { be.sum_rows(rows, cols, f32(x), f32(out)); });
+  return a.enqueue([=, x = f32(x), out = f32(out)](Backend& be) { be.sum_rows(rows, cols, x, out); });
 }
 
 // sum(n, x, out) / sumSquares(n, x, out):  out[0] += ...
@@ -224,10 +205,9 @@ Napi::Value SumImpl(const Napi::CallbackInfo& info, const char* op, bool squares
   a.need(x, "x", n, shape_str({n}));
   a.need(out, "out", 1, shape_str({1}));
   a.distinct(out, "out", x, "x");
-  Backend& be = a.backend();
-  return guarded(info, op, [&] {
-    if (squares) be.sum_squares(n, f32(x), f32(out));
-    else be.sum(n, f32(x), f32(out));
+  return a.enqueue([=, x = f32(x), out = f32(out)](Backend& be) {
+    if (squares) be.sum_squares(n, x, out);
+    else be.sum(n, x, out);
   });
 }
 Napi::Value Sum(const Napi::CallbackInfo& info) { return SumImpl(info, "sum", false); }
@@ -247,8 +227,7 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
   a.need(src, "src", n, shape_str({n}));
   a.need(dst, "dst", n, shape_str({n}));
   a.distinct(dst, "dst", src, "src");
-  Backend& be = a.backend();
-  return guarded(info, "cast", [&] { be.cast(n, sd, src->data(), dd, dst->data()); });
+  return a.enqueue([=, src = src->data(), dst = dst->data()](Backend& be) { be.cast(n, sd, src, dd, dst); });
 }
 
 // sliceRowsForward(batch, srcRows, cols, start, count, src, dst)
@@ -269,10 +248,9 @@ Napi::Value SliceRowsImpl(const Napi::CallbackInfo& info, const char* op, bool b
   a.need(y, backward ? "dsrc" : "dst", backward ? src_n : dst_n,
          backward ? shape_str({batch, src_rows, cols}) : shape_str({batch, count, cols}));
   a.distinct(y, "out", x, "in");
-  Backend& be = a.backend();
-  return guarded(info, op, [&] {
-    if (backward) be.slice_rows_backward(batch, src_rows, cols, start, count, f32(x), f32(y));
-    else be.slice_rows_forward(batch, src_rows, cols, start, count, f32(x), f32(y));
+  return a.enqueue([=, x = f32(x), y = f32(y)](Backend& be) {
+    if (backward) be.slice_rows_backward(batch, src_rows, cols, start, count, x, y);
+    else be.slice_rows_forward(batch, src_rows, cols, start, count, x, y);
   });
 }
 Napi::Value SliceRowsForward(const Napi::CallbackInfo& info) { return SliceRowsImpl(info, "sliceRowsForward", false); }
@@ -287,8 +265,7 @@ Napi::Value ActivationForward(const Napi::CallbackInfo& info) {
   NativeBuffer* y = a.buffer(3, "y", DType::F32);
   a.need(x, "x", n, shape_str({n}));
   a.need(y, "y", n, shape_str({n}));
-  Backend& be = a.backend();
-  return guarded(info, "activationForward", [&] { be.activation_forward(kind, n, f32(x), f32(y)); });
+  return a.enqueue([=, x = f32(x), y = f32(y)](Backend& be) { be.activation_forward(kind, n, x, y); });
 }
 
 // activationBackward(kind, n, x, dy, dx)
@@ -303,8 +280,9 @@ Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
   a.need(dy, "dy", n, shape_str({n}));
   a.need(dx, "dx", n, shape_str({n}));
   a.distinct(dx, "dx", x, "x");
-  Backend& be = a.backend();
-  return guarded(info, "activationBackward", [&] { be.activation_backward(kind, n, f32(x), f32(dy), f32(dx)); });
+  return a.enqueue([=, x = f32(x), dy = f32(dy), dx = f32(dx)](Backend& be) {
+    be.activation_backward(kind, n, x, dy, dx);
+  });
 }
 
 // dropoutForward(n, p, seed, offset, x, y) / dropoutBackward(n, p, seed, offset, dy, dx)
@@ -317,10 +295,9 @@ Napi::Value DropoutImpl(const Napi::CallbackInfo& info, const char* op, bool bac
   NativeBuffer* y = a.buffer(5, backward ? "dx" : "y", DType::F32);
   a.need(x, backward ? "dy" : "x", n, shape_str({n}));
   a.need(y, backward ? "dx" : "y", n, shape_str({n}));
-  Backend& be = a.backend();
-  return guarded(info, op, [&] {
-    if (backward) be.dropout_backward(n, p, seed, offset, f32(x), f32(y));
-    else be.dropout_forward(n, p, seed, offset, f32(x), f32(y));
+  return a.enqueue([=, x = f32(x), y = f32(y)](Backend& be) {
+    if (backward) be.dropout_backward(n, p, seed, offset, x, y);
+    else be.dropout_forward(n, p, seed, offset, x, y);
   });
 }
 Napi::Value DropoutForward(const Napi::CallbackInfo& info) { return DropoutImpl(info, "dropoutForward", false); }
@@ -351,10 +328,9 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   a.need(sum_out, "sumOut", numel, shape);
   a.need(mean, "mean", rows, shape_str({rows}));
   a.need(rstd, "rstd", rows, shape_str({rows}));
-  Backend& be = a.backend();
-  return guarded(info, "layernormForward", [&] {
-    be.layernorm_forward(rows, cols, eps, f32(x), f32(residual), f32(gamma), f32(beta), f32(y),
-                         residual ? f32(sum_out) : nullptr, f32(mean), f32(rstd));
+  return a.enqueue([=, x = f32(x), residual = f32(residual), gamma = f32(gamma), beta = f32(beta), y = f32(y),
+                    sum_out = f32(sum_out), mean = f32(mean), rstd = f32(rstd)](Backend& be) {
+    be.layernorm_forward(rows, cols, eps, x, residual, gamma, beta, y, residual ? sum_out : nullptr, mean, rstd);
   });
 }
 
@@ -382,10 +358,9 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   a.need(dbeta, "dbeta", cols, shape_str({cols}));
   a.distinct(dx, "dx", dy, "dy");
   a.distinct(dx, "dx", x, "x");
-  Backend& be = a.backend();
-  return guarded(info, "layernormBackward", [&] {
-    be.layernorm_backward(rows, cols, f32(x), f32(gamma), f32(mean), f32(rstd), f32(dy), f32(dx),
-                          f32(dgamma), f32(dbeta));
+  return a.enqueue([=, x = f32(x), gamma = f32(gamma), mean = f32(mean), rstd = f32(rstd), dy = f32(dy), dx = f32(dx),
+                    dgamma = f32(dgamma), dbeta = f32(dbeta)](Backend& be) {
+    be.layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
   });
 }
 
@@ -399,10 +374,9 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   a.need(ids, "ids", n, shape_str({n}));
   a.need(table, "table", checked_mul(a, {vocab, dim}), shape_str({vocab, dim}));
   a.need(out, "out", checked_mul(a, {n, dim}), shape_str({n, dim}));
-  Backend& be = a.backend();
-  check_indices(a, be, ids, n, "ids", vocab, false, 0);
-  return guarded(info, "embeddingForward", [&] {
-    be.embedding_forward(n, dim, i32p(ids), f32(table), f32(out));
+  check_indices(a, ids, n, "ids", vocab, false, 0);
+  return a.enqueue([=, table = f32(table), out = f32(out), ids = i32p(ids)](Backend& be) {
+    be.embedding_forward(n, dim, ids, table, out);
   });
 }
 
@@ -419,19 +393,20 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   a.need(dout, "dout", checked_mul(a, {n, dim}), shape_str({n, dim}));
   a.need(dtable, "dtable", checked_mul(a, {vocab, dim}), shape_str({vocab, dim}));
   a.distinct(dtable, "dtable", dout, "dout");
-  Backend& be = a.backend();
-  check_indices(a, be, ids, n, "ids", vocab, false, 0);
-  return guarded(info, "embeddingBackward", [&] {
-    be.embedding_backward(n, dim, vocab, padding_idx, i32p(ids), f32(dout), f32(dtable));
+  check_indices(a, ids, n, "ids", vocab, false, 0);
+  return a.enqueue([=, dout = f32(dout), dtable = f32(dtable), ids = i32p(ids)](Backend& be) {
+    be.embedding_backward(n, dim, vocab, padding_idx, ids, dout, dtable);
   });
 }
 
 // The eight arguments every attention binding starts with, validated, and the
 // size of q, k, v and out ([batch, seq, heads * head_dim]) they imply.
-struct AttentionArgs {
+struct AttentionDims {
   int64_t batch, seq, heads, head_dim;
   float scale, p;
   uint64_t seed, offset;
+};
+struct AttentionArgs : AttentionDims {
   int64_t numel;
   std::string shape;
 };
@@ -471,10 +446,10 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   a.distinct(out, "out", q, "q");
   a.distinct(out, "out", k, "k");
   a.distinct(out, "out", v, "v");
-  Backend& be = a.backend();
-  return guarded(info, "attentionForward", [&] {
-    be.attention_forward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, f32(q), f32(k), f32(v),
-                         i32p(mask), f32(probs), f32(out));
+  return a.enqueue([=, g = AttentionDims(g), q = f32(q), k = f32(k), v = f32(v), probs = f32(probs), out = f32(out),
+                    mask = i32p(mask)](Backend& be) {
+    be.attention_forward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, q, k, v, mask, probs,
+                         out);
   });
 }
 
@@ -499,10 +474,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
       a.distinct(out, oname, in, iname);
     }
   }
-  Backend& be = a.backend();
-  return guarded(info, "attentionBackward", [&] {
-    be.attention_backward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, f32(q), f32(k), f32(v),
-                          f32(probs), f32(dout), f32(dq), f32(dk), f32(dv));
+  return a.enqueue([=, g = AttentionDims(g), q = f32(q), k = f32(k), v = f32(v), probs = f32(probs), dout = f32(dout),
+                    dq = f32(dq), dk = f32(dk), dv = f32(dv)](Backend& be) {
+    be.attention_backward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, q, k, v,
+                          probs, dout, dq, dk, dv);
   });
 }
 
@@ -516,8 +491,9 @@ Napi::Value SwapAxesForward(const Napi::CallbackInfo& info) {
   a.need(src, "src", numel, shape_str({outer, rows, cols, inner}));
   a.need(dst, "dst", numel, shape_str({outer, cols, rows, inner}));
   a.distinct(dst, "dst", src, "src");
-  Backend& be = a.backend();
-  return guarded(info, "swapAxesForward", [&] { be.swap_axes_forward(outer, rows, cols, inner, f32(src), f32(dst)); });
+  return a.enqueue([=, src = f32(src), dst = f32(dst)](Backend& be) {
+    be.swap_axes_forward(outer, rows, cols, inner, src, dst);
+  });
 }
 
 // swapAxesBackward(outer, rows, cols, inner, ddst, dsrc):  dsrc[o, r, c, i] += ddst[o, c, r, i]
@@ -530,8 +506,9 @@ Napi::Value SwapAxesBackward(const Napi::CallbackInfo& info) {
   a.need(ddst, "ddst", numel, shape_str({outer, cols, rows, inner}));
   a.need(dsrc, "dsrc", numel, shape_str({outer, rows, cols, inner}));
   a.distinct(dsrc, "dsrc", ddst, "ddst");
-  Backend& be = a.backend();
-  return guarded(info, "swapAxesBackward", [&] { be.swap_axes_backward(outer, rows, cols, inner, f32(ddst), f32(dsrc)); });
+  return a.enqueue([=, ddst = f32(ddst), dsrc = f32(dsrc)](Backend& be) {
+    be.swap_axes_backward(outer, rows, cols, inner, ddst, dsrc);
+  });
 }
 
 // gatherColumnsForward(batch, rows, width, picks, x, index, out):  out[n, s, t] = x[n, s, index[s, t]]
@@ -545,10 +522,9 @@ Napi::Value GatherColumnsForward(const Napi::CallbackInfo& info) {
   a.need(index, "index", checked_mul(a, {rows, picks}), shape_str({rows, picks}));
   a.need(out, "out", checked_mul(a, {batch, rows, picks}), shape_str({batch, rows, picks}));
   a.distinct(out, "out", x, "x");
-  Backend& be = a.backend();
-  check_indices(a, be, index, rows * picks, "index", width, false, 0);
-  return guarded(info, "gatherColumnsForward", [&] {
-    be.gather_columns_forward(batch, rows, width, picks, f32(x), i32p(index), f32(out));
+  check_indices(a, index, rows * picks, "index", width, false, 0);
+  return a.enqueue([=, x = f32(x), out = f32(out), index = i32p(index)](Backend& be) {
+    be.gather_columns_forward(batch, rows, width, picks, x, index, out);
   });
 }
 
@@ -563,10 +539,9 @@ Napi::Value GatherColumnsBackward(const Napi::CallbackInfo& info) {
   a.need(dout, "dout", checked_mul(a, {batch, rows, picks}), shape_str({batch, rows, picks}));
   a.need(dx, "dx", checked_mul(a, {batch, rows, width}), shape_str({batch, rows, width}));
   a.distinct(dx, "dx", dout, "dout");
-  Backend& be = a.backend();
-  check_indices(a, be, index, rows * picks, "index", width, false, 0);
-  return guarded(info, "gatherColumnsBackward", [&] {
-    be.gather_columns_backward(batch, rows, width, picks, i32p(index), f32(dout), f32(dx));
+  check_indices(a, index, rows * picks, "index", width, false, 0);
+  return a.enqueue([=, dout = f32(dout), dx = f32(dx), index = i32p(index)](Backend& be) {
+    be.gather_columns_backward(batch, rows, width, picks, index, dout, dx);
   });
 }
 
@@ -583,9 +558,8 @@ Napi::Value MaskedSoftmaxForward(const Napi::CallbackInfo& info) {
   a.need(x, "x", numel, shape);
   a.need(mask, "mask", checked_mul(a, {batch, seq}), shape_str({batch, seq}));
   a.need(probs, "probs", numel, shape);
-  Backend& be = a.backend();
-  return guarded(info, "maskedSoftmaxForward", [&] {
-    be.masked_softmax_forward(groups, batch, seq, scale, f32(x), i32p(mask), f32(probs));
+  return a.enqueue([=, x = f32(x), probs = f32(probs), mask = i32p(mask)](Backend& be) {
+    be.masked_softmax_forward(groups, batch, seq, scale, x, mask, probs);
   });
 }
 
@@ -606,9 +580,8 @@ Napi::Value MaskedSoftmaxBackward(const Napi::CallbackInfo& info) {
   a.need(dx, "dx", numel, shape);
   a.distinct(dx, "dx", probs, "probs");
   a.distinct(dx, "dx", dprobs, "dprobs");
-  Backend& be = a.backend();
-  return guarded(info, "maskedSoftmaxBackward", [&] {
-    be.masked_softmax_backward(groups, batch, seq, scale, f32(probs), f32(dprobs), i32p(mask), f32(dx));
+  return a.enqueue([=, probs = f32(probs), dprobs = f32(dprobs), dx = f32(dx), mask = i32p(mask)](Backend& be) {
+    be.masked_softmax_backward(groups, batch, seq, scale, probs, dprobs, mask, dx);
   });
 }
 
@@ -629,12 +602,11 @@ Napi::Value MaskedMaxPoolForward(const Napi::CallbackInfo& info) {
   a.need(argmax, "argmax", checked_mul(a, {batch, dim}), shape_str({batch, dim}));
   a.distinct(out, "out", h, "h");
   a.distinct(argmax, "argmax", mask, "mask");
-  Backend& be = a.backend();
   // The op writes int32 on the device: a host copy from an earlier write() would be stale.
   argmax->forget_host_indices();
-  return guarded(info, "maskedMaxPoolForward", [&] {
-    be.masked_max_pool_forward(batch, seq, dim, f32(h), i32p(mask), f32(out),
-                               static_cast<int32_t*>(argmax->data()));
+  return a.enqueue([=, h = f32(h), mask = i32p(mask), out = f32(out),
+                    argmax = static_cast<int32_t*>(argmax->data())](Backend& be) {
+    be.masked_max_pool_forward(batch, seq, dim, h, mask, out, argmax);
   });
 }
 
@@ -651,9 +623,8 @@ Napi::Value MaskedMaxPoolBackward(const Napi::CallbackInfo& info) {
   a.need(dout, "dout", checked_mul(a, {batch, dim}), shape_str({batch, dim}));
   a.need(dh, "dh", checked_mul(a, {batch, seq, dim}), shape_str({batch, seq, dim}));
   a.distinct(dh, "dh", dout, "dout");
-  Backend& be = a.backend();
-  return guarded(info, "maskedMaxPoolBackward", [&] {
-    be.masked_max_pool_backward(batch, seq, dim, i32p(argmax), f32(dout), f32(dh));
+  return a.enqueue([=, dout = f32(dout), dh = f32(dh), argmax = i32p(argmax)](Backend& be) {
+    be.masked_max_pool_backward(batch, seq, dim, argmax, dout, dh);
   });
 }
 
@@ -677,10 +648,10 @@ Napi::Value FlashAttentionForward(const Napi::CallbackInfo& info) {
     for (auto [in, iname] : {std::pair{q, "q"}, {k, "k"}, {v, "v"}}) a.distinct(o, oname, in, iname);
   }
   a.distinct(out, "out", lse, "lse");
-  Backend& be = a.backend();
-  return guarded(info, "flashAttentionForward", [&] {
-    be.flash_attention_forward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, f32(q), f32(k), f32(v),
-                               i32p(mask), f32(lse), f32(out));
+  return a.enqueue([=, g = AttentionDims(g), q = f32(q), k = f32(k), v = f32(v), lse = f32(lse), out = f32(out),
+                    mask = i32p(mask)](Backend& be) {
+    be.flash_attention_forward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, q, k, v,
+                               mask, lse, out);
   });
 }
 
@@ -710,10 +681,10 @@ Napi::Value FlashAttentionBackward(const Napi::CallbackInfo& info) {
       a.distinct(o, oname, in, iname);
     }
   }
-  Backend& be = a.backend();
-  return guarded(info, "flashAttentionBackward", [&] {
-    be.flash_attention_backward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, f32(q), f32(k), f32(v),
-                                i32p(mask), f32(lse), f32(out), f32(dout), f32(dq), f32(dk), f32(dv));
+  return a.enqueue([=, g = AttentionDims(g), q = f32(q), k = f32(k), v = f32(v), lse = f32(lse), out = f32(out),
+                    dout = f32(dout), dq = f32(dq), dk = f32(dk), dv = f32(dv), mask = i32p(mask)](Backend& be) {
+    be.flash_attention_backward(g.batch, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, q, k, v,
+                                mask, lse, out, dout, dq, dk, dv);
   });
 }
 
@@ -731,10 +702,10 @@ Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   a.need(weights, "classWeights", classes, shape_str({classes}));
   a.need(loss, "loss", 1, shape_str({1}));
   a.distinct(loss, "loss", logits, "logits");
-  Backend& be = a.backend();
-  check_indices(a, be, labels, rows, "labels", classes, true, ignore);
-  return guarded(info, "crossEntropyForward", [&] {
-    be.cross_entropy_forward(rows, classes, f32(logits), i32p(labels), ignore, f32(weights), f32(loss));
+  check_indices(a, labels, rows, "labels", classes, true, ignore);
+  return a.enqueue([=, logits = f32(logits), weights = f32(weights), loss = f32(loss),
+                    labels = i32p(labels)](Backend& be) {
+    be.cross_entropy_forward(rows, classes, logits, labels, ignore, weights, loss);
   });
 }
 
@@ -754,10 +725,10 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   a.need(dloss, "dloss", 1, shape_str({1}));
   a.need(dlogits, "dlogits", checked_mul(a, {rows, classes}), shape_str({rows, classes}));
   a.distinct(dlogits, "dlogits", logits, "logits");
-  Backend& be = a.backend();
-  check_indices(a, be, labels, rows, "labels", classes, true, ignore);
-  return guarded(info, "crossEntropyBackward", [&] {
-    be.cross_entropy_backward(rows, classes, f32(logits), i32p(labels), ignore, f32(weights), f32(dloss), f32(dlogits));
+  check_indices(a, labels, rows, "labels", classes, true, ignore);
+  return a.enqueue([=, logits = f32(logits), weights = f32(weights), dloss = f32(dloss), dlogits = f32(dlogits),
+                    labels = i32p(labels)](Backend& be) {
+    be.cross_entropy_backward(rows, classes, logits, labels, ignore, weights, dloss, dlogits);
   });
 }
 
@@ -785,9 +756,9 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   a.distinct(m, "expAvg", v, "expAvgSq");
   a.distinct(param, "param", m, "expAvg");
   a.distinct(param, "param", v, "expAvgSq");
-  Backend& be = a.backend();
-  return guarded(info, "adamwStep", [&] {
-    be.adamw_step(n, lr, beta1, beta2, eps, wd, step, f32(scale), f32(grad), f32(param), f32(m), f32(v));
+  return a.enqueue([=, scale = f32(scale), grad = f32(grad), param = f32(param), m = f32(m),
+                    v = f32(v)](Backend& be) {
+    be.adamw_step(n, lr, beta1, beta2, eps, wd, step, scale, grad, param, m, v);
   });
 }
 
@@ -800,8 +771,8 @@ Napi::Value ClipCoefficient(const Napi::CallbackInfo& info) {
   NativeBuffer* coef = a.buffer(2, "clipCoef", DType::F32);
   a.need(sum_sq, "sumSq", 1, shape_str({1}));
   a.need(coef, "clipCoef", 1, shape_str({1}));
-  Backend& be = a.backend();
-  return guarded(info, "clipCoefficient", [&] { be.clip_coefficient(f32(sum_sq), max_norm, f32(coef)); });
+  return a.enqueue([=, sum_sq = f32(sum_sq),
+                    coef = f32(coef)](Backend& be) { be.clip_coefficient(sum_sq, max_norm, coef); });
 }
 
 // ---- multi-tensor ops: arrays of tensors, one op for many -----------------------------
@@ -883,14 +854,6 @@ NativeBuffer* scalar_tensor(OpArgs& a, size_t index, const char* name, bool opti
   return b;
 }
 
-Backend& backend_of(OpArgs& a, NativeBuffer* first) {
-  try {
-    return backend_for(first->device());
-  } catch (const Error& e) {
-    a.fail(e.what());
-  }
-}
-
 template <typename T = float>
 std::vector<T*> pointers(const std::vector<NativeBuffer*>& list) {
   std::vector<T*> out(list.size());
@@ -938,13 +901,12 @@ Napi::Value MultiTensorAdamW(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < grads.size(); ++i) read_only(grads[i], "grads[" + std::to_string(i) + "]");
   read_only(scale, "gradScale");
   read_only(found, "foundInf");
-  if (!first) return Done(info);  // no tensors at all: nothing to update
-  Backend& be = backend_of(a, first);
-  std::vector<float*> param_ptrs = pointers(params), avg_ptrs = pointers(avgs), avg_sq_ptrs = pointers(avg_sqs);
-  std::vector<const float*> grad_ptrs = pointers<const float>(grads);
-  return guarded(info, "multiTensorAdamw", [&] {
-    be.multi_tensor_adamw(count, sizes.data(), param_ptrs.data(), grad_ptrs.data(), avg_ptrs.data(),
-                          avg_sq_ptrs.data(), lr, beta1, beta2, eps, wd, steps.data(), f32(scale), f32(found));
+  if (!first) return info.Env().Undefined();  // no tensors at all: nothing to update
+  return a.enqueue(first->device(), [=, sizes = std::move(sizes), steps = std::move(steps), params = pointers(params),
+                                     grads = pointers<const float>(grads), avgs = pointers(avgs),
+                                     avg_sqs = pointers(avg_sqs), scale = f32(scale), found = f32(found)](Backend& be) {
+    be.multi_tensor_adamw(count, sizes.data(), params.data(), grads.data(), avgs.data(), avg_sqs.data(), lr, beta1,
+                          beta2, eps, wd, steps.data(), scale, found);
   });
 }
 
@@ -962,10 +924,9 @@ Napi::Value MultiTensorSumSquares(const Napi::CallbackInfo& info) {
       a.fail("output 'out' must not be the same buffer as input 'tensors[" + std::to_string(i) + "]'");
     }
   }
-  Backend& be = backend_of(a, first);
-  std::vector<const float*> ptrs = pointers<const float>(tensors);
-  return guarded(info, "multiTensorSumSquares", [&] {
-    be.multi_tensor_sum_squares(count, sizes.data(), ptrs.data(), f32(out));
+  return a.enqueue(first->device(), [=, sizes = std::move(sizes), tensors = pointers<const float>(tensors),
+                                     out = f32(out)](Backend& be) {
+    be.multi_tensor_sum_squares(count, sizes.data(), tensors.data(), out);
   });
 }
 
@@ -976,8 +937,7 @@ Napi::Value NonfiniteFlag(const Napi::CallbackInfo& info) {
   NativeBuffer* found = a.buffer(1, "foundInf", DType::F32);
   a.need(x, "x", 1, shape_str({1}));
   a.need(found, "foundInf", 1, shape_str({1}));
-  Backend& be = a.backend();
-  return guarded(info, "nonfiniteFlag", [&] { be.nonfinite_flag(f32(x), f32(found)); });
+  return a.enqueue([=, x = f32(x), found = f32(found)](Backend& be) { be.nonfinite_flag(x, found); });
 }
 
 }  // namespace
