@@ -54,13 +54,18 @@ function runBertkit(model: string, dataDir: string, n: number, seed: number): Ru
   }
 }
 
+// torch's OpenMP threads spin while they wait by default; on a machine shared with other jobs that
+// made a MiniLM step ~10x slower (about 50 s instead of 5 s at load 10 on 2 cores). PASSIVE is
+// torch's fastest setting here (1 thread: 6-10 s a step), so the Python side runs with it.
+const PYTHON_ENV = { OMP_WAIT_POLICY: 'PASSIVE' }
+
 function runSetfit(python: string, model: string, dataDir: string, n: number, seed: number): Run {
   const dir = mkdtempSync(join(tmpdir(), 'setfit-bench-'))
   const resultsFile = join(dir, 'results.json')
   const startedAt = new Date().toISOString()
   const t0 = performance.now()
   const p = spawnSync(python, [join(root, 'scripts', 'setfit_reference.py'), 'run', '--model', model, '--data-dir', dataDir, '--num-samples', String(n),
-    '--seed', String(seed), '--out', resultsFile], { encoding: 'utf8', maxBuffer: 1 << 26 })
+    '--seed', String(seed), '--out', resultsFile], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, ...PYTHON_ENV } })
   const processSeconds = (performance.now() - t0) / 1000
   if (p.status !== 0) throw new Error(`setfit_reference.py failed (${p.status}): ${p.stderr.slice(-4000)}`)
   const r = JSON.parse(readFileSync(resultsFile, 'utf8'))
@@ -144,6 +149,7 @@ function main(argv: string[]): void {
     command: `node dist/scripts/bench-setfit.js ${argv.join(' ')}`,
     model,
     data: `${dataDir} (raw rt-polarity files, Hugging Face's train / test split)`,
+    python: `environment ${JSON.stringify(PYTHON_ENV)}, torch's default threads (2); bertkit: its default thread pool (2 threads)`,
     settings: 'setfit defaults: batch 16, 1 epoch of pairs (oversampling), body lr 2e-5, warm-up 10 %, LogisticRegression head; seed = sampling seed = training seed',
   }
   const save = () => {

@@ -35,6 +35,8 @@ export interface EncodeOptions {
   /** Scale each embedding to unit length (on top of any Normalize module). Default false. */
   normalizeEmbeddings?: boolean
   showProgressBar?: boolean
+  /** The progress bar's label. Default "encode". */
+  progressLabel?: string
 }
 
 export interface SentenceTransformerOptions extends DownloadOptions {
@@ -158,7 +160,7 @@ export class SentenceTransformer extends Module {
     const order = sentences.map((_, i) => i).sort((a, b) => sentences[b].length - sentences[a].length)
     const wasTraining = this.training
     this.eval()
-    const progress = options.showProgressBar ? new Progress(Math.ceil(sentences.length / batchSize), true, 'encode') : null
+    const progress = options.showProgressBar ? new Progress(Math.ceil(sentences.length / batchSize), true, options.progressLabel ?? 'encode') : null
     try {
       for (let start = 0; start < order.length; start += batchSize) {
         const idx = order.slice(start, start + batchSize)

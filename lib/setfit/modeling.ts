@@ -263,8 +263,8 @@ export class SetFitModel {
   }
 
   /** Embeddings of the texts from the body (normalised when normalizeEmbeddings). */
-  encode(inputs: readonly string[], options: { batchSize?: number; showProgressBar?: boolean } = {}): Embeddings {
-    return this.modelBody.encode(inputs, { batchSize: options.batchSize ?? 32, normalizeEmbeddings: this.normalizeEmbeddings, showProgressBar: options.showProgressBar })
+  encode(inputs: readonly string[], options: { batchSize?: number; showProgressBar?: boolean; progressLabel?: string } = {}): Embeddings {
+    return this.modelBody.encode(inputs, { batchSize: options.batchSize ?? 32, normalizeEmbeddings: this.normalizeEmbeddings, showProgressBar: options.showProgressBar, progressLabel: options.progressLabel })
   }
 
   /** Class probabilities [texts][classes] (multi-label: [texts][labels], each the probability the label is on). */
@@ -311,7 +311,8 @@ export class SetFitModel {
     if (yTrain.length !== xTrain.length) throw new RangeError(`SetFitModel.fit: ${xTrain.length} texts but ${yTrain.length} labels`)
     const head = this.modelHead
     if (!(head instanceof SetFitHead)) {
-      const embeddings = this.encode(xTrain, { showProgressBar: false })
+      // The head phase's progress: embedding the training texts (the fit itself takes milliseconds).
+      const embeddings = this.encode(xTrain, { showProgressBar: options.showProgressBar ?? true, progressLabel: 'head: encode' })
       if (head instanceof MultiLabelLogisticRegression) {
         head.fit(embeddings, yTrain.map((y, i) => {
           if (!Array.isArray(y)) throw new TypeError(`SetFitModel.fit: multi_target_strategy ${this.multiTargetStrategy} needs a 0/1 vector per text; label ${i} is ${JSON.stringify(y)}`)

@@ -184,7 +184,7 @@ export class Trainer {
     const ds = dataset ? applyColumnMapping(dataset, undefined, 'evaluation') : this.evalDataset
     if (!ds) throw new Error('Trainer.evaluate: no evaluation dataset provided to evaluate() nor to the Trainer')
     const { texts, labels } = datasetToParameters(ds, 'evaluation')
-    const preds = this.model.predict(texts, { useLabels: false })
+    const preds = this.model.predict(texts, { useLabels: false, showProgressBar: this.args.showProgressBar })
     const results = computeMetric(this.metric, preds, labels)
     void options
     return results
