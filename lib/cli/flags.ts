@@ -293,6 +293,7 @@ export function overviewHelp(): string {
     'bertkit — fine-tune BERT-family encoders for text classification',
     '',
     ...COMMANDS.map((c) => `  ${SUMMARY[c].usage}`),
+    '  bertkit setfit --model ST-MODEL --dataset NAME|PATH [flags]   (few-shot SetFit; bertkit setfit --help)',
     '  bertkit --version',
     '',
     'bertkit COMMAND --help lists every flag of a command with its default.',
