@@ -296,6 +296,7 @@ export function overviewHelp(): string {
     'bertkit — fine-tune BERT-family encoders for text classification',
     '',
     ...COMMANDS.map((c) => `  ${SUMMARY[c].usage}`),
+    '  bertkit setfit --model ST-MODEL --dataset NAME|PATH [flags]   (few-shot SetFit; bertkit setfit --help)',
     '  bertkit launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] SCRIPT.js|train [flags]',
     '  bertkit --version',
     '',

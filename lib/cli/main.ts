@@ -22,6 +22,7 @@ import { checkArgv, checkFlags, closest, commandHelp, flagsOf, overviewHelp, COM
 import { ensureWritableDir } from '../hub/dirs.js'
 import { verifyCache } from '../hub/verify.js'
 import { runBench } from './bench.js'
+import { runSetfit } from './setfit.js'
 import { runDoctor, packageVersion } from './doctor.js'
 import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
 import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
@@ -354,6 +355,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'cache') return cacheCommand(rest)
+  if (command === 'setfit') return runSetfit(rest)
   if (command === 'export') {
     if (rest[0] === 'onnx') {
       checkArgv('export onnx', rest.slice(1))
