@@ -8,7 +8,11 @@
         "native/src/napi/op_args.cpp",
         "native/src/napi/ops.cpp",
         "native/src/napi/runtime_info.cpp",
+        "native/src/napi/process_group_handle.cpp",
         "native/src/common/dispatch.cpp",
+        "native/src/distributed/tcp_store.cpp",
+        "native/src/distributed/process_group.cpp",
+        "native/src/distributed/gloo_group.cpp",
         "<!@(node -p \"require('fs').readdirSync('native/src/cpu').filter(f => f.endsWith('.cpp')).map(f => 'native/src/cpu/' + f).join(' ')\")"
       ],
       "include_dirs": [
@@ -19,7 +23,8 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno"],
       "cflags!": ["-fno-exceptions"],
-      "ldflags": ["-pthread"]
+      "ldflags": ["-pthread"],
+      "libraries": ["-ldl"]
     }
   ]
 }

@@ -168,6 +168,27 @@ if(_bk_cuda_major)
   endif()
 endif()
 
+# NCCL for process groups on CUDA tensors (native/src/distributed/nccl_group.cu):
+# only nccl.h is needed here, libnccl.so.2 is opened at run time. Without it
+# the CUDA variant still builds, and backend 'nccl' says what to install.
+set(BERTKIT_NCCL "auto" CACHE STRING "NCCL in the CUDA variant: auto (when nccl.h is found), on, off")
+set(_bk_nccl_flags "")
+if(_bk_cuda_major AND NOT BERTKIT_NCCL STREQUAL "off")
+  set(_bk_nccl_inc_dirs "")
+  if(DEFINED ENV{NCCL_INCLUDE_DIR})
+    list(APPEND _bk_nccl_inc_dirs "$ENV{NCCL_INCLUDE_DIR}")
+  endif()
+  foreach(_d IN LISTS _bk_wheel_split)
+    list(APPEND _bk_nccl_inc_dirs "${_d}/nccl/include")
+  endforeach()
+  find_path(BERTKIT_NCCL_INCLUDE_DIR nccl.h PATHS ${_bk_nccl_inc_dirs} ${_bk_inc_dirs} NO_DEFAULT_PATH)
+  if(BERTKIT_NCCL_INCLUDE_DIR)
+    set(_bk_nccl_flags -isystem "${BERTKIT_NCCL_INCLUDE_DIR}" -DBERTKIT_WITH_NCCL)
+  elseif(BERTKIT_NCCL STREQUAL "on")
+    list(APPEND _bk_missing "nccl.h (BERTKIT_NCCL=on; pip install nvidia-nccl-cu${_bk_cuda_major} or set NCCL_INCLUDE_DIR)")
+  endif()
+endif()
+
 # ---- architectures --------------------------------------------------------------
 set(_bk_gencode "")
 set(_bk_arch_text "")
@@ -226,7 +247,7 @@ set(_bk_nvcc_flags
   -std=c++17 -O3 -lineinfo -ccbin "${CMAKE_CXX_COMPILER}"
   "-Xcompiler=-fPIC,-O3,-Wall,-Wextra"
   -DBERTKIT_WITH_CUDA
-  ${_bk_gencode} ${_bk_include_flags} ${_bk_user_flags})
+  ${_bk_gencode} ${_bk_include_flags} ${_bk_nccl_flags} ${_bk_user_flags})
 
 if(NOT _bk_missing)
   # Compiling one tiny file catches an nvcc that runs but cannot compile (host
@@ -272,11 +293,13 @@ endif()
 file(CONFIGURE OUTPUT "${CMAKE_CURRENT_BINARY_DIR}/bertkit_cuda/bertkit_cuda_config.h" CONTENT
 "#pragma once\n#define BERTKIT_CUDA_ARCHS_TEXT \"${_bk_arch_text}\"\n#define BERTKIT_CUDA_BUILD_VERSION \"${_bk_cuda_version}\"\n#define BERTKIT_CUDART_LINKAGE \"static (CUDA ${_bk_cuda_version})\"\n" @ONLY)
 
-file(GLOB BERTKIT_CUDA_SOURCES CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/native/src/cuda/*.cu")
+file(GLOB BERTKIT_CUDA_SOURCES CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/native/src/cuda/*.cu"
+  "${PROJECT_SOURCE_DIR}/native/src/distributed/*.cu")
 # Every .cu depends on every project header: a handful of files, so a coarse
 # rule costs little and cannot miss a dependency the way a stale depfile can.
 file(GLOB_RECURSE _bk_headers CONFIGURE_DEPENDS
   "${PROJECT_SOURCE_DIR}/native/include/*.h" "${PROJECT_SOURCE_DIR}/native/src/cuda/*.h"
+  "${PROJECT_SOURCE_DIR}/native/src/distributed/*.h"
   "${PROJECT_SOURCE_DIR}/native/src/cuda/*.cuh")
 list(APPEND _bk_headers "${CMAKE_CURRENT_BINARY_DIR}/bertkit_cuda/bertkit_cuda_config.h")
 
@@ -302,3 +325,9 @@ set_target_properties(bertkit_cuda PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${_bk_ou
 
 message(STATUS "bertkit: CUDA variant on: nvcc ${_bk_cuda_version} (${BERTKIT_NVCC}), ${_bk_arch_text}")
 message(STATUS "bertkit:   cudart ${BERTKIT_CUDART_LIBRARY} (static), cuBLAS opened at run time -> ${_bk_out_dir}/bertkit_cuda.node")
+if(BERTKIT_NCCL_INCLUDE_DIR AND NOT BERTKIT_NCCL STREQUAL "off")
+  message(STATUS "bertkit:   NCCL from ${BERTKIT_NCCL_INCLUDE_DIR}/nccl.h, libnccl.so.2 opened at run time")
+  target_compile_definitions(bertkit_cuda PRIVATE BERTKIT_WITH_NCCL)
+else()
+  message(STATUS "bertkit:   no NCCL (nccl.h not found or BERTKIT_NCCL=off): backend 'nccl' unavailable")
+endif()

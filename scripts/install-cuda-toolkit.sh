@@ -79,5 +79,15 @@ if [ -z "$nvcc" ]; then
     exit 1
   fi
 fi
+# NCCL's header, for the data-parallel backend of the CUDA addon (libnccl.so.2
+# itself is opened at run time, from the same wheel or a system install).
+if ! "$py" -c 'import nvidia, os, sys; sys.exit(0 if any(os.path.exists(os.path.join(p, "nccl", "include", "nccl.h")) for p in nvidia.__path__) else 1)' 2>/dev/null; then
+  export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+  log=$(mktemp)
+  if ! "$py" -m pip install --quiet --no-input "nvidia-nccl-cu13" >"$log" 2>&1; then
+    "$py" -m pip install --quiet --no-input --break-system-packages "nvidia-nccl-cu13" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  fi
+  rm -f "$log"
+fi
 "$nvcc" --version >/dev/null
 echo "$nvcc"

@@ -70,7 +70,7 @@ function checkPortable(file) {
 
 function loadsInChild(file) {
   const probe = 'const a = require(process.argv[1]); const r = a.inspectRuntime(); ' +
-    'const p = a.cudaCompiled ? a.probeDevice(1) : null; console.log(JSON.stringify({ runtime: r, probe: p }))'
+    'const p = a.cudaCompiled ? a.probeDevice(1) : null; console.log(JSON.stringify({ runtime: r, probe: p, nccl: a.ncclCompiled === true }))'
   const r = sh(process.execPath, ['-e', probe, file])
   if (r.status !== 0) die(`${file} does not load: ${r.stderr}`)
   return JSON.parse(r.stdout.trim())
@@ -126,7 +126,10 @@ if (fs.existsSync(cudaSrc) && cuda !== 'off') {
     toolkit: c.buildToolkit,
     architectures: c.buildArchs,
     cudart: c.cudart,
+    nccl: info.nccl ? 'compiled in; libnccl.so.2 (nvidia-nccl-cu13 or a system NCCL) is opened when a process group needs it' : 'not compiled (nccl.h was not found)',
   }
+  // CI builds the NCCL path of data parallel even without a GPU (scripts/install-cuda-toolkit.sh installs nccl.h).
+  if (cuda === 'on' && !info.nccl) die('the CUDA addon was built without NCCL (nccl.h not found): pip install nvidia-nccl-cu13, or set NCCL_INCLUDE_DIR')
   log(`CUDA addon ${path.relative(root, cudaDst)}: ${manifest.binaries.cuda.bytes} bytes, CUDA ${c.buildToolkit}, ${c.buildArchs}`)
   log(`  here: ${info.probe.ok ? info.probe.description : info.probe.reason}`)
 } else if (cuda === 'on') {
@@ -134,5 +137,8 @@ if (fs.existsSync(cudaSrc) && cuda !== 'off') {
 } else {
   log('no CUDA addon (no CUDA toolkit found; scripts/install-cuda-toolkit.sh installs one from PyPI)')
 }
+// The Gloo shim (CPU data parallel) needs libgloo.so.0 and the system libstdc++, so it is not shipped:
+// `npm rebuild bertkit` builds it where libgloo-dev is installed.
+manifest.dataParallel = { gloo: 'not prebuilt: built from source where Gloo is installed (apt-get install libgloo-dev)' }
 fs.writeFileSync(path.join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
 log(`wrote ${path.relative(root, outDir)}/`)

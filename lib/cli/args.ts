@@ -75,6 +75,10 @@ function fieldParsers(): Map<string, (v: string | true, flag: string) => unknown
   parsers.set('greaterIsBetter', bool)
   parsers.set('resumeFromCheckpoint', (v) => (v === true || v === 'true' ? true : v))
   parsers.set('classWeights', (v, flag) => str(v, flag).split(',').map((x) => number(x, flag)))
+  parsers.set('reportTo', (v, flag) => {
+    const list = str(v, flag).split(',')
+    return list.length === 1 ? list[0] : list
+  })
   return parsers
 }
 
@@ -101,9 +105,13 @@ export function trainingArgumentsFromFields(fields: Record<string, unknown>, def
   try {
     return new TrainingArguments({ ...defaults, ...fields })
   } catch (err) {
-    const m = /^TrainingArguments: (\w+) /.exec((err as Error).message)
+    const message = (err as Error).message
+    const m = /^TrainingArguments: (\w+) /.exec(message)
     if (!m) throw err
-    throw new Error((err as Error).message.replace(/^TrainingArguments: \w+/, `--${camelToKebab(m[1])}`))
+    // Every field the message names becomes its flag: "--load-best-model-at-end needs --save-strategy to match --eval-strategy".
+    const fields = new Set(Object.keys(new TrainingArguments()))
+    const named = message.replace(/^TrainingArguments: /, '').replace(/\b[a-z][a-zA-Z0-9]*\b/g, (w) => (fields.has(w) && (/[A-Z]/.test(w) || w === m[1]) ? `--${camelToKebab(w)}` : w))
+    throw new Error(named)
   }
 }
 

@@ -1,12 +1,13 @@
 // `bertkit doctor`: what this installation runs on — which addon loaded and
 // from where, the CPU and the kernels it chose, and for CUDA the driver, the
 // GPUs and where cuBLAS was found (or every place it was looked for).
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { loadNative, cudaVariantPath, type LoadedAddon, type RuntimeReport } from '../native.js'
 import { resolveDevice } from '../tensor/device.js'
 import { cudaLibraryDirs } from '../cuda_libraries.js'
+import { glooLibraryPaths, ncclStatus } from '../distributed/process_group.js'
 
 export interface DoctorReport {
   bertkit: string
@@ -16,6 +17,8 @@ export interface DoctorReport {
   cpu: { model: string; cores: number; flags: string[]; threads?: number; gemm?: string; gemmBf16?: string; vecmath?: string }
   cuda?: RuntimeReport['cuda'] & { usable: boolean; reason?: string; description?: string; variantPath: string | null }
   device?: string
+  /** bertkit launch: where the Gloo shim is (CPU), what the NCCL lookup finds (CUDA). */
+  dataParallel?: { gloo: string | null; nccl: string | null }
 }
 
 export function packageVersion(): string {
@@ -67,6 +70,7 @@ export function doctorReport(): DoctorReport {
   report.cpu.vecmath = runtime.cpu.vecmath
   const probe = loaded.addon.probeDevice(1)
   report.cuda = { ...runtime.cuda, usable: probe.ok, variantPath: cudaVariantPath(), ...(probe.ok ? { description: probe.description } : { reason: loaded.note ?? probe.reason }) }
+  report.dataParallel = { gloo: glooLibraryPaths().find((p) => existsSync(p)) ?? null, nccl: ncclStatus() }
   try {
     report.device = resolveDevice('auto')
   } catch (err) {
@@ -112,6 +116,10 @@ export function formatDoctor(r: DoctorReport): string {
     }
   }
   if (r.device) lines.push(`device: "auto" selects ${r.device}`)
+  if (r.dataParallel) {
+    lines.push(`data parallel (bertkit launch): gloo ${r.dataParallel.gloo ?? 'not built (apt-get install libgloo-dev, then npm rebuild bertkit)'}`)
+    if (r.dataParallel.nccl) lines.push(`        nccl: ${r.dataParallel.nccl}`)
+  }
   return lines.join('\n')
 }
 

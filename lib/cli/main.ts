@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // bertkit train | eval | predict | export | bench — the seed's recipe from the command
 // line. Every TrainingArguments field is a flag (--learning-rate 2e-5,
-// --per-device-train-batch-size 16, …); see `bertkit --help`.
+// --per-device-train-batch-size 16, …); the flags of every command live in
+// one table (flags.ts), which `bertkit COMMAND --help` prints.
 import { readFileSync, existsSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { AutoModelForSequenceClassification } from '../models/auto.js'
@@ -16,10 +17,12 @@ import { DataCollatorWithPadding } from '../data/data_collator.js'
 import { Trainer } from '../train/trainer.js'
 import { accuracy, precisionRecallF1 } from '../train/metrics.js'
 import { freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, freezeIndexRange, parameterSummary, formatParameterSummary } from '../nn/freezing.js'
-import { intFlag, parseFlags, trainingArgsFromFlags, trainingArgumentFlags, trainingArgumentsFromFields } from './args.js'
+import { intFlag, parseFlags, trainingArgsFromFlags, trainingArgumentsFromFields } from './args.js'
+import { checkArgv, checkFlags, closest, commandHelp, flagsOf, overviewHelp, COMMANDS, CLI_TRAINING_DEFAULTS, type Command } from './flags.js'
 import { ensureWritableDir } from '../hub/dirs.js'
 import { verifyCache } from '../hub/verify.js'
 import { runBench } from './bench.js'
+import { runSetfit } from './setfit.js'
 import { runDoctor, packageVersion } from './doctor.js'
 import { getPeftModel, loraConfigFromSpec, isAdapterDir, AutoPeftModelForSequenceClassification, PeftModel } from '../peft/index.js'
 import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
@@ -27,54 +30,6 @@ import { planTrainingLabels, planModelLabels, parseLabelNames, namesOfConfig, ty
 import { predictCommand } from './predict.js'
 import { exportCommand } from './export.js'
 import { adapterLabelOptions, writeAdapterLabels } from '../pipelines/text_classification.js'
-
-const HELP = `bertkit — fine-tune BERT-family encoders for text classification
-
-  bertkit train   --model ID|DIR --dataset NAME|PATH [options] [training arguments]
-  bertkit eval    --model DIR --dataset NAME|PATH [--split test] [options]
-  bertkit predict --model DIR (--text "..." [--text ...] [--text-pair "..." ...] | --file lines.txt
-                  | --file data.csv --text-column C [--text-pair-column C2]) [--encoding NAME]
-                  [--top-k N|all] [--function-to-apply softmax|sigmoid|none] [--batch-size N] [--max-length N]
-                  [--truncation true|false] [--device auto|cpu|cuda] [--tokenizer DIR]
-                  one JSON line per text: {"text", "label", "score"} (with --top-k: {"text", "labels": [...]})
-  bertkit export onnx --model DIR --out DIR [--opset 17] [--quantize]   (bertkit export --help)
-  bertkit doctor  [--json]          which addon loaded, CPU kernels, CUDA driver/GPUs/cuBLAS
-  bertkit --version
-  bertkit bench   --model DIR --tokenized rt.json [--hf] [--strategies full,head,index100] [--precision fp32,bf16]
-  bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR]
-                          checks every blob of the Hub cache against its sha256 / git sha1 name, that
-                          refs hold commit hashes and snapshot links resolve into the repo; exit 1 if not
-
-Data options:
-  --dataset NAME|PATH     a Hub dataset id (rotten_tomatoes, org/name) or a local file/directory
-  --data-dir DIR          the raw rt-polarity files, for --dataset rotten_tomatoes offline
-  --data-files SPEC       train=a.csv,test=b.csv (with --dataset csv | json | parquet, as load_dataset)
-  --text-column NAME      default "text"
-  --label-column NAME     default "label"
-  --train-split NAME      default "train"
-  --eval-split NAME       default "test" (the seed evaluates on test)
-  --max-length N          truncation length (default: the tokenizer's model_max_length)
-  --encoding NAME         text encoding of CSV / JSON files (and predict's --file): utf-8 (default; invalid
-                          bytes are an error naming the line) or latin1 / cp1252 (windows-1252) / utf-16le / ascii
-Model options:
-  --num-labels N          default: from the data
-  --label-names A,B,...   the class names, in id order (stored as id2label / label2id in config.json); string
-                          labels in the data are matched to them. Without it, string labels are named by their
-                          sorted distinct values in the training split (datasets' class_encode_column)
-  --freeze SPEC           none | head | embeddings | embeddings+layers:A-B | layers:A-B | index:<=N | index:A-B
-  --pooling KIND          the classifier's input (BERT): pooler (transformers' tanh head, default) | cls (h[:,0])
-                          | mean | max (over the unpadded tokens); saved in config.json
-  --lora SPEC             train a LoRA adapter (peft's format) instead of the model:
-                          r=8,alpha=16,dropout=0.1,targets=query,value[,save=classifier][,bias=none|all|lora_only]
-                          (targets=all-linear adapts every Linear; as peft's SEQ_CLS task, the classifier is
-                          always trained and saved). --output-dir then holds adapter_config.json +
-                          adapter_model.safetensors, which eval and predict take as --model
-Training arguments (as transformers' TrainingArguments, in kebab case):
-  ${trainingArgumentFlags().map((f) => `--${f}`).join(' ')}`
-
-const COMMAND_FLAGS = new Set(['model', 'dataset', 'data-dir', 'data-files', 'text-column', 'label-column', 'train-split',
-  'eval-split', 'split', 'max-length', 'num-labels', 'freeze', 'text', 'file', 'help', 'seed-model', 'lora', 'pooling', 'label-names',
-  'encoding'])
 
 /** A model directory or Hub id, or a peft adapter directory (its base is loaded from adapter_config.json). */
 async function loadModel(modelId: string, options: FromPretrainedOptions) {
@@ -181,7 +136,7 @@ function tokenize(ds: Dataset, tokenizer: Tokenizer, textColumn: string, labels:
   }, { batched: true, batchSize: 1000 })
 }
 
-/** --freeze SPEC: none | head | embeddings | layers:A-B | embeddings+layers:A-B | index:<=N | index:A-B */
+/** --freeze SPEC (the older spelling): none | head | embeddings | layers:A-B | embeddings+layers:A-B | index:<=N | index:A-B */
 export function applyFreeze(model: Module, spec: string): void {
   if (spec === 'none') return
   if (spec === 'head') {
@@ -198,6 +153,48 @@ export function applyFreeze(model: Module, spec: string): void {
   }
 }
 
+/**
+ * The freezing flags: --train-only PREFIXES, --freeze-embeddings,
+ * --freeze-layers A-B, --freeze-up-to-index N, and the older --freeze SPEC.
+ * Returns what was asked, in words (for the report), or null for nothing.
+ */
+export function applyFreezeFlags(model: Module, flags: Map<string, string | true>): string | null {
+  const said: string[] = []
+  const value = (name: string, what: string): string => {
+    const v = flags.get(name)
+    if (typeof v !== 'string' || v === '') throw new Error(`--${name} needs ${what}`)
+    return v
+  }
+  if (flags.has('train-only')) {
+    const prefixes = value('train-only', 'parameter name prefixes, e.g. classifier').split(',').map((p) => p.trim()).filter(Boolean)
+    const names = [...model.namedParameters()].map(([n]) => n)
+    for (const p of prefixes) if (!names.some((n) => n.startsWith(p))) throw new Error(`--train-only: no parameter name starts with "${p}" (names start with: ${[...new Set(names.map((n) => n.split('.')[0]))].join(', ')})`)
+    freezeAllExcept(model, prefixes)
+    said.push(`train only ${prefixes.join(', ')}`)
+  }
+  if (flags.has('freeze-embeddings')) {
+    freezeEmbeddings(model)
+    said.push('embeddings frozen')
+  }
+  if (flags.has('freeze-layers')) {
+    const m = /^(\d+)-(\d+)$/.exec(value('freeze-layers', 'a range A-B, e.g. 0-5'))
+    if (!m) throw new Error(`--freeze-layers: expected a range A-B such as 0-5, got "${flags.get('freeze-layers')}"`)
+    freezeEncoderLayers(model, Number(m[1]), Number(m[2]))
+    said.push(`layers ${m[1]}-${m[2]} frozen`)
+  }
+  if (flags.has('freeze-up-to-index')) {
+    const n = intFlag(flags.get('freeze-up-to-index'), 'freeze-up-to-index', 0)
+    freezeIndexRange(model, 0, n)
+    said.push(`parameter tensors 0-${n} frozen`)
+  }
+  if (flags.has('freeze')) {
+    const spec = value('freeze', 'a spec, e.g. head or index:<=100')
+    applyFreeze(model, spec)
+    if (spec !== 'none') said.push(`--freeze ${spec}`)
+  }
+  return said.length ? said.join('; ') : null
+}
+
 function computeMetrics(p: { labelIds: Int32Array | Float32Array | null; predictedLabels: Int32Array; numLabels: number }) {
   const y = p.labelIds as Int32Array
   const average = p.numLabels > 2 ? 'macro' : 'binary'
@@ -205,21 +202,27 @@ function computeMetrics(p: { labelIds: Int32Array | Float32Array | null; predict
   return { accuracy: accuracy(y, p.predictedLabels), f1: prf.f1, precision: prf.precision, recall: prf.recall }
 }
 
+/** The command's own flags (not training arguments), from the table. */
+const commandFlags = (command: Command) => new Set(flagsOf(command).filter((f) => !f.group.startsWith('Training arguments')).map((f) => f.name))
+
 async function train(flags: Map<string, string | true>): Promise<void> {
-  const { fields, rest } = trainingArgsFromFlags(flags, COMMAND_FLAGS)
+  const { fields, rest } = trainingArgsFromFlags(flags, commandFlags('train'))
   const modelId = need(rest, 'model')
   const textColumn = (rest.get('text-column') as string) ?? 'text'
   const labelColumn = (rest.get('label-column') as string) ?? 'label'
   const maxLength = optionalInt(rest, 'max-length', 1)
   const flagNumLabels = optionalInt(rest, 'num-labels', 1, 1_000_000)
   const labelNames = parseLabelNames(rest.get('label-names'))
-  const args = trainingArgumentsFromFields(fields, { outputDir: 'model' })
+  const args = trainingArgumentsFromFields(fields, CLI_TRAINING_DEFAULTS)
   // Before any download, tokenization or training: a path that cannot take the results fails now.
   ensureWritableDir(args.outputDir, '--output-dir')
   const data = await loadData(rest)
   const trainRaw = splitOf(data, (rest.get('train-split') as string) ?? 'train')
   const evalName = (rest.get('eval-split') as string) ?? 'test'
   const evalRaw = data[evalName] ?? null
+  if (!evalRaw) {
+    process.stderr.write(`bertkit: warning: the dataset has no "${evalName}" split (splits: ${Object.keys(data).join(', ')}), so nothing will be evaluated; name one with --eval-split, or give one with --data-files train=a.csv,test=b.csv\n`)
+  }
   // Every split's labels are checked (and names encoded) before anything is loaded or trained. A checkpoint that
   // is already a classifier fixes the classes (and their names, when it has real ones); a base model takes them
   // from the data or the flags.
@@ -239,7 +242,7 @@ async function train(flags: Map<string, string | true>): Promise<void> {
     base.dispose()
     throw new Error(`--pooling: ${base.constructor.name} has no classifier_pooling option (BERT models have it)`)
   }
-  applyFreeze(base, (rest.get('freeze') as string) ?? 'none')
+  const freezing = applyFreezeFlags(base, rest)
   const lora = rest.get('lora')
   if (lora === true) throw new Error('--lora needs a spec, e.g. r=8,alpha=16,targets=query,value')
   if (lora !== undefined && pooling.config && pooling.config.classifier_pooling !== 'pooler') {
@@ -257,20 +260,26 @@ async function train(flags: Map<string, string | true>): Promise<void> {
     // Saved into every checkpoint and the final folder: each is a model predict and export take.
     processingClass: tokenizer,
   })
+  trainer.runInfo = [['model', modelId], ['dataset', `${need(rest, 'dataset')}${evalSet ? ` (train: ${trainSet.length} rows, ${evalName}: ${evalSet.length} rows)` : ` (train: ${trainSet.length} rows)`}`],
+    ['freezing', freezing ?? 'none (full fine-tuning)'], ...(lora !== undefined ? [['LoRA', String(lora)] as [string, string]] : [])]
   const out = await trainer.train()
   const metrics = evalSet ? await trainer.evaluate() : {}
-  trainer.saveModel(args.outputDir)
-  if (model instanceof PeftModel && labels.id2label) writeAdapterLabels(args.outputDir, base.config)
-  console.log(JSON.stringify({ train: out, eval: metrics, outputDir: args.outputDir }, null, 2))
+  // Under bertkit launch, rank 0 alone writes and reports (the replicas hold the same weights).
+  if (trainer.isWorldProcessZero()) {
+    trainer.saveModel(args.outputDir)
+    if (model instanceof PeftModel && labels.id2label) writeAdapterLabels(args.outputDir, base.config)
+    console.log(JSON.stringify({ train: out, eval: metrics, outputDir: args.outputDir }, null, 2))
+  }
   trainer.dispose()
   model.dispose()
 }
 
 async function evaluate(flags: Map<string, string | true>): Promise<void> {
-  const { fields, rest } = trainingArgsFromFlags(flags, COMMAND_FLAGS)
+  const { fields, rest } = trainingArgsFromFlags(flags, commandFlags('eval'))
   const modelId = need(rest, 'model')
   const maxLength = optionalInt(rest, 'max-length', 1)
-  const args = trainingArgumentsFromFields(fields, { outputDir: 'model', disableTqdm: true, plotCurves: false })
+  // The evaluation bar and metrics line go to stderr; stdout keeps the JSON.
+  const args = trainingArgumentsFromFields(fields, { outputDir: 'model', plotCurves: false })
   const data = await loadData(rest)
   const split = (rest.get('split') as string) ?? (rest.get('eval-split') as string) ?? 'test'
   const raw = splitOf(data, split)
@@ -286,7 +295,8 @@ async function evaluate(flags: Map<string, string | true>): Promise<void> {
     throw err
   }
   const trainer = new Trainer({ model, args, dataCollator: DataCollatorWithPadding({ tokenizer }), computeMetrics })
-  console.log(JSON.stringify(await trainer.evaluate(ds), null, 2))
+  const metrics = await trainer.evaluate(ds)
+  if (trainer.isWorldProcessZero()) console.log(JSON.stringify(metrics, null, 2))
   trainer.dispose()
   model.dispose()
 }
@@ -295,9 +305,13 @@ async function evaluate(flags: Map<string, string | true>): Promise<void> {
 async function cacheCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv
   if (sub !== 'verify') throw new Error(`unknown cache command "${sub ?? ''}" (bertkit cache verify [--repo ID] [--repo-type model|dataset] [--cache-dir DIR])`)
-  const { flags, positional } = parseFlags(rest)
-  if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --)`)
-  for (const k of flags.keys()) if (!['repo', 'repo-type', 'cache-dir'].includes(k)) throw new Error(`unknown flag --${k} for cache verify (--repo, --repo-type, --cache-dir)`)
+  const parsed = parseFlags(rest)
+  if (parsed.positional.length) throw new Error(`unexpected argument "${parsed.positional[0]}" (flags start with --)`)
+  const flags = checkFlags('cache verify', parsed.flags)
+  if (flags.has('help')) {
+    console.log(commandHelp('cache verify'))
+    return 0
+  }
   const value = (k: string) => {
     const v = flags.get(k)
     if (v === true) throw new Error(`--${k} needs a value`)
@@ -314,35 +328,60 @@ async function cacheCommand(argv: string[]): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
-    console.log(HELP)
+  if (!command || command === '--help' || command === '-h') {
+    console.log(overviewHelp())
     return command ? 0 : 2
+  }
+  if (command === 'help') {
+    const topic = rest[0] === 'cache' ? 'cache verify' : rest[0]
+    if (topic === undefined) console.log(overviewHelp())
+    else if ((COMMANDS as string[]).includes(topic)) console.log(commandHelp(topic as Command))
+    else throw new Error(`no help on "${topic}": the commands are ${COMMANDS.join(', ')}`)
+    return 0
   }
   if (command === '--version' || command === '-v' || command === 'version') {
     console.log(packageVersion())
     return 0
   }
-  if (command === 'doctor') return runDoctor(rest)
-  if (command === 'bench') {
+  if (command === 'launch') return (await import('./launch.js')).runLaunch(rest)
+  if (command === 'doctor' || command === 'bench') {
+    checkArgv(command, rest)
+    if (rest.includes('--help')) {
+      console.log(commandHelp(command))
+      return 0
+    }
+    if (command === 'doctor') return runDoctor(rest)
     await runBench(rest)
     return 0
   }
   if (command === 'cache') return cacheCommand(rest)
+  if (command === 'setfit') return runSetfit(rest)
   if (command === 'export') {
+    if (rest[0] === 'onnx') {
+      checkArgv('export onnx', rest.slice(1))
+      if (rest.includes('--help')) {
+        console.log(commandHelp('export onnx'))
+        return 0
+      }
+    }
     await exportCommand(rest)
     return 0
   }
-  const { flags, positional } = parseFlags(rest)
-  if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --)`)
+  if (command !== 'train' && command !== 'eval' && command !== 'predict') {
+    const hint = closest(command, [...COMMANDS.filter((c) => c !== 'cache verify' && c !== 'export onnx'), 'cache', 'export'])
+    throw new Error(`unknown command "${command}"${hint ? ` (did you mean ${hint}?)` : ''}; the commands are train, eval, predict, export onnx, bench, doctor, cache verify (bertkit --help)`)
+  }
+  const { flags: given, positional } = parseFlags(rest)
+  if (positional.length) throw new Error(`unexpected argument "${positional[0]}" (flags start with --; bertkit ${command} --help)`)
+  const flags = checkFlags(command, given)
   if (flags.has('help')) {
-    console.log(HELP)
+    console.log(commandHelp(command))
     return 0
   }
   switch (command) {
     case 'train': await train(flags); return 0
     case 'eval': await evaluate(flags); return 0
     case 'predict': await predictCommand(flags, rest); return 0
-    default: throw new Error(`unknown command "${command}" (train, eval, predict, export, bench, cache, doctor)`)
   }
 }
 

@@ -126,5 +126,14 @@ export function parameterSummary(model: Module): ParameterSummary {
 
 export function formatParameterSummary(s: ParameterSummary): string {
   const fmt = (n: number) => n.toLocaleString('en-US')
-  return `total parameters: ${fmt(s.total)} | trainable: ${fmt(s.trainable)} (${s.trainablePercent.toFixed(2)}%) | frozen: ${fmt(s.frozen)}`
+  return `total parameters: ${fmt(s.total)} | trainable: ${fmt(s.trainable)} (${formatPercent(s.trainable, s.total)}) | frozen: ${fmt(s.frozen)}`
+}
+
+/** part / whole in percent with enough digits that a small non-zero share does not read as 0.00% (770 of 108M: 0.00071%). */
+export function formatPercent(part: number, whole: number): string {
+  if (whole <= 0) return '0%'
+  const p = (100 * part) / whole
+  if (p === 0 || p === 100) return `${p}%`
+  if (p >= 1) return `${p.toFixed(2)}%`
+  return `${p.toPrecision(2)}%`
 }

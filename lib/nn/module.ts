@@ -69,6 +69,44 @@ export class Module {
     return this.train(false)
   }
 
+  /** On encoders: recompute each layer during backward instead of keeping its activations (set by gradientCheckpointingEnable). */
+  gradientCheckpointing = false
+
+  /** True on modules whose forward can checkpoint their layers (the encoders). */
+  get supportsGradientCheckpointing(): boolean {
+    return false
+  }
+
+  /**
+   * transformers' gradient_checkpointing_enable(): every encoder in this model
+   * keeps only each layer's input while training and recomputes the layer in
+   * backward (lib/tensor/checkpoint.ts): less memory for about one more forward.
+   */
+  gradientCheckpointingEnable(): void {
+    const encoders = [...this.namedModules()].filter(([, m]) => m.supportsGradientCheckpointing)
+    if (encoders.length === 0) throw new Error(`${this.constructor.name} does not support gradient checkpointing: none of its modules checkpoints its layers`)
+    for (const [, m] of encoders) m.gradientCheckpointing = true
+  }
+
+  gradientCheckpointingDisable(): void {
+    for (const [, m] of this.namedModules()) m.gradientCheckpointing = false
+  }
+
+  /** transformers' is_gradient_checkpointing. */
+  get isGradientCheckpointing(): boolean {
+    return [...this.namedModules()].some(([, m]) => m.gradientCheckpointing)
+  }
+
+  /**
+   * Whether a classification forward may run on the real tokens only. Not
+   * while training with gradient checkpointing: its recomputation during
+   * backward runs after the batch's packed layout has been freed, so those
+   * steps run padded (same results, as every unpadded path equals the padded one).
+   */
+  protected unpadsThisStep(): boolean {
+    return !(this.training && this.isGradientCheckpointing)
+  }
+
   /** name → parameter (the live tensors, not copies). */
   stateDict(): Map<string, Tensor> {
     return new Map(this.namedParameters())

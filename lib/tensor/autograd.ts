@@ -135,6 +135,27 @@ function zerosLike(t: Tensor): Tensor {
   return z
 }
 
+let leafGradReady: ((leaf: Tensor) => void) | null = null
+let backwardDepth = 0
+/** Leaves reached by a backward run inside a node's backward (activation checkpointing). */
+const nestedLeaves = new Set<Tensor>()
+
+/**
+ * Calls fn with each leaf as soon as backward has issued the last op that
+ * adds to its gradient (torch's post-accumulate-grad hook; data-parallel
+ * training starts reducing a gradient bucket there). Leaves of a backward
+ * run nested inside a node's backward (a checkpointed block) are reported
+ * when the outermost backward ends, since the outer graph cannot tell when
+ * their last contribution comes. Returns a function that removes the hook.
+ */
+export function onLeafGradReady(fn: (leaf: Tensor) => void): () => void {
+  if (leafGradReady) throw new Error('onLeafGradReady: a hook is already installed')
+  leafGradReady = fn
+  return () => {
+    if (leafGradReady === fn) leafGradReady = null
+  }
+}
+
 /** Gradient buffers handed out in this backward that nobody has written yet. */
 type Unwritten = Set<Tensor>
 
@@ -144,6 +165,22 @@ type Unwritten = Set<Tensor>
  * the graph's saved tensors are freed at the end unless retainGraph.
  */
 export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGraph: boolean): void {
+  backwardDepth++
+  let finished = false
+  try {
+    runBackwardOnce(root, gradient, retainGraph)
+    finished = true
+  } finally {
+    backwardDepth--
+    if (backwardDepth === 0 && nestedLeaves.size > 0) {
+      const late = [...nestedLeaves]
+      nestedLeaves.clear()
+      if (finished) for (const leaf of late) leafGradReady?.(leaf)
+    }
+  }
+}
+
+function runBackwardOnce(root: Tensor, gradient: Tensor | undefined, retainGraph: boolean): void {
   if (!root.requiresGrad) {
     throw new Error(`backward: tensor ${formatShape(root.shape)} does not require grad and has no grad_fn`)
   }
@@ -162,6 +199,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
     // A leaf: its gradient is the seed itself.
     accumulateLeaf(root, seed)
     seed.dispose()
+    leafReady(root)
     return
   }
 
@@ -169,12 +207,17 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
   const unwritten: Unwritten = new Set()
   grads.set(root, seed)
   const order = topologicalOrder(root.gradFn)
+  // With a ready hook: how many nodes still have to add to each leaf's gradient.
+  const consumers = leafGradReady ? countLeafConsumers(order) : null
   try {
     for (let i = order.length - 1; i >= 0; i--) {
       const node = order[i]
       const out = node.output!
       const gOut = grads.get(out)
-      if (!gOut) continue
+      if (!gOut) {
+        if (consumers) leavesDone(node, consumers)
+        continue
+      }
       grads.delete(out)
       const gradInputs = node.inputs.map((input) => {
         if (!needsGrad(input)) return null
@@ -211,9 +254,36 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, retainGr
         gOut.dispose()
       }
       if (!retainGraph) node.release()
+      if (consumers) leavesDone(node, consumers)
     }
   } finally {
     for (const g of grads.values()) g.dispose()
+  }
+}
+
+function leafReady(leaf: Tensor): void {
+  if (!leafGradReady) return
+  if (backwardDepth > 1) nestedLeaves.add(leaf)
+  else leafGradReady(leaf)
+}
+
+function leafInputs(node: Node): Set<Tensor> {
+  const leaves = new Set<Tensor>()
+  for (const input of node.inputs) if (needsGrad(input) && input.gradFn === null) leaves.add(input)
+  return leaves
+}
+
+function countLeafConsumers(order: Node[]): Map<Tensor, number> {
+  const counts = new Map<Tensor, number>()
+  for (const node of order) for (const leaf of leafInputs(node)) counts.set(leaf, (counts.get(leaf) ?? 0) + 1)
+  return counts
+}
+
+function leavesDone(node: Node, consumers: Map<Tensor, number>): void {
+  for (const leaf of leafInputs(node)) {
+    const left = (consumers.get(leaf) ?? 1) - 1
+    consumers.set(leaf, left)
+    if (left === 0) leafReady(leaf)
   }
 }
 

@@ -45,6 +45,28 @@ export function nextPhiloxRange(n: number): { seed: bigint; offset: bigint } {
   return { seed, offset: start }
 }
 
+/** Where dropout's Philox stream stands now (a checkpointed layer records it to replay its masks). */
+export function philoxPosition(): { seed: bigint; offset: bigint } {
+  return { seed, offset }
+}
+
+/**
+ * Runs fn with the Philox stream at `position`, then puts the stream back
+ * where it was: a recomputation draws the masks it drew the first time and
+ * leaves later draws unchanged.
+ */
+export function withPhiloxPosition<T>(position: { seed: bigint; offset: bigint }, fn: () => T): T {
+  const before = { seed, offset }
+  seed = position.seed
+  offset = position.offset
+  try {
+    return fn()
+  } finally {
+    seed = before.seed
+    offset = before.offset
+  }
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0
 }

@@ -15,8 +15,12 @@ export interface TrainerState {
   numTrainEpochs: number
   logHistory: LogEntry[]
   bestMetric: number | null
+  /** The step of the best evaluation (transformers' best_global_step). */
+  bestGlobalStep: number | null
   bestModelCheckpoint: string | null
   trainBatchSize: number
+  /** Floating-point operations of the training so far, counted as transformers counts them (6 · tokens · non-embedding parameters). */
+  totalFlos: number
 }
 
 export interface TrainerControl {

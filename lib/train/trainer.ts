@@ -22,8 +22,14 @@ import { argmaxRows } from './metrics.js'
 import { getDecayParameterNames } from './trainer_pt_utils.js'
 import { checkFiniteLogits } from '../models/modeling_utils.js'
 import { Progress } from './progress.js'
+import { DataParallel, DISTRIBUTED_STATE_FILE } from '../distributed/data_parallel.js'
+import { writeReport, type LastEvaluation, type ReportInput } from './report.js'
+import { hfLogEntry, trainerStateJson, bertkitStateJson, readCheckpointState, type DataPosition } from './trainer_state.js'
+import { formatPercent } from '../nn/freezing.js'
+import type { DeviceName } from '../tensor/device.js'
+import type { Module } from '../nn/module.js'
+import { Embedding } from '../nn/layers.js'
 import { DataCollatorWithPadding, type PadTokenSource } from '../data/data_collator.js'
-import { writeCurvesSvg } from './plot.js'
 
 /** A batch as models take it (BertForSequenceClassification's inputs). */
 export interface ModelInputs {
@@ -45,6 +51,8 @@ export interface TrainableModel {
   /** When present, checkpoints use it so the event loop runs while files are written. */
   savePretrainedAsync?(dir: string): Promise<void>
   loadStateDict(values: Map<string, Float32Array | Tensor>, options?: { strict?: boolean; source?: string }): unknown
+  /** Needed for TrainingArguments.gradientCheckpointing (bertkit's models have it). */
+  gradientCheckpointingEnable?(): void
 }
 
 /** Turns rows into a batch of tensors the caller owns (the Trainer disposes them). */
@@ -90,6 +98,8 @@ export interface TrainOutput {
   trainSamplesPerSecond: number
   trainStepsPerSecond: number
   epoch: number
+  /** As transformers' total_flos: 6 · tokens · non-embedding parameters, summed over the micro-batches. */
+  totalFlos: number
 }
 
 export interface PredictionOutput {
@@ -100,6 +110,48 @@ export interface PredictionOutput {
 }
 
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r))
+
+/** What one call of train() works with, from prepareTraining to finishTraining. */
+interface TrainingRun {
+  ds: Dataset
+  batchesPerEpoch: number
+  maxSteps: number
+  numEpochs: number
+  warmup: number
+  optimizer: AdamW
+  trainable: Tensor[]
+  device: DeviceName
+  startEpoch: number
+  skipBatches: number
+  /** Sum on the device of the step losses since the last log (read only when logging). */
+  lossSinceLog: Tensor
+  stepsSinceLog: number
+  totalLoss: number
+  start: bigint
+  /** Where a stop inside an epoch left the data, for that epoch's end-of-epoch checkpoint. */
+  stoppedAt: { epoch: number; batchesDone: number; batchesInEpoch: number } | null
+  /** The micro-batch losses read during the current optimizer step (shown by the progress bar). */
+  stepLoss: { sum: number; count: number }
+  lastLossReadAt: number
+  nonEmbeddingParameters: number
+}
+
+/** transformers' num_parameters(exclude_embeddings=True): every parameter but the weights of Embedding modules. */
+function nonEmbeddingParameters(model: TrainableModel): number {
+  const embeddings = new Set<string>()
+  const modules = (model as unknown as Partial<Module>).namedModules
+  if (typeof modules === 'function') for (const [name, m] of modules.call(model)) if (m instanceof Embedding) embeddings.add(name ? `${name}.weight` : 'weight')
+  let n = 0
+  for (const [name, p] of model.namedParameters()) if (!embeddings.has(name)) n += p.numel
+  return n
+}
+
+interface OptimizerStep {
+  lr: number
+  gradNorm: number | null
+  /** The clipping's sum of squares, read when the step is logged. */
+  pendingNorm: ReturnType<typeof clipGradNorm> | null
+}
 
 export class Trainer {
   readonly model: TrainableModel
@@ -113,6 +165,18 @@ export class Trainer {
   private readonly halfDtype: HalfDType | null
   /** fp16 only: dynamic loss scaling as torch.amp.GradScaler. */
   private scaler: LossScaler | null = null
+  /** Logging, evaluation and save intervals of the current run, in steps (fractions of the run resolved). */
+  private every = { logging: 500, eval: 500, save: 500 }
+  private epochsPerStep = 1
+  private progress: Progress
+  /** Data parallel across processes (bertkit launch), else null: lib/distributed/data_parallel.ts. */
+  private dp: DataParallel | null = null
+  /** Set once train() has finished: evaluations after it refresh trainer_state.json and the report. */
+  private trained = false
+  /** The labels and predictions of the last evaluation (classification), for the report. */
+  private lastEval: Omit<LastEvaluation, 'labelNames'> | null = null
+  /** Extra rows for the report's configuration table (the CLI puts the model id, dataset and freezing here). */
+  runInfo: Array<[string, string]> = []
 
   /** The tokenizer saved with the model (processingClass, or its alias tokenizer), or null. */
   readonly processingClass: ProcessingClass | null
@@ -137,8 +201,9 @@ export class Trainer {
     this.callbacks = [...(options.callbacks ?? [])]
     this.state = {
       globalStep: 0, epoch: 0, maxSteps: 0, numTrainEpochs: 0, logHistory: [], bestMetric: null, bestModelCheckpoint: null,
-      trainBatchSize: this.args.perDeviceTrainBatchSize,
+      trainBatchSize: this.args.perDeviceTrainBatchSize, bestGlobalStep: null, totalFlos: 0,
     }
+    this.progress = new Progress(!this.args.disableTqdm)
     // bf16 runs on the CPU too (native AMX / AVX512-BF16 products where the CPU has them, as torch's CPU autocast).
     if (this.args.fp16 && resolveDevice(this.args.device) === 'cpu') {
       throw new Error('TrainingArguments: fp16 mixed precision needs the CUDA backend; this run uses the CPU (use bf16, which the CPU runs, or set fp16 to false)')
@@ -204,6 +269,7 @@ export class Trainer {
   }
 
   private batchesPerEpoch(n: number, batchSize: number): number {
+    if (this.dp) n = this.dp.samplesPerRank(n, false)
     return this.args.dataloaderDropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize)
   }
 
@@ -212,6 +278,10 @@ export class Trainer {
     const bs = this.args.perDeviceTrainBatchSize
     const seed = (this.args.dataSeed ?? this.args.seed) + epoch * 1_000_003
     const strategy = this.args.groupByLength ? 'group_by_length' : this.args.trainSamplingStrategy
+    if (this.dp) {
+      if (strategy === 'group_by_length') throw new Error('Trainer: groupByLength is not supported with data parallel (bertkit launch); turn it off')
+      return this.dp.epochBatches(ds.length, epoch, { batchSize: bs, seed: this.args.dataSeed ?? this.args.seed, shuffle: strategy !== 'sequential', dropLast: this.args.dataloaderDropLast })
+    }
     let order = strategy === 'sequential' ? Array.from({ length: ds.length }, (_, i) => i) : new SeededGenerator(seed).permutation(ds.length)
     if (strategy === 'group_by_length') {
       // transformers: a "length" column when there is one, else len(input_ids); batch x accumulation steps.
@@ -274,8 +344,40 @@ export class Trainer {
   }
 
   // ---- training -----------------------------------------------------------------
+  //
+  // train() runs in named phases: prepareTraining (data, schedule, optimizer,
+  // resume), then per epoch trainEpoch (micro-batches → optimizerStep →
+  // afterStep: log, evaluate, save) and endEpoch, then finishTraining
+  // (totals, best model, records and report).
 
   async train(options: { resumeFromCheckpoint?: string | boolean | null } = {}): Promise<TrainOutput> {
+    await this.setupDataParallel()
+    const run = this.prepareTraining(options.resumeFromCheckpoint ?? this.args.resumeFromCheckpoint)
+    try {
+      // Every rank starts from rank 0's weights; gradients are averaged over the ranks.
+      await this.dp?.setup([...this.model.namedParameters()], {
+        perDeviceTrainBatchSize: this.args.perDeviceTrainBatchSize, gradientAccumulationSteps: this.args.gradientAccumulationSteps,
+        maxSteps: run.maxSteps, trainRows: run.ds.length, seed: this.args.seed, globalStep: this.state.globalStep,
+      }, { bucketCapMb: this.args.ddpBucketCapMb })
+      this.beginTraining(run)
+      for (let epoch = run.startEpoch; epoch < run.numEpochs; epoch++) {
+        await this.trainEpoch(run, epoch)
+        await this.endEpoch(run, epoch)
+        if (this.control.shouldTrainingStop) break
+      }
+      return await this.finishTraining(run)
+    } catch (err) {
+      // The other ranks stop at once, told why (rather than that this process exited).
+      this.dp?.abort(err)
+      throw err
+    } finally {
+      this.progress.stop()
+      run.lossSinceLog.dispose()
+    }
+  }
+
+  /** Checks the data, sizes the schedule, builds the optimizer and, when resuming, loads the checkpoint. */
+  private prepareTraining(resume: string | boolean | null | undefined): TrainingRun {
     const args = this.args
     const ds = this.checkDataset(this.options.trainDataset, 'train')
     manualSeed(args.seed)
@@ -284,193 +386,253 @@ export class Trainer {
     const stepsPerEpoch = Math.max(Math.floor(batchesPerEpoch / args.gradientAccumulationSteps), 1)
     const maxSteps = args.maxSteps > 0 ? args.maxSteps : Math.ceil(args.numTrainEpochs * stepsPerEpoch)
     const numEpochs = Math.ceil(maxSteps / stepsPerEpoch)
-    const warmup = warmupStepsFor(args.warmupSteps, args.warmupRatio, maxSteps)
     this.state.maxSteps = maxSteps
     this.state.numTrainEpochs = numEpochs
+    this.epochsPerStep = args.gradientAccumulationSteps / batchesPerEpoch
+    this.every = { logging: args.stepsFor('loggingSteps', maxSteps), eval: args.stepsFor('evalSteps', maxSteps), save: args.stepsFor('saveSteps', maxSteps) }
+    if (args.gradientCheckpointing) {
+      if (typeof this.model.gradientCheckpointingEnable !== 'function') throw new Error('TrainingArguments: gradientCheckpointing needs a model with gradientCheckpointingEnable() (bertkit\'s encoders have it)')
+      this.model.gradientCheckpointingEnable()
+    }
     this.optimizer?.dispose()
     this.optimizer = this.createOptimizer()
-    const optimizer = this.optimizer
-    const trainable = optimizer.paramGroups.flatMap((g) => g.params)
+    const trainable = this.optimizer.paramGroups.flatMap((g) => g.params)
     ensureWritableDir(args.outputDir, 'Trainer: outputDir')
-    this.removeStaleTempCheckpoints()
-
-    let startEpoch = 0, skipBatches = 0
-    const resume = options.resumeFromCheckpoint ?? args.resumeFromCheckpoint
+    if (this.isWorldProcessZero()) this.removeStaleTempCheckpoints()
+    let position: DataPosition = { epoch: 0, batchesDone: 0 }
     if (resume) {
       const dir = resume === true ? this.latestCheckpoint() : resolve(String(resume))
       if (!dir) throw new Error(`Trainer: resumeFromCheckpoint is true but ${args.outputDir} has no checkpoint-* directory`)
-      const position = this.loadCheckpoint(dir)
-      startEpoch = position.epoch
-      skipBatches = position.batchesDone
+      const rankRandomState = DataParallel.checkResume(dir, this.dp)
+      position = this.loadCheckpoint(dir)
+      if (rankRandomState) setRandomState(rankRandomState)
     }
-
     const device = trainable[0].device
     const lossSinceLog = zeros([], { device })
     lossSinceLog.kept = true
-    let stepsSinceLog = 0
-    let totalLoss = 0
-    let lastLoggedStep = this.state.globalStep
-    const start = process.hrtime.bigint()
-    const progress = new Progress(maxSteps, !args.disableTqdm)
-    progress.update(this.state.globalStep, {})
+    return {
+      ds, batchesPerEpoch, maxSteps, numEpochs, optimizer: this.optimizer, trainable, device, lossSinceLog,
+      warmup: warmupStepsFor(args.warmupSteps, args.warmupRatio, maxSteps),
+      startEpoch: position.epoch, skipBatches: position.batchesDone,
+      stepsSinceLog: 0, totalLoss: 0, start: process.hrtime.bigint(), stoppedAt: null,
+      stepLoss: { sum: 0, count: 0 }, lastLossReadAt: 0, nonEmbeddingParameters: nonEmbeddingParameters(this.model),
+    }
+  }
+
+  private beginTraining(run: TrainingRun): void {
+    this.progress.startTraining(run.maxSteps, this.state.globalStep, this.state.epoch)
     this.model.train()
     this.control.shouldTrainingStop = false
     this.fire('onTrainBegin')
+  }
 
-    const sample = (batchIndex: number, epoch: number) => epoch + (batchIndex + 1) / batchesPerEpoch
-    let endOfEpochPosition: { epoch: number; batchesDone: number; batchesInEpoch: number } | null = null
-    try {
-      outer: for (let epoch = startEpoch; epoch < numEpochs; epoch++) {
-        const batches = this.epochBatches(ds, epoch)
-        this.fire('onEpochBegin')
-        let micro = 0
-        for (let b = epoch === startEpoch ? skipBatches : 0; b < batches.length; b++) {
-          const stepLoss = tidy(() => autocast(this.halfDtype, () => {
-            const batch = this.collate(ds, batches[b])
-            try {
-              const { loss } = this.computeLoss(batch)
-              // With accumulation each micro-batch's mean loss counts 1/k of the step;
-              // with fp16 the loss is multiplied by the dynamic loss scale.
-              const seed = (this.scaler?.scale ?? 1) / args.gradientAccumulationSteps
-              if (seed !== 1) loss.backward(full([], seed, { device }))
-              else loss.backward()
-              native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 1, lossSinceLog.buffer)
-              return device === 'cpu' ? loss.detach() : null
-            } finally {
-              for (const t of Object.values(batch)) t?.dispose()
-            }
-          }))
-          if (stepLoss) {
-            // The step was only queued: the CPU stream computes it while the event loop
-            // stays free. Then reading the loss costs nothing, and a NaN stops the run
-            // at its step, before the optimizer touches a weight.
-            let value: number
-            try {
-              await synchronizeAsync(device)
-              value = stepLoss.item()
-            } finally {
-              stepLoss.dispose()
-            }
-            if (!Number.isFinite(value)) {
-              throw new Error(`Trainer: the loss became ${value} at step ${this.state.globalStep + 1} (epoch ${epoch}, batch ${b}); lower the learning rate or check the data`)
-            }
-          }
-          micro++
-          const lastOfEpoch = b === batches.length - 1
-          if (micro < args.gradientAccumulationSteps && !lastOfEpoch) continue
-          micro = 0
-          // One optimizer step.
-          const lr = args.learningRate * lrMultiplier(args.lrSchedulerType, this.state.globalStep, warmup, maxSteps)
-          for (const g of optimizer.paramGroups) g.lr = lr
-          let gradNorm: number | null = null
-          let pendingNorm: ReturnType<typeof clipGradNorm> | null = null
-          if (this.scaler) {
-            // fp16: unscale, check for inf/NaN (one read of the device, as torch's GradScaler),
-            // skip the step and halve the scale on overflow, else clip and step.
-            const clip = clipGradNorm(trainable, args.maxGradNorm > 0 ? args.maxGradNorm : 1)
-            await synchronizeAsync(device)
-            const norm = Math.sqrt(clip.sumOfSquares.item()) / this.scaler.scale
-            clip.coefficient.dispose()
-            clip.sumOfSquares.dispose()
-            if (Number.isFinite(norm)) {
-              const coef = (args.maxGradNorm > 0 ? Math.min(1, args.maxGradNorm / (norm + 1e-6)) : 1) / this.scaler.scale
-              const scaleTensor = full([], coef, { device })
-              optimizer.step({ gradScale: scaleTensor })
-              scaleTensor.dispose()
-              gradNorm = norm
-              this.scaler.update(false)
-            } else {
-              this.scaler.update(true)
-            }
-          } else if (args.maxGradNorm > 0) {
-            const clip = clipGradNorm(trainable, args.maxGradNorm)
-            optimizer.step({ gradScale: clip.coefficient })
-            clip.coefficient.dispose()
-            // Read when logging, after waiting for the queued step off the event loop.
-            if (this.shouldLog()) pendingNorm = clip
-            else clip.sumOfSquares.dispose()
-          } else {
-            optimizer.step()
-          }
-          optimizer.zeroGrad()
-          this.state.globalStep++
-          stepsSinceLog++
-          this.state.epoch = sample(b, epoch)
-          if (this.shouldLog()) {
-            await synchronizeAsync(device)
-            if (pendingNorm) {
-              gradNorm = pendingNorm.totalNorm()
-              pendingNorm.sumOfSquares.dispose()
-            }
-            const loss = lossSinceLog.item() / stepsSinceLog
-            if (!Number.isFinite(loss)) throw new Error(`Trainer: the loss became ${loss} by step ${this.state.globalStep}; lower the learning rate or check the data`)
-            totalLoss += loss * stepsSinceLog
-            native().fill(lossSinceLog.buffer, 1, 0)
-            stepsSinceLog = 0
-            lastLoggedStep = this.state.globalStep
-            // The rate this step used, as transformers logs it since v4.51 (PR #36973), not the next one.
-            this.log({ loss, ...(gradNorm !== null ? { gradNorm } : {}), learningRate: lr })
-            progress.update(this.state.globalStep, { loss, lr })
-          } else {
-            progress.update(this.state.globalStep, {})
-          }
-          this.fire('onStepEnd')
-          const atSteps = (every: number | null) => every !== null && this.state.globalStep % every === 0
-          if (args.evalStrategy === 'steps' && atSteps(args.evalSteps)) await this.evaluateAndTrack()
-          if (args.saveStrategy === 'steps' && atSteps(args.saveSteps)) await this.saveCheckpoint({ epoch, batchesDone: b + 1 }, batches.length)
-          if (this.state.globalStep >= maxSteps) this.control.shouldTrainingStop = true
-          if (this.control.shouldTrainingStop) {
-            // As transformers: a run that stops inside an epoch still gets that epoch's
-            // end-of-epoch evaluation and checkpoint.
-            endOfEpochPosition = { epoch, batchesDone: b + 1, batchesInEpoch: batches.length }
-            break
-          }
-          await yieldToEventLoop()
-        }
-        this.fire('onEpochEnd')
-        if (args.evalStrategy === 'epoch') await this.evaluateAndTrack()
-        if (args.saveStrategy === 'epoch') {
-          const p = endOfEpochPosition
-          await this.saveCheckpoint(p ? { epoch: p.epoch, batchesDone: p.batchesDone } : { epoch: epoch + 1, batchesDone: 0 }, p ? p.batchesInEpoch : 0)
-        }
-        if (this.control.shouldTrainingStop) break outer
+  /** One epoch's batches (from where a resumed checkpoint stopped): micro-batches, and an optimizer step every gradientAccumulationSteps. */
+  private async trainEpoch(run: TrainingRun, epoch: number): Promise<void> {
+    const batches = this.epochBatches(run.ds, epoch)
+    this.fire('onEpochBegin')
+    let micro = 0
+    for (let b = epoch === run.startEpoch ? run.skipBatches : 0; b < batches.length; b++) {
+      // Only an optimizer step's last micro-batch reduces gradients across ranks (DDP's no_sync for the others).
+      const reduces = micro + 1 >= this.args.gradientAccumulationSteps || b === batches.length - 1
+      const loss = await this.trainMicroBatch(run, batches[b], epoch, b, reduces)
+      if (loss !== null) {
+        run.stepLoss.sum += loss
+        run.stepLoss.count++
       }
+      micro++
+      if (micro < this.args.gradientAccumulationSteps && b !== batches.length - 1) continue
+      micro = 0
+      const step = await this.optimizerStep(run)
+      this.state.epoch = epoch + (b + 1) / run.batchesPerEpoch
+      await this.afterStep(run, step)
+      if (this.args.evalStrategy === 'steps' && this.state.globalStep % this.every.eval === 0) await this.evaluateAndTrack()
+      if (this.args.saveStrategy === 'steps' && this.state.globalStep % this.every.save === 0) await this.saveCheckpoint({ epoch, batchesDone: b + 1 }, batches.length)
+      if (this.state.globalStep >= run.maxSteps) this.control.shouldTrainingStop = true
+      if (this.control.shouldTrainingStop) {
+        // As transformers: a run that stops inside an epoch still gets that epoch's
+        // end-of-epoch evaluation and checkpoint.
+        run.stoppedAt = { epoch, batchesDone: b + 1, batchesInEpoch: batches.length }
+        return
+      }
+      this.progress.resumeTiming()
+      await yieldToEventLoop()
+    }
+  }
+
+  /**
+   * Forward and backward of one micro-batch, its loss added on the device to
+   * the loss since the last log. Returns the loss when it was read: every
+   * micro-batch on the CPU (where reading costs nothing), about once a second
+   * on CUDA (for the progress bar; each read waits for the GPU).
+   */
+  private async trainMicroBatch(run: TrainingRun, indices: number[], epoch: number, b: number, reduces = true): Promise<number | null> {
+    const args = this.args
+    const device = run.device
+    const now = performance.now()
+    const read = device === 'cpu' || now - run.lastLossReadAt >= 1000
+    const stepLoss = tidy(() => autocast(this.halfDtype, () => {
+      const batch = this.collate(run.ds, indices)
+      this.state.totalFlos += 6 * batch.inputIds.numel * run.nonEmbeddingParameters
+      try {
+        const { loss } = this.computeLoss(batch)
+        // With accumulation each micro-batch's mean loss counts 1/k of the step;
+        // with fp16 the loss is multiplied by the dynamic loss scale.
+        const seed = (this.scaler?.scale ?? 1) / args.gradientAccumulationSteps
+        this.dp?.beforeBackward(reduces)
+        if (seed !== 1) loss.backward(full([], seed, { device }))
+        else loss.backward()
+        this.dp?.afterBackward(reduces)
+        native().axpby(1, 1 / args.gradientAccumulationSteps, loss.buffer, 1, run.lossSinceLog.buffer)
+        return read ? loss.detach() : null
+      } finally {
+        for (const t of Object.values(batch)) t?.dispose()
+      }
+    }))
+    if (!stepLoss) return null
+    // The step was only queued: the CPU stream computes it while the event loop
+    // stays free. Then reading the loss costs nothing, and a NaN stops the run
+    // at its step, before the optimizer touches a weight.
+    let value: number
+    try {
+      await synchronizeAsync(device)
+      value = stepLoss.item()
     } finally {
-      progress.stop()
+      stepLoss.dispose()
     }
-    if (stepsSinceLog > 0) {
-      totalLoss += lossSinceLog.item() / Math.max(1, stepsSinceLog) * stepsSinceLog
+    run.lastLossReadAt = performance.now()
+    if (!Number.isFinite(value)) {
+      throw new Error(`Trainer: the loss became ${value} at step ${this.state.globalStep + 1} (epoch ${epoch}, batch ${b}); lower the learning rate or check the data`)
     }
-    void lastLoggedStep
-    lossSinceLog.dispose()
-    const runtime = Number(process.hrtime.bigint() - start) / 1e9
+    return value
+  }
+
+  /** Clipping, the optimizer update at this step's learning rate, zeroing the gradients. */
+  private async optimizerStep(run: TrainingRun): Promise<OptimizerStep> {
+    const args = this.args
+    const { optimizer, trainable, device } = run
+    const lr = args.learningRate * lrMultiplier(args.lrSchedulerType, this.state.globalStep, run.warmup, run.maxSteps)
+    for (const g of optimizer.paramGroups) g.lr = lr
+    const logging = this.shouldLog(this.state.globalStep + 1, run)
+    let gradNorm: number | null = null
+    let pendingNorm: ReturnType<typeof clipGradNorm> | null = null
+    if (this.scaler) {
+      // fp16: unscale, check for inf/NaN (one read of the device, as torch's GradScaler),
+      // skip the step and halve the scale on overflow, else clip and step.
+      const clip = clipGradNorm(trainable, args.maxGradNorm > 0 ? args.maxGradNorm : 1)
+      await synchronizeAsync(device)
+      const norm = Math.sqrt(clip.sumOfSquares.item()) / this.scaler.scale
+      clip.coefficient.dispose()
+      clip.sumOfSquares.dispose()
+      if (Number.isFinite(norm)) {
+        const coef = (args.maxGradNorm > 0 ? Math.min(1, args.maxGradNorm / (norm + 1e-6)) : 1) / this.scaler.scale
+        const scaleTensor = full([], coef, { device })
+        optimizer.step({ gradScale: scaleTensor })
+        scaleTensor.dispose()
+        gradNorm = norm
+        this.scaler.update(false)
+      } else {
+        this.scaler.update(true)
+      }
+    } else if (args.maxGradNorm > 0) {
+      const clip = clipGradNorm(trainable, args.maxGradNorm)
+      optimizer.step({ gradScale: clip.coefficient })
+      clip.coefficient.dispose()
+      // Read when logging, after waiting for the queued step off the event loop.
+      if (logging) pendingNorm = clip
+      else clip.sumOfSquares.dispose()
+    } else {
+      optimizer.step()
+    }
+    optimizer.zeroGrad()
+    this.state.globalStep++
+    run.stepsSinceLog++
+    return { lr, gradNorm, pendingNorm }
+  }
+
+  /** After an optimizer step: the log entry on logging steps, the progress display, onStepEnd. */
+  private async afterStep(run: TrainingRun, step: OptimizerStep): Promise<void> {
+    if (this.shouldLog(this.state.globalStep, run)) {
+      await synchronizeAsync(run.device)
+      let gradNorm = step.gradNorm
+      if (step.pendingNorm) {
+        gradNorm = step.pendingNorm.totalNorm()
+        step.pendingNorm.sumOfSquares.dispose()
+      }
+      const loss = (this.dp ? await this.dp.meanOverRanks(run.lossSinceLog) : run.lossSinceLog.item()) / run.stepsSinceLog
+      if (!Number.isFinite(loss)) throw new Error(`Trainer: the loss became ${loss} by step ${this.state.globalStep}; lower the learning rate or check the data`)
+      run.totalLoss += loss * run.stepsSinceLog
+      native().fill(run.lossSinceLog.buffer, 1, 0)
+      run.stepsSinceLog = 0
+      // The rate this step used, as transformers logs it since v4.51 (PR #36973), not the next one.
+      this.log({ loss, ...(gradNorm !== null ? { gradNorm } : {}), learningRate: step.lr })
+    }
+    const shown = run.stepLoss.count ? run.stepLoss.sum / run.stepLoss.count : null
+    run.stepLoss = { sum: 0, count: 0 }
+    this.progress.step(this.state.globalStep, this.state.epoch, { loss: shown, lr: step.lr })
+    this.fire('onStepEnd')
+  }
+
+  /** onEpochEnd, then the epoch's evaluation and checkpoint when the strategies ask for them. */
+  private async endEpoch(run: TrainingRun, epoch: number): Promise<void> {
+    const args = this.args
+    this.fire('onEpochEnd')
+    if (args.evalStrategy === 'epoch') await this.evaluateAndTrack()
+    if (args.saveStrategy === 'epoch') {
+      const p = run.stoppedAt
+      await this.saveCheckpoint(p ? { epoch: p.epoch, batchesDone: p.batchesDone } : { epoch: epoch + 1, batchesDone: 0 }, p ? p.batchesInEpoch : 0)
+    }
+    this.progress.resumeTiming()
+  }
+
+  /** The run's totals and final log entry; the best model loaded back if asked; trainer_state.json and the report. */
+  private async finishTraining(run: TrainingRun): Promise<TrainOutput> {
+    const args = this.args
+    if (run.stepsSinceLog > 0) run.totalLoss += this.dp ? await this.dp.meanOverRanks(run.lossSinceLog) : run.lossSinceLog.item()
+    const runtime = Number(process.hrtime.bigint() - run.start) / 1e9
     if (args.loadBestModelAtEnd && this.state.bestModelCheckpoint) this.loadModelWeights(this.state.bestModelCheckpoint)
-    const numSamples = args.maxSteps > 0 ? maxSteps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps : ds.length * args.numTrainEpochs
+    const numSamples = args.maxSteps > 0 ? run.maxSteps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps : run.ds.length * args.numTrainEpochs
     const output: TrainOutput = {
       globalStep: this.state.globalStep,
-      trainLoss: totalLoss / Math.max(1, this.state.globalStep),
+      trainLoss: run.totalLoss / Math.max(1, this.state.globalStep),
       trainRuntime: round4(runtime),
       trainSamplesPerSecond: round4(numSamples / runtime),
-      trainStepsPerSecond: round4(maxSteps / runtime),
+      trainStepsPerSecond: round4(run.maxSteps / runtime),
       epoch: this.state.epoch,
+      totalFlos: this.state.totalFlos,
     }
-    this.log({ trainRuntime: output.trainRuntime, trainSamplesPerSecond: output.trainSamplesPerSecond, trainStepsPerSecond: output.trainStepsPerSecond, trainLoss: output.trainLoss })
+    this.log({ trainRuntime: output.trainRuntime, trainSamplesPerSecond: output.trainSamplesPerSecond, trainStepsPerSecond: output.trainStepsPerSecond, totalFlos: output.totalFlos, trainLoss: output.trainLoss })
     this.fire('onTrainEnd')
-    if (args.plotCurves) writeCurvesSvg(join(args.outputDir, 'training_curves.svg'), this.state.logHistory)
+    this.progress.endTraining(this.state.logHistory, { trainLoss: output.trainLoss, runtime, steps: this.state.globalStep })
+    this.trained = true
+    await this.writeRunRecords()
     return output
   }
 
-  private shouldLog(): boolean {
-    const args = this.args
-    if (args.loggingStrategy !== 'steps') return false
-    return this.state.globalStep % args.loggingSteps === 0 || (args.loggingFirstStep && this.state.globalStep === 1)
+  /** transformers' is_world_process_zero: rank 0 of a data-parallel run, or the only process; it alone writes files and shows progress. */
+  isWorldProcessZero(): boolean {
+    return this.dp?.isMain ?? true
+  }
+
+  /** Joins the data-parallel run this process was launched into, once (lib/distributed/data_parallel.ts). */
+  private async setupDataParallel(): Promise<void> {
+    if (this.dp) return
+    const [first] = this.model.namedParameters()
+    if (first) this.dp = await DataParallel.fromEnvironment(first[1].device, { backend: this.args.ddpBackend, timeoutSeconds: this.args.ddpTimeout })
+    if (this.dp && !this.dp.isMain) this.progress = new Progress(false)
+  }
+
+  private shouldLog(step: number, run: TrainingRun): boolean {
+    if (this.args.loggingStrategy !== 'steps') return false
+    return step % this.every.logging === 0 || (this.args.loggingFirstStep && step === 1)
   }
 
   private log(values: Record<string, number>): void {
     const entry: LogEntry = { ...values, epoch: round4(this.state.epoch), step: this.state.globalStep }
     this.state.logHistory.push(entry)
+    if (!this.isWorldProcessZero()) return this.fire('onLog', values)
     makeDirs(this.args.outputDir, 'Trainer: outputDir')
-    appendFileSync(join(this.args.outputDir, 'trainer_log.jsonl'), JSON.stringify(entry) + '\n')
+    appendFileSync(join(this.args.outputDir, 'trainer_log.jsonl'), JSON.stringify(hfLogEntry(entry)) + '\n')
+    this.progress.logged(entry)
     this.fire('onLog', values)
   }
 
@@ -484,6 +646,7 @@ export class Trainer {
       const better = this.state.bestMetric === null || (this.args.greaterIsBetter ? value > this.state.bestMetric : value < this.state.bestMetric)
       if (better) {
         this.state.bestMetric = value
+        this.state.bestGlobalStep = this.state.globalStep
         this.pendingBest = true
       }
     }
@@ -491,17 +654,100 @@ export class Trainer {
 
   private pendingBest = false
 
+  // ---- run records --------------------------------------------------------------------
+
+  /**
+   * trainer_state.json (transformers' format) and, with plotCurves,
+   * training_curves.svg and report.html in outputDir. A report that cannot be
+   * drawn is reported on stderr; it does not fail a finished run.
+   */
+  private async writeRunRecords(): Promise<void> {
+    if (!this.isWorldProcessZero()) return
+    const dir = this.args.outputDir
+    makeDirs(dir, 'Trainer: outputDir')
+    atomicWriteFile(join(dir, 'trainer_state.json'), trainerStateJson(this.state, this.args, this.state.bestModelCheckpoint))
+    if (!this.args.plotCurves) return
+    try {
+      const { warnings } = await writeReport(dir, this.reportInput())
+      for (const w of warnings) process.stderr.write(`bertkit: report: ${w}\n`)
+    } catch (err) {
+      process.stderr.write(`bertkit: could not write the report into ${dir}: ${(err as Error).message}\n`)
+    }
+  }
+
+  private reportInput(): ReportInput {
+    const args = this.args
+    const model = this.model as { constructor: { name: string }; config?: { model_type?: unknown; id2label?: Record<string, string> } }
+    let total = 0, trainable = 0
+    for (const [, p] of this.model.namedParameters()) {
+      total += p.numel
+      if (p.requiresGrad) trainable += p.numel
+    }
+    const config: Array<[string, string]> = [
+      ...this.runInfo,
+      ['model class', model.constructor.name],
+      ['parameters', `${trainable.toLocaleString('en-US')} trainable of ${total.toLocaleString('en-US')} (${formatPercent(trainable, total)})`],
+      ['learning rate', String(args.learningRate)],
+      ['batch size (train / eval)', `${args.perDeviceTrainBatchSize} / ${args.perDeviceEvalBatchSize}${args.gradientAccumulationSteps > 1 ? ` × ${args.gradientAccumulationSteps} accumulated` : ''}`],
+      ['epochs / steps', `${args.maxSteps > 0 ? '-' : args.numTrainEpochs} / ${this.state.maxSteps}`],
+      ['weight decay', String(args.weightDecay)],
+      ['schedule', `${args.lrSchedulerType}, warm-up ${args.warmupSteps || args.warmupRatio ? `${args.warmupSteps} steps / ratio ${args.warmupRatio}` : 'none'}`],
+      ['precision', args.bf16 ? 'bf16 autocast' : args.fp16 ? 'fp16 autocast' : 'fp32'],
+      ['gradient checkpointing', String(args.gradientCheckpointing)],
+      ['seed', String(args.seed)],
+      ['output dir', args.outputDir],
+    ]
+    const evals = this.state.logHistory.filter((e) => e.evalLoss !== undefined || Object.keys(e).some((k) => k.startsWith('eval')))
+    const last = evals[evals.length - 1]
+    const finalMetrics: Record<string, number> = {}
+    const trainEnd = [...this.state.logHistory].reverse().find((e) => e.trainLoss !== undefined)
+    if (trainEnd) finalMetrics.trainLoss = trainEnd.trainLoss
+    if (last) for (const [k, v] of Object.entries(last)) if (k !== 'step' && k !== 'epoch') finalMetrics[k] = v
+    const id2label = model.config?.id2label
+    const lastEval = this.lastEval ? {
+      ...this.lastEval,
+      labelNames: id2label ? Array.from({ length: this.lastEval.numLabels }, (_, i) => id2label[String(i)] ?? String(i)) : null,
+    } : null
+    return {
+      title: `bertkit run: ${args.outputDir}`,
+      history: this.state.logHistory,
+      maxSteps: this.state.maxSteps,
+      epochsPerStep: this.epochsPerStep,
+      best: this.state.bestGlobalStep !== null && this.state.bestMetric !== null && args.metricForBestModel
+        ? { step: this.state.bestGlobalStep, metric: metricKey(args.metricForBestModel), value: this.state.bestMetric } : null,
+      config, finalMetrics, lastEval,
+    }
+  }
+
   // ---- evaluation -------------------------------------------------------------------
 
   async evaluate(dataset?: Dataset): Promise<Record<string, number>> {
-    const out = await this.predictionLoop(dataset ?? this.options.evalDataset, 'eval')
+    const out = await this.withEvalProgress(() => this.predictionLoop(dataset ?? this.options.evalDataset, 'eval'), true)
+    if (out.labelIds instanceof Int32Array && out.numLabels >= 2) {
+      this.lastEval = { labels: out.labelIds, predicted: argmaxRows(out.predictions, out.numLabels), numLabels: out.numLabels }
+    }
     this.log(out.metrics)
     this.fire('onEvaluate', out.metrics)
+    // After training (as the recipe's trainer.evaluate()): the records and the report include it.
+    if (this.trained) await this.writeRunRecords()
     return out.metrics
   }
 
   async predict(dataset: Dataset): Promise<PredictionOutput> {
-    return this.predictionLoop(dataset, 'test')
+    return this.withEvalProgress(() => this.predictionLoop(dataset, 'test'), false)
+  }
+
+  /** Closes the evaluation bar however the loop ends; an evaluation's metrics are printed as they arrive. */
+  private async withEvalProgress(loop: () => Promise<PredictionOutput>, showMetrics: boolean): Promise<PredictionOutput> {
+    let out: PredictionOutput
+    try {
+      out = await loop()
+    } catch (err) {
+      this.progress.endEval(null, null)
+      throw err
+    }
+    this.progress.endEval(showMetrics ? out.metrics : null, { step: this.state.globalStep, epoch: this.state.epoch })
+    return out
   }
 
   private async predictionLoop(dsIn: Dataset | undefined, prefix: 'eval' | 'test'): Promise<PredictionOutput> {
@@ -518,13 +764,19 @@ export class Trainer {
 
   private async evaluationLoop(dsIn: Dataset | undefined, prefix: 'eval' | 'test'): Promise<PredictionOutput> {
     const ds = this.checkDataset(dsIn, prefix === 'eval' ? 'evaluation' : 'prediction')
+    await this.setupDataParallel()
+    // Data parallel: each rank predicts its contiguous share; the rows are gathered back below.
+    const shard = this.dp?.evalShard(ds.length) ?? null
+    const rows = shard ? shard.length : ds.length
+    const rowLosses: number[] = []
     const bs = this.args.perDeviceEvalBatchSize
+    this.progress.startEval(Math.ceil(rows / bs), rows, prefix === 'eval' ? 'eval' : 'predict')
     const start = process.hrtime.bigint()
     const logits: Float32Array[] = []
     const labels: Array<Int32Array | Float32Array> = []
     let lossSum = 0, lossCount = 0, numLabels = 0
-    for (let i = 0; i < ds.length; i += bs) {
-      const idx = Array.from({ length: Math.min(bs, ds.length - i) }, (_, k) => i + k)
+    for (let i = 0; i < rows; i += bs) {
+      const idx = Array.from({ length: Math.min(bs, rows - i) }, (_, k) => (shard ? shard[i + k] : i + k))
       const out = noGrad(() => tidy(() => autocast(this.halfDtype, () => {
         const batch = this.collate(ds, idx)
         try {
@@ -541,22 +793,26 @@ export class Trainer {
         await synchronizeAsync(out.logits.device)
         numLabels = out.logits.shape[1]
         const values = out.logits.toFloat32Array()
-        checkFiniteLogits(`Trainer.${prefix === 'eval' ? 'evaluate' : 'predict'}`, values, numLabels, i)
+        checkFiniteLogits(`Trainer.${prefix === 'eval' ? 'evaluate' : 'predict'}`, values, numLabels, shard ? shard[i] : i)
         logits.push(values)
         if (out.loss) {
-          lossSum += out.loss.item() * idx.length
+          const value = out.loss.item()
+          lossSum += value * idx.length
           lossCount += idx.length
+          if (shard) for (let k = 0; k < idx.length; k++) rowLosses.push(value)
         }
         if (out.labels) labels.push(out.labels)
       } finally {
         out.logits.dispose()
         out.loss?.dispose()
       }
+      this.progress.evalBatch(Math.ceil((i + idx.length) / bs))
       await yieldToEventLoop()
     }
     const runtime = Number(process.hrtime.bigint() - start) / 1e9
-    const predictions = concat(logits, Float32Array)
-    const labelIds = labels.length ? (labels[0] instanceof Int32Array ? concat(labels as Int32Array[], Int32Array) : concat(labels as Float32Array[], Float32Array)) : null
+    let predictions = concat(logits, Float32Array)
+    let labelIds = labels.length ? (labels[0] instanceof Int32Array ? concat(labels as Int32Array[], Int32Array) : concat(labels as Float32Array[], Float32Array)) : null
+    if (this.dp) ({ predictions, labelIds, lossSum, lossCount, numLabels } = await this.dp.gatherEval({ predictions, labelIds, rowLosses, numLabels, rows: ds.length }))
     const metrics: Record<string, number> = {}
     if (lossCount > 0) metrics[`${prefix}Loss`] = lossSum / lossCount
     if (this.options.computeMetrics && labelIds) {
@@ -590,9 +846,19 @@ export class Trainer {
    * never leaves a half-written checkpoint. The files are written off the
    * event loop (a bert-base checkpoint with its optimizer state is ~1.3 GB).
    */
-  private async saveCheckpoint(position: { epoch: number; batchesDone: number }, batchesInEpoch: number): Promise<void> {
+  private async saveCheckpoint(position: DataPosition, batchesInEpoch: number): Promise<void> {
     const final = join(this.args.outputDir, `checkpoint-${this.state.globalStep}`)
     const tmp = join(this.args.outputDir, `.tmp-checkpoint-${this.state.globalStep}-${process.pid}`)
+    // Data parallel: rank 0 writes the checkpoint, with every rank's random state; the others wait for it.
+    const shared = this.dp ? await this.dp.checkpointState(getRandomState()) : null
+    if (!this.isWorldProcessZero()) {
+      if (this.pendingBest) {
+        this.state.bestModelCheckpoint = final
+        this.pendingBest = false
+      }
+      await this.dp!.group.barrier()
+      return this.fire('onSave', final)
+    }
     rmSync(tmp, { recursive: true, force: true })
     savesInProgress.add(resolve(tmp))
     // Every queued update lands first, so each tensor read below is a plain copy.
@@ -617,23 +883,9 @@ export class Trainer {
       }
       await writeSafetensorsAsync(join(tmp, 'optimizer.safetensors'), entries, { steps: JSON.stringify(steps) })
       if (position.batchesDone >= batchesInEpoch && batchesInEpoch > 0) position = { epoch: position.epoch + 1, batchesDone: 0 }
-      const rng = getRandomState()
-      const trainerState = {
-        global_step: this.state.globalStep,
-        epoch: this.state.epoch,
-        max_steps: this.state.maxSteps,
-        num_train_epochs: this.state.numTrainEpochs,
-        train_batch_size: this.state.trainBatchSize,
-        best_metric: this.state.bestMetric,
-        best_model_checkpoint: this.pendingBest ? final : this.state.bestModelCheckpoint,
-        log_history: this.state.logHistory,
-        bertkit: {
-          data_position: position,
-          rng: { seed: rng.seed.toString(), offset: rng.offset.toString(), host_state: rng.hostState },
-          args: this.args.toJSON(),
-        },
-      }
-      await atomicWriteFileAsync(join(tmp, 'trainer_state.json'), JSON.stringify(trainerState, null, 2) + '\n')
+      await atomicWriteFileAsync(join(tmp, 'trainer_state.json'), trainerStateJson(this.state, this.args, this.pendingBest ? final : this.state.bestModelCheckpoint))
+      await atomicWriteFileAsync(join(tmp, 'bertkit_state.json'), bertkitStateJson(position, getRandomState(), this.args))
+      if (shared) await atomicWriteFileAsync(join(tmp, DISTRIBUTED_STATE_FILE), JSON.stringify(shared, null, 2) + '\n')
       rmSync(join(tmp, TMP_OWNER_FILE), { force: true })
       rmSync(final, { recursive: true, force: true })
       renameSync(tmp, final)
@@ -649,6 +901,7 @@ export class Trainer {
     }
     this.fire('onSave', final)
     this.rotateCheckpoints()
+    await this.dp?.group.barrier()
   }
 
   private rotateCheckpoints(): void {
@@ -750,10 +1003,9 @@ export class Trainer {
     this.model.loadStateDict(values, { strict: true, source: file })
   }
 
-  private loadCheckpoint(dir: string): { epoch: number; batchesDone: number } {
-    const statePath = join(dir, 'trainer_state.json')
-    if (!existsSync(statePath)) throw new Error(`Trainer: ${dir} is not a checkpoint (no trainer_state.json)`)
-    const saved = readTrainerState(statePath)
+  private loadCheckpoint(dir: string): DataPosition {
+    if (!existsSync(join(dir, 'trainer_state.json'))) throw new Error(`Trainer: ${dir} is not a checkpoint (no trainer_state.json)`)
+    const saved = readCheckpointState(dir)
     this.loadModelWeights(dir)
     const optPath = join(dir, 'optimizer.safetensors')
     if (!existsSync(optPath)) throw new Error(`Trainer: cannot resume from ${dir}: it has no optimizer.safetensors (the optimizer state bertkit saves with each checkpoint)`)
@@ -769,15 +1021,17 @@ export class Trainer {
       if (!m || !v) continue
       this.optimizer!.setState(p, steps[name] ?? 0, m.data as Float32Array, v.data as Float32Array)
     }
-    this.state.globalStep = saved.global_step
+    this.state.globalStep = saved.globalStep
     this.state.epoch = saved.epoch
-    this.state.logHistory = saved.log_history
-    this.state.bestMetric = saved.best_metric
-    this.state.bestModelCheckpoint = saved.best_model_checkpoint
+    this.state.logHistory = saved.logHistory
+    this.state.bestMetric = saved.bestMetric
+    this.state.bestGlobalStep = saved.bestGlobalStep
+    this.state.bestModelCheckpoint = saved.bestModelCheckpoint
+    this.state.totalFlos = saved.totalFlos
     const rng = saved.bertkit.rng
     setRandomState({ seed: BigInt(rng.seed), offset: BigInt(rng.offset), hostState: rng.host_state })
-    this.truncateLogTo(saved.global_step)
-    process.stderr.write(`bertkit: resuming from ${basename(dir)} at step ${saved.global_step}\n`)
+    this.truncateLogTo(saved.globalStep)
+    process.stderr.write(`bertkit: resuming from ${basename(dir)} at step ${saved.globalStep}\n`)
     return saved.bertkit.data_position
   }
 
@@ -788,6 +1042,7 @@ export class Trainer {
   }
 
   dispose(): void {
+    this.dp?.dispose()
     this.optimizer?.dispose()
     this.optimizer = null
     this.classWeights?.dispose()
@@ -810,58 +1065,6 @@ function processAlive(pid: number): boolean {
     // EPERM: it exists, under another user.
     return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
-}
-
-interface SavedTrainerState {
-  global_step: number
-  epoch: number
-  log_history: LogEntry[]
-  best_metric: number | null
-  best_model_checkpoint: string | null
-  bertkit: {
-    data_position: { epoch: number; batchesDone: number }
-    rng: { seed: string; offset: string; host_state: number[] }
-  }
-}
-
-/** trainer_state.json of a bertkit checkpoint, checked field by field; every error names the file. */
-function readTrainerState(path: string): SavedTrainerState {
-  const fail = (why: string): never => {
-    throw new Error(`Trainer: cannot resume from ${path}: ${why}`)
-  }
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (err) {
-    return fail(`cannot read it (${(err as Error).message})`)
-  }
-  let saved: unknown
-  try {
-    saved = JSON.parse(text)
-  } catch (err) {
-    return fail(`it is not valid JSON (${(err as Error).message}); the file is damaged or cut short, resume from another checkpoint`)
-  }
-  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
-  if (!isObject(saved)) return fail('it does not hold a JSON object')
-  const s = saved
-  if (!isObject(s.bertkit)) {
-    return fail('it has no "bertkit" section (data position and RNG state), so it was not written by bertkit\'s Trainer (a transformers checkpoint?); bertkit resumes only its own checkpoints. To start from these weights instead, load the checkpoint folder as the model')
-  }
-  const b = s.bertkit
-  const nonNegInt = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-  if (!nonNegInt(s.global_step)) fail(`"global_step" is ${JSON.stringify(s.global_step)}, not a step count`)
-  if (typeof s.epoch !== 'number' || !Number.isFinite(s.epoch) || s.epoch < 0) fail(`"epoch" is ${JSON.stringify(s.epoch)}, not a number`)
-  if (!Array.isArray(s.log_history)) fail('"log_history" is missing or not a list')
-  if (s.best_metric !== null && s.best_metric !== undefined && typeof s.best_metric !== 'number') fail(`"best_metric" is ${JSON.stringify(s.best_metric)}`)
-  if (s.best_model_checkpoint !== null && s.best_model_checkpoint !== undefined && typeof s.best_model_checkpoint !== 'string') fail(`"best_model_checkpoint" is ${JSON.stringify(s.best_model_checkpoint)}`)
-  const pos = b.data_position
-  if (!isObject(pos) || !nonNegInt(pos.epoch) || !nonNegInt(pos.batchesDone)) fail(`"bertkit.data_position" is ${JSON.stringify(pos)}, not {epoch, batchesDone}`)
-  const rng = b.rng
-  const digits = (v: unknown) => typeof v === 'string' && /^\d+$/.test(v)
-  if (!isObject(rng) || !digits(rng.seed) || !digits(rng.offset) || !Array.isArray(rng.host_state) || !rng.host_state.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x < 2 ** 32)) {
-    fail(`"bertkit.rng" is missing or incomplete (needs seed, offset, host_state)`)
-  }
-  return { ...(s as unknown as SavedTrainerState), best_metric: (s.best_metric as number | null | undefined) ?? null, best_model_checkpoint: (s.best_model_checkpoint as string | null | undefined) ?? null }
 }
 
 /** torch.amp.GradScaler's schedule: start 2^16, x2 after 2000 clean steps, x0.5 (and skip) on inf/NaN. */

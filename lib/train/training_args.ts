@@ -4,6 +4,8 @@
 export type SchedulerType = 'linear' | 'cosine' | 'constant' | 'constant_with_warmup'
 export type IntervalStrategy = 'no' | 'steps' | 'epoch'
 export type TrainSamplingStrategy = 'random' | 'sequential' | 'group_by_length'
+/** Integrations transformers reports to; bertkit has none installed ('all' then reports to none, as transformers does with none installed). */
+export type ReportTo = 'none' | 'all' | string[]
 
 export interface TrainingArgumentsInit {
   outputDir?: string
@@ -46,8 +48,17 @@ export interface TrainingArgumentsInit {
   classWeights?: number[] | null
   device?: 'auto' | 'cpu' | 'cuda'
   disableTqdm?: boolean
-  /** Write loss / metric curves as an SVG into outputDir at the end. */
+  /** Write training_curves.svg and report.html (curves, metrics, confusion matrix) into outputDir. bertkit extension. */
   plotCurves?: boolean
+  /** Recompute each encoder layer's forward during backward instead of keeping its activations (less memory, ~1 more forward per step). */
+  gradientCheckpointing?: boolean
+  /** transformers' newer name of gradientCheckpointing (activation_checkpointing). */
+  activationCheckpointing?: boolean
+  reportTo?: ReportTo
+  /** Data parallel (bertkit launch): transformers' ddp_backend ('auto': gloo on the CPU, nccl on GPUs), ddp_bucket_cap_mb, ddp_timeout (seconds). */
+  ddpBackend?: 'auto' | 'gloo' | 'nccl'
+  ddpBucketCapMb?: number
+  ddpTimeout?: number
 }
 
 const INTERVALS: IntervalStrategy[] = ['no', 'steps', 'epoch']
@@ -93,6 +104,12 @@ export class TrainingArguments {
   device: 'auto' | 'cpu' | 'cuda' = 'auto'
   disableTqdm = false
   plotCurves = true
+  gradientCheckpointing = false
+  activationCheckpointing = false
+  reportTo: ReportTo = 'none'
+  ddpBackend: 'auto' | 'gloo' | 'nccl' = 'auto'
+  ddpBucketCapMb = 25
+  ddpTimeout = 1800
 
   /** Positional outputDir as in Python: new TrainingArguments('model', {...}). */
   constructor(outputDirOrInit?: string | TrainingArgumentsInit, init: TrainingArgumentsInit = {}) {
@@ -111,6 +128,7 @@ export class TrainingArguments {
       this.greaterIsBetter = !/loss$/.test(this.metricForBestModel)
     }
     if (this.evalSteps === null) this.evalSteps = this.loggingSteps
+    if (this.activationCheckpointing) this.gradientCheckpointing = true
     this.validate()
   }
 
@@ -129,9 +147,14 @@ export class TrainingArguments {
     positiveInt('perDeviceTrainBatchSize')
     positiveInt('perDeviceEvalBatchSize')
     positiveInt('gradientAccumulationSteps')
-    positiveInt('loggingSteps')
-    positiveInt('saveSteps')
-    positiveInt('evalSteps')
+    // As transformers: a whole number of steps, or a fraction in (0, 1) of the run's steps.
+    const stepsOrRatio = (field: 'loggingSteps' | 'saveSteps' | 'evalSteps') => {
+      const v = this[field] as unknown as number
+      if (!(typeof v === 'number' && v > 0 && (Number.isInteger(v) || v < 1))) fail(field, `must be a positive integer or a fraction in (0, 1) of the run's steps, got ${v}`)
+    }
+    stepsOrRatio('loggingSteps')
+    stepsOrRatio('saveSteps')
+    stepsOrRatio('evalSteps')
     nonNegative('learningRate')
     nonNegative('weightDecay')
     nonNegative('numTrainEpochs')
@@ -160,17 +183,33 @@ export class TrainingArguments {
       if (this.saveStrategy !== this.evalStrategy) {
         fail('loadBestModelAtEnd', `needs saveStrategy to match evalStrategy ("${this.saveStrategy}" vs "${this.evalStrategy}")`)
       }
-      if (this.saveStrategy === 'steps' && this.saveSteps % this.evalSteps! !== 0) {
+      if (this.saveStrategy === 'steps' && Number.isInteger(this.saveSteps) && Number.isInteger(this.evalSteps) && this.saveSteps % this.evalSteps! !== 0) {
         fail('loadBestModelAtEnd', `needs saveSteps (${this.saveSteps}) to be a multiple of evalSteps (${this.evalSteps})`)
       }
     }
     if (this.classWeights !== null && (!Array.isArray(this.classWeights) || this.classWeights.some((w) => !(w >= 0)))) {
       fail('classWeights', 'must be an array of non-negative numbers')
     }
+    const reports = typeof this.reportTo === 'string' ? [this.reportTo] : this.reportTo
+    if (!Array.isArray(reports) || reports.some((r) => typeof r !== 'string')) fail('reportTo', `must be "none", "all" or a list of integrations, got ${JSON.stringify(this.reportTo)}`)
+    for (const r of reports) {
+      if (r === 'none' || r === 'all') continue
+      if (r === 'tensorboard') fail('reportTo', '"tensorboard": bertkit writes no TensorBoard event files (no maintained TensorBoard writer exists on npm); trainer_state.json in outputDir holds the same scalars in transformers\' log_history format')
+      fail('reportTo', `"${r}" is not an integration bertkit has; use "none"`)
+    }
+    if (!['auto', 'gloo', 'nccl'].includes(this.ddpBackend)) fail('ddpBackend', `must be auto, gloo or nccl, got "${this.ddpBackend}"`)
+    if (!(this.ddpBucketCapMb > 0 && Number.isFinite(this.ddpBucketCapMb))) fail('ddpBucketCapMb', `must be a positive number, got ${this.ddpBucketCapMb}`)
+    if (!(this.ddpTimeout > 0 && Number.isFinite(this.ddpTimeout))) fail('ddpTimeout', `must be a positive number of seconds, got ${this.ddpTimeout}`)
     if (!['auto', 'cpu', 'cuda'].includes(this.device)) fail('device', `must be auto, cpu or cuda, got "${this.device}"`)
     if (!Number.isInteger(this.seed) || this.seed < 0) fail('seed', `must be a non-negative integer, got ${this.seed}`)
     if (this.dataSeed !== null && (!Number.isInteger(this.dataSeed) || this.dataSeed < 0)) fail('dataSeed', `must be null or a non-negative integer, got ${this.dataSeed}`)
     if (typeof this.outputDir !== 'string' || this.outputDir === '') fail('outputDir', `must be a non-empty path, got ${JSON.stringify(this.outputDir)}`)
+  }
+
+  /** loggingSteps, evalSteps or saveSteps in steps for a run of maxSteps (a fraction counts as ceil(fraction · maxSteps), as transformers). */
+  stepsFor(field: 'loggingSteps' | 'evalSteps' | 'saveSteps', maxSteps: number): number {
+    const v = this[field] as number
+    return v < 1 ? Math.max(1, Math.ceil(maxSteps * v)) : v
   }
 
   toJSON(): Record<string, unknown> {

@@ -91,7 +91,7 @@ t.test('string labels: names in config.json, checkpoints predict with them, eval
     await t.rejects(main(['predict', '--model', out, '--file', join(dir, 'pairs.csv')]), /no column "text" \(columns: premise, hypothesis\); pass --text-column/)
     await t.rejects(main(['predict', '--model', out]), /predict needs --text/)
     await t.rejects(main(['predict', '--model', out, '--text', 'x', '--top-k', '0']), /--top-k: expected a positive integer, got "0"/)
-    await t.rejects(main(['predict', '--model', out, '--text', 'x', '--topk', '2']), /predict: unknown flag --topk/)
+    await t.rejects(main(['predict', '--model', out, '--text', 'x', '--topk', '2']), /unknown flag --topk for bertkit predict \(did you mean --top-k\?\)/)
     // eval on string labels: matched through the model's label2id.
     const evalOut = JSON.parse((await capture(() => main(['eval', '--model', out, '--dataset', 'csv', '--data-files', `test=${join(dir, 'test.csv')}`, '--device', 'cpu']))).join('\n'))
     t.ok(Number.isFinite(evalOut.evalAccuracy), `eval on string labels: ${JSON.stringify(evalOut)}`)
@@ -105,7 +105,7 @@ t.test('string labels: names in config.json, checkpoints predict with them, eval
     t.same(readdirSync(join(exported, 'onnx')).sort(), ['model.onnx', 'model_quantized.onnx'])
     t.same(JSON.parse(readFileSync(join(exported, 'config.json'), 'utf8')).id2label, { 0: 'meh', 1: 'neg', 2: 'pos' }, 'the export keeps the label names')
     await t.rejects(main(['export', 'onnx', '--model', out, '--out', exported, '--opset', '9']), /opset 9 is not supported/)
-    await t.rejects(main(['export', 'onnx', '--model', out, '--out', exported, '--fp16']), /export onnx: unknown flag --fp16/)
+    await t.rejects(main(['export', 'onnx', '--model', out, '--out', exported, '--fp16']), /unknown flag --fp16 for bertkit export onnx; see bertkit export onnx --help/)
     await t.rejects(main(['export', 'tflite', '--model', out]), /export: unknown format "tflite"/)
     await t.rejects(main(['export', 'onnx', '--model', out]), /--out DIR is required/)
     // Numeric flags are read as train's are (plain decimals), and checked before any model is loaded or folder made.

@@ -129,11 +129,16 @@ t.test('a checkpoint whose trainer_state.json is foreign, cut short or wrong is 
   }
   const ckpt = join(out, 'checkpoint-4')
   const statePath = join(ckpt, 'trainer_state.json')
+  const bertkitPath = join(ckpt, 'bertkit_state.json')
   const good = readFileSync(statePath, 'utf8')
+  const goodBertkit = readFileSync(bertkitPath, 'utf8')
   const state = JSON.parse(good)
-  const resumeWith = async (content: string | null) => {
+  const bertkit = JSON.parse(goodBertkit)
+  const resumeWith = async (content: string | null, bertkitContent: string | null = goodBertkit) => {
     if (content === null) rmSync(statePath, { force: true })
     else writeFileSync(statePath, content)
+    if (bertkitContent === null) rmSync(bertkitPath, { force: true })
+    else writeFileSync(bertkitPath, bertkitContent)
     const { tr, dispose } = await trainer(fresh(), { resumeFromCheckpoint: ckpt })
     try {
       await tr.train()
@@ -141,16 +146,23 @@ t.test('a checkpoint whose trainer_state.json is foreign, cut short or wrong is 
       dispose()
     }
   }
-  const esc = statePath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-  const { bertkit: _b, ...hf } = state
-  await t.rejects(resumeWith(JSON.stringify(hf)), new RegExp(`${esc}: it has no "bertkit" section .* not written by bertkit's Trainer`))
+  const re = (path: string) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const esc = re(statePath), escB = re(bertkitPath)
+  // A transformers checkpoint has a trainer_state.json but no bertkit_state.json.
+  await t.rejects(resumeWith(good, null), new RegExp(`${re(ckpt)}: it has no bertkit_state.json .* not written by bertkit's Trainer`))
   await t.rejects(resumeWith(good.slice(0, good.length >> 1)), new RegExp(`${esc}: it is not valid JSON`))
   await t.rejects(resumeWith(''), new RegExp(`${esc}: it is not valid JSON`))
   await t.rejects(resumeWith('[1, 2]'), new RegExp(`${esc}: it does not hold a JSON object`))
-  await t.rejects(resumeWith(JSON.stringify({ ...state, bertkit: { ...state.bertkit, rng: {} } })), new RegExp(`${esc}: "bertkit.rng" is missing or incomplete`))
+  await t.rejects(resumeWith(good, goodBertkit.slice(0, 20)), new RegExp(`${escB}: it is not valid JSON`))
+  await t.rejects(resumeWith(good, JSON.stringify({ ...bertkit, rng: {} })), new RegExp(`${escB}: "rng" is missing or incomplete`))
   await t.rejects(resumeWith(JSON.stringify({ ...state, global_step: '4' })), new RegExp(`${esc}: "global_step" is "4"`))
-  await t.rejects(resumeWith(JSON.stringify({ ...state, bertkit: { ...state.bertkit, data_position: null } })), new RegExp(`${esc}: "bertkit.data_position" is null`))
+  await t.rejects(resumeWith(good, JSON.stringify({ ...bertkit, data_position: null })), new RegExp(`${escB}: "data_position" is null`))
+  // Checkpoints of older bertkit versions: the section inside trainer_state.json, camelCase log keys.
+  const legacy = { ...state, bertkit: { ...bertkit, data_position: null }, log_history: [{ loss: 0.7, gradNorm: 1, learningRate: 1e-3, epoch: 0.1, step: 1 }] }
+  await t.rejects(resumeWith(JSON.stringify(legacy), null), new RegExp(`${esc}: "bertkit.data_position" is null`))
+  await t.resolves(resumeWith(JSON.stringify({ ...legacy, bertkit }), null), 'an older checkpoint (bertkit section in trainer_state.json) still resumes')
   await t.rejects(resumeWith(null), /is not a checkpoint \(no trainer_state\.json\)/)
+  writeFileSync(bertkitPath, goodBertkit)
   writeFileSync(statePath, good)
   rmSync(join(ckpt, 'optimizer.safetensors'))
   await t.rejects(resumeWith(good), /cannot resume from .*checkpoint-4: it has no optimizer\.safetensors/)

@@ -4,12 +4,12 @@
 // with the float32 minimum, pooler = tanh(dense(h[:, 0]))).
 import { Module, ModuleList } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
+import { runEncoderLayer } from '../../nn/checkpointing.js'
 import {
   activation, add, attention, reshape, sliceRows, tanh,
   maskedMeanPool, maskedMaxPool,
 } from '../../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
-import { tidy } from '../../tensor/scope.js'
 import { asPacked, firstTokenRows, unpackRows, unpadBatch, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
@@ -213,12 +213,20 @@ export class BertEncoder extends Module {
     this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.num_hidden_layers }, () => new BertLayer(config, device))))
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true
+  }
+
   /** mask: the attention mask, or the packed layout when hidden holds the real tokens [tokens, hidden]. */
   forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
     // One scope per layer: what a layer made and backward does not need is
     // freed when the layer ends, not when the whole step ends (frozen layers
     // keep nothing at all), as torch frees by reference count.
-    for (const layer of this.layer.items) hidden = tidy(() => layer.forward(hidden, mask))
+    for (const layer of this.layer.items) {
+      hidden = mask instanceof PackedBatch
+        ? runEncoderLayer(this, layer, (h) => layer.forward(h!, mask), [hidden])
+        : runEncoderLayer(this, layer, (h, m) => layer.forward(h!, m!), [hidden, mask])
+    }
     return hidden
   }
 }
@@ -373,7 +381,7 @@ export class BertForSequenceClassification extends Module {
 
   forward(inputs: BertForSequenceClassificationInputs): SequenceClassifierOutput {
     const pooling = this.config.classifier_pooling
-    const { lastHiddenState, poolerOutput, packed } = this.bert.forward(inputs, { skipPooler: pooling !== 'pooler', unpad: true })
+    const { lastHiddenState, poolerOutput, packed } = this.bert.forward(inputs, { skipPooler: pooling !== 'pooler', unpad: this.unpadsThisStep() })
     try {
       const logits = this.classifier.forward(this.dropout.forward(this.pool(lastHiddenState, poolerOutput, inputs.attentionMask ?? null, packed)))
       const labels = inputs.labels ?? null

@@ -21,7 +21,7 @@ import {
   reshape, scale, sum, transpose12,
 } from '../../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
-import { tidy } from '../../tensor/scope.js'
+import { runEncoderLayer } from '../../nn/checkpointing.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertIntermediate, DenseDropoutResidualNorm, firstTokens, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
 import { packRows, unpackRows, unpadBatch, withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
@@ -312,6 +312,10 @@ export class DebertaV2Encoder extends Module {
       : null
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true
+  }
+
   /** get_rel_embedding: the table, through LayerNorm when norm_rel_ebd has "layer_norm"; null without relative attention. */
   relEmbedding(): Tensor | null {
     if (!this.rel_embeddings) return null
@@ -336,7 +340,12 @@ export class DebertaV2Encoder extends Module {
     try {
       // One scope per layer, as BertEncoder: what backward does not need dies
       // with its layer, and frozen layers keep nothing.
-      for (const layer of this.layer.items) hidden = tidy(() => layer.forward(hidden, mask, relative, packed))
+      const r = relative
+      for (const layer of this.layer.items) {
+        hidden = r
+          ? runEncoderLayer(this, layer, (h, m, table, c2p, p2c) => layer.forward(h!, m!, { table: table!, c2pIndex: c2p!, p2cIndex: p2c! }, packed), [hidden, mask, r.table, r.c2pIndex, r.p2cIndex])
+          : runEncoderLayer(this, layer, (h, m) => layer.forward(h!, m!, null, packed), [hidden, mask])
+      }
       return hidden
     } finally {
       // The gathers keep their own references to the indices for backward.
@@ -468,7 +477,7 @@ export class DebertaV2ForSequenceClassification extends Module {
   }
 
   forward(inputs: DebertaV2ForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState, packed } = this.deberta.forward(inputs, { unpad: true })
+    const { lastHiddenState, packed } = this.deberta.forward(inputs, { unpad: this.unpadsThisStep() })
     let pooled: Tensor
     try {
       pooled = this.pooler.forward(lastHiddenState, packed)

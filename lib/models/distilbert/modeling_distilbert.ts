@@ -5,7 +5,7 @@
 // mask as BERT's eager path, and the head relu(pre_classifier(h[:, 0])) →
 // dropout → classifier.
 import { Module, ModuleList } from '../../nn/module.js'
-import { tidy } from '../../tensor/scope.js'
+import { runEncoderLayer } from '../../nn/checkpointing.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import { makeTensor, normalTensor } from '../../nn/init.js'
 import { activation, attention, embedding, relu } from '../../tensor/ops.js'
@@ -193,10 +193,18 @@ export class Transformer extends Module {
     this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.n_layers }, () => new TransformerBlock(config, device))))
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true
+  }
+
   /** mask: the attention mask, or the packed layout when hidden holds the real tokens [tokens, dim]. */
   forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
     // One scope per layer, as BertEncoder: what backward does not need dies with its layer.
-    for (const block of this.layer.items) hidden = tidy(() => block.forward(hidden, mask))
+    for (const block of this.layer.items) {
+      hidden = mask instanceof PackedBatch
+        ? runEncoderLayer(this, block, (h) => block.forward(h!, mask), [hidden])
+        : runEncoderLayer(this, block, (h, m) => block.forward(h!, m!), [hidden, mask])
+    }
     return hidden
   }
 }
@@ -303,7 +311,7 @@ export class DistilBertForSequenceClassification extends Module {
   }
 
   forward(inputs: DistilBertForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState, packed } = this.distilbert.forward(inputs, { unpad: true })
+    const { lastHiddenState, packed } = this.distilbert.forward(inputs, { unpad: this.unpadsThisStep() })
     let first: Tensor
     try {
       first = firstTokens(lastHiddenState, packed)

@@ -221,7 +221,7 @@ export class RobertaForSequenceClassification extends Module {
   }
 
   forward(inputs: RobertaForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState, packed } = this.roberta.forward(inputs, { unpad: true })
+    const { lastHiddenState, packed } = this.roberta.forward(inputs, { unpad: this.unpadsThisStep() })
     let logits: Tensor
     try {
       logits = this.classifier.forward(lastHiddenState, packed)

@@ -9,6 +9,7 @@
 #include "bertkit/backend.h"
 #include "native_buffer.h"
 #include "ops.h"
+#include "process_group_handle.h"
 #include "runtime_info.h"
 
 namespace bertkit {
@@ -202,6 +203,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("codes", Codes(env));
   RegisterOps(env, exports);
   RegisterRuntimeInfo(env, exports);
+  RegisterProcessGroup(env, exports);
   exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice, "probeDevice"));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
   exports.Set("synchronizeAsync", Napi::Function::New(env, SynchronizeAsync, "synchronizeAsync"));
