@@ -13,6 +13,13 @@ import { freezeEmbeddings, freezeEncoderLayers } from '../../lib/nn/freezing.js'
 import { getPeftModel, LoraConfig } from '../../lib/peft/index.js'
 import { Module } from '../../lib/nn/module.js'
 import { Linear } from '../../lib/nn/layers.js'
+import { setUnpadding } from '../../lib/tensor/packing.js'
+
+// These runs compare checkpointed training with plain training bit for bit.
+// Under checkpointing a training forward runs padded (Module.unpadsThisStep),
+// so the plain runs are made padded too; unpadded vs padded is
+// test/models/unpadded.test.ts's subject.
+setUnpadding('off')
 import { tensor, tidy, manualSeed, getRandomState, memoryStats, synchronize, type Tensor } from '../../lib/tensor/index.js'
 import { checkpoint } from '../../lib/tensor/checkpoint.js'
 import { native } from '../../lib/native.js'
