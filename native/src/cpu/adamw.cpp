@@ -15,12 +15,17 @@
 // tensors in one parallel region (one queued op instead of one per tensor), so
 // each element is bit-identical to the per-tensor op; the multi-tensor sum of
 // squares gives a global gradient norm in one op, summed in double.
+//
+// On AVX-512 CPUs the loops run 16 elements at a time (adamw_avx512.cpp) with
+// the same roundings in the same order, so the results do not change.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "adamw_kernels.h"
 #include "cpu_backend.h"
 #include "thread_pool.h"
+#include "vecmath.h"
 
 namespace bertkit {
 
@@ -33,9 +38,11 @@ constexpr int64_t kGrain = 16384;
 // tensor, so the choice is made once, outside the loop, which keeps the loop
 // free of branches and vectorisable.
 struct LerpFromSelf {
+  static constexpr bool kFromEnd = false;
   float operator()(float self, float end, float weight) const { return self + weight * (end - self); }
 };
 struct LerpFromEnd {
+  static constexpr bool kFromEnd = true;
   float operator()(float self, float end, float weight) const {
     return end - (end - self) * (1.0f - weight);
   }
@@ -44,15 +51,7 @@ struct LerpFromEnd {
 // The step's scalars, computed in double and rounded to float once, as torch
 // does with Python floats. Shared by adamw_step and multi_tensor_adamw so that
 // both run the very same arithmetic.
-struct AdamScalars {
-  float decay;                  // 1 - lr * weight_decay
-  float avg_weight;             // exp_avg.lerp_(grad, 1 - beta1)
-  double beta2;
-  float sq_weight;              // addcmul_(grad, grad, value=1 - beta2)
-  double eps;
-  float step_size;              // lr / bias_correction1, per step number
-  float bias_correction2_sqrt;  // per step number
-};
+using adamw_detail::AdamScalars;
 
 AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step) {
   const double steps = static_cast<double>(step);
@@ -73,8 +72,8 @@ AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps, doub
 // references, every store to param could alias the scalars, and the compiler
 // would not vectorise.
 template <typename Lerp>
-void adam_update(AdamScalars s, float scale, const float* grad, float* param, float* exp_avg, float* exp_avg_sq,
-                 int64_t begin, int64_t end, Lerp lerp) {
+void adam_update_plain(AdamScalars s, float scale, const float* grad, float* param, float* exp_avg,
+                       float* exp_avg_sq, int64_t begin, int64_t end, Lerp lerp) {
   const float decay = s.decay, avg_weight = s.avg_weight, sq_weight = s.sq_weight;
   const double beta2 = s.beta2, eps = s.eps;
   const float step_size = s.step_size, bias_correction2_sqrt = s.bias_correction2_sqrt;
@@ -91,6 +90,16 @@ void adam_update(AdamScalars s, float scale, const float* grad, float* param, fl
   }
 }
 
+// The vector loop where there is one (adamw_kernels.h), the plain loop for the rest.
+template <typename Lerp>
+void adam_update(AdamScalars s, float scale, const float* grad, float* param, float* exp_avg, float* exp_avg_sq,
+                 int64_t begin, int64_t end, Lerp lerp) {
+  if (const adamw_detail::AdamUpdateFn simd = adamw_detail::simd_adam_update()) {
+    begin = simd(s, scale, grad, param, exp_avg, exp_avg_sq, begin, end, Lerp::kFromEnd);
+  }
+  adam_update_plain(s, scale, grad, param, exp_avg, exp_avg_sq, begin, end, lerp);
+}
+
 // Reductions sum fixed blocks of this many elements of each tensor and add the
 // block sums in order: the layout depends only on the sizes, so the result is
 // the same for every thread count.
@@ -102,6 +111,10 @@ double lane_sum_squares(const float* x, int64_t n) {
   constexpr int kLanes = 8;
   double lanes[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
+  if (const adamw_detail::SumSquaresLanesFn simd = adamw_detail::simd_sum_squares_lanes()) {
+    i = n / kLanes * kLanes;
+    simd(x, i, lanes);
+  }
   for (; i + kLanes <= n; i += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
       const double v = static_cast<double>(x[i + l]);
@@ -118,6 +131,28 @@ double lane_sum_squares(const float* x, int64_t n) {
 }
 
 }  // namespace
+
+namespace adamw_detail {
+
+AdamUpdateFn simd_adam_update() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const AdamUpdateFn fn = vecmath::simd() && vecmath::simd()->isa == vecmath::Isa::Avx512 ? adam_update_avx512 : nullptr;
+  return fn;
+#else
+  return nullptr;
+#endif
+}
+
+SumSquaresLanesFn simd_sum_squares_lanes() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const SumSquaresLanesFn fn = vecmath::simd() && vecmath::simd()->isa == vecmath::Isa::Avx512 ? sum_squares_lanes_avx512 : nullptr;
+  return fn;
+#else
+  return nullptr;
+#endif
+}
+
+}  // namespace adamw_detail
 
 void CpuBackend::adamw_step(int64_t n, double lr, double beta1, double beta2, double eps,
                             double weight_decay, int64_t step, const float* grad_scale,

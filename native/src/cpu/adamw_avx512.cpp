@@ -1,0 +1,99 @@
+// The AVX-512 build of AdamW's element loops (adamw_kernels.h). Every
+// operation is an explicitly rounded intrinsic (_round_ forms with
+// round-to-nearest), which no compiler contracts into a fused multiply-add,
+// so each element goes through exactly the roundings of adamw.cpp's plain
+// loop: float products, sums and quotients, and the two double steps (exp_avg_sq
+// times beta2 plus the new square; the root plus eps), each rounded to float.
+// GCC 12.1-12.2 flags the deliberately uninitialised `__Y = __Y` inside
+// _mm512_undefined_* (GCC bug 105593), as in vecmath_avx512.cpp.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#include "adamw_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#endif
+
+namespace bertkit {
+namespace adamw_detail {
+
+namespace {
+
+constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+inline __m512 fmul(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, kRound); }
+inline __m512 fadd(__m512 a, __m512 b) { return _mm512_add_round_ps(a, b, kRound); }
+inline __m512 fsub(__m512 a, __m512 b) { return _mm512_sub_round_ps(a, b, kRound); }
+inline __m512 fdiv(__m512 a, __m512 b) { return _mm512_div_round_ps(a, b, kRound); }
+inline __m512d dmul(__m512d a, __m512d b) { return _mm512_mul_round_pd(a, b, kRound); }
+inline __m512d dadd(__m512d a, __m512d b) { return _mm512_add_round_pd(a, b, kRound); }
+// Floats 0-7 / 8-15 of a group as doubles (exact), and back (rounded once).
+inline __m512d lo_pd(__m512 f) { return _mm512_cvtps_pd(_mm512_castps512_ps256(f)); }
+inline __m512d hi_pd(__m512 f) {
+  return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
+}
+inline __m512 to_ps(__m512d lo, __m512d hi) {
+  const __m256 l = _mm512_cvt_roundpd_ps(lo, kRound), h = _mm512_cvt_roundpd_ps(hi, kRound);
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(l)), _mm256_castps_pd(h), 1));
+}
+
+}  // namespace
+
+int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
+                           float* exp_avg_sq, int64_t begin, int64_t end, bool lerp_from_end) {
+  const __m512 vscale = _mm512_set1_ps(scale), decay = _mm512_set1_ps(s.decay);
+  const __m512 avg_weight = _mm512_set1_ps(s.avg_weight), avg_keep = _mm512_set1_ps(1.0f - s.avg_weight);
+  const __m512 sq_weight = _mm512_set1_ps(s.sq_weight), neg_step = _mm512_set1_ps(-s.step_size);
+  const __m512 bc2 = _mm512_set1_ps(s.bias_correction2_sqrt);
+  const __m512d beta2 = _mm512_set1_pd(s.beta2), eps = _mm512_set1_pd(s.eps);
+  int64_t i = begin;
+  for (; i + 16 <= end; i += 16) {
+    const __m512 g = fmul(_mm512_loadu_ps(grad + i), vscale);
+    const __m512 p = fmul(_mm512_loadu_ps(param + i), decay);
+    const __m512 self = _mm512_loadu_ps(exp_avg + i);
+    // torch's lerp: self + w (end - self), or end - (end - self)(1 - w) for w >= 0.5.
+    const __m512 m = lerp_from_end ? fsub(g, fmul(fsub(g, self), avg_keep)) : fadd(self, fmul(avg_weight, fsub(g, self)));
+    // v = exp_avg_sq * beta2 (double) + (sq_weight * g) * g (float), rounded to float.
+    const __m512 sq = fmul(fmul(sq_weight, g), g);
+    const __m512 v_old = _mm512_loadu_ps(exp_avg_sq + i);
+    const __m512 v = to_ps(dadd(dmul(lo_pd(v_old), beta2), lo_pd(sq)), dadd(dmul(hi_pd(v_old), beta2), hi_pd(sq)));
+    // denom = sqrt(v) / bias_correction2_sqrt (float) + eps (double), rounded to float.
+    const __m512 root = fdiv(_mm512_sqrt_round_ps(v, kRound), bc2);
+    const __m512 denom = to_ps(dadd(lo_pd(root), eps), dadd(hi_pd(root), eps));
+    const __m512 updated = fadd(p, fdiv(fmul(neg_step, m), denom));
+    _mm512_storeu_ps(exp_avg + i, m);
+    _mm512_storeu_ps(exp_avg_sq + i, v);
+    _mm512_storeu_ps(param + i, updated);
+  }
+  return i;
+}
+
+void sum_squares_lanes_avx512(const float* x, int64_t n8, double lanes[8]) {
+  __m512d acc = _mm512_loadu_pd(lanes);
+  for (int64_t i = 0; i < n8; i += 8) {
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    acc = dadd(acc, dmul(v, v));
+  }
+  _mm512_storeu_pd(lanes, acc);
+}
+
+}  // namespace adamw_detail
+}  // namespace bertkit
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif  // x86-64
