@@ -76,6 +76,14 @@ struct Amx {
   static void pack_b(const PairSource& b, int64_t j0, int64_t nc, int64_t kp, uint32_t* out) {
     pairs_depth_major(b, j0, nc, 0, kp, padded(nc), out);
   }
+  // Parts of a panel: slices of the depth, whole tile rows (16 pairs) each.
+  static int64_t pack_parts(int64_t kp) { return std::max<int64_t>(1, std::min<int64_t>(8, kp / 16)); }
+  static void pack_b_part(const PairSource& b, int64_t j0, int64_t nc, int64_t kp, int64_t part, int64_t parts,
+                          uint32_t* out) {
+    const int64_t slices = kp / 16;
+    const int64_t q0 = slices * part / parts * 16, q1 = slices * (part + 1) / parts * 16;
+    if (q1 > q0) pairs_depth_major(b, j0, nc, q0, q1 - q0, padded(nc), out + q0 * padded(nc));
+  }
 
   static WordBuffer& a_buffer() {
     static thread_local WordBuffer buf;

@@ -53,6 +53,16 @@ struct Avx512Bf16 {
       pairs_depth_major(b, j0 + jp, std::min<int64_t>(NR, nc - jp), 0, kp, NR, out + jp * kp);
     }
   }
+  // Parts of a panel: runs of whole NR-column panels.
+  static int64_t pack_parts(int64_t) { return 8; }
+  static void pack_b_part(const PairSource& b, int64_t j0, int64_t nc, int64_t kp, int64_t part, int64_t parts,
+                          uint32_t* out) {
+    const int64_t np = (nc + NR - 1) / NR;
+    for (int64_t pi = np * part / parts; pi < np * (part + 1) / parts; ++pi) {
+      const int64_t jp = pi * NR;
+      pairs_depth_major(b, j0 + jp, std::min<int64_t>(NR, nc - jp), 0, kp, NR, out + jp * kp);
+    }
+  }
 
   template <int NVA>
   static void micro_kernel(int64_t kp, const uint32_t* __restrict ap, const uint32_t* __restrict bp, float* c,

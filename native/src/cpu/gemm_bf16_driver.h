@@ -11,6 +11,8 @@
 //   kPairAlign     the packed depth (in pairs) is a multiple of this
 //   panel_cols(kp) how many columns one packed B panel holds for kp pairs
 //   pack_b(src, j0, nc, kp, out)                   B panel [j0, j0 + nc)
+//   pack_parts(kp), pack_b_part(src, j0, nc, kp, part, parts, out)
+//                                                  the same panel in disjoint parts
 //   b_words(nc, kp)                                its size in 32-bit words
 //   rows(p, a, i0, i1, bpanel, j0, nc, kp, c)      C rows [i0, i1) x the panel's columns
 
@@ -213,17 +215,42 @@ struct Bf16Driver {
     return buf;
   }
 
-  static void run_task(const bertkit::gemm::Bf16Problem& p, const Plan& pl, int64_t task) {
+  // Packed B panels shared by the tasks of one product (the calling thread's
+  // buffer: the pool runs one product at a time).
+  static WordBuffer& shared_b_buffer() {
+    static thread_local WordBuffer buf;
+    return buf;
+  }
+
+  struct Split {
+    int64_t bi, i0, i1, j0, nc, tn;
+  };
+  static Split split(const bertkit::gemm::Bf16Problem& p, const Plan& pl, int64_t task) {
     const int64_t per_batch = pl.n_tasks_m * pl.n_tasks_n;
     const int64_t bi = task / per_batch, rest = task % per_batch;
     const int64_t tm = rest / pl.n_tasks_n, tn = rest % pl.n_tasks_n;
     const int64_t i0 = tm * pl.rows_per_task, i1 = std::min(p.m, i0 + pl.rows_per_task);
     const int64_t j0 = tn * pl.nc_block, nc = std::min(p.n - j0, pl.nc_block);
-    const PairSource a{p.a + bi * p.stride_a, p.ld_a(), !p.trans_a, p.k};
-    const PairSource b{p.b + bi * p.stride_b, p.ld_b(), p.trans_b, p.k};
-    uint32_t* bpanel = b_buffer().get(static_cast<size_t>(K::b_words(nc, pl.kp)));
-    K::pack_b(b, j0, nc, pl.kp, bpanel);
-    K::rows(p, a, i0, i1, bpanel, j0, nc, pl.kp, p.c + bi * p.stride_c);
+    return Split{bi, i0, i1, j0, nc, tn};
+  }
+
+  static PairSource b_source(const bertkit::gemm::Bf16Problem& p, int64_t bi) {
+    return PairSource{p.b + bi * p.stride_b, p.ld_b(), p.trans_b, p.k};
+  }
+
+  // packed: the product's B panels packed beforehand (panel tn of batch entry
+  // bi at (bi * n_tasks_n + tn) * panel_words), or nullptr to pack here.
+  static void run_task(const bertkit::gemm::Bf16Problem& p, const Plan& pl, int64_t task, const uint32_t* packed,
+                       int64_t panel_words) {
+    const Split t = split(p, pl, task);
+    const PairSource a{p.a + t.bi * p.stride_a, p.ld_a(), !p.trans_a, p.k};
+    const uint32_t* bpanel = packed ? packed + (t.bi * pl.n_tasks_n + t.tn) * panel_words : nullptr;
+    if (!bpanel) {
+      uint32_t* own = b_buffer().get(static_cast<size_t>(K::b_words(t.nc, pl.kp)));
+      K::pack_b(b_source(p, t.bi), t.j0, t.nc, pl.kp, own);
+      bpanel = own;
+    }
+    K::rows(p, a, t.i0, t.i1, bpanel, t.j0, t.nc, pl.kp, p.c + t.bi * p.stride_c);
   }
 
   static void run(const bertkit::gemm::Bf16Problem& p) {
@@ -231,13 +258,32 @@ struct Bf16Driver {
     const Plan pl = plan(p, pool.num_threads());
     const int64_t tasks = p.batch * pl.n_tasks_m * pl.n_tasks_n;
     if (tasks == 1) {
-      run_task(p, pl, 0);
+      run_task(p, pl, 0, nullptr, 0);
       return;
+    }
+    // When row blocks share a B panel (a linear layer's weight), pack each
+    // panel once, split over the threads by depth, instead of once per task.
+    const uint32_t* packed = nullptr;
+    const int64_t panel_words = K::b_words(pl.nc_block, pl.kp);
+    if (pl.n_tasks_m > 1) {
+      const int64_t panels = p.batch * pl.n_tasks_n;
+      uint32_t* out = shared_b_buffer().get(static_cast<size_t>(panels * panel_words));
+      const int64_t parts = K::pack_parts(pl.kp);
+      const int64_t jobs = panels * parts, chunks = std::min<int64_t>(jobs, 1 << 20);
+      pool.run_chunks(static_cast<int>(chunks), [&](int c) {
+        for (int64_t job = jobs * c / chunks; job < jobs * (c + 1) / chunks; ++job) {
+          const int64_t panel = job / parts, part = job % parts;
+          const int64_t bi = panel / pl.n_tasks_n, tn = panel % pl.n_tasks_n;
+          const int64_t j0 = tn * pl.nc_block, nc = std::min(p.n - j0, pl.nc_block);
+          K::pack_b_part(b_source(p, bi), j0, nc, pl.kp, part, parts, out + panel * panel_words);
+        }
+      });
+      packed = out;
     }
     const int64_t groups = std::min<int64_t>(tasks, 1 << 20);
     pool.run_chunks(static_cast<int>(groups), [&](int g) {
       const int64_t t0 = tasks * g / groups, t1 = tasks * (g + 1) / groups;
-      for (int64_t t = t0; t < t1; ++t) run_task(p, pl, t);
+      for (int64_t t = t0; t < t1; ++t) run_task(p, pl, t, packed, panel_words);
     });
   }
 };
