@@ -16,6 +16,7 @@ import { writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { DEVICE_CODE, DTYPE_CODE, native, type NativeBuffer } from '../lib/native.js'
+import { rng } from '../test/helpers/reference.js'
 
 const root = join(__dirname, '..', '..')
 const args = process.argv.slice(2)
@@ -40,16 +41,6 @@ for (const [heads, headDim] of [[12, 32], [12, 64]]) {
 // Dynamic padding as a real batch has it: lengths spread over the bucket.
 shapes.push({ batch: 16, seq: 128, heads: 12, headDim: 64, padded: true })
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 function f32(values: Float32Array): NativeBuffer {
   const b = new addon.NativeBuffer(CPU, DTYPE_CODE.float32, values.length)
   b.write(values)

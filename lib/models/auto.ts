@@ -30,24 +30,21 @@ function supportedModelTypes(): readonly string[] {
   return modelFamilies().map((f) => f.modelType)
 }
 
-export class AutoModelForSequenceClassification {
-  /** The model_type values it knows. */
+/** What every Auto class shares: the model_type values it knows (the registered families'). */
+abstract class AutoClass {
   static get supportedModelTypes(): readonly string[] {
     return supportedModelTypes()
   }
+}
 
+export class AutoModelForSequenceClassification extends AutoClass {
   static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<AnyModelForSequenceClassification> {
     const dir = await resolveModelDir(idOrDir, options)
     return familyOf(dir).forSequenceClassification.fromPretrained(dir, options) as Promise<AnyModelForSequenceClassification>
   }
 }
 
-export class AutoModel {
-  /** The model_type values it knows. */
-  static get supportedModelTypes(): readonly string[] {
-    return supportedModelTypes()
-  }
-
+export class AutoModel extends AutoClass {
   /** The bare encoder of config.json's model_type (BertModel, …). */
   static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<AnyModel> {
     const dir = await resolveModelDir(idOrDir, options)
@@ -55,12 +52,7 @@ export class AutoModel {
   }
 }
 
-export class AutoConfig {
-  /** The model_type values it knows. */
-  static get supportedModelTypes(): readonly string[] {
-    return supportedModelTypes()
-  }
-
+export class AutoConfig extends AutoClass {
   /** The config class of config.json's model_type, with from_pretrained's overrides (numLabels, config, …) applied. */
   static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<AnyConfig> {
     const dir = await resolveModelDir(idOrDir, options)
