@@ -7,7 +7,7 @@
 #
 # Where the toolkit is looked for, in order: BERTKIT_NVCC / CMAKE_CUDA_COMPILER /
 # $CUDACXX, $CUDAToolkit_ROOT, $CUDA_HOME, $CUDA_PATH, PATH, /usr/local/cuda, and
-# the `nvidia` Python wheels of the python3 on PATH (scripts/install-cuda-toolkit.sh
+# the `nvidia` Python wheels of the python3 on PATH (scripts/build/install-cuda-toolkit.sh
 # installs those). cuBLAS also honours $CUBLAS_INCLUDE_DIR / $CUBLAS_LIBRARY_DIR
 # (what .device/boot.sh exports on the GPU machine).
 #
@@ -108,7 +108,7 @@ if(BERTKIT_NVCC)
     list(APPEND _bk_missing "a working nvcc (${BERTKIT_NVCC} --version failed: ${_bk_err})")
   endif()
 else()
-  list(APPEND _bk_missing "nvcc (set CUDACXX, put it on PATH, or run scripts/install-cuda-toolkit.sh: the CUDA 12 nvcc wheel ships only ptxas, CUDA 13 wheels have a full nvcc)")
+  list(APPEND _bk_missing "nvcc (set CUDACXX, put it on PATH, or run scripts/build/install-cuda-toolkit.sh: the CUDA 12 nvcc wheel ships only ptxas, CUDA 13 wheels have a full nvcc)")
 endif()
 
 # ---- CUDA runtime and cuBLAS headers and libraries ------------------------------
@@ -281,7 +281,7 @@ if(_bk_missing)
   string(REPLACE ";" "\n  - " _bk_text "${_bk_missing}")
   if(BERTKIT_CUDA STREQUAL "on")
     message(FATAL_ERROR "bertkit: BERTKIT_CUDA=on but the CUDA variant cannot be built. Missing:\n  - ${_bk_text}\n"
-      "Install a CUDA toolkit with cuBLAS, or run scripts/install-cuda-toolkit.sh (PyPI wheels, no GPU needed).")
+      "Install a CUDA toolkit with cuBLAS, or run scripts/build/install-cuda-toolkit.sh (PyPI wheels, no GPU needed).")
   endif()
   message(STATUS "bertkit: CUDA variant skipped (BERTKIT_CUDA=auto), building the CPU addon only. Missing:\n  - ${_bk_text}")
   bertkit_drop_stale_cuda_addon()

@@ -16,11 +16,11 @@
 // later runs share a process, each HF run is a fresh Python process). --pad-to-multiple-of
 // goes to both collators. The HF side runs with cuDNN attention off by default (it builds a
 // graph per shape on sm_90) and with transformers' default logging_nan_inf_filter (a host
-// sync per step on CUDA); see scripts/bench_hf_trainer.py.
+// sync per step on CUDA); see bench/bench_hf_trainer.py.
 // Strategy `lora` trains a LoRA adapter (r=8, alpha 16, dropout 0.1, query+value,
 // classifier saved) — bertkit's peft port against peft itself on the HF side.
 //   (also `npm run bench -- ...`)
-// rt.json comes from scripts/tokenize_rotten_tomatoes.py (the same ids for both libraries).
+// rt.json comes from bench/tokenize_rotten_tomatoes.py (the same ids for both libraries).
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { join, dirname } from 'node:path'
@@ -117,7 +117,7 @@ const collator = DataCollatorWithPadding({ tokenizer: 0, padToMultipleOf })
 
 /**
  * Row indices of one batch per (batch size, padded length) a run can meet: a row of that
- * length plus the shortest rows (scripts/bench_hf_trainer.py builds the same shapes).
+ * length plus the shortest rows (bench/bench_hf_trainer.py builds the same shapes).
  */
 function warmupBatches(ids: number[][], batchSize: number): number[][] {
   const firstOfLength = new Map<number, number>()
@@ -197,7 +197,7 @@ async function runBertkit(strategy: Strategy, precision: Precision, seed: number
 }
 
 function runHf(strategy: Strategy, precision: Precision, seed: number, initDir: string | null = null, run = 0): Result {
-  const script = join(__dirname, '..', '..', '..', 'scripts', 'bench_hf_trainer.py')
+  const script = join(__dirname, '..', '..', '..', 'bench', 'bench_hf_trainer.py')
   const args = [script, '--model', modelDir, '--data', tokenized, '--strategy', strategy, '--precision', precision,
     '--epochs', String(epochs), '--max-steps', String(maxSteps), '--seed', String(seed), '--lr', String(learningRate)]
   if (initDir) args.push('--init-dir', initDir)

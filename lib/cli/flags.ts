@@ -72,7 +72,7 @@ const COMMAND_FLAGS: FlagSpec[] = [
   { name: 'repo-type', value: 'model|dataset', commands: ['cache verify'], group: OTHER, help: 'the kind of --repo' },
   { name: 'cache-dir', value: 'DIR', default: '$HF_HUB_CACHE or ~/.cache/huggingface/hub', commands: ['cache verify'], group: OTHER, help: 'the Hub cache to check' },
   { name: 'model', value: 'DIR', required: true, commands: ['bench'], group: BENCH, help: 'the model folder to benchmark' },
-  { name: 'tokenized', value: 'FILE', required: true, commands: ['bench'], group: BENCH, help: 'the tokenized dataset (scripts/tokenize_rotten_tomatoes.py)' },
+  { name: 'tokenized', value: 'FILE', required: true, commands: ['bench'], group: BENCH, help: 'the tokenized dataset (bench/tokenize_rotten_tomatoes.py)' },
   { name: 'hf', commands: ['bench'], group: BENCH, help: 'also run transformers\' Trainer (python3 with torch and transformers)' },
   { name: 'strategies', value: 'LIST', default: 'full,head,index100', commands: ['bench'], group: BENCH, help: 'freezing strategies to run' },
   { name: 'precision', value: 'LIST', default: 'fp32', commands: ['bench'], group: BENCH, help: 'fp32, bf16, fp16' },

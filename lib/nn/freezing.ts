@@ -5,6 +5,7 @@
 // below the lowest trainable parameter.
 import type { Module } from './module.js'
 import type { Tensor } from '../tensor/tensor.js'
+import { modelFamilies } from '../models/families.js'
 
 export type ParameterPredicate = (name: string, index: number, param: Tensor) => boolean
 
@@ -68,11 +69,22 @@ export function freezeIndexRange(model: Module, from: number, to: number): strin
   return freeze(model, (_, i) => i >= from && i <= to)
 }
 
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+/** `(^|.)(?:a|b)` over the distinct module paths the registered families give for `part` (e.g. every family's layer list). */
+function familyPathPattern(part: 'layers' | 'embeddings'): string {
+  const paths = [...new Set(modelFamilies().map((f) => f[part]))]
+  return `(^|\\.)(?:${paths.map(escapeRegExp).join('|')})`
+}
+
 function embeddingPrefix(model: Module): string {
   const names = [...model.namedParameters()].map(([n]) => n)
-  const found = names.find((n) => /(^|\.)embeddings\./.test(n))
-  if (!found) throw new Error('freezeEmbeddings: the model has no "embeddings" parameters')
-  return found.slice(0, found.indexOf('embeddings.') + 'embeddings.'.length)
+  const re = new RegExp(`${familyPathPattern('embeddings')}\\.`)
+  for (const n of names) {
+    const m = re.exec(n)
+    if (m) return n.slice(0, m.index + m[0].length)
+  }
+  throw new Error('freezeEmbeddings: the model has no "embeddings" parameters')
 }
 
 /** Freezes the embedding block (word, position, token type, LayerNorm). */
@@ -80,9 +92,9 @@ export function freezeEmbeddings(model: Module): string[] {
   return freezeByPrefix(model, embeddingPrefix(model))
 }
 
-/** Freezes encoder layers from..to inclusive (0-based): encoder.layer.N (BERT, RoBERTa) or transformer.layer.N (DistilBERT). */
+/** Freezes encoder layers from..to inclusive (0-based), named as the model families name them (encoder.layer.N, transformer.layer.N, …). */
 export function freezeEncoderLayers(model: Module, from: number, to: number): string[] {
-  const layerRe = /(^|\.)(?:encoder|transformer)\.layer\.(\d+)\./
+  const layerRe = new RegExp(`${familyPathPattern('layers')}\\.(\\d+)\\.`)
   const layers = new Set<number>()
   for (const [name] of model.namedParameters()) {
     const m = layerRe.exec(name)

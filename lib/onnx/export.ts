@@ -8,15 +8,12 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { GraphBuilder, encodeModel } from './graph.js'
-import { buildGraph, onnxInputNames, OnnxExportError, type OnnxFamily, type WeightMap } from './modeling.js'
+import { buildGraph, isOnnxFamily, onnxInputNames, OnnxExportError, type OnnxFamily, type WeightMap } from './modeling.js'
 import { quantizeGraphWeights } from './quantize.js'
 import { atomicWriteFile } from '../hub/safetensors.js'
 import { makeDirs } from '../hub/dirs.js'
 import { Module } from '../nn/module.js'
-import { BertForSequenceClassification } from '../models/bert/modeling_bert.js'
-import { RobertaForSequenceClassification } from '../models/roberta/modeling_roberta.js'
-import { DistilBertForSequenceClassification } from '../models/distilbert/modeling_distilbert.js'
-import { DebertaV2ForSequenceClassification } from '../models/deberta_v2/modeling_deberta_v2.js'
+import { modelFamilies } from '../models/families.js'
 import { AutoModelForSequenceClassification, type AnyModelForSequenceClassification } from '../models/auto.js'
 import { AutoPeftModelForSequenceClassification, PeftModel, isAdapterDir } from '../peft/index.js'
 import { AutoTokenizer, type PreTrainedTokenizerFast } from '../tokenization/index.js'
@@ -56,16 +53,13 @@ export interface ExportableModel {
   weights: WeightMap
 }
 
-const FAMILIES: Array<[new (...args: never[]) => Module, OnnxFamily, string]> = [
-  [BertForSequenceClassification, 'bert', 'BertForSequenceClassification'],
-  [RobertaForSequenceClassification, 'roberta', 'RobertaForSequenceClassification'],
-  [DistilBertForSequenceClassification, 'distilbert', 'DistilBertForSequenceClassification'],
-  [DebertaV2ForSequenceClassification, 'deberta-v2', 'DebertaV2ForSequenceClassification'],
-]
-
+/** The model_type and class name of a registered family's sequence classifier that has an ONNX graph. */
 function familyOf(model: Module): { family: OnnxFamily; architecture: string } {
-  for (const [cls, family, architecture] of FAMILIES) if (model instanceof cls) return { family, architecture }
-  throw new OnnxExportError(`ONNX export: ${model?.constructor?.name ?? typeof model} is not a model the exporter knows (BertForSequenceClassification, RobertaForSequenceClassification, DistilBertForSequenceClassification, DebertaV2ForSequenceClassification, or a PeftModel of one)`)
+  for (const { modelType, forSequenceClassification } of modelFamilies()) {
+    if (model instanceof forSequenceClassification && isOnnxFamily(modelType)) return { family: modelType, architecture: forSequenceClassification.name }
+  }
+  const known = modelFamilies().filter((f) => isOnnxFamily(f.modelType)).map((f) => f.forSequenceClassification.name)
+  throw new OnnxExportError(`ONNX export: ${model?.constructor?.name ?? typeof model} is not a model the exporter knows (${known.join(', ')}, or a PeftModel of one)`)
 }
 
 /**
@@ -122,7 +116,7 @@ export function onnxModelBytes(model: Module | ExportableModel, options: { opset
 } {
   const opset = checkOpset(options.opset ?? ONNX_OPSETS.default)
   const exportable = model instanceof Module ? exportableModel(model) : model
-  if (!exportable || !FAMILIES.some(([, family]) => family === exportable.family) || !(exportable.weights instanceof Map)) {
+  if (!exportable || !isOnnxFamily(exportable.family) || !(exportable.weights instanceof Map)) {
     throw new OnnxExportError(`ONNX export: ${(model as object)?.constructor?.name ?? typeof model} is not a model the exporter knows (a bertkit sequence classifier, a PeftModel of one, or exportableModel()'s result)`)
   }
   const build = (quantize: boolean) => {

@@ -21,7 +21,13 @@ export interface HostWeight {
 
 export type WeightMap = Map<string, HostWeight>
 
-export type OnnxFamily = 'bert' | 'roberta' | 'distilbert' | 'deberta-v2'
+/** The model_type values with a graph builder below (optimum keeps its per-model ONNX configs apart from the models, and so does this). */
+export const ONNX_FAMILIES = ['bert', 'roberta', 'distilbert', 'deberta-v2'] as const
+export type OnnxFamily = typeof ONNX_FAMILIES[number]
+
+export function isOnnxFamily(modelType: string): modelType is OnnxFamily {
+  return (ONNX_FAMILIES as readonly string[]).includes(modelType)
+}
 
 /** The graph's inputs per family, as optimum's OnnxConfigs list them. */
 export function onnxInputNames(family: OnnxFamily, config: { type_vocab_size?: number }): string[] {

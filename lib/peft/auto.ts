@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { AutoModelForSequenceClassification, type AnyModelForSequenceClassification } from '../models/auto.js'
-import type { FromPretrainedOptions } from '../models/bert/pretrained.js'
+import type { FromPretrainedOptions } from '../models/modeling_utils.js'
 import { openSafetensors } from '../hub/safetensors.js'
 import { LoraConfig, ADAPTER_WEIGHTS_NAME } from './config.js'
 import { PeftModel } from './peft_model.js'

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 export type LoraBias = 'none' | 'all' | 'lora_only'
 export type PeftTaskType = 'SEQ_CLS'
 
-/** The peft release whose adapter_config.json layout and defaults this file writes (scripts/check_lora_interop.py checks it). */
+/** The peft release whose adapter_config.json layout and defaults this file writes (test/oracles/check_lora_interop.py checks it). */
 export const PEFT_FORMAT_VERSION = '0.21.2'
 
 export const ADAPTER_CONFIG_NAME = 'adapter_config.json'

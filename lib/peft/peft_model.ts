@@ -12,7 +12,8 @@ import { manualSeed, getRandomState, setRandomState } from '../tensor/random.js'
 import { readSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, type HostTensor } from '../hub/safetensors.js'
 import { makeDirs } from '../hub/dirs.js'
 import { LoraConfig, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, SEQ_CLS_MODULES } from './config.js'
-import { checkFinite } from '../models/bert/pretrained.js'
+import { checkFinite } from '../models/modeling_utils.js'
+import { modelFamilies } from '../models/families.js'
 import { LoraLinear, ModulesToSaveWrapper, DEFAULT_ADAPTER, type ForwardModule } from './layers.js'
 
 /** What a PEFT model can wrap: a Module with a classifier-style forward and a transformers config. */
@@ -24,15 +25,9 @@ export interface PeftBaseModel extends Module {
 type InputsOf<M extends PeftBaseModel> = M['forward'] extends (inputs: infer I) => unknown ? I : never
 type OutputOf<M extends PeftBaseModel> = ReturnType<M['forward']>
 
-/** peft's default target modules per model_type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
-export const DEFAULT_TARGET_MODULES: Record<string, string[]> = {
-  bert: ['query', 'value'],
-  roberta: ['query', 'value'],
-  'xlm-roberta': ['query', 'value'],
-  distilbert: ['q_lin', 'v_lin'],
-  'deberta-v2': ['query_proj', 'value_proj'],
-  electra: ['query', 'value'],
-}
+/** peft's default target modules per model_type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING), of the registered families. */
+export const DEFAULT_TARGET_MODULES: Readonly<Record<string, readonly string[]>> = Object.freeze(Object.fromEntries(
+  modelFamilies().flatMap((f) => [f.modelType, ...(f.otherModelTypes ?? [])].map((type) => [type, f.loraTargetModules]))))
 
 const PREFIX = 'base_model.model.'
 
@@ -142,13 +137,13 @@ export function planInjection(model: PeftBaseModel, config: LoraConfig): Injecti
   let written: string[] | string | null = targets
   if (targets === null) {
     const modelType = model.config?.model_type
-    const defaults = typeof modelType === 'string' ? DEFAULT_TARGET_MODULES[modelType] : undefined
+    const defaults = typeof modelType === 'string' && Object.hasOwn(DEFAULT_TARGET_MODULES, modelType) ? DEFAULT_TARGET_MODULES[modelType] : undefined
     if (!defaults) {
       throw new Error(`getPeftModel: no default targetModules for model_type ${JSON.stringify(modelType)} (known: ${Object.keys(DEFAULT_TARGET_MODULES).join(', ')}); ` +
         `set targetModules, e.g. ["query", "value"]; the Linear layers of ${modelName} are: ${describeLinears(linears)}`)
     }
-    targets = defaults
-    written = defaults
+    targets = [...defaults]
+    written = targets
   }
   const saveNames = config.modulesToSave ?? []
   const seqCls = config.taskType === 'SEQ_CLS'

@@ -198,7 +198,7 @@ export function pickledHeadMessage(dir: string): string {
   const line = `python3 -c "import joblib,json,sys; d=sys.argv[1]; h=joblib.load(d+'/model_head.pkl'); json.dump({'head_type':'LogisticRegression','params':{'C':h.C,'max_iter':h.max_iter,'tol':h.tol,'fit_intercept':h.fit_intercept},'classes':h.classes_.tolist(),'coef':h.coef_.tolist(),'intercept':h.intercept_.tolist()},open(d+'/model_head.json','w'))" ${JSON.stringify(dir)}`
   return `${join(dir, PICKLED_HEAD_NAME)}: the head of this SetFit model is a Python pickle, which bertkit does not load (unpickling runs arbitrary code). ` +
     `Convert it once, in Python where setfit is installed:\n  ${line}\n` +
-    `(that line covers a LogisticRegression head; for one-vs-rest, multi-output or SetFitHead heads run: python3 scripts/setfit_head.py to-json ${JSON.stringify(dir)})`
+    `(that line covers a LogisticRegression head; for one-vs-rest, multi-output or SetFitHead heads run: python3 scripts/tools/setfit_head.py to-json ${JSON.stringify(dir)})`
 }
 
 export class SetFitModel {

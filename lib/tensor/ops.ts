@@ -414,11 +414,11 @@ export interface AttentionOptions {
 export type AttentionImplementation = 'fused' | 'materialized'
 
 // The defaults per device. CUDA: materialized until the fused kernels have
-// passed scripts/gpu-check.sh on a GPU (the backend table's flash cases and the
+// passed scripts/gpu/gpu-check.sh on a GPU (the backend table's flash cases and the
 // model tests with BERTKIT_ATTENTION=fused). CPU: materialized, the faster one
 // at the MiniLM / BERT shapes (batch 16, seq 64 / 128, 12 heads of 32 / 64):
 // fused took 1.4-1.5x its time, 1.2x with dynamic padding, for 64-128x less
-// saved memory (scripts/bench-attention.ts, benchmarks/attention-cpu.md).
+// saved memory (bench/bench-attention.ts, benchmarks/attention-cpu.md).
 const DEFAULT_ATTENTION: Record<DeviceName, AttentionImplementation> = { cpu: 'materialized', cuda: 'materialized' }
 let attentionOverride: AttentionImplementation | null = null
 

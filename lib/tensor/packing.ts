@@ -31,7 +31,7 @@ function fail(op: string, message: string): never {
 // ---- when to unpad ---------------------------------------------------------------
 
 // The defaults per device. CUDA: padded until the varlen kernels have passed
-// scripts/gpu-check.sh on a GPU (the backend table's varlenAttention,
+// scripts/gpu/gpu-check.sh on a GPU (the backend table's varlenAttention,
 // gatherRows and dropoutRows cases, and the model tests with BERTKIT_UNPAD=on).
 const DEFAULT_UNPAD: Record<DeviceName, boolean> = { cpu: true, cuda: false }
 let unpadOverride: boolean | null = null

@@ -1,7 +1,7 @@
 // Every transformers activation name bertkit computes, in every family's
 // config field that takes one (hidden_act; DistilBERT's activation; DeBERTa's
 // hidden_act and pooler_hidden_act): logits, loss and gradients of a tiny
-// model against transformers' own (scripts/make_parity_fixtures.py).
+// model against transformers' own (test/fixtures/generators/make_parity_fixtures.py).
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'

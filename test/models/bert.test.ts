@@ -1,4 +1,4 @@
-// BERT against golden fixtures written by transformers (scripts/make_bert_fixtures.py):
+// BERT against golden fixtures written by transformers (test/fixtures/generators/make_bert_fixtures.py):
 // logits and loss to 1e-5, every named gradient to 1e-4 (relative to the
 // tensor's largest magnitude), names, order and shapes identical.
 import t from 'tap'

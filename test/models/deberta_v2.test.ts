@@ -1,5 +1,5 @@
 // DeBERTa-v2/v3 against golden fixtures written by transformers
-// (scripts/make_deberta_fixtures.py): logits and loss to 1e-5, every named
+// (test/fixtures/generators/make_deberta_fixtures.py): logits and loss to 1e-5, every named
 // gradient to 1e-4 (relative to the tensor's largest magnitude), names, order
 // and shapes identical; relative-position buckets equal to transformers';
 // the SentencePiece Unigram tokenizer against the Rust tokenizer; the Auto

@@ -1,5 +1,5 @@
 // DistilBERT against golden fixtures written by transformers
-// (scripts/make_encoder_fixtures.py): logits and loss to 1e-5, every named
+// (test/fixtures/generators/make_encoder_fixtures.py): logits and loss to 1e-5, every named
 // gradient to 1e-4 (relative to the tensor's largest magnitude), names, order
 // and shapes identical; the sinusoidal position table; saving, loading and
 // bad input.

@@ -14,7 +14,7 @@ import {
 } from '../../lib/index.js'
 import { native } from '../../lib/native.js'
 import { readSafetensors, writeSafetensors } from '../../lib/hub/safetensors.js'
-import { checkFinite } from '../../lib/models/bert/pretrained.js'
+import { checkFinite } from '../../lib/models/modeling_utils.js'
 import { Dataset } from '../../lib/data/dataset.js'
 import { Trainer, type DataCollator } from '../../lib/train/trainer.js'
 import { TrainingArguments } from '../../lib/train/training_args.js'

@@ -1,5 +1,5 @@
 // Losses with float targets, as transformers computes them
-// (scripts/make_parity_fixtures.py): multi-label BCEWithLogits with
+// (test/fixtures/generators/make_parity_fixtures.py): multi-label BCEWithLogits with
 // probability targets in [0, 1] for every family, and DeBERTa's soft-label
 // cross-entropy (float label vectors, problem_type unset). Logits, loss and
 // gradients; then the binaryCrossEntropyWithLogits / softTargetCrossEntropy

@@ -3,7 +3,7 @@
 // and a float64 reference where one is cheap), and the same table drives
 //   - `npm test` (backend_ops.test.ts): each case against its float64
 //     reference, on every device this machine runs (the CPU everywhere);
-//   - a GPU machine (scripts/gpu-check.sh runs this file): each case on CUDA
+//   - a GPU machine (scripts/gpu/gpu-check.sh runs this file): each case on CUDA
 //     against the CPU backend and against the reference, device checks (out
 //     of memory, TF32, fused against materialised attention) and timings:
 //       BERTKIT_ADDON_PATH=…/bertkit_cuda.node node dist/test/ops/backend_ops.js \

@@ -1,4 +1,4 @@
-// LoRA against fixtures written by the real peft (scripts/make_lora_fixtures.py):
+// LoRA against fixtures written by the real peft (test/fixtures/generators/make_lora_fixtures.py):
 // parameter names / flags / counts, adapters peft saved give peft's logits and
 // gradients, adapters bertkit saves carry peft's keys, shapes and config;
 // merge / unmerge; only adapters train; bad input leaves the model untouched.

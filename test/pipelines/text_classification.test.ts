@@ -1,5 +1,5 @@
 // The text-classification pipeline against transformers' own pipeline
-// (scripts/make_pipeline_fixtures.py ran transformers on the same tiny
+// (test/fixtures/generators/make_pipeline_fixtures.py ran transformers on the same tiny
 // models and inputs): labels equal, scores to 1e-5, the result shapes of
 // every topK / functionToApply / pair / batching / truncation case equal;
 // and bad input refused by name.

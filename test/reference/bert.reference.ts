@@ -45,9 +45,9 @@ if (probe.status !== 0) {
   for (let c = 0; c < 3; c++) {
     t.test(`random config ${c}`, async (t) => {
       const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-ref-'))
-      const shape = py(['scripts/reference_live.py', 'make', dir, String(runSeed + c)])
+      const shape = py(['test/oracles/reference_live.py', 'make', dir, String(runSeed + c)])
       t.comment(JSON.stringify(shape))
-      const ref = py(['scripts/bert_reference.py', dir, join(dir, 'inputs.json')]) as { logits: number[][]; loss: number; grads: Record<string, unknown>; parameter_names: string[] }
+      const ref = py(['test/oracles/bert_reference.py', dir, join(dir, 'inputs.json')]) as { logits: number[][]; loss: number; grads: Record<string, unknown>; parameter_names: string[] }
       const model = await BertForSequenceClassification.fromPretrained(dir)
       model.eval()
       t.same([...model.namedParameters()].map(([n]) => n), ref.parameter_names, 'names and order')
@@ -80,13 +80,13 @@ if (probe.status !== 0) {
       // bertkit saves, transformers loads: the same logits.
       const saved = join(dir, 'saved')
       model.savePretrained(saved)
-      const back = py(['scripts/bert_reference.py', saved, join(dir, 'inputs.json'), '--no-grads']) as { logits: number[][] }
+      const back = py(['test/oracles/bert_reference.py', saved, join(dir, 'inputs.json'), '--no-grads']) as { logits: number[][] }
       t.ok(maxRel(flat(back.logits), flat(ref.logits)) <= 1e-6, 'transformers loads bertkit\'s checkpoint with the same logits')
       model.dispose()
 
       // Ten training steps, same data order, AdamW + linear warmup/decay + clipping at 1.0.
       const steps = 10
-      const theirs = (py(['scripts/reference_live.py', 'train', dir, join(dir, 'batches.json'), String(steps)]) as { losses: number[] }).losses
+      const theirs = (py(['test/oracles/reference_live.py', 'train', dir, join(dir, 'batches.json'), String(steps)]) as { losses: number[] }).losses
       const trainee = await BertForSequenceClassification.fromPretrained(dir)
       trainee.train()
       const decay: Tensor[] = [], noDecay: Tensor[] = []

@@ -1,6 +1,6 @@
 // Reference suite (not part of `npm test`: it needs ../shared and Python with
 // transformers, tokenizers and sentencepiece). Runs
-// scripts/deberta_tokenizer_reference.py, which trains a SentencePiece
+// test/oracles/deberta_tokenizer_reference.py, which trains a SentencePiece
 // Unigram model on rotten tomatoes and writes DeBERTa-v3 style directories
 // (spm.model + tokenizer_config.json, no tokenizer.json); then checks that
 // bertkit's AutoTokenizer gives transformers' ids on every one of the 10,662
@@ -17,7 +17,7 @@ import { AutoTokenizer, PreTrainedTokenizerFast, debertaV2TokenizerJson, readSen
 const ROOT = resolve(__dirname, '..', '..', '..')
 const SHARED = process.env.BERTKIT_SHARED_DIR ?? join(ROOT, '..', 'shared')
 const DATA = join(SHARED, 'data', 'rotten_tomatoes')
-const SCRIPT = join(ROOT, 'scripts', 'deberta_tokenizer_reference.py')
+const SCRIPT = join(ROOT, 'test', 'oracles', 'deberta_tokenizer_reference.py')
 
 interface Variant {
   dir: string
@@ -55,7 +55,7 @@ if (!skip) {
   if (run.status === 3) {
     t.test('DeBERTa-v2 tokenizer reference', { skip: `Python packages missing: ${run.stderr.trim()}` }, async () => {})
   } else if (run.status !== 0) {
-    t.fail(`scripts/deberta_tokenizer_reference.py failed (${run.status ?? run.signal}): ${run.stderr.slice(-2000)}`)
+    t.fail(`test/oracles/deberta_tokenizer_reference.py failed (${run.status ?? run.signal}): ${run.stderr.slice(-2000)}`)
   } else {
     reference = JSON.parse(readFileSync(join(work, 'reference.json'), 'utf8')) as Reference
     t.comment(`reference from ${Object.entries(reference.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`)

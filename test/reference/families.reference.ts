@@ -3,7 +3,7 @@
 // RoBERTa, DistilBERT, DeBERTa-v2), each with a random activation among the
 // ACT2FN names bertkit computes and a random kind of labels (class ids,
 // regression, multi-label probabilities, DeBERTa's soft labels): logits, loss
-// and every gradient against transformers. scripts/families_reference_live.py
+// and every gradient against transformers. test/oracles/families_reference_live.py
 // is the Python side.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
@@ -47,7 +47,7 @@ if (probe.status !== 0) {
   for (let round = 0; round < rounds; round++) {
     const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-families-'))
     t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-    const r = spawnSync(python, ['scripts/families_reference_live.py', 'make', dir, String(seed + round)], { encoding: 'utf8', cwd: root })
+    const r = spawnSync(python, ['test/oracles/families_reference_live.py', 'make', dir, String(seed + round)], { encoding: 'utf8', cwd: root })
     if (r.status !== 0) throw new Error(`families_reference_live.py failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`)
     for (const family of ['bert', 'roberta', 'distilbert', 'deberta-v2']) {
       const c = JSON.parse(readFileSync(join(dir, family, 'case.json'), 'utf8')) as Case

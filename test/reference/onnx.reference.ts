@@ -24,7 +24,7 @@ import { closePerTensor } from '../helpers/golden.js'
 const ROOT = resolve(__dirname, '..', '..', '..')
 const FIXTURES = join(ROOT, 'test', 'fixtures')
 const NODE_DIR = join(ROOT, 'test', 'reference', 'node')
-const SCRIPT = join(ROOT, 'scripts', 'onnx_reference.py')
+const SCRIPT = join(ROOT, 'test', 'oracles', 'onnx_reference.py')
 
 interface Batch { input_ids: number[][]; attention_mask: number[][]; token_type_ids?: number[][] }
 interface Case { name: string; onnx: string; quantized?: string; model_dir?: string; inputs: Batch; bertkit: Float32Array; numLabels: number }

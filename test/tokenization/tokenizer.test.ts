@@ -1,6 +1,6 @@
 // The tokenizer against ids from Hugging Face's Rust tokenizers and decodes
 // from transformers (test/fixtures/tokenizer, written by
-// scripts/make_tokenizer_fixture.py): the uncased all-MiniLM-L6-v2 WordPiece
+// test/fixtures/generators/make_tokenizer_fixture.py): the uncased all-MiniLM-L6-v2 WordPiece
 // and a cased variant of it, each loaded from tokenizer.json and from a bare
 // vocab.txt; truncation, padding, saving, and bad input.
 import t from 'tap'

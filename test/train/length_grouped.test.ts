@@ -1,6 +1,6 @@
 // groupByLength: lengthGroupedIndices against transformers'
 // get_length_grouped_indices (LengthGroupedSampler's order), fed the very
-// permutation torch drew inside it (fixture: scripts/make_length_grouped_fixture.py),
+// permutation torch drew inside it (fixture: test/fixtures/generators/make_length_grouped_fixture.py),
 // and the Trainer's batches under groupByLength (each batch a slice of that
 // order, with batch size x gradient accumulation steps as transformers uses).
 import t from 'tap'

@@ -1,4 +1,4 @@
-// The Trainer against transformers' Trainer (scripts/make_trainer_fixture.py):
+// The Trainer against transformers' Trainer (test/fixtures/generators/make_trainer_fixture.py):
 // the same tiny BERT, rows and arguments (20 steps, 5 warm-up steps, weight
 // decay groups, clipping, gradient accumulation 2, rows in dataset order) give
 // the same loss, gradient norm and learning rate at every step and the same

@@ -1,6 +1,6 @@
 // Weight decay groups as transformers' Trainer forms them (get_decay_parameter_names):
 // compared name for name with what the real Trainer returns for every family's tiny
-// model and for peft-wrapped ones (scripts/make_parity_fixtures.py), and checked in
+// model and for peft-wrapped ones (test/fixtures/generators/make_parity_fixtures.py), and checked in
 // the optimizer the Trainer actually builds.
 import t from 'tap'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'

@@ -13,9 +13,8 @@ import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { asPacked, firstTokenRows, unpackRows, unpadBatch, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
-import { problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
-import type { ProblemType } from '../configuration_utils.js'
-import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo } from './pretrained.js'
+import { PreTrainedModel, type CheckpointShapes } from '../modeling_utils.js'
+import type { SequenceClassifierOutput } from '../modeling_outputs.js'
 
 export interface BertInputs {
   /** int32 [batch, seq] */
@@ -28,11 +27,7 @@ export interface BertInputs {
   positionIds?: Tensor | null
 }
 
-export interface SequenceClassifierOutput {
-  loss: Tensor | null
-  /** [batch, num_labels] */
-  logits: Tensor
-}
+export type { SequenceClassifierOutput }
 
 function checkIds(name: string, t: Tensor, batch: number, seq: number): void {
   if (!(t instanceof Tensor)) throw new TypeError(`BertModel: ${name} must be a Tensor`)
@@ -245,9 +240,34 @@ export class BertPooler extends Module {
   }
 }
 
-export class BertModel extends Module {
-  /** What fromPretrained found missing / unexpected in the checkpoint. */
-  loadingInfo: LoadingInfo | null = null
+/** What BERT's and RoBERTa's checkpoints pin down (the same modules under "bert." / "roberta."). */
+export function bertCheckpointShapes(prefix: string, config: BertConfig, classifier: string): CheckpointShapes {
+  const h: [string, number] = ['hidden_size', config.hidden_size]
+  return {
+    prefix,
+    tensors: [
+      { name: 'embeddings.word_embeddings.weight', dims: [['vocab_size', config.vocab_size], h] },
+      { name: 'embeddings.position_embeddings.weight', dims: [['max_position_embeddings', config.max_position_embeddings], h] },
+      { name: 'embeddings.token_type_embeddings.weight', dims: [['type_vocab_size', config.type_vocab_size], h] },
+      { name: 'encoder.layer.0.intermediate.dense.weight', dims: [['intermediate_size', config.intermediate_size], h] },
+      { name: classifier, dims: [['num_labels', config.num_labels], h] },
+    ],
+    layers: { name: 'encoder.layer', field: 'num_hidden_layers', value: config.num_hidden_layers },
+  }
+}
+
+/** transformers' BertPreTrainedModel: how BERT checkpoints load. */
+export abstract class BertPreTrainedModel extends PreTrainedModel<BertConfig> {
+  static override readonly configClass = BertConfig
+  static override readonly baseModelPrefix = 'bert'
+  static override readonly baseModules = ['embeddings', 'encoder', 'pooler']
+
+  static override checkpointShapes(config: BertConfig): CheckpointShapes {
+    return bertCheckpointShapes('bert.', config, 'classifier.weight')
+  }
+}
+
+export class BertModel extends BertPreTrainedModel {
   readonly embeddings: BertEmbeddings
   readonly encoder: BertEncoder
   readonly pooler: BertPooler | null
@@ -257,21 +277,6 @@ export class BertModel extends Module {
     this.embeddings = this.registerModule('embeddings', new BertEmbeddings(config, options.device))
     this.encoder = this.registerModule('encoder', new BertEncoder(config, options.device))
     this.pooler = options.addPoolingLayer === false ? null : this.registerModule('pooler', new BertPooler(config, options.device))
-  }
-
-  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<BertModel> {
-    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options, (config, device) => new BertModel(config, { device }), '')
-    model.loadingInfo = loadingInfo
-    return model
-  }
-
-  savePretrained(dir: string): void {
-    savePretrainedTo(this, this.config, dir, 'BertModel')
-  }
-
-  /** savePretrained without holding the event loop while the files are written. */
-  savePretrainedAsync(dir: string): Promise<void> {
-    return savePretrainedToAsync(this, this.config, dir, 'BertModel')
   }
 
   /**
@@ -333,9 +338,7 @@ export interface BertForSequenceClassificationInputs extends BertInputs {
   labels?: Tensor | null
 }
 
-export class BertForSequenceClassification extends Module {
-  /** What fromPretrained found missing / unexpected in the checkpoint. */
-  loadingInfo: LoadingInfo | null = null
+export class BertForSequenceClassification extends BertPreTrainedModel {
   readonly bert: BertModel
   readonly dropout: Dropout
   readonly classifier: Linear
@@ -355,37 +358,11 @@ export class BertForSequenceClassification extends Module {
     }
   }
 
-  /**
-   * Loads config.json + weights from a directory. Weights the checkpoint lacks
-   * (a new classifier) are initialised normal(0, initializer_range) from
-   * `seed`; like transformers, a line lists them on stderr.
-   */
-  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<BertForSequenceClassification> {
-    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options,
-      (config, device) => new BertForSequenceClassification(config, { device }), 'bert.')
-    model.loadingInfo = loadingInfo
-    if (loadingInfo.missingKeys.length) {
-      process.stderr.write(`bertkit: some weights of BertForSequenceClassification were not in the checkpoint at ${idOrDir} and are newly initialized: [${loadingInfo.missingKeys.join(', ')}]\n`)
-    }
-    return model
-  }
-
-  savePretrained(dir: string): void {
-    savePretrainedTo(this, this.config, dir, 'BertForSequenceClassification')
-  }
-
-  /** savePretrained without holding the event loop while the files are written. */
-  savePretrainedAsync(dir: string): Promise<void> {
-    return savePretrainedToAsync(this, this.config, dir, 'BertForSequenceClassification')
-  }
-
   forward(inputs: BertForSequenceClassificationInputs): SequenceClassifierOutput {
     const pooling = this.config.classifier_pooling
     const { lastHiddenState, poolerOutput, packed } = this.bert.forward(inputs, { skipPooler: pooling !== 'pooler', unpad: this.unpadsThisStep() })
     try {
-      const logits = this.classifier.forward(this.dropout.forward(this.pool(lastHiddenState, poolerOutput, inputs.attentionMask ?? null, packed)))
-      const labels = inputs.labels ?? null
-      return { loss: labels ? this.computeLoss(logits, labels) : null, logits }
+      return this.classifierOutput(this.classifier.forward(this.dropout.forward(this.pool(lastHiddenState, poolerOutput, inputs.attentionMask ?? null, packed))), inputs.labels)
     } finally {
       packed?.dispose()
     }
@@ -403,14 +380,5 @@ export class BertForSequenceClassification extends Module {
       case 'mean': return maskedMeanPool(packed ? unpackRows(hidden, packed) : hidden, mask)
       case 'max': return maskedMaxPool(packed ? unpackRows(hidden, packed) : hidden, mask)
     }
-  }
-
-  /** The problem type transformers would pick: from the config, else from num_labels and the labels' dtype. */
-  problemType(labels: Tensor): ProblemType {
-    return problemTypeFor(this.config.problem_type, this.numLabels, labels)
-  }
-
-  private computeLoss(logits: Tensor, labels: Tensor): Tensor {
-    return sequenceClassificationLoss('BertForSequenceClassification', this.problemType(labels), logits, labels, this.numLabels)
   }
 }

@@ -23,10 +23,10 @@ import {
 import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { runEncoderLayer } from '../../nn/checkpointing.js'
 import type { DeviceName } from '../../tensor/device.js'
-import { BertIntermediate, DenseDropoutResidualNorm, firstTokens, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { BertIntermediate, DenseDropoutResidualNorm, firstTokens } from '../bert/modeling_bert.js'
 import { packRows, unpackRows, unpadBatch, withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
-import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily, type CheckpointShapes } from '../bert/pretrained.js'
-import { checkInputIds, lookup, OwnedIds, sequenceClassificationLoss } from '../modeling_utils.js'
+import { checkInputIds, lookup, OwnedIds, PreTrainedModel, type CheckpointShapes } from '../modeling_utils.js'
+import type { SequenceClassifierOutput } from '../modeling_outputs.js'
 import type { ProblemType } from '../configuration_utils.js'
 import { DebertaV2Config } from './configuration_deberta_v2.js'
 
@@ -46,10 +46,13 @@ export interface DebertaV2ForSequenceClassificationInputs extends DebertaV2Input
   labels?: Tensor | null
 }
 
-export const DEBERTA_V2_FAMILY: PretrainedFamily<DebertaV2Config> = {
-  readConfig: (path, overrides) => DebertaV2Config.fromFile(path, overrides),
-  baseModules: ['embeddings', 'encoder'],
-  checkpointShapes: (config) => {
+/** transformers' DebertaV2PreTrainedModel: how DeBERTa-v2/v3 checkpoints load. */
+export abstract class DebertaV2PreTrainedModel extends PreTrainedModel<DebertaV2Config> {
+  static override readonly configClass = DebertaV2Config
+  static override readonly baseModelPrefix = 'deberta'
+  static override readonly baseModules = ['embeddings', 'encoder']
+
+  static override checkpointShapes(config: DebertaV2Config): CheckpointShapes {
     const e: [string, number] = ['embedding_size', config.embedding_size]
     const h: [string, number] = ['hidden_size', config.hidden_size]
     const tensors: CheckpointShapes['tensors'] = [
@@ -64,7 +67,7 @@ export const DEBERTA_V2_FAMILY: PretrainedFamily<DebertaV2Config> = {
       tensors.push({ name: 'encoder.rel_embeddings.weight', dims: [[`2 x ${span}`, 2 * config.attentionSpan], h] })
     }
     return { prefix: 'deberta.', tensors, layers: { name: 'encoder.layer', field: 'num_hidden_layers', value: config.num_hidden_layers } }
-  },
+  }
 }
 
 // ---- relative positions ---------------------------------------------------------------
@@ -355,9 +358,7 @@ export class DebertaV2Encoder extends Module {
   }
 }
 
-export class DebertaV2Model extends Module {
-  /** What fromPretrained found missing / unexpected in the checkpoint. */
-  loadingInfo: LoadingInfo | null = null
+export class DebertaV2Model extends DebertaV2PreTrainedModel {
   readonly embeddings: DebertaV2Embeddings
   readonly encoder: DebertaV2Encoder
 
@@ -365,21 +366,6 @@ export class DebertaV2Model extends Module {
     super()
     this.embeddings = this.registerModule('embeddings', new DebertaV2Embeddings(config, options.device))
     this.encoder = this.registerModule('encoder', new DebertaV2Encoder(config, options.device))
-  }
-
-  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<DebertaV2Model> {
-    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options, (config, device) => new DebertaV2Model(config, { device }), '', DEBERTA_V2_FAMILY)
-    model.loadingInfo = loadingInfo
-    return model
-  }
-
-  savePretrained(dir: string): void {
-    savePretrainedTo(this, this.config, dir, 'DebertaV2Model')
-  }
-
-  /** savePretrained without holding the event loop while the files are written. */
-  savePretrainedAsync(dir: string): Promise<void> {
-    return savePretrainedToAsync(this, this.config, dir, 'DebertaV2Model')
   }
 
   /**
@@ -432,9 +418,12 @@ export class ContextPooler extends Module {
   }
 }
 
-export class DebertaV2ForSequenceClassification extends Module {
-  /** What fromPretrained found missing / unexpected in the checkpoint. */
-  loadingInfo: LoadingInfo | null = null
+/**
+ * ContextPooler → dropout → classifier. fromPretrained on a pre-trained
+ * checkpoint initialises the pooler and classifier and reports the
+ * pre-training heads (lm_predictions.*, mask_predictions.*) as unexpected.
+ */
+export class DebertaV2ForSequenceClassification extends DebertaV2PreTrainedModel {
   readonly deberta: DebertaV2Model
   readonly pooler: ContextPooler
   readonly classifier: Linear
@@ -448,32 +437,6 @@ export class DebertaV2ForSequenceClassification extends Module {
     this.pooler = this.registerModule('pooler', new ContextPooler(config, options.device))
     this.classifier = this.registerModule('classifier', new Linear(config.hidden_size, config.num_labels, { std: config.initializer_range, device: options.device }))
     this.dropout = this.registerModule('dropout', new Dropout(config.cls_dropout))
-  }
-
-  /**
-   * Loads config.json + weights from a directory or Hub id. Weights the
-   * checkpoint lacks (the pooler and classifier of a pre-trained checkpoint)
-   * are initialised normal(0, initializer_range) from `seed`; a line lists
-   * them on stderr. The pre-training heads (lm_predictions.*,
-   * mask_predictions.*) are reported as unexpected.
-   */
-  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<DebertaV2ForSequenceClassification> {
-    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options,
-      (config, device) => new DebertaV2ForSequenceClassification(config, { device }), 'deberta.', DEBERTA_V2_FAMILY)
-    model.loadingInfo = loadingInfo
-    if (loadingInfo.missingKeys.length) {
-      process.stderr.write(`bertkit: some weights of DebertaV2ForSequenceClassification were not in the checkpoint at ${idOrDir} and are newly initialized: [${loadingInfo.missingKeys.join(', ')}]\n`)
-    }
-    return model
-  }
-
-  savePretrained(dir: string): void {
-    savePretrainedTo(this, this.config, dir, 'DebertaV2ForSequenceClassification')
-  }
-
-  /** savePretrained without holding the event loop while the files are written. */
-  savePretrainedAsync(dir: string): Promise<void> {
-    return savePretrainedToAsync(this, this.config, dir, 'DebertaV2ForSequenceClassification')
   }
 
   forward(inputs: DebertaV2ForSequenceClassificationInputs): SequenceClassifierOutput {
@@ -494,7 +457,7 @@ export class DebertaV2ForSequenceClassification extends Module {
    * transformers decides) regression for one label and classification
    * otherwise: over class indices, or over soft labels [batch, num_labels].
    */
-  problemType(labels: Tensor): ProblemType {
+  override problemType(labels: Tensor): ProblemType {
     if (this.config.problem_type) return this.config.problem_type
     if (this.numLabels === 1) return 'regression'
     return 'single_label_classification'
@@ -526,7 +489,7 @@ export class DebertaV2ForSequenceClassification extends Module {
     }
     const kind = this.problemType(labels)
     if (this.config.problem_type || kind !== 'single_label_classification') {
-      return sequenceClassificationLoss(owner, kind, logits, labels, this.numLabels)
+      return this.sequenceClassificationLoss(logits, labels)
     }
     const batch = logits.shape[0]
     if (labels.numel !== batch) throw new RangeError(`${owner}: labels ${formatShape(labels.shape)} must have ${batch} elements`)

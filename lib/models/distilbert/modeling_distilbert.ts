@@ -11,11 +11,10 @@ import { makeTensor, normalTensor } from '../../nn/init.js'
 import { activation, attention, embedding, relu } from '../../tensor/ops.js'
 import type { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
-import { firstTokens, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { firstTokens } from '../bert/modeling_bert.js'
 import { asPacked, unpadBatch, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
-import { buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
-import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
-import type { ProblemType } from '../configuration_utils.js'
+import { checkInputIds, lookup, OwnedIds, PreTrainedModel, type CheckpointShapes } from '../modeling_utils.js'
+import type { SequenceClassifierOutput } from '../modeling_outputs.js'
 import { DistilBertConfig, DISTILBERT_LAYER_NORM_EPS } from './configuration_distilbert.js'
 
 export interface DistilBertInputs {
@@ -38,19 +37,24 @@ export interface DistilBertForSequenceClassificationInputs extends DistilBertInp
   labels?: Tensor | null
 }
 
-export const DISTILBERT_FAMILY: PretrainedFamily<DistilBertConfig> = {
-  readConfig: (path, overrides) => DistilBertConfig.fromFile(path, overrides),
-  baseModules: ['embeddings', 'transformer'],
-  checkpointShapes: (config) => ({
-    prefix: 'distilbert.',
-    tensors: [
-      { name: 'embeddings.word_embeddings.weight', dims: [['vocab_size', config.vocab_size], ['dim', config.dim]] },
-      { name: 'embeddings.position_embeddings.weight', dims: [['max_position_embeddings', config.max_position_embeddings], ['dim', config.dim]] },
-      { name: 'transformer.layer.0.ffn.lin1.weight', dims: [['hidden_dim', config.hidden_dim], ['dim', config.dim]] },
-      { name: 'classifier.weight', dims: [['num_labels', config.num_labels], ['dim', config.dim]] },
-    ],
-    layers: { name: 'transformer.layer', field: 'n_layers', value: config.n_layers },
-  }),
+/** transformers' DistilBertPreTrainedModel: how DistilBERT checkpoints load. */
+export abstract class DistilBertPreTrainedModel extends PreTrainedModel<DistilBertConfig> {
+  static override readonly configClass = DistilBertConfig
+  static override readonly baseModelPrefix = 'distilbert'
+  static override readonly baseModules = ['embeddings', 'transformer']
+
+  static override checkpointShapes(config: DistilBertConfig): CheckpointShapes {
+    return {
+      prefix: 'distilbert.',
+      tensors: [
+        { name: 'embeddings.word_embeddings.weight', dims: [['vocab_size', config.vocab_size], ['dim', config.dim]] },
+        { name: 'embeddings.position_embeddings.weight', dims: [['max_position_embeddings', config.max_position_embeddings], ['dim', config.dim]] },
+        { name: 'transformer.layer.0.ffn.lin1.weight', dims: [['hidden_dim', config.hidden_dim], ['dim', config.dim]] },
+        { name: 'classifier.weight', dims: [['num_labels', config.num_labels], ['dim', config.dim]] },
+      ],
+      layers: { name: 'transformer.layer', field: 'n_layers', value: config.n_layers },
+    }
+  }
 }
 
 /**
@@ -209,9 +213,7 @@ export class Transformer extends Module {
   }
 }
 
-export class DistilBertModel extends Module {
-  /** What fromPretrained found missing / unexpected in the checkpoint. */
-  loadingInfo: LoadingInfo | null = null
+export class DistilBertModel extends DistilBertPreTrainedModel {
   readonly embeddings: DistilBertEmbeddings
   readonly transformer: Transformer
 
@@ -219,21 +221,6 @@ export class DistilBertModel extends Module {
     super()
     this.embeddings = this.registerModule('embeddings', new DistilBertEmbeddings(config, options.device))
     this.transformer = this.registerModule('transformer', new Transformer(config, options.device))
-  }
-
-  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<DistilBertModel> {
-    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options, (config, device) => new DistilBertModel(config, { device }), '', DISTILBERT_FAMILY)
-    model.loadingInfo = loadingInfo
-    return model
-  }
-
-  savePretrained(dir: string): void {
-    savePretrainedTo(this, this.config, dir, 'DistilBertModel')
-  }
-
-  /** savePretrained without holding the event loop while the files are written. */
-  savePretrainedAsync(dir: string): Promise<void> {
-    return savePretrainedToAsync(this, this.config, dir, 'DistilBertModel')
   }
 
   /**
@@ -265,9 +252,12 @@ export class DistilBertModel extends Module {
   }
 }
 
-export class DistilBertForSequenceClassification extends Module {
-  /** What fromPretrained found missing / unexpected in the checkpoint. */
-  loadingInfo: LoadingInfo | null = null
+/**
+ * relu(pre_classifier(h[:, 0])) → dropout → classifier. fromPretrained on a
+ * base checkpoint initialises pre_classifier and classifier and reports the
+ * MLM head (vocab_*) as unexpected.
+ */
+export class DistilBertForSequenceClassification extends DistilBertPreTrainedModel {
   readonly distilbert: DistilBertModel
   readonly pre_classifier: Linear
   readonly classifier: Linear
@@ -284,32 +274,6 @@ export class DistilBertForSequenceClassification extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.seq_classif_dropout))
   }
 
-  /**
-   * Loads config.json + weights from a directory or Hub id. Weights the
-   * checkpoint lacks (pre_classifier and classifier of a base checkpoint)
-   * are initialised normal(0, initializer_range) from `seed`; a line lists
-   * them on stderr. The MLM head of distilbert-base checkpoints (vocab_*) is
-   * reported as unexpected.
-   */
-  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<DistilBertForSequenceClassification> {
-    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options,
-      (config, device) => new DistilBertForSequenceClassification(config, { device }), 'distilbert.', DISTILBERT_FAMILY)
-    model.loadingInfo = loadingInfo
-    if (loadingInfo.missingKeys.length) {
-      process.stderr.write(`bertkit: some weights of DistilBertForSequenceClassification were not in the checkpoint at ${idOrDir} and are newly initialized: [${loadingInfo.missingKeys.join(', ')}]\n`)
-    }
-    return model
-  }
-
-  savePretrained(dir: string): void {
-    savePretrainedTo(this, this.config, dir, 'DistilBertForSequenceClassification')
-  }
-
-  /** savePretrained without holding the event loop while the files are written. */
-  savePretrainedAsync(dir: string): Promise<void> {
-    return savePretrainedToAsync(this, this.config, dir, 'DistilBertForSequenceClassification')
-  }
-
   forward(inputs: DistilBertForSequenceClassificationInputs): SequenceClassifierOutput {
     const { lastHiddenState, packed } = this.distilbert.forward(inputs, { unpad: this.unpadsThisStep() })
     let first: Tensor
@@ -318,15 +282,6 @@ export class DistilBertForSequenceClassification extends Module {
     } finally {
       packed?.dispose()
     }
-    const logits = this.classifier.forward(this.dropout.forward(relu(this.pre_classifier.forward(first))))
-    const labels = inputs.labels ?? null
-    if (!labels) return { loss: null, logits }
-    const loss = sequenceClassificationLoss('DistilBertForSequenceClassification', this.problemType(labels), logits, labels, this.numLabels)
-    return { loss, logits }
-  }
-
-  /** The problem type transformers would pick: from the config, else from num_labels and the labels' dtype. */
-  problemType(labels: Tensor): ProblemType {
-    return problemTypeFor(this.config.problem_type, this.numLabels, labels)
+    return this.classifierOutput(this.classifier.forward(this.dropout.forward(relu(this.pre_classifier.forward(first)))), inputs.labels)
   }
 }

@@ -10,11 +10,10 @@ import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import { add, tanh } from '../../tensor/ops.js'
 import { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
-import { BertEncoder, BertPooler, firstTokens, type SequenceClassifierOutput } from '../bert/modeling_bert.js'
+import { BertEncoder, BertPooler, bertCheckpointShapes, firstTokens } from '../bert/modeling_bert.js'
 import { unpadBatch, withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
-import { bertCheckpointShapes, buildFromPretrained, savePretrainedTo, savePretrainedToAsync, type FromPretrainedOptions, type LoadingInfo, type PretrainedFamily } from '../bert/pretrained.js'
-import { checkInputIds, lookup, OwnedIds, problemTypeFor, sequenceClassificationLoss } from '../modeling_utils.js'
-import type { ProblemType } from '../configuration_utils.js'
+import { checkInputIds, lookup, OwnedIds, PreTrainedModel, type CheckpointShapes } from '../modeling_utils.js'
+import type { SequenceClassifierOutput } from '../modeling_outputs.js'
 import { RobertaConfig } from './configuration_roberta.js'
 
 export interface RobertaInputs {
@@ -33,10 +32,15 @@ export interface RobertaForSequenceClassificationInputs extends RobertaInputs {
   labels?: Tensor | null
 }
 
-export const ROBERTA_FAMILY: PretrainedFamily<RobertaConfig> = {
-  readConfig: (path, overrides) => RobertaConfig.fromFile(path, overrides),
-  baseModules: ['embeddings', 'encoder', 'pooler'],
-  checkpointShapes: (config) => bertCheckpointShapes('roberta.', config, 'classifier.out_proj.weight'),
+/** transformers' RobertaPreTrainedModel: how RoBERTa checkpoints load (BERT's modules under "roberta."). */
+export abstract class RobertaPreTrainedModel extends PreTrainedModel<RobertaConfig> {
+  static override readonly configClass = RobertaConfig
+  static override readonly baseModelPrefix = 'roberta'
+  static override readonly baseModules = ['embeddings', 'encoder', 'pooler']
+
+  static override checkpointShapes(config: RobertaConfig): CheckpointShapes {
+    return bertCheckpointShapes('roberta.', config, 'classifier.out_proj.weight')
+  }
 }
 
 /**
@@ -91,9 +95,7 @@ export class RobertaEmbeddings extends Module {
   }
 }
 
-export class RobertaModel extends Module {
-  /** What fromPretrained found missing / unexpected in the checkpoint. */
-  loadingInfo: LoadingInfo | null = null
+export class RobertaModel extends RobertaPreTrainedModel {
   readonly embeddings: RobertaEmbeddings
   readonly encoder: BertEncoder
   readonly pooler: BertPooler | null
@@ -103,21 +105,6 @@ export class RobertaModel extends Module {
     this.embeddings = this.registerModule('embeddings', new RobertaEmbeddings(config, options.device))
     this.encoder = this.registerModule('encoder', new BertEncoder(config, options.device))
     this.pooler = options.addPoolingLayer === false ? null : this.registerModule('pooler', new BertPooler(config, options.device))
-  }
-
-  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<RobertaModel> {
-    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options, (config, device) => new RobertaModel(config, { device }), '', ROBERTA_FAMILY)
-    model.loadingInfo = loadingInfo
-    return model
-  }
-
-  savePretrained(dir: string): void {
-    savePretrainedTo(this, this.config, dir, 'RobertaModel')
-  }
-
-  /** savePretrained without holding the event loop while the files are written. */
-  savePretrainedAsync(dir: string): Promise<void> {
-    return savePretrainedToAsync(this, this.config, dir, 'RobertaModel')
   }
 
   /**
@@ -180,9 +167,12 @@ export class RobertaClassificationHead extends Module {
   }
 }
 
-export class RobertaForSequenceClassification extends Module {
-  /** What fromPretrained found missing / unexpected in the checkpoint. */
-  loadingInfo: LoadingInfo | null = null
+/**
+ * RobertaClassificationHead on <s>. fromPretrained on a base checkpoint
+ * initialises the head; a checkpoint's pooler (roberta.pooler.*) and MLM
+ * head (lm_head.*) are reported as unexpected, as transformers drops them.
+ */
+export class RobertaForSequenceClassification extends RobertaPreTrainedModel {
   readonly roberta: RobertaModel
   readonly classifier: RobertaClassificationHead
   readonly numLabels: number
@@ -194,32 +184,6 @@ export class RobertaForSequenceClassification extends Module {
     this.classifier = this.registerModule('classifier', new RobertaClassificationHead(config, options.device))
   }
 
-  /**
-   * Loads config.json + weights from a directory or Hub id. Weights the
-   * checkpoint lacks (a new head) are initialised normal(0,
-   * initializer_range) from `seed`; a line lists them on stderr. A
-   * checkpoint's pooler (roberta.pooler.*) and MLM head (lm_head.*) are
-   * reported as unexpected, as transformers drops them.
-   */
-  static async fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<RobertaForSequenceClassification> {
-    const { model, loadingInfo } = await buildFromPretrained(idOrDir, options,
-      (config, device) => new RobertaForSequenceClassification(config, { device }), 'roberta.', ROBERTA_FAMILY)
-    model.loadingInfo = loadingInfo
-    if (loadingInfo.missingKeys.length) {
-      process.stderr.write(`bertkit: some weights of RobertaForSequenceClassification were not in the checkpoint at ${idOrDir} and are newly initialized: [${loadingInfo.missingKeys.join(', ')}]\n`)
-    }
-    return model
-  }
-
-  savePretrained(dir: string): void {
-    savePretrainedTo(this, this.config, dir, 'RobertaForSequenceClassification')
-  }
-
-  /** savePretrained without holding the event loop while the files are written. */
-  savePretrainedAsync(dir: string): Promise<void> {
-    return savePretrainedToAsync(this, this.config, dir, 'RobertaForSequenceClassification')
-  }
-
   forward(inputs: RobertaForSequenceClassificationInputs): SequenceClassifierOutput {
     const { lastHiddenState, packed } = this.roberta.forward(inputs, { unpad: this.unpadsThisStep() })
     let logits: Tensor
@@ -228,14 +192,6 @@ export class RobertaForSequenceClassification extends Module {
     } finally {
       packed?.dispose()
     }
-    const labels = inputs.labels ?? null
-    if (!labels) return { loss: null, logits }
-    const loss = sequenceClassificationLoss('RobertaForSequenceClassification', this.problemType(labels), logits, labels, this.numLabels)
-    return { loss, logits }
-  }
-
-  /** The problem type transformers would pick: from the config, else from num_labels and the labels' dtype. */
-  problemType(labels: Tensor): ProblemType {
-    return problemTypeFor(this.config.problem_type, this.numLabels, labels)
+    return this.classifierOutput(logits, inputs.labels)
   }
 }

@@ -1,5 +1,5 @@
-// sentence-transformers' Transformer module: a Hugging Face encoder (BERT,
-// RoBERTa, DistilBERT, DeBERTa-v2) and its tokenizer; gives the last hidden
+// sentence-transformers' Transformer module: a Hugging Face encoder (the
+// base model of a registered family, lib/models/registry.ts) and its tokenizer; gives the last hidden
 // state as token embeddings. Reads both configurations sentence-transformers
 // writes: sentence_bert_config.json with max_seq_length / do_lower_case
 // (v2–v5), or none there and model_max_length in tokenizer_config.json (v6);
@@ -9,24 +9,15 @@ import { join } from 'node:path'
 import { Module } from '../../nn/module.js'
 import { tensor, type Tensor } from '../../tensor/tensor.js'
 import type { DeviceRequest } from '../../tensor/device.js'
-import { BertModel } from '../../models/bert/modeling_bert.js'
-import { RobertaModel } from '../../models/roberta/modeling_roberta.js'
-import { DistilBertModel } from '../../models/distilbert/modeling_distilbert.js'
-import { DebertaV2Model } from '../../models/deberta_v2/modeling_deberta_v2.js'
+import { familyOfModel, modelFamilies, modelFamily, type ModelFamily } from '../../models/families.js'
+import type { AnyModel, EncoderModel } from '../../models/registry.js'
 import { AutoTokenizer } from '../../tokenization/tokenization_auto.js'
 import type { PreTrainedTokenizerFast, BatchEncoding } from '../../tokenization/tokenization_utils_fast.js'
 import { atomicWriteFile } from '../../hub/safetensors.js'
 import { makeDirs } from '../../hub/dirs.js'
 import { readJson } from './io.js'
 
-export type AutoModel = BertModel | RobertaModel | DistilBertModel | DebertaV2Model
-
-const AUTO_MODELS: Record<string, { fromPretrained(dir: string, options?: { device?: DeviceRequest }): Promise<AutoModel> }> = {
-  bert: BertModel,
-  roberta: RobertaModel,
-  distilbert: DistilBertModel,
-  'deberta-v2': DebertaV2Model,
-}
+export type AutoModel = AnyModel
 
 // sentence-transformers' legacy names for the module's config file, tried in this order.
 const CONFIG_FILES = ['sentence_bert_config.json', 'sentence_roberta_config.json', 'sentence_distilbert_config.json',
@@ -65,11 +56,12 @@ export class Transformer extends Module {
     const configPath = join(dir, 'config.json')
     if (!existsSync(configPath)) throw new Error(`${dir}: no config.json for the Transformer module`)
     const modelType = (readJson(configPath) as { model_type?: unknown }).model_type
-    if (typeof modelType !== 'string' || !Object.hasOwn(AUTO_MODELS, modelType)) {
-      throw new Error(`${configPath}: model_type ${JSON.stringify(modelType)} is not supported as a sentence-transformers body; supported: ${Object.keys(AUTO_MODELS).join(', ')}`)
+    const family = modelFamily(modelType)
+    if (!family) {
+      throw new Error(`${configPath}: model_type ${JSON.stringify(modelType)} is not supported as a sentence-transformers body; supported: ${modelFamilies().map((f) => f.modelType).join(', ')}`)
     }
     const settings = readTransformerSettings(dir)
-    const autoModel = await AUTO_MODELS[modelType].fromPretrained(dir, { device: options.device })
+    const autoModel = await family.baseModel.fromPretrained(dir, { device: options.device }) as AutoModel
     const tokenizer = AutoTokenizer.fromDirectory(dir)
     const maxPositions = (autoModel.config as { max_position_embeddings?: number }).max_position_embeddings
     let maxSeqLength = settings.maxSeqLength
@@ -98,17 +90,14 @@ export class Transformer extends Module {
     const seq = enc.inputIds[0]?.length ?? 0
     const device = this.auto_model.parameters()[0].device
     const make = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape: [batch, seq], dtype: 'int32', device })
-    const usesTypes = this.auto_model instanceof BertModel || this.auto_model instanceof DebertaV2Model
+    const usesTypes = familyOf(this.auto_model).tokenTypes
     return { inputIds: make(enc.inputIds), attentionMask: make(enc.attentionMask), tokenTypeIds: usesTypes ? make(enc.tokenTypeIds) : null }
   }
 
   /** Token embeddings [batch, seq, hidden]: the encoder's last hidden state. */
   forward(features: TransformerFeatures): Tensor {
-    const m = this.auto_model
-    if (m instanceof BertModel) return m.forward(features, { skipPooler: true }).lastHiddenState
-    if (m instanceof RobertaModel) return m.forward(features).lastHiddenState
-    if (m instanceof DistilBertModel) return m.forward({ inputIds: features.inputIds, attentionMask: features.attentionMask }).lastHiddenState
-    return m.forward(features).lastHiddenState
+    // A model without token types is given none (features.tokenTypeIds is null then); a pooler's output is not needed.
+    return (this.auto_model as EncoderModel).forward(features, { skipPooler: true }).lastHiddenState
   }
 
   /** config.json + model.safetensors of the encoder, its tokenizer, and sentence_bert_config.json. */
@@ -120,11 +109,14 @@ export class Transformer extends Module {
   }
 }
 
+function familyOf(m: AutoModel): ModelFamily {
+  const family = familyOfModel(m)
+  if (!family) throw new Error(`sentence-transformers: ${m.constructor.name} is not the base model of a registered family`)
+  return family
+}
+
 function modelTypeOf(m: AutoModel): string {
-  if (m instanceof BertModel) return 'bert'
-  if (m instanceof RobertaModel) return 'roberta'
-  if (m instanceof DistilBertModel) return 'distilbert'
-  return 'deberta-v2'
+  return familyOf(m).modelType
 }
 
 /** max_seq_length (null when the file sets none) and do_lower_case from the module's config file. */

@@ -10,7 +10,7 @@
 // The GELUs run in double lanes and are rounded to float once at the end, so
 // their accuracy does not depend on how the float inputs cancel; the softmax
 // runs a float exp (see vecmath_kernels.h for the formulas). Measured by
-// scripts/vecmath-accuracy.cpp, on every one of the 2^32 float inputs for the
+// bench/vecmath-accuracy.cpp, on every one of the 2^32 float inputs for the
 // elementwise functions, against double references:
 //   GELU erf forward        max 0.500 ulp   (libm loop: 206 ulp)
 //   GELU erf derivative     max 0.562 ulp   (libm loop: 2.2e7 ulp)
@@ -63,7 +63,7 @@ struct Kernels {
   void (*dropout_apply)(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p,
                         float scale, const float* x, float* y, bool accumulate);
   // The double-precision building blocks on their own, for the accuracy sweep
-  // (scripts/vecmath-accuracy.cpp): y = e^a, y = erfc(t) for t >= 0, and
+  // (bench/vecmath-accuracy.cpp): y = e^a, y = erfc(t) for t >= 0, and
   // the float exp of the softmax.
   void (*exp_f64)(int64_t n, const double* a, double* y);
   void (*erfc_f64)(int64_t n, const double* t, double* y);
