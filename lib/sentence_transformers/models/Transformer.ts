@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { Module } from '../../nn/module.js'
 import { tensor, type Tensor } from '../../tensor/tensor.js'
+import { unpackRows } from '../../tensor/packing.js'
 import type { DeviceRequest } from '../../tensor/device.js'
 import { BertModel } from '../../models/bert/modeling_bert.js'
 import { RobertaModel } from '../../models/roberta/modeling_roberta.js'
@@ -102,13 +103,26 @@ export class Transformer extends Module {
     return { inputIds: make(enc.inputIds), attentionMask: make(enc.attentionMask), tokenTypeIds: usesTypes ? make(enc.tokenTypeIds) : null }
   }
 
-  /** Token embeddings [batch, seq, hidden]: the encoder's last hidden state. */
+  /**
+   * Token embeddings [batch, seq, hidden]: the encoder's last hidden state.
+   * Where unpadding is on (the CPU by default), the encoder runs on the real
+   * tokens only and its output is laid back out padded (zeros at the
+   * padding, which every pooling mode leaves out through the mask).
+   */
   forward(features: TransformerFeatures): Tensor {
     const m = this.auto_model
-    if (m instanceof BertModel) return m.forward(features, { skipPooler: true }).lastHiddenState
-    if (m instanceof RobertaModel) return m.forward(features).lastHiddenState
-    if (m instanceof DistilBertModel) return m.forward({ inputIds: features.inputIds, attentionMask: features.attentionMask }).lastHiddenState
-    return m.forward(features).lastHiddenState
+    const unpad = this.unpadsThisStep()
+    const { lastHiddenState, packed } =
+      m instanceof BertModel ? m.forward(features, { skipPooler: true, unpad })
+        : m instanceof RobertaModel ? m.forward(features, { unpad })
+          : m instanceof DistilBertModel ? m.forward({ inputIds: features.inputIds, attentionMask: features.attentionMask }, { unpad })
+            : m.forward(features, { unpad })
+    if (!packed) return lastHiddenState
+    try {
+      return unpackRows(lastHiddenState, packed)
+    } finally {
+      packed.dispose()
+    }
   }
 
   /** config.json + model.safetensors of the encoder, its tokenizer, and sentence_bert_config.json. */
