@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import os from 'node:os'
 import { SentenceTransformer } from '../../lib/sentence_transformers/SentenceTransformer.js'
 import { closePerTensor } from '../helpers/golden.js'
+import { setUnpadding } from '../../lib/tensor/packing.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'setfit')
 const expected = JSON.parse(readFileSync(join(fixtures, 'embeddings.json'), 'utf8')) as {
@@ -22,11 +23,19 @@ for (const [name, body] of Object.entries(expected.bodies)) {
     t.teardown(() => model.dispose())
     t.equal(model.getSentenceEmbeddingDimension(), body.dim, 'embedding dimension')
     t.equal(model.maxSeqLength, body.max_seq_length, 'max_seq_length as sentence-transformers reads it')
-    for (const batchSize of [32, 3, 1]) {
-      const e = model.encode(expected.sentences, { batchSize })
-      t.same([e.rows, e.cols], [expected.sentences.length, body.dim])
-      const c = closePerTensor(e.data, body.embeddings.flat(), 1e-5, 1e-6)
-      t.ok(c.ok, `batch ${batchSize}: ${c.msg}`)
+    // Both layouts: the real tokens only (the CPU default) and padded.
+    for (const unpad of ['on', 'off'] as const) {
+      setUnpadding(unpad)
+      try {
+        for (const batchSize of [32, 3, 1]) {
+          const e = model.encode(expected.sentences, { batchSize })
+          t.same([e.rows, e.cols], [expected.sentences.length, body.dim])
+          const c = closePerTensor(e.data, body.embeddings.flat(), 1e-5, 1e-6)
+          t.ok(c.ok, `unpadding ${unpad}, batch ${batchSize}: ${c.msg}`)
+        }
+      } finally {
+        setUnpadding('auto')
+      }
     }
     const normalized = model.encode(expected.sentences.slice(0, 4), { normalizeEmbeddings: true })
     for (let r = 0; r < 4; r++) {

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { Module } from '../../nn/module.js'
 import { tensor, type Tensor } from '../../tensor/tensor.js'
+import { unpackRows } from '../../tensor/packing.js'
 import type { DeviceRequest } from '../../tensor/device.js'
 import { familyOfModel, modelFamilies, modelFamily, type ModelFamily } from '../../models/families.js'
 import type { AnyModel, EncoderModel } from '../../models/registry.js'
@@ -94,10 +95,21 @@ export class Transformer extends Module {
     return { inputIds: make(enc.inputIds), attentionMask: make(enc.attentionMask), tokenTypeIds: usesTypes ? make(enc.tokenTypeIds) : null }
   }
 
-  /** Token embeddings [batch, seq, hidden]: the encoder's last hidden state. */
+  /**
+   * Token embeddings [batch, seq, hidden]: the encoder's last hidden state.
+   * Where unpadding is on (the CPU by default), the encoder runs on the real
+   * tokens only and its output is laid back out padded (zeros at the
+   * padding, which every pooling mode leaves out through the mask).
+   */
   forward(features: TransformerFeatures): Tensor {
     // A model without token types is given none (features.tokenTypeIds is null then); a pooler's output is not needed.
-    return (this.auto_model as EncoderModel).forward(features, { skipPooler: true }).lastHiddenState
+    const { lastHiddenState, packed } = (this.auto_model as EncoderModel).forward(features, { skipPooler: true, unpad: this.unpadsThisStep() })
+    if (!packed) return lastHiddenState
+    try {
+      return unpackRows(lastHiddenState, packed)
+    } finally {
+      packed.dispose()
+    }
   }
 
   /** config.json + model.safetensors of the encoder, its tokenizer, and sentence_bert_config.json. */
