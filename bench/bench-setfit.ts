@@ -54,10 +54,11 @@ function runBertkit(model: string, dataDir: string, n: number, seed: number): Ru
   }
 }
 
-// torch's OpenMP threads spin while they wait by default; on a machine shared with other jobs that
-// made a MiniLM step ~10x slower (about 50 s instead of 5 s at load 10 on 2 cores). PASSIVE is
-// torch's fastest setting here (1 thread: 6-10 s a step), so the Python side runs with it.
-const PYTHON_ENV = { OMP_WAIT_POLICY: 'PASSIVE' }
+// torch's OpenMP threads spin while they wait by default. That is the fastest setting on a quiet
+// machine (the default, as a user runs it); on a machine shared with other jobs the spinning made a
+// MiniLM step ~10x slower (about 50 s instead of 5 s at load 10 on 2 cores), and
+// `--omp-wait-policy passive` is torch's fastest setting there.
+let PYTHON_ENV: Record<string, string> = {}
 
 function runSetfit(python: string, model: string, dataDir: string, n: number, seed: number): Run {
   const dir = mkdtempSync(join(tmpdir(), 'setfit-bench-'))
@@ -142,6 +143,9 @@ function main(argv: string[]): void {
   const out = flag(argv, 'out', join(root, 'benchmarks', 'setfit-cpu-minilm'))
   const python = flag(argv, 'python', 'python3')
   const only = flag(argv, 'only', 'both')
+  const waitPolicy = flag(argv, 'omp-wait-policy', 'default')
+  if (waitPolicy === 'passive') PYTHON_ENV = { OMP_WAIT_POLICY: 'PASSIVE' }
+  else if (waitPolicy !== 'default') throw new Error(`--omp-wait-policy must be default or passive, got ${waitPolicy}`)
   const jsonPath = `${out}.json`
   const runs: Run[] = existsSync(jsonPath) ? JSON.parse(readFileSync(jsonPath, 'utf8')).runs : []
   const meta = {
@@ -149,7 +153,7 @@ function main(argv: string[]): void {
     command: `node dist/bench/bench-setfit.js ${argv.join(' ')}`,
     model,
     data: `${dataDir} (raw rt-polarity files, Hugging Face's train / test split)`,
-    python: `environment ${JSON.stringify(PYTHON_ENV)}, torch's default threads (2); bertkit: its default thread pool (2 threads)`,
+    python: `environment ${Object.keys(PYTHON_ENV).length ? JSON.stringify(PYTHON_ENV) : 'as a user runs it (OMP_WAIT_POLICY unset)'}, torch's default threads (2); bertkit: its default thread pool (2 threads)`,
     settings: 'setfit defaults: batch 16, 1 epoch of pairs (oversampling), body lr 2e-5, warm-up 10 %, LogisticRegression head; seed = sampling seed = training seed',
   }
   const save = () => {
