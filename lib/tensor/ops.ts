@@ -342,18 +342,33 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
   // The node owns the temporaries (mean, rstd, x + residual); they die with it.
   return record('layerNorm', out, [x, weight, bias, residual],
     [summed ?? save(x), save(weight), meanT, rstdT],
-    (g, [gx, gw, gb, gr], [sNormalised, sWeight, sMean, sRstd]) => {
-      // The same gradient flows to x and to the residual: compute it once.
+    (g, [gx, gw, gb, gr], [sNormalised, sWeight, sMean, sRstd], [freshX, , , freshR]) => {
+      // The same gradient flows to x and to the residual: compute it once, into
+      // a buffer that holds nothing yet when there is one (the kernel adds to
+      // its dx, so that one is zeroed here rather than by the engine), and add
+      // it to the other; a scratch buffer only when both already hold sums.
       let dx = gx ?? gr
+      let zero = gx ? freshX : freshR
+      let other: Tensor | null = null
+      let otherFresh = false
       let scratch: Tensor | null = null
       if (gx && gr) {
-        scratch = emptyUntracked(g.shape, g.device)
-        addon.fill(scratch.buffer, scratch.numel, 0)
-        dx = scratch
+        if (freshX || freshR) {
+          dx = freshX ? gx : gr
+          other = freshX ? gr : gx
+          otherFresh = freshX ? freshR : false
+          zero = true
+        } else {
+          scratch = emptyUntracked(g.shape, g.device)
+          dx = scratch
+          zero = true
+        }
       }
       try {
+        if (dx && zero) addon.fill(dx.buffer, dx.numel, 0)
         addon.layernormBackward(rows, cols, sNormalised!.buffer, sWeight!.buffer, sMean!.buffer, sRstd!.buffer, g.buffer,
           dx ? dx.buffer : null, gw ? gw.buffer : null, gb ? gb.buffer : null)
+        if (other) addon.axpby(dx!.numel, 1, dx!.buffer, otherFresh ? 0 : 1, other.buffer)
         if (scratch) {
           addon.axpby(scratch.numel, 1, scratch.buffer, 1, gx!.buffer)
           addon.axpby(scratch.numel, 1, scratch.buffer, 1, gr!.buffer)
@@ -361,7 +376,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
       } finally {
         scratch?.dispose()
       }
-    })
+    }, [true, false, false, true])
 }
 
 // ---- embedding ---------------------------------------------------------------------

@@ -11,6 +11,7 @@
 
 #include "cpu_backend.h"
 #include "thread_pool.h"
+#include "vecmath.h"
 
 namespace bertkit {
 
@@ -60,6 +61,16 @@ double blocked_sum(int64_t n, const float* x, Term term) {
 }  // namespace
 
 void CpuBackend::fill(float* x, int64_t n, float value) {
+  // Buffers past a few MB (the word embeddings' gradient: 47 MB for MiniLM,
+  // 89 MB for bert-base, zeroed every step) are not read back from cache
+  // anyway: stream them.
+  const vecmath::Kernels* simd = vecmath::simd();
+  if (simd && n >= (int64_t{1} << 20)) {
+    ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+      simd->fill_stream(end - begin, value, x + begin);
+    });
+    return;
+  }
   ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) x[i] = value;
   });

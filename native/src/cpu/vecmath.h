@@ -68,6 +68,10 @@ struct Kernels {
   void (*exp_f64)(int64_t n, const double* a, double* y);
   void (*erfc_f64)(int64_t n, const double* t, double* y);
   void (*exp_f32)(int64_t n, const float* a, float* y);
+  // x[0..n) = value with non-temporal stores: for buffers far larger than the
+  // caches (a gradient of the word embeddings), which then skip the read
+  // that an ordinary store does first; about twice as fast on this machine.
+  void (*fill_stream)(int64_t n, float value, float* x);
 };
 
 // The kernels for the widest instruction set this CPU runs (capped by

@@ -57,6 +57,10 @@ struct Avx2 {
     _mm256_storeu_ps(p, v.lo);
     _mm256_storeu_ps(p + 8, v.hi);
   }
+  static void streamf(float* p, F v) {  // p 64-byte aligned
+    _mm256_stream_ps(p, v.lo);
+    _mm256_stream_ps(p + 8, v.hi);
+  }
   static F fset(float v) { return {_mm256_set1_ps(v), _mm256_set1_ps(v)}; }
   static F fadd(F a, F b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
   static F fsub(F a, F b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }

@@ -41,6 +41,7 @@ struct Avx512 {
   // ---- float lanes
   static F loadf(const float* p) { return _mm512_loadu_ps(p); }
   static void storef(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static void streamf(float* p, F v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
   static F fset(float v) { return _mm512_set1_ps(v); }
   static F fadd(F a, F b) { return _mm512_add_ps(a, b); }
   static F fsub(F a, F b) { return _mm512_sub_ps(a, b); }

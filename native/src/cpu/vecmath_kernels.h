@@ -411,6 +411,16 @@ void exp_f32(int64_t n, const float* a, float* y) {
 }
 
 template <class S>
+void fill_stream(int64_t n, float value, float* x) {
+  int64_t i = 0;
+  while (i < n && (reinterpret_cast<uintptr_t>(x + i) & 63) != 0) x[i++] = value;
+  const typename S::F v = S::fset(value);
+  for (; i + kW <= n; i += kW) S::streamf(x + i, v);
+  for (; i < n; ++i) x[i] = value;
+  _mm_sfence();  // orders the streaming stores before whatever this thread does next
+}
+
+template <class S>
 Kernels make_kernels(Isa isa, const char* name) {
   return Kernels{isa,
                  name,
@@ -423,5 +433,6 @@ Kernels make_kernels(Isa isa, const char* name) {
                  dropout_apply<S>,
                  exp_f64<S>,
                  erfc_f64<S>,
-                 exp_f32<S>};
+                 exp_f32<S>,
+                 fill_stream<S>};
 }

@@ -25,7 +25,8 @@ export function elementwiseCases(): OpCase[] {
   const cases: OpCase[] = []
   let seed = 1000
 
-  for (const [n, size] of [[1, 'quick'], [2664, 'quick'], [100003, 'quick'], [1000003, 'full']] as const) {
+  // 2^20 + 7 floats and up take the streaming-store fill (unaligned thread chunks, a tail).
+  for (const [n, size] of [[1, 'quick'], [2664, 'quick'], [100003, 'quick'], [1000003, 'full'], [1048583, 'quick']] as const) {
     cases.push({
       op: 'fill', label: `n=${n}`, size,
       setup: (io) => { const x = io.nan(n); return { call: () => N().fill(x, n, -3.25), outputs: { x } } },
