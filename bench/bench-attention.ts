@@ -17,15 +17,11 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { DEVICE_CODE, DTYPE_CODE, native, type NativeBuffer } from '../lib/native.js'
 import { rng } from '../test/helpers/reference.js'
+import { args, REPO_ROOT, middleSample, numberFlag } from './common.js'
 
-const root = join(__dirname, '..', '..')
-const args = process.argv.slice(2)
-function opt(name: string, fallback: number): number {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? Number(args[i + 1]) : fallback
-}
-const threads = opt('threads', 2)
-const rounds = opt('rounds', 3)
+const root = REPO_ROOT
+const threads = numberFlag('threads', 2)
+const rounds = numberFlag('rounds', 3)
 const write = !args.includes('--no-write')
 const addon = native()
 addon.setNumThreads(threads)
@@ -51,10 +47,6 @@ function random(n: number, seed: number): NativeBuffer {
   return f32(Float32Array.from({ length: n }, () => 2 * r() - 1))
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]
-}
 /** ms per call of fn, median of reps after 2 warm-ups (each call synchronised: CPU ops may be queued). */
 function time(fn: () => void, budgetMs = 400): number {
   for (let i = 0; i < 2; i++) { fn(); addon.synchronize(CPU) }
@@ -66,7 +58,7 @@ function time(fn: () => void, budgetMs = 400): number {
     addon.synchronize(CPU)
     samples.push(performance.now() - t0)
   }
-  return median(samples)
+  return middleSample(samples)
 }
 
 type Side = 'materialized' | 'fused'

@@ -23,14 +23,11 @@ import { TrainingArguments } from '../lib/train/training_args.js'
 import { getDefaultGroup, initProcessGroup, type ProcessGroup } from '../lib/distributed/index.js'
 import { empty } from '../lib/tensor/tensor.js'
 import { loadNative } from '../lib/native.js'
+import { MINILM_SHAPE, median } from './common.js'
 
-const shape = { vocab_size: 30522, hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 12, intermediate_size: 1536, max_position_embeddings: 512, type_vocab_size: 2, num_labels: 2 }
+const shape = MINILM_SHAPE
 const SEQ = 64
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 
 // ---- worker: one training run (one rank of it) ------------------------------------
 

@@ -13,18 +13,14 @@ import os from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { BertConfig, BertForSequenceClassification, Dataset, DataCollatorWithPadding, Trainer, TrainingArguments, manualSeed, loadNative } from '../lib/index.js'
 import { native, DEVICE_CODE } from '../lib/native.js'
+import { args, flag } from './common.js'
 
-const args = process.argv.slice(2)
-const opt = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback
-}
-const shapeName = opt('shape', 'bert-base')
-const steps = Number(opt('steps', '8'))
-const threads = Number(opt('threads', '2'))
-const batch = Number(opt('batch', '16'))
-const seq = Number(opt('seq', '64'))
-const saveSteps = Number(opt('save-steps', '0'))
+const shapeName = flag('shape', 'bert-base')
+const steps = Number(flag('steps', '8'))
+const threads = Number(flag('threads', '2'))
+const batch = Number(flag('batch', '16'))
+const seq = Number(flag('seq', '64'))
+const saveSteps = Number(flag('save-steps', '0'))
 native().setNumThreads(threads)
 
 const shapes: Record<string, Record<string, number>> = {

@@ -15,15 +15,11 @@ import { writeFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'nod
 import { join, dirname } from 'node:path'
 import os from 'node:os'
 import { native, DTYPE_CODE, type NativeBuffer } from '../lib/native.js'
+import { args, flag, median } from './common.js'
 
-const args = process.argv.slice(2)
-const opt = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : fallback
-}
-const reps = Number(opt('reps', '5'))
-const threads = Number(opt('threads', '2'))
-const outBase = opt('out', join('benchmarks', 'gemm-bf16-cpu'))
+const reps = Number(flag('reps', '5'))
+const threads = Number(flag('threads', '2'))
+const outBase = flag('out', join('benchmarks', 'gemm-bf16-cpu'))
 const N = native()
 N.setNumThreads(threads)
 
@@ -47,10 +43,6 @@ function buf(dtype: 'float32' | 'bfloat16', n: number): NativeBuffer {
   return b
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 
 function main() {
   const tmp = mkdtempSync(join(os.tmpdir(), 'bertkit-peak-'))

@@ -10,17 +10,13 @@ import { join } from 'node:path'
 import os from 'node:os'
 import { BertConfig, BertForSequenceClassification, AdamW, clipGradNorm, tidy, tensor, manualSeed, memoryStats, synchronize } from '../lib/index.js'
 import { native } from '../lib/native.js'
+import { args, flag } from './common.js'
 
-const args = process.argv.slice(2)
-const opt = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : fallback
-}
-const steps = Number(opt('steps', '2'))
+const steps = Number(flag('steps', '2'))
 // e.g. -mmap for a run under MALLOC_MMAP_THRESHOLD_ (glibc then maps every large block and unmaps it when freed).
-const suffix = opt('out-suffix', '')
-const batch = Number(opt('batch', '32'))
-const seq = Number(opt('seq', '128'))
+const suffix = flag('out-suffix', '')
+const batch = Number(flag('batch', '32'))
+const seq = Number(flag('seq', '128'))
 const shape = { vocab_size: 28996, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, max_position_embeddings: 512, type_vocab_size: 2, num_labels: 2 }
 
 function statusMiB(field: string): number {
@@ -66,9 +62,9 @@ function run(variant: string): Result {
 }
 
 if (args.includes('--child')) {
-  console.log(JSON.stringify(run(opt('variant', 'full'))))
+  console.log(JSON.stringify(run(flag('variant', 'full'))))
 } else {
-  const variants = opt('variants', 'full,full+ckpt').split(',')
+  const variants = flag('variants', 'full,full+ckpt').split(',')
   const results: Result[] = []
   const loadavg = os.loadavg().map((x) => x.toFixed(2)).join(' ')
   for (const variant of variants) {

@@ -12,20 +12,16 @@ import {
   LoraConfig, getPeftModel, type Tensor, type LoraConfigInit,
 } from '../lib/index.js'
 import { native } from '../lib/native.js'
+import { MINILM_SHAPE, middleSample, numberFlag } from './common.js'
 
-const args = process.argv.slice(2)
-const opt = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? Number(args[i + 1]) : fallback
-}
-const steps = opt('steps', 10)
-const warmup = opt('warmup', 2)
-const repeats = opt('repeats', 2)
-const threads = opt('threads', 2)
-const batch = opt('batch', 16)
-const seq = opt('seq', 64)
+const steps = numberFlag('steps', 10)
+const warmup = numberFlag('warmup', 2)
+const repeats = numberFlag('repeats', 2)
+const threads = numberFlag('threads', 2)
+const batch = numberFlag('batch', 16)
+const seq = numberFlag('seq', 64)
 
-const shape = { vocab_size: 30522, hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 12, intermediate_size: 1536, max_position_embeddings: 512, type_vocab_size: 2, num_labels: 2 }
+const shape = MINILM_SHAPE
 const strategies: Record<string, LoraConfigInit | null> = {
   full: null,
   'lora r=8 query+value (+classifier)': { r: 8, loraAlpha: 16, loraDropout: 0.1, targetModules: ['query', 'value'], modulesToSave: ['classifier'] },
@@ -33,10 +29,6 @@ const strategies: Record<string, LoraConfigInit | null> = {
 }
 type Strategy = keyof typeof strategies
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]
-}
 
 const MiB = 2 ** 20
 
@@ -132,8 +124,8 @@ function measureTime(names: Strategy[]) {
   }
   for (const s of setups) s.dispose()
   return names.map((name, i) => ({
-    name, medianMs: median(times[i]), minMs: Math.min(...times[i]),
-    speedup: median(times[0].map((full, r) => full / times[i][r])),
+    name, medianMs: middleSample(times[i]), minMs: Math.min(...times[i]),
+    speedup: middleSample(times[0].map((full, r) => full / times[i][r])),
   }))
 }
 

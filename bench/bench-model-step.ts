@@ -12,20 +12,16 @@ import {
   freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, parameterSummary, loadNative,
 } from '../lib/index.js'
 import { native } from '../lib/native.js'
+import { args, MINILM_SHAPE, middleSample, numberFlag } from './common.js'
 
-const args = process.argv.slice(2)
-const opt = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? Number(args[i + 1]) : fallback
-}
-const steps = opt('steps', 10)
-const warmup = opt('warmup', 2)
-const threads = opt('threads', 2)
-const batch = opt('batch', 16)
-const seq = opt('seq', 64)
+const steps = numberFlag('steps', 10)
+const warmup = numberFlag('warmup', 2)
+const threads = numberFlag('threads', 2)
+const batch = numberFlag('batch', 16)
+const seq = numberFlag('seq', 64)
 const withTorch = !args.includes('--no-torch')
 
-const shape = { vocab_size: 30522, hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 12, intermediate_size: 1536, max_position_embeddings: 512, type_vocab_size: 2, num_labels: 2 }
+const shape = MINILM_SHAPE
 type Strategy = 'full' | 'head' | 'embeddings+lower-half'
 const strategies: Strategy[] = ['full', 'head', 'embeddings+lower-half']
 
@@ -39,10 +35,6 @@ function resetPeakRss(): void {
   writeFileSync('/proc/self/clear_refs', '5')
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]
-}
 
 function benchBertkit(strategy: Strategy) {
   manualSeed(0)
@@ -87,7 +79,7 @@ function benchBertkit(strategy: Strategy) {
   const peakRss = statusMiB('VmHWM') - rssBase + (summary.total * 4) / 2 ** 20
   optimizer.dispose()
   model.dispose()
-  return { stepMs: median(times), peakNativeMiB: peakNative / 2 ** 20, peakRssMiB: peakRss, baselineMiB: baseline / 2 ** 20, trainable: summary.trainable, total: summary.total }
+  return { stepMs: middleSample(times), peakNativeMiB: peakNative / 2 ** 20, peakRssMiB: peakRss, baselineMiB: baseline / 2 ** 20, trainable: summary.trainable, total: summary.total }
 }
 
 function benchTorch(strategy: Strategy) {

@@ -19,16 +19,12 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { ACTIVATION_CODE, DEVICE_CODE, DTYPE_CODE, native, type NativeBuffer } from '../lib/native.js'
+import { args, REPO_ROOT, numberFlag } from './common.js'
 
-const root = join(__dirname, '..', '..')
-const args = process.argv.slice(2)
-function opt(name: string, fallback: number): number {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? Number(args[i + 1]) : fallback
-}
-const threads = opt('threads', 2)
-const rounds = opt('rounds', 4)
-const budgetSeconds = opt('budget', 0.5)
+const root = REPO_ROOT
+const threads = numberFlag('threads', 2)
+const rounds = numberFlag('rounds', 4)
+const budgetSeconds = numberFlag('budget', 0.5)
 const warmup = 2
 const minReps = 5
 const maxReps = 50

@@ -16,15 +16,11 @@ import { writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join, relative } from 'node:path'
 import { DEVICE_CODE, DTYPE_CODE, native, type NativeBuffer } from '../lib/native.js'
+import { args, REPO_ROOT, median, numberFlag } from './common.js'
 
-const args = process.argv.slice(2)
-function opt(name: string, fallback: number): number {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? Number(args[i + 1]) : fallback
-}
-const threads = opt('threads', 2)
-const reps = opt('reps', 10)
-const layers = opt('layers', 12)
+const threads = numberFlag('threads', 2)
+const reps = numberFlag('reps', 10)
+const layers = numberFlag('layers', 12)
 const warmup = 2
 
 interface Shape { name: string; n: number; decay: boolean }
@@ -115,10 +111,6 @@ for (let r = 0; r < warmup + reps; r++) {
 }
 const loadAfter = os.loadavg()
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 const bytesPerStep = total * 4 * (1 + 7)  // norm reads grads; the step reads 4 arrays and writes 3
 const rows = names.map((name) => {
   const ms = median(times[name])
@@ -133,7 +125,7 @@ const speedup = rows[0].ms / rows[1].ms
 console.log(`multi-tensor / per tensor: ${speedup.toFixed(2)}x faster`)
 
 if (!args.includes('--no-write')) {
-  const root = join(__dirname, '..', '..')
+  const root = REPO_ROOT
   const commandLine = [process.env.BERTKIT_ADDON_PATH ? `BERTKIT_ADDON_PATH=${relative(root, process.env.BERTKIT_ADDON_PATH)}` : '',
     'node', relative(root, process.argv[1]), ...args].filter(Boolean).join(' ')
   const cpus = os.cpus()

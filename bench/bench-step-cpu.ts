@@ -22,25 +22,21 @@ import {
   freezeAllExcept, freezeIndexRange, setUnpadding, loadNative,
 } from '../lib/index.js'
 import { native } from '../lib/native.js'
+import { args, MINILM_SHAPE, flag, median } from './common.js'
 
-const args = process.argv.slice(2)
-const opt = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : fallback
-}
-const tokenized = opt('tokenized', '')
+const tokenized = flag('tokenized', '')
 if (!tokenized) throw new Error('usage: npm run bench:step -- --tokenized rt_minilm.json [--reps 3] [--steps 12] [--warmup 3] [--threads 2] [--strategies full,head,index100] [--no-torch]')
-const reps = Number(opt('reps', '3'))
-const steps = Number(opt('steps', '12'))
-const warmup = Number(opt('warmup', '3'))
-const threads = Number(opt('threads', '2'))
-const strategies = opt('strategies', 'full,head,index100').split(',') as Strategy[]
+const reps = Number(flag('reps', '3'))
+const steps = Number(flag('steps', '12'))
+const warmup = Number(flag('warmup', '3'))
+const threads = Number(flag('threads', '2'))
+const strategies = flag('strategies', 'full,head,index100').split(',') as Strategy[]
 const withTorch = !args.includes('--no-torch')
-const outBase = opt('out', join('benchmarks', 'step-cpu'))
+const outBase = flag('out', join('benchmarks', 'step-cpu'))
 const batchSize = 16
 
 type Strategy = 'full' | 'head' | 'index100'
-const shape = { vocab_size: 30522, hidden_size: 384, num_hidden_layers: 6, num_attention_heads: 12, intermediate_size: 1536, max_position_embeddings: 512, type_vocab_size: 2, num_labels: 2 }
+const shape = MINILM_SHAPE
 
 // The batches: the train split shuffled (a fixed LCG, so both sides get the same), batches of 16.
 const data = JSON.parse(readFileSync(tokenized, 'utf8')) as { train: { input_ids: number[][]; labels: number[] } }
@@ -72,10 +68,6 @@ function collate(idx: number[]) {
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 
 interface Config { library: 'bertkit' | 'torch'; strategy: Strategy; precision: 'fp32' | 'bf16'; unpad: boolean }
 

@@ -4,7 +4,8 @@ Prints one JSON line: {"stepMs", "peakMiB", "torch"}."""
 import argparse, json, statistics, time
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+
+from minilm_torch import minilm_model
 
 p = argparse.ArgumentParser()
 p.add_argument("--strategy", default="full")
@@ -15,12 +16,7 @@ p.add_argument("--batch", type=int, default=16)
 p.add_argument("--seq", type=int, default=64)
 a = p.parse_args()
 
-torch.set_num_threads(a.threads)
-torch.manual_seed(0)
-cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                 intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2, num_labels=2)
-model = BertForSequenceClassification(cfg)
-model.train()
+model = minilm_model(a.threads)
 names = [n for n, _ in model.named_parameters()]
 for n, prm in model.named_parameters():
     if a.strategy == "head":

@@ -5,7 +5,8 @@ Prints one JSON line: {"stepMs", "torch"} (median of the steps after --warmup)."
 import argparse, json, statistics, time
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+
+from minilm_torch import minilm_model
 
 p = argparse.ArgumentParser()
 p.add_argument("--batches", required=True)
@@ -15,12 +16,7 @@ p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--threads", type=int, default=2)
 a = p.parse_args()
 
-torch.set_num_threads(a.threads)
-torch.manual_seed(0)
-cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                 intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2, num_labels=2)
-model = BertForSequenceClassification(cfg)
-model.train()
+model = minilm_model(a.threads)
 for i, (n, prm) in enumerate(model.named_parameters()):
     if a.strategy == "head":
         prm.requires_grad = n.startswith("classifier")

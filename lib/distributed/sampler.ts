@@ -3,41 +3,20 @@
 // under a torch.Generator seeded with seed + epoch — so a bertkit run and a
 // PyTorch DDP run over the same data see the same rows on the same rank.
 
+import { MT19937, torchShuffledRange } from '../setfit/random.js'
+
 /**
  * The Mersenne Twister (MT19937) of a torch CPU generator: manual_seed(s)
  * seeds it with the low 32 bits of s as init_genrand does, and random()
  * returns its next 32-bit output.
  */
-export class TorchGenerator {
-  private readonly mt = new Uint32Array(624)
-  private index = 624
-
+export class TorchGenerator extends MT19937 {
   constructor(seed: number | bigint) {
-    this.mt[0] = Number(BigInt.asUintN(32, BigInt(seed)))
-    for (let i = 1; i < 624; i++) {
-      const prev = this.mt[i - 1] ^ (this.mt[i - 1] >>> 30)
-      // 1812433253 * prev + i, modulo 2^32.
-      this.mt[i] = (Math.imul(1812433253, prev) + i) >>> 0
-    }
+    super(Number(BigInt.asUintN(32, BigInt(seed))))
   }
 
   random(): number {
-    if (this.index >= 624) this.twist()
-    let y = this.mt[this.index++]
-    y ^= y >>> 11
-    y ^= (y << 7) & 0x9d2c5680
-    y ^= (y << 15) & 0xefc60000
-    y ^= y >>> 18
-    return y >>> 0
-  }
-
-  private twist(): void {
-    const mt = this.mt
-    for (let k = 0; k < 624; k++) {
-      const y = (mt[k] & 0x80000000) | (mt[(k + 1) % 624] & 0x7fffffff)
-      mt[k] = mt[(k + 397) % 624] ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0)
-    }
-    this.index = 0
+    return this.nextUint32()
   }
 }
 
@@ -49,14 +28,7 @@ export function torchRandperm(n: number, seed: number | bigint): number[] {
   if (!Number.isInteger(n) || n < 0) throw new Error(`randperm: n must be a non-negative integer, got ${n}`)
   if (n >= 2 ** 32) throw new Error(`randperm: n = ${n} needs torch's 64-bit draws, which are not reproduced here`)
   const g = new TorchGenerator(seed)
-  const r = Array.from({ length: n }, (_, i) => i)
-  for (let i = 0; i < n - 1; i++) {
-    const z = g.random() % (n - i)
-    const t = r[i]
-    r[i] = r[z + i]
-    r[z + i] = t
-  }
-  return r
+  return torchShuffledRange(n, () => g.random())
 }
 
 export interface DistributedSamplerOptions {

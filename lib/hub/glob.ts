@@ -28,16 +28,21 @@ function charClass(pattern: string, i: number): { re: string; next: number } | n
   return { re: `[${negate ? '^' : ''}${body}]`, next: j + 1 }
 }
 
-/** Python's fnmatch.translate: whole-string match, `*` matches any characters including `/`. */
-export function fnmatchToRegExp(pattern: string): RegExp {
+/**
+ * A wildcard pattern as regex source, in one dialect: `*` as star(i) says
+ * (its regex and the index after it), `?` as `any`, `[...]` as a character
+ * class (a lone `[` literally), everything else literally.
+ */
+function translate(pattern: string, any: string, star: (i: number) => { re: string; next: number }): string {
   let re = ''
   for (let i = 0; i < pattern.length;) {
     const c = pattern[i]
     if (c === '*') {
-      re += '.*'
-      i++
+      const s = star(i)
+      re += s.re
+      i = s.next
     } else if (c === '?') {
-      re += '.'
+      re += any
       i++
     } else if (c === '[') {
       const cls = charClass(pattern, i)
@@ -53,7 +58,12 @@ export function fnmatchToRegExp(pattern: string): RegExp {
       i++
     }
   }
-  return new RegExp(`^${re}$`, 's')
+  return re
+}
+
+/** Python's fnmatch.translate: whole-string match, `*` matches any characters including `/`. */
+export function fnmatchToRegExp(pattern: string): RegExp {
+  return new RegExp(`^${translate(pattern, '.', (i) => ({ re: '.*', next: i + 1 }))}$`, 's')
 }
 
 /** huggingface_hub's filter_repo_objects: a pattern ending in "/" means everything below that folder. */
@@ -66,32 +76,13 @@ export function matchesRepoPatterns(path: string, allow?: string | string[], ign
   return true
 }
 
+/** One path component of a glob: `*` and `?` stay inside it. */
 function globComponent(comp: string): string {
-  let re = ''
-  for (let i = 0; i < comp.length;) {
-    const c = comp[i]
-    if (c === '*') {
-      // "**" glued to other characters acts as "*" in glob, not as a recursive wildcard.
-      while (comp[i] === '*') i++
-      re += '[^/]*'
-    } else if (c === '?') {
-      re += '[^/]'
-      i++
-    } else if (c === '[') {
-      const cls = charClass(comp, i)
-      if (cls) {
-        re += cls.re
-        i = cls.next
-      } else {
-        re += '\\['
-        i++
-      }
-    } else {
-      re += escapeRegExp(c)
-      i++
-    }
-  }
-  return re
+  return translate(comp, '[^/]', (i) => {
+    // "**" glued to other characters acts as "*" in glob, not as a recursive wildcard.
+    while (comp[i] === '*') i++
+    return { re: '[^/]*', next: i }
+  })
 }
 
 /** A glob over "/"-separated relative paths, as fsspec (>= 2023.12) and Python's glob match them. */

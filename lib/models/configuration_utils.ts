@@ -126,6 +126,22 @@ export class ConfigChecker {
     return v
   }
 
+  /** `field` must be a multiple of `divisor` (both already checked as sizes), e.g. hidden_size of num_attention_heads. */
+  multipleOf(field: string, divisor: string): void {
+    const v = this.values[field] as number, d = this.values[divisor] as number
+    if (v % d !== 0) throw new Error(`${this.source}: ${field} ${v} is not a multiple of ${divisor} ${d}`)
+  }
+
+  /**
+   * model_type a string, and the sizes of a BERT-shaped encoder (vocab_size,
+   * hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,
+   * max_position_embeddings), in that order.
+   */
+  encoderSizes(): void {
+    if (typeof this.values.model_type !== 'string') this.fail('model_type', 'a string')
+    for (const field of ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'max_position_embeddings'] as const) this.size(field)
+  }
+
   bool(field: string): boolean {
     const v = this.values[field]
     if (typeof v !== 'boolean') this.fail(field, 'true or false')
@@ -229,4 +245,38 @@ export function checkProblemType(source: string, problemType: unknown, numLabels
     // transformers refuses this too: one logit cannot be a softmax over classes.
     throw new Error(`${source}: problem_type "single_label_classification" needs num_labels > 1 (use num_labels 2 for binary classification, or problem_type "regression")`)
   }
+}
+
+/** The label fields every family's config holds, as transformers' PretrainedConfig does. */
+export interface LabelConfigFields {
+  num_labels: number
+  id2label: Record<string, string>
+  label2id: Record<string, number>
+  problem_type: ProblemType | null
+}
+
+export const LABEL_KEYS = ['num_labels', 'id2label', 'label2id'] as const
+
+/**
+ * A config constructor's assignment, shared by every family: `defaults`, then
+ * the given fields, then the label fields made consistent (labelFields). A
+ * field the family declares (a key of `defaults`, or a label key) becomes a
+ * property of `config`; any other goes to `extra`, so that savePretrained
+ * writes it back.
+ */
+export function assignConfigFields(config: object, extra: Record<string, unknown>, defaults: object, fields: Record<string, unknown>, source: string): void {
+  const given: Record<string, unknown> = { ...fields }
+  for (const k of LABEL_KEYS) if (given[k] === undefined) delete given[k]
+  const merged: Record<string, unknown> = { ...defaults, ...given, ...labelFields(given, source) }
+  for (const [k, v] of Object.entries(merged)) {
+    if (k in defaults || (LABEL_KEYS as readonly string[]).includes(k)) (config as Record<string, unknown>)[k] = v
+    else extra[k] = v
+  }
+}
+
+/** config.json's object: the fields kept in `extra`, then `keys` of the config in order. */
+export function configJson(config: object, extra: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...extra }
+  for (const k of keys) out[k] = (config as Record<string, unknown>)[k]
+  return out
 }

@@ -14,12 +14,14 @@ import { join } from 'node:path'
 import { resolveModelDir as resolveHubModelDir, type DownloadOptions } from '../hub/hub.js'
 import { openSafetensors, readShardedIndex, readSafetensors, readShardedSafetensors, writeSafetensors, writeSafetensorsAsync, atomicWriteFile, atomicWriteFileAsync, SHARDED_INDEX_NAME, type HostTensor } from '../hub/safetensors.js'
 import { makeDirs } from '../hub/dirs.js'
-import { Module } from '../nn/module.js'
+import { Module, ModuleList } from '../nn/module.js'
+import { runEncoderLayers } from '../nn/checkpointing.js'
 import { withDeferredInit } from '../nn/init.js'
 import { manualSeed } from '../tensor/random.js'
 import { add, binaryCrossEntropyWithLogits, crossEntropy, mean, mul, reshape, scale, zeroColumnPairs } from '../tensor/ops.js'
 import { tensor, formatShape, Tensor } from '../tensor/tensor.js'
 import { resolveDevice, type DeviceName, type DeviceRequest } from '../tensor/device.js'
+import { unpadBatch, type PackedBatch } from '../tensor/packing.js'
 import type { ProblemType } from './configuration_utils.js'
 import type { SequenceClassifierOutput } from './modeling_outputs.js'
 
@@ -352,6 +354,18 @@ export abstract class PreTrainedModel<C extends PretrainedConfig = PretrainedCon
     return sequenceClassificationLoss(this.constructor.name, this.problemType(labels), logits, labels, this.config.num_labels)
   }
 
+  /**
+   * head(lastHiddenState, packed) on a base model's output; the packed layout
+   * (when the batch ran unpadded) is freed once the head has read it.
+   */
+  protected onLastHiddenState<T>(output: { lastHiddenState: Tensor; packed: PackedBatch | null }, head: (hidden: Tensor, packed: PackedBatch | null) => T): T {
+    try {
+      return head(output.lastHiddenState, output.packed)
+    } finally {
+      output.packed?.dispose()
+    }
+  }
+
   /** { loss, logits } with the loss computed when labels are given. */
   protected classifierOutput(logits: Tensor, labels: Tensor | null | undefined): SequenceClassifierOutput {
     return { loss: labels ? this.sequenceClassificationLoss(logits, labels) : null, logits }
@@ -470,6 +484,11 @@ export function lookup<T>(what: string, seq: number, fn: () => T): T {
   }
 }
 
+/** An embedding lookup of ids [batch, seq], of the real tokens only with `packed`; a bad id's error names [row, column] of `what`. */
+export function embedIds(what: string, table: { forward(ids: Tensor): Tensor }, ids: Tensor, packed: PackedBatch | null): Tensor {
+  return lookup(what, ids.shape[1], () => (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids)))
+}
+
 /**
  * Id tensors a forward pass makes for inputs it was not given; freed when
  * the pass ends (ops copy the ids they keep for backward).
@@ -477,7 +496,7 @@ export function lookup<T>(what: string, seq: number, fn: () => T): T {
 export class OwnedIds {
   private readonly made: Tensor[] = []
 
-  constructor(private readonly owner: string, private readonly batch: number, private readonly seq: number, private readonly device: Tensor['device']) {}
+  constructor(private readonly owner: string, readonly batch: number, readonly seq: number, private readonly device: Tensor['device']) {}
 
   /** The caller's tensor (checked), or one built from `make()` when it gave none. */
   orDefault(t: Tensor | null | undefined, name: string, make: () => Int32Array): Tensor {
@@ -489,6 +508,107 @@ export class OwnedIds {
 
   dispose(): void {
     for (const t of this.made) t.dispose()
+  }
+}
+
+/** The id inputs every family's base model takes (each family's *Inputs type says what it makes of them). */
+export interface EncoderIdInputs {
+  /** int32 [batch, seq] */
+  inputIds: Tensor
+  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
+  attentionMask?: Tensor | null
+  /** int32 [batch, seq]. Defaults to zeros, where the family has token types. */
+  tokenTypeIds?: Tensor | null
+  /** int32 [batch, seq]. Defaults to 0..seq-1 in every row, unless the family counts otherwise. */
+  positionIds?: Tensor | null
+}
+
+/** A *ForSequenceClassification forward's inputs: the ids and, for a loss, the labels. */
+export interface SequenceClassificationInputs extends EncoderIdInputs {
+  /**
+   * int32 [batch] class indices (single-label), float32 [batch] targets
+   * (regression) or [batch, num_labels] 0/1 targets (multi-label).
+   */
+  labels?: Tensor | null
+}
+
+/**
+ * An encoder's stack of layers, registered as "layer" as transformers names
+ * it, each layer run by runEncoderLayer (its own scope, or a checkpoint).
+ */
+export class EncoderLayerStack<L extends Module & { forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor }> extends Module {
+  readonly layer: ModuleList<L>
+
+  constructor(count: number, makeLayer: () => L) {
+    super()
+    this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: count }, makeLayer)))
+  }
+
+  override get supportsGradientCheckpointing(): boolean {
+    return true
+  }
+
+  /** mask: the attention mask, or the packed layout when hidden holds the real tokens [tokens, hidden]. */
+  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
+    return runEncoderLayers(this, this.layer.items, hidden, mask)
+  }
+}
+
+/**
+ * One base-model forward's batch: its size, the ids it made for inputs it was
+ * not given (OwnedIds), and its packed layout once unpad() has made it.
+ */
+export class EncoderBatch extends OwnedIds {
+  packed: PackedBatch | null = null
+
+  constructor(owner: string, readonly inputs: EncoderIdInputs, batch: number, seq: number, private readonly unpadAsked: boolean) {
+    super(owner, batch, seq, inputs.inputIds.device)
+  }
+
+  /** attention_mask, or all ones. */
+  attentionMask(): Tensor {
+    return this.orDefault(this.inputs.attentionMask, 'attention_mask', () => new Int32Array(this.batch * this.seq).fill(1))
+  }
+
+  /** token_type_ids, or zeros. */
+  tokenTypeIds(): Tensor {
+    return this.orDefault(this.inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(this.batch * this.seq))
+  }
+
+  /** position_ids, or `make()` (default: 0..seq-1 in every row). */
+  positionIds(make: () => Int32Array = () => Int32Array.from({ length: this.batch * this.seq }, (_, i) => i % this.seq)): Tensor {
+    return this.orDefault(this.inputs.positionIds, 'position_ids', make)
+  }
+
+  /** The packed layout of the caller's attention mask when the forward was asked to unpad (and unpadding applies), else null. */
+  unpad(): PackedBatch | null {
+    this.packed = this.unpadAsked ? unpadBatch(this.inputs.attentionMask, this.inputs.inputIds.device) : null
+    return this.packed
+  }
+}
+
+/**
+ * The frame of every family's base-model forward: input_ids checked (and the
+ * sequence length against max_position_embeddings when `maxPositions` is
+ * given), `run` given the batch, the ids made for it freed when it returns.
+ * Returns run's result with the packed layout (the caller's to dispose; freed
+ * here when run throws).
+ */
+export function encoderForward<T extends object>(owner: string, inputs: EncoderIdInputs, options: { unpad?: boolean; maxPositions?: number | null },
+  run: (batch: EncoderBatch) => T): T & { packed: PackedBatch | null } {
+  const [batch, seq] = checkInputIds(owner, inputs.inputIds)
+  const max = options.maxPositions
+  if (max !== undefined && max !== null && seq > max) {
+    throw new RangeError(`${owner}: sequence length ${seq} exceeds max_position_embeddings ${max}; truncate the input`)
+  }
+  const ids = new EncoderBatch(owner, inputs, batch, seq, options.unpad ?? false)
+  try {
+    return { ...run(ids), packed: ids.packed }
+  } catch (err) {
+    ids.packed?.dispose()
+    throw err
+  } finally {
+    ids.dispose()
   }
 }
 

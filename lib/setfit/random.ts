@@ -94,9 +94,14 @@ export function torchRandperm(seed: number, n: number): number[] {
   if (n >= 0xffffffff / 20) throw new RangeError(`torchRandperm: n = ${n} is beyond the small-n algorithm torch uses below 2^32 / 20`)
   // torch's manual_seed takes a 64-bit seed; its CPU engine keeps the low 32 bits.
   const mt = new MT19937(seed >>> 0)
+  return torchShuffledRange(n, () => mt.nextUint32())
+}
+
+/** torch.randperm's small-n CPU algorithm: a forward Fisher-Yates shuffle of arange(n) drawing next32() % (n - i) for position i. */
+export function torchShuffledRange(n: number, next32: () => number): number[] {
   const out = Array.from({ length: n }, (_, i) => i)
   for (let i = 0; i < n - 1; i++) {
-    const z = mt.nextUint32() % (n - i)
+    const z = next32() % (n - i)
     const t = out[i]
     out[i] = out[z + i]
     out[z + i] = t

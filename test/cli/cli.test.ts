@@ -1,14 +1,13 @@
 // The bertkit command: flag parsing onto TrainingArguments, --freeze specs,
 // and train → predict end to end on a tiny model and a tiny CSV dataset.
 import t from 'tap'
-import { mkdtempSync, writeFileSync, copyFileSync, existsSync, rmSync, readFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, existsSync, rmSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
 import { parseFlags, trainingArgsFromFlags } from '../../lib/cli/args.js'
 import { main, applyFreeze } from '../../lib/cli/main.js'
-import { BertConfig, BertForSequenceClassification, parameterSummary, manualSeed } from '../../lib/index.js'
-
-const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures')
+import { BertConfig, BertForSequenceClassification, parameterSummary } from '../../lib/index.js'
+import { saveTinyCliModel, sentimentCsv } from '../helpers/tiny_training.js'
 
 t.test('flags map onto TrainingArguments by type', async (t) => {
   const { flags, positional } = parseFlags(['--learning-rate', '2e-5', '--fp16', '--output-dir=out', '--freeze', 'head', 'extra'])
@@ -36,15 +35,10 @@ t.test('--freeze specs', async (t) => {
 
 t.test('bertkit train, then predict, on a tiny model and CSV data', async (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-cli-'))
-  manualSeed(1)
   const modelDir = join(dir, 'tiny')
-  const tiny = new BertForSequenceClassification(new BertConfig({ vocab_size: 30522, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 64 }))
-  tiny.savePretrained(modelDir)
-  tiny.dispose()
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(fixtures, 'tokenizer', 'minilm-uncased', f), join(modelDir, f))
-  const rows = (n: number) => ['text,label', ...Array.from({ length: n }, (_, i) => (i % 2 ? `"a wonderful, moving film ${i}",1` : `"a dull and tedious mess ${i}",0`))].join('\n')
-  writeFileSync(join(dir, 'train.csv'), rows(32))
-  writeFileSync(join(dir, 'test.csv'), rows(8))
+  saveTinyCliModel(modelDir)
+  writeFileSync(join(dir, 'train.csv'), sentimentCsv(32))
+  writeFileSync(join(dir, 'test.csv'), sentimentCsv(8))
   const out = join(dir, 'out')
   const logs: string[] = []
   const log = console.log

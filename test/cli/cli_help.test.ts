@@ -4,17 +4,17 @@
 // flag, the freezing flags that read right (and their older spellings), and a
 // warning when nothing will be evaluated.
 import t from 'tap'
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
 import { main, applyFreeze, applyFreezeFlags } from '../../lib/cli/main.js'
 import { allFlags, closest, commandHelp, flagsOf, TRAINING_ARGUMENT_HELP, COMMANDS } from '../../lib/cli/flags.js'
 import { packageVersion } from '../../lib/cli/doctor.js'
 import { TrainingArguments } from '../../lib/train/training_args.js'
-import { BertConfig, BertForSequenceClassification, manualSeed } from '../../lib/index.js'
+import { BertConfig, BertForSequenceClassification } from '../../lib/index.js'
 import { withDeferredInit } from '../../lib/nn/init.js'
+import { saveTinyCliModel } from '../helpers/tiny_training.js'
 
-const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures')
 const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-cli-help-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -114,12 +114,8 @@ t.test('freezing flags read right, and match the older spellings', async (t) => 
 })
 
 t.test('a dataset without the eval split trains with a warning that names the flags', async (t) => {
-  manualSeed(1)
   const model = join(dir, 'tiny')
-  const m = new BertForSequenceClassification(new BertConfig({ vocab_size: 30522, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 64 }))
-  m.savePretrained(model)
-  m.dispose()
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(fixtures, 'tokenizer', 'minilm-uncased', f), join(model, f))
+  saveTinyCliModel(model)
   const csv = join(dir, 'train.csv')
   writeFileSync(csv, 'text,label\na fine film,1\na dull film,0\ngreat,1\nbad,0\n')
   const out = join(dir, 'out')

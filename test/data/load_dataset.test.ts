@@ -3,23 +3,16 @@
 // 127.0.0.1 (with the parquet-conversion branch and configs), the raw
 // rt-polarity 80/10/10 rule on small synthetic files, and bad input.
 import t from 'tap'
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Dataset } from '../../lib/data/dataset.js'
 import { DATASET_ALIASES, canonicalDatasetId, loadDataset, loadRottenTomatoesRaw } from '../../lib/data/load_dataset.js'
 import { configFolders, dataFilesOfOneFormat, resolveSplitsFromFileNames } from '../../lib/data/data_files.js'
 import { readCsv, readJson, readParquet } from '../../lib/data/readers.js'
 import { FIXTURES, fixtureHub, readTree } from '../fixtures/hub/server.js'
+import { scratchDirs } from '../helpers/scratch.js'
 
-const root = mkdtempSync(join(tmpdir(), 'bertkit-data-'))
-t.teardown(() => rmSync(root, { recursive: true, force: true }))
-let n = 0
-function dir(): string {
-  const d = join(root, `d${n++}`)
-  mkdirSync(d)
-  return d
-}
+const { root, fresh: dir } = scratchDirs('bertkit-data-')
 function write(d: string, name: string, content: string | Buffer): string {
   const p = join(d, name)
   mkdirSync(join(p, '..'), { recursive: true })

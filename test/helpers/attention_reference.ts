@@ -3,7 +3,7 @@
 // dropout factors, the forward (probs, out and the rows' log-sum-exp) and the
 // backward with torch's autograd semantics.
 import { dropoutMask, keepScale } from './philox.js'
-import { randomArray } from './reference.js'
+import { randomArray, rng } from './reference.js'
 
 export const FLT_MAX = 3.4028234663852886e38
 
@@ -149,4 +149,37 @@ export function inFullyPaddedBatchRow(c: AttentionCase, index: number): boolean 
   const b = Math.floor(index / (c.seq * c.heads * c.headDim))
   for (let j = 0; j < c.seq; j++) if (c.mask[b * c.seq + j]) return false
   return true
+}
+
+/**
+ * Central differences of sum(g · out) through the float64 reference forward
+ * (step 1e-3) at `samples` elements of each of q, k and v drawn by rng(seed),
+ * beside `got`'s gradient at the same elements. In a batch row whose keys are
+ * all padded the forward is flat in q and k (the scores round away under
+ * -FLT_MAX) while torch's gradient, like ours, is not: those are skipped.
+ */
+export function finiteDifferences(c: AttentionCase, x: Inputs, factor: Float64Array | null, g: Float64Array,
+  got: { dq: ArrayLike<number>; dk: ArrayLike<number>; dv: ArrayLike<number> }, samples: number, seed: number): Array<{ dname: 'dq' | 'dk' | 'dv'; fd: number[]; got: number[] }> {
+  const h = 1e-3
+  const n = x.q.length
+  const pick = rng(seed)
+  return (['q', 'k', 'v'] as const).map((name) => {
+    const dname = `d${name}` as const
+    const sample = Array.from({ length: Math.min(n, samples) }, () => Math.floor(pick() * n))
+    const fd: number[] = []
+    const mine: number[] = []
+    const probe: Inputs = { q: Float64Array.from(x.q), k: Float64Array.from(x.k), v: Float64Array.from(x.v) }
+    for (const idx of sample) {
+      if (name !== 'v' && inFullyPaddedBatchRow(c, idx)) continue
+      const orig = probe[name][idx]
+      probe[name][idx] = orig + h
+      const up = dotWith(g, referenceForward(c, probe, factor).out)
+      probe[name][idx] = orig - h
+      const down = dotWith(g, referenceForward(c, probe, factor).out)
+      probe[name][idx] = orig
+      fd.push((up - down) / (2 * h))
+      mine.push(got[dname][idx])
+    }
+    return { dname, fd, got: mine }
+  })
 }

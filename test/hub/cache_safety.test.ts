@@ -5,7 +5,6 @@
 // naming the file, online and offline; `bertkit cache verify` finds them all.
 import t from 'tap'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { HubError, cachedSnapshot, hfHubDownload, listRepoFiles, repoInfo, resolveModelDir, snapshotDownload } from '../../lib/hub/hub.js'
 import { checkRepoFilename, checkRepoId, checkRevision, readRef, storageFolder, tryLoadFromCache } from '../../lib/hub/cache.js'
@@ -14,15 +13,9 @@ import { main } from '../../lib/cli/main.js'
 import { AutoTokenizer } from '../../lib/tokenization/index.js'
 import { loadDataset } from '../../lib/data/load_dataset.js'
 import { FIXTURES, MODEL_COMMIT, fixtureHub, readTree, sha256 } from '../fixtures/hub/server.js'
+import { caught, scratchDirs } from '../helpers/scratch.js'
 
-const root = mkdtempSync(join(tmpdir(), 'bertkit-hub-safety-'))
-t.teardown(() => rmSync(root, { recursive: true, force: true }))
-let n = 0
-const freshCache = () => {
-  const d = join(root, `cache${n++}`)
-  mkdirSync(d)
-  return d
-}
+const { root, fresh: freshCache } = scratchDirs('bertkit-hub-safety-', 'cache')
 for (const k of ['HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_TOKEN', 'HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HOME']) delete process.env[k]
 process.env.HF_TOKEN_PATH = join(root, 'no-token-file')
 
@@ -44,14 +37,6 @@ mkdirSync(outside)
 writeFileSync(join(outside, 'config.json'), '{"model_type":"bert","planted":true}')
 writeFileSync(join(outside, 'secret.txt'), 'not for the model loader')
 
-async function caught(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p
-  } catch (err) {
-    return err as Error
-  }
-  throw new Error('expected a rejection')
-}
 
 t.test('revisions, repo ids and file names that could leave the cache are refused before any request', async (t) => {
   const badRevisions = ['..', '../../etc', 'a/../../b', 'main/..', '/etc/passwd', 'refs\\..\\..\\x', 'C:\\x', 'C:x', '', './main', 'a//b', 'x\0y', 'main/', '.hidden']
@@ -163,8 +148,7 @@ t.test('a snapshot folder that is a link out of the cache is never written throu
   const cacheDir = freshCache()
   await hfHubDownload({ ...base(), cacheDir, repoId: MODEL, filename: 'vocab.txt' })
   const snap = join(cacheDir, STORAGE, 'snapshots', MODEL_COMMIT)
-  const elsewhere = join(root, `elsewhere${n++}`)
-  mkdirSync(elsewhere)
+  const elsewhere = mkdtempSync(join(root, 'elsewhere'))
   rmSync(snap, { recursive: true })
   symlinkSync(elsewhere, snap)
   await t.rejects(hfHubDownload({ ...base(), cacheDir, repoId: MODEL, filename: 'config.json' }), /outside the repo's snapshots folder; refusing to write there/)

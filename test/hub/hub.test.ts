@@ -5,22 +5,15 @@
 import t from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { HubError, hfHubDownload, listRepoFiles, normalizeEtag, resolveModelDir, snapshotDownload, hubFileUrl, selectModelFiles, type DownloadProgress } from '../../lib/hub/hub.js'
 import { hubCacheDir, hubEndpoint, hubToken, isOfflineMode } from '../../lib/hub/config.js'
 import { fnmatchToRegExp, globToRegExp, matchesRepoPatterns } from '../../lib/hub/glob.js'
+import { caught as caughtError, scratchDirs } from '../helpers/scratch.js'
 import { FakeHub, FIXTURES, MODEL_COMMIT, DATASET_COMMIT, fixtureHub, gitBlobSha1, readTree, sha256 } from '../fixtures/hub/server.js'
 
-const root = mkdtempSync(join(tmpdir(), 'bertkit-hub-'))
-t.teardown(() => rmSync(root, { recursive: true, force: true }))
-let n = 0
-const freshCache = () => {
-  const d = join(root, `cache${n++}`)
-  mkdirSync(d)
-  return d
-}
+const { root, fresh: freshCache } = scratchDirs('bertkit-hub-', 'cache')
 
 const MODEL = 'bertkit-test/tiny-bert'
 const DATASET = 'bertkit-test/tiny-tomatoes'
@@ -60,15 +53,7 @@ t.teardown(() => hub.close())
 
 const base = () => ({ endpoint, progress: false as const })
 
-/** The error a promise rejects with; a promise that resolves fails the test. */
-async function caught(p: Promise<unknown>): Promise<HubError> {
-  try {
-    await p
-  } catch (err) {
-    return err as HubError
-  }
-  throw new Error('expected a rejection')
-}
+const caught = (p: Promise<unknown>) => caughtError<HubError>(p)
 
 t.test('a small file: blob named by git sha1, relative snapshot link, refs/main', async (t) => {
   const cacheDir = freshCache()

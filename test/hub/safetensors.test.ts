@@ -2,8 +2,8 @@
 // against torch's, a file written by Python's `safetensors`, every malformed
 // header the reference rejects, interrupted writes, sharded indexes.
 import t from 'tap'
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { scratchDirs } from '../helpers/scratch.js'
+import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
   SafetensorsError,
@@ -25,14 +25,7 @@ import {
 
 const FIXTURE = resolve(__dirname, '../../../test/fixtures/safetensors/python_written.safetensors')
 
-const root = mkdtempSync(join(tmpdir(), 'bertkit-safetensors-'))
-t.teardown(() => rmSync(root, { recursive: true, force: true }))
-let dirCount = 0
-function freshDir(): string {
-  const d = join(root, `d${dirCount++}`)
-  mkdirSync(d)
-  return d
-}
+const { root, fresh: freshDir } = scratchDirs('bertkit-safetensors-')
 
 /** Same value, treating NaN as equal to NaN and -0 as different from 0. */
 function sameValues(actual: ArrayLike<number>, expected: ArrayLike<number>): string | null {

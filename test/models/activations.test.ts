@@ -7,29 +7,14 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { AutoModelForSequenceClassification, tensor, tidy, type Tensor } from '../../lib/index.js'
 import { readSafetensors } from '../../lib/hub/safetensors.js'
+import { goldenIds, relErr } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures')
 const meta = JSON.parse(readFileSync(join(fixtures, 'parity', 'activations.json'), 'utf8')) as Record<string, unknown> & { activations: string[] }
 const expected = readSafetensors(join(fixtures, 'parity', 'activations.safetensors')).tensors
 
-/** max |a - b| relative to max |b| (plus a small absolute floor). */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0, ref = 0
-  for (let i = 0; i < b.length; i++) {
-    err = Math.max(err, Number.isNaN(a[i]) ? Infinity : Math.abs(a[i] - b[i]))
-    ref = Math.max(ref, Math.abs(b[i]))
-  }
-  return a.length === b.length ? err / Math.max(ref, 1e-6) : Infinity
-}
-
 function batchOf(dir: string, labels: number[]) {
-  const raw = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Record<string, number[][]>
-  const shape = [raw.input_ids.length, raw.input_ids[0].length]
-  const ids = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape, dtype: 'int32' })
-  return {
-    inputIds: ids(raw.input_ids), attentionMask: ids(raw.attention_mask), tokenTypeIds: raw.token_type_ids ? ids(raw.token_type_ids) : null,
-    labels: tensor(Int32Array.from(labels), { dtype: 'int32' }),
-  }
+  return { ...goldenIds(dir), labels: tensor(Int32Array.from(labels), { dtype: 'int32' }) }
 }
 
 for (const [family, raw] of Object.entries(meta)) {

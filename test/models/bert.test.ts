@@ -11,42 +11,12 @@ import {
 } from '../../lib/index.js'
 import { readSafetensors } from '../../lib/hub/safetensors.js'
 import { withDeferredInit } from '../../lib/nn/init.js'
-import { closePerTensor, checkAgainstGolden, checkLoadedLikeTransformers } from '../helpers/golden.js'
+import { closePerTensor, checkReloadedLogits, goldenBatch as inputsFor, testGoldenFixtures } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'bert')
 const goldenDirs = ['odd', 'one_layer', 'three_labels', 'regression', 'multi_label']
 
-interface Inputs {
-  input_ids: number[][]
-  attention_mask: number[][]
-  token_type_ids: number[][]
-  labels: number[] | number[][]
-}
-
-
-function inputsFor(dir: string, model: { config: { problem_type: string | null }; numLabels: number }) {
-  const raw = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Inputs
-  const batch = raw.input_ids.length, seq = raw.input_ids[0].length
-  const ids = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape: [batch, seq], dtype: 'int32' })
-  const kind = model.config.problem_type ?? (model.numLabels === 1 ? 'regression' : 'single_label_classification')
-  const labels = kind === 'single_label_classification'
-    ? tensor(Int32Array.from(raw.labels as number[]), { dtype: 'int32' })
-    : tensor(Float32Array.from((raw.labels as number[] | number[][]).flat()), { shape: kind === 'regression' ? [batch] : [batch, model.numLabels] })
-  return { inputIds: ids(raw.input_ids), attentionMask: ids(raw.attention_mask), tokenTypeIds: ids(raw.token_type_ids), labels }
-}
-
-for (const name of goldenDirs) {
-  t.test(`golden fixture "${name}" matches transformers`, async (t) => {
-    const dir = join(fixtures, name)
-    const model = await BertForSequenceClassification.fromPretrained(dir)
-    checkLoadedLikeTransformers(t, dir, model)
-    // Key biases get a gradient of 0 by design (softmax cancels them): the shared check leaves
-    // them out of the worst ratio it prints, but still holds them to the 1e-4 bound.
-    checkAgainstGolden(t, `bert/${name}`, dir, model, () => model.forward(inputsFor(dir, model)))
-    model.dispose()
-    t.end()
-  })
-}
+testGoldenFixtures('bert', fixtures, goldenDirs, (dir) => BertForSequenceClassification.fromPretrained(dir), (model, batch) => model.forward(batch))
 
 t.test('legacy checkpoint: gamma/beta names, no "bert." prefix, cls.* heads', async (t) => {
   const dir = join(fixtures, 'legacy_gamma_beta')
@@ -78,11 +48,7 @@ t.test('savePretrained then fromPretrained gives identical logits; a new head is
   t.same(saved.architectures, ['BertForSequenceClassification'])
   t.equal(saved.num_labels, 3)
   const again = (await BertForSequenceClassification.fromPretrained(tmp)).eval()
-  tidy(() => {
-    const a = model.forward(inputsFor(src, model)).logits.toArray()
-    const b = again.forward(inputsFor(src, again)).logits.toArray()
-    t.same(a, b, 'bit-identical logits after the round trip')
-  })
+  checkReloadedLogits(t, src, model, again)
   // A bare encoder checkpoint (no classifier): the head is new, drawn from the seed.
   const encoderOnly = join(tmp, 'encoder-only')
   model.bert.savePretrained(encoderOnly)
@@ -169,7 +135,7 @@ t.test('freezing pays: no gradient, no tape below the lowest trainable parameter
   freezeEncoderLayers(model, 0, 0)
   tidy(() => {
     const inputs = inputsFor(dir, model)
-    const hidden = model.bert.embeddings.forward(inputs.inputIds, inputs.tokenTypeIds, tensor(Int32Array.from({ length: inputs.inputIds.numel }, (_, i) => i % inputs.inputIds.shape[1]), { shape: inputs.inputIds.shape, dtype: 'int32' }))
+    const hidden = model.bert.embeddings.forward(inputs.inputIds, inputs.tokenTypeIds!, tensor(Int32Array.from({ length: inputs.inputIds.numel }, (_, i) => i % inputs.inputIds.shape[1]), { shape: inputs.inputIds.shape, dtype: 'int32' }))
     t.equal(hidden.gradFn, null, 'frozen embeddings record nothing')
     const l0 = model.bert.encoder.layer.items[0].forward(hidden, inputs.attentionMask)
     t.equal(l0.gradFn, null, 'a frozen layer on frozen input records nothing')

@@ -12,38 +12,12 @@ import {
   DebertaV2ForSequenceClassification, DebertaV2Config, AutoModelForSequenceClassification, AutoConfig, AutoTokenizer,
   logBucketPosition, tensor, tidy, freezeEmbeddings, freezeEncoderLayers, freezeAllExcept,
 } from '../../lib/index.js'
-import { checkAgainstGolden, checkLoadedLikeTransformers } from '../helpers/golden.js'
+import { checkAgainstGolden, goldenBatch as inputsFor, testGoldenFixtures } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'deberta_v2')
 const goldenDirs = ['v3', 'unshared', 'seq1']
 
-interface Inputs {
-  input_ids: number[][]
-  attention_mask: number[][]
-  token_type_ids?: number[][]
-  labels: number[] | number[][]
-}
-
-function inputsFor(dir: string, model: DebertaV2ForSequenceClassification) {
-  const raw = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Inputs
-  const batch = raw.input_ids.length, seq = raw.input_ids[0].length
-  const ids = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape: [batch, seq], dtype: 'int32' })
-  const multi = model.config.problem_type === 'multi_label_classification'
-  const labels = model.numLabels > 1 && !multi
-    ? tensor(Int32Array.from(raw.labels as number[]), { dtype: 'int32' })
-    : tensor(Float32Array.from((raw.labels as number[] | number[][]).flat()), { shape: multi ? [batch, model.numLabels] : [batch] })
-  return { inputIds: ids(raw.input_ids), attentionMask: ids(raw.attention_mask), tokenTypeIds: raw.token_type_ids ? ids(raw.token_type_ids) : null, labels }
-}
-
-for (const name of goldenDirs) {
-  t.test(`golden fixture deberta_v2/${name} matches transformers`, async (t) => {
-    const dir = join(fixtures, name)
-    const model = await DebertaV2ForSequenceClassification.fromPretrained(dir)
-    checkLoadedLikeTransformers(t, dir, model)
-    checkAgainstGolden(t, `deberta_v2/${name}`, dir, model, () => model.forward(inputsFor(dir, model)))
-    model.dispose()
-  })
-}
+testGoldenFixtures('deberta_v2', fixtures, goldenDirs, (dir) => DebertaV2ForSequenceClassification.fromPretrained(dir), (model, batch) => model.forward(batch))
 
 t.test('log buckets equal transformers\' make_log_bucket_position', async (t) => {
   const { cases } = JSON.parse(readFileSync(join(fixtures, 'log_buckets.json'), 'utf8')) as {

@@ -12,39 +12,12 @@ import {
   sinusoidalPositionEmbeddings, tensor, tidy, freezeAllExcept, freezeEmbeddings, freezeEncoderLayers, parameterSummary,
 } from '../../lib/index.js'
 import { readSafetensors } from '../../lib/hub/safetensors.js'
-import { checkAgainstGolden, checkLoadedLikeTransformers, closePerTensor } from '../helpers/golden.js'
+import { closePerTensor, autoLoadAndSave, checkReloadedLogits, goldenBatch as inputsFor, testGoldenFixtures } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'distilbert')
 const goldenDirs = ['base', 'sinusoidal']
 
-interface Inputs {
-  input_ids: number[][]
-  attention_mask: number[][]
-  labels: number[] | number[][]
-}
-
-
-function inputsFor(dir: string, model: DistilBertForSequenceClassification) {
-  const raw = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Inputs
-  const batch = raw.input_ids.length, seq = raw.input_ids[0].length
-  const ids = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape: [batch, seq], dtype: 'int32' })
-  const kind = model.config.problem_type ?? (model.numLabels === 1 ? 'regression' : 'single_label_classification')
-  const labels = kind === 'single_label_classification'
-    ? tensor(Int32Array.from(raw.labels as number[]), { dtype: 'int32' })
-    : tensor(Float32Array.from((raw.labels as number[] | number[][]).flat()), { shape: kind === 'regression' ? [batch] : [batch, model.numLabels] })
-  return { inputIds: ids(raw.input_ids), attentionMask: ids(raw.attention_mask), labels }
-}
-
-for (const name of goldenDirs) {
-  t.test(`golden fixture distilbert/${name} matches transformers`, async (t) => {
-    const dir = join(fixtures, name)
-    const model = await DistilBertForSequenceClassification.fromPretrained(dir)
-    checkLoadedLikeTransformers(t, dir, model)
-    checkAgainstGolden(t, `distilbert/${name}`, dir, model, () => model.forward(inputsFor(dir, model)))
-    model.dispose()
-    t.end()
-  })
-}
+testGoldenFixtures('distilbert', fixtures, goldenDirs, (dir) => DistilBertForSequenceClassification.fromPretrained(dir), (model, batch) => model.forward(batch))
 
 t.test('sinusoidal_pos_embds: a fresh model starts from transformers\' sinusoidal table', async (t) => {
   const dir = join(fixtures, 'sinusoidal')
@@ -81,14 +54,7 @@ t.test('token type ids are accepted and ignored', async (t) => {
 
 t.test('AutoModelForSequenceClassification picks DistilBERT; save and load round trip', async (t) => {
   const src = join(fixtures, 'sinusoidal')
-  const tmp = mkdtempSync(join(os.tmpdir(), 'bertkit-distilbert-'))
-  t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
-  const model = await AutoModelForSequenceClassification.fromPretrained(src)
-  t.ok(model instanceof DistilBertForSequenceClassification, 'model_type "distilbert" gives DistilBertForSequenceClassification')
-  const distil = model as DistilBertForSequenceClassification
-  distil.eval()
-  distil.savePretrained(tmp)
-  const saved = JSON.parse(readFileSync(join(tmp, 'config.json'), 'utf8'))
+  const { model: distil, dir: tmp, saved } = await autoLoadAndSave(t, src, DistilBertForSequenceClassification)
   const original = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'))
   t.same(saved.architectures, ['DistilBertForSequenceClassification'])
   for (const k of ['model_type', 'dim', 'n_layers', 'n_heads', 'hidden_dim', 'activation', 'sinusoidal_pos_embds', 'seq_classif_dropout',
@@ -97,11 +63,7 @@ t.test('AutoModelForSequenceClassification picks DistilBERT; save and load round
   }
   t.notOk('hidden_size' in saved, 'written with DistilBERT\'s own field names')
   const again = (await DistilBertForSequenceClassification.fromPretrained(tmp)).eval()
-  tidy(() => {
-    const a = distil.forward(inputsFor(src, distil)).logits.toArray()
-    const b = again.forward(inputsFor(src, again)).logits.toArray()
-    t.same(a, b, 'bit-identical logits after the round trip')
-  })
+  checkReloadedLogits(t, src, distil, again)
   again.dispose()
 
   // A bare DistilBertModel checkpoint: pre_classifier and classifier are new.

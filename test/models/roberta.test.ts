@@ -11,38 +11,10 @@ import {
   RobertaForSequenceClassification, RobertaModel, RobertaConfig, AutoModelForSequenceClassification, AutoTokenizer,
   createPositionIdsFromInputIds, tensor, tidy, freezeAllExcept, freezeEncoderLayers, parameterSummary,
 } from '../../lib/index.js'
-import { checkAgainstGolden, checkLoadedLikeTransformers } from '../helpers/golden.js'
+import { checkAgainstGolden, checkLoadedLikeTransformers, autoLoadAndSave, checkReloadedLogits, goldenBatch as inputsFor, readGoldenInputs as readInputs } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'roberta')
 const goldenDirs = ['base', 'odd']
-
-interface Inputs {
-  input_ids: number[][]
-  attention_mask: number[][]
-  token_type_ids?: number[][]
-  labels: number[] | number[][]
-}
-
-
-function readInputs(dir: string): Inputs {
-  return JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Inputs
-}
-
-function inputsFor(dir: string, model: RobertaForSequenceClassification) {
-  const raw = readInputs(dir)
-  const batch = raw.input_ids.length, seq = raw.input_ids[0].length
-  const ids = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape: [batch, seq], dtype: 'int32' })
-  const kind = model.config.problem_type ?? (model.numLabels === 1 ? 'regression' : 'single_label_classification')
-  const labels = kind === 'single_label_classification'
-    ? tensor(Int32Array.from(raw.labels as number[]), { dtype: 'int32' })
-    : tensor(Float32Array.from((raw.labels as number[] | number[][]).flat()), { shape: kind === 'regression' ? [batch] : [batch, model.numLabels] })
-  return {
-    inputIds: ids(raw.input_ids),
-    attentionMask: ids(raw.attention_mask),
-    tokenTypeIds: raw.token_type_ids ? ids(raw.token_type_ids) : null,
-    labels,
-  }
-}
 
 for (const name of goldenDirs) {
   t.test(`golden fixture roberta/${name} matches transformers`, async (t) => {
@@ -133,14 +105,7 @@ t.test('tokenizer to model: the fixture sentences give the fixture ids', async (
 
 t.test('AutoModelForSequenceClassification picks RoBERTa; save and load round trip', async (t) => {
   const src = join(fixtures, 'base')
-  const tmp = mkdtempSync(join(os.tmpdir(), 'bertkit-roberta-'))
-  t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
-  const model = await AutoModelForSequenceClassification.fromPretrained(src)
-  t.ok(model instanceof RobertaForSequenceClassification, 'model_type "roberta" gives RobertaForSequenceClassification')
-  const roberta = model as RobertaForSequenceClassification
-  roberta.eval()
-  roberta.savePretrained(tmp)
-  const saved = JSON.parse(readFileSync(join(tmp, 'config.json'), 'utf8'))
+  const { model: roberta, dir: tmp, saved } = await autoLoadAndSave(t, src, RobertaForSequenceClassification)
   t.same(saved.architectures, ['RobertaForSequenceClassification'])
   t.equal(saved.model_type, 'roberta')
   t.equal(saved.type_vocab_size, 1)
@@ -150,11 +115,7 @@ t.test('AutoModelForSequenceClassification picks RoBERTa; save and load round tr
   t.equal(saved.eos_token_id, 2)
   t.notOk('classifier_pooling' in saved, 'no bertkit-only field is written')
   const again = (await RobertaForSequenceClassification.fromPretrained(tmp)).eval()
-  tidy(() => {
-    const a = roberta.forward(inputsFor(src, roberta)).logits.toArray()
-    const b = again.forward(inputsFor(src, again)).logits.toArray()
-    t.same(a, b, 'bit-identical logits after the round trip')
-  })
+  checkReloadedLogits(t, src, roberta, again)
   again.dispose()
 
   // A bare RobertaModel checkpoint with its pooler: the head is new, the pooler unexpected.

@@ -10,19 +10,12 @@ import { join } from 'node:path'
 import { AutoModelForSequenceClassification, tensor, tidy, type Tensor } from '../../lib/index.js'
 import { binaryCrossEntropyWithLogits, softTargetCrossEntropy } from '../../lib/tensor/ops.js'
 import { readSafetensors } from '../../lib/hub/safetensors.js'
+import { goldenIds, relErr } from '../helpers/golden.js'
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures')
 const meta = JSON.parse(readFileSync(join(fixtures, 'parity', 'soft_targets.json'), 'utf8')) as Record<string, { base: string; problem_type: string | null; grads: string[] }>
 const expected = readSafetensors(join(fixtures, 'parity', 'soft_targets.safetensors')).tensors
 
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0, ref = 0
-  for (let i = 0; i < b.length; i++) {
-    err = Math.max(err, Number.isNaN(a[i]) ? Infinity : Math.abs(a[i] - b[i]))
-    ref = Math.max(ref, Math.abs(b[i]))
-  }
-  return a.length === b.length ? err / Math.max(ref, 1e-6) : Infinity
-}
 
 for (const [name, m] of Object.entries(meta)) {
   if (name === 'versions') continue
@@ -30,16 +23,10 @@ for (const [name, m] of Object.entries(meta)) {
     const dir = join(fixtures, m.base)
     const model = await AutoModelForSequenceClassification.fromPretrained(dir, { problemType: (m.problem_type ?? undefined) as never })
     if (m.problem_type === null) t.equal(model.config.problem_type, null, 'problem_type unset: DeBERTa\'s own choice of loss')
-    const raw = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as Record<string, number[][]>
-    const shape = [raw.input_ids.length, raw.input_ids[0].length]
-    const ids = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape, dtype: 'int32' })
     const labels = expected.get(`${name}/labels`)!
     const params = new Map<string, Tensor>(model.namedParameters())
     const got = tidy(() => {
-      const out = model.forward({
-        inputIds: ids(raw.input_ids), attentionMask: ids(raw.attention_mask), tokenTypeIds: raw.token_type_ids ? ids(raw.token_type_ids) : null,
-        labels: tensor(labels.data as Float32Array, { shape: labels.shape }),
-      } as never)
+      const out = model.forward({ ...goldenIds(dir), labels: tensor(labels.data as Float32Array, { shape: labels.shape }) } as never)
       out.loss!.backward()
       return { logits: out.logits.toFloat32Array(), loss: out.loss!.toFloat32Array() }
     })

@@ -4,9 +4,10 @@
 // float64 references, backward against central finite differences of those
 // references, accumulation, torch's edge-case semantics, and bad input.
 import t from 'tap'
-import { native, ACTIVATION_CODE, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
+import { native, ACTIVATION_CODE, DTYPE_CODE } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { randomArray, f32Buffer, poisoned, readF64, compare, freeAll } from '../helpers/reference.js'
+import { errorSummary, track } from '../helpers/checks.js'
+import { randomArray, f32Buffer, poisoned, readF64 } from '../helpers/reference.js'
 
 const N = native()
 
@@ -79,30 +80,7 @@ const KINDS: Array<{ name: string; code: number; f: (x: number) => number; kinks
 
 // ---- small harness ----------------------------------------------------------------
 
-const worst = new Map<string, { abs: number; rel: number }>()
-
-/** Asserts closeness and records the worst absolute / relative error per label for the summary. */
-function close(t: tap.Test, label: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number) {
-  const c = compare(got, want, rtol, atol)
-  t.ok(c.ok, `${label}: ${c.message}`)
-  const w = worst.get(label) ?? { abs: 0, rel: 0 }
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i])
-    w.abs = Math.max(w.abs, err)
-    if (Math.abs(want[i]) > 1e-3) w.rel = Math.max(w.rel, err / Math.abs(want[i]))
-  }
-  worst.set(label, w)
-}
-
-/** Buffers freed when the test ends, whatever happens inside it. */
-function track(t: tap.Test) {
-  const made: NativeBuffer[] = []
-  t.teardown(() => freeAll(...made))
-  return <B extends NativeBuffer>(b: B): B => {
-    made.push(b)
-    return b
-  }
-}
+const { close, report } = errorSummary()
 
 /** x in [-6, 6] with none closer to a kink than `gap`, so finite differences never straddle one. */
 function inputs(n: number, seed: number, gap = 0, kinks: number[] = [0]): Float64Array {
@@ -244,7 +222,6 @@ for (const dev of devicesUnderTest()) {
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
-    for (const [label, w] of worst) t.comment(`max error ${label}: abs ${w.abs.toExponential(2)}, rel ${w.rel.toExponential(2)}`)
-    worst.clear()
+    report(t)
   })
 }

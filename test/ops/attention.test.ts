@@ -4,10 +4,10 @@
 import { t } from 'tap'
 import { native, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
-import { compare, f32Buffer, i32Buffer, poisoned, randomArray, readF64, rng } from '../helpers/reference.js'
+import { compare, f32Buffer, i32Buffer, poisoned, randomArray, readF64 } from '../helpers/reference.js'
 import { track } from '../helpers/checks.js'
 import {
-  FLT_MAX, dotWith, dropoutFactors, inFullyPaddedBatchRow, inputsFor, maskRows, maxAbs, referenceBackward, referenceForward, scaleOf,
+  FLT_MAX, dropoutFactors, finiteDifferences, inputsFor, maskRows, maxAbs, referenceBackward, referenceForward, scaleOf,
   type AttentionCase, type Inputs,
 } from '../helpers/attention_reference.js'
 
@@ -130,27 +130,7 @@ for (const dev of devicesUnderTest()) {
 
         // Central differences of sum(g * out) through the float64 reference
         // forward, at a sample of elements of each input.
-        const h = 1e-3
-        const pick = rng(400 + caseIndex)
-        for (const name of ['q', 'k', 'v'] as const) {
-          const dname = `d${name}` as const
-          const sample = Array.from({ length: Math.min(n, 40) }, () => Math.floor(pick() * n))
-          const fd: number[] = []
-          const native: number[] = []
-          const probe: Inputs = { q: Float64Array.from(x.q), k: Float64Array.from(x.k), v: Float64Array.from(x.v) }
-          for (const idx of sample) {
-            // With every key padded the forward is flat in q and k (the scores
-            // round away under -FLT_MAX); torch's gradient, like ours, is not.
-            if (name !== 'v' && inFullyPaddedBatchRow(c, idx)) continue
-            const orig = probe[name][idx]
-            probe[name][idx] = orig + h
-            const up = dotWith(g, referenceForward(c, probe, factor).out)
-            probe[name][idx] = orig - h
-            const down = dotWith(g, referenceForward(c, probe, factor).out)
-            probe[name][idx] = orig
-            fd.push((up - down) / (2 * h))
-            native.push(got[dname][idx])
-          }
+        for (const { dname, fd, got: native } of finiteDifferences(c, x, factor, g, got, 40, 400 + caseIndex)) {
           const scale = Math.max(maxAbs(fd), 1e-3)
           const cmp = compare(native, fd, 1e-3, 1e-5 * scale + 3e-7)
           t.ok(cmp.ok, `${dname} matches finite differences at ${fd.length} sampled elements (${cmp.message})`)

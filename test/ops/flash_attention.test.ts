@@ -14,10 +14,10 @@ import {
 } from '../../lib/index.js'
 import { devicesUnderTest } from '../helpers/devices.js'
 import { dropoutMask } from '../helpers/philox.js'
-import { compare, f32Buffer, i32Buffer, poisoned, randomArray, readF64, rng } from '../helpers/reference.js'
+import { compare, f32Buffer, i32Buffer, poisoned, randomArray, readF64 } from '../helpers/reference.js'
 import { track } from '../helpers/checks.js'
 import {
-  dotWith, dropoutFactors, inFullyPaddedBatchRow, inputsFor, maskRows, maxAbs, referenceBackward, referenceForward, scaleOf,
+  dropoutFactors, finiteDifferences, inputsFor, maskRows, maxAbs, referenceBackward, referenceForward, scaleOf,
   type AttentionCase, type Inputs,
 } from '../helpers/attention_reference.js'
 
@@ -210,26 +210,7 @@ for (const dev of devicesUnderTest()) {
         }
 
         // Central differences of sum(g * out) through the float64 reference forward.
-        const h = 1e-3
-        const pick = rng(400 + caseIndex)
-        for (const name of ['q', 'k', 'v'] as const) {
-          const dname = `d${name}` as const
-          const sample = Array.from({ length: Math.min(n, c.fdSamples) }, () => Math.floor(pick() * n))
-          const fd: number[] = []
-          const mine: number[] = []
-          const probe: Inputs = { q: Float64Array.from(x.q), k: Float64Array.from(x.k), v: Float64Array.from(x.v) }
-          for (const idx of sample) {
-            // With every key padded the forward is flat in q and k; torch's gradient, like ours, is not.
-            if (name !== 'v' && inFullyPaddedBatchRow(c, idx)) continue
-            const orig = probe[name][idx]
-            probe[name][idx] = orig + h
-            const up = dotWith(g, referenceForward(c, probe, factor).out)
-            probe[name][idx] = orig - h
-            const down = dotWith(g, referenceForward(c, probe, factor).out)
-            probe[name][idx] = orig
-            fd.push((up - down) / (2 * h))
-            mine.push(got[dname][idx])
-          }
+        for (const { dname, fd, got: mine } of finiteDifferences(c, x, factor, g, got, c.fdSamples, 400 + caseIndex)) {
           const scale = Math.max(maxAbs(fd), 1e-3)
           const cmp = compare(mine, fd, 1e-3, 1e-5 * scale + 3e-7)
           t.ok(cmp.ok, `${dname} matches finite differences at ${fd.length} sampled elements (${cmp.message})`)

@@ -2,14 +2,12 @@
 // (or a checkpoint recording classifier_pooling), and eval / predict take
 // the adapter directory as --model.
 import t from 'tap'
-import { mkdtempSync, writeFileSync, copyFileSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
 import { main } from '../../lib/cli/main.js'
-import { BertConfig, BertForSequenceClassification, manualSeed } from '../../lib/index.js'
 import { readSafetensors } from '../../lib/hub/safetensors.js'
-
-const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures')
+import { saveTinyCliModel, sentimentCsv } from '../helpers/tiny_training.js'
 
 async function capture(argv: string[]): Promise<string[]> {
   const lines: string[] = []
@@ -26,15 +24,10 @@ async function capture(argv: string[]): Promise<string[]> {
 
 function setup() {
   const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-cli-lora-'))
-  manualSeed(1)
   const modelDir = join(dir, 'tiny')
-  const tiny = new BertForSequenceClassification(new BertConfig({ vocab_size: 30522, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 64 }))
-  tiny.savePretrained(modelDir)
-  tiny.dispose()
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(fixtures, 'tokenizer', 'minilm-uncased', f), join(modelDir, f))
-  const rows = (n: number) => ['text,label', ...Array.from({ length: n }, (_, i) => (i % 2 ? `"a wonderful, moving film ${i}",1` : `"a dull and tedious mess ${i}",0`))].join('\n')
-  writeFileSync(join(dir, 'train.csv'), rows(32))
-  writeFileSync(join(dir, 'test.csv'), rows(8))
+  saveTinyCliModel(modelDir)
+  writeFileSync(join(dir, 'train.csv'), sentimentCsv(32))
+  writeFileSync(join(dir, 'test.csv'), sentimentCsv(8))
   const data = ['--dataset', 'csv', '--data-files', `train=${join(dir, 'train.csv')},test=${join(dir, 'test.csv')}`]
   return { dir, modelDir, data }
 }

@@ -13,13 +13,12 @@ import {
   LoraConfig, getPeftModel, PeftModel, LoraLinear, ModulesToSaveWrapper, loraConfigFromSpec, AutoPeftModelForSequenceClassification,
   type LoraConfigInit,
 } from '../../lib/peft/index.js'
-import { Dataset, type Row } from '../../lib/data/dataset.js'
-import { Trainer, type DataCollator } from '../../lib/train/trainer.js'
+import { Trainer } from '../../lib/train/trainer.js'
 import { TrainingArguments } from '../../lib/train/training_args.js'
+import { ONE_LAYER_BERT as baseDir, padCollator as collator, syntheticDataset } from '../helpers/tiny_training.js'
 
 const root = join(__dirname, '..', '..', '..')
 const fixtures = join(root, 'test', 'fixtures', 'lora')
-const baseDir = join(root, 'test', 'fixtures', 'bert', 'one_layer')
 const variants = readdirSync(fixtures).filter((d) => existsSync(join(fixtures, d, 'expected.json'))).sort()
 
 interface Expected {
@@ -244,33 +243,6 @@ t.test('merge / unmerge / mergeAndUnload', async (t) => {
   plain.dispose()
 })
 
-/** Label 1 iff token 7 occurs (the trainer test's data). */
-function syntheticDataset(n: number, seed: number): Dataset {
-  let s = seed
-  const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648)
-  const rows: Row[] = []
-  for (let i = 0; i < n; i++) {
-    const len = 3 + Math.floor(rand() * 6)
-    const label = i % 2
-    const ids = [1, ...Array.from({ length: len - 2 }, () => 10 + Math.floor(rand() * 20)), 2]
-    if (label) ids[1 + Math.floor(rand() * (len - 2))] = 7
-    rows.push({ input_ids: ids, label })
-  }
-  return Dataset.fromRows(rows)
-}
-
-const collator: DataCollator = (rows) => {
-  const longest = Math.max(...rows.map((r) => (r.input_ids as number[]).length))
-  const ids = new Int32Array(rows.length * longest)
-  const mask = new Int32Array(rows.length * longest)
-  rows.forEach((r, i) => (r.input_ids as number[]).forEach((v, j) => { ids[i * longest + j] = v; mask[i * longest + j] = 1 }))
-  return {
-    inputIds: tensor(ids, { shape: [rows.length, longest], dtype: 'int32' }),
-    attentionMask: tensor(mask, { shape: [rows.length, longest], dtype: 'int32' }),
-    labels: tensor(Int32Array.from(rows.map((r) => r.label as number)), { dtype: 'int32' }),
-  }
-}
-
 t.test('only adapters and saved modules get gradients and optimizer state', async (t) => {
   const model = getPeftModel(await base(), new LoraConfig({ r: 4, loraAlpha: 8, loraDropout: 0.1, targetModules: ['query', 'value'], modulesToSave: ['classifier'] }), { seed: 1 })
   model.train()
@@ -303,7 +275,7 @@ t.test('the Trainer trains a PEFT model and saves the adapter format', async (t)
     learningRate: 2e-2, perDeviceTrainBatchSize: 8, numTrainEpochs: 3, loggingSteps: 4, saveStrategy: 'steps', saveSteps: 12,
     disableTqdm: true, seed: 3, plotCurves: false,
   })
-  const trainer = new Trainer({ model, args, trainDataset: syntheticDataset(64, 1), evalDataset: syntheticDataset(32, 2), dataCollator: collator })
+  const trainer = new Trainer({ model, args, trainDataset: syntheticDataset(64, 1, { text: false }), evalDataset: syntheticDataset(32, 2, { text: false }), dataCollator: collator })
   const before = await trainer.evaluate()
   await trainer.train()
   const after = await trainer.evaluate()
@@ -339,7 +311,7 @@ t.test('the Trainer trains a PEFT model and saves the adapter format', async (t)
   t.same(Array.from(logitsOf(fresh.eval())), Array.from(a), 'loadStateDict with adapter keys restores it too')
   // Resuming a LoRA run from its checkpoint: a fresh PEFT model continues to the same adapter.
   const resumedModel = getPeftModel(await base(), new LoraConfig({ r: 4, loraAlpha: 16, targetModules: ['query', 'value'], taskType: 'SEQ_CLS' }), { seed: 5 })
-  const resumed = new Trainer({ model: resumedModel, args: new TrainingArguments(join(dir, 'resumed'), { ...args, outputDir: join(dir, 'resumed') } as never), trainDataset: syntheticDataset(64, 1), dataCollator: collator })
+  const resumed = new Trainer({ model: resumedModel, args: new TrainingArguments(join(dir, 'resumed'), { ...args, outputDir: join(dir, 'resumed') } as never), trainDataset: syntheticDataset(64, 1, { text: false }), dataCollator: collator })
   await resumed.train({ resumeFromCheckpoint: ckpt })
   t.equal(resumed.state.globalStep, 24)
   t.same(Array.from(logitsOf(resumedModel.eval())), Array.from(a), 'resumed from checkpoint-12: the same final adapter')

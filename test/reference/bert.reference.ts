@@ -4,20 +4,15 @@
 // transformers; and 10 training steps whose losses must agree to 1e-4.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
+import { PYTHON, REPO_ROOT, pythonJson } from '../helpers/python.js'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
 import { BertForSequenceClassification, tensor, tidy, AdamW, clipGradNorm, type Tensor } from '../../lib/index.js'
 import { lrMultiplier } from '../../lib/train/scheduler.js'
 
-const root = join(__dirname, '..', '..', '..')
-const python = process.env.PYTHON ?? 'python3'
-
-function py(args: string[]): unknown {
-  const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 256 << 20, cwd: root })
-  if (r.status !== 0) throw new Error(`${python} ${args.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`)
-  return JSON.parse(r.stdout.trim().split('\n').pop()!)
-}
+const python = PYTHON
+const py = pythonJson
 
 const probe = spawnSync(python, ['-c', 'import torch, transformers'], { encoding: 'utf8' })
 if (probe.status !== 0) {

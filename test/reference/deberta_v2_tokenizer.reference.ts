@@ -8,16 +8,10 @@
 // around every code point below U+30000, for the Hub's tokenizer_config.json
 // and for do_lower_case, split_by_punct and add_prefix_space: false.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { runTokenizerOracle } from '../helpers/python.js'
 import { AutoTokenizer, PreTrainedTokenizerFast, debertaV2TokenizerJson, readSentencePieceModel } from '../../lib/tokenization/index.js'
-
-const ROOT = resolve(__dirname, '..', '..', '..')
-const SHARED = process.env.BERTKIT_SHARED_DIR ?? join(ROOT, '..', 'shared')
-const DATA = join(SHARED, 'data', 'rotten_tomatoes')
-const SCRIPT = join(ROOT, 'test', 'oracles', 'deberta_tokenizer_reference.py')
 
 interface Variant {
   dir: string
@@ -36,33 +30,7 @@ interface Reference {
   variants: Record<string, Variant>
 }
 
-function skipReason(): string | false {
-  if (!existsSync(join(DATA, 'rt-polarity.pos'))) return `no rotten tomatoes data at ${DATA} (set BERTKIT_SHARED_DIR)`
-  const py = spawnSync('python3', ['--version'], { encoding: 'utf8' })
-  if (py.error || py.status !== 0) return 'python3 is not available'
-  return false
-}
-
-const skip = skipReason()
-let reference: Reference | null = null
-const work = mkdtempSync(join(tmpdir(), 'bertkit-deberta-tokenizer-reference-'))
-t.teardown(() => rmSync(work, { recursive: true, force: true }))
-
-if (!skip) {
-  const run = spawnSync('python3', [SCRIPT, '--data', DATA, '--work', work, '--out', join(work, 'reference.json')], {
-    encoding: 'utf8', timeout: 900_000, maxBuffer: 1 << 26,
-  })
-  if (run.status === 3) {
-    t.test('DeBERTa-v2 tokenizer reference', { skip: `Python packages missing: ${run.stderr.trim()}` }, async () => {})
-  } else if (run.status !== 0) {
-    t.fail(`test/oracles/deberta_tokenizer_reference.py failed (${run.status ?? run.signal}): ${run.stderr.slice(-2000)}`)
-  } else {
-    reference = JSON.parse(readFileSync(join(work, 'reference.json'), 'utf8')) as Reference
-    t.comment(`reference from ${Object.entries(reference.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`)
-  }
-} else {
-  t.test('DeBERTa-v2 tokenizer reference', { skip }, async () => {})
-}
+const reference = runTokenizerOracle<Reference>('deberta_tokenizer_reference.py', 'DeBERTa-v2 tokenizer reference', 900_000)
 
 function firstDifferences(got: number[][], want: number[][], label: (i: number) => string): { count: number; detail: string[] } {
   let count = 0

@@ -8,20 +8,16 @@
 // refuses too. test/oracles/peft_reference_live.py is the Python side.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
+import { PYTHON, REPO_ROOT, pythonJson } from '../helpers/python.js'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
 import { AutoModelForSequenceClassification, noGrad, tensor, tidy } from '../../lib/index.js'
 import { getPeftModel, LoraConfig, PeftModel, type LoraBias } from '../../lib/peft/index.js'
 
-const root = join(__dirname, '..', '..', '..')
-const python = process.env.PYTHON ?? 'python3'
-
-function py(args: string[]): unknown {
-  const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 256 << 20, cwd: root })
-  if (r.status !== 0) throw new Error(`${python} ${args.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`)
-  return JSON.parse(r.stdout.trim().split('\n').pop()!)
-}
+const root = REPO_ROOT
+const python = PYTHON
+const py = pythonJson
 
 interface Case {
   index: number

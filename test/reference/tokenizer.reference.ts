@@ -7,10 +7,9 @@
 // normalizer and pre-tokenizer treat every Unicode code point as Rust does,
 // apart from NFD and case mapping, which come from the JavaScript engine.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { runTokenizerOracle } from '../helpers/python.js'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { AutoTokenizer } from '../../lib/tokenization/index.js'
 import { bertNormalize, bertPreTokenize, type BertNormalizerOptions } from '../../lib/tokenization/bert_normalizer.js'
@@ -18,7 +17,6 @@ import { bertNormalize, bertPreTokenize, type BertNormalizerOptions } from '../.
 const ROOT = resolve(__dirname, '..', '..', '..')
 const SHARED = process.env.BERTKIT_SHARED_DIR ?? join(ROOT, '..', 'shared')
 const DATA = join(SHARED, 'data', 'rotten_tomatoes')
-const SCRIPT = join(ROOT, 'test', 'oracles', 'tokenizer_reference.py')
 
 interface Variant {
   dir: string
@@ -51,33 +49,7 @@ function readSentences(file: string): string[] {
   return lines
 }
 
-function skipReason(): string | false {
-  if (!existsSync(join(DATA, 'rt-polarity.pos'))) return `no rotten tomatoes data at ${DATA} (set BERTKIT_SHARED_DIR)`
-  const py = spawnSync('python3', ['--version'], { encoding: 'utf8' })
-  if (py.error || py.status !== 0) return 'python3 is not available'
-  return false
-}
-
-const skip = skipReason()
-let reference: Reference | null = null
-const work = mkdtempSync(join(tmpdir(), 'bertkit-tokenizer-reference-'))
-t.teardown(() => rmSync(work, { recursive: true, force: true }))
-
-if (!skip) {
-  const run = spawnSync('python3', [SCRIPT, '--data', DATA, '--work', work, '--out', join(work, 'reference.json')], {
-    encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 26,
-  })
-  if (run.status === 3) {
-    t.test('tokenizer reference', { skip: `Python packages missing: ${run.stderr.trim()}` }, async () => {})
-  } else if (run.status !== 0) {
-    t.fail(`test/oracles/tokenizer_reference.py failed (${run.status ?? run.signal}): ${run.stderr.slice(-2000)}`)
-  } else {
-    reference = JSON.parse(readFileSync(join(work, 'reference.json'), 'utf8')) as Reference
-    t.comment(`reference from ${Object.entries(reference.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`)
-  }
-} else {
-  t.test('tokenizer reference', { skip }, async () => {})
-}
+const reference = runTokenizerOracle<Reference>('tokenizer_reference.py', 'tokenizer reference', 600_000)
 
 function firstDifferences(got: number[][], want: number[][], texts: string[]): { count: number; detail: string[] } {
   let count = 0

@@ -4,8 +4,8 @@
 // and a cased variant of it, each loaded from tokenizer.json and from a bare
 // vocab.txt; truncation, padding, saving, and bad input.
 import t from 'tap'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { scratchDirs } from '../helpers/scratch.js'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   AutoTokenizer,
@@ -48,14 +48,7 @@ const expected = JSON.parse(readFileSync(join(FIXTURE, 'expected.json'), 'utf8')
   modelMaxLength: number
 }
 
-const root = mkdtempSync(join(tmpdir(), 'bertkit-tokenizer-'))
-t.teardown(() => rmSync(root, { recursive: true, force: true }))
-let dirCount = 0
-function freshDir(): string {
-  const d = join(root, `d${dirCount++}`)
-  mkdirSync(d)
-  return d
-}
+const { root, fresh: freshDir } = scratchDirs('bertkit-tokenizer-')
 
 const tokenizerJson = JSON.parse(readFileSync(join(UNCASED, 'tokenizer.json'), 'utf8')) as Record<string, any>
 const uncasedConfig = JSON.parse(readFileSync(join(UNCASED, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>

@@ -5,41 +5,13 @@ import t from 'tap'
 import { mkdtempSync, readdirSync, existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import os from 'node:os'
-import { BertForSequenceClassification, tensor, type Tensor } from '../../lib/index.js'
-import { Dataset, type Row } from '../../lib/data/dataset.js'
-import { Trainer, type DataCollator } from '../../lib/train/trainer.js'
+import { BertForSequenceClassification, type Tensor } from '../../lib/index.js'
+import { Dataset } from '../../lib/data/dataset.js'
+import { Trainer } from '../../lib/train/trainer.js'
 import { TrainingArguments } from '../../lib/train/training_args.js'
 import { EarlyStoppingCallback } from '../../lib/train/callbacks.js'
 import { accuracy } from '../../lib/train/metrics.js'
-
-const fixture = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'bert', 'one_layer')
-
-/** Label 1 iff token 7 occurs: learnable by a 1-layer BERT in a few dozen steps. */
-function syntheticDataset(n: number, seed: number): Dataset {
-  let s = seed
-  const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648)
-  const rows: Row[] = []
-  for (let i = 0; i < n; i++) {
-    const len = 3 + Math.floor(rand() * 6)
-    const label = i % 2
-    const ids = [1, ...Array.from({ length: len - 2 }, () => 10 + Math.floor(rand() * 20)), 2]
-    if (label) ids[1 + Math.floor(rand() * (len - 2))] = 7
-    rows.push({ text: `row ${i}`, input_ids: ids, label })
-  }
-  return Dataset.fromRows(rows)
-}
-
-const collator: DataCollator = (rows) => {
-  const longest = Math.max(...rows.map((r) => (r.input_ids as number[]).length))
-  const ids = new Int32Array(rows.length * longest)
-  const mask = new Int32Array(rows.length * longest)
-  rows.forEach((r, i) => (r.input_ids as number[]).forEach((v, j) => { ids[i * longest + j] = v; mask[i * longest + j] = 1 }))
-  return {
-    inputIds: tensor(ids, { shape: [rows.length, longest], dtype: 'int32' }),
-    attentionMask: tensor(mask, { shape: [rows.length, longest], dtype: 'int32' }),
-    labels: tensor(Int32Array.from(rows.map((r) => r.label as number)), { dtype: 'int32' }),
-  }
-}
+import { ONE_LAYER_BERT as fixture, padCollator as collator, syntheticDataset } from '../helpers/tiny_training.js'
 
 async function run(outputDir: string, extra: Partial<ConstructorParameters<typeof TrainingArguments>[1]> = {}) {
   const model = await BertForSequenceClassification.fromPretrained(fixture, { numLabels: 2 })

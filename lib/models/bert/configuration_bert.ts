@@ -1,7 +1,7 @@
 // BertConfig: transformers' config.json, read with its own field names
 // (snake_case on disk and in this object, so a config round-trips unchanged).
 import type { ACTIVATION_CODE } from '../../native.js'
-import { ConfigChecker, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
+import { ConfigChecker, assignConfigFields, checkProblemType, configJson, readConfigJson, type LabelConfigFields, type ProblemType } from '../configuration_utils.js'
 
 /** transformers' activation names (ACT2FN keys) that bertkit computes. */
 export type HiddenAct = keyof typeof ACTIVATION_CODE
@@ -14,7 +14,7 @@ export type { ProblemType }
 export type ClassifierPooling = 'pooler' | 'cls' | 'mean' | 'max'
 export const CLASSIFIER_POOLINGS: readonly ClassifierPooling[] = ['pooler', 'cls', 'mean', 'max']
 
-export interface BertConfigFields {
+export interface BertConfigFields extends LabelConfigFields {
   model_type: string
   vocab_size: number
   hidden_size: number
@@ -30,10 +30,6 @@ export interface BertConfigFields {
   layer_norm_eps: number
   initializer_range: number
   pad_token_id: number
-  num_labels: number
-  id2label: Record<string, string>
-  label2id: Record<string, number>
-  problem_type: ProblemType | null
   classifier_pooling: ClassifierPooling
   position_embedding_type?: string
   architectures?: string[]
@@ -64,7 +60,6 @@ const DEFAULTS: BertConfigFields = {
 }
 
 const REQUIRED_IN_FILE = ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size'] as const
-const LABEL_KEYS = ['num_labels', 'id2label', 'label2id']
 
 export class BertConfig implements BertConfigFields {
   model_type!: string
@@ -91,13 +86,7 @@ export class BertConfig implements BertConfigFields {
   readonly extra: Record<string, unknown> = {}
 
   constructor(fields: Partial<BertConfigFields> & Record<string, unknown> = {}, source = 'BertConfig') {
-    const given: Record<string, unknown> = { ...fields }
-    for (const k of LABEL_KEYS) if (given[k] === undefined) delete given[k]
-    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given, source) }
-    for (const [k, v] of Object.entries(merged)) {
-      if (k in DEFAULTS) (this as Record<string, unknown>)[k] = v
-      else this.extra[k] = v
-    }
+    assignConfigFields(this, this.extra, DEFAULTS, fields, source)
     this.validate(source)
   }
 
@@ -112,18 +101,10 @@ export class BertConfig implements BertConfigFields {
    */
   protected validate(source: string): void {
     const c = new ConfigChecker(source, this as unknown as Record<string, unknown>)
-    if (typeof this.model_type !== 'string') c.fail('model_type', 'a string')
-    c.size('vocab_size')
-    c.size('hidden_size')
-    c.size('num_hidden_layers')
-    c.size('num_attention_heads')
-    c.size('intermediate_size')
-    c.size('max_position_embeddings')
+    c.encoderSizes()
     c.size('type_vocab_size')
     c.size('num_labels')
-    if (this.hidden_size % this.num_attention_heads !== 0) {
-      throw new Error(`${source}: hidden_size ${this.hidden_size} is not a multiple of num_attention_heads ${this.num_attention_heads}`)
-    }
+    c.multipleOf('hidden_size', 'num_attention_heads')
     c.activation('hidden_act')
     c.probability('hidden_dropout_prob')
     c.probability('attention_probs_dropout_prob')
@@ -140,8 +121,7 @@ export class BertConfig implements BertConfigFields {
   }
 
   toJSON(): Record<string, unknown> {
-    const out: Record<string, unknown> = { ...this.extra }
-    for (const k of Object.keys(DEFAULTS)) out[k] = (this as Record<string, unknown>)[k]
+    const out = configJson(this, this.extra, Object.keys(DEFAULTS))
     // The default head is transformers' own: leave its config.json exactly as transformers writes it.
     if (out.classifier_pooling === 'pooler') delete out.classifier_pooling
     return out

@@ -2,57 +2,52 @@
 // modeling_bert.py builds it: same names, same registration order, same
 // numerics (erf GELU, LayerNorm eps from the config, additive attention mask
 // with the float32 minimum, pooler = tanh(dense(h[:, 0]))).
-import { Module, ModuleList } from '../../nn/module.js'
+import { Module } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
-import { runEncoderLayer } from '../../nn/checkpointing.js'
 import {
   activation, add, attention, reshape, sliceRows, tanh,
   maskedMeanPool, maskedMaxPool,
 } from '../../tensor/ops.js'
-import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
-import { asPacked, firstTokenRows, unpackRows, unpadBatch, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
+import type { Tensor } from '../../tensor/tensor.js'
+import { asPacked, firstTokenRows, unpackRows, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertConfig } from './configuration_bert.js'
-import { PreTrainedModel, type CheckpointShapes } from '../modeling_utils.js'
+import {
+  embedIds, encoderForward, EncoderLayerStack, PreTrainedModel, type CheckpointShapes, type EncoderIdInputs, type SequenceClassificationInputs,
+} from '../modeling_utils.js'
 import type { SequenceClassifierOutput } from '../modeling_outputs.js'
 
-export interface BertInputs {
-  /** int32 [batch, seq] */
-  inputIds: Tensor
-  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
-  attentionMask?: Tensor | null
-  /** int32 [batch, seq]. Defaults to zeros. */
-  tokenTypeIds?: Tensor | null
-  /** int32 [batch, seq]. Defaults to 0..seq-1 in every row. */
-  positionIds?: Tensor | null
-}
+/** BertModel's inputs: token types default to zeros, positions to 0..seq-1 in every row. */
+export type BertInputs = EncoderIdInputs
 
 export type { SequenceClassifierOutput }
-
-function checkIds(name: string, t: Tensor, batch: number, seq: number): void {
-  if (!(t instanceof Tensor)) throw new TypeError(`BertModel: ${name} must be a Tensor`)
-  if (t.dtype !== 'int32') throw new TypeError(`BertModel: ${name} must be int32, got ${t.dtype}`)
-  if (t.ndim !== 2 || t.shape[0] !== batch || t.shape[1] !== seq) {
-    throw new RangeError(`BertModel: ${name} ${formatShape(t.shape)} must be [${batch}, ${seq}] like input_ids`)
-  }
-}
-
-function rethrowWith(where: string, err: unknown, seq: number): never {
-  // Native index errors name a flat position; name [row, column] instead.
-  const msg = (err as Error).message
-  const m = /ids\[(\d+)\] = (-?\d+) is out of range \[0, (\d+)\)/.exec(msg)
-  if (m) {
-    const flat = Number(m[1])
-    throw new RangeError(`${where}[${Math.floor(flat / seq)}, ${flat % seq}] = ${m[2]} is out of range [0, ${m[3]})`)
-  }
-  throw err
-}
 
 /** h[:, 0] as [batch, width]: of hidden [batch, seq, width], or of the real tokens [tokens, width] with `packed`. */
 export function firstTokens(hidden: Tensor, packed: PackedBatch | null): Tensor {
   if (packed) return firstTokenRows(hidden, packed)
   const [batch, , width] = hidden.shape
   return reshape(sliceRows(hidden, 0, 1), [batch, width])
+}
+
+/** The tables and norms BertEmbeddings and RobertaEmbeddings both hold (registered in their own orders). */
+interface BertStyleEmbeddings {
+  readonly word_embeddings: Embedding
+  readonly position_embeddings: Embedding
+  readonly token_type_embeddings: Embedding
+  readonly LayerNorm: LayerNorm
+  readonly dropout: Dropout
+}
+
+/**
+ * transformers: (inputs_embeds + token_type_embeddings) + position_embeddings,
+ * then LayerNorm and dropout. With `packed`, looks up the real tokens only
+ * and returns [tokens, hidden].
+ */
+export function bertEmbeddingsForward(e: BertStyleEmbeddings, inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, packed: PackedBatch | null): Tensor {
+  const words = embedIds('input_ids', e.word_embeddings, inputIds, packed)
+  const types = embedIds('token_type_ids', e.token_type_embeddings, tokenTypeIds, packed)
+  const positions = embedIds('position_ids', e.position_embeddings, positionIds, packed)
+  return e.dropout.forward(e.LayerNorm.forward(add(words, types), positions), packed)
 }
 
 export class BertEmbeddings extends Module {
@@ -74,26 +69,7 @@ export class BertEmbeddings extends Module {
 
   /** With `packed`, looks up the real tokens only and returns [tokens, hidden]. */
   forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, packed: PackedBatch | null = null): Tensor {
-    const seq = inputIds.shape[1]
-    const look = (table: Embedding, ids: Tensor) => (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids))
-    let words: Tensor, types: Tensor, positions: Tensor
-    try {
-      words = look(this.word_embeddings, inputIds)
-    } catch (err) {
-      rethrowWith('input_ids', err, seq)
-    }
-    try {
-      types = look(this.token_type_embeddings, tokenTypeIds)
-    } catch (err) {
-      rethrowWith('token_type_ids', err, seq)
-    }
-    try {
-      positions = look(this.position_embeddings, positionIds)
-    } catch (err) {
-      rethrowWith('position_ids', err, seq)
-    }
-    // transformers: (inputs_embeds + token_type_embeddings) + position_embeddings, then LayerNorm.
-    return this.dropout.forward(this.LayerNorm.forward(add(words, types), positions), packed)
+    return bertEmbeddingsForward(this, inputIds, tokenTypeIds, positionIds, packed)
   }
 }
 
@@ -200,29 +176,9 @@ export class BertLayer extends Module {
   }
 }
 
-export class BertEncoder extends Module {
-  readonly layer: ModuleList<BertLayer>
-
+export class BertEncoder extends EncoderLayerStack<BertLayer> {
   constructor(config: BertConfig, device?: DeviceName) {
-    super()
-    this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.num_hidden_layers }, () => new BertLayer(config, device))))
-  }
-
-  override get supportsGradientCheckpointing(): boolean {
-    return true
-  }
-
-  /** mask: the attention mask, or the packed layout when hidden holds the real tokens [tokens, hidden]. */
-  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
-    // One scope per layer: what a layer made and backward does not need is
-    // freed when the layer ends, not when the whole step ends (frozen layers
-    // keep nothing at all), as torch frees by reference count.
-    for (const layer of this.layer.items) {
-      hidden = mask instanceof PackedBatch
-        ? runEncoderLayer(this, layer, (h) => layer.forward(h!, mask), [hidden])
-        : runEncoderLayer(this, layer, (h, m) => layer.forward(h!, m!), [hidden, mask])
-    }
-    return hidden
+    super(config.num_hidden_layers, () => new BertLayer(config, device))
   }
 }
 
@@ -290,53 +246,20 @@ export class BertModel extends BertPreTrainedModel {
    * `unpad` (the default) packed is null and the shapes are as above.
    */
   forward(inputs: BertInputs, options: { skipPooler?: boolean; unpad?: boolean } = {}): { lastHiddenState: Tensor; poolerOutput: Tensor | null; packed: PackedBatch | null } {
-    const { inputIds } = inputs
-    if (!(inputIds instanceof Tensor) || inputIds.dtype !== 'int32' || inputIds.ndim !== 2) {
-      throw new TypeError(`BertModel: input_ids must be an int32 tensor [batch, seq]${inputIds instanceof Tensor ? `, got ${inputIds.dtype} ${formatShape(inputIds.shape)}` : ''}`)
-    }
-    const [batch, seq] = inputIds.shape
-    if (seq > this.config.max_position_embeddings) {
-      throw new RangeError(`BertModel: sequence length ${seq} exceeds max_position_embeddings ${this.config.max_position_embeddings}; truncate the input`)
-    }
-    if (batch === 0 || seq === 0) throw new RangeError(`BertModel: input_ids ${formatShape(inputIds.shape)} is empty`)
-    const device = inputIds.device
-    const owned: Tensor[] = []
-    const orDefault = (t: Tensor | null | undefined, name: string, make: () => Int32Array): Tensor => {
-      if (t) {
-        checkIds(name, t, batch, seq)
-        return t
-      }
-      const made = tensor(make(), { shape: [batch, seq], dtype: 'int32', device })
-      owned.push(made)
-      return made
-    }
-    let packed: PackedBatch | null = null
-    try {
-      const mask = orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
-      const types = orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
-      const positions = orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
-      packed = options.unpad ? unpadBatch(inputs.attentionMask, device) : null
+    return encoderForward('BertModel', inputs, { unpad: options.unpad, maxPositions: this.config.max_position_embeddings }, (batch) => {
+      const mask = batch.attentionMask()
+      const types = batch.tokenTypeIds()
+      const positions = batch.positionIds()
+      const packed = batch.unpad()
       const lastHiddenState = withPackedBatch(packed, () =>
-        this.encoder.forward(this.embeddings.forward(inputIds, types, positions, packed), packed ?? mask))
+        this.encoder.forward(this.embeddings.forward(inputs.inputIds, types, positions, packed), packed ?? mask))
       const poolerOutput = this.pooler && !options.skipPooler ? this.pooler.forward(lastHiddenState, packed) : null
-      return { lastHiddenState, poolerOutput, packed }
-    } catch (err) {
-      packed?.dispose()
-      throw err
-    } finally {
-      // Defaults made here are not saved by any node (ids are copied when saved), so free them now.
-      for (const t of owned) t.dispose()
-    }
+      return { lastHiddenState, poolerOutput }
+    })
   }
 }
 
-export interface BertForSequenceClassificationInputs extends BertInputs {
-  /**
-   * int32 [batch] class indices (single-label), float32 [batch] targets
-   * (regression) or [batch, num_labels] 0/1 targets (multi-label).
-   */
-  labels?: Tensor | null
-}
+export type BertForSequenceClassificationInputs = SequenceClassificationInputs
 
 export class BertForSequenceClassification extends BertPreTrainedModel {
   readonly bert: BertModel
@@ -360,12 +283,9 @@ export class BertForSequenceClassification extends BertPreTrainedModel {
 
   forward(inputs: BertForSequenceClassificationInputs): SequenceClassifierOutput {
     const pooling = this.config.classifier_pooling
-    const { lastHiddenState, poolerOutput, packed } = this.bert.forward(inputs, { skipPooler: pooling !== 'pooler', unpad: this.unpadsThisStep() })
-    try {
-      return this.classifierOutput(this.classifier.forward(this.dropout.forward(this.pool(lastHiddenState, poolerOutput, inputs.attentionMask ?? null, packed))), inputs.labels)
-    } finally {
-      packed?.dispose()
-    }
+    const output = this.bert.forward(inputs, { skipPooler: pooling !== 'pooler', unpad: this.unpadsThisStep() })
+    return this.onLastHiddenState(output, (hidden, packed) =>
+      this.classifierOutput(this.classifier.forward(this.dropout.forward(this.pool(hidden, output.poolerOutput, inputs.attentionMask ?? null, packed))), inputs.labels))
   }
 
   /**

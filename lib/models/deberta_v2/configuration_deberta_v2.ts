@@ -7,12 +7,14 @@
 // a head size that differs from hidden_size / heads, a pooler narrower or
 // wider than the hidden size) fail here, naming the option, never later.
 import type { ACTIVATION_CODE } from '../../native.js'
-import { ConfigChecker, SIZE_LIMITS, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
+import {
+  ConfigChecker, LABEL_KEYS, SIZE_LIMITS, assignConfigFields, checkProblemType, configJson, readConfigJson, type LabelConfigFields, type ProblemType,
+} from '../configuration_utils.js'
 
 /** transformers' activation names (ACT2FN keys) that bertkit computes. */
 export type DebertaV2Activation = keyof typeof ACTIVATION_CODE
 
-export interface DebertaV2ConfigFields {
+export interface DebertaV2ConfigFields extends LabelConfigFields {
   model_type: string
   vocab_size: number
   hidden_size: number
@@ -33,10 +35,6 @@ export interface DebertaV2ConfigFields {
   pos_att_type: string[] | null
   pooler_dropout: number
   pooler_hidden_act: DebertaV2Activation
-  num_labels: number
-  id2label: Record<string, string>
-  label2id: Record<string, number>
-  problem_type: ProblemType | null
 }
 
 // transformers' DebertaV2Config defaults (deberta-v2-xlarge's sizes).
@@ -64,7 +62,6 @@ const DEFAULTS: Omit<DebertaV2ConfigFields, 'num_labels' | 'id2label' | 'label2i
   problem_type: null,
 }
 
-const LABEL_KEYS = ['num_labels', 'id2label', 'label2id'] as const
 const REQUIRED_IN_FILE = ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'vocab_size'] as const
 
 export class DebertaV2Config implements DebertaV2ConfigFields {
@@ -99,12 +96,7 @@ export class DebertaV2Config implements DebertaV2ConfigFields {
     const given: Record<string, unknown> = { ...fields }
     // transformers accepts "p2c|c2p" and lowercases it.
     if (typeof given.pos_att_type === 'string') given.pos_att_type = given.pos_att_type.toLowerCase().split('|').map((s) => s.trim())
-    for (const k of LABEL_KEYS) if (given[k] === undefined) delete given[k]
-    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given, source) }
-    for (const [k, v] of Object.entries(merged)) {
-      if (k in DEFAULTS || (LABEL_KEYS as readonly string[]).includes(k)) (this as Record<string, unknown>)[k] = v
-      else this.extra[k] = v
-    }
+    assignConfigFields(this, this.extra, DEFAULTS, given, source)
     this.validate(source)
   }
 
@@ -143,19 +135,11 @@ export class DebertaV2Config implements DebertaV2ConfigFields {
 
   private validate(source: string): void {
     const c = new ConfigChecker(source, this as unknown as Record<string, unknown>)
-    if (typeof this.model_type !== 'string') c.fail('model_type', 'a string')
-    c.size('vocab_size')
-    c.size('hidden_size')
-    c.size('num_hidden_layers')
-    c.size('num_attention_heads')
-    c.size('intermediate_size')
-    c.size('max_position_embeddings')
+    c.encoderSizes()
     c.size('num_labels')
     c.size('embedding_size', 'hidden_size')
     c.size('type_vocab_size', 'type_vocab_size', 0)
-    if (this.hidden_size % this.num_attention_heads !== 0) {
-      throw new Error(`${source}: hidden_size ${this.hidden_size} is not a multiple of num_attention_heads ${this.num_attention_heads}`)
-    }
+    c.multipleOf('hidden_size', 'num_attention_heads')
     c.activation('hidden_act')
     c.activation('pooler_hidden_act')
     for (const k of ['hidden_dropout_prob', 'attention_probs_dropout_prob', 'pooler_dropout', 'cls_dropout']) c.probability(k)
@@ -196,8 +180,6 @@ export class DebertaV2Config implements DebertaV2ConfigFields {
   }
 
   toJSON(): Record<string, unknown> {
-    const out: Record<string, unknown> = { ...this.extra }
-    for (const k of [...Object.keys(DEFAULTS), ...LABEL_KEYS]) out[k] = (this as Record<string, unknown>)[k]
-    return out
+    return configJson(this, this.extra, [...Object.keys(DEFAULTS), ...LABEL_KEYS])
   }
 }

@@ -24,27 +24,22 @@ import { tensor, formatShape, Tensor } from '../../tensor/tensor.js'
 import { runEncoderLayer } from '../../nn/checkpointing.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { BertIntermediate, DenseDropoutResidualNorm, firstTokens } from '../bert/modeling_bert.js'
-import { packRows, unpackRows, unpadBatch, withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
-import { checkInputIds, lookup, OwnedIds, PreTrainedModel, type CheckpointShapes } from '../modeling_utils.js'
+import { packRows, unpackRows, withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
+import {
+  embedIds, encoderForward, PreTrainedModel, type CheckpointShapes, type EncoderIdInputs, type SequenceClassificationInputs,
+} from '../modeling_utils.js'
 import type { SequenceClassifierOutput } from '../modeling_outputs.js'
 import type { ProblemType } from '../configuration_utils.js'
 import { DebertaV2Config } from './configuration_deberta_v2.js'
 
-export interface DebertaV2Inputs {
-  /** int32 [batch, seq] */
-  inputIds: Tensor
-  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
-  attentionMask?: Tensor | null
-  /** int32 [batch, seq]. Defaults to zeros; ignored when type_vocab_size is 0 (DeBERTa-v3), as in transformers. */
-  tokenTypeIds?: Tensor | null
-  /** int32 [batch, seq]. Defaults to 0..seq-1; read only when position_biased_input. */
-  positionIds?: Tensor | null
-}
-
-export interface DebertaV2ForSequenceClassificationInputs extends DebertaV2Inputs {
-  /** int32 [batch] class indices (negative = unlabelled), float32 [batch] regression targets, or per problem_type. */
-  labels?: Tensor | null
-}
+/**
+ * DebertaV2Model's inputs: token types default to zeros and are ignored when
+ * type_vocab_size is 0 (DeBERTa-v3), as in transformers; positions default to
+ * 0..seq-1 and are read only when position_biased_input.
+ */
+export type DebertaV2Inputs = EncoderIdInputs
+/** Class labels may be negative (unlabelled rows, left out of the loss); float label vectors are soft labels. */
+export type DebertaV2ForSequenceClassificationInputs = SequenceClassificationInputs
 
 /** transformers' DebertaV2PreTrainedModel: how DeBERTa-v2/v3 checkpoints load. */
 export abstract class DebertaV2PreTrainedModel extends PreTrainedModel<DebertaV2Config> {
@@ -150,17 +145,9 @@ export class DebertaV2Embeddings extends Module {
    * only (whose mask is 1: nothing to multiply) and returns [tokens, hidden].
    */
   forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, mask: Tensor | null, packed: PackedBatch | null = null): Tensor {
-    const seq = inputIds.shape[1]
-    const look = (table: Embedding, ids: Tensor) => (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids))
-    let embeddings = lookup('input_ids', seq, () => look(this.word_embeddings, inputIds))
-    if (this.position_embeddings) {
-      const positions = lookup('position_ids', seq, () => look(this.position_embeddings!, positionIds))
-      embeddings = add(embeddings, positions)
-    }
-    if (this.token_type_embeddings) {
-      const types = lookup('token_type_ids', seq, () => look(this.token_type_embeddings!, tokenTypeIds))
-      embeddings = add(embeddings, types)
-    }
+    let embeddings = embedIds('input_ids', this.word_embeddings, inputIds, packed)
+    if (this.position_embeddings) embeddings = add(embeddings, embedIds('position_ids', this.position_embeddings, positionIds, packed))
+    if (this.token_type_embeddings) embeddings = add(embeddings, embedIds('token_type_ids', this.token_type_embeddings, tokenTypeIds, packed))
     if (this.embed_proj) embeddings = this.embed_proj.forward(embeddings)
     embeddings = this.LayerNorm.forward(embeddings)
     if (mask && !packed) embeddings = mulRowsByMask(embeddings, mask)
@@ -374,29 +361,18 @@ export class DebertaV2Model extends DebertaV2PreTrainedModel {
    * caller) is its layout and lastHiddenState [tokens, hidden].
    */
   forward(inputs: DebertaV2Inputs, options: { unpad?: boolean } = {}): { lastHiddenState: Tensor; packed: PackedBatch | null } {
-    const owner = 'DebertaV2Model'
-    const [batch, seq] = checkInputIds(owner, inputs.inputIds)
-    if (this.config.position_biased_input && seq > this.config.max_position_embeddings) {
-      throw new RangeError(`${owner}: sequence length ${seq} exceeds max_position_embeddings ${this.config.max_position_embeddings}; truncate the input`)
-    }
-    const ids = new OwnedIds(owner, batch, seq, inputs.inputIds.device)
-    let packed: PackedBatch | null = null
-    try {
+    const maxPositions = this.config.position_biased_input ? this.config.max_position_embeddings : null
+    return encoderForward('DebertaV2Model', inputs, { unpad: options.unpad, maxPositions }, (batch) => {
       const given = inputs.attentionMask ?? null
-      const mask = ids.orDefault(given, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
-      const types = ids.orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
-      const positions = ids.orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
-      packed = options.unpad ? unpadBatch(given, inputs.inputIds.device) : null
+      const mask = batch.attentionMask()
+      const types = batch.tokenTypeIds()
+      const positions = batch.positionIds()
+      const packed = batch.unpad()
       // transformers multiplies by a mask of ones when none is given: nothing to do then.
       const lastHiddenState = withPackedBatch(packed, () =>
         this.encoder.forward(this.embeddings.forward(inputs.inputIds, types, positions, given ? mask : null, packed), mask, packed))
-      return { lastHiddenState, packed }
-    } catch (err) {
-      packed?.dispose()
-      throw err
-    } finally {
-      ids.dispose()
-    }
+      return { lastHiddenState }
+    })
   }
 }
 
@@ -440,13 +416,7 @@ export class DebertaV2ForSequenceClassification extends DebertaV2PreTrainedModel
   }
 
   forward(inputs: DebertaV2ForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState, packed } = this.deberta.forward(inputs, { unpad: this.unpadsThisStep() })
-    let pooled: Tensor
-    try {
-      pooled = this.pooler.forward(lastHiddenState, packed)
-    } finally {
-      packed?.dispose()
-    }
+    const pooled = this.onLastHiddenState(this.deberta.forward(inputs, { unpad: this.unpadsThisStep() }), (hidden, packed) => this.pooler.forward(hidden, packed))
     const logits = this.classifier.forward(this.dropout.forward(pooled))
     const labels = inputs.labels ?? null
     return { loss: labels ? this.computeLoss(logits, labels) : null, logits }

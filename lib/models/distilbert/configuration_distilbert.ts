@@ -4,12 +4,12 @@
 // transformers' attribute_map names (hidden_size, num_attention_heads,
 // num_hidden_layers) are read as aliases and offered as getters.
 import type { ACTIVATION_CODE } from '../../native.js'
-import { ConfigChecker, checkProblemType, labelFields, readConfigJson, type ProblemType } from '../configuration_utils.js'
+import { ConfigChecker, LABEL_KEYS, assignConfigFields, checkProblemType, configJson, readConfigJson, type LabelConfigFields, type ProblemType } from '../configuration_utils.js'
 
 /** transformers' activation names (ACT2FN keys) that bertkit computes. */
 export type DistilBertActivation = keyof typeof ACTIVATION_CODE
 
-export interface DistilBertConfigFields {
+export interface DistilBertConfigFields extends LabelConfigFields {
   model_type: string
   vocab_size: number
   max_position_embeddings: number
@@ -25,10 +25,6 @@ export interface DistilBertConfigFields {
   qa_dropout: number
   seq_classif_dropout: number
   pad_token_id: number
-  num_labels: number
-  id2label: Record<string, string>
-  label2id: Record<string, number>
-  problem_type: ProblemType | null
 }
 
 // transformers' DistilBertConfig defaults (distilbert-base-uncased).
@@ -51,7 +47,6 @@ const DEFAULTS: Omit<DistilBertConfigFields, 'num_labels' | 'id2label' | 'label2
   problem_type: null,
 }
 
-const LABEL_KEYS = ['num_labels', 'id2label', 'label2id'] as const
 const ALIASES = { dim: 'hidden_size', n_heads: 'num_attention_heads', n_layers: 'num_hidden_layers' } as const
 const REQUIRED_IN_FILE = ['vocab_size', ['dim', 'hidden_size'], ['n_layers', 'num_hidden_layers'], ['n_heads', 'num_attention_heads'], 'hidden_dim'] as const
 
@@ -91,12 +86,7 @@ export class DistilBertConfig implements DistilBertConfigFields {
       given[name] = given[alias]
       delete given[alias]
     }
-    for (const k of LABEL_KEYS) if (given[k] === undefined) delete given[k]
-    const merged: Record<string, unknown> = { ...DEFAULTS, ...given, ...labelFields(given, source) }
-    for (const [k, v] of Object.entries(merged)) {
-      if (k in DEFAULTS || (LABEL_KEYS as readonly string[]).includes(k)) (this as Record<string, unknown>)[k] = v
-      else this.extra[k] = v
-    }
+    assignConfigFields(this, this.extra, DEFAULTS, given, source)
     this.validate(source)
   }
 
@@ -119,7 +109,7 @@ export class DistilBertConfig implements DistilBertConfigFields {
     c.size('dim', 'hidden_size')
     c.size('hidden_dim', 'intermediate_size')
     c.size('num_labels')
-    if (this.dim % this.n_heads !== 0) throw new Error(`${source}: dim ${this.dim} is not a multiple of n_heads ${this.n_heads}`)
+    c.multipleOf('dim', 'n_heads')
     c.activation('activation')
     for (const k of ['dropout', 'attention_dropout', 'seq_classif_dropout', 'qa_dropout']) c.probability(k)
     c.bool('sinusoidal_pos_embds')
@@ -129,8 +119,6 @@ export class DistilBertConfig implements DistilBertConfigFields {
   }
 
   toJSON(): Record<string, unknown> {
-    const out: Record<string, unknown> = { ...this.extra }
-    for (const k of [...Object.keys(DEFAULTS), ...LABEL_KEYS]) out[k] = (this as Record<string, unknown>)[k]
-    return out
+    return configJson(this, this.extra, [...Object.keys(DEFAULTS), ...LABEL_KEYS])
   }
 }

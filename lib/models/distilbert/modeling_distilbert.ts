@@ -4,38 +4,28 @@
 // types, no pooler, LayerNorm eps fixed at 1e-12, the same additive attention
 // mask as BERT's eager path, and the head relu(pre_classifier(h[:, 0])) →
 // dropout → classifier.
-import { Module, ModuleList } from '../../nn/module.js'
-import { runEncoderLayer } from '../../nn/checkpointing.js'
+import { Module } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
 import { makeTensor, normalTensor } from '../../nn/init.js'
 import { activation, attention, embedding, relu } from '../../tensor/ops.js'
 import type { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
 import { firstTokens } from '../bert/modeling_bert.js'
-import { asPacked, unpadBatch, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
-import { checkInputIds, lookup, OwnedIds, PreTrainedModel, type CheckpointShapes } from '../modeling_utils.js'
+import { asPacked, varlenAttention, withPackedBatch, PackedBatch } from '../../tensor/packing.js'
+import {
+  embedIds, encoderForward, EncoderLayerStack, PreTrainedModel, type CheckpointShapes, type EncoderIdInputs, type SequenceClassificationInputs,
+} from '../modeling_utils.js'
 import type { SequenceClassifierOutput } from '../modeling_outputs.js'
 import { DistilBertConfig, DISTILBERT_LAYER_NORM_EPS } from './configuration_distilbert.js'
 
-export interface DistilBertInputs {
-  /** int32 [batch, seq] */
-  inputIds: Tensor
-  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
-  attentionMask?: Tensor | null
-  /** int32 [batch, seq]. Defaults to 0..seq-1 in every row. */
-  positionIds?: Tensor | null
-  /**
-   * Accepted and ignored: DistilBERT has no token types. transformers'
-   * Trainer drops the column for DistilBERT; here the collator's batch can
-   * be passed as it is.
-   */
-  tokenTypeIds?: Tensor | null
-}
-
-export interface DistilBertForSequenceClassificationInputs extends DistilBertInputs {
-  /** int32 [batch] class indices, float32 [batch] regression targets or float32 [batch, num_labels] 0/1 targets. */
-  labels?: Tensor | null
-}
+/**
+ * DistilBertModel's inputs: positions default to 0..seq-1 in every row.
+ * tokenTypeIds is accepted and ignored: DistilBERT has no token types.
+ * transformers' Trainer drops the column for DistilBERT; here the
+ * collator's batch can be passed as it is.
+ */
+export type DistilBertInputs = EncoderIdInputs
+export type DistilBertForSequenceClassificationInputs = SequenceClassificationInputs
 
 /** transformers' DistilBertPreTrainedModel: how DistilBERT checkpoints load. */
 export abstract class DistilBertPreTrainedModel extends PreTrainedModel<DistilBertConfig> {
@@ -114,11 +104,8 @@ export class DistilBertEmbeddings extends Module {
 
   /** With `packed`, looks up the real tokens only and returns [tokens, dim]. */
   forward(inputIds: Tensor, positionIds: Tensor, packed: PackedBatch | null = null): Tensor {
-    const seq = inputIds.shape[1]
-    const look = (table: { forward(ids: Tensor): Tensor }, ids: Tensor) =>
-      (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids))
-    const words = lookup('input_ids', seq, () => look(this.word_embeddings, inputIds))
-    const positions = lookup('position_ids', seq, () => look(this.position_embeddings, positionIds))
+    const words = embedIds('input_ids', this.word_embeddings, inputIds, packed)
+    const positions = embedIds('position_ids', this.position_embeddings, positionIds, packed)
     return this.dropout.forward(this.LayerNorm.forward(words, positions), packed)
   }
 }
@@ -189,27 +176,9 @@ export class TransformerBlock extends Module {
   }
 }
 
-export class Transformer extends Module {
-  readonly layer: ModuleList<TransformerBlock>
-
+export class Transformer extends EncoderLayerStack<TransformerBlock> {
   constructor(config: DistilBertConfig, device?: DeviceName) {
-    super()
-    this.layer = this.registerModule('layer', new ModuleList(Array.from({ length: config.n_layers }, () => new TransformerBlock(config, device))))
-  }
-
-  override get supportsGradientCheckpointing(): boolean {
-    return true
-  }
-
-  /** mask: the attention mask, or the packed layout when hidden holds the real tokens [tokens, dim]. */
-  forward(hidden: Tensor, mask: Tensor | PackedBatch): Tensor {
-    // One scope per layer, as BertEncoder: what backward does not need dies with its layer.
-    for (const block of this.layer.items) {
-      hidden = mask instanceof PackedBatch
-        ? runEncoderLayer(this, block, (h) => block.forward(h!, mask), [hidden])
-        : runEncoderLayer(this, block, (h, m) => block.forward(h!, m!), [hidden, mask])
-    }
-    return hidden
+    super(config.n_layers, () => new TransformerBlock(config, device))
   }
 }
 
@@ -229,26 +198,14 @@ export class DistilBertModel extends DistilBertPreTrainedModel {
    * caller) is its layout and lastHiddenState [tokens, dim].
    */
   forward(inputs: DistilBertInputs, options: { unpad?: boolean } = {}): { lastHiddenState: Tensor; packed: PackedBatch | null } {
-    const owner = 'DistilBertModel'
-    const [batch, seq] = checkInputIds(owner, inputs.inputIds)
-    if (seq > this.config.max_position_embeddings) {
-      throw new RangeError(`${owner}: sequence length ${seq} exceeds max_position_embeddings ${this.config.max_position_embeddings}; truncate the input`)
-    }
-    const ids = new OwnedIds(owner, batch, seq, inputs.inputIds.device)
-    let packed: PackedBatch | null = null
-    try {
-      const mask = ids.orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
-      const positions = ids.orDefault(inputs.positionIds, 'position_ids', () => Int32Array.from({ length: batch * seq }, (_, i) => i % seq))
-      packed = options.unpad ? unpadBatch(inputs.attentionMask, inputs.inputIds.device) : null
+    return encoderForward('DistilBertModel', inputs, { unpad: options.unpad, maxPositions: this.config.max_position_embeddings }, (batch) => {
+      const mask = batch.attentionMask()
+      const positions = batch.positionIds()
+      const packed = batch.unpad()
       const lastHiddenState = withPackedBatch(packed, () =>
         this.transformer.forward(this.embeddings.forward(inputs.inputIds, positions, packed), packed ?? mask))
-      return { lastHiddenState, packed }
-    } catch (err) {
-      packed?.dispose()
-      throw err
-    } finally {
-      ids.dispose()
-    }
+      return { lastHiddenState }
+    })
   }
 }
 
@@ -275,13 +232,7 @@ export class DistilBertForSequenceClassification extends DistilBertPreTrainedMod
   }
 
   forward(inputs: DistilBertForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState, packed } = this.distilbert.forward(inputs, { unpad: this.unpadsThisStep() })
-    let first: Tensor
-    try {
-      first = firstTokens(lastHiddenState, packed)
-    } finally {
-      packed?.dispose()
-    }
+    const first = this.onLastHiddenState(this.distilbert.forward(inputs, { unpad: this.unpadsThisStep() }), firstTokens)
     return this.classifierOutput(this.classifier.forward(this.dropout.forward(relu(this.pre_classifier.forward(first)))), inputs.labels)
   }
 }

@@ -7,30 +7,22 @@
 // out_proj on the <s> token.
 import { Module } from '../../nn/module.js'
 import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
-import { add, tanh } from '../../tensor/ops.js'
-import { Tensor } from '../../tensor/tensor.js'
+import { tanh } from '../../tensor/ops.js'
+import type { Tensor } from '../../tensor/tensor.js'
 import type { DeviceName } from '../../tensor/device.js'
-import { BertEncoder, BertPooler, bertCheckpointShapes, firstTokens } from '../bert/modeling_bert.js'
-import { unpadBatch, withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
-import { checkInputIds, lookup, OwnedIds, PreTrainedModel, type CheckpointShapes } from '../modeling_utils.js'
+import { BertEncoder, BertPooler, bertCheckpointShapes, bertEmbeddingsForward, firstTokens } from '../bert/modeling_bert.js'
+import { withPackedBatch, type PackedBatch } from '../../tensor/packing.js'
+import { encoderForward, PreTrainedModel, type CheckpointShapes, type EncoderIdInputs, type SequenceClassificationInputs } from '../modeling_utils.js'
 import type { SequenceClassifierOutput } from '../modeling_outputs.js'
 import { RobertaConfig } from './configuration_roberta.js'
 
-export interface RobertaInputs {
-  /** int32 [batch, seq] */
-  inputIds: Tensor
-  /** int32 [batch, seq], 1 = token, 0 = padding. Defaults to all ones. */
-  attentionMask?: Tensor | null
-  /** int32 [batch, seq]. Defaults to zeros (RoBERTa checkpoints have a single token type). */
-  tokenTypeIds?: Tensor | null
-  /** int32 [batch, seq]. Defaults to createPositionIdsFromInputIds(input_ids, pad_token_id). */
-  positionIds?: Tensor | null
-}
-
-export interface RobertaForSequenceClassificationInputs extends RobertaInputs {
-  /** int32 [batch] class indices, float32 [batch] regression targets or float32 [batch, num_labels] 0/1 targets. */
-  labels?: Tensor | null
-}
+/**
+ * RobertaModel's inputs: token types default to zeros (RoBERTa checkpoints
+ * have a single token type), positions to
+ * createPositionIdsFromInputIds(input_ids, pad_token_id).
+ */
+export type RobertaInputs = EncoderIdInputs
+export type RobertaForSequenceClassificationInputs = SequenceClassificationInputs
 
 /** transformers' RobertaPreTrainedModel: how RoBERTa checkpoints load (BERT's modules under "roberta."). */
 export abstract class RobertaPreTrainedModel extends PreTrainedModel<RobertaConfig> {
@@ -85,13 +77,7 @@ export class RobertaEmbeddings extends Module {
 
   /** With `packed`, looks up the real tokens only and returns [tokens, hidden]. */
   forward(inputIds: Tensor, tokenTypeIds: Tensor, positionIds: Tensor, packed: PackedBatch | null = null): Tensor {
-    const seq = inputIds.shape[1]
-    const look = (table: Embedding, ids: Tensor) => (packed ? packed.padIndexErrors(() => table.forward(packed.packIds(ids))) : table.forward(ids))
-    const words = lookup('input_ids', seq, () => look(this.word_embeddings, inputIds))
-    const types = lookup('token_type_ids', seq, () => look(this.token_type_embeddings, tokenTypeIds))
-    const positions = lookup('position_ids', seq, () => look(this.position_embeddings, positionIds))
-    // transformers: (inputs_embeds + token_type_embeddings) + position_embeddings, then LayerNorm.
-    return this.dropout.forward(this.LayerNorm.forward(add(words, types), positions), packed)
+    return bertEmbeddingsForward(this, inputIds, tokenTypeIds, positionIds, packed)
   }
 }
 
@@ -116,14 +102,12 @@ export class RobertaModel extends RobertaPreTrainedModel {
    */
   forward(inputs: RobertaInputs, options: { unpad?: boolean } = {}): { lastHiddenState: Tensor; poolerOutput: Tensor | null; packed: PackedBatch | null } {
     const owner = 'RobertaModel'
-    const [batch, seq] = checkInputIds(owner, inputs.inputIds)
     const { inputIds } = inputs
-    const ids = new OwnedIds(owner, batch, seq, inputIds.device)
-    let packed: PackedBatch | null = null
-    try {
-      const mask = ids.orDefault(inputs.attentionMask, 'attention_mask', () => new Int32Array(batch * seq).fill(1))
-      const types = ids.orDefault(inputs.tokenTypeIds, 'token_type_ids', () => new Int32Array(batch * seq))
-      const positions = ids.orDefault(inputs.positionIds, 'position_ids', () => {
+    return encoderForward(owner, inputs, { unpad: options.unpad }, (ids) => {
+      const { batch, seq } = ids
+      const mask = ids.attentionMask()
+      const types = ids.tokenTypeIds()
+      const positions = ids.positionIds(() => {
         const made = createPositionIdsFromInputIds(inputIds.toInt32Array(), batch, seq, this.config.pad_token_id)
         const needed = made.reduce((m, v) => Math.max(m, v), 0) + 1
         if (needed > this.config.max_position_embeddings) {
@@ -132,17 +116,12 @@ export class RobertaModel extends RobertaPreTrainedModel {
         }
         return made
       })
-      packed = options.unpad ? unpadBatch(inputs.attentionMask, inputIds.device) : null
+      const packed = ids.unpad()
       const lastHiddenState = withPackedBatch(packed, () =>
         this.encoder.forward(this.embeddings.forward(inputIds, types, positions, packed), packed ?? mask))
       const poolerOutput = this.pooler ? this.pooler.forward(lastHiddenState, packed) : null
-      return { lastHiddenState, poolerOutput, packed }
-    } catch (err) {
-      packed?.dispose()
-      throw err
-    } finally {
-      ids.dispose()
-    }
+      return { lastHiddenState, poolerOutput }
+    })
   }
 }
 
@@ -185,13 +164,7 @@ export class RobertaForSequenceClassification extends RobertaPreTrainedModel {
   }
 
   forward(inputs: RobertaForSequenceClassificationInputs): SequenceClassifierOutput {
-    const { lastHiddenState, packed } = this.roberta.forward(inputs, { unpad: this.unpadsThisStep() })
-    let logits: Tensor
-    try {
-      logits = this.classifier.forward(lastHiddenState, packed)
-    } finally {
-      packed?.dispose()
-    }
+    const logits = this.onLastHiddenState(this.roberta.forward(inputs, { unpad: this.unpadsThisStep() }), (hidden, packed) => this.classifier.forward(hidden, packed))
     return this.classifierOutput(logits, inputs.labels)
   }
 }
