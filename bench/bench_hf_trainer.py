@@ -93,7 +93,9 @@ out = tempfile.mkdtemp()
 args = TrainingArguments(out, learning_rate=a.lr, per_device_train_batch_size=a.batch, per_device_eval_batch_size=a.batch,
                          num_train_epochs=a.epochs, max_steps=a.max_steps, weight_decay=0.01, save_strategy="no",
                          report_to=[], seed=a.seed, fp16=a.precision == "fp16", bf16=a.precision == "bf16",
-                         disable_tqdm=True, logging_steps=50, logging_nan_inf_filter=a.nan_inf_filter == "on")
+                         disable_tqdm=True, logging_steps=50, logging_nan_inf_filter=a.nan_inf_filter == "on",
+                         # transformers refuses bf16 without a GPU unless the run is declared a CPU run.
+                         use_cpu=not torch.cuda.is_available())
 collator = DataCollatorWithPadding(tokenizer=tokenizer, pad_to_multiple_of=a.pad_to_multiple_of)
 trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=test,
                   data_collator=collator, compute_metrics=compute_metrics)
