@@ -113,6 +113,12 @@ export function sampleDigest(ds: Dataset): string {
   return createHash('sha256').update(JSON.stringify(texts.map((t, i) => [t, labels[i]])), 'utf8').digest('hex')
 }
 
+function labelWidth(ds: Dataset): number {
+  const first = ds.column('label')[0]
+  if (!Array.isArray(first)) throw new Error('--multi-target-strategy: the labels must be 0/1 vectors (one per text)')
+  return first.length
+}
+
 export async function runSetfit(argv: string[]): Promise<number> {
   const { flags, positional } = parseFlags(argv)
   if (flags.has('help')) {
@@ -182,8 +188,10 @@ export async function runSetfit(argv: string[]): Promise<number> {
     device: args.device,
     multiTargetStrategy: (multiTarget as 'one-vs-rest' | 'multi-output' | undefined) ?? null,
     useDifferentiableHead: boolFlag(flags, 'differentiable-head'),
-    headParams: boolFlag(flags, 'differentiable-head') && multiTarget === undefined
-      ? { outFeatures: new Set(trainSet.column('label').map((l) => JSON.stringify(l))).size } : undefined,
+    // A differentiable head needs its width: the classes, or the length of the label vectors.
+    headParams: boolFlag(flags, 'differentiable-head')
+      ? { outFeatures: multiTarget === undefined ? new Set(trainSet.column('label').map((l) => JSON.stringify(l))).size : labelWidth(trainSet) }
+      : undefined,
   })
   try {
     process.stderr.write(`bertkit setfit: ${trainSet.length} training examples (${numSamples > 0 ? `${numSamples} per label, seed ${sampleSeed}` : 'the whole split'}); body ${modelId}\n`)

@@ -52,6 +52,20 @@ t.test('bertkit setfit trains, evaluates, saves and reports', async (t) => {
   model.dispose()
 })
 
+t.test('bertkit setfit --differentiable-head', async (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'bertkit-setfit-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'train.jsonl'), texts.map((x, i) => JSON.stringify({ text: x, label: i % 3 })).join('\n') + '\n')
+  const { code, out } = await captured(['setfit', '--model', tiny, '--dataset', join(dir, 'train.jsonl'), '--eval-split', 'none',
+    '--num-samples', '0', '--max-steps', '2', '--num-epochs', '1,2', '--differentiable-head', '--output-dir', join(dir, 'model'), '--no-progress'])
+  t.equal(code, 0)
+  t.equal(JSON.parse(out).train.trainSamples, 12, '--num-samples 0: the whole split')
+  const model = await SetFitModel.fromPretrained(join(dir, 'model'))
+  t.equal(model.hasDifferentiableHead, true)
+  t.equal(model.predictProba('so good').length, 3, 'a head as wide as the classes')
+  model.dispose()
+})
+
 t.test('the sample digest is the one Python computes over [text, label] rows', async (t) => {
   const ds = Dataset.fromColumns({ text: ['a', 'é "x"'], label: [1, 0] })
   // hashlib.sha256(json.dumps([["a",1],["é \"x\"",0]], ensure_ascii=False, separators=(",",":")).encode()).hexdigest()

@@ -150,7 +150,7 @@ def cmd_predict(a):
         texts = json.load(f)
     model = SetFitModel.from_pretrained(a.model, device="cpu")
     print(json.dumps({"proba": model.predict_proba(texts, as_numpy=True).tolist(),
-                      "predict": [p if isinstance(p, str) else int(p) for p in model.predict(texts, as_numpy=True).tolist()]}))
+                      "predict": [p if isinstance(p, (str, list)) else int(p) for p in model.predict(texts, as_numpy=True).tolist()]}))
 
 
 def cmd_pairs(a):
@@ -182,7 +182,8 @@ def cmd_train_save(a):
     with open(a.job) as f:
         job = json.load(f)
     model = SetFitModel.from_pretrained(a.model, device="cpu", use_differentiable_head=job.get("differentiable_head", False),
-                                        head_params={"out_features": 2} if job.get("differentiable_head") else None)
+                                        head_params={"out_features": 2} if job.get("differentiable_head") else None,
+                                        multi_target_strategy=job.get("multi_target_strategy"))
     args = TrainingArguments(max_steps=job.get("max_steps", 2), batch_size=(4, 2), num_epochs=(1, 2), report_to="none", save_strategy="no",
                              show_progress_bar=False)
     Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": job["texts"], "label": job["labels"]})).train()

@@ -99,6 +99,32 @@ t.test('all-MiniLM-L6-v2: embeddings and LogisticRegression equal the Python lib
   t.ok(cc.ok, `coefficients: ${cc.msg}`)
 })
 
+t.test('a Python one-vs-rest model (a constant label included) converts with scripts/tools/setfit_head.py', async (t) => {
+  const texts = ['a good movie', 'a bad movie', 'great fun', 'awful', 'i loved it', 'i hated it', 'so good', 'so bad']
+  const labels = texts.map((_, i) => [i % 2, 1 - (i % 2), 1])
+  const probe = ['good', 'bad film', 'a fun story', 'tedious']
+  const out = join(work, 'python-ovr')
+  const job = join(work, 'train-ovr.json')
+  writeFileSync(job, JSON.stringify({ texts, labels, probe, multi_target_strategy: 'one-vs-rest' }))
+  const trained = lastJson(python([SCRIPT, 'train-save', '--model', TINY, '--job', job, '--out', out])) as { proba: number[][] }
+  python([HEAD_SCRIPT, 'to-json', out])
+  const model = await SetFitModel.fromPretrained(out, { device: 'cpu' })
+  t.equal(model.multiTargetStrategy, 'one-vs-rest')
+  const c = closePerTensor(model.predictProba(probe).flat(), trained.proba.flat(), 1e-5, 1e-6)
+  t.ok(c.ok, `Python's one-vs-rest model in bertkit: ${c.msg}`)
+  // And back: the JSON head as a pickle setfit loads.
+  const copy = join(work, 'python-ovr-back')
+  model.savePretrained(copy)
+  python([HEAD_SCRIPT, 'to-pkl', copy])
+  const probeFile = join(work, 'probe-ovr.json')
+  writeFileSync(probeFile, JSON.stringify(probe))
+  const py = lastJson(python([SCRIPT, 'predict', '--model', copy, '--texts', probeFile])) as { proba: number[][]; predict: number[][] }
+  const c2 = closePerTensor(model.predictProba(probe).flat(), py.proba.flat(), 1e-5, 1e-6)
+  t.ok(c2.ok, `and back in Python: ${c2.msg}`)
+  t.same(model.predict(probe), py.predict, 'the same 0/1 predictions')
+  model.dispose()
+})
+
 t.test('models move between bertkit and Python setfit with scripts/tools/setfit_head.py', async (t) => {
   const texts = ['a good movie', 'a bad movie', 'great fun', 'awful', 'i loved it', 'i hated it', 'so good', 'so bad']
   const labels = [1, 0, 1, 0, 1, 0, 1, 0]
