@@ -5,6 +5,7 @@
 
 #include <mutex>
 
+#include "bertkit/dynamic_library.h"
 #include "bertkit/error.h"
 
 namespace bertkit {
@@ -29,17 +30,6 @@ State& state() {
   return s;
 }
 
-template <typename Fn>
-bool bind(void* lib, const char* symbol, Fn& slot, std::string& missing) {
-  void* p = dlsym(lib, symbol);
-  if (!p) {
-    missing += missing.empty() ? symbol : std::string(", ") + symbol;
-    return false;
-  }
-  slot = reinterpret_cast<Fn>(p);
-  return true;
-}
-
 // Opens one candidate and binds every entry point; on failure says why.
 bool try_open(const std::string& file, CublasApi& api, std::string& why) {
   dlerror();
@@ -51,16 +41,16 @@ bool try_open(const std::string& file, CublasApi& api, std::string& why) {
   }
   std::string missing;
   bool ok = true;
-  ok &= bind(lib, "cublasCreate_v2", api.create, missing);
-  ok &= bind(lib, "cublasDestroy_v2", api.destroy, missing);
-  ok &= bind(lib, "cublasSetStream_v2", api.set_stream, missing);
-  ok &= bind(lib, "cublasSetMathMode", api.set_math_mode, missing);
-  ok &= bind(lib, "cublasSetPointerMode_v2", api.set_pointer_mode, missing);
-  ok &= bind(lib, "cublasGetVersion_v2", api.get_version, missing);
-  ok &= bind(lib, "cublasGetStatusString", api.status_string, missing);
-  ok &= bind(lib, "cublasSgemmStridedBatched", api.sgemm_strided_batched, missing);
-  ok &= bind(lib, "cublasSgemmBatched", api.sgemm_batched, missing);
-  ok &= bind(lib, "cublasGemmStridedBatchedEx", api.gemm_strided_batched_ex, missing);
+  ok &= bind_symbol(lib, "cublasCreate_v2", api.create, missing);
+  ok &= bind_symbol(lib, "cublasDestroy_v2", api.destroy, missing);
+  ok &= bind_symbol(lib, "cublasSetStream_v2", api.set_stream, missing);
+  ok &= bind_symbol(lib, "cublasSetMathMode", api.set_math_mode, missing);
+  ok &= bind_symbol(lib, "cublasSetPointerMode_v2", api.set_pointer_mode, missing);
+  ok &= bind_symbol(lib, "cublasGetVersion_v2", api.get_version, missing);
+  ok &= bind_symbol(lib, "cublasGetStatusString", api.status_string, missing);
+  ok &= bind_symbol(lib, "cublasSgemmStridedBatched", api.sgemm_strided_batched, missing);
+  ok &= bind_symbol(lib, "cublasSgemmBatched", api.sgemm_batched, missing);
+  ok &= bind_symbol(lib, "cublasGemmStridedBatchedEx", api.gemm_strided_batched_ex, missing);
   if (!ok) {
     why = "missing symbols: " + missing;
     dlclose(lib);

@@ -13,6 +13,8 @@
 #include "gloo_shim.h"
 #include "process_group.h"
 
+#include "bertkit/dynamic_library.h"
+
 namespace bertkit {
 namespace dist {
 
@@ -28,14 +30,6 @@ struct GlooApi {
   bk_gloo_barrier_fn barrier;
   bk_gloo_destroy_fn destroy;
 };
-
-template <typename Fn>
-bool bind(void* lib, const char* symbol, Fn& slot, std::string& missing) {
-  void* p = dlsym(lib, symbol);
-  if (!p) missing += missing.empty() ? symbol : std::string(", ") + symbol;
-  slot = reinterpret_cast<Fn>(p);
-  return p != nullptr;
-}
 
 std::mutex g_api_mutex;
 GlooApi* g_api = nullptr;
@@ -66,10 +60,10 @@ const GlooApi& gloo_api(const std::vector<std::string>& candidates) {
     }
     auto api = std::make_unique<GlooApi>();
     std::string missing;
-    bool ok = bind(lib, "bk_gloo_connect", api->connect, missing) & bind(lib, "bk_gloo_pair_address", api->pair_address, missing) &
-              bind(lib, "bk_gloo_allreduce", api->allreduce, missing) & bind(lib, "bk_gloo_broadcast", api->broadcast, missing) &
-              bind(lib, "bk_gloo_allgather", api->allgather, missing) & bind(lib, "bk_gloo_barrier", api->barrier, missing) &
-              bind(lib, "bk_gloo_destroy", api->destroy, missing);
+    bool ok = bind_symbol(lib, "bk_gloo_connect", api->connect, missing) & bind_symbol(lib, "bk_gloo_pair_address", api->pair_address, missing) &
+              bind_symbol(lib, "bk_gloo_allreduce", api->allreduce, missing) & bind_symbol(lib, "bk_gloo_broadcast", api->broadcast, missing) &
+              bind_symbol(lib, "bk_gloo_allgather", api->allgather, missing) & bind_symbol(lib, "bk_gloo_barrier", api->barrier, missing) &
+              bind_symbol(lib, "bk_gloo_destroy", api->destroy, missing);
     if (!ok) {
       tried += "\n  " + file + ": missing symbols " + missing;
       dlclose(lib);

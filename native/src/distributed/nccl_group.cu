@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "bertkit/dynamic_library.h"
 #include "bertkit/error.h"
 #include "cuda/cuda_backend.h"
 
@@ -48,14 +49,6 @@ struct NcclApi {
   decltype(&ncclGroupEnd) group_end;
 };
 
-template <typename Fn>
-bool bind(void* lib, const char* symbol, Fn& slot, std::string& missing) {
-  void* p = dlsym(lib, symbol);
-  if (!p) missing += missing.empty() ? symbol : std::string(", ") + symbol;
-  slot = reinterpret_cast<Fn>(p);
-  return p != nullptr;
-}
-
 std::mutex g_mutex;
 NcclApi* g_api = nullptr;
 std::string g_tried;
@@ -70,13 +63,13 @@ bool try_open(const std::string& file, NcclApi& api, std::string& why) {
     return false;
   }
   std::string missing;
-  bool ok = bind(lib, "ncclGetVersion", api.get_version, missing) & bind(lib, "ncclGetUniqueId", api.get_unique_id, missing) &
-            bind(lib, "ncclCommInitRankConfig", api.comm_init_rank_config, missing) &
-            bind(lib, "ncclCommGetAsyncError", api.comm_get_async_error, missing) & bind(lib, "ncclCommAbort", api.comm_abort, missing) &
-            bind(lib, "ncclCommDestroy", api.comm_destroy, missing) & bind(lib, "ncclGetErrorString", api.get_error_string, missing) &
-            bind(lib, "ncclGetLastError", api.get_last_error, missing) & bind(lib, "ncclAllReduce", api.all_reduce, missing) &
-            bind(lib, "ncclBroadcast", api.broadcast, missing) & bind(lib, "ncclAllGather", api.all_gather, missing) &
-            bind(lib, "ncclGroupStart", api.group_start, missing) & bind(lib, "ncclGroupEnd", api.group_end, missing);
+  bool ok = bind_symbol(lib, "ncclGetVersion", api.get_version, missing) & bind_symbol(lib, "ncclGetUniqueId", api.get_unique_id, missing) &
+            bind_symbol(lib, "ncclCommInitRankConfig", api.comm_init_rank_config, missing) &
+            bind_symbol(lib, "ncclCommGetAsyncError", api.comm_get_async_error, missing) & bind_symbol(lib, "ncclCommAbort", api.comm_abort, missing) &
+            bind_symbol(lib, "ncclCommDestroy", api.comm_destroy, missing) & bind_symbol(lib, "ncclGetErrorString", api.get_error_string, missing) &
+            bind_symbol(lib, "ncclGetLastError", api.get_last_error, missing) & bind_symbol(lib, "ncclAllReduce", api.all_reduce, missing) &
+            bind_symbol(lib, "ncclBroadcast", api.broadcast, missing) & bind_symbol(lib, "ncclAllGather", api.all_gather, missing) &
+            bind_symbol(lib, "ncclGroupStart", api.group_start, missing) & bind_symbol(lib, "ncclGroupEnd", api.group_end, missing);
   if (!ok) {
     why = "missing symbols " + missing + " (NCCL 2.14 or newer is needed)";
     dlclose(lib);
