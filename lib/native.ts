@@ -22,9 +22,12 @@ export interface NativeAddon {
   NativeBuffer: new (device: number, dtype: number, numel: number) => NativeBuffer
   gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Buf, b: Buf,
     beta: number, c: Buf, batch: number, strideA: number, strideB: number, strideC: number): void
-  /** a, b: float16 or bfloat16 (same dtype); c: float32; fp32 accumulation. */
+  /**
+   * a, b: float16 or bfloat16 (same dtype); c: float32; fp32 accumulation. On the CPU a or b may be
+   * float32, rounded to the half dtype as it is read; halfDtype (a dtype code) names it, needed when both are.
+   */
   gemmMixed(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Buf, b: Buf,
-    beta: number, c: Buf, batch: number, strideA: number, strideB: number, strideC: number): void
+    beta: number, c: Buf, batch: number, strideA: number, strideB: number, strideC: number, halfDtype?: number): void
   /** torch.backends.cuda.matmul.allow_tf32 for the device's fp32 products (off by default; a no-op on the CPU). */
   setAllowTf32(device: number, flag: boolean): void
   fill(x: Buf, n: number, value: number): void

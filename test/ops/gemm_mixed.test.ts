@@ -6,7 +6,7 @@
 import t, { type Test } from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest, type DeviceUnderTest } from '../helpers/devices.js'
-import { f32Buffer, freeAll, readF64 } from '../helpers/reference.js'
+import { f32Buffer, freeAll, randomArray, readF64 } from '../helpers/reference.js'
 import { describeGemm, gemmExtent as extent, gemmReference, gemmStrides as strides, halfValues, initialC, type GemmLayout, type Half } from './cases/gemm.js'
 
 interface Case extends GemmLayout {
@@ -129,7 +129,18 @@ for (const dev of devicesUnderTest()) {
         t.throws(() => g(false, false, 2, 4, 3, 1, h16, b16, 0, c32, 1, 0, 0, 0),
           /^gemmMixed: tensor 'b' has dtype bfloat16, expected float16/, 'mixed half dtypes')
         t.throws(() => g(false, false, 2, 4, 3, 1, a32, a32, 0, c32, 1, 0, 0, 0),
-          /^gemmMixed: tensor 'a' has dtype float32, expected float16 or bfloat16/, 'float32 inputs')
+          /^gemmMixed: a and b are both float32: pass halfDtype/, 'float32 inputs without a half dtype')
+        t.throws(() => g(false, false, 2, 4, 3, 1, b16, h16, 0, c32, 1, 0, 0, 0, DTYPE_CODE.float16),
+          /^gemmMixed: halfDtype is float16 but the operands are bfloat16/, 'halfDtype against the operands')
+        t.throws(() => g(false, false, 2, 4, 3, 1, b16, b16, 0, c32, 1, 0, 0, 0, DTYPE_CODE.float32),
+          /^gemmMixed: halfDtype must be the code of float16 or bfloat16, got 0/, 'halfDtype float32')
+        if (dev.name === 'cpu') {
+          t.throws(() => g(false, false, 2, 4, 3, 1, a32, b16, 0, a32, 1, 0, 0, 0),
+            /^gemmMixed: .*'c'.*'a'/, 'a float32 operand that is also the output')
+        } else {
+          t.throws(() => g(false, false, 2, 4, 3, 1, a32, b16, 0, c32, 1, 0, 0, 0),
+            /^gemmMixed: float32 operands are read only on the CPU/, 'float32 operands off the CPU')
+        }
         t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, b16, 1, 0, 0, 0),
           /^gemmMixed: tensor 'c' has dtype bfloat16, expected float32/, 'half output')
         t.throws(() => g(false, false, 5, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0),
@@ -140,6 +151,77 @@ for (const dev of devicesUnderTest()) {
           /^gemmMixed: expected 14 arguments, got 5/, 'too few arguments')
       } finally {
         freeAll(h16, b16, c32, a32)
+      }
+    })
+
+    // On the CPU a float32 operand is rounded to the half dtype as the product
+    // packs it: the result must have the bits of the product of cast copies
+    // (the addon's cast op), on every kernel path, layout and operand.
+    // Values include rounding ties, carries into the exponent, infinities,
+    // NaNs, float32 subnormals and values that round to bfloat16 subnormals.
+    t.test('float32 operands: the bits of cast copies, every path', { skip: dev.name !== 'cpu' && 'CPU only' }, async (t) => {
+      const addon = native()
+      const special = new Uint32Array([0x3f808000, 0x3f818000, 0x3f80ffff, 0xbf7fffff, 0x7f7fffff, 0x00000001,
+        0x007fffff, 0x00800000, 0x80018000, 0x7f800000, 0xff800000, 0x7fc00001, 0x7f800001, 0x4040c000, 0x3f80c000])
+      const floats = (n: number, seed: number, withSpecial: boolean): Float32Array => {
+        const r = randomArray(n, seed, -2, 2)
+        const out = Float32Array.from(r)
+        const bits = new Uint32Array(out.buffer)
+        // Finite ties in most positions, specials (NaN, inf: NaN results) in few.
+        for (let i = 0; i < n; i += 5) bits[i] = (bits[i] & 0xffff0000) | 0x8000
+        if (withSpecial) for (let i = 0; i < special.length && 7 * i < n; i++) bits[7 * i] = special[i]
+        return out
+      }
+      const castCopy = (dtype: Half, values: Float32Array): NativeBuffer => {
+        const src = f32Buffer(0, values)
+        try {
+          const dst = new (native().NativeBuffer)(0, DTYPE_CODE[dtype], values.length)
+          addon.cast(values.length, src, dst)
+          return dst
+        } finally {
+          src.free()
+        }
+      }
+      const SIZES: Array<[number, number, number, Partial<Case>]> = [
+        [37, 45, 29, {}], [70, 100, 131, { beta: 0.5 }], [129, 67, 64, { alpha: -1 }], [5, 7, 1, {}], [33, 17, 48, {}],
+        [13, 29, 23, { batch: 3, gapA: 5, gapB: 3, gapC: 7, beta: -1 }], [300, 384, 385, {}],
+      ]
+      // float16 always widens on the CPU; each bfloat16 path by name (capped by the CPU: the label says which ran).
+      const paths: Array<[string, Half]> = [['amx', 'bfloat16'], ['avx512-bf16', 'bfloat16'], ['widen', 'bfloat16'], ['auto', 'float16']]
+      let seed = 900
+      for (const [path, dtype] of paths) {
+        const used = addon.setCpuGemmBf16(path)
+        try {
+          for (const [ta, tb] of TRANSPOSES) {
+            for (const [m, n, k, extra] of SIZES) {
+              const c: Case = { ...base(dtype, m, n, k, seed), ta, tb, alpha: 1.25, ...extra }
+              const { sa, sb, sc } = strides(c)
+              const A = floats(extent(c.batch, sa, c.m * c.k), seed++, m === 33)
+              const B = floats(extent(c.batch, sb, c.k * c.n), seed++, m === 33)
+              const C0 = initialC(c, seed++)
+              const a16 = castCopy(dtype, A), b16 = castCopy(dtype, B)
+              const a32 = f32Buffer(0, A), b32 = f32Buffer(0, B)
+              const outs: NativeBuffer[] = []
+              try {
+                const run = (a: NativeBuffer, b: NativeBuffer): Buffer => {
+                  const cb = f32Buffer(0, C0)
+                  outs.push(cb)
+                  addon.gemmMixed(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, b, c.beta, cb, c.batch, sa, sb, sc, DTYPE_CODE[dtype])
+                  return Buffer.from(cb.read().buffer)
+                }
+                const want = run(a16, b16)
+                const label = `${dtype === 'float16' ? 'widened' : used} ${describe(c)}${m === 33 ? ' with NaN / inf / ties / subnormals' : ''}`
+                t.ok(run(a32, b16).equals(want), `${label}: float32 a`)
+                t.ok(run(a16, b32).equals(want), `${label}: float32 b`)
+                t.ok(run(a32, b32).equals(want), `${label}: float32 a and b`)
+              } finally {
+                freeAll(a16, b16, a32, b32, ...outs)
+              }
+            }
+          }
+        } finally {
+          addon.setCpuGemmBf16('auto')
+        }
       }
     })
 

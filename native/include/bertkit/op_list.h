@@ -26,9 +26,11 @@ BERTKIT_OP(gemm, (bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 // The same product with A and B in F16 or BF16 (both the same dtype, given by
 // ab_dtype) and C in float32; products are accumulated in float32, as torch's
 // autocast matmuls are. Strides count elements of each operand's own dtype.
+// a_f32 / b_f32: that operand is float32, rounded to ab_dtype as it is read
+// (the same bits as multiplying a cast copy, without the copy); CPU only.
 BERTKIT_OP(gemm_mixed, (bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                         const void* a, const void* b, DType ab_dtype, float beta, float* c, int64_t batch,
-                        int64_t stride_a, int64_t stride_b, int64_t stride_c))
+                        int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32, bool b_f32))
 
 // ---- elementwise and reductions (elementwise.cpp) -------------------------
 BERTKIT_OP(fill, (float* x, int64_t n, float value))

@@ -29,15 +29,19 @@ namespace bertkit {
 namespace gemm {
 
 // One batched, strided bfloat16 product, with the meaning of Backend::gemm_mixed.
+// a_f32 / b_f32: that operand holds float32 values, rounded to bfloat16 (to
+// nearest even, NaN kept quiet: the cast op's rounding) as the packing reads
+// them, so the product is bit for bit the one of a cast copy.
 struct Bf16Problem {
   bool trans_a, trans_b;
   int64_t m, n, k;
   float alpha;
-  const uint16_t* a;
-  const uint16_t* b;
+  const void* a;
+  const void* b;
   float beta;
   float* c;
   int64_t batch, stride_a, stride_b, stride_c;
+  bool a_f32, b_f32;
 
   int64_t ld_a() const { return trans_a ? m : k; }
   int64_t ld_b() const { return trans_b ? k : n; }

@@ -16,23 +16,46 @@
 //   b_words(nc, kp)                                its size in 32-bit words
 //   rows(p, a, i0, i1, bpanel, j0, nc, kp, c)      C rows [i0, i1) x the panel's columns
 
+// float32 bits -> bfloat16 bits in the low half of each 32-bit lane: round to
+// nearest even, NaN kept quiet (the cast op's floats_to_bf16, lane by lane).
+inline __m512i bf16_bits(__m512i u) {
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+}
+
 // An operand as a product reads it: element (x, d) at depth d, x a row of
 // op(A) or a column of op(B). k_contig: the depth runs along a stored row
-// (A not transposed, B transposed), else x does.
+// (A not transposed, B transposed), else x does. Elements are bfloat16, or
+// float32 rounded to bfloat16 as they are loaded (f32).
 struct PairSource {
-  const uint16_t* base;
+  const void* base;
+  bool f32;
   int64_t ld;
   bool k_contig;
   int64_t depth;
 
-  uint16_t at(int64_t x, int64_t d) const {
-    if (d >= depth) return 0;
-    return k_contig ? base[x * ld + d] : base[d * ld + x];
-  }
-  uint32_t word(int64_t x, int64_t q) const {
-    return static_cast<uint32_t>(at(x, 2 * q)) | (static_cast<uint32_t>(at(x, 2 * q + 1)) << 16);
+  // The 32 elements from element offset i on, as bfloat16 halves; lanes
+  // outside `mask` read nothing and are zero.
+  __m512i load32(int64_t i, __mmask32 mask) const {
+    if (!f32) return _mm512_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(base) + i);
+    const float* src = static_cast<const float*>(base) + i;
+    const __m512i lo = bf16_bits(_mm512_maskz_loadu_epi32(static_cast<__mmask16>(mask), src));
+    const __m512i hi = bf16_bits(_mm512_maskz_loadu_epi32(static_cast<__mmask16>(mask >> 16), src + 16));
+    const __m512i even = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32,
+                                          30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    return _mm512_permutex2var_epi16(lo, even, hi);
   }
 };
+
+// Operand `base` (bfloat16 or float32 elements) advanced by `offset` elements.
+inline PairSource pair_source(const void* base, bool f32, int64_t offset, int64_t ld, bool k_contig, int64_t depth) {
+  const void* at = f32 ? static_cast<const void*>(static_cast<const float*>(base) + offset)
+                       : static_cast<const void*>(static_cast<const uint16_t*>(base) + offset);
+  return PairSource{at, f32, ld, k_contig, depth};
+}
 
 inline __mmask32 first_halves(int64_t count) {
   return count >= 32 ? static_cast<__mmask32>(0xffffffffu) : static_cast<__mmask32>((1u << count) - 1u);
@@ -78,13 +101,11 @@ inline void pairs_depth_major(const PairSource& s, int64_t x0, int64_t nx, int64
                                               55, 23, 54, 22, 53, 21, 52, 20, 51, 19, 50, 18, 49, 17, 48, 16);
     for (int64_t q = 0; q < nq; ++q) {
       const int64_t d0 = 2 * (q0 + q), d1 = d0 + 1;
-      const uint16_t* r0 = d0 < s.depth ? s.base + d0 * s.ld + x0 : nullptr;
-      const uint16_t* r1 = d1 < s.depth ? s.base + d1 * s.ld + x0 : nullptr;
       uint32_t* o = out + q * ld_out;
       for (int64_t x = 0; x < ld_out; x += 32) {
         const __mmask32 load = x < nx ? first_halves(nx - x) : 0;
-        const __m512i v0 = r0 ? _mm512_maskz_loadu_epi16(load, r0 + x) : _mm512_setzero_si512();
-        const __m512i v1 = r1 ? _mm512_maskz_loadu_epi16(load, r1 + x) : _mm512_setzero_si512();
+        const __m512i v0 = d0 < s.depth ? s.load32(d0 * s.ld + x0 + x, load) : _mm512_setzero_si512();
+        const __m512i v1 = d1 < s.depth ? s.load32(d1 * s.ld + x0 + x, load) : _mm512_setzero_si512();
         const int64_t room = ld_out - x;
         _mm512_mask_storeu_epi32(o + x, first_words(room), _mm512_permutex2var_epi16(v0, lo_index, v1));
         if (room > 16) _mm512_mask_storeu_epi32(o + x + 16, first_words(room - 16), _mm512_permutex2var_epi16(v0, hi_index, v1));
@@ -102,7 +123,7 @@ inline void pairs_depth_major(const PairSource& s, int64_t x0, int64_t nx, int64
     for (int64_t xb = 0; xb < ld_out; xb += 16) {
       __m512i r[16];
       for (int i = 0; i < 16; ++i) {
-        r[i] = xb + i < nx ? _mm512_maskz_loadu_epi16(halves, s.base + (x0 + xb + i) * s.ld + d) : _mm512_setzero_si512();
+        r[i] = xb + i < nx ? s.load32((x0 + xb + i) * s.ld + d, halves) : _mm512_setzero_si512();
       }
       transpose16x16(r);
       const __mmask16 store = first_words(ld_out - xb);
@@ -119,12 +140,12 @@ inline void pairs_row_major(const PairSource& s, int64_t x0, int64_t nx, int64_t
     // A row of pairs is a run of halves: copy it (masked at the depth's end).
     const int64_t d0 = 2 * q0;
     for (int64_t x = 0; x < nx; ++x) {
-      const uint16_t* src = s.base + (x0 + x) * s.ld;
+      const int64_t row = (x0 + x) * s.ld;
       uint32_t* o = out + x * ld_out;
       for (int64_t q = 0; q < ld_out; q += 16) {
         const int64_t d = d0 + 2 * q;
         const __mmask32 halves = q < nq && d < s.depth ? first_halves(std::min<int64_t>(2 * std::min<int64_t>(16, nq - q), s.depth - d)) : 0;
-        const __m512i v = _mm512_maskz_loadu_epi16(halves, src + d);
+        const __m512i v = halves ? s.load32(row + d, halves) : _mm512_setzero_si512();
         _mm512_mask_storeu_epi32(o + q, first_words(ld_out - q), v);
       }
     }
@@ -235,7 +256,7 @@ struct Bf16Driver {
   }
 
   static PairSource b_source(const bertkit::gemm::Bf16Problem& p, int64_t bi) {
-    return PairSource{p.b + bi * p.stride_b, p.ld_b(), p.trans_b, p.k};
+    return pair_source(p.b, p.b_f32, bi * p.stride_b, p.ld_b(), p.trans_b, p.k);
   }
 
   // packed: the product's B panels packed beforehand (panel tn of batch entry
@@ -243,7 +264,7 @@ struct Bf16Driver {
   static void run_task(const bertkit::gemm::Bf16Problem& p, const Plan& pl, int64_t task, const uint32_t* packed,
                        int64_t panel_words) {
     const Split t = split(p, pl, task);
-    const PairSource a{p.a + t.bi * p.stride_a, p.ld_a(), !p.trans_a, p.k};
+    const PairSource a = pair_source(p.a, p.a_f32, t.bi * p.stride_a, p.ld_a(), !p.trans_a, p.k);
     const uint32_t* bpanel = packed ? packed + (t.bi * pl.n_tasks_n + t.tn) * panel_words : nullptr;
     if (!bpanel) {
       uint32_t* own = b_buffer().get(static_cast<size_t>(K::b_words(t.nc, pl.kp)));

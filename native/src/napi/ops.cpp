@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "bertkit/indices.h"
@@ -79,20 +80,42 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   });
 }
 
-// gemmMixed(transA, transB, m, n, k, alpha, a, b, beta, c, batch, strideA, strideB, strideC)
-// a and b: float16 or bfloat16, the same dtype; c: float32.
+// gemmMixed(transA, transB, m, n, k, alpha, a, b, beta, c, batch, strideA, strideB, strideC[, halfDtype])
+// a and b: float16 or bfloat16, the same dtype; c: float32. On the CPU either
+// operand may instead be float32, rounded to the half dtype as it is read;
+// halfDtype (a dtype code) names that dtype, needed when both are float32.
 Napi::Value GemmMixed(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "gemmMixed", 14);
+  const bool named = info.Length() == 15;
+  OpArgs a(info, "gemmMixed", named ? 15 : 14);
   bool ta = a.flag(0, "transA"), tb = a.flag(1, "transB");
   int64_t m = a.dim(2, "m"), n = a.dim(3, "n"), k = a.dim(4, "k");
   float alpha = a.number(5, "alpha");
   if (!NativeBuffer::Is(info[6])) a.fail("argument 'a' must be a NativeBuffer");
-  DType ab = NativeBuffer::Unwrap(info[6])->dtype();
-  if (ab != DType::F16 && ab != DType::BF16) {
-    a.fail(std::string("tensor 'a' has dtype ") + dtype_name(ab) + ", expected float16 or bfloat16");
+  if (!NativeBuffer::Is(info[7])) a.fail("argument 'b' must be a NativeBuffer");
+  const DType da = NativeBuffer::Unwrap(info[6])->dtype(), db = NativeBuffer::Unwrap(info[7])->dtype();
+  auto is_half = [](DType d) { return d == DType::F16 || d == DType::BF16; };
+  for (auto [d, name] : {std::pair<DType, const char*>{da, "a"}, {db, "b"}}) {
+    if (!is_half(d) && d != DType::F32) {
+      a.fail(std::string("tensor '") + name + "' has dtype " + dtype_name(d) + ", expected float16, bfloat16 or float32");
+    }
   }
-  NativeBuffer* A = a.buffer(6, "a", ab);
-  NativeBuffer* B = a.buffer(7, "b", ab);
+  DType ab = is_half(da) ? da : db;
+  if (named) {
+    const int32_t code = a.i32(14, "halfDtype");
+    if (code != static_cast<int>(DType::F16) && code != static_cast<int>(DType::BF16)) {
+      a.fail("halfDtype must be the code of float16 or bfloat16, got " + std::to_string(code));
+    }
+    const DType want = static_cast<DType>(code);
+    if (is_half(ab) && ab != want) {
+      a.fail(std::string("halfDtype is ") + dtype_name(want) + " but the operands are " + dtype_name(ab));
+    }
+    ab = want;
+  } else if (!is_half(ab)) {
+    a.fail("a and b are both float32: pass halfDtype (float16 or bfloat16) to say how to round them");
+  }
+  const bool fa = da == DType::F32, fb = db == DType::F32;
+  NativeBuffer* A = a.buffer(6, "a", fa ? DType::F32 : ab);
+  NativeBuffer* B = a.buffer(7, "b", fb ? DType::F32 : ab);
   float beta = a.number(8, "beta");
   NativeBuffer* C = a.buffer(9, "c", DType::F32);
   int64_t batch = a.positive_dim(10, "batch");
@@ -104,8 +127,13 @@ Napi::Value GemmMixed(const Napi::CallbackInfo& info) {
   a.need(A, "a", checked_mul(a, {batch - 1, sa}) + size_a, "batch " + std::to_string(batch) + " x " + shape_a);
   a.need(B, "b", checked_mul(a, {batch - 1, sb}) + size_b, "batch " + std::to_string(batch) + " x " + shape_b);
   a.need(C, "c", checked_mul(a, {batch - 1, sc}) + size_c, "batch " + std::to_string(batch) + " x " + shape_str({m, n}));
+  if (fa || fb) {
+    a.distinct(C, "c", A, "a");
+    a.distinct(C, "c", B, "b");
+    if (a.device() != Device::CPU) a.fail("float32 operands are read only on the CPU; cast them to the half dtype first");
+  }
   return a.enqueue([=, C = f32(C), A = A->data(), B = B->data()](Backend& be) {
-    be.gemm_mixed(ta, tb, m, n, k, alpha, A, B, ab, beta, C, batch, sa, sb, sc);
+    be.gemm_mixed(ta, tb, m, n, k, alpha, A, B, ab, beta, C, batch, sa, sb, sc, fa, fb);
   });
 }
 
