@@ -61,7 +61,9 @@ function base(dtype: Half, m: number, n: number, k: number, seed: number): Case 
 }
 
 const TRANSPOSES: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]]
-const SHAPES: Array<[number, number, number]> = [[1, 1, 1], [1, 7, 37], [7, 1, 37], [37, 72, 1], [13, 33, 17], [72, 37, 200], [25, 17, 1023]]
+// [96, 67, 128]: whole 32-row blocks and a depth of whole AMX tiles (A read in
+// place, tiles stored straight into C when alpha is 1 and beta 0) beside edges.
+const SHAPES: Array<[number, number, number]> = [[1, 1, 1], [1, 7, 37], [7, 1, 37], [37, 72, 1], [13, 33, 17], [72, 37, 200], [25, 17, 1023], [96, 67, 128]]
 const DTYPES: Half[] = ['float16', 'bfloat16']
 
 for (const dev of devicesUnderTest()) {
@@ -185,6 +187,9 @@ for (const dev of devicesUnderTest()) {
       const SIZES: Array<[number, number, number, Partial<Case>]> = [
         [37, 45, 29, {}], [70, 100, 131, { beta: 0.5 }], [129, 67, 64, { alpha: -1 }], [5, 7, 1, {}], [33, 17, 48, {}],
         [13, 29, 23, { batch: 3, gapA: 5, gapB: 3, gapC: 7, beta: -1 }], [300, 384, 385, {}],
+        // Cast copies of A read in place by AMX (whole tiles of depth), the float32 A packed;
+        // alpha 1, beta 0: tiles stored straight into C (and through the edge path for the last rows / columns).
+        [96, 67, 128, { alpha: 1 }], [161, 96, 64, { alpha: 1, batch: 2, gapA: 64, gapC: 32 }], [64, 64, 32, { alpha: 1, beta: 0.5 }],
       ]
       // float16 always widens on the CPU; each bfloat16 path by name (capped by the CPU: the label says which ran).
       const paths: Array<[string, Half]> = [['amx', 'bfloat16'], ['avx512-bf16', 'bfloat16'], ['widen', 'bfloat16'], ['auto', 'float16']]

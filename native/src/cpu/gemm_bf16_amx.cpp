@@ -100,16 +100,27 @@ struct Amx {
     uint32_t* apack = a_buffer().get(static_cast<size_t>(kRowsPerBlock * kp));
     uint32_t* scratch = a.k_contig ? nullptr : scratch_buffer().get(static_cast<size_t>(kp * kRowsPerBlock));
     alignas(64) float block[32 * 32];
-    const int64_t a_stride = kp * 4, b_stride = ncp * 4;
+    const int64_t b_stride = ncp * 4;
+    // A bfloat16 A whose rows run along the depth, with a depth of whole tiles
+    // (no zero pair to pad), already is row-major pairs: full blocks of 32 rows
+    // are read in place, and only a last partial block is packed (with zero rows).
+    const bool in_place = !a.f32 && a.k_contig && p.k % 32 == 0;
+    // alpha 1, beta 0: the tiles are the result, stored straight into C.
+    const bool plain = p.alpha == 1.f && p.beta == 0.f;
     configure_tiles();
     for (int64_t ib = i0; ib < i1; ib += kRowsPerBlock) {
       const int64_t mc = std::min<int64_t>(kRowsPerBlock, i1 - ib);
       const int64_t mcp = (mc + 31) / 32 * 32;
-      pairs_row_major(a, ib, mc, 0, (p.k + 1) / 2, kp, apack, scratch);
-      if (mcp > mc) std::memset(apack + mc * kp, 0, static_cast<size_t>((mcp - mc) * kp) * sizeof(uint32_t));
+      const int64_t direct = in_place ? mc / 32 * 32 : 0;
+      if (direct < mc) {
+        pairs_row_major(a, ib + direct, mc - direct, 0, (p.k + 1) / 2, kp, apack, scratch);
+        if (mcp > mc) std::memset(apack + (mc - direct) * kp, 0, static_cast<size_t>((mcp - mc) * kp) * sizeof(uint32_t));
+      }
       for (int64_t r = 0; r < mcp; r += 32) {
-        const uint32_t* a0 = apack + r * kp;
-        const uint32_t* a1 = a0 + 16 * kp;
+        const uint32_t* a0 = r < direct ? static_cast<const uint32_t*>(a.base) + (ib + r) * a.ld / 2 : apack + (r - direct) * kp;
+        const int64_t a_stride = r < direct ? a.ld * 2 : kp * 4;
+        const uint32_t* a1 = a0 + 16 * a_stride / 4;
+        const int64_t rows = std::min<int64_t>(32, mc - r);
         for (int64_t cb = 0; cb < ncp; cb += 32) {
           _tile_zero(0);
           _tile_zero(1);
@@ -125,14 +136,20 @@ struct Amx {
             _tile_dpbf16ps(2, 5, 6);
             _tile_dpbf16ps(3, 5, 7);
           }
+          const int64_t cols = std::min<int64_t>(32, nc - cb);
+          float* out = c + (ib + r) * p.n + j0 + cb;
+          if (plain && rows == 32 && cols == 32) {
+            _tile_stored(0, out, p.n * 4);
+            _tile_stored(1, out + 16, p.n * 4);
+            _tile_stored(2, out + 16 * p.n, p.n * 4);
+            _tile_stored(3, out + 16 * p.n + 16, p.n * 4);
+            continue;
+          }
           _tile_stored(0, block, 128);
           _tile_stored(1, block + 16, 128);
           _tile_stored(2, block + 16 * 32, 128);
           _tile_stored(3, block + 16 * 32 + 16, 128);
-          const int64_t rows = std::min<int64_t>(32, mc - r), cols = std::min<int64_t>(32, nc - cb);
-          for (int64_t i = 0; i < rows; ++i) {
-            store_row(c + (ib + r + i) * p.n + j0 + cb, block + i * 32, cols, p.alpha, p.beta);
-          }
+          for (int64_t i = 0; i < rows; ++i) store_row(out + i * p.n, block + i * 32, cols, p.alpha, p.beta);
         }
       }
     }
