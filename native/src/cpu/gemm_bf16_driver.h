@@ -205,8 +205,8 @@ struct Bf16Driver {
     int64_t kp;             // packed depth in pairs
     int64_t nc_block;       // columns per task (multiple of K::kColBlock)
     int64_t n_tasks_n;
-    int64_t rows_per_task;  // multiple of K::kRowBlock
-    int64_t n_tasks_m;
+    int64_t blocks;         // row blocks of K::kRowBlock rows
+    int64_t n_tasks_m;      // row tasks: task tm takes blocks [tm * blocks / n_tasks_m, (tm + 1) * blocks / n_tasks_m)
   };
 
   static Plan plan(const bertkit::gemm::Bf16Problem& p, int threads) {
@@ -225,9 +225,10 @@ struct Bf16Driver {
     want = std::max<int64_t>(1, std::min(want, by_size));
     const int64_t have = p.batch * pl.n_tasks_n;
     const int64_t splits = have >= want ? 1 : std::min(blocks, (want + have - 1) / have);
-    const int64_t per = (blocks + splits - 1) / splits;
-    pl.rows_per_task = per * K::kRowBlock;
-    pl.n_tasks_m = (blocks + per - 1) / per;
+    // Row tasks of floor or ceil(blocks / splits) blocks, so the threads get
+    // equal shares (14 blocks in 8 tasks: 6 of 2 and 2 of 1, not 7 of 2).
+    pl.blocks = blocks;
+    pl.n_tasks_m = splits;
     return pl;
   }
 
@@ -250,7 +251,8 @@ struct Bf16Driver {
     const int64_t per_batch = pl.n_tasks_m * pl.n_tasks_n;
     const int64_t bi = task / per_batch, rest = task % per_batch;
     const int64_t tm = rest / pl.n_tasks_n, tn = rest % pl.n_tasks_n;
-    const int64_t i0 = tm * pl.rows_per_task, i1 = std::min(p.m, i0 + pl.rows_per_task);
+    const int64_t i0 = tm * pl.blocks / pl.n_tasks_m * K::kRowBlock;
+    const int64_t i1 = std::min(p.m, (tm + 1) * pl.blocks / pl.n_tasks_m * K::kRowBlock);
     const int64_t j0 = tn * pl.nc_block, nc = std::min(p.n - j0, pl.nc_block);
     return Split{bi, i0, i1, j0, nc, tn};
   }
