@@ -63,19 +63,6 @@ export function halfWeight(w: Tensor): Tensor {
 export { emptyUntracked }
 
 /**
- * What a product reads for an activation or gradient x under autocast. On the
- * CPU that is x itself: gemmMixed rounds a float32 operand to the half dtype
- * as it packs it (the same bits as a cast copy), so no copy pass and no
- * allocation. Elsewhere (CUDA) the half copy: a castHalf the caller owns, or,
- * with shared, the region's halfActivation.
- */
-export function productOperand(x: Tensor, dtype: HalfDType, shared = false): { operand: Tensor, owned: boolean } {
-  if (x.device === 'cpu') return { operand: x, owned: false }
-  if (shared) return { operand: halfActivation(x), owned: false }
-  return { operand: castHalf(x, dtype), owned: true }
-}
-
-/**
  * The half copy of an activation for the current region: cast once however
  * many products read it in a row (a layer's query, key and value
  * projections), so owned by the region. Callers that keep it save() it.

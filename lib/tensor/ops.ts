@@ -1,10 +1,10 @@
 // Differentiable ops on Tensors: each validates its inputs (naming the op and
 // the shapes), runs the native forward, and records its backward beside it.
-import { native, ACTIVATION_CODE, DTYPE_CODE } from '../native.js'
+import { native, ACTIVATION_CODE } from '../native.js'
 import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } from './tensor.js'
 import { record, save, willRecord } from './autograd.js'
 import { nextPhiloxRange } from './random.js'
-import { autocastDtype, halfWeight, productOperand, type HalfDType } from './autocast.js'
+import { autocastDtype, castHalf, halfActivation, halfWeight, type HalfDType } from './autocast.js'
 import type { DeviceName } from './device.js'
 
 function fail(op: string, message: string): never {
@@ -227,29 +227,27 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
 }
 
 /**
- * linear under autocast: x and its gradient multiplied as half precision
- * (productOperand: on the CPU the product rounds them as it reads them, else
- * half copies), W as its half copy cached per region; fp32 accumulation and
- * output. Backward keeps what the forward product read (x, or its half copy).
+ * linear under autocast: half copies of x and W (W cached per region), fp32
+ * accumulation and output. Backward keeps the half copies (half the memory of
+ * fp32 activations) and multiplies a half copy of the incoming gradient.
  */
 function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number, inFeatures: number, outFeatures: number, half: HalfDType): Tensor {
   const addon = native()
-  const code = DTYPE_CODE[half]
-  const x16 = productOperand(x, half, true).operand
+  const x16 = halfActivation(x)
   const w16 = halfWeight(weight)
   const out = empty([...x.shape.slice(0, -1), outFeatures], { device: x.device })
-  addon.gemmMixed(false, true, rows, outFeatures, inFeatures, 1, x16.buffer, w16.buffer, 0, out.buffer, 1, 0, 0, 0, code)
+  addon.gemmMixed(false, true, rows, outFeatures, inFeatures, 1, x16.buffer, w16.buffer, 0, out.buffer, 1, 0, 0, 0)
   if (bias) addon.addBiasRows(rows, outFeatures, bias.buffer, out.buffer)
   const recording = willRecord([x, weight, bias])
   return record('linear', out, [x, weight, bias],
     [recording && weight.requiresGrad ? save(x16) : null, recording && x.requiresGrad ? save(w16) : null],
     (g, [gx, gw, gb], [sx16, sw16], [freshX, freshW]) => {
-      const g16 = productOperand(g, half)
+      const g16 = castHalf(g, half)
       try {
-        if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.operand.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0, code)
-        if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, g16.operand.buffer, sx16!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0, code)
+        if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
+        if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, g16.buffer, sx16!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
       } finally {
-        if (g16.owned) g16.operand.dispose()
+        g16.dispose()
       }
       if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer)
     }, [true, true, false])
@@ -257,39 +255,33 @@ function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number
 
 /**
  * matmul / bmm / bmmTransposed under autocast (torch's CPU and CUDA autocast
- * lists both run mm and bmm in the low precision): a and b multiplied as half
- * precision (productOperand), batch products a[i] · b[i] (or · b[i]ᵀ when
- * transB) with fp32 accumulation into an fp32 output; backward multiplies the
- * incoming gradient, likewise, with what the forward product read.
+ * lists both run mm and bmm in the low precision): half copies of a and b,
+ * batch products a[i] · b[i] (or · b[i]ᵀ when transB) with fp32 accumulation
+ * into an fp32 output; backward multiplies a half copy of the incoming
+ * gradient with the saved half operands.
  */
 function productHalf(op: string, a: Tensor, b: Tensor, transB: boolean, batch: number, m: number, n: number, k: number,
   shape: number[], half: HalfDType): Tensor {
   const addon = native()
-  const code = DTYPE_CODE[half]
-  const a16 = productOperand(a, half)
-  const b16 = productOperand(b, half)
+  const a16 = castHalf(a, half)
+  const b16 = castHalf(b, half)
   const out = empty(shape, { device: a.device })
   const sb = k * n
-  addon.gemmMixed(false, transB, m, n, k, 1, a16.operand.buffer, b16.operand.buffer, 0, out.buffer, batch, m * k, sb, m * n, code)
+  addon.gemmMixed(false, transB, m, n, k, 1, a16.buffer, b16.buffer, 0, out.buffer, batch, m * k, sb, m * n)
   const recording = willRecord([a, b])
-  // The node takes an owned half copy as it is; x itself through a saved view.
-  const keep = (o: { operand: Tensor, owned: boolean }, wanted: boolean): Tensor | null => {
-    if (wanted) return o.owned ? o.operand : save(o.operand)
-    if (o.owned) o.operand.dispose()
-    return null
-  }
-  const savedA = keep(a16, recording && b.requiresGrad)
-  const savedB = keep(b16, recording && a.requiresGrad)
+  const savedA = recording && b.requiresGrad ? a16 : null
+  const savedB = recording && a.requiresGrad ? b16 : null
+  if (!savedA) a16.dispose()
+  if (!savedB) b16.dispose()
   return record(op, out, [a, b], [savedA, savedB], (g, [ga, gb], [sa16, sb16], [freshA, freshB]) => {
-    const g16 = productOperand(g, half)
-    const gbuf = g16.operand.buffer
+    const g16 = castHalf(g, half)
     try {
       // da = g · op(b)ᵀ ; db = aᵀ · g (or gᵀ · a when b was transposed), per batch entry.
-      if (ga) addon.gemmMixed(false, !transB, m, k, n, 1, gbuf, sb16!.buffer, freshA ? 0 : 1, ga.buffer, batch, m * n, sb, m * k, code)
-      if (gb && transB) addon.gemmMixed(true, false, n, k, m, 1, gbuf, sa16!.buffer, freshB ? 0 : 1, gb.buffer, batch, m * n, m * k, sb, code)
-      if (gb && !transB) addon.gemmMixed(true, false, k, n, m, 1, sa16!.buffer, gbuf, freshB ? 0 : 1, gb.buffer, batch, m * k, m * n, sb, code)
+      if (ga) addon.gemmMixed(false, !transB, m, k, n, 1, g16.buffer, sb16!.buffer, freshA ? 0 : 1, ga.buffer, batch, m * n, sb, m * k)
+      if (gb && transB) addon.gemmMixed(true, false, n, k, m, 1, g16.buffer, sa16!.buffer, freshB ? 0 : 1, gb.buffer, batch, m * n, m * k, sb)
+      if (gb && !transB) addon.gemmMixed(true, false, k, n, m, 1, sa16!.buffer, g16.buffer, freshB ? 0 : 1, gb.buffer, batch, m * k, m * n, sb)
     } finally {
-      if (g16.owned) g16.operand.dispose()
+      g16.dispose()
     }
   }, [true, true])
 }
