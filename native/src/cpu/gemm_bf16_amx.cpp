@@ -89,16 +89,11 @@ struct Amx {
     static thread_local WordBuffer buf;
     return buf;
   }
-  static WordBuffer& scratch_buffer() {
-    static thread_local WordBuffer buf;
-    return buf;
-  }
 
   static void rows(const Bf16Problem& p, const PairSource& a, int64_t i0, int64_t i1, const uint32_t* bpanel,
                    int64_t j0, int64_t nc, int64_t kp, float* c) {
     const int64_t ncp = padded(nc);
     uint32_t* apack = a_buffer().get(static_cast<size_t>(kRowsPerBlock * kp));
-    uint32_t* scratch = a.k_contig ? nullptr : scratch_buffer().get(static_cast<size_t>(kp * kRowsPerBlock));
     alignas(64) float block[32 * 32];
     const int64_t b_stride = ncp * 4;
     // A bfloat16 A whose rows run along the depth, with a depth of whole tiles
@@ -113,7 +108,7 @@ struct Amx {
       const int64_t mcp = (mc + 31) / 32 * 32;
       const int64_t direct = in_place ? mc / 32 * 32 : 0;
       if (direct < mc) {
-        pairs_row_major(a, ib + direct, mc - direct, 0, (p.k + 1) / 2, kp, apack, scratch);
+        pairs_row_major(a, ib + direct, mc - direct, 0, (p.k + 1) / 2, kp, apack);
         if (mcp > mc) std::memset(apack + (mc - direct) * kp, 0, static_cast<size_t>((mcp - mc) * kp) * sizeof(uint32_t));
       }
       for (int64_t r = 0; r < mcp; r += 32) {

@@ -135,7 +135,7 @@ inline void pairs_depth_major(const PairSource& s, int64_t x0, int64_t nx, int64
 // out[x * ld_out + q] = word(x0 + x, q0 + q) for x < nx, q < nq; zero for
 // nq <= q < ld_out. (Row-major pairs: what an AMX A tile reads.)
 inline void pairs_row_major(const PairSource& s, int64_t x0, int64_t nx, int64_t q0, int64_t nq, int64_t ld_out,
-                            uint32_t* __restrict out, uint32_t* __restrict scratch) {
+                            uint32_t* __restrict out) {
   if (s.k_contig) {
     // A row of pairs is a run of halves: copy it (masked at the depth's end).
     const int64_t d0 = 2 * q0;
@@ -151,18 +151,27 @@ inline void pairs_row_major(const PairSource& s, int64_t x0, int64_t nx, int64_t
     }
     return;
   }
-  // Interleave into depth-major scratch [nq][nx], then transpose.
-  const int64_t ld_s = (nx + 15) / 16 * 16;
-  pairs_depth_major(s, x0, nx, q0, nq, ld_s, scratch);
+  // Depth runs across stored rows: per block of 16 pairs x 16 x, interleave
+  // rows 2q and 2q + 1 into 16 words each, then transpose the block in registers.
+  const __m512i lo_index = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                            39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
   for (int64_t qb = 0; qb < ld_out; qb += 16) {
+    const __mmask16 store = first_words(ld_out - qb);
     for (int64_t xb = 0; xb < nx; xb += 16) {
+      const int64_t xn = std::min<int64_t>(16, nx - xb);
+      const __mmask32 load = first_halves(xn);
       __m512i r[16];
-      for (int i = 0; i < 16; ++i) {
-        r[i] = qb + i < nq ? _mm512_loadu_si512(scratch + (qb + i) * ld_s + xb) : _mm512_setzero_si512();
+      for (int j = 0; j < 16; ++j) {
+        const int64_t d0 = 2 * (q0 + qb + j), d1 = d0 + 1;
+        if (qb + j >= nq || d0 >= s.depth) {
+          r[j] = _mm512_setzero_si512();
+          continue;
+        }
+        const __m512i v0 = s.load32(d0 * s.ld + x0 + xb, load);
+        const __m512i v1 = d1 < s.depth ? s.load32(d1 * s.ld + x0 + xb, load) : _mm512_setzero_si512();
+        r[j] = _mm512_permutex2var_epi16(v0, lo_index, v1);
       }
       transpose16x16(r);
-      const __mmask16 store = first_words(ld_out - qb);
-      const int64_t xn = std::min<int64_t>(16, nx - xb);
       for (int64_t x = 0; x < xn; ++x) _mm512_mask_storeu_epi32(out + (xb + x) * ld_out + qb, store, r[x]);
     }
   }
