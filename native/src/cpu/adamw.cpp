@@ -20,6 +20,8 @@
 // the same roundings in the same order, so the results do not change.
 #include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <string>
 #include <vector>
 
 #include "adamw_kernels.h"
@@ -130,6 +132,27 @@ double lane_sum_squares(const float* x, int64_t n) {
   return total;
 }
 
+// lane_sum_squares of block x[begin, begin + n) of a [rows, width] tensor
+// whose unmarked rows count as zero: each marked element goes to the lane it
+// has there (the tail past the last group of 8 to lane 0), in index order, so
+// the block's sum has the bits of the dense one, which only adds zeros.
+double marked_sum_squares(const float* x, int64_t begin, int64_t n, int64_t width, const int32_t* marks) {
+  const int64_t end = begin + n, n8 = n / 8 * 8;
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t r = begin / width; r * width < end; ++r) {
+    if (!marks[r]) continue;
+    const int64_t lo = std::max(begin, r * width), hi = std::min(end, (r + 1) * width);
+    for (int64_t e = lo; e < hi; ++e) {
+      const int64_t k = e - begin;
+      const double v = static_cast<double>(x[e]);
+      lanes[k < n8 ? k % 8 : 0] += v * v;
+    }
+  }
+  double total = 0;
+  for (int l = 0; l < 8; ++l) total += lanes[l];
+  return total;
+}
+
 }  // namespace
 
 namespace adamw_detail {
@@ -207,6 +230,11 @@ void CpuBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* 
 
 void CpuBackend::multi_tensor_sum_squares(int64_t count, const int64_t* sizes, const float* const* tensors,
                                           float* out) {
+  multi_tensor_sum_squares_rows(count, sizes, tensors, nullptr, nullptr, out);
+}
+
+void CpuBackend::multi_tensor_sum_squares_rows(int64_t count, const int64_t* sizes, const float* const* tensors,
+                                               const int32_t* const* row_marks, const int64_t* widths, float* out) {
   // first_block[t]: index of tensor t's first block among all tensors' blocks.
   std::vector<int64_t> first_block(static_cast<size_t>(count) + 1, 0);
   for (int64_t t = 0; t < count; ++t) first_block[t + 1] = first_block[t] + (sizes[t] + kReduceBlock - 1) / kReduceBlock;
@@ -218,12 +246,75 @@ void CpuBackend::multi_tensor_sum_squares(int64_t count, const int64_t* sizes, c
       while (first_block[t + 1] <= b) ++t;  // steps over finished and empty tensors
       const int64_t begin = (b - first_block[t]) * kReduceBlock;
       const int64_t len = std::min(kReduceBlock, sizes[t] - begin);
-      partial[static_cast<size_t>(b)] = lane_sum_squares(tensors[t] + begin, len);
+      const int32_t* marks = row_marks ? row_marks[t] : nullptr;
+      partial[static_cast<size_t>(b)] = marks ? marked_sum_squares(tensors[t], begin, len, widths[t], marks)
+                                              : lane_sum_squares(tensors[t] + begin, len);
     }
   });
   double total = 0;
   for (double p : partial) total += p;
   out[0] = static_cast<float>(static_cast<double>(out[0]) + total);
+}
+
+void CpuBackend::adamw_rows(int64_t rows, int64_t width, const int32_t* ids, int64_t n_ids, const int32_t* row_marks,
+                            int32_t* row_steps, int64_t log_len, const double* log, float* scale_log,
+                            const float* grad_scale, const float* grad, float* param, float* exp_avg,
+                            float* exp_avg_sq) {
+  if (log_len == 0) return;
+  struct Entry {
+    AdamScalars s;
+    bool from_end;
+  };
+  std::vector<Entry> entries(static_cast<size_t>(log_len));
+  for (int64_t j = 0; j < log_len; ++j) {
+    const double* e = log + 6 * j;
+    entries[j].s = adam_scalars(e[0], e[1], e[2], e[3], e[4], static_cast<int64_t>(e[5]));
+    // The lerp branch multi_tensor_adamw takes for this beta1.
+    entries[j].from_end = !(static_cast<float>(1.0 - e[1]) < 0.5f);
+  }
+  const int64_t first_step = static_cast<int64_t>(log[5]);
+  const int64_t last_step = first_step + log_len - 1;
+  const int64_t last = log_len - 1;
+  if (grad) scale_log[last] = grad_scale ? grad_scale[0] : 1.0f;
+  // The rows to bring forward, each once (ids may repeat a row).
+  std::vector<int32_t> list;
+  if (grad) {
+    for (int64_t r = 0; r < rows; ++r) if (row_marks[r]) list.push_back(static_cast<int32_t>(r));
+  } else if (ids) {
+    list.assign(ids, ids + n_ids);
+    std::sort(list.begin(), list.end());
+    list.erase(std::unique(list.begin(), list.end()), list.end());
+  } else {
+    list.resize(static_cast<size_t>(rows));
+    std::iota(list.begin(), list.end(), int32_t{0});
+  }
+  for (int32_t r : list) {
+    if (r < 0 || r >= rows) throw Error("adamw_rows: row " + std::to_string(r) + " is outside [0, " + std::to_string(rows) + ")");
+    if (row_steps[r] < first_step - 1 || row_steps[r] > last_step) {
+      throw Error("adamw_rows: row " + std::to_string(r) + " is at step " + std::to_string(row_steps[r]) +
+                  ", outside the log's steps " + std::to_string(first_step) + ".." + std::to_string(last_step));
+    }
+  }
+  // Entries [row's next, replay_end) are replayed with a zero gradient.
+  const int64_t replay_end = grad ? last : log_len;
+  auto update = [&](const Entry& e, float scale, const float* g, int64_t r) {
+    float* p = param + r * width;
+    float* m = exp_avg + r * width;
+    float* v = exp_avg_sq + r * width;
+    if (e.from_end) adam_update(e.s, scale, g, p, m, v, 0, width, LerpFromEnd{});
+    else adam_update(e.s, scale, g, p, m, v, 0, width, LerpFromSelf{});
+  };
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, width));
+  ThreadPool::instance().parallel_for(static_cast<int64_t>(list.size()), grain, [&](int64_t i0, int64_t i1) {
+    // The dense step reads a zero-filled gradient (times the step's scale): the same bits.
+    const std::vector<float> zeros(static_cast<size_t>(width), 0.0f);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r = list[static_cast<size_t>(i)];
+      for (int64_t j = row_steps[r] - first_step + 1; j < replay_end; ++j) update(entries[j], scale_log[j], zeros.data(), r);
+      if (grad) update(entries[last], scale_log[last], grad + r * width, r);
+      row_steps[r] = static_cast<int32_t>(last_step);
+    }
+  });
 }
 
 void CpuBackend::nonfinite_flag(const float* x, float* found_inf) {

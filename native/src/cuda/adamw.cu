@@ -253,6 +253,22 @@ void CudaBackend::multi_tensor_sum_squares(int64_t count, const int64_t* sizes, 
   cuda::check_launch("multi_tensor_sum_squares (finish)");
 }
 
+// Row-sparse gradients and deferred row updates exist on the CPU backend only
+// (the TypeScript layer never asks for them on CUDA, where a dense step is cheap).
+void CudaBackend::multi_tensor_sum_squares_rows(int64_t count, const int64_t* sizes, const float* const* tensors,
+                                                const int32_t* const* row_marks, const int64_t* /*widths*/,
+                                                float* out) {
+  for (int64_t t = 0; row_marks && t < count; ++t) {
+    if (row_marks[t]) throw Error("multi_tensor_sum_squares_rows: row-sparse tensors are a CPU backend feature");
+  }
+  multi_tensor_sum_squares(count, sizes, tensors, out);
+}
+
+void CudaBackend::adamw_rows(int64_t, int64_t, const int32_t*, int64_t, const int32_t*, int32_t*, int64_t,
+                             const double*, float*, const float*, const float*, float*, float*, float*) {
+  throw Error("adamw_rows: deferred row updates are a CPU backend feature");
+}
+
 void CudaBackend::nonfinite_flag(const float* x, float* found_inf) {
   nonfinite_flag_kernel<<<1, 1, 0, stream_>>>(x, found_inf);
   cuda::check_launch("nonfinite_flag");
