@@ -116,7 +116,7 @@ export interface NativeAddon {
    */
   multiTensorAdamw(count: number, sizes: number[], params: Buf[], grads: Buf[], expAvgs: Buf[], expAvgSqs: Buf[],
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, steps: number[],
-    gradScale: OptBuf, foundInf: OptBuf): void
+    gradScale: OptBuf, foundInf: OptBuf, halves?: Array<Buf | null> | null): void
   /** out[0] += sum over the tensors of sum x^2, in double, rounded once (one op for a global norm). */
   multiTensorSumSquares(count: number, sizes: number[], tensors: Buf[], out: Buf): void
   /** multiTensorSumSquares where rowMarks[i] (null: dense) marks the rows of width widths[i] that a row-sparse tensor i holds. CPU only. */

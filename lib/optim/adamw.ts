@@ -7,6 +7,7 @@ import { deviceCode } from '../tensor/device.js'
 import { rowMarksOf, rowSparseEnabled } from '../tensor/row_sparse.js'
 import { Tensor, zeros, formatShape } from '../tensor/tensor.js'
 import { noGrad } from '../tensor/autograd.js'
+import { halfCopyToUpdate, releaseHalfWeights, sweepHalfWeights } from '../tensor/autocast.js'
 
 export interface ParamGroup {
   params: Tensor[]
@@ -124,10 +125,14 @@ export class AdamW {
     const addon = native()
     const gradScale = options.gradScale ?? null
     noGrad(() => {
+      sweepHalfWeights()
       // One native op per param group for all its tensors (bert-base: 2 instead of 201).
       for (const group of this.paramGroups) {
         const sizes: number[] = [], steps: number[] = []
         const params: NativeBuffer[] = [], grads: NativeBuffer[] = [], expAvgs: NativeBuffer[] = [], expAvgSqs: NativeBuffer[] = []
+        // autocast's kept bf16 copies of these weights, rewritten in the same pass (no cast next step).
+        const halves: Array<NativeBuffer | null> = []
+        let anyHalf = false
         for (const p of group.params) {
           if (!p.grad) continue
           let st = this.state.get(p)
@@ -150,10 +155,14 @@ export class AdamW {
           grads.push(p.grad.buffer)
           expAvgs.push(st.expAvg.buffer)
           expAvgSqs.push(st.expAvgSq.buffer)
+          const half = p.device === 'cpu' ? halfCopyToUpdate(p, p.version) : null
+          halves.push(half)
+          anyHalf ||= half !== null
         }
         if (sizes.length === 0) continue
         addon.multiTensorAdamw(sizes.length, sizes, params, grads, expAvgs, expAvgSqs, group.lr, group.betas[0],
-          group.betas[1], group.eps, group.weightDecay, steps, gradScale ? gradScale.buffer : null, null)
+          group.betas[1], group.eps, group.weightDecay, steps, gradScale ? gradScale.buffer : null, null,
+          anyHalf ? halves : null)
       }
     })
   }
@@ -265,6 +274,7 @@ export class AdamW {
   /** Frees the moments (after bringing deferred rows up to date). The optimizer cannot be used afterwards. */
   dispose(): void {
     this.flush()
+    releaseHalfWeights(this.paramGroups.flatMap((g) => g.params))
     for (const st of this.state.values()) {
       st.expAvg.dispose()
       st.expAvgSq.dispose()

@@ -57,6 +57,11 @@ export class Storage {
     return this.refs > 0
   }
 
+  /** @internal More than one holder (a view, a node that saved it). */
+  get shared(): boolean {
+    return this.refs > 1
+  }
+
   retain(): this {
     if (this.refs <= 0) throw new Error('internal: retain() of a freed storage')
     this.refs++

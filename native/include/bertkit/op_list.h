@@ -261,12 +261,16 @@ BERTKIT_OP(clip_coefficient, (const float* sum_sq, float max_norm, float* clip_c
 // adamw_step, so results are bit-identical to calling it per tensor.
 // found_inf (null = none) is a one-element device flag: when it is non-zero
 // the op changes nothing (torch's GradScaler skipping optimizer.step()).
+// halves (null, or per tensor null) receive a BF16 copy of the updated
+// parameter, the bits the cast op would give it (autocast's weight copy
+// written in the same pass; CPU backend only).
 // The arrays are read during the call only; the pointers they hold must
 // stay valid until the op has run.
 BERTKIT_OP(multi_tensor_adamw, (int64_t count, const int64_t* sizes, float* const* params,
                                 const float* const* grads, float* const* exp_avgs, float* const* exp_avg_sqs,
                                 double lr, double beta1, double beta2, double eps, double weight_decay,
-                                const int64_t* steps, const float* grad_scale, const float* found_inf))
+                                const int64_t* steps, const float* grad_scale, const float* found_inf,
+                                uint16_t* const* halves))
 // out[0] += sum over the tensors of sum of x^2, accumulated in double and
 // rounded to float once: one op for a global gradient norm. Fixed blocks per
 // tensor, so the result does not depend on the thread count or the GPU.

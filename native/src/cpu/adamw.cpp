@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "adamw_kernels.h"
+#include "bertkit/dtype.h"
 #include "cpu_backend.h"
 #include "thread_pool.h"
 #include "vecmath.h"
@@ -75,7 +76,7 @@ AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps, doub
 // would not vectorise.
 template <typename Lerp>
 void adam_update_plain(AdamScalars s, float scale, const float* grad, float* param, float* exp_avg,
-                       float* exp_avg_sq, int64_t begin, int64_t end, Lerp lerp) {
+                       float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, Lerp lerp) {
   const float decay = s.decay, avg_weight = s.avg_weight, sq_weight = s.sq_weight;
   const double beta2 = s.beta2, eps = s.eps;
   const float step_size = s.step_size, bias_correction2_sqrt = s.bias_correction2_sqrt;
@@ -89,17 +90,20 @@ void adam_update_plain(AdamScalars s, float scale, const float* grad, float* par
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     param[i] = p + (-step_size) * m / denom;
+    if (half) half[i] = float_to_bf16(param[i]);
   }
 }
 
 // The vector loop where there is one (adamw_kernels.h), the plain loop for the rest.
+// half (null: none): the weight's bf16 copy, written from the updated value in
+// the same pass (autocast's cached cast of the weight, without reading it again).
 template <typename Lerp>
 void adam_update(AdamScalars s, float scale, const float* grad, float* param, float* exp_avg, float* exp_avg_sq,
-                 int64_t begin, int64_t end, Lerp lerp) {
+                 int64_t begin, int64_t end, Lerp lerp, uint16_t* half = nullptr) {
   if (const adamw_detail::AdamUpdateFn simd = adamw_detail::simd_adam_update()) {
-    begin = simd(s, scale, grad, param, exp_avg, exp_avg_sq, begin, end, Lerp::kFromEnd);
+    begin = simd(s, scale, grad, param, exp_avg, exp_avg_sq, half, begin, end, Lerp::kFromEnd);
   }
-  adam_update_plain(s, scale, grad, param, exp_avg, exp_avg_sq, begin, end, lerp);
+  adam_update_plain(s, scale, grad, param, exp_avg, exp_avg_sq, half, begin, end, lerp);
 }
 
 // Reductions sum fixed blocks of this many elements of each tensor and add the
@@ -198,7 +202,7 @@ void CpuBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* 
                                     const float* const* grads, float* const* exp_avgs,
                                     float* const* exp_avg_sqs, double lr, double beta1, double beta2,
                                     double eps, double weight_decay, const int64_t* steps,
-                                    const float* grad_scale, const float* found_inf) {
+                                    const float* grad_scale, const float* found_inf, uint16_t* const* halves) {
   // GradScaler found an inf/NaN: the whole step is skipped, nothing is touched.
   if (found_inf && found_inf[0] != 0.0f) return;
   const float scale = grad_scale ? grad_scale[0] : 1.0f;
@@ -219,7 +223,10 @@ void CpuBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* 
       for (; t < count && offsets[t] < end; ++t) {
         const int64_t lo = std::max(begin, offsets[t]) - offsets[t];
         const int64_t hi = std::min(end, offsets[t + 1]) - offsets[t];
-        if (lo < hi) adam_update(scalars[t], scale, grads[t], params[t], exp_avgs[t], exp_avg_sqs[t], lo, hi, lerp);
+        if (lo < hi) {
+          adam_update(scalars[t], scale, grads[t], params[t], exp_avgs[t], exp_avg_sqs[t], lo, hi, lerp,
+                      halves && halves[t] ? halves[t] : nullptr);
+        }
       }
     });
   };

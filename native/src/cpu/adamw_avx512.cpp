@@ -47,10 +47,21 @@ inline __m512 to_ps(__m512d lo, __m512d hi) {
   return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(l)), _mm256_castps_pd(h), 1));
 }
 
+// float32 -> bfloat16 bits as float_to_bf16 (dtype.h): round to nearest
+// even, NaN kept quiet.
+inline __m256i to_bf16(__m512 f) {
+  const __m512i u = _mm512_castps_si512(f);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
+}
+
 }  // namespace
 
 int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
-                           float* exp_avg_sq, int64_t begin, int64_t end, bool lerp_from_end) {
+                           float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, bool lerp_from_end) {
   const __m512 vscale = _mm512_set1_ps(scale), decay = _mm512_set1_ps(s.decay);
   const __m512 avg_weight = _mm512_set1_ps(s.avg_weight), avg_keep = _mm512_set1_ps(1.0f - s.avg_weight);
   const __m512 sq_weight = _mm512_set1_ps(s.sq_weight), neg_step = _mm512_set1_ps(-s.step_size);
@@ -74,6 +85,7 @@ int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad,
     _mm512_storeu_ps(exp_avg + i, m);
     _mm512_storeu_ps(exp_avg_sq + i, v);
     _mm512_storeu_ps(param + i, updated);
+    if (half) _mm256_storeu_si256(reinterpret_cast<__m256i*>(half + i), to_bf16(updated));
   }
   return i;
 }

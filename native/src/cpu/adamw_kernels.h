@@ -24,10 +24,12 @@ struct AdamScalars {
 };
 
 // Elements [begin, end) of one tensor; lerp_from_end picks torch's lerp
-// formula for weights >= 0.5. Returns the first element it did not do (a
-// vector loop leaves the last partial group to the caller's plain loop).
+// formula for weights >= 0.5; half (null: none) receives the bf16 copy of the
+// updated param, rounded as the cast op rounds (float_to_bf16). Returns the
+// first element it did not do (a vector loop leaves the last partial group to
+// the caller's plain loop).
 using AdamUpdateFn = int64_t (*)(const AdamScalars& s, float scale, const float* grad, float* param,
-                                 float* exp_avg, float* exp_avg_sq, int64_t begin, int64_t end,
+                                 float* exp_avg, float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end,
                                  bool lerp_from_end);
 
 // Adds x[i]^2 (in double) to lanes[i % 8] for i in [0, n8), n8 a multiple
@@ -42,7 +44,7 @@ SumSquaresLanesFn simd_sum_squares_lanes();
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // adamw_avx512.cpp.
 int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
-                           float* exp_avg_sq, int64_t begin, int64_t end, bool lerp_from_end);
+                           float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, bool lerp_from_end);
 void sum_squares_lanes_avx512(const float* x, int64_t n8, double lanes[8]);
 #endif
 

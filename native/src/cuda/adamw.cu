@@ -206,7 +206,11 @@ void CudaBackend::adamw_step(int64_t n, double lr, double beta1, double beta2, d
 void CudaBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* const* params,
                                      const float* const* grads, float* const* exp_avgs, float* const* exp_avg_sqs,
                                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                                     const int64_t* steps, const float* grad_scale, const float* found_inf) {
+                                     const int64_t* steps, const float* grad_scale, const float* found_inf,
+                                     uint16_t* const* halves) {
+  for (int64_t t = 0; halves && t < count; ++t) {
+    if (halves[t]) throw Error("multi_tensor_adamw: the fused bf16 weight copy is a CPU backend feature");
+  }
   std::vector<AdamTensor> table;
   table.reserve(static_cast<size_t>(count));
   int64_t chunks = 0;

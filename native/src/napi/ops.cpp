@@ -1060,9 +1060,10 @@ std::vector<T*> pointers(const std::vector<NativeBuffer*>& list) {
 }
 
 // multiTensorAdamw(count, sizes, params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecay, steps,
-//                  gradScale|null, foundInf|null)
+//                  gradScale|null, foundInf|null[, halves])
+// halves (optional): per tensor a BF16 buffer (or null) that receives the updated parameter's bf16 copy.
 Napi::Value MultiTensorAdamW(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "multiTensorAdamw", 14);
+  OpArgs a(info, "multiTensorAdamw", info.Length() == 15 ? 15 : 14);
   int64_t count = a.dim(0, "count");
   std::vector<int64_t> sizes = integer_list(a, info, 1, "sizes", count, 0);
   NativeBuffer* first = nullptr;
@@ -1099,12 +1100,34 @@ Napi::Value MultiTensorAdamW(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < grads.size(); ++i) read_only(grads[i], "grads[" + std::to_string(i) + "]");
   read_only(scale, "gradScale");
   read_only(found, "foundInf");
+  std::vector<uint16_t*> halves;
+  if (info.Length() == 15 && !info[14].IsUndefined() && !info[14].IsNull()) {
+    Napi::Array arr = array_arg(a, info, 14, "halves", count);
+    halves.assign(static_cast<size_t>(count), nullptr);
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value v = arr.Get(i);
+      if (v.IsNull() || v.IsUndefined()) continue;
+      const std::string entry = "halves[" + std::to_string(i) + "]";
+      if (!NativeBuffer::Is(v)) a.fail("'" + entry + "' must be a NativeBuffer or null");
+      NativeBuffer* b = NativeBuffer::Unwrap(v);
+      if (b->freed()) a.fail("tensor '" + entry + "' was already freed (use after free)");
+      if (b->dtype() != DType::BF16) a.fail("tensor '" + entry + "' has dtype " + dtype_name(b->dtype()) + ", expected bfloat16");
+      if (b->numel() < sizes[i]) {
+        a.fail("tensor '" + entry + "' holds " + std::to_string(b->numel()) + " elements but sizes[" + std::to_string(i) +
+               "] = " + std::to_string(sizes[i]));
+      }
+      if (b->device() != params[i]->device()) a.fail("tensor '" + entry + "' is not on the device of params[" + std::to_string(i) + "]");
+      write_once(b, entry);
+      halves[i] = static_cast<uint16_t*>(b->data());
+    }
+  }
   if (!first) return info.Env().Undefined();  // no tensors at all: nothing to update
   return a.enqueue(first->device(), [=, sizes = std::move(sizes), steps = std::move(steps), params = pointers(params),
                                      grads = pointers<const float>(grads), avgs = pointers(avgs),
-                                     avg_sqs = pointers(avg_sqs), scale = f32(scale), found = f32(found)](Backend& be) {
+                                     avg_sqs = pointers(avg_sqs), scale = f32(scale), found = f32(found),
+                                     halves = std::move(halves)](Backend& be) {
     be.multi_tensor_adamw(count, sizes.data(), params.data(), grads.data(), avgs.data(), avg_sqs.data(), lr, beta1,
-                          beta2, eps, wd, steps.data(), scale, found);
+                          beta2, eps, wd, steps.data(), scale, found, halves.empty() ? nullptr : halves.data());
   });
 }
 
