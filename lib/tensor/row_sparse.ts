@@ -12,7 +12,14 @@ import { Storage, type RowMarks } from './storage.js'
 import type { Tensor } from './tensor.js'
 
 /** Tables smaller than this keep dense gradients (the marks would save nothing worth a native call). */
-const MIN_ROW_SPARSE_NUMEL = 1 << 16
+let minRowSparseNumel = 1 << 16
+
+/** @internal Tests: the smallest table whose gradient becomes row-sparse; returns the previous value. */
+export function setRowSparseMinNumel(n: number): number {
+  const previous = minRowSparseNumel
+  minRowSparseNumel = n
+  return previous
+}
 
 /** BERTKIT_LAZY_ROWS=0 turns row-sparse gradients (and with them AdamW's deferred rows) off: the dense reference. */
 export function rowSparseEnabled(): boolean {
@@ -26,7 +33,7 @@ export function rowMarksOf(t: Tensor): RowMarks | null {
 
 /** Whether a fresh gradient of a [rows, width] table should be row-sparse. */
 export function wantsRowSparse(g: Tensor, rows: number, width: number): boolean {
-  return rowSparseEnabled() && g.device === 'cpu' && rows * width >= MIN_ROW_SPARSE_NUMEL && g.numel === rows * width
+  return rowSparseEnabled() && g.device === 'cpu' && rows * width >= minRowSparseNumel && g.numel === rows * width
 }
 
 /**
