@@ -170,6 +170,15 @@ AdamUpdateFn simd_adam_update() {
 #endif
 }
 
+AdamZeroGradFn simd_adam_zero_grad() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const AdamZeroGradFn fn = vecmath::simd() && vecmath::simd()->isa == vecmath::Isa::Avx512 ? adam_zero_grad_avx512 : nullptr;
+  return fn;
+#else
+  return nullptr;
+#endif
+}
+
 SumSquaresLanesFn simd_sum_squares_lanes() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   static const SumSquaresLanesFn fn = vecmath::simd() && vecmath::simd()->isa == vecmath::Isa::Avx512 ? sum_squares_lanes_avx512 : nullptr;
@@ -304,12 +313,16 @@ void CpuBackend::adamw_rows(int64_t rows, int64_t width, const int32_t* ids, int
   }
   // Entries [row's next, replay_end) are replayed with a zero gradient.
   const int64_t replay_end = grad ? last : log_len;
-  auto update = [&](const Entry& e, float scale, const float* g, int64_t r) {
+  const adamw_detail::AdamZeroGradFn zero_grad = adamw_detail::simd_adam_zero_grad();
+  auto update = [&](const Entry& e, float scale, const float* g, bool g_is_zero, int64_t r) {
     float* p = param + r * width;
     float* m = exp_avg + r * width;
     float* v = exp_avg_sq + r * width;
-    if (e.from_end) adam_update(e.s, scale, g, p, m, v, 0, width, LerpFromEnd{});
-    else adam_update(e.s, scale, g, p, m, v, 0, width, LerpFromSelf{});
+    int64_t begin = 0;
+    // A zero row times a finite scale >= +0 is +0, the constant the zero-gradient loop uses.
+    if (g_is_zero && zero_grad && std::isfinite(scale) && !std::signbit(scale)) begin = zero_grad(e.s, p, m, v, 0, width, e.from_end);
+    if (e.from_end) adam_update(e.s, scale, g, p, m, v, begin, width, LerpFromEnd{});
+    else adam_update(e.s, scale, g, p, m, v, begin, width, LerpFromSelf{});
   };
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, width));
   ThreadPool::instance().parallel_for(static_cast<int64_t>(list.size()), grain, [&](int64_t i0, int64_t i1) {
@@ -317,8 +330,8 @@ void CpuBackend::adamw_rows(int64_t rows, int64_t width, const int32_t* ids, int
     const std::vector<float> zeros(static_cast<size_t>(width), 0.0f);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t r = list[static_cast<size_t>(i)];
-      for (int64_t j = row_steps[r] - first_step + 1; j < replay_end; ++j) update(entries[j], scale_log[j], zeros.data(), r);
-      if (grad) update(entries[last], scale_log[last], grad + r * width, r);
+      for (int64_t j = row_steps[r] - first_step + 1; j < replay_end; ++j) update(entries[j], scale_log[j], zeros.data(), true, r);
+      if (grad) update(entries[last], scale_log[last], grad + r * width, false, r);
       row_steps[r] = static_cast<int32_t>(last_step);
     }
   });

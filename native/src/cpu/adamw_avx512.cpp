@@ -60,8 +60,12 @@ inline __m256i to_bf16(__m512 f) {
 
 }  // namespace
 
-int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
-                           float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, bool lerp_from_end) {
+// The loop of both entry points. kZeroGrad: the gradient is +0 (a zero row
+// times a finite, non-negative scale), so g and its square are the constant +0
+// the general loop would compute; every other operation is the same.
+template <bool kZeroGrad>
+int64_t adam_loop(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
+                  float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, bool lerp_from_end) {
   const __m512 vscale = _mm512_set1_ps(scale), decay = _mm512_set1_ps(s.decay);
   const __m512 avg_weight = _mm512_set1_ps(s.avg_weight), avg_keep = _mm512_set1_ps(1.0f - s.avg_weight);
   const __m512 sq_weight = _mm512_set1_ps(s.sq_weight), neg_step = _mm512_set1_ps(-s.step_size);
@@ -69,15 +73,22 @@ int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad,
   const __m512d beta2 = _mm512_set1_pd(s.beta2), eps = _mm512_set1_pd(s.eps);
   int64_t i = begin;
   for (; i + 16 <= end; i += 16) {
-    const __m512 g = fmul(_mm512_loadu_ps(grad + i), vscale);
+    const __m512 g = kZeroGrad ? _mm512_setzero_ps() : fmul(_mm512_loadu_ps(grad + i), vscale);
     const __m512 p = fmul(_mm512_loadu_ps(param + i), decay);
     const __m512 self = _mm512_loadu_ps(exp_avg + i);
     // torch's lerp: self + w (end - self), or end - (end - self)(1 - w) for w >= 0.5.
     const __m512 m = lerp_from_end ? fsub(g, fmul(fsub(g, self), avg_keep)) : fadd(self, fmul(avg_weight, fsub(g, self)));
     // v = exp_avg_sq * beta2 (double) + (sq_weight * g) * g (float), rounded to float.
-    const __m512 sq = fmul(fmul(sq_weight, g), g);
+    __m512d sq_lo, sq_hi;
+    if (kZeroGrad) {
+      sq_lo = sq_hi = _mm512_setzero_pd();
+    } else {
+      const __m512 sq = fmul(fmul(sq_weight, g), g);
+      sq_lo = lo_pd(sq);
+      sq_hi = hi_pd(sq);
+    }
     const __m512 v_old = _mm512_loadu_ps(exp_avg_sq + i);
-    const __m512 v = to_ps(dadd(dmul(lo_pd(v_old), beta2), lo_pd(sq)), dadd(dmul(hi_pd(v_old), beta2), hi_pd(sq)));
+    const __m512 v = to_ps(dadd(dmul(lo_pd(v_old), beta2), sq_lo), dadd(dmul(hi_pd(v_old), beta2), sq_hi));
     // denom = sqrt(v) / bias_correction2_sqrt (float) + eps (double), rounded to float.
     const __m512 root = fdiv(_mm512_sqrt_round_ps(v, kRound), bc2);
     const __m512 denom = to_ps(dadd(lo_pd(root), eps), dadd(hi_pd(root), eps));
@@ -88,6 +99,16 @@ int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad,
     if (half) _mm256_storeu_si256(reinterpret_cast<__m256i*>(half + i), to_bf16(updated));
   }
   return i;
+}
+
+int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
+                           float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, bool lerp_from_end) {
+  return adam_loop<false>(s, scale, grad, param, exp_avg, exp_avg_sq, half, begin, end, lerp_from_end);
+}
+
+int64_t adam_zero_grad_avx512(const AdamScalars& s, float* param, float* exp_avg, float* exp_avg_sq, int64_t begin,
+                              int64_t end, bool lerp_from_end) {
+  return adam_loop<true>(s, 0.0f, nullptr, param, exp_avg, exp_avg_sq, nullptr, begin, end, lerp_from_end);
 }
 
 void sum_squares_lanes_avx512(const float* x, int64_t n8, double lanes[8]) {
