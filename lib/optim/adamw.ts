@@ -174,6 +174,8 @@ export class AdamW {
     p.version++
     let lazy = st.lazy
     if (!lazy) {
+      // Work someone else deferred on these tensors (another optimizer) is done first: one hook each.
+      for (const t of [p, st.expAvg, st.expAvgSq]) void t.buffer
       const [rows, width] = p.shape
       const rowSteps = new addon.NativeBuffer(deviceCode(p.device), DTYPE_CODE.int32, rows)
       rowSteps.write(new Int32Array(rows).fill(st.step - 1))
