@@ -17,6 +17,8 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
 #else
@@ -96,8 +98,15 @@ int64_t adam_loop(const AdamScalars& s, float scale, const float* grad, float* p
     _mm512_storeu_ps(exp_avg + i, m);
     _mm512_storeu_ps(exp_avg_sq + i, v);
     _mm512_storeu_ps(param + i, updated);
-    if (half) _mm256_storeu_si256(reinterpret_cast<__m256i*>(half + i), to_bf16(updated));
+    if (half) {
+      // Streaming stores where aligned: the copy is read in the next forward pass, not now,
+      // so its lines need not be read into the cache first.
+      __m256i* to = reinterpret_cast<__m256i*>(half + i);
+      if ((reinterpret_cast<uintptr_t>(to) & 31) == 0) _mm256_stream_si256(to, to_bf16(updated));
+      else _mm256_storeu_si256(to, to_bf16(updated));
+    }
   }
+  if (half) _mm_sfence();  // the streamed stores are visible before the caller's threads join
   return i;
 }
 
