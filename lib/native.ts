@@ -50,6 +50,10 @@ export interface NativeAddon {
     dx: OptBuf, dgamma: OptBuf, dbeta: OptBuf): void
   embeddingForward(n: number, dim: number, vocab: number, ids: Buf, table: Buf, out: Buf): void
   embeddingBackward(n: number, dim: number, vocab: number, ids: Buf, dout: Buf, dtable: Buf, paddingIdx: number): void
+  /** embeddingBackward into a row-sparse dtable: unmarked rows are written and marked (marksFresh: clear the marks first). CPU only. */
+  embeddingBackwardRows(n: number, dim: number, vocab: number, ids: Buf, dout: Buf, dtable: Buf, paddingIdx: number, rowMarks: Buf, marksFresh: boolean): void
+  /** Zeroes the rows of x [rows, width] whose mark is 0 (a row-sparse gradient made dense). CPU only. */
+  zeroUnmarkedRows(rows: number, width: number, rowMarks: Buf, x: Buf): void
   attentionForward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
     seed: number | bigint, offset: number | bigint, q: Buf, k: Buf, v: Buf, mask: Buf, probs: Buf, out: Buf): void
   attentionBackward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
@@ -115,9 +119,17 @@ export interface NativeAddon {
    */
   multiTensorAdamw(count: number, sizes: number[], params: Buf[], grads: Buf[], expAvgs: Buf[], expAvgSqs: Buf[],
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, steps: number[],
-    gradScale: OptBuf, foundInf: OptBuf): void
+    gradScale: OptBuf, foundInf: OptBuf, halves?: Array<Buf | null> | null): void
   /** out[0] += sum over the tensors of sum x^2, in double, rounded once (one op for a global norm). */
   multiTensorSumSquares(count: number, sizes: number[], tensors: Buf[], out: Buf): void
+  /** multiTensorSumSquares where rowMarks[i] (null: dense) marks the rows of width widths[i] that a row-sparse tensor i holds. CPU only. */
+  multiTensorSumSquaresRows(count: number, sizes: number[], tensors: Buf[], rowMarks: Array<Buf | null>, widths: number[], out: Buf): void
+  /**
+   * AdamW with deferred rows (adamw.cpp): log holds 6 numbers per step (lr, beta1, beta2, eps, weightDecay, step).
+   * grad null: catch the rows in ids (null: all) up to the log's last step; grad set: step the marked rows. CPU only.
+   */
+  adamwRows(rows: number, width: number, ids: OptBuf, nIds: number, rowMarks: OptBuf, rowSteps: Buf, log: number[],
+    scaleLog: Buf, gradScale: OptBuf, grad: OptBuf, param: Buf, expAvg: Buf, expAvgSq: Buf): void
   /** foundInf[0] = 1 when x[0] is inf or NaN, else 0 (GradScaler's found_inf from a sum of squares). */
   nonfiniteFlag(x: Buf, foundInf: Buf): void
   probeDevice(device: number): { ok: boolean; description?: string; reason?: string }

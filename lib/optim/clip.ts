@@ -3,6 +3,7 @@
 // instead of rescaling every gradient in a separate pass.
 import { native, type NativeBuffer } from '../native.js'
 import { Tensor, zeros, empty } from '../tensor/tensor.js'
+import { rowMarksOf } from '../tensor/row_sparse.js'
 
 export interface ClipResult {
   /** Sum of squares of every gradient element, one-element device tensor. */
@@ -18,15 +19,24 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): ClipRes
   const addon = native()
   // Every gradient in one op: a single pass, summed in double (not one op per tensor).
   const sizes: number[] = [], grads: NativeBuffer[] = []
+  // Row-sparse gradients (embedding tables): only their marked rows are read;
+  // the others are zero and add nothing (same bits as the dense sum).
+  const marks: Array<NativeBuffer | null> = [], widths: number[] = []
+  let sparse = false
   let device: Tensor['device'] | null = null
   for (const p of params) {
     if (!p.grad) continue
     device ??= p.device
     sizes.push(p.grad.numel)
-    grads.push(p.grad.buffer)
+    const rm = rowMarksOf(p.grad)
+    grads.push(rm ? p.grad.rawBuffer : p.grad.buffer)
+    marks.push(rm ? rm.marks : null)
+    widths.push(rm ? rm.width : 0)
+    sparse ||= rm !== null
   }
   const sumSq = zeros([], device ? { device } : {})
-  addon.multiTensorSumSquares(sizes.length, sizes, grads, sumSq.buffer)
+  if (sparse) addon.multiTensorSumSquaresRows(sizes.length, sizes, grads, marks, widths, sumSq.buffer)
+  else addon.multiTensorSumSquares(sizes.length, sizes, grads, sumSq.buffer)
   const coefficient = empty([], { device: sumSq.device })
   addon.clipCoefficient(sumSq.buffer, maxNorm, coefficient.buffer)
   const sumOfSquares = sumSq

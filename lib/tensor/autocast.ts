@@ -3,9 +3,12 @@
 // precision copies of their operands with fp32 accumulation into fp32
 // outputs; every other op, the master weights and the optimizer stay fp32.
 // Half copies of weights are cached for the duration of the autocast region
-// (keyed by the weight's version, bumped whenever the weight changes) and
-// freed when it ends.
-import { native } from '../native.js'
+// (keyed by the weight's version, bumped whenever the weight changes). On the
+// CPU, bf16 copies outlive the region: AdamW rewrites each one in the pass
+// that updates its weight (the same bits as casting the new weight), so the
+// next region needs no cast. Copies nobody read since the optimizer's
+// previous step are freed, so without autocast they go within two steps.
+import { native, type NativeBuffer } from '../native.js'
 import { Tensor, emptyUntracked } from './tensor.js'
 import { Storage } from './storage.js'
 
@@ -19,6 +22,9 @@ interface Region {
 }
 
 let region: Region | null = null
+
+/** bf16 copies kept between regions; used: read by a region since the last sweep. */
+const carried = new Map<Tensor, { version: number; half: Tensor; used: boolean }>()
 
 export function autocastDtype(): HalfDType | null {
   return region?.dtype ?? null
@@ -36,7 +42,10 @@ export function autocast<T>(dtype: HalfDType | null, fn: () => T): T {
     if (result instanceof Promise) throw new Error('autocast(fn): fn must be synchronous')
     return result
   } finally {
-    for (const { half } of mine.weights.values()) half.dispose()
+    for (const [w, { version, half }] of mine.weights) {
+      if (mine.dtype === 'bfloat16' && w.device === 'cpu' && !w.disposed && !half.disposed) carried.set(w, { version, half, used: true })
+      else half.dispose()
+    }
     mine.lastActivation?.half.dispose()
     region = null
   }
@@ -55,6 +64,15 @@ export function halfWeight(w: Tensor): Tensor {
   const cached = region.weights.get(w)
   if (cached && cached.version === w.version) return cached.half
   cached?.half.dispose()
+  const kept = carried.get(w)
+  if (kept) {
+    carried.delete(w)
+    if (kept.version === w.version && kept.half.dtype === region.dtype && !kept.half.disposed) {
+      region.weights.set(w, { version: kept.version, half: kept.half })
+      return kept.half
+    }
+    kept.half.dispose()
+  }
   const half = castHalf(w, region.dtype)
   region.weights.set(w, { version: w.version, half })
   return half
@@ -75,4 +93,41 @@ export function halfActivation(x: Tensor): Tensor {
   const half = castHalf(x, region.dtype)
   region.lastActivation = { tensor: x, version: x.version, half }
   return half
+}
+
+/**
+ * @internal For the optimizer, once per step before its updates: frees the
+ * kept bf16 copies no region read since the previous sweep (autocast is no
+ * longer in use, or the weight no longer in the model).
+ */
+export function sweepHalfWeights(): void {
+  for (const [w, entry] of carried) {
+    if (entry.used && !w.disposed && !entry.half.disposed) {
+      entry.used = false
+    } else {
+      entry.half.dispose()
+      carried.delete(w)
+    }
+  }
+}
+
+/**
+ * @internal For the optimizer: the kept bf16 copy of w that its update of w
+ * should rewrite (null: none, or the copy is also held elsewhere, e.g. saved
+ * for a backward still to run). The copy is then taken to match `version`,
+ * the weight's version after the update.
+ */
+export function halfCopyToUpdate(w: Tensor, version: number): NativeBuffer | null {
+  const entry = carried.get(w)
+  if (!entry || entry.half.disposed || entry.half.rawStorage.shared || w.disposed) return null
+  entry.version = version
+  return entry.half.rawBuffer
+}
+
+/** Frees the bf16 copies kept between autocast regions of these weights (all weights when not given). */
+export function releaseHalfWeights(weights?: Iterable<Tensor>): void {
+  for (const w of weights ?? [...carried.keys()]) {
+    carried.get(w)?.half.dispose()
+    carried.delete(w)
+  }
 }

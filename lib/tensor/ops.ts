@@ -1,6 +1,8 @@
 // Differentiable ops on Tensors: each validates its inputs (naming the op and
 // the shapes), runs the native forward, and records its backward beside it.
-import { native, ACTIVATION_CODE } from '../native.js'
+import { native, ACTIVATION_CODE, type NativeBuffer } from '../native.js'
+import type { Storage } from './storage.js'
+import { makeRowSparse, rowMarksOf, wantsRowSparse } from './row_sparse.js'
 import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } from './tensor.js'
 import { record, save, willRecord } from './autograd.js'
 import { nextPhiloxRange } from './random.js'
@@ -396,15 +398,31 @@ export function embedding(ids: Tensor, weight: Tensor, options: { paddingIdx?: n
   const addon = native()
   const out = empty([...ids.shape, dim], { device: weight.device })
   try {
-    addon.embeddingForward(ids.numel, dim, vocab, ids.buffer, weight.buffer, out.buffer)
+    // A table with deferred row updates (AdamW's lazy rows) brings only the looked-up rows up to date.
+    const storage = weight.rawStorage
+    const table = storage.beforeRowAccess ? rowsUpToDate(storage, ids) : weight.buffer
+    addon.embeddingForward(ids.numel, dim, vocab, ids.buffer, table, out.buffer)
   } catch (err) {
     out.dispose()
-    throw new Error(`embedding: ${(err as Error).message.replace(/^embeddingForward: /, '')} (table ${formatShape(weight.shape)})`)
+    throw new Error(`embedding: ${(err as Error).message.replace(/^(embeddingForward|adamwRows): /, '')} (table ${formatShape(weight.shape)})`)
   }
   const n = ids.numel
-  return record('embedding', out, [ids, weight], [save(ids)], (g, [, gw], [sIds]) => {
-    addon.embeddingBackward(n, dim, vocab, sIds!.buffer, g.buffer, gw!.buffer, paddingIdx)
-  })
+  // The table's gradient is written, not added to, when it is new (fresh): a
+  // large one becomes row-sparse (row_sparse.ts), a small one is zeroed here.
+  return record('embedding', out, [ids, weight], [save(ids)], (g, [, gw], [sIds], fresh) => {
+    const marks = fresh[1] ? (wantsRowSparse(gw!, vocab, dim) ? makeRowSparse(gw!, vocab, dim) : null) : rowMarksOf(gw!)
+    if (marks) {
+      addon.embeddingBackwardRows(n, dim, vocab, sIds!.buffer, g.buffer, gw!.rawBuffer, paddingIdx, marks.marks, fresh[1])
+    } else {
+      if (fresh[1]) addon.fill(gw!.buffer, gw!.numel, 0)
+      addon.embeddingBackward(n, dim, vocab, sIds!.buffer, g.buffer, gw!.buffer, paddingIdx)
+    }
+  }, [false, true])
+}
+
+function rowsUpToDate(storage: Storage, ids: Tensor): NativeBuffer {
+  storage.beforeRowAccess!(ids.buffer, ids.numel)
+  return storage.rawBuffer
 }
 
 // ---- attention ---------------------------------------------------------------------

@@ -98,6 +98,16 @@ export class Tensor {
     return this.liveStorage('buffer').buffer
   }
 
+  /** @internal the storage itself, for owners of deferred work on it (see Storage.beforeAccess). */
+  get rawStorage(): Storage {
+    return this.liveStorage('storage')
+  }
+
+  /** @internal the buffer without running deferred work on it: for the owner of that work only. */
+  get rawBuffer() {
+    return this.liveStorage('buffer').rawBuffer
+  }
+
   /** @internal shared storage, retained for a view or an autograd node. */
   retainStorage(): Storage {
     return this.liveStorage('retain').retain()

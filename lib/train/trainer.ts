@@ -588,6 +588,9 @@ export class Trainer {
   private async finishTraining(run: TrainingRun): Promise<TrainOutput> {
     const args = this.args
     if (run.stepsSinceLog > 0) run.totalLoss += this.dp ? await this.dp.meanOverRanks(run.lossSinceLog) : run.lossSinceLog.item()
+    // Rows whose AdamW updates were deferred are brought up to date inside the timed run.
+    run.optimizer.flush()
+    await synchronizeAsync(run.device)
     const runtime = Number(process.hrtime.bigint() - run.start) / 1e9
     if (args.loadBestModelAtEnd && this.state.bestModelCheckpoint) this.loadModelWeights(this.state.bestModelCheckpoint)
     const numSamples = args.maxSteps > 0 ? run.maxSteps * args.perDeviceTrainBatchSize * args.gradientAccumulationSteps : run.ds.length * args.numTrainEpochs

@@ -133,3 +133,47 @@ t.test('trainSamplingStrategy is checked and sequential keeps the dataset order'
   t.throws(() => new TrainingArguments('x', { trainSamplingStrategy: 'shuffled' as never }), /trainSamplingStrategy must be one of random, sequential, group_by_length, got "shuffled"/)
   t.throws(() => new TrainingArguments('x', { trainSamplingStrategy: 'sequential', groupByLength: true }), /groupByLength and trainSamplingStrategy "sequential" cannot both be set/)
 })
+
+t.test('with AdamW\'s deferred embedding rows the run is bit-identical to the dense one, so within tolerance of transformers', async (t) => {
+  // The fixture's tables are small (40 x 32): lower the row-sparse threshold so that every
+  // embedding table (word, position, token type) takes the lazy path against torch's trajectory.
+  const { setRowSparseMinNumel } = await import('../../lib/tensor/row_sparse.js')
+  const { native } = await import('../../lib/native.js')
+  const N = native()
+  const trainOnce = async (lazy: boolean) => {
+    const out = mkdtempSync(join(os.tmpdir(), 'bertkit-parity-lazy-'))
+    const previousMin = setRowSparseMinNumel(lazy ? 1 : Infinity)
+    const previousEnv = process.env.BERTKIT_LAZY_ROWS
+    process.env.BERTKIT_LAZY_ROWS = lazy ? '1' : '0'
+    const adamwRows = N.adamwRows
+    let calls = 0
+    N.adamwRows = (...a) => { calls++; return adamwRows(...a) }
+    try {
+      const model = await BertForSequenceClassification.fromPretrained(dir)
+      const trainer = new Trainer({ model, args: argsFor(out), trainDataset: Dataset.fromRows(rows), dataCollator: DataCollatorWithPadding({ tokenizer: expected.pad_token_id }) })
+      const result = await trainer.train()
+      const weights = new Map([...model.namedParameters()].map(([n, p]) => [n, p.toFloat32Array()]))
+      trainer.dispose()
+      model.dispose()
+      return { result, weights, calls }
+    } finally {
+      N.adamwRows = adamwRows
+      setRowSparseMinNumel(previousMin)
+      if (previousEnv === undefined) delete process.env.BERTKIT_LAZY_ROWS
+      else process.env.BERTKIT_LAZY_ROWS = previousEnv
+      rmSync(out, { recursive: true, force: true })
+    }
+  }
+  const lazy = await trainOnce(true)
+  const dense = await trainOnce(false)
+  t.ok(lazy.calls >= 3 * expected.global_step, `the lazy run deferred rows of the three tables (${lazy.calls} adamwRows calls)`)
+  t.equal(dense.calls, 0, 'the dense run deferred nothing')
+  t.equal(lazy.result.trainLoss, dense.result.trainLoss, 'the same train loss')
+  const differing = [...dense.weights].filter(([n, w]) => Buffer.compare(Buffer.from(w.buffer), Buffer.from(lazy.weights.get(n)!.buffer)) !== 0).map(([n]) => n)
+  t.same(differing, [], 'every final weight bit-identical')
+  const final = readSafetensors(join(dir, 'final.safetensors')).tensors
+  for (const name of ['bert.embeddings.word_embeddings.weight', 'bert.embeddings.position_embeddings.weight', 'bert.embeddings.token_type_embeddings.weight']) {
+    const c = closePerTensor(lazy.weights.get(name)!, final.get(name)!.data as Float32Array, 2e-5)
+    t.ok(c.ok, `${name} (deferred rows) vs transformers: ${c.msg}`)
+  }
+})

@@ -102,6 +102,18 @@ BERTKIT_OP(embedding_forward, (int64_t n, int64_t dim, const int32_t* ids, const
 // nn.Embedding(padding_idx=...)); padding_idx < 0 means none.
 BERTKIT_OP(embedding_backward, (int64_t n, int64_t dim, int64_t vocab, int64_t padding_idx,
                                 const int32_t* ids, const float* dout, float* dtable))
+// The same into a row-sparse gradient: row_marks[vocab] says which rows of
+// dtable hold values (1); the others hold garbage and count as zero. A row
+// this op reaches for the first time is written (exactly 0 + its sum, the
+// bits a zero-filled row would get) and marked; marked rows are added to.
+// marks_fresh: every row counts as unmarked (row_marks is cleared first).
+// The padding row is neither written nor marked. CPU backend only.
+BERTKIT_OP(embedding_backward_rows, (int64_t n, int64_t dim, int64_t vocab, int64_t padding_idx,
+                                     const int32_t* ids, const float* dout, float* dtable, int32_t* row_marks,
+                                     bool marks_fresh))
+// x[r, :] = 0 for every row r of [rows, width] whose row_marks[r] is 0: makes
+// a row-sparse gradient dense. CPU backend only.
+BERTKIT_OP(zero_unmarked_rows, (int64_t rows, int64_t width, const int32_t* row_marks, float* x))
 
 // ---- attention (attention.cpp) --------------------------------------------
 // q, k, v, out: [batch, seq, heads * head_dim] (the layout Linear produces).
@@ -251,17 +263,45 @@ BERTKIT_OP(clip_coefficient, (const float* sum_sq, float max_norm, float* clip_c
 // adamw_step, so results are bit-identical to calling it per tensor.
 // found_inf (null = none) is a one-element device flag: when it is non-zero
 // the op changes nothing (torch's GradScaler skipping optimizer.step()).
+// halves (null, or per tensor null) receive a BF16 copy of the updated
+// parameter, the bits the cast op would give it (autocast's weight copy
+// written in the same pass; CPU backend only).
 // The arrays are read during the call only; the pointers they hold must
 // stay valid until the op has run.
 BERTKIT_OP(multi_tensor_adamw, (int64_t count, const int64_t* sizes, float* const* params,
                                 const float* const* grads, float* const* exp_avgs, float* const* exp_avg_sqs,
                                 double lr, double beta1, double beta2, double eps, double weight_decay,
-                                const int64_t* steps, const float* grad_scale, const float* found_inf))
+                                const int64_t* steps, const float* grad_scale, const float* found_inf,
+                                uint16_t* const* halves))
 // out[0] += sum over the tensors of sum of x^2, accumulated in double and
 // rounded to float once: one op for a global gradient norm. Fixed blocks per
 // tensor, so the result does not depend on the thread count or the GPU.
 BERTKIT_OP(multi_tensor_sum_squares, (int64_t count, const int64_t* sizes, const float* const* tensors,
                                       float* out))
+// The same where some tensors are row-sparse gradients: row_marks[t] (null:
+// dense) marks the rows of width widths[t] that hold values; the others count
+// as zero and are not read. Bit-identical to the dense op on the tensors with
+// their unmarked rows zeroed (zeros add nothing to the fixed blocks' sums).
+// CPU backend only when some row_marks[t] is set.
+BERTKIT_OP(multi_tensor_sum_squares_rows, (int64_t count, const int64_t* sizes, const float* const* tensors,
+                                           const int32_t* const* row_marks, const int64_t* widths, float* out))
+// AdamW with deferred updates of rows whose gradient is zero (adamw.cpp). The
+// tensor is [rows, width]; row_steps[r] is the step row r of param, exp_avg
+// and exp_avg_sq is up to date with. log holds log_len consecutive steps, each
+// 6 doubles: lr, beta1, beta2, eps, weight_decay, step number; scale_log[j]
+// is step j's gradient scale. A row is brought from row_steps[r] to step s by
+// the very arithmetic of multi_tensor_adamw with a zero gradient, per step.
+//  - grad null (catch up): the rows listed in ids (n_ids, repeats allowed;
+//    ids null: every row) are brought to the log's last step.
+//  - grad set (a step): the log's last entry is this step; scale_log[last] is
+//    set to *grad_scale (1 when null). Rows with row_marks[r] != 0 are caught
+//    up to the step before and updated with their gradient row; the others
+//    are left behind. grad's unmarked rows are not read.
+// CPU backend only.
+BERTKIT_OP(adamw_rows, (int64_t rows, int64_t width, const int32_t* ids, int64_t n_ids, const int32_t* row_marks,
+                        int32_t* row_steps, int64_t log_len, const double* log, float* scale_log,
+                        const float* grad_scale, const float* grad, float* param, float* exp_avg,
+                        float* exp_avg_sq))
 // found_inf[0] = 1 when x[0] is inf or NaN, else 0. Applied to a sum of
 // squares it flags any non-finite gradient (an inf/NaN element makes the sum
 // inf/NaN) and also a finite sum too large for float, whose clipping

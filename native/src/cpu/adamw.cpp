@@ -20,9 +20,12 @@
 // the same roundings in the same order, so the results do not change.
 #include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <string>
 #include <vector>
 
 #include "adamw_kernels.h"
+#include "bertkit/dtype.h"
 #include "cpu_backend.h"
 #include "thread_pool.h"
 #include "vecmath.h"
@@ -73,7 +76,7 @@ AdamScalars adam_scalars(double lr, double beta1, double beta2, double eps, doub
 // would not vectorise.
 template <typename Lerp>
 void adam_update_plain(AdamScalars s, float scale, const float* grad, float* param, float* exp_avg,
-                       float* exp_avg_sq, int64_t begin, int64_t end, Lerp lerp) {
+                       float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, Lerp lerp) {
   const float decay = s.decay, avg_weight = s.avg_weight, sq_weight = s.sq_weight;
   const double beta2 = s.beta2, eps = s.eps;
   const float step_size = s.step_size, bias_correction2_sqrt = s.bias_correction2_sqrt;
@@ -87,17 +90,20 @@ void adam_update_plain(AdamScalars s, float scale, const float* grad, float* par
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     param[i] = p + (-step_size) * m / denom;
+    if (half) half[i] = float_to_bf16(param[i]);
   }
 }
 
 // The vector loop where there is one (adamw_kernels.h), the plain loop for the rest.
+// half (null: none): the weight's bf16 copy, written from the updated value in
+// the same pass (autocast's cached cast of the weight, without reading it again).
 template <typename Lerp>
 void adam_update(AdamScalars s, float scale, const float* grad, float* param, float* exp_avg, float* exp_avg_sq,
-                 int64_t begin, int64_t end, Lerp lerp) {
+                 int64_t begin, int64_t end, Lerp lerp, uint16_t* half = nullptr) {
   if (const adamw_detail::AdamUpdateFn simd = adamw_detail::simd_adam_update()) {
-    begin = simd(s, scale, grad, param, exp_avg, exp_avg_sq, begin, end, Lerp::kFromEnd);
+    begin = simd(s, scale, grad, param, exp_avg, exp_avg_sq, half, begin, end, Lerp::kFromEnd);
   }
-  adam_update_plain(s, scale, grad, param, exp_avg, exp_avg_sq, begin, end, lerp);
+  adam_update_plain(s, scale, grad, param, exp_avg, exp_avg_sq, half, begin, end, lerp);
 }
 
 // Reductions sum fixed blocks of this many elements of each tensor and add the
@@ -130,6 +136,27 @@ double lane_sum_squares(const float* x, int64_t n) {
   return total;
 }
 
+// lane_sum_squares of block x[begin, begin + n) of a [rows, width] tensor
+// whose unmarked rows count as zero: each marked element goes to the lane it
+// has there (the tail past the last group of 8 to lane 0), in index order, so
+// the block's sum has the bits of the dense one, which only adds zeros.
+double marked_sum_squares(const float* x, int64_t begin, int64_t n, int64_t width, const int32_t* marks) {
+  const int64_t end = begin + n, n8 = n / 8 * 8;
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t r = begin / width; r * width < end; ++r) {
+    if (!marks[r]) continue;
+    const int64_t lo = std::max(begin, r * width), hi = std::min(end, (r + 1) * width);
+    for (int64_t e = lo; e < hi; ++e) {
+      const int64_t k = e - begin;
+      const double v = static_cast<double>(x[e]);
+      lanes[k < n8 ? k % 8 : 0] += v * v;
+    }
+  }
+  double total = 0;
+  for (int l = 0; l < 8; ++l) total += lanes[l];
+  return total;
+}
+
 }  // namespace
 
 namespace adamw_detail {
@@ -137,6 +164,15 @@ namespace adamw_detail {
 AdamUpdateFn simd_adam_update() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   static const AdamUpdateFn fn = vecmath::simd() && vecmath::simd()->isa == vecmath::Isa::Avx512 ? adam_update_avx512 : nullptr;
+  return fn;
+#else
+  return nullptr;
+#endif
+}
+
+AdamZeroGradFn simd_adam_zero_grad() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const AdamZeroGradFn fn = vecmath::simd() && vecmath::simd()->isa == vecmath::Isa::Avx512 ? adam_zero_grad_avx512 : nullptr;
   return fn;
 #else
   return nullptr;
@@ -175,7 +211,7 @@ void CpuBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* 
                                     const float* const* grads, float* const* exp_avgs,
                                     float* const* exp_avg_sqs, double lr, double beta1, double beta2,
                                     double eps, double weight_decay, const int64_t* steps,
-                                    const float* grad_scale, const float* found_inf) {
+                                    const float* grad_scale, const float* found_inf, uint16_t* const* halves) {
   // GradScaler found an inf/NaN: the whole step is skipped, nothing is touched.
   if (found_inf && found_inf[0] != 0.0f) return;
   const float scale = grad_scale ? grad_scale[0] : 1.0f;
@@ -196,7 +232,10 @@ void CpuBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* 
       for (; t < count && offsets[t] < end; ++t) {
         const int64_t lo = std::max(begin, offsets[t]) - offsets[t];
         const int64_t hi = std::min(end, offsets[t + 1]) - offsets[t];
-        if (lo < hi) adam_update(scalars[t], scale, grads[t], params[t], exp_avgs[t], exp_avg_sqs[t], lo, hi, lerp);
+        if (lo < hi) {
+          adam_update(scalars[t], scale, grads[t], params[t], exp_avgs[t], exp_avg_sqs[t], lo, hi, lerp,
+                      halves && halves[t] ? halves[t] : nullptr);
+        }
       }
     });
   };
@@ -207,6 +246,11 @@ void CpuBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* 
 
 void CpuBackend::multi_tensor_sum_squares(int64_t count, const int64_t* sizes, const float* const* tensors,
                                           float* out) {
+  multi_tensor_sum_squares_rows(count, sizes, tensors, nullptr, nullptr, out);
+}
+
+void CpuBackend::multi_tensor_sum_squares_rows(int64_t count, const int64_t* sizes, const float* const* tensors,
+                                               const int32_t* const* row_marks, const int64_t* widths, float* out) {
   // first_block[t]: index of tensor t's first block among all tensors' blocks.
   std::vector<int64_t> first_block(static_cast<size_t>(count) + 1, 0);
   for (int64_t t = 0; t < count; ++t) first_block[t + 1] = first_block[t] + (sizes[t] + kReduceBlock - 1) / kReduceBlock;
@@ -218,12 +262,79 @@ void CpuBackend::multi_tensor_sum_squares(int64_t count, const int64_t* sizes, c
       while (first_block[t + 1] <= b) ++t;  // steps over finished and empty tensors
       const int64_t begin = (b - first_block[t]) * kReduceBlock;
       const int64_t len = std::min(kReduceBlock, sizes[t] - begin);
-      partial[static_cast<size_t>(b)] = lane_sum_squares(tensors[t] + begin, len);
+      const int32_t* marks = row_marks ? row_marks[t] : nullptr;
+      partial[static_cast<size_t>(b)] = marks ? marked_sum_squares(tensors[t], begin, len, widths[t], marks)
+                                              : lane_sum_squares(tensors[t] + begin, len);
     }
   });
   double total = 0;
   for (double p : partial) total += p;
   out[0] = static_cast<float>(static_cast<double>(out[0]) + total);
+}
+
+void CpuBackend::adamw_rows(int64_t rows, int64_t width, const int32_t* ids, int64_t n_ids, const int32_t* row_marks,
+                            int32_t* row_steps, int64_t log_len, const double* log, float* scale_log,
+                            const float* grad_scale, const float* grad, float* param, float* exp_avg,
+                            float* exp_avg_sq) {
+  if (log_len == 0) return;
+  struct Entry {
+    AdamScalars s;
+    bool from_end;
+  };
+  std::vector<Entry> entries(static_cast<size_t>(log_len));
+  for (int64_t j = 0; j < log_len; ++j) {
+    const double* e = log + 6 * j;
+    entries[j].s = adam_scalars(e[0], e[1], e[2], e[3], e[4], static_cast<int64_t>(e[5]));
+    // The lerp branch multi_tensor_adamw takes for this beta1.
+    entries[j].from_end = !(static_cast<float>(1.0 - e[1]) < 0.5f);
+  }
+  const int64_t first_step = static_cast<int64_t>(log[5]);
+  const int64_t last_step = first_step + log_len - 1;
+  const int64_t last = log_len - 1;
+  if (grad) scale_log[last] = grad_scale ? grad_scale[0] : 1.0f;
+  // The rows to bring forward, each once (ids may repeat a row).
+  std::vector<int32_t> list;
+  if (grad) {
+    for (int64_t r = 0; r < rows; ++r) if (row_marks[r]) list.push_back(static_cast<int32_t>(r));
+  } else if (ids) {
+    list.assign(ids, ids + n_ids);
+    std::sort(list.begin(), list.end());
+    list.erase(std::unique(list.begin(), list.end()), list.end());
+  } else {
+    list.resize(static_cast<size_t>(rows));
+    std::iota(list.begin(), list.end(), int32_t{0});
+  }
+  for (int32_t r : list) {
+    if (r < 0 || r >= rows) throw Error("adamw_rows: row " + std::to_string(r) + " is outside [0, " + std::to_string(rows) + ")");
+    if (row_steps[r] < first_step - 1 || row_steps[r] > last_step) {
+      throw Error("adamw_rows: row " + std::to_string(r) + " is at step " + std::to_string(row_steps[r]) +
+                  ", outside the log's steps " + std::to_string(first_step) + ".." + std::to_string(last_step));
+    }
+  }
+  // Entries [row's next, replay_end) are replayed with a zero gradient.
+  const int64_t replay_end = grad ? last : log_len;
+  const adamw_detail::AdamZeroGradFn zero_grad = adamw_detail::simd_adam_zero_grad();
+  auto update = [&](const Entry& e, float scale, const float* g, bool g_is_zero, int64_t r) {
+    float* p = param + r * width;
+    float* m = exp_avg + r * width;
+    float* v = exp_avg_sq + r * width;
+    int64_t begin = 0;
+    // A zero row times a finite scale >= +0 is +0, the constant the zero-gradient loop uses.
+    if (g_is_zero && zero_grad && std::isfinite(scale) && !std::signbit(scale)) begin = zero_grad(e.s, p, m, v, 0, width, e.from_end);
+    if (e.from_end) adam_update(e.s, scale, g, p, m, v, begin, width, LerpFromEnd{});
+    else adam_update(e.s, scale, g, p, m, v, begin, width, LerpFromSelf{});
+  };
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, width));
+  ThreadPool::instance().parallel_for(static_cast<int64_t>(list.size()), grain, [&](int64_t i0, int64_t i1) {
+    // The dense step reads a zero-filled gradient (times the step's scale): the same bits.
+    const std::vector<float> zeros(static_cast<size_t>(width), 0.0f);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r = list[static_cast<size_t>(i)];
+      for (int64_t j = row_steps[r] - first_step + 1; j < replay_end; ++j) update(entries[j], scale_log[j], zeros.data(), true, r);
+      if (grad) update(entries[last], scale_log[last], grad + r * width, false, r);
+      row_steps[r] = static_cast<int32_t>(last_step);
+    }
+  });
 }
 
 void CpuBackend::nonfinite_flag(const float* x, float* found_inf) {

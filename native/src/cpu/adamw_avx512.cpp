@@ -17,6 +17,8 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
 #else
@@ -47,10 +49,25 @@ inline __m512 to_ps(__m512d lo, __m512d hi) {
   return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(l)), _mm256_castps_pd(h), 1));
 }
 
+// float32 -> bfloat16 bits as float_to_bf16 (dtype.h): round to nearest
+// even, NaN kept quiet.
+inline __m256i to_bf16(__m512 f) {
+  const __m512i u = _mm512_castps_si512(f);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
+}
+
 }  // namespace
 
-int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
-                           float* exp_avg_sq, int64_t begin, int64_t end, bool lerp_from_end) {
+// The loop of both entry points. kZeroGrad: the gradient is +0 (a zero row
+// times a finite, non-negative scale), so g and its square are the constant +0
+// the general loop would compute; every other operation is the same.
+template <bool kZeroGrad>
+int64_t adam_loop(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
+                  float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, bool lerp_from_end) {
   const __m512 vscale = _mm512_set1_ps(scale), decay = _mm512_set1_ps(s.decay);
   const __m512 avg_weight = _mm512_set1_ps(s.avg_weight), avg_keep = _mm512_set1_ps(1.0f - s.avg_weight);
   const __m512 sq_weight = _mm512_set1_ps(s.sq_weight), neg_step = _mm512_set1_ps(-s.step_size);
@@ -58,15 +75,22 @@ int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad,
   const __m512d beta2 = _mm512_set1_pd(s.beta2), eps = _mm512_set1_pd(s.eps);
   int64_t i = begin;
   for (; i + 16 <= end; i += 16) {
-    const __m512 g = fmul(_mm512_loadu_ps(grad + i), vscale);
+    const __m512 g = kZeroGrad ? _mm512_setzero_ps() : fmul(_mm512_loadu_ps(grad + i), vscale);
     const __m512 p = fmul(_mm512_loadu_ps(param + i), decay);
     const __m512 self = _mm512_loadu_ps(exp_avg + i);
     // torch's lerp: self + w (end - self), or end - (end - self)(1 - w) for w >= 0.5.
     const __m512 m = lerp_from_end ? fsub(g, fmul(fsub(g, self), avg_keep)) : fadd(self, fmul(avg_weight, fsub(g, self)));
     // v = exp_avg_sq * beta2 (double) + (sq_weight * g) * g (float), rounded to float.
-    const __m512 sq = fmul(fmul(sq_weight, g), g);
+    __m512d sq_lo, sq_hi;
+    if (kZeroGrad) {
+      sq_lo = sq_hi = _mm512_setzero_pd();
+    } else {
+      const __m512 sq = fmul(fmul(sq_weight, g), g);
+      sq_lo = lo_pd(sq);
+      sq_hi = hi_pd(sq);
+    }
     const __m512 v_old = _mm512_loadu_ps(exp_avg_sq + i);
-    const __m512 v = to_ps(dadd(dmul(lo_pd(v_old), beta2), lo_pd(sq)), dadd(dmul(hi_pd(v_old), beta2), hi_pd(sq)));
+    const __m512 v = to_ps(dadd(dmul(lo_pd(v_old), beta2), sq_lo), dadd(dmul(hi_pd(v_old), beta2), sq_hi));
     // denom = sqrt(v) / bias_correction2_sqrt (float) + eps (double), rounded to float.
     const __m512 root = fdiv(_mm512_sqrt_round_ps(v, kRound), bc2);
     const __m512 denom = to_ps(dadd(lo_pd(root), eps), dadd(hi_pd(root), eps));
@@ -74,8 +98,26 @@ int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad,
     _mm512_storeu_ps(exp_avg + i, m);
     _mm512_storeu_ps(exp_avg_sq + i, v);
     _mm512_storeu_ps(param + i, updated);
+    if (half) {
+      // Streaming stores where aligned: the copy is read in the next forward pass, not now,
+      // so its lines need not be read into the cache first.
+      __m256i* to = reinterpret_cast<__m256i*>(half + i);
+      if ((reinterpret_cast<uintptr_t>(to) & 31) == 0) _mm256_stream_si256(to, to_bf16(updated));
+      else _mm256_storeu_si256(to, to_bf16(updated));
+    }
   }
+  if (half) _mm_sfence();  // the streamed stores are visible before the caller's threads join
   return i;
+}
+
+int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
+                           float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, bool lerp_from_end) {
+  return adam_loop<false>(s, scale, grad, param, exp_avg, exp_avg_sq, half, begin, end, lerp_from_end);
+}
+
+int64_t adam_zero_grad_avx512(const AdamScalars& s, float* param, float* exp_avg, float* exp_avg_sq, int64_t begin,
+                              int64_t end, bool lerp_from_end) {
+  return adam_loop<true>(s, 0.0f, nullptr, param, exp_avg, exp_avg_sq, nullptr, begin, end, lerp_from_end);
 }
 
 void sum_squares_lanes_avx512(const float* x, int64_t n8, double lanes[8]) {

@@ -24,11 +24,19 @@ struct AdamScalars {
 };
 
 // Elements [begin, end) of one tensor; lerp_from_end picks torch's lerp
-// formula for weights >= 0.5. Returns the first element it did not do (a
-// vector loop leaves the last partial group to the caller's plain loop).
+// formula for weights >= 0.5; half (null: none) receives the bf16 copy of the
+// updated param, rounded as the cast op rounds (float_to_bf16). Returns the
+// first element it did not do (a vector loop leaves the last partial group to
+// the caller's plain loop).
 using AdamUpdateFn = int64_t (*)(const AdamScalars& s, float scale, const float* grad, float* param,
-                                 float* exp_avg, float* exp_avg_sq, int64_t begin, int64_t end,
+                                 float* exp_avg, float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end,
                                  bool lerp_from_end);
+
+// The same update with a gradient of +0 (a zero gradient times a finite,
+// non-negative scale): the bits of AdamUpdateFn on a zero row, without
+// reading one (the deferred rows' replay, adamw_rows).
+using AdamZeroGradFn = int64_t (*)(const AdamScalars& s, float* param, float* exp_avg, float* exp_avg_sq,
+                                   int64_t begin, int64_t end, bool lerp_from_end);
 
 // Adds x[i]^2 (in double) to lanes[i % 8] for i in [0, n8), n8 a multiple
 // of 8, in index order per lane.
@@ -37,12 +45,15 @@ using SumSquaresLanesFn = void (*)(const float* x, int64_t n8, double lanes[8]);
 // The AVX-512 loops, or nullptr when vecmath did not pick AVX-512 (CPU,
 // build or BERTKIT_VECMATH).
 AdamUpdateFn simd_adam_update();
+AdamZeroGradFn simd_adam_zero_grad();
 SumSquaresLanesFn simd_sum_squares_lanes();
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // adamw_avx512.cpp.
 int64_t adam_update_avx512(const AdamScalars& s, float scale, const float* grad, float* param, float* exp_avg,
-                           float* exp_avg_sq, int64_t begin, int64_t end, bool lerp_from_end);
+                           float* exp_avg_sq, uint16_t* half, int64_t begin, int64_t end, bool lerp_from_end);
+int64_t adam_zero_grad_avx512(const AdamScalars& s, float* param, float* exp_avg, float* exp_avg_sq, int64_t begin,
+                              int64_t end, bool lerp_from_end);
 void sum_squares_lanes_avx512(const float* x, int64_t n8, double lanes[8]);
 #endif
 

@@ -206,7 +206,11 @@ void CudaBackend::adamw_step(int64_t n, double lr, double beta1, double beta2, d
 void CudaBackend::multi_tensor_adamw(int64_t count, const int64_t* sizes, float* const* params,
                                      const float* const* grads, float* const* exp_avgs, float* const* exp_avg_sqs,
                                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                                     const int64_t* steps, const float* grad_scale, const float* found_inf) {
+                                     const int64_t* steps, const float* grad_scale, const float* found_inf,
+                                     uint16_t* const* halves) {
+  for (int64_t t = 0; halves && t < count; ++t) {
+    if (halves[t]) throw Error("multi_tensor_adamw: the fused bf16 weight copy is a CPU backend feature");
+  }
   std::vector<AdamTensor> table;
   table.reserve(static_cast<size_t>(count));
   int64_t chunks = 0;
@@ -251,6 +255,22 @@ void CudaBackend::multi_tensor_sum_squares(int64_t count, const int64_t* sizes, 
   cuda::check_launch("multi_tensor_sum_squares (chunks)");
   multi_tensor_sum_finish_kernel<<<1, kMultiThreads, 0, stream_>>>(chunks, partial, out);
   cuda::check_launch("multi_tensor_sum_squares (finish)");
+}
+
+// Row-sparse gradients and deferred row updates exist on the CPU backend only
+// (the TypeScript layer never asks for them on CUDA, where a dense step is cheap).
+void CudaBackend::multi_tensor_sum_squares_rows(int64_t count, const int64_t* sizes, const float* const* tensors,
+                                                const int32_t* const* row_marks, const int64_t* /*widths*/,
+                                                float* out) {
+  for (int64_t t = 0; row_marks && t < count; ++t) {
+    if (row_marks[t]) throw Error("multi_tensor_sum_squares_rows: row-sparse tensors are a CPU backend feature");
+  }
+  multi_tensor_sum_squares(count, sizes, tensors, out);
+}
+
+void CudaBackend::adamw_rows(int64_t, int64_t, const int32_t*, int64_t, const int32_t*, int32_t*, int64_t,
+                             const double*, float*, const float*, const float*, float*, float*, float*) {
+  throw Error("adamw_rows: deferred row updates are a CPU backend feature");
 }
 
 void CudaBackend::nonfinite_flag(const float* x, float* found_inf) {

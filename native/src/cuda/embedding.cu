@@ -179,6 +179,16 @@ void CudaBackend::embedding_forward(int64_t n, int64_t dim, const int32_t* ids, 
   cuda::check_launch("embedding_forward");
 }
 
+// Row-sparse gradients are a CPU backend feature (the TypeScript layer never asks for them on CUDA).
+void CudaBackend::embedding_backward_rows(int64_t, int64_t, int64_t, int64_t, const int32_t*, const float*, float*,
+                                          int32_t*, bool) {
+  throw Error("embedding_backward_rows: row-sparse gradients are a CPU backend feature");
+}
+
+void CudaBackend::zero_unmarked_rows(int64_t, int64_t, const int32_t*, float*) {
+  throw Error("zero_unmarked_rows: row-sparse gradients are a CPU backend feature");
+}
+
 void CudaBackend::embedding_backward(int64_t n, int64_t dim, int64_t vocab, int64_t padding_idx, const int32_t* ids,
                                      const float* dout, float* dtable) {
   if (n == 0 || dim == 0) return;

@@ -427,6 +427,41 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// embeddingBackwardRows(n, dim, vocab, ids, dout, dtable, paddingIdx, rowMarks, marksFresh)
+Napi::Value EmbeddingBackwardRows(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "embeddingBackwardRows", 9);
+  int64_t n = a.dim(0, "n"), dim = a.dim(1, "dim"), vocab = a.dim(2, "vocab");
+  int64_t padding_idx = a.i32(6, "paddingIdx");
+  if (padding_idx < -1 || padding_idx >= vocab) a.fail("'paddingIdx' " + std::to_string(padding_idx) + " is outside [-1, " + std::to_string(vocab) + ")");
+  NativeBuffer* ids = a.buffer(3, "ids", DType::I32);
+  NativeBuffer* dout = a.buffer(4, "dout", DType::F32);
+  NativeBuffer* dtable = a.buffer(5, "dtable", DType::F32);
+  NativeBuffer* marks = a.buffer(7, "rowMarks", DType::I32);
+  bool fresh = a.flag(8, "marksFresh");
+  a.need(ids, "ids", n, shape_str({n}));
+  a.need(dout, "dout", checked_mul(a, {n, dim}), shape_str({n, dim}));
+  a.need(dtable, "dtable", checked_mul(a, {vocab, dim}), shape_str({vocab, dim}));
+  a.need(marks, "rowMarks", vocab, shape_str({vocab}));
+  a.distinct(dtable, "dtable", dout, "dout");
+  a.distinct(marks, "rowMarks", ids, "ids");
+  check_indices(a, ids, n, "ids", vocab, false, 0);
+  return a.enqueue([=, dout = f32(dout), dtable = f32(dtable), ids = i32p(ids),
+                    marks = static_cast<int32_t*>(marks->data())](Backend& be) {
+    be.embedding_backward_rows(n, dim, vocab, padding_idx, ids, dout, dtable, marks, fresh);
+  });
+}
+
+// zeroUnmarkedRows(rows, width, rowMarks, x)
+Napi::Value ZeroUnmarkedRows(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "zeroUnmarkedRows", 4);
+  int64_t rows = a.dim(0, "rows"), width = a.dim(1, "width");
+  NativeBuffer* marks = a.buffer(2, "rowMarks", DType::I32);
+  NativeBuffer* x = a.buffer(3, "x", DType::F32);
+  a.need(marks, "rowMarks", rows, shape_str({rows}));
+  a.need(x, "x", checked_mul(a, {rows, width}), shape_str({rows, width}));
+  return a.enqueue([=, marks = i32p(marks), x = f32(x)](Backend& be) { be.zero_unmarked_rows(rows, width, marks, x); });
+}
+
 // The eight arguments every attention binding starts with, validated, and the
 // size of q, k, v and out ([batch, seq, heads * head_dim]) they imply.
 struct AttentionDims {
@@ -1053,9 +1088,10 @@ std::vector<T*> pointers(const std::vector<NativeBuffer*>& list) {
 }
 
 // multiTensorAdamw(count, sizes, params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecay, steps,
-//                  gradScale|null, foundInf|null)
+//                  gradScale|null, foundInf|null[, halves])
+// halves (optional): per tensor a BF16 buffer (or null) that receives the updated parameter's bf16 copy.
 Napi::Value MultiTensorAdamW(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "multiTensorAdamw", 14);
+  OpArgs a(info, "multiTensorAdamw", info.Length() == 15 ? 15 : 14);
   int64_t count = a.dim(0, "count");
   std::vector<int64_t> sizes = integer_list(a, info, 1, "sizes", count, 0);
   NativeBuffer* first = nullptr;
@@ -1092,12 +1128,34 @@ Napi::Value MultiTensorAdamW(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < grads.size(); ++i) read_only(grads[i], "grads[" + std::to_string(i) + "]");
   read_only(scale, "gradScale");
   read_only(found, "foundInf");
+  std::vector<uint16_t*> halves;
+  if (info.Length() == 15 && !info[14].IsUndefined() && !info[14].IsNull()) {
+    Napi::Array arr = array_arg(a, info, 14, "halves", count);
+    halves.assign(static_cast<size_t>(count), nullptr);
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value v = arr.Get(i);
+      if (v.IsNull() || v.IsUndefined()) continue;
+      const std::string entry = "halves[" + std::to_string(i) + "]";
+      if (!NativeBuffer::Is(v)) a.fail("'" + entry + "' must be a NativeBuffer or null");
+      NativeBuffer* b = NativeBuffer::Unwrap(v);
+      if (b->freed()) a.fail("tensor '" + entry + "' was already freed (use after free)");
+      if (b->dtype() != DType::BF16) a.fail("tensor '" + entry + "' has dtype " + dtype_name(b->dtype()) + ", expected bfloat16");
+      if (b->numel() < sizes[i]) {
+        a.fail("tensor '" + entry + "' holds " + std::to_string(b->numel()) + " elements but sizes[" + std::to_string(i) +
+               "] = " + std::to_string(sizes[i]));
+      }
+      if (b->device() != params[i]->device()) a.fail("tensor '" + entry + "' is not on the device of params[" + std::to_string(i) + "]");
+      write_once(b, entry);
+      halves[i] = static_cast<uint16_t*>(b->data());
+    }
+  }
   if (!first) return info.Env().Undefined();  // no tensors at all: nothing to update
   return a.enqueue(first->device(), [=, sizes = std::move(sizes), steps = std::move(steps), params = pointers(params),
                                      grads = pointers<const float>(grads), avgs = pointers(avgs),
-                                     avg_sqs = pointers(avg_sqs), scale = f32(scale), found = f32(found)](Backend& be) {
+                                     avg_sqs = pointers(avg_sqs), scale = f32(scale), found = f32(found),
+                                     halves = std::move(halves)](Backend& be) {
     be.multi_tensor_adamw(count, sizes.data(), params.data(), grads.data(), avgs.data(), avg_sqs.data(), lr, beta1,
-                          beta2, eps, wd, steps.data(), scale, found);
+                          beta2, eps, wd, steps.data(), scale, found, halves.empty() ? nullptr : halves.data());
   });
 }
 
@@ -1118,6 +1176,110 @@ Napi::Value MultiTensorSumSquares(const Napi::CallbackInfo& info) {
   return a.enqueue(first->device(), [=, sizes = std::move(sizes), tensors = pointers<const float>(tensors),
                                      out = f32(out)](Backend& be) {
     be.multi_tensor_sum_squares(count, sizes.data(), tensors.data(), out);
+  });
+}
+
+// multiTensorSumSquaresRows(count, sizes, tensors, rowMarks, widths, out): multiTensorSumSquares where
+// rowMarks[i] (a NativeBuffer or null) marks the rows of width widths[i] of a row-sparse tensor i.
+Napi::Value MultiTensorSumSquaresRows(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "multiTensorSumSquaresRows", 6);
+  int64_t count = a.dim(0, "count");
+  std::vector<int64_t> sizes = integer_list(a, info, 1, "sizes", count, 0);
+  NativeBuffer* first = nullptr;
+  std::string first_name;
+  std::vector<NativeBuffer*> tensors = tensor_list(a, info, 2, "tensors", sizes, first, first_name);
+  Napi::Array marks_arr = array_arg(a, info, 3, "rowMarks", count);
+  std::vector<int64_t> widths = integer_list(a, info, 4, "widths", count, 0);
+  std::vector<const int32_t*> marks(static_cast<size_t>(count), nullptr);
+  for (uint32_t i = 0; i < marks_arr.Length(); ++i) {
+    Napi::Value v = marks_arr.Get(i);
+    if (v.IsNull() || v.IsUndefined()) continue;
+    const std::string entry = "rowMarks[" + std::to_string(i) + "]";
+    if (!NativeBuffer::Is(v)) a.fail("'" + entry + "' must be a NativeBuffer or null");
+    NativeBuffer* b = NativeBuffer::Unwrap(v);
+    if (b->freed()) a.fail("tensor '" + entry + "' was already freed (use after free)");
+    if (b->dtype() != DType::I32) a.fail("tensor '" + entry + "' has dtype " + dtype_name(b->dtype()) + ", expected int32");
+    if (widths[i] < 1 || sizes[i] % widths[i] != 0) {
+      a.fail("widths[" + std::to_string(i) + "] = " + std::to_string(widths[i]) + " does not divide sizes[" +
+             std::to_string(i) + "] = " + std::to_string(sizes[i]) + " into rows");
+    }
+    if (b->numel() < sizes[i] / widths[i]) {
+      a.fail("tensor '" + entry + "' holds " + std::to_string(b->numel()) + " marks for " +
+             std::to_string(sizes[i] / widths[i]) + " rows");
+    }
+    if (b->device() != tensors[i]->device()) a.fail("tensor '" + entry + "' is not on the device of its tensor");
+    marks[i] = static_cast<const int32_t*>(b->data());
+  }
+  NativeBuffer* out = scalar_tensor(a, 5, "out", false, first, first_name);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i]->data() == out->data()) {
+      a.fail("output 'out' must not be the same buffer as input 'tensors[" + std::to_string(i) + "]'");
+    }
+  }
+  return a.enqueue(first->device(), [=, sizes = std::move(sizes), tensors = pointers<const float>(tensors),
+                                     marks = std::move(marks), widths = std::move(widths), out = f32(out)](Backend& be) {
+    be.multi_tensor_sum_squares_rows(count, sizes.data(), tensors.data(), marks.data(), widths.data(), out);
+  });
+}
+
+// adamwRows(rows, width, ids|null, nIds, rowMarks|null, rowSteps, log, scaleLog, gradScale|null, grad|null,
+//           param, expAvg, expAvgSq): log is an array of 6 numbers per step (lr, beta1, beta2, eps,
+//           weightDecay, step), the steps consecutive.
+Napi::Value AdamWRows(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "adamwRows", 13);
+  int64_t rows = a.dim(0, "rows"), width = a.dim(1, "width");
+  NativeBuffer* ids = a.buffer(2, "ids", DType::I32, true);
+  int64_t n_ids = a.dim(3, "nIds");
+  NativeBuffer* marks = a.buffer(4, "rowMarks", DType::I32, true);
+  NativeBuffer* row_steps = a.buffer(5, "rowSteps", DType::I32);
+  if (!info[6].IsArray()) a.fail("'log' must be an array");
+  Napi::Array log_arr = info[6].As<Napi::Array>();
+  if (log_arr.Length() % 6 != 0) a.fail("'log' must hold 6 numbers per step, got " + std::to_string(log_arr.Length()));
+  const int64_t log_len = log_arr.Length() / 6;
+  std::vector<double> log(log_arr.Length());
+  for (uint32_t i = 0; i < log_arr.Length(); ++i) {
+    Napi::Value v = log_arr.Get(i);
+    if (!v.IsNumber()) a.fail("log[" + std::to_string(i) + "] must be a number");
+    log[i] = v.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(log[i])) a.fail("log[" + std::to_string(i) + "] must be finite");
+  }
+  for (int64_t j = 0; j < log_len; ++j) {
+    const double* e = log.data() + 6 * j;
+    if (!(e[1] >= 0 && e[1] < 1) || !(e[2] >= 0 && e[2] < 1)) a.fail("betas of log step " + std::to_string(j) + " must be in [0, 1)");
+    if (e[0] < 0 || e[3] < 0 || e[4] < 0) a.fail("lr, eps and weightDecay of log step " + std::to_string(j) + " must be non-negative");
+    if (!(e[5] >= 1) || e[5] != std::floor(e[5]) || e[5] > 2.0e9 || (j > 0 && e[5] != e[-1] + 1)) {
+      a.fail("log step numbers must be consecutive integers >= 1, got " + std::to_string(e[5]) + " at entry " + std::to_string(j));
+    }
+  }
+  NativeBuffer* scale_log = a.buffer(7, "scaleLog", DType::F32);
+  NativeBuffer* scale = a.buffer(8, "gradScale", DType::F32, true);
+  NativeBuffer* grad = a.buffer(9, "grad", DType::F32, true);
+  NativeBuffer* param = a.buffer(10, "param", DType::F32);
+  NativeBuffer* m = a.buffer(11, "expAvg", DType::F32);
+  NativeBuffer* v = a.buffer(12, "expAvgSq", DType::F32);
+  const std::string shape = shape_str({rows, width});
+  const int64_t numel = checked_mul(a, {rows, width});
+  if (grad && !marks) a.fail("a step (grad given) needs 'rowMarks'");
+  if (grad && log_len == 0) a.fail("a step (grad given) needs its own entry at the end of 'log'");
+  a.need(ids, "ids", n_ids, shape_str({n_ids}));
+  if (ids) check_indices(a, ids, n_ids, "ids", rows, false, 0);
+  a.need(marks, "rowMarks", rows, shape_str({rows}));
+  a.need(row_steps, "rowSteps", rows, shape_str({rows}));
+  a.need(scale_log, "scaleLog", log_len, shape_str({log_len}));
+  a.need(scale, "gradScale", 1, shape_str({1}));
+  a.need(grad, "grad", numel, shape);
+  a.need(param, "param", numel, shape);
+  a.need(m, "expAvg", numel, shape);
+  a.need(v, "expAvgSq", numel, shape);
+  a.distinct(param, "param", grad, "grad");
+  a.distinct(m, "expAvg", v, "expAvgSq");
+  a.distinct(param, "param", m, "expAvg");
+  a.distinct(param, "param", v, "expAvgSq");
+  a.distinct(scale_log, "scaleLog", scale, "gradScale");
+  return a.enqueue([=, log = std::move(log), ids = i32p(ids), marks = i32p(marks),
+                    row_steps = static_cast<int32_t*>(row_steps->data()), scale_log = f32(scale_log),
+                    scale = f32(scale), grad = f32(grad), param = f32(param), m = f32(m), v = f32(v)](Backend& be) {
+    be.adamw_rows(rows, width, ids, n_ids, marks, row_steps, log_len, log.data(), scale_log, scale, grad, param, m, v);
   });
 }
 
@@ -1155,6 +1317,8 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("layernormBackward", Napi::Function::New(env, LayerNormBackward, "layernormBackward"));
   exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward, "embeddingForward"));
   exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward, "embeddingBackward"));
+  exports.Set("embeddingBackwardRows", Napi::Function::New(env, EmbeddingBackwardRows, "embeddingBackwardRows"));
+  exports.Set("zeroUnmarkedRows", Napi::Function::New(env, ZeroUnmarkedRows, "zeroUnmarkedRows"));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
   exports.Set("flashAttentionForward", Napi::Function::New(env, FlashAttentionForward, "flashAttentionForward"));
@@ -1179,6 +1343,8 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("clipCoefficient", Napi::Function::New(env, ClipCoefficient, "clipCoefficient"));
   exports.Set("multiTensorAdamw", Napi::Function::New(env, MultiTensorAdamW, "multiTensorAdamw"));
   exports.Set("multiTensorSumSquares", Napi::Function::New(env, MultiTensorSumSquares, "multiTensorSumSquares"));
+  exports.Set("multiTensorSumSquaresRows", Napi::Function::New(env, MultiTensorSumSquaresRows, "multiTensorSumSquaresRows"));
+  exports.Set("adamwRows", Napi::Function::New(env, AdamWRows, "adamwRows"));
   exports.Set("nonfiniteFlag", Napi::Function::New(env, NonfiniteFlag, "nonfiniteFlag"));
 }
 
