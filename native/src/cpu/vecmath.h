@@ -7,23 +7,20 @@
 // node-gyp honour) and picked at run time. CPUs without AVX2+FMA keep the
 // scalar libm code of activation.cpp / attention.cpp / dropout.cpp.
 //
-// The GELUs run in double lanes and are rounded to float once at the end, so
-// their accuracy does not depend on how the float inputs cancel; the softmax
-// runs a float exp (see vecmath_kernels.h for the formulas). Measured by
-// bench/vecmath-accuracy.cpp, on every one of the 2^32 float inputs for the
-// elementwise functions, against double references:
-//   GELU erf forward        max 0.500 ulp   (libm loop: 206 ulp)
-//   GELU erf derivative     max 0.562 ulp   (libm loop: 2.2e7 ulp)
+// The exact (erf) GELU, BERT's "gelu" and so most of a training step's
+// transcendental work, runs in float lanes as torch's does (vecmath_kernels.h,
+// GeluErfF); the tanh GELU runs in double lanes and is rounded to float once
+// at the end; the softmax runs a float exp (see vecmath_kernels.h for the
+// formulas). Measured by bench/vecmath-accuracy.cpp, on every one of the 2^32
+// float inputs for the elementwise functions, against double references:
+//   GELU erf forward        max 4.6 ulp     (libm loop: 206 ulp; double lanes: 0.500)
+//   GELU erf derivative     max 10.5 ulp of its terms' magnitude (libm loop: 64),
+//                           at x ~ -13.3 where e^{-x^2/2} is subnormal
 //   GELU tanh forward       max 0.500 ulp   (libm loop: 1.7e7 ulp)
 //   GELU tanh derivative    max 1.63 ulp    (libm loop: 2.3e7 ulp)
-// (a derivative's worst case, for both codes, sits at its zero near
-// x = -0.75 where its terms cancel; the libm forwards lose most in the
-// negative tail, x ~ -10..-13), and
-//   exp, float (softmax)    max 0.874 ulp over every float in [-110, 90]
-//                           (99.5 % correctly rounded; glibc expf ~0.5 ulp)
-//   softmax rows            max 2.34 ulp vs long double (libm loop: 2.09)
-//   exp, double             max 7.4e-14 relative on [-708, 709.7]
-//   erfc, double            max 8.5e-14 relative on [0, 10.5] (vs erfcl)
+// (a derivative's worst case in its own ulps, for every code, sits at its
+// zero near x = -0.75 where its terms cancel; the libm forwards lose most in
+// the negative tail, x ~ -10..-13), and
 // The AVX2 and AVX-512 builds run the same operations in the same order
 // (softmax sums included), so they give bit-identical results (checked on
 // all of the above); the scalar fallback differs from them by float rounding.

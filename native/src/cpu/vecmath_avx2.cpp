@@ -69,6 +69,22 @@ struct Avx2 {
   static F ffnmadd(F a, F b, F c) { return {_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)}; }
   static F fmin(F a, F b) { return {_mm256_min_ps(a.lo, b.lo), _mm256_min_ps(a.hi, b.hi)}; }  // b on NaN
   static F fmax(F a, F b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
+  static F fdiv(F a, F b) { return {_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)}; }
+  // lo <= x <= hi ? in : out (out for NaN).
+  static __m256 fselect_range1(__m256 x, float lo, float hi, __m256 in, __m256 out) {
+    const __m256 m = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(lo), _CMP_GE_OQ),
+                                   _mm256_cmp_ps(x, _mm256_set1_ps(hi), _CMP_LE_OQ));
+    return _mm256_blendv_ps(out, in, m);
+  }
+  static F fselect_range(F x, float lo, float hi, F in, F out) {
+    return {fselect_range1(x.lo, lo, hi, in.lo, out.lo), fselect_range1(x.hi, lo, hi, in.hi, out.hi)};
+  }
+  static __m256 fabs1(__m256 a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static F fabs(F a) { return {fabs1(a.lo), fabs1(a.hi)}; }
+  // Sign bit of x set ? neg : pos.
+  static F fselect_sign(F x, F neg, F pos) {
+    return {_mm256_blendv_ps(pos.lo, neg.lo, x.lo), _mm256_blendv_ps(pos.hi, neg.hi, x.hi)};
+  }
   static __m256 fround1(__m256 a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static F fround(F a) { return {fround1(a.lo), fround1(a.hi)}; }
   // 2^k for integral k in [-126, 127]: k + 127 lands in the low mantissa bits

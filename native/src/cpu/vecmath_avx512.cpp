@@ -50,6 +50,19 @@ struct Avx512 {
   static F ffnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a*b
   static F fmin(F a, F b) { return _mm512_min_ps(a, b); }  // b when either is NaN
   static F fmax(F a, F b) { return _mm512_max_ps(a, b); }
+  static F fdiv(F a, F b) { return _mm512_div_ps(a, b); }
+  // lo <= x <= hi ? in : out (out for NaN).
+  static F fselect_range(F x, float lo, float hi, F in, F out) {
+    const __mmask16 m = _mm512_cmp_ps_mask(x, _mm512_set1_ps(lo), _CMP_GE_OQ) &
+                        _mm512_cmp_ps_mask(x, _mm512_set1_ps(hi), _CMP_LE_OQ);
+    return _mm512_mask_blend_ps(m, out, in);
+  }
+  static F fabs(F a) { return _mm512_abs_ps(a); }
+  // Sign bit of x set ? neg : pos.
+  static F fselect_sign(F x, F neg, F pos) {
+    const __mmask16 m = _mm512_test_epi32_mask(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_mask_blend_ps(m, pos, neg);
+  }
   static F fround(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   // p * 2^n, n integral, rounded once (into subnormals, or to inf).
   static F fldexp(F p, F n) { return _mm512_scalef_ps(p, n); }
