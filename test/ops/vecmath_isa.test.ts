@@ -7,7 +7,9 @@
 // values of order 1, and the smallest GELU values are tails the libm loop
 // gets wrong by more than the vector code, see vecmath.h). Sizes cover the 16-lane groups and their tails
 // (1..33, 10007), inputs the GELU's ranges and edges (0, +-16 and past it,
-// the deep negative tail, inf, NaN).
+// the deep negative tail, inf, NaN); unpadded attention with dropout runs
+// the softmax, the dropout draws and the small products (sequence lengths
+// 1..40, heads of 8 and 20).
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
@@ -36,13 +38,28 @@ for (const [name, code] of [['gelu', N.codes.activation.GeluErf], ['gelu_new', N
     out[name + ' backward n=' + n] = Array.from(dx.read())
   }
 }
+// Unpadded attention (softmax rows, dropout draws from any start, the small
+// products with row and column tails): lengths 1..40, 3 heads of 8 and of 20.
+for (const [heads, hd] of [[3, 8], [3, 20]]) {
+  const lens = [27, 1, 40, 13, 16, 17, 33], seq = 40, hidden = heads * hd
+  const cu = [0]; for (const l of lens) cu.push(cu[cu.length - 1] + l)
+  const tokens = cu[cu.length - 1], squares = lens.reduce((a, l) => a + heads * l * l, 0)
+  const cub = new N.NativeBuffer(0, DTYPE_CODE.int32, cu.length); cub.write(Int32Array.from(cu))
+  const rand = (n) => Array.from({ length: n }, () => rnd() - 0.5)
+  const q = buf(rand(tokens * hidden)), k = buf(rand(tokens * hidden)), v = buf(rand(tokens * hidden)), dout = buf(rand(tokens * hidden))
+  const probs = buf(new Array(squares).fill(NaN)), o = buf(new Array(tokens * hidden).fill(NaN))
+  const dq = buf(rand(tokens * hidden)), dk = buf(rand(tokens * hidden)), dv = buf(rand(tokens * hidden))
+  N.varlenAttentionForward(lens.length, seq, heads, hd, 1 / Math.sqrt(hd), 0.1, 42n, 1000n, cub, q, k, v, probs, o)
+  N.varlenAttentionBackward(lens.length, seq, heads, hd, 1 / Math.sqrt(hd), 0.1, 42n, 1000n, cub, q, k, v, probs, dout, dq, dk, dv)
+  for (const [name, b] of [['probs', probs], ['out', o], ['dq', dq], ['dk', dk], ['dv', dv]]) out['varlen attention ' + heads + 'x' + hd + ' ' + name] = Array.from(b.read())
+}
 console.log(JSON.stringify({ isa: N.inspectRuntime().cpu.vecmath, out }))
 `
 
 interface Result { isa: string; out: Record<string, Array<number | null>> }
 
 function run(env: Record<string, string>, threads: number): Result {
-  const r = spawnSync(process.execPath, ['-e', child, String(threads)], { encoding: 'utf8', env: { ...process.env, ...env } })
+  const r = spawnSync(process.execPath, ['-e', child, String(threads)], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, ...env } })
   if (r.status !== 0) throw new Error(`child failed (status ${r.status}, signal ${r.signal}): ${r.stderr}${r.stdout}`)
   return JSON.parse(r.stdout.trim().split('\n').pop()!)
 }

@@ -84,8 +84,8 @@ namespace attention_detail {
 // B and four values of A for 64 multiply-adds. Every element is one sum in
 // order t = 0..k-1, whatever the tile it falls in.
 BERTKIT_VECTOR_CLONES
-void matmul(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t ldb, float* c,
-            int64_t ldc) {
+void matmul_loops(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t ldb, float* c,
+                  int64_t ldc) {
   constexpr int64_t kTileRows = 4, kTileCols = 16;
   for (int64_t j0 = 0; j0 < n; j0 += kTileCols) {
     const int64_t cols = std::min(kTileCols, n - j0);
@@ -122,6 +122,21 @@ void matmul(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t 
       std::copy(acc, acc + cols, c + i0 * ldc + j0);
     }
   }
+}
+
+// With AVX2 or AVX-512, vecmath's small_matmul: the same sums (FMA chains in
+// t order, as the v3/v4 clones above compute them), with the row and column
+// leftovers of attention's small products (27 x 27 x 32 for a 27-token
+// sentence) in full vectors instead of the loops' narrow tails.
+void matmul(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t ldb, float* c, int64_t ldc) {
+  const vecmath::Kernels* simd = vecmath::simd();
+  constexpr int64_t kMaxScratchDepth = 1024;
+  if (simd && k <= kMaxScratchDepth) {
+    alignas(64) float scratch[kMaxScratchDepth * 16];
+    simd->small_matmul(m, n, k, A.a, A.row_stride, A.col_stride, b, ldb, c, ldc, scratch);
+    return;
+  }
+  matmul_loops(m, n, k, A, b, ldb, c, ldc);
 }
 
 // dst[i, 0, cols) += alpha * src[i, 0, cols): a pair's gradient is finished

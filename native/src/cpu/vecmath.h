@@ -69,6 +69,10 @@ struct Kernels {
   // caches (a gradient of the word embeddings), which then skip the read
   // that an ordinary store does first; about twice as fast on this machine.
   void (*fill_stream)(int64_t n, float value, float* x);
+  // attention.cpp's matmul (C = A B, A(i, t) = a[i * a_row + t * a_col]),
+  // with its bits; scratch holds k * 16 floats.
+  void (*small_matmul)(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+                       const float* b, int64_t ldb, float* c, int64_t ldc, float* scratch);
 };
 
 // The kernels for the widest instruction set this CPU runs (capped by

@@ -70,6 +70,18 @@ struct Avx2 {
   static F fmin(F a, F b) { return {_mm256_min_ps(a.lo, b.lo), _mm256_min_ps(a.hi, b.hi)}; }  // b on NaN
   static F fmax(F a, F b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
   static F fdiv(F a, F b) { return {_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)}; }
+  // The first count (< 16) elements, through a buffer; the other lanes hold fill / are not written.
+  static F loadf_partial(const float* p, int64_t count, float fill) {
+    float buf[16];
+    for (int t = 0; t < 16; ++t) buf[t] = fill;
+    std::memcpy(buf, p, static_cast<size_t>(count) * sizeof(float));
+    return loadf(buf);
+  }
+  static void storef_partial(float* p, F v, int64_t count) {
+    float buf[16];
+    storef(buf, v);
+    std::memcpy(p, buf, static_cast<size_t>(count) * sizeof(float));
+  }
   // lo <= x <= hi ? in : out (out for NaN).
   static __m256 fselect_range1(__m256 x, float lo, float hi, __m256 in, __m256 out) {
     const __m256 m = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(lo), _CMP_GE_OQ),
@@ -149,6 +161,13 @@ struct Avx2 {
 #undef BERTKIT_QUARTERS2
 #undef BERTKIT_QUARTERS3
   static D abs(D a) { return {abs1(a.q0), abs1(a.q1), abs1(a.q2), abs1(a.q3)}; }
+  // Sum of the 16 lanes as the tree part[t] += part[t + w] for w = 8, 4, 2, 1
+  // (q0..q3 hold elements 0-3, 4-7, 8-11, 12-15).
+  static double hsum_tree(D v) {
+    const __m256d s4 = _mm256_add_pd(_mm256_add_pd(v.q0, v.q2), _mm256_add_pd(v.q1, v.q3));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
   static D round(D a) { return {round1(a.q0), round1(a.q1), round1(a.q2), round1(a.q3)}; }
 
   // Philox4x32-10 on 4 counters, one per 64-bit lane (see the AVX-512 build).

@@ -370,27 +370,18 @@ void softmax_row(int64_t n, float scale, const float* bias, float* s) {
     S::storef(s + j, e);
     acc = S::add(acc, S::widen(e));
   }
-  if (j < n) {
+  const int64_t rest = n - j;
+  if (rest > 0) {
     // Padding with -inf adds exp(-inf) = 0 to the sum (or NaN when max is
     // -inf, where the real lanes are NaN too).
-    const size_t rest = static_cast<size_t>(n - j);
-    float buf[kW];
-    for (int t = 0; t < kW; ++t) buf[t] = -INFINITY;
-    std::memcpy(buf, s + j, rest * sizeof(float));
-    const F e = exp_f<S>(S::fsub(S::loadf(buf), vmaxb));
-    S::storef(buf, e);
-    std::memcpy(s + j, buf, rest * sizeof(float));
+    const F e = exp_f<S>(S::fsub(S::loadf_partial(s + j, rest, -INFINITY), vmaxb));
+    S::storef_partial(s + j, e, rest);
     acc = S::add(acc, S::widen(e));
   }
-  double part[kW];
-  S::store(part, acc);
-  for (int width = kW / 2; width >= 1; width /= 2) {
-    for (int t = 0; t < width; ++t) part[t] += part[t + width];
-  }
-  const float inv = static_cast<float>(1.0 / part[0]);
+  const float inv = static_cast<float>(1.0 / S::hsum_tree(acc));
   const F vinv = S::fset(inv);
   for (j = 0; j + kW <= n; j += kW) S::storef(s + j, S::fmul(S::loadf(s + j), vinv));
-  for (; j < n; ++j) s[j] *= inv;
+  if (rest > 0) S::storef_partial(s + j, S::fmul(S::loadf_partial(s + j, rest, 0.0f), vinv), rest);
 }
 
 // ---- dropout -------------------------------------------------------------------------------
@@ -412,20 +403,29 @@ inline PhiloxKey philox_key(uint64_t seed) {
   return key;
 }
 
-inline float scalar_factor(uint64_t seed, uint64_t offset, uint64_t index, float p, float scale) {
-  return philox_uniform(seed, offset, index) >= p ? scale : 0.0f;
+// A start inside a Philox block draws the group of that block whole into a
+// buffer and keeps its tail (attention's rows start anywhere: a row of 27
+// then costs one group instead of one scalar block per element before the
+// boundary); then whole groups of S::kPhiloxFloats (S::philox_group: 4
+// elements per counter); a last partial group is drawn whole and cut.
+template <class S>
+int64_t dropout_head(uint64_t offset, const PhiloxKey& key, uint64_t first, int64_t n, float p, float scale,
+                     float* buf) {
+  constexpr int64_t K = S::kPhiloxFloats;
+  const int64_t skip = static_cast<int64_t>(first & 3);
+  if (skip == 0 || n == 0) return 0;
+  S::philox_group(offset + (first >> 2), key, p, scale, buf);
+  return std::min<int64_t>(n, K - skip);
 }
 
-// Elements before the first block boundary go one by one; then whole groups
-// of S::kPhiloxFloats (S::philox_group: 4 elements per counter); a last
-// partial group is drawn whole into a buffer and cut.
 template <class S>
 void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p, float scale,
                      float* factor) {
   constexpr int64_t K = S::kPhiloxFloats;
   const PhiloxKey key = philox_key(seed);
-  int64_t j = 0;
-  for (; j < n && ((first + j) & 3) != 0; ++j) factor[j] = scalar_factor(seed, offset, first + j, p, scale);
+  float head[K];
+  int64_t j = dropout_head<S>(offset, key, first, n, p, scale, head);
+  std::memcpy(factor, head + (first & 3), static_cast<size_t>(j) * sizeof(float));
   for (; j + K <= n; j += K) S::philox_group(offset + ((first + j) >> 2), key, p, scale, factor + j);
   if (j < n) {
     float buf[K];
@@ -441,12 +441,12 @@ void dropout_apply(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, fl
                    const float* x, float* y, bool accumulate) {
   constexpr int64_t K = S::kPhiloxFloats;
   const PhiloxKey key = philox_key(seed);
-  int64_t j = 0;
-  for (; j < n && ((first + j) & 3) != 0; ++j) {
-    const float f = scalar_factor(seed, offset, first + j, p, scale);
-    y[j] = accumulate ? y[j] + x[j] * f : x[j] * f;
-  }
   float f[K];
+  int64_t j = dropout_head<S>(offset, key, first, n, p, scale, f);
+  for (int64_t k = 0; k < j; ++k) {
+    const float fk = f[(first & 3) + k];
+    y[k] = accumulate ? y[k] + x[k] * fk : x[k] * fk;
+  }
   for (; j < n; j += K) {
     S::philox_group(offset + ((first + j) >> 2), key, p, scale, f);
     const int64_t count = std::min<int64_t>(K, n - j);
@@ -460,6 +460,61 @@ void dropout_apply(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, fl
       }
     } else {
       for (int64_t k = 0; k < count; ++k) ys[k] = accumulate ? ys[k] + xs[k] * f[k] : xs[k] * f[k];
+    }
+  }
+}
+
+// ---- small products (attention) -------------------------------------------------------------
+
+// C[i, j] = sum over t < k of a[i * a_row + t * a_col] * b[t * ldb + j], for
+// i < m, j < n, C written: attention.cpp's matmul (its contract and its
+// bits: every element is one FMA chain over t = 0..k-1 from 0, as the
+// x86-64-v3/v4 clones of that loop compute it), for the small per-head
+// products of attention, whose n and m are rarely multiples of 16 or 4.
+// Tiles of R rows x 16 columns stay in registers for the whole t loop; a
+// last panel of fewer than 16 columns is first copied into a zero-padded
+// k x 16 scratch so the t loop runs full vectors there too.
+template <class S, int R>
+inline void matmul_tile(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t ldb,
+                        float* c, int64_t ldc, int64_t cols) {
+  using F = typename S::F;
+  F acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = S::fset(0.0f);
+  for (int64_t t = 0; t < k; ++t) {
+    const F bt = S::loadf(b + t * ldb);
+    const float* at = a + t * a_col;
+    for (int r = 0; r < R; ++r) acc[r] = S::ffmadd(S::fset(at[r * a_row]), bt, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    if (cols == kW) S::storef(c + r * ldc, acc[r]);
+    else S::storef_partial(c + r * ldc, acc[r], cols);
+  }
+}
+
+template <class S>
+void small_matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                  int64_t ldb, float* c, int64_t ldc, float* scratch) {
+  constexpr int R = 4;
+  for (int64_t j0 = 0; j0 < n; j0 += kW) {
+    const int64_t cols = std::min<int64_t>(kW, n - j0);
+    const float* panel = b + j0;
+    int64_t ld = ldb;
+    if (cols < kW) {
+      for (int64_t t = 0; t < k; ++t) {
+        S::storef(scratch + t * kW, S::loadf_partial(b + t * ldb + j0, cols, 0.0f));
+      }
+      panel = scratch;
+      ld = kW;
+    }
+    int64_t i = 0;
+    for (; i + R <= m; i += R) matmul_tile<S, R>(k, a + i * a_row, a_row, a_col, panel, ld, c + i * ldc + j0, ldc, cols);
+    const float* ai = a + i * a_row;
+    float* ci = c + i * ldc + j0;
+    switch (m - i) {
+      case 3: matmul_tile<S, 3>(k, ai, a_row, a_col, panel, ld, ci, ldc, cols); break;
+      case 2: matmul_tile<S, 2>(k, ai, a_row, a_col, panel, ld, ci, ldc, cols); break;
+      case 1: matmul_tile<S, 1>(k, ai, a_row, a_col, panel, ld, ci, ldc, cols); break;
+      default: break;
     }
   }
 }
@@ -529,5 +584,6 @@ Kernels make_kernels(Isa isa, const char* name) {
                  exp_f64<S>,
                  erfc_f64<S>,
                  exp_f32<S>,
-                 fill_stream<S>};
+                 fill_stream<S>,
+                 small_matmul<S>};
 }
