@@ -209,6 +209,14 @@ void softmax_row(int64_t n, float scale, const float* bias, float* s) {
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
 
+void softmax_rows(int64_t rows, int64_t n, float scale, const float* bias, float* s) {
+  if (const vecmath::Kernels* simd = vecmath::simd()) {
+    simd->softmax_rows(rows, n, scale, bias, s);
+    return;
+  }
+  for (int64_t i = 0; i < rows; ++i) softmax_row(n, scale, bias, s + i * n);
+}
+
 }  // namespace attention_detail
 
 namespace {
@@ -239,7 +247,7 @@ void CpuBackend::attention_forward(int64_t batch, int64_t seq, int64_t heads, in
       // Raw scores Q Kᵀ go straight into probs and are turned into softmax rows in place.
       pack_transposed(seq, head_dim, k + base, hidden, k_t.data());
       matmul(seq, seq, head_dim, rows_of(q + base, hidden), k_t.data(), seq, p, seq);
-      for (int64_t i = 0; i < seq; ++i) softmax_row(seq, scale, bias.data(), p + i * seq);
+      softmax_rows(seq, seq, scale, bias.data(), p);
 
       const float* weights = p;
       if (dropout) {

@@ -44,6 +44,8 @@ float dropout_scale(float p);
 // -FLT_MAX for a padded key), summed in double; vectorised where vecmath.h
 // has kernels for this CPU.
 void softmax_row(int64_t n, float scale, const float* bias, float* s);
+// softmax_row on each of `rows` consecutive rows of n, sharing one bias.
+void softmax_rows(int64_t rows, int64_t n, float scale, const float* bias, float* s);
 
 }  // namespace attention_detail
 }  // namespace bertkit

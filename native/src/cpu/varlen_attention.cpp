@@ -14,8 +14,8 @@
 // there: the padded keys it skips contributed exact zeros (exp of -FLT_MAX),
 // and the products sum the remaining terms in the same order.
 //
-// Every pair is handled whole by one thread in a fixed order: the results do
-// not depend on the thread count.
+// Every pair is handled whole by one thread: the results do not depend on the
+// thread count.
 #include <algorithm>
 #include <vector>
 
@@ -61,6 +61,36 @@ struct Layout {
   }
 };
 
+// Runs fn(begin, end) over ranges of the pairs (sequence-major, head-minor),
+// several ranges per thread taken as threads free up, cut where the work
+// (about L^2 per pair) splits evenly: sequence lengths differ, and two
+// contiguous halves of the pairs can differ in work by 2x. Each pair is
+// still computed whole by one thread, so results do not depend on the split.
+template <typename Fn>
+void for_pair_ranges(const Layout& g, Fn fn) {
+  ThreadPool& pool = ThreadPool::instance();
+  const int64_t pairs = g.batch * g.heads;
+  const int64_t chunks = std::min<int64_t>(pairs, pool.num_threads() > 1 ? 4 * pool.num_threads() : 1);
+  if (chunks <= 1) {
+    fn(int64_t{0}, pairs);
+    return;
+  }
+  auto cost = [&](int64_t pair) { const int64_t len = g.length(pair / g.heads); return len * len + 8 * len + 1; };
+  int64_t total = 0;
+  for (int64_t pair = 0; pair < pairs; ++pair) total += cost(pair);
+  std::vector<int64_t> cut(static_cast<size_t>(chunks) + 1, pairs);
+  cut[0] = 0;
+  int64_t done = 0, next = 1;
+  for (int64_t pair = 0; pair < pairs && next < chunks; ++pair) {
+    done += cost(pair);
+    while (next < chunks && done * chunks >= total * next) cut[static_cast<size_t>(next++)] = pair + 1;
+  }
+  pool.run_chunks(static_cast<int>(chunks), [&](int c) {
+    const int64_t begin = cut[static_cast<size_t>(c)], end = cut[static_cast<size_t>(c) + 1];
+    if (begin < end) fn(begin, end);
+  });
+}
+
 // factor[i * len + j] = keep ? 1 / (1 - p) : 0 for the pair's len x len block.
 void pair_factors(const Layout& g, int64_t b, int64_t h, int64_t len, float p, uint64_t seed, uint64_t offset,
                   float* factor) {
@@ -78,7 +108,7 @@ void CpuBackend::varlen_attention_forward(int64_t batch, int64_t /*tokens*/, int
   const int64_t hidden = g.hidden();
   const bool dropout = dropout_p > 0.0f;
   const size_t max_square = static_cast<size_t>(g.max_len * g.max_len);
-  ThreadPool::instance().parallel_for(batch * heads, 1, [&](int64_t begin, int64_t end) {
+  for_pair_ranges(g, [&](int64_t begin, int64_t end) {
     std::vector<float> k_t(static_cast<size_t>(head_dim * g.max_len));
     const std::vector<float> zeros(static_cast<size_t>(g.max_len), 0.0f);  // no key is masked
     std::vector<float> dropped(dropout ? max_square : 0);
@@ -90,7 +120,7 @@ void CpuBackend::varlen_attention_forward(int64_t batch, int64_t /*tokens*/, int
       float* p = g.probs_of(probs, b, h);
       pack_transposed(len, head_dim, k + base, hidden, k_t.data());
       matmul(len, len, head_dim, rows_of(q + base, hidden), k_t.data(), len, p, len);
-      for (int64_t i = 0; i < len; ++i) softmax_row(len, scale, zeros.data(), p + i * len);
+      softmax_rows(len, len, scale, zeros.data(), p);
 
       const float* weights = p;
       if (dropout) {
@@ -114,7 +144,7 @@ void CpuBackend::varlen_attention_backward(int64_t batch, int64_t /*tokens*/, in
   const bool dropout = dropout_p > 0.0f;
   const bool need_ds = dq || dk;
   const size_t max_square = static_cast<size_t>(g.max_len * g.max_len);
-  ThreadPool::instance().parallel_for(batch * heads, 1, [&](int64_t begin, int64_t end) {
+  for_pair_ranges(g, [&](int64_t begin, int64_t end) {
     std::vector<float> factor(dropout ? max_square : 0);
     std::vector<float> dropped(dropout && dv ? max_square : 0);
     std::vector<float> v_t(need_ds ? static_cast<size_t>(head_dim * g.max_len) : 0);

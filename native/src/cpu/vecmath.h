@@ -52,6 +52,8 @@ struct Kernels {
   void (*gelu_tanh_backward)(int64_t n, const float* x, const float* dy, float* dx);
   // s = softmax(scale * s + bias) in place over one row of n (attention.cpp's softmax_row).
   void (*softmax_row)(int64_t n, float scale, const float* bias, float* s);
+  // softmax_row on each of `rows` consecutive rows of n (one bias for all).
+  void (*softmax_rows)(int64_t rows, int64_t n, float scale, const float* bias, float* s);
   // factor[j] = keep ? scale : 0 for flat dropout elements first + j, j < n,
   // keep as philox_keep(seed, offset, first + j, p).
   void (*dropout_factors)(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p,

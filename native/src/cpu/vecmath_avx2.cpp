@@ -82,6 +82,17 @@ struct Avx2 {
     storef(buf, v);
     std::memcpy(p, buf, static_cast<size_t>(count) * sizeof(float));
   }
+  // a < limit ? 0 : v (v for NaN a).
+  static __m256 fzero_below1(__m256 a, float limit, __m256 v) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(a, _mm256_set1_ps(limit), _CMP_LT_OQ), v);
+  }
+  static F fzero_below(F a, float limit, F v) { return {fzero_below1(a.lo, limit, v.lo), fzero_below1(a.hi, limit, v.hi)}; }
+  static F fkeep_first(F v, int64_t count) {  // others 0
+    const __m256i n = _mm256_set1_epi32(static_cast<int>(count));
+    const __m256i lo = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i hi = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
+    return {_mm256_and_ps(v.lo, _mm256_castsi256_ps(lo)), _mm256_and_ps(v.hi, _mm256_castsi256_ps(hi))};
+  }
   // lo <= x <= hi ? in : out (out for NaN).
   static __m256 fselect_range1(__m256 x, float lo, float hi, __m256 in, __m256 out) {
     const __m256 m = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(lo), _CMP_GE_OQ),

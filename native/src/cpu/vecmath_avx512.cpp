@@ -57,6 +57,11 @@ struct Avx512 {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), first_lanes(count), p);
   }
   static void storef_partial(float* p, F v, int64_t count) { _mm512_mask_storeu_ps(p, first_lanes(count), v); }
+  static F fkeep_first(F v, int64_t count) { return _mm512_maskz_mov_ps(first_lanes(count), v); }  // others 0
+  // a < limit ? 0 : v (v for NaN a).
+  static F fzero_below(F a, float limit, F v) {
+    return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(a, _mm512_set1_ps(limit), _CMP_LT_OQ), _mm512_setzero_ps());
+  }
   // lo <= x <= hi ? in : out (out for NaN).
   static F fselect_range(F x, float lo, float hi, F in, F out) {
     const __mmask16 m = _mm512_cmp_ps_mask(x, _mm512_set1_ps(lo), _CMP_GE_OQ) &

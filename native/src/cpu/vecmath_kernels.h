@@ -73,14 +73,17 @@ inline typename S::D exp_d(typename S::D a) {
 constexpr float kLog2eF = 1.44269502f;
 constexpr float kLn2HiF = 0x1.62e430p-1f;    // ln 2 rounded to float
 constexpr float kLn2LoF = -0x1.05c610p-29f;  // ln 2 - kLn2HiF
-// e^90 overflows and e^-110 underflows to 0 in float, and n = rint(a/ln2) in
-// [-159, 130] stays within the two-step 2^n of the AVX2 build.
-constexpr float kExpClampLoF = -110.0f, kExpClampHiF = 90.0f;
+// e^90 overflows to inf in float, and e^a for a < -104 rounds to 0: those
+// lanes are computed from a = 0 and then set to 0, because letting the
+// scaling underflow costs a microcode assist per instruction (the padded
+// keys of attention, at -FLT_MAX, would pay it on every row). n = rint(a/ln2)
+// in [-151, 130] stays within the two-step 2^n of the AVX2 build.
+constexpr float kExpZeroBelowF = -104.0f, kExpClampHiF = 90.0f;
 
 template <class S>
-inline typename S::F exp_f(typename S::F a) {
+inline typename S::F exp_f(typename S::F a0) {
   using F = typename S::F;
-  a = S::fmin(S::fset(kExpClampHiF), S::fmax(S::fset(kExpClampLoF), a));  // NaN passes, as in exp_d
+  F a = S::fmin(S::fset(kExpClampHiF), S::fzero_below(a0, kExpZeroBelowF, a0));  // NaN passes, as in exp_d
   const F n = S::fround(S::fmul(a, S::fset(kLog2eF)));
   // With FMA the first step is exact: n ln2hi has at most 32 significant bits
   // and a - n ln2hi at most 24.
@@ -95,7 +98,7 @@ inline typename S::F exp_f(typename S::F a) {
   p = S::ffmadd(p, r, S::fset(0.5f));
   p = S::ffmadd(p, r, S::fset(1.0f));
   p = S::ffmadd(p, r, S::fset(1.0f));
-  return S::fldexp(p, n);
+  return S::fzero_below(a0, kExpZeroBelowF, S::fldexp(p, n));
 }
 
 // ---- erfc on t >= 0 -------------------------------------------------------------------
@@ -195,9 +198,9 @@ constexpr float kInvSqrt2PiF = 0.398942280f;
 
 // e^{a + c}, a <= 0 exact, |c| tiny: exp_f with c added to the reduced argument.
 template <class S>
-inline typename S::F exp_f_plus(typename S::F a, typename S::F c) {
+inline typename S::F exp_f_plus(typename S::F a0, typename S::F c) {
   using F = typename S::F;
-  a = S::fmax(S::fset(kExpClampLoF), a);  // NaN passes
+  const F a = S::fzero_below(a0, kExpZeroBelowF, a0);  // NaN passes; see exp_f
   const F n = S::fround(S::fmul(a, S::fset(kLog2eF)));
   F r = S::ffnmadd(n, S::fset(kLn2HiF), a);
   r = S::ffnmadd(n, S::fset(kLn2LoF), r);
@@ -210,7 +213,7 @@ inline typename S::F exp_f_plus(typename S::F a, typename S::F c) {
   p = S::ffmadd(p, r, S::fset(0.5f));
   p = S::ffmadd(p, r, S::fset(1.0f));
   p = S::ffmadd(p, r, S::fset(1.0f));
-  return S::fldexp(p, n);
+  return S::fzero_below(a0, kExpZeroBelowF, S::fldexp(p, n));
 }
 
 template <class S>
@@ -372,9 +375,11 @@ void softmax_row(int64_t n, float scale, const float* bias, float* s) {
   }
   const int64_t rest = n - j;
   if (rest > 0) {
-    // Padding with -inf adds exp(-inf) = 0 to the sum (or NaN when max is
-    // -inf, where the real lanes are NaN too).
-    const F e = exp_f<S>(S::fsub(S::loadf_partial(s + j, rest, -INFINITY), vmaxb));
+    // The padding lanes add 0 to the sum. They are computed from the max
+    // (e^0) and then zeroed, not as e^-inf: exp_f's underflow would take a
+    // slow microcode assist on every row (most of the softmax's time at
+    // attention's short rows).
+    const F e = S::fkeep_first(exp_f<S>(S::fsub(S::loadf_partial(s + j, rest, max), vmaxb)), rest);
     S::storef_partial(s + j, e, rest);
     acc = S::add(acc, S::widen(e));
   }
@@ -382,6 +387,13 @@ void softmax_row(int64_t n, float scale, const float* bias, float* s) {
   const F vinv = S::fset(inv);
   for (j = 0; j + kW <= n; j += kW) S::storef(s + j, S::fmul(S::loadf(s + j), vinv));
   if (rest > 0) S::storef_partial(s + j, S::fmul(S::loadf_partial(s + j, rest, 0.0f), vinv), rest);
+}
+
+// softmax_row over consecutive rows of n; one call for a head's rows lets
+// the rows' dependency chains (max, then sum, then a division) overlap.
+template <class S>
+void softmax_rows(int64_t rows, int64_t n, float scale, const float* bias, float* s) {
+  for (int64_t i = 0; i < rows; ++i) softmax_row<S>(n, scale, bias, s + i * n);
 }
 
 // ---- dropout -------------------------------------------------------------------------------
@@ -579,6 +591,7 @@ Kernels make_kernels(Isa isa, const char* name) {
                  map_unary<S, GeluTanh<S>>,
                  map_backward<S, GeluTanh<S>>,
                  softmax_row<S>,
+                 softmax_rows<S>,
                  dropout_factors<S>,
                  dropout_apply<S>,
                  exp_f64<S>,
