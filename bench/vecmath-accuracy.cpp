@@ -137,8 +137,8 @@ static void run_kernel(const Kernels& k, Fn fn, int64_t n, const float* x, float
   if (fn == TanhFwd) return k.gelu_tanh_forward(n, x, y);
   std::vector<float> ones(n, 1.0f);
   std::memset(y, 0, n * sizeof(float));  // dx = 0 + 1 * g: exactly g
-  if (fn == ErfGrad) return k.gelu_erf_backward(n, x, ones.data(), y);
-  return k.gelu_tanh_backward(n, x, ones.data(), y);
+  if (fn == ErfGrad) return k.gelu_erf_backward(n, x, ones.data(), y, true);
+  return k.gelu_tanh_backward(n, x, ones.data(), y, true);
 }
 
 // Every float bit pattern with index % stride == 0, split over two threads.
@@ -384,8 +384,8 @@ static void sweep_dropout(const Kernels& k) {
       want[j] = philox_keep(seed, offset, first + j, p) ? scale : 0.0f;
     }
     k.dropout_factors(seed, offset, first, n, p, scale, f.data());
-    k.dropout_apply(seed, offset, first, n, p, scale, x.data(), y.data(), false);
-    k.dropout_apply(seed, offset, first, n, p, scale, x.data(), acc.data(), true);
+    k.dropout_apply(seed, offset, first, n, p, scale, x.data(), y.data(), vecmath::Store::Write);
+    k.dropout_apply(seed, offset, first, n, p, scale, x.data(), acc.data(), vecmath::Store::Add);
     for (int64_t j = 0; j < n; ++j) {
       ++total;
       // The accumulation may round once (FMA) or twice: allow for either.

@@ -104,7 +104,9 @@ void CpuBackend::add_bias_rows(int64_t rows, int64_t cols, const float* bias, fl
   });
 }
 
-void CpuBackend::sum_rows(int64_t rows, int64_t cols, const float* x, float* out) {
+namespace {
+
+void sum_rows_into(int64_t rows, int64_t cols, const float* x, float* out, bool accumulate) {
   if (cols == 0) return;
   // Threads own disjoint column ranges and each column is summed over the rows
   // in order, so no partials need combining and the result does not depend on
@@ -121,11 +123,22 @@ void CpuBackend::sum_rows(int64_t rows, int64_t cols, const float* x, float* out
         const float* row = x + r * cols + t0;
         for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(row[c]);
       }
+      // Written: 0 + acc, the bits of a zero-filled out (-0 becomes +0).
       for (int64_t c = 0; c < width; ++c) {
-        out[t0 + c] = static_cast<float>(static_cast<double>(out[t0 + c]) + acc[c]);
+        out[t0 + c] = static_cast<float>((accumulate ? static_cast<double>(out[t0 + c]) : 0.0) + acc[c]);
       }
     }
   });
+}
+
+}  // namespace
+
+void CpuBackend::sum_rows(int64_t rows, int64_t cols, const float* x, float* out) {
+  sum_rows_into(rows, cols, x, out, true);
+}
+
+void CpuBackend::sum_rows_write(int64_t rows, int64_t cols, const float* x, float* out) {
+  sum_rows_into(rows, cols, x, out, false);
 }
 
 void CpuBackend::sum(int64_t n, const float* x, float* out) {

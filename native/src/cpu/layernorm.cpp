@@ -76,7 +76,18 @@ void CpuBackend::layernorm_forward(int64_t rows, int64_t cols, float eps, const 
 void CpuBackend::layernorm_backward(int64_t rows, int64_t cols, const float* x, const float* gamma,
                                     const float* mean, const float* rstd, const float* dy, float* dx,
                                     float* dgamma, float* dbeta) {
-  if (cols == 0 || rows == 0) return;
+  layernorm_backward_write(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta, false, false);
+}
+
+void CpuBackend::layernorm_backward_write(int64_t rows, int64_t cols, const float* x, const float* gamma,
+                                          const float* mean, const float* rstd, const float* dy, float* dx,
+                                          float* dgamma, float* dbeta, bool write_dgamma, bool write_dbeta) {
+  if (cols == 0) return;
+  if (rows == 0) {
+    if (dgamma && write_dgamma) fill(dgamma, cols, 0.0f);
+    if (dbeta && write_dbeta) fill(dbeta, cols, 0.0f);
+    return;
+  }
   if (!dx && !dgamma && !dbeta) return;
 
   // dgamma/dbeta reduce over rows. Each chunk of rows keeps its own partial
@@ -122,15 +133,16 @@ void CpuBackend::layernorm_backward(int64_t rows, int64_t cols, const float* x, 
     }
   });
 
-  auto combine = [&](const std::vector<double>& partial, float* target) {
+  // Written: 0 + total, the bits of a zero-filled target.
+  auto combine = [&](const std::vector<double>& partial, float* target, bool write) {
     for (int64_t c = 0; c < cols; ++c) {
       double total = 0;
       for (int k = 0; k < chunks; ++k) total += partial[static_cast<size_t>(k) * cols + c];
-      target[c] = static_cast<float>(static_cast<double>(target[c]) + total);
+      target[c] = static_cast<float>((write ? 0.0 : static_cast<double>(target[c])) + total);
     }
   };
-  if (dgamma) combine(dgamma_partial, dgamma);
-  if (dbeta) combine(dbeta_partial, dbeta);
+  if (dgamma) combine(dgamma_partial, dgamma, write_dgamma);
+  if (dbeta) combine(dbeta_partial, dbeta, write_dbeta);
 }
 
 }  // namespace bertkit

@@ -133,12 +133,39 @@ void CpuBackend::varlen_attention_forward(int64_t batch, int64_t /*tokens*/, int
   });
 }
 
-void CpuBackend::varlen_attention_backward(int64_t batch, int64_t /*tokens*/, int64_t seq, int64_t heads, int64_t head_dim,
+namespace {
+
+// dst[i, 0, cols) = 0 + alpha * src[i, 0, cols): add_scaled into a zero-filled dst, without the fill.
+void write_scaled(int64_t rows, int64_t cols, float alpha, const float* src, int64_t lds, float* dst, int64_t ldd) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* __restrict s = src + i * lds;
+    float* __restrict d = dst + i * ldd;
+    for (int64_t j = 0; j < cols; ++j) d[j] = 0.0f + alpha * s[j];
+  }
+}
+
+}  // namespace
+
+void CpuBackend::varlen_attention_backward(int64_t batch, int64_t tokens, int64_t seq, int64_t heads, int64_t head_dim,
                                            float scale, float dropout_p, uint64_t seed, uint64_t offset,
                                            const int32_t* cu_seqlens, const float* q, const float* k,
                                            const float* v, const float* probs, const float* dout, float* dq,
                                            float* dk, float* dv) {
+  varlen_attention_backward_write(batch, tokens, seq, heads, head_dim, scale, dropout_p, seed, offset, cu_seqlens, q,
+                                  k, v, probs, dout, dq, dk, dv, false, false, false);
+}
+
+// Every row of dq, dk and dv belongs to exactly one (sequence, head) pair,
+// which finishes its gradient in scratch and adds it (or writes it) once.
+void CpuBackend::varlen_attention_backward_write(int64_t batch, int64_t /*tokens*/, int64_t seq, int64_t heads,
+                                                 int64_t head_dim, float scale, float dropout_p, uint64_t seed,
+                                                 uint64_t offset, const int32_t* cu_seqlens, const float* q,
+                                                 const float* k, const float* v, const float* probs, const float* dout,
+                                                 float* dq, float* dk, float* dv, bool write_q, bool write_k,
+                                                 bool write_v) {
   if (!dq && !dk && !dv) return;
+  auto store = [](bool write) { return write ? write_scaled : add_scaled; };
+  const auto store_q = store(write_q), store_k = store(write_k), store_v = store(write_v);
   const Layout g(batch, seq, heads, head_dim, cu_seqlens);
   const int64_t hidden = g.hidden();
   const bool dropout = dropout_p > 0.0f;
@@ -167,7 +194,7 @@ void CpuBackend::varlen_attention_backward(int64_t batch, int64_t /*tokens*/, in
           d = dropped.data();
         }
         matmul(len, head_dim, len, transpose_of(d, len), dout_h, hidden, grad.data(), head_dim);
-        add_scaled(len, head_dim, 1.0f, grad.data(), head_dim, dv + base, hidden);
+        store_v(len, head_dim, 1.0f, grad.data(), head_dim, dv + base, hidden);
       }
       if (!need_ds) continue;
 
@@ -186,11 +213,11 @@ void CpuBackend::varlen_attention_backward(int64_t batch, int64_t /*tokens*/, in
       }
       if (dq) {
         matmul(len, head_dim, len, rows_of(ds.data(), len), k + base, hidden, grad.data(), head_dim);
-        add_scaled(len, head_dim, scale, grad.data(), head_dim, dq + base, hidden);
+        store_q(len, head_dim, scale, grad.data(), head_dim, dq + base, hidden);
       }
       if (dk) {
         matmul(len, head_dim, len, transpose_of(ds.data(), len), q + base, hidden, grad.data(), head_dim);
-        add_scaled(len, head_dim, scale, grad.data(), head_dim, dk + base, hidden);
+        store_k(len, head_dim, scale, grad.data(), head_dim, dk + base, hidden);
       }
     }
   });

@@ -40,16 +40,20 @@ namespace vecmath {
 
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
+// How a kernel stores its result y into its output.
+enum class Store : int { Write, Add, WriteSum };
+
 struct Kernels {
   Isa isa;
   const char* name;
   // y = x * Phi(x), Phi the standard normal cdf (exact GELU).
   void (*gelu_erf_forward)(int64_t n, const float* x, float* y);
-  // dx += dy * (Phi(x) + x phi(x)).
-  void (*gelu_erf_backward)(int64_t n, const float* x, const float* dy, float* dx);
+  // dx += dy * (Phi(x) + x phi(x)); without accumulate dx = 0 + dy * ...
+  // (the bits of a zero fill and the add, -0 becoming +0).
+  void (*gelu_erf_backward)(int64_t n, const float* x, const float* dy, float* dx, bool accumulate);
   // y = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) (transformers' gelu_new).
   void (*gelu_tanh_forward)(int64_t n, const float* x, float* y);
-  void (*gelu_tanh_backward)(int64_t n, const float* x, const float* dy, float* dx);
+  void (*gelu_tanh_backward)(int64_t n, const float* x, const float* dy, float* dx, bool accumulate);
   // s = softmax(scale * s + bias) in place over one row of n (attention.cpp's softmax_row).
   void (*softmax_row)(int64_t n, float scale, const float* bias, float* s);
   // softmax_row on each of `rows` consecutive rows of n (one bias for all).
@@ -58,9 +62,10 @@ struct Kernels {
   // keep as philox_keep(seed, offset, first + j, p).
   void (*dropout_factors)(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p,
                           float scale, float* factor);
-  // y[j] = x[j] * factor(first + j), or y[j] += ... when accumulate.
+  // y[j] = x[j] * factor(first + j) (Store::Write), y[j] += ... (Store::Add),
+  // or y[j] = 0 + ... (Store::WriteSum: the bits of a zero fill and Add).
   void (*dropout_apply)(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p,
-                        float scale, const float* x, float* y, bool accumulate);
+                        float scale, const float* x, float* y, Store store);
   // The double-precision building blocks on their own, for the accuracy sweep
   // (bench/vecmath-accuracy.cpp): y = e^a, y = erfc(t) for t >= 0, and
   // the float exp of the softmax.

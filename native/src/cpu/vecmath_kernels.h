@@ -155,23 +155,24 @@ void map_unary(int64_t n, const float* x, float* y) {
 
 // dx[0, n) += dy * Op::derivative(x). The product is rounded before the add,
 // as torch's backward (grad * f'(x)) followed by autograd's accumulation is.
+// Without accumulate, dx = 0 + product: what a zero-filled dx would get.
 template <class S, class Op>
-inline void backward_step(const float* x, const float* dy, float* dx) {
+inline void backward_step(const float* x, const float* dy, float* dx, bool accumulate) {
   const typename S::F prod = S::fmul(S::loadf(dy), Op::derivative(S::loadf(x)));
-  S::storef(dx, S::fadd(S::loadf(dx), prod));
+  S::storef(dx, S::fadd(accumulate ? S::loadf(dx) : S::fset(0.0f), prod));
 }
 
 template <class S, class Op>
-void map_backward(int64_t n, const float* x, const float* dy, float* dx) {
+void map_backward(int64_t n, const float* x, const float* dy, float* dx, bool accumulate) {
   int64_t i = 0;
-  for (; i + kW <= n; i += kW) backward_step<S, Op>(x + i, dy + i, dx + i);
+  for (; i + kW <= n; i += kW) backward_step<S, Op>(x + i, dy + i, dx + i, accumulate);
   if (i < n) {
     const size_t rest = static_cast<size_t>(n - i);
     float xs[kW] = {}, dys[kW] = {}, dxs[kW] = {};
     std::memcpy(xs, x + i, rest * sizeof(float));
     std::memcpy(dys, dy + i, rest * sizeof(float));
     std::memcpy(dxs, dx + i, rest * sizeof(float));
-    backward_step<S, Op>(xs, dys, dxs);
+    backward_step<S, Op>(xs, dys, dxs, accumulate);
     std::memcpy(dx + i, dxs, rest * sizeof(float));
   }
 }
@@ -450,14 +451,16 @@ void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, 
 // NaN stays NaN as in torch.
 template <class S>
 void dropout_apply(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p, float scale,
-                   const float* x, float* y, bool accumulate) {
+                   const float* x, float* y, Store store) {
+  // Add reads y; WriteSum adds to +0 (0 + -0 is +0, as for a zero-filled y).
+  const bool accumulate = store == Store::Add, write_sum = store == Store::WriteSum;
   constexpr int64_t K = S::kPhiloxFloats;
   const PhiloxKey key = philox_key(seed);
   float f[K];
   int64_t j = dropout_head<S>(offset, key, first, n, p, scale, f);
   for (int64_t k = 0; k < j; ++k) {
-    const float fk = f[(first & 3) + k];
-    y[k] = accumulate ? y[k] + x[k] * fk : x[k] * fk;
+    const float v = x[k] * f[(first & 3) + k];
+    y[k] = accumulate ? y[k] + v : write_sum ? 0.0f + v : v;
   }
   for (; j < n; j += K) {
     S::philox_group(offset + ((first + j) >> 2), key, p, scale, f);
@@ -467,11 +470,16 @@ void dropout_apply(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, fl
     if (count == K) {
       if (accumulate) {
         for (int64_t k = 0; k < K; ++k) ys[k] += xs[k] * f[k];
+      } else if (write_sum) {
+        for (int64_t k = 0; k < K; ++k) ys[k] = 0.0f + xs[k] * f[k];
       } else {
         for (int64_t k = 0; k < K; ++k) ys[k] = xs[k] * f[k];
       }
     } else {
-      for (int64_t k = 0; k < count; ++k) ys[k] = accumulate ? ys[k] + xs[k] * f[k] : xs[k] * f[k];
+      for (int64_t k = 0; k < count; ++k) {
+        const float v = xs[k] * f[k];
+        ys[k] = accumulate ? ys[k] + v : write_sum ? 0.0f + v : v;
+      }
     }
   }
 }
