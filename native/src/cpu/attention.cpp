@@ -125,7 +125,10 @@ void matmul_loops(int64_t m, int64_t n, int64_t k, Operand A, const float* b, in
 }
 
 // With AVX2 or AVX-512, vecmath's small_matmul: the same sums (FMA chains in
-// t order, as the v3/v4 clones above compute them), with the row and column
+// t order, as the v3/v4 clones above compute them where the compiler
+// contracts, as GCC does in its default GNU dialect: the CMake build; a build
+// in ISO mode, -std=c++17 as node-gyp's, keeps mul + add in the loops, which
+// then differ from the kernel by float rounding), with the row and column
 // leftovers of attention's small products (27 x 27 x 32 for a 27-token
 // sentence) in full vectors instead of the loops' narrow tails.
 void matmul(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t ldb, float* c, int64_t ldc) {

@@ -98,6 +98,33 @@ void pair_factors(const Layout& g, int64_t b, int64_t h, int64_t len, float p, u
   for (int64_t i = 0; i < len; ++i) dropout_factors(seed, offset, g.dropout_row(b, h, i), len, p, keep, factor + i * len);
 }
 
+// ds = P * (ds - rowsum(P * ds)) over a pair's len x len block, each row's
+// dot product in double in column order. Four rows at a time: their sums are
+// independent chains, so they overlap instead of waiting on each add.
+void softmax_backward_rows(int64_t len, const float* p, float* ds) {
+  int64_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    const float* p0 = p + i * len;
+    float* d0 = ds + i * len;
+    double dot[4] = {0.0, 0.0, 0.0, 0.0};
+    for (int64_t j = 0; j < len; ++j) {
+      for (int r = 0; r < 4; ++r) dot[r] += static_cast<double>(p0[r * len + j]) * d0[r * len + j];
+    }
+    for (int r = 0; r < 4; ++r) {
+      const float rowsum = static_cast<float>(dot[r]);
+      for (int64_t j = 0; j < len; ++j) d0[r * len + j] = p0[r * len + j] * (d0[r * len + j] - rowsum);
+    }
+  }
+  for (; i < len; ++i) {
+    const float* p_row = p + i * len;
+    float* ds_row = ds + i * len;
+    double dot = 0.0;
+    for (int64_t j = 0; j < len; ++j) dot += static_cast<double>(p_row[j]) * ds_row[j];
+    const float rowsum = static_cast<float>(dot);
+    for (int64_t j = 0; j < len; ++j) ds_row[j] = p_row[j] * (ds_row[j] - rowsum);
+  }
+}
+
 }  // namespace
 
 void CpuBackend::varlen_attention_forward(int64_t batch, int64_t /*tokens*/, int64_t seq, int64_t heads, int64_t head_dim,
@@ -203,14 +230,7 @@ void CpuBackend::varlen_attention_backward_write(int64_t batch, int64_t /*tokens
       if (dropout) {
         for (int64_t e = 0; e < square; ++e) ds[e] *= factor[e];
       }
-      for (int64_t i = 0; i < len; ++i) {
-        const float* p_row = p + i * len;
-        float* ds_row = ds.data() + i * len;
-        double dot = 0.0;
-        for (int64_t j = 0; j < len; ++j) dot += static_cast<double>(p_row[j]) * ds_row[j];
-        const float rowsum = static_cast<float>(dot);
-        for (int64_t j = 0; j < len; ++j) ds_row[j] = p_row[j] * (ds_row[j] - rowsum);
-      }
+      softmax_backward_rows(len, p, ds.data());
       if (dq) {
         matmul(len, head_dim, len, rows_of(ds.data(), len), k + base, hidden, grad.data(), head_dim);
         store_q(len, head_dim, scale, grad.data(), head_dim, dq + base, hidden);
