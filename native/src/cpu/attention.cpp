@@ -185,6 +185,17 @@ void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, 
   }
 }
 
+void dropout_factor_rows(uint64_t seed, uint64_t offset, uint64_t first, uint64_t stride, int64_t rows, int64_t n,
+                         float p, float scale, float* factor) {
+  if (const vecmath::Kernels* simd = vecmath::simd()) {
+    simd->dropout_factor_rows(seed, offset, first, stride, rows, n, p, scale, factor);
+    return;
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    dropout_factors(seed, offset, first + static_cast<uint64_t>(i) * stride, n, p, scale, factor + i * n);
+  }
+}
+
 float dropout_scale(float p) { return static_cast<float>(1.0 / (1.0 - static_cast<double>(p))); }
 
 

@@ -94,8 +94,8 @@ void for_pair_ranges(const Layout& g, Fn fn) {
 // factor[i * len + j] = keep ? 1 / (1 - p) : 0 for the pair's len x len block.
 void pair_factors(const Layout& g, int64_t b, int64_t h, int64_t len, float p, uint64_t seed, uint64_t offset,
                   float* factor) {
-  const float keep = dropout_scale(p);
-  for (int64_t i = 0; i < len; ++i) dropout_factors(seed, offset, g.dropout_row(b, h, i), len, p, keep, factor + i * len);
+  dropout_factor_rows(seed, offset, g.dropout_row(b, h, 0), static_cast<uint64_t>(g.seq), len, len, p,
+                      dropout_scale(p), factor);
 }
 
 // ds = P * (ds - rowsum(P * ds)) over a pair's len x len block, each row's

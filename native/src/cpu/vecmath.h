@@ -62,6 +62,10 @@ struct Kernels {
   // keep as philox_keep(seed, offset, first + j, p).
   void (*dropout_factors)(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p,
                           float scale, float* factor);
+  // dropout_factors for `rows` rows of n: row i draws first + i * stride + j
+  // into factor[i * n + j] (attention's rows of a padded probs layout).
+  void (*dropout_factor_rows)(uint64_t seed, uint64_t offset, uint64_t first, uint64_t stride, int64_t rows,
+                              int64_t n, float p, float scale, float* factor);
   // y[j] = x[j] * factor(first + j) (Store::Write), y[j] += ... (Store::Add),
   // or y[j] = 0 + ... (Store::WriteSum: the bits of a zero fill and Add).
   void (*dropout_apply)(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p,

@@ -448,6 +448,36 @@ void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, 
   }
 }
 
+// factor for `rows` rows of n elements, row i drawing the flat elements
+// [first + i * stride, + n) into factor + i * n: attention's rows, each a
+// few dozen elements starting anywhere in a Philox block. A row that fits in
+// one group (its start's offset in the block plus n at most
+// S::kPhiloxFloats) is drawn as that group and copied out with vector moves,
+// with no call in the loop, so the rows' independent Philox chains overlap;
+// longer rows go through dropout_factors.
+template <class S>
+void dropout_factor_rows(uint64_t seed, uint64_t offset, uint64_t first, uint64_t stride, int64_t rows, int64_t n,
+                         float p, float scale, float* factor) {
+  constexpr int64_t K = S::kPhiloxFloats;
+  const PhiloxKey key = philox_key(seed);
+  alignas(64) float buf[K];
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint64_t start = first + static_cast<uint64_t>(i) * stride;
+    const int64_t skip = static_cast<int64_t>(start & 3);
+    float* out = factor + i * n;
+    if (skip + n > K) {
+      dropout_factors<S>(seed, offset, start, n, p, scale, out);
+      continue;
+    }
+    S::philox_group(offset + (start >> 2), key, p, scale, buf);
+    for (int64_t c = 0; c < n; c += kW) {
+      const int64_t count = std::min<int64_t>(kW, n - c);
+      if (count == kW) S::storef(out + c, S::loadf(buf + skip + c));
+      else S::storef_partial(out + c, S::loadf_partial(buf + skip + c, count, 0.0f), count);
+    }
+  }
+}
+
 // y = x * factor (or y += x * factor): a product, not a select, so a dropped
 // NaN stays NaN as in torch.
 template <class S>
@@ -602,6 +632,7 @@ Kernels make_kernels(Isa isa, const char* name) {
                  softmax_row<S>,
                  softmax_rows<S>,
                  dropout_factors<S>,
+                 dropout_factor_rows<S>,
                  dropout_apply<S>,
                  exp_f64<S>,
                  erfc_f64<S>,
