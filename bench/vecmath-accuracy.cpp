@@ -206,7 +206,7 @@ static void sweep_gelu(Fn fn, const std::vector<const Kernels*>& ks, uint64_t st
     // near x = -0.75 a float code cannot keep the result's own ulps). The
     // tanh GELU runs in double lanes and rounds once.
     if (k < ks.size()) {
-      if (fn == ErfFwd) check(s.max_ulp <= 5.0, "GELU erf within 5 ulp");
+      if (fn == ErfFwd) check(s.max_ulp <= 5.5, "GELU erf within 5.5 ulp");
       if (fn == ErfGrad) check(s.max_scaled <= 11.0, "GELU erf derivative within 11 ulp of its terms");
       if (fn == TanhFwd) check(s.max_ulp <= 0.5001, "GELU tanh within 0.5 ulp");
       if (fn == TanhGrad) check(s.max_ulp <= 2.0, "GELU tanh derivative within 2 ulp");

@@ -8,7 +8,7 @@
 // truth.
 //
 // On CPUs with AVX2+FMA both GELUs run the vecmath kernels (vecmath.h):
-// libm-free, the erf GELU in float lanes (within 5 ulp; 2.3x faster than
+// libm-free, the erf GELU in float lanes (within 5.3 ulp; 2.3x faster than
 // the double lanes it replaced, which were within 0.5 ulp), the tanh GELU in
 // double lanes (within 0.5 ulp), and faster than the libm loops below
 // (AVX-512 on Zen 5, one thread, double lanes: erf 15x, tanh 5x forward, 16x

@@ -13,8 +13,9 @@
 // at the end; the softmax runs a float exp (see vecmath_kernels.h for the
 // formulas). Measured by bench/vecmath-accuracy.cpp, on every one of the 2^32
 // float inputs for the elementwise functions, against double references:
-//   GELU erf forward        max 4.6 ulp     (libm loop: 206 ulp; double lanes: 0.500)
-//   GELU erf derivative     max 10.5 ulp of its terms' magnitude (libm loop: 64),
+//   GELU erf forward        max 5.26 ulp, 96.6 % correctly rounded
+//                           (libm loop: 206 ulp; the double lanes before: 0.500)
+//   GELU erf derivative     max 10.8 ulp of its terms' magnitude (libm loop: 70),
 //                           at x ~ -13.3 where e^{-x^2/2} is subnormal
 //   GELU tanh forward       max 0.500 ulp   (libm loop: 1.7e7 ulp)
 //   GELU tanh derivative    max 1.63 ulp    (libm loop: 2.3e7 ulp)
