@@ -2,7 +2,7 @@
 //
 //   g++ -std=gnu++17 -O2 -pthread -Inative/include -Inative/src/cpu bench/vecmath-accuracy.cpp
 //       native/src/cpu/vecmath.cpp native/src/cpu/vecmath_avx2.cpp native/src/cpu/vecmath_avx512.cpp
-//       -o /tmp/vecmath-accuracy && /tmp/vecmath-accuracy [--quick]
+//       -o /tmp/vecmath-accuracy && /tmp/vecmath-accuracy [--quick] [--erf]
 //
 // * exp and erfc in double against long-double expl / erfcl on dense grids.
 // * Both GELUs, forward and derivative, on EVERY float (2^32 inputs; --quick
@@ -42,6 +42,10 @@ static double gelu_erf_ref(double x) { return x * 0.5 * std::erfc(-x * M_SQRT1_2
 static double gelu_erf_grad_ref(double x) {
   return 0.5 * std::erfc(-x * M_SQRT1_2) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
 }
+// The sum of the derivative's terms' magnitudes: the scale its float rounding works at.
+static double gelu_erf_grad_scale(double x) {
+  return 0.5 * std::erfc(-x * M_SQRT1_2) + std::fabs(x) * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
+}
 static void tanh_parts(double x, double* s, double* one_minus_s, double* du) {
   const double u = std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x);
   const double e = std::exp(-2 * u);
@@ -58,6 +62,11 @@ static double gelu_tanh_grad_ref(double x) {
   double s, om, du;
   tanh_parts(x, &s, &om, &du);
   return s + 2 * x * s * om * du;
+}
+static double gelu_tanh_grad_scale(double x) {
+  double s, om, du;
+  tanh_parts(x, &s, &om, &du);
+  return s + std::fabs(2 * x * s * om * du);
 }
 
 // ---- the scalar float code of activation.cpp, for comparison ----------------------------
@@ -89,9 +98,19 @@ static double ulp_error(float y, double r) {
 
 struct Stat {
   double max_ulp = 0, worst_x = 0;
+  double max_scaled = 0, worst_scaled_x = 0;  // error in ulps of `scale` (see add)
   uint64_t not_rounded = 0, count = 0;
-  void add(float x, float y, double r) {
+  // scale: the magnitude the result is made of (for a derivative, the sum of
+  // its terms' magnitudes): where the terms cancel, a float code can do no
+  // better than an ulp or two of that, however many ulps of the result it is.
+  void add(float x, float y, double r, double scale) {
     double u = ulp_error(y, r);
+    if (std::isfinite(r) && std::isfinite(scale) && scale > 0) {
+      int e;
+      std::frexp(scale, &e);
+      const double su = std::fabs((double)y - r) / std::ldexp(1.0, std::max(e - 24, -149));
+      if (su > max_scaled) max_scaled = su, worst_scaled_x = x;
+    }
     ++count;
     if (!(std::isnan(r) && std::isnan(y)) && (float)r != y) ++not_rounded;
     if (u > max_ulp) {
@@ -100,6 +119,7 @@ struct Stat {
     }
   }
   void merge(const Stat& o) {
+    if (o.max_scaled > max_scaled) max_scaled = o.max_scaled, worst_scaled_x = o.worst_scaled_x;
     if (o.max_ulp > max_ulp) {
       max_ulp = o.max_ulp;
       worst_x = o.worst_x;
@@ -117,8 +137,8 @@ static void run_kernel(const Kernels& k, Fn fn, int64_t n, const float* x, float
   if (fn == TanhFwd) return k.gelu_tanh_forward(n, x, y);
   std::vector<float> ones(n, 1.0f);
   std::memset(y, 0, n * sizeof(float));  // dx = 0 + 1 * g: exactly g
-  if (fn == ErfGrad) return k.gelu_erf_backward(n, x, ones.data(), y);
-  return k.gelu_tanh_backward(n, x, ones.data(), y);
+  if (fn == ErfGrad) return k.gelu_erf_backward(n, x, ones.data(), y, true);
+  return k.gelu_tanh_backward(n, x, ones.data(), y, true);
 }
 
 // Every float bit pattern with index % stride == 0, split over two threads.
@@ -138,21 +158,25 @@ static void sweep_gelu(Fn fn, const std::vector<const Kernels*>& ks, uint64_t st
           uint32_t bits = (uint32_t)((start + i) * stride);
           std::memcpy(&x[i], &bits, 4);
         }
-        std::vector<double> ref(n);
+        std::vector<double> ref(n), scale(n);
         for (int64_t i = 0; i < n; ++i) {
           double v = x[i];
           ref[i] = fn == ErfFwd ? gelu_erf_ref(v) : fn == ErfGrad ? gelu_erf_grad_ref(v)
                  : fn == TanhFwd ? gelu_tanh_ref(v) : gelu_tanh_grad_ref(v);
+          scale[i] = fn == ErfGrad ? gelu_erf_grad_scale(v) : fn == TanhGrad ? gelu_tanh_grad_scale(v) : std::fabs(ref[i]);
         }
         for (size_t k = 0; k < ks.size(); ++k) {
           run_kernel(*ks[k], fn, n, x.data(), k == 0 ? y.data() : y2.data());
           const float* out = k == 0 ? y.data() : y2.data();
           for (int64_t i = 0; i < n; ++i) {
             if (std::isnan(x[i])) continue;
-            stats[t * (ks.size() + 1) + k].add(x[i], out[i], ref[i]);
+            stats[t * (ks.size() + 1) + k].add(x[i], out[i], ref[i], scale[i]);
           }
           if (k > 0 && std::memcmp(y.data(), y2.data(), n * 4) != 0) {
-            for (int64_t i = 0; i < n; ++i) mismatches[t] += std::memcmp(&y[i], &y2[i], 4) != 0;
+            // NaN payloads may differ; a NaN must meet a NaN.
+            for (int64_t i = 0; i < n; ++i) {
+              mismatches[t] += std::memcmp(&y[i], &y2[i], 4) != 0 && !(std::isnan(y[i]) && std::isnan(y2[i]));
+            }
           }
         }
         for (int64_t i = 0; i < n; ++i) {
@@ -160,7 +184,7 @@ static void sweep_gelu(Fn fn, const std::vector<const Kernels*>& ks, uint64_t st
           float v = x[i];
           float o = fn == ErfFwd ? old_gelu_erf(v) : fn == ErfGrad ? old_gelu_erf_grad(v)
                   : fn == TanhFwd ? old_gelu_tanh(v) : old_gelu_tanh_grad(v);
-          stats[t * (ks.size() + 1) + ks.size()].add(v, o, ref[i]);
+          stats[t * (ks.size() + 1) + ks.size()].add(v, o, ref[i], scale[i]);
         }
       }
     });
@@ -171,10 +195,22 @@ static void sweep_gelu(Fn fn, const std::vector<const Kernels*>& ks, uint64_t st
     for (int t = 0; t < threads; ++t) s.merge(stats[t * (ks.size() + 1) + k]);
     std::printf("  %-22s %-10s max %.3f ulp (at x = %.9g), not correctly rounded: %" PRIu64 " of %" PRIu64 "\n",
                 fn_name[fn], k < ks.size() ? ks[k]->name : "old libm", s.max_ulp, s.worst_x, s.not_rounded, s.count);
+    if (fn == ErfGrad || fn == TanhGrad) {
+      std::printf("  %-22s %-10s max %.3f ulp of |terms| (at x = %.9g)\n", fn_name[fn],
+                  k < ks.size() ? ks[k]->name : "old libm", s.max_scaled, s.worst_scaled_x);
+    }
     // A derivative crosses zero near x = -0.75, where its terms cancel and
     // double's ~1e-16 absolute error becomes a float ulp or two.
-    const bool forward = fn == ErfFwd || fn == TanhFwd;
-    if (k < ks.size()) check(s.max_ulp <= (forward ? 0.5001 : 2.0), forward ? "GELU within 0.5 ulp" : "GELU derivative within 2 ulp");
+    // The erf GELU runs in float lanes (GeluErfF): a few roundings, bounded
+    // here; its derivative is bounded in ulps of its terms (where they cancel
+    // near x = -0.75 a float code cannot keep the result's own ulps). The
+    // tanh GELU runs in double lanes and rounds once.
+    if (k < ks.size()) {
+      if (fn == ErfFwd) check(s.max_ulp <= 5.5, "GELU erf within 5.5 ulp");
+      if (fn == ErfGrad) check(s.max_scaled <= 11.0, "GELU erf derivative within 11 ulp of its terms");
+      if (fn == TanhFwd) check(s.max_ulp <= 0.5001, "GELU tanh within 0.5 ulp");
+      if (fn == TanhGrad) check(s.max_ulp <= 2.0, "GELU tanh derivative within 2 ulp");
+    }
   }
   uint64_t mm = 0;
   for (auto m : mismatches) mm += m;
@@ -235,7 +271,7 @@ static void sweep_exp_f32(const std::vector<const Kernels*>& ks, uint64_t stride
     for (size_t k = 0; k < ks.size(); ++k) {
       y[k].resize(a.size());
       ks[k]->exp_f32((int64_t)a.size(), a.data(), y[k].data());
-      for (size_t i = 0; i < a.size(); ++i) stats[k].add(a[i], y[k][i], std::exp((double)a[i]));
+      for (size_t i = 0; i < a.size(); ++i) stats[k].add(a[i], y[k][i], std::exp((double)a[i]), std::exp((double)a[i]));
       if (k > 0) {
         for (size_t i = 0; i < a.size(); ++i) diff += std::memcmp(&y[k][i], &y[0][i], 4) != 0;
       }
@@ -348,8 +384,8 @@ static void sweep_dropout(const Kernels& k) {
       want[j] = philox_keep(seed, offset, first + j, p) ? scale : 0.0f;
     }
     k.dropout_factors(seed, offset, first, n, p, scale, f.data());
-    k.dropout_apply(seed, offset, first, n, p, scale, x.data(), y.data(), false);
-    k.dropout_apply(seed, offset, first, n, p, scale, x.data(), acc.data(), true);
+    k.dropout_apply(seed, offset, first, n, p, scale, x.data(), y.data(), vecmath::Store::Write);
+    k.dropout_apply(seed, offset, first, n, p, scale, x.data(), acc.data(), vecmath::Store::Add);
     for (int64_t j = 0; j < n; ++j) {
       ++total;
       // The accumulation may round once (FMA) or twice: allow for either.
@@ -364,7 +400,12 @@ static void sweep_dropout(const Kernels& k) {
 }
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  // --quick: every 64th float; --erf: only the erf GELU sweeps.
+  bool quick = false, erf_only = false;
+  for (int i = 1; i < argc; ++i) {
+    quick = quick || std::string(argv[i]) == "--quick";
+    erf_only = erf_only || std::string(argv[i]) == "--erf";
+  }
   std::vector<const Kernels*> ks;
   for (Isa isa : {Isa::Avx512, Isa::Avx2}) {
     if (const Kernels* k = vecmath::kernels_for(isa)) ks.push_back(k);
@@ -376,11 +417,15 @@ int main(int argc, char** argv) {
   std::printf("kernels:");
   for (auto* k : ks) std::printf(" %s", k->name);
   std::printf("\n");
-  for (auto* k : ks) sweep_exp_erfc(*k, quick ? 1000000 : 20000000);
-  sweep_exp_f32(ks, quick ? 64 : 1);
-  for (auto* k : ks) sweep_dropout(*k);
-  sweep_softmax(ks);
-  for (Fn fn : {ErfFwd, ErfGrad, TanhFwd, TanhGrad}) sweep_gelu(fn, ks, quick ? 64 : 1);
+  if (!erf_only) {
+    for (auto* k : ks) sweep_exp_erfc(*k, quick ? 1000000 : 20000000);
+    sweep_exp_f32(ks, quick ? 64 : 1);
+    for (auto* k : ks) sweep_dropout(*k);
+    sweep_softmax(ks);
+  }
+  for (Fn fn : {ErfFwd, ErfGrad, TanhFwd, TanhGrad}) {
+    if (!erf_only || fn == ErfFwd || fn == ErfGrad) sweep_gelu(fn, ks, quick ? 64 : 1);
+  }
   std::printf(failures ? "%d FAILURES\n" : "all checks passed\n", failures);
   return failures ? 1 : 0;
 }

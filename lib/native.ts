@@ -34,20 +34,22 @@ export interface NativeAddon {
   axpby(n: number, alpha: number, x: Buf, beta: number, y: Buf): void
   mul(n: number, a: Buf, b: Buf, out: Buf): void
   addBiasRows(rows: number, cols: number, bias: Buf, y: Buf): void
-  sumRows(rows: number, cols: number, x: Buf, out: Buf): void
+  /** out[c] += sum over rows of x[r, c]; write: out holds nothing yet and is written (no zero fill first). */
+  sumRows(rows: number, cols: number, x: Buf, out: Buf, write?: boolean): void
   sum(n: number, x: Buf, out: Buf): void
   sumSquares(n: number, x: Buf, out: Buf): void
   cast(n: number, src: Buf, dst: Buf): void
   sliceRowsForward(batch: number, srcRows: number, cols: number, start: number, count: number, src: Buf, dst: Buf): void
   sliceRowsBackward(batch: number, srcRows: number, cols: number, start: number, count: number, ddst: Buf, dsrc: Buf): void
   activationForward(kind: number, n: number, x: Buf, y: Buf): void
-  activationBackward(kind: number, n: number, x: Buf, dy: Buf, dx: Buf): void
+  /** dx += dy * f'(x); write: dx holds nothing yet and is written. */
+  activationBackward(kind: number, n: number, x: Buf, dy: Buf, dx: Buf, write?: boolean): void
   dropoutForward(n: number, p: number, seed: number | bigint, offset: number | bigint, x: Buf, y: Buf): void
   dropoutBackward(n: number, p: number, seed: number | bigint, offset: number | bigint, dy: Buf, dx: Buf): void
   layernormForward(rows: number, cols: number, eps: number, x: Buf, residual: OptBuf, gamma: Buf, beta: Buf,
     y: Buf, sumOut: OptBuf, mean: Buf, rstd: Buf): void
   layernormBackward(rows: number, cols: number, x: Buf, gamma: Buf, mean: Buf, rstd: Buf, dy: Buf,
-    dx: OptBuf, dgamma: OptBuf, dbeta: OptBuf): void
+    dx: OptBuf, dgamma: OptBuf, dbeta: OptBuf, writeDgamma?: boolean, writeDbeta?: boolean): void
   embeddingForward(n: number, dim: number, vocab: number, ids: Buf, table: Buf, out: Buf): void
   embeddingBackward(n: number, dim: number, vocab: number, ids: Buf, dout: Buf, dtable: Buf, paddingIdx: number): void
   /** embeddingBackward into a row-sparse dtable: unmarked rows are written and marked (marksFresh: clear the marks first). CPU only. */
@@ -91,7 +93,7 @@ export interface NativeAddon {
    * (int32, written from the host), element (r, c) drawing the padded flat index rowIndex[r] * cols + c.
    */
   dropoutRowsForward(rows: number, cols: number, p: number, seed: number | bigint, offset: number | bigint, rowIndex: Buf, x: Buf, y: Buf): void
-  dropoutRowsBackward(rows: number, cols: number, p: number, seed: number | bigint, offset: number | bigint, rowIndex: Buf, dy: Buf, dx: Buf): void
+  dropoutRowsBackward(rows: number, cols: number, p: number, seed: number | bigint, offset: number | bigint, rowIndex: Buf, dy: Buf, dx: Buf, write?: boolean): void
   /** dst[i] = src[index[i]] (or += when accumulate) over rows of cols floats; src [srcRows, cols], index int32 [n] from the host. */
   gatherRowsForward(n: number, cols: number, srcRows: number, index: Buf, src: Buf, dst: Buf, accumulate: boolean): void
   /** dsrc[index[i]] += ddst[i]; repeated indices all land. */
@@ -105,7 +107,7 @@ export interface NativeAddon {
     seed: number | bigint, offset: number | bigint, cuSeqlens: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, out: Buf): void
   varlenAttentionBackward(batch: number, seq: number, heads: number, headDim: number, scale: number, dropoutP: number,
     seed: number | bigint, offset: number | bigint, cuSeqlens: Buf, q: Buf, k: Buf, v: Buf, probs: Buf, dout: Buf,
-    dq: OptBuf, dk: OptBuf, dv: OptBuf): void
+    dq: OptBuf, dk: OptBuf, dv: OptBuf, writeQ?: boolean, writeK?: boolean, writeV?: boolean): void
   crossEntropyForward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,
     classWeights: OptBuf, loss: Buf): void
   crossEntropyBackward(rows: number, classes: number, logits: Buf, labels: Buf, ignoreIndex: number,

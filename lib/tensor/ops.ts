@@ -167,9 +167,9 @@ export function activation(x: Tensor, kind: ActivationName): Tensor {
   const addon = native()
   const out = empty(x.shape, { device: x.device })
   addon.activationForward(code, x.numel, x.buffer, out.buffer)
-  return record(kind, out, [x], [save(x)], (g, [gx], [sx]) => {
-    addon.activationBackward(code, g.numel, sx!.buffer, g.buffer, gx!.buffer)
-  })
+  return record(kind, out, [x], [save(x)], (g, [gx], [sx], [fresh]) => {
+    addon.activationBackward(code, g.numel, sx!.buffer, g.buffer, gx!.buffer, fresh)
+  }, [true])
 }
 
 export const gelu = (x: Tensor) => activation(x, 'gelu')
@@ -220,12 +220,12 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const recording = willRecord([x, weight, bias])
   return record('linear', out, [x, weight, bias],
     [recording && weight.requiresGrad ? save(x) : null, recording && x.requiresGrad ? save(weight) : null],
-    (g, [gx, gw, gb], [sx, sw], [freshX, freshW]) => {
-      // dx += g · W ; dW += gᵀ · x ; db += column sums of g (beta 0 writes a fresh buffer).
+    (g, [gx, gw, gb], [sx, sw], [freshX, freshW, freshB]) => {
+      // dx += g · W ; dW += gᵀ · x ; db += column sums of g (beta 0 / write: a fresh buffer is written).
       if (gx) addon.gemm(false, false, rows, inFeatures, outFeatures, 1, g.buffer, sw!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
       if (gw) addon.gemm(true, false, outFeatures, inFeatures, rows, 1, g.buffer, sx!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
-      if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer)
-    }, [true, true, false])
+      if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer, freshB)
+    }, [true, true, true])
 }
 
 /**
@@ -243,7 +243,7 @@ function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number
   const recording = willRecord([x, weight, bias])
   return record('linear', out, [x, weight, bias],
     [recording && weight.requiresGrad ? save(x16) : null, recording && x.requiresGrad ? save(w16) : null],
-    (g, [gx, gw, gb], [sx16, sw16], [freshX, freshW]) => {
+    (g, [gx, gw, gb], [sx16, sw16], [freshX, freshW, freshB]) => {
       const g16 = castHalf(g, half)
       try {
         if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
@@ -251,8 +251,8 @@ function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number
       } finally {
         g16.dispose()
       }
-      if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer)
-    }, [true, true, false])
+      if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer, freshB)
+    }, [true, true, true])
 }
 
 /**
@@ -344,7 +344,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
   // The node owns the temporaries (mean, rstd, x + residual); they die with it.
   return record('layerNorm', out, [x, weight, bias, residual],
     [summed ?? save(x), save(weight), meanT, rstdT],
-    (g, [gx, gw, gb, gr], [sNormalised, sWeight, sMean, sRstd], [freshX, , , freshR]) => {
+    (g, [gx, gw, gb, gr], [sNormalised, sWeight, sMean, sRstd], [freshX, freshW, freshB, freshR]) => {
       // The same gradient flows to x and to the residual: compute it once, into
       // a buffer that holds nothing yet when there is one (the kernel adds to
       // its dx, so that one is zeroed here rather than by the engine), and add
@@ -369,7 +369,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
       try {
         if (dx && zero) addon.fill(dx.buffer, dx.numel, 0)
         addon.layernormBackward(rows, cols, sNormalised!.buffer, sWeight!.buffer, sMean!.buffer, sRstd!.buffer, g.buffer,
-          dx ? dx.buffer : null, gw ? gw.buffer : null, gb ? gb.buffer : null)
+          dx ? dx.buffer : null, gw ? gw.buffer : null, gb ? gb.buffer : null, freshW, freshB)
         if (other) addon.axpby(dx!.numel, 1, dx!.buffer, otherFresh ? 0 : 1, other.buffer)
         if (scratch) {
           addon.axpby(scratch.numel, 1, scratch.buffer, 1, gx!.buffer)
@@ -378,7 +378,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
       } finally {
         scratch?.dispose()
       }
-    }, [true, false, false, true])
+    }, [true, true, true, true])
 }
 
 // ---- embedding ---------------------------------------------------------------------

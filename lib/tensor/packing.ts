@@ -242,9 +242,9 @@ export function dropoutRows(x: Tensor, p: number, training: boolean, packed: Pac
   const { seed, offset } = nextPhiloxRange(packed.batch * packed.seq * cols)
   const out = empty(x.shape, { device: x.device })
   addon.dropoutRowsForward(packed.tokens, cols, p, seed, offset, packed.rowIndex.buffer, x.buffer, out.buffer)
-  return record('dropout', out, [x], [save(packed.rowIndex)], (g, [gx], [sIndex]) => {
-    addon.dropoutRowsBackward(packed.tokens, cols, p, seed, offset, sIndex!.buffer, g.buffer, gx!.buffer)
-  })
+  return record('dropout', out, [x], [save(packed.rowIndex)], (g, [gx], [sIndex], [fresh]) => {
+    addon.dropoutRowsBackward(packed.tokens, cols, p, seed, offset, sIndex!.buffer, g.buffer, gx!.buffer, fresh)
+  }, [true])
 }
 
 export interface VarlenAttentionOptions {
@@ -291,8 +291,9 @@ export function varlenAttention(q: Tensor, k: Tensor, v: Tensor, packed: PackedB
   addon.varlenAttentionForward(batch, seq, heads, headDim, scaleFactor, p, seed, offset, packed.cuSeqlens.buffer,
     q.buffer, k.buffer, v.buffer, probs.buffer, out.buffer)
   return record('attention', out, [q, k, v], [save(q), save(k), save(v), probs, save(packed.cuSeqlens)],
-    (g, [gq, gk, gv], [sq, sk, sv, sProbs, sCu]) => {
+    (g, [gq, gk, gv], [sq, sk, sv, sProbs, sCu], [freshQ, freshK, freshV]) => {
       addon.varlenAttentionBackward(batch, seq, heads, headDim, scaleFactor, p, seed, offset, sCu!.buffer, sq!.buffer,
-        sk!.buffer, sv!.buffer, sProbs!.buffer, g.buffer, gq ? gq.buffer : null, gk ? gk.buffer : null, gv ? gv.buffer : null)
-    })
+        sk!.buffer, sv!.buffer, sProbs!.buffer, g.buffer, gq ? gq.buffer : null, gk ? gk.buffer : null, gv ? gv.buffer : null,
+        freshQ, freshK, freshV)
+    }, [true, true, true])
 }

@@ -65,6 +65,48 @@ class Backend {
 #define BERTKIT_OP(name, params) virtual void name params = 0;
 #include "bertkit/op_list.h"
 #undef BERTKIT_OP
+
+  // ---- writing variants of accumulating backward ops ----------------------------
+  // The op's result written into a gradient buffer that holds nothing yet (the
+  // autograd engine's fresh buffers), instead of zero-filling it and adding:
+  // bit for bit fill(0) followed by the op, -0 included (0 + -0 is +0, so a
+  // backend writes g + 0.0f where it writes a product g). These defaults do
+  // exactly fill + op; a backend overrides those it can write directly.
+  virtual void activation_backward_write(Activation kind, int64_t n, const float* x, const float* dy, float* dx) {
+    fill(dx, n, 0.0f);
+    activation_backward(kind, n, x, dy, dx);
+  }
+  virtual void sum_rows_write(int64_t rows, int64_t cols, const float* x, float* out) {
+    fill(out, cols, 0.0f);
+    sum_rows(rows, cols, x, out);
+  }
+  virtual void dropout_rows_backward_write(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                           const int32_t* row_index, const float* dy, float* dx) {
+    fill(dx, rows * cols, 0.0f);
+    dropout_rows_backward(rows, cols, p, seed, offset, row_index, dy, dx);
+  }
+  // write_q / write_k / write_v: which of dq / dk / dv ([tokens, heads * head_dim]) to write.
+  virtual void varlen_attention_backward_write(int64_t batch, int64_t tokens, int64_t seq, int64_t heads,
+                                               int64_t head_dim, float scale, float dropout_p, uint64_t seed,
+                                               uint64_t offset, const int32_t* cu_seqlens, const float* q,
+                                               const float* k, const float* v, const float* probs,
+                                               const float* dout, float* dq, float* dk, float* dv, bool write_q,
+                                               bool write_k, bool write_v) {
+    const int64_t n = tokens * heads * head_dim;
+    if (dq && write_q) fill(dq, n, 0.0f);
+    if (dk && write_k) fill(dk, n, 0.0f);
+    if (dv && write_v) fill(dv, n, 0.0f);
+    varlen_attention_backward(batch, tokens, seq, heads, head_dim, scale, dropout_p, seed, offset, cu_seqlens, q, k,
+                              v, probs, dout, dq, dk, dv);
+  }
+  // layernorm_backward with dgamma / dbeta written rather than added to (dx still added to).
+  virtual void layernorm_backward_write(int64_t rows, int64_t cols, const float* x, const float* gamma,
+                                        const float* mean, const float* rstd, const float* dy, float* dx,
+                                        float* dgamma, float* dbeta, bool write_dgamma, bool write_dbeta) {
+    if (dgamma && write_dgamma) fill(dgamma, cols, 0.0f);
+    if (dbeta && write_dbeta) fill(dbeta, cols, 0.0f);
+    layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+  }
 };
 
 // Every activation kind's name, indexed by its code.

@@ -9,7 +9,8 @@
 // backend. Backward ops ACCUMULATE into gradient outputs (dx += ...), never
 // overwrite, so the autograd engine can sum contributions from several
 // consumers; a null gradient pointer means "nobody needs this gradient": skip
-// the work.
+// the work. (A few have writing variants for buffers that hold nothing yet,
+// declared in backend.h with defaults built from these ops.)
 //
 // No include guard: this list is meant to be included more than once, each
 // time with another BERTKIT_OP.

@@ -84,8 +84,8 @@ namespace attention_detail {
 // B and four values of A for 64 multiply-adds. Every element is one sum in
 // order t = 0..k-1, whatever the tile it falls in.
 BERTKIT_VECTOR_CLONES
-void matmul(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t ldb, float* c,
-            int64_t ldc) {
+void matmul_loops(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t ldb, float* c,
+                  int64_t ldc) {
   constexpr int64_t kTileRows = 4, kTileCols = 16;
   for (int64_t j0 = 0; j0 < n; j0 += kTileCols) {
     const int64_t cols = std::min(kTileCols, n - j0);
@@ -122,6 +122,24 @@ void matmul(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t 
       std::copy(acc, acc + cols, c + i0 * ldc + j0);
     }
   }
+}
+
+// With AVX2 or AVX-512, vecmath's small_matmul: the same sums (FMA chains in
+// t order, as the v3/v4 clones above compute them where the compiler
+// contracts, as GCC does in its default GNU dialect: the CMake build; a build
+// in ISO mode, -std=c++17 as node-gyp's, keeps mul + add in the loops, which
+// then differ from the kernel by float rounding), with the row and column
+// leftovers of attention's small products (27 x 27 x 32 for a 27-token
+// sentence) in full vectors instead of the loops' narrow tails.
+void matmul(int64_t m, int64_t n, int64_t k, Operand A, const float* b, int64_t ldb, float* c, int64_t ldc) {
+  const vecmath::Kernels* simd = vecmath::simd();
+  constexpr int64_t kMaxScratchDepth = 1024;
+  if (simd && k <= kMaxScratchDepth) {
+    alignas(64) float scratch[kMaxScratchDepth * 16];
+    simd->small_matmul(m, n, k, A.a, A.row_stride, A.col_stride, b, ldb, c, ldc, scratch);
+    return;
+  }
+  matmul_loops(m, n, k, A, b, ldb, c, ldc);
 }
 
 // dst[i, 0, cols) += alpha * src[i, 0, cols): a pair's gradient is finished
@@ -167,6 +185,17 @@ void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, 
   }
 }
 
+void dropout_factor_rows(uint64_t seed, uint64_t offset, uint64_t first, uint64_t stride, int64_t rows, int64_t n,
+                         float p, float scale, float* factor) {
+  if (const vecmath::Kernels* simd = vecmath::simd()) {
+    simd->dropout_factor_rows(seed, offset, first, stride, rows, n, p, scale, factor);
+    return;
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    dropout_factors(seed, offset, first + static_cast<uint64_t>(i) * stride, n, p, scale, factor + i * n);
+  }
+}
+
 float dropout_scale(float p) { return static_cast<float>(1.0 / (1.0 - static_cast<double>(p))); }
 
 
@@ -192,6 +221,14 @@ void softmax_row(int64_t n, float scale, const float* bias, float* s) {
   }
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+}
+
+void softmax_rows(int64_t rows, int64_t n, float scale, const float* bias, float* s) {
+  if (const vecmath::Kernels* simd = vecmath::simd()) {
+    simd->softmax_rows(rows, n, scale, bias, s);
+    return;
+  }
+  for (int64_t i = 0; i < rows; ++i) softmax_row(n, scale, bias, s + i * n);
 }
 
 }  // namespace attention_detail
@@ -224,7 +261,7 @@ void CpuBackend::attention_forward(int64_t batch, int64_t seq, int64_t heads, in
       // Raw scores Q Kᵀ go straight into probs and are turned into softmax rows in place.
       pack_transposed(seq, head_dim, k + base, hidden, k_t.data());
       matmul(seq, seq, head_dim, rows_of(q + base, hidden), k_t.data(), seq, p, seq);
-      for (int64_t i = 0; i < seq; ++i) softmax_row(seq, scale, bias.data(), p + i * seq);
+      softmax_rows(seq, seq, scale, bias.data(), p);
 
       const float* weights = p;
       if (dropout) {

@@ -37,6 +37,11 @@ void pack_transposed(int64_t seq, int64_t head_dim, const float* src, int64_t ld
 void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p, float scale,
                      float* factor);
 
+// dropout_factors for `rows` rows of n: row i takes the elements
+// [first + i * stride, + n) into factor + i * n.
+void dropout_factor_rows(uint64_t seed, uint64_t offset, uint64_t first, uint64_t stride, int64_t rows, int64_t n,
+                         float p, float scale, float* factor);
+
 // 1 / (1 - p), rounded once from double, as every backend scales kept elements.
 float dropout_scale(float p);
 
@@ -44,6 +49,8 @@ float dropout_scale(float p);
 // -FLT_MAX for a padded key), summed in double; vectorised where vecmath.h
 // has kernels for this CPU.
 void softmax_row(int64_t n, float scale, const float* bias, float* s);
+// softmax_row on each of `rows` consecutive rows of n, sharing one bias.
+void softmax_rows(int64_t rows, int64_t n, float scale, const float* bias, float* s);
 
 }  // namespace attention_detail
 }  // namespace bertkit

@@ -26,6 +26,18 @@ class CpuBackend final : public Backend {
 #define BERTKIT_OP(name, params) void name params override;
 #include "bertkit/op_list.h"
 #undef BERTKIT_OP
+  void activation_backward_write(Activation kind, int64_t n, const float* x, const float* dy, float* dx) override;
+  void sum_rows_write(int64_t rows, int64_t cols, const float* x, float* out) override;
+  void dropout_rows_backward_write(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                   const int32_t* row_index, const float* dy, float* dx) override;
+  void varlen_attention_backward_write(int64_t batch, int64_t tokens, int64_t seq, int64_t heads, int64_t head_dim,
+                                       float scale, float dropout_p, uint64_t seed, uint64_t offset,
+                                       const int32_t* cu_seqlens, const float* q, const float* k, const float* v,
+                                       const float* probs, const float* dout, float* dq, float* dk, float* dv,
+                                       bool write_q, bool write_k, bool write_v) override;
+  void layernorm_backward_write(int64_t rows, int64_t cols, const float* x, const float* gamma, const float* mean,
+                                const float* rstd, const float* dy, float* dx, float* dgamma, float* dbeta,
+                                bool write_dgamma, bool write_dbeta) override;
 };
 
 // The one CpuBackend (never destroyed: buffers may be released while the process exits).

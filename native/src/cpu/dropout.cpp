@@ -59,12 +59,13 @@ void for_each_factor(int64_t n, float p, uint64_t seed, uint64_t offset, const F
 // y = x * factor (or y += ...) through the vector kernel, split on block
 // boundaries so each thread starts on a whole Philox block.
 bool simd_apply(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x, float* y, bool accumulate) {
+  const vecmath::Store store = accumulate ? vecmath::Store::Add : vecmath::Store::Write;
   const vecmath::Kernels* simd = vecmath::simd();
   if (!simd) return false;
   const float scale = keep_scale(p);
   ThreadPool::instance().parallel_for((n + 3) / 4, kGrainBlocks, [=](int64_t begin, int64_t end) {
     const int64_t first = begin * 4, count = std::min(end * 4, n) - first;
-    simd->dropout_apply(seed, offset, static_cast<uint64_t>(first), count, p, scale, x + first, y + first, accumulate);
+    simd->dropout_apply(seed, offset, static_cast<uint64_t>(first), count, p, scale, x + first, y + first, store);
   });
   return true;
 }
@@ -74,7 +75,8 @@ bool simd_apply(int64_t n, float p, uint64_t seed, uint64_t offset, const float*
 // are a contiguous range of flat indices, which dropout_apply (or the scalar
 // loop) takes from any starting element.
 void apply_rows(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset, const int32_t* row_index,
-                const float* x, float* y, bool accumulate) {
+                const float* x, float* y, vecmath::Store store) {
+  const bool accumulate = store == vecmath::Store::Add, write_sum = store == vecmath::Store::WriteSum;
   const float scale = keep_scale(p);
   const vecmath::Kernels* simd = vecmath::simd();
   const int64_t grain = std::max<int64_t>(1, kGrainBlocks * 4 / std::max<int64_t>(cols, 1));
@@ -84,13 +86,14 @@ void apply_rows(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t off
       const float* xr = x + r * cols;
       float* yr = y + r * cols;
       if (p == 0.0f) {
-        for (int64_t c = 0; c < cols; ++c) yr[c] = accumulate ? yr[c] + xr[c] : xr[c];
+        for (int64_t c = 0; c < cols; ++c) yr[c] = accumulate ? yr[c] + xr[c] : write_sum ? 0.0f + xr[c] : xr[c];
       } else if (simd) {
-        simd->dropout_apply(seed, offset, first, cols, p, scale, xr, yr, accumulate);
+        simd->dropout_apply(seed, offset, first, cols, p, scale, xr, yr, store);
       } else {
         for (int64_t c = 0; c < cols; ++c) {
           const float f = philox_keep(seed, offset, first + static_cast<uint64_t>(c), p) ? scale : 0.0f;
-          yr[c] = accumulate ? yr[c] + xr[c] * f : xr[c] * f;
+          const float v = xr[c] * f;
+          yr[c] = accumulate ? yr[c] + v : write_sum ? 0.0f + v : v;
         }
       }
     }
@@ -101,12 +104,17 @@ void apply_rows(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t off
 
 void CpuBackend::dropout_rows_forward(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
                                       const int32_t* row_index, const float* x, float* y) {
-  apply_rows(rows, cols, p, seed, offset, row_index, x, y, false);
+  apply_rows(rows, cols, p, seed, offset, row_index, x, y, vecmath::Store::Write);
 }
 
 void CpuBackend::dropout_rows_backward(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
                                        const int32_t* row_index, const float* dy, float* dx) {
-  apply_rows(rows, cols, p, seed, offset, row_index, dy, dx, true);
+  apply_rows(rows, cols, p, seed, offset, row_index, dy, dx, vecmath::Store::Add);
+}
+
+void CpuBackend::dropout_rows_backward_write(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
+                                             const int32_t* row_index, const float* dy, float* dx) {
+  apply_rows(rows, cols, p, seed, offset, row_index, dy, dx, vecmath::Store::WriteSum);
 }
 
 void CpuBackend::dropout_forward(int64_t n, float p, uint64_t seed, uint64_t offset, const float* x,

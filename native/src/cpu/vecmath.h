@@ -7,23 +7,21 @@
 // node-gyp honour) and picked at run time. CPUs without AVX2+FMA keep the
 // scalar libm code of activation.cpp / attention.cpp / dropout.cpp.
 //
-// The GELUs run in double lanes and are rounded to float once at the end, so
-// their accuracy does not depend on how the float inputs cancel; the softmax
-// runs a float exp (see vecmath_kernels.h for the formulas). Measured by
-// bench/vecmath-accuracy.cpp, on every one of the 2^32 float inputs for the
-// elementwise functions, against double references:
-//   GELU erf forward        max 0.500 ulp   (libm loop: 206 ulp)
-//   GELU erf derivative     max 0.562 ulp   (libm loop: 2.2e7 ulp)
+// The exact (erf) GELU, BERT's "gelu" and so most of a training step's
+// transcendental work, runs in float lanes as torch's does (vecmath_kernels.h,
+// GeluErfF); the tanh GELU runs in double lanes and is rounded to float once
+// at the end; the softmax runs a float exp (see vecmath_kernels.h for the
+// formulas). Measured by bench/vecmath-accuracy.cpp, on every one of the 2^32
+// float inputs for the elementwise functions, against double references:
+//   GELU erf forward        max 5.26 ulp, 96.6 % correctly rounded
+//                           (libm loop: 206 ulp; the double lanes before: 0.500)
+//   GELU erf derivative     max 10.8 ulp of its terms' magnitude (libm loop: 70),
+//                           at x ~ -13.3 where e^{-x^2/2} is subnormal
 //   GELU tanh forward       max 0.500 ulp   (libm loop: 1.7e7 ulp)
 //   GELU tanh derivative    max 1.63 ulp    (libm loop: 2.3e7 ulp)
-// (a derivative's worst case, for both codes, sits at its zero near
-// x = -0.75 where its terms cancel; the libm forwards lose most in the
-// negative tail, x ~ -10..-13), and
-//   exp, float (softmax)    max 0.874 ulp over every float in [-110, 90]
-//                           (99.5 % correctly rounded; glibc expf ~0.5 ulp)
-//   softmax rows            max 2.34 ulp vs long double (libm loop: 2.09)
-//   exp, double             max 7.4e-14 relative on [-708, 709.7]
-//   erfc, double            max 8.5e-14 relative on [0, 10.5] (vs erfcl)
+// (a derivative's worst case in its own ulps, for every code, sits at its
+// zero near x = -0.75 where its terms cancel; the libm forwards lose most in
+// the negative tail, x ~ -10..-13), and
 // The AVX2 and AVX-512 builds run the same operations in the same order
 // (softmax sums included), so they give bit-identical results (checked on
 // all of the above); the scalar fallback differs from them by float rounding.
@@ -43,25 +41,36 @@ namespace vecmath {
 
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
+// How a kernel stores its result y into its output.
+enum class Store : int { Write, Add, WriteSum };
+
 struct Kernels {
   Isa isa;
   const char* name;
   // y = x * Phi(x), Phi the standard normal cdf (exact GELU).
   void (*gelu_erf_forward)(int64_t n, const float* x, float* y);
-  // dx += dy * (Phi(x) + x phi(x)).
-  void (*gelu_erf_backward)(int64_t n, const float* x, const float* dy, float* dx);
+  // dx += dy * (Phi(x) + x phi(x)); without accumulate dx = 0 + dy * ...
+  // (the bits of a zero fill and the add, -0 becoming +0).
+  void (*gelu_erf_backward)(int64_t n, const float* x, const float* dy, float* dx, bool accumulate);
   // y = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) (transformers' gelu_new).
   void (*gelu_tanh_forward)(int64_t n, const float* x, float* y);
-  void (*gelu_tanh_backward)(int64_t n, const float* x, const float* dy, float* dx);
+  void (*gelu_tanh_backward)(int64_t n, const float* x, const float* dy, float* dx, bool accumulate);
   // s = softmax(scale * s + bias) in place over one row of n (attention.cpp's softmax_row).
   void (*softmax_row)(int64_t n, float scale, const float* bias, float* s);
+  // softmax_row on each of `rows` consecutive rows of n (one bias for all).
+  void (*softmax_rows)(int64_t rows, int64_t n, float scale, const float* bias, float* s);
   // factor[j] = keep ? scale : 0 for flat dropout elements first + j, j < n,
   // keep as philox_keep(seed, offset, first + j, p).
   void (*dropout_factors)(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p,
                           float scale, float* factor);
-  // y[j] = x[j] * factor(first + j), or y[j] += ... when accumulate.
+  // dropout_factors for `rows` rows of n: row i draws first + i * stride + j
+  // into factor[i * n + j] (attention's rows of a padded probs layout).
+  void (*dropout_factor_rows)(uint64_t seed, uint64_t offset, uint64_t first, uint64_t stride, int64_t rows,
+                              int64_t n, float p, float scale, float* factor);
+  // y[j] = x[j] * factor(first + j) (Store::Write), y[j] += ... (Store::Add),
+  // or y[j] = 0 + ... (Store::WriteSum: the bits of a zero fill and Add).
   void (*dropout_apply)(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p,
-                        float scale, const float* x, float* y, bool accumulate);
+                        float scale, const float* x, float* y, Store store);
   // The double-precision building blocks on their own, for the accuracy sweep
   // (bench/vecmath-accuracy.cpp): y = e^a, y = erfc(t) for t >= 0, and
   // the float exp of the softmax.
@@ -72,6 +81,10 @@ struct Kernels {
   // caches (a gradient of the word embeddings), which then skip the read
   // that an ordinary store does first; about twice as fast on this machine.
   void (*fill_stream)(int64_t n, float value, float* x);
+  // attention.cpp's matmul (C = A B, A(i, t) = a[i * a_row + t * a_col]),
+  // with its bits; scratch holds k * 16 floats.
+  void (*small_matmul)(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+                       const float* b, int64_t ldb, float* c, int64_t ldc, float* scratch);
 };
 
 // The kernels for the widest instruction set this CPU runs (capped by

@@ -69,6 +69,45 @@ struct Avx2 {
   static F ffnmadd(F a, F b, F c) { return {_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)}; }
   static F fmin(F a, F b) { return {_mm256_min_ps(a.lo, b.lo), _mm256_min_ps(a.hi, b.hi)}; }  // b on NaN
   static F fmax(F a, F b) { return {_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
+  static F fdiv(F a, F b) { return {_mm256_div_ps(a.lo, b.lo), _mm256_div_ps(a.hi, b.hi)}; }
+  // The first count (< 16) elements, through a buffer; the other lanes hold fill / are not written.
+  static F loadf_partial(const float* p, int64_t count, float fill) {
+    float buf[16];
+    for (int t = 0; t < 16; ++t) buf[t] = fill;
+    std::memcpy(buf, p, static_cast<size_t>(count) * sizeof(float));
+    return loadf(buf);
+  }
+  static void storef_partial(float* p, F v, int64_t count) {
+    float buf[16];
+    storef(buf, v);
+    std::memcpy(p, buf, static_cast<size_t>(count) * sizeof(float));
+  }
+  // a < limit ? 0 : v (v for NaN a).
+  static __m256 fzero_below1(__m256 a, float limit, __m256 v) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(a, _mm256_set1_ps(limit), _CMP_LT_OQ), v);
+  }
+  static F fzero_below(F a, float limit, F v) { return {fzero_below1(a.lo, limit, v.lo), fzero_below1(a.hi, limit, v.hi)}; }
+  static F fkeep_first(F v, int64_t count) {  // others 0
+    const __m256i n = _mm256_set1_epi32(static_cast<int>(count));
+    const __m256i lo = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i hi = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
+    return {_mm256_and_ps(v.lo, _mm256_castsi256_ps(lo)), _mm256_and_ps(v.hi, _mm256_castsi256_ps(hi))};
+  }
+  // lo <= x <= hi ? in : out (out for NaN).
+  static __m256 fselect_range1(__m256 x, float lo, float hi, __m256 in, __m256 out) {
+    const __m256 m = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(lo), _CMP_GE_OQ),
+                                   _mm256_cmp_ps(x, _mm256_set1_ps(hi), _CMP_LE_OQ));
+    return _mm256_blendv_ps(out, in, m);
+  }
+  static F fselect_range(F x, float lo, float hi, F in, F out) {
+    return {fselect_range1(x.lo, lo, hi, in.lo, out.lo), fselect_range1(x.hi, lo, hi, in.hi, out.hi)};
+  }
+  static __m256 fabs1(__m256 a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static F fabs(F a) { return {fabs1(a.lo), fabs1(a.hi)}; }
+  // Sign bit of x set ? neg : pos.
+  static F fselect_sign(F x, F neg, F pos) {
+    return {_mm256_blendv_ps(pos.lo, neg.lo, x.lo), _mm256_blendv_ps(pos.hi, neg.hi, x.hi)};
+  }
   static __m256 fround1(__m256 a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static F fround(F a) { return {fround1(a.lo), fround1(a.hi)}; }
   // 2^k for integral k in [-126, 127]: k + 127 lands in the low mantissa bits
@@ -133,6 +172,13 @@ struct Avx2 {
 #undef BERTKIT_QUARTERS2
 #undef BERTKIT_QUARTERS3
   static D abs(D a) { return {abs1(a.q0), abs1(a.q1), abs1(a.q2), abs1(a.q3)}; }
+  // Sum of the 16 lanes as the tree part[t] += part[t + w] for w = 8, 4, 2, 1
+  // (q0..q3 hold elements 0-3, 4-7, 8-11, 12-15).
+  static double hsum_tree(D v) {
+    const __m256d s4 = _mm256_add_pd(_mm256_add_pd(v.q0, v.q2), _mm256_add_pd(v.q1, v.q3));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
   static D round(D a) { return {round1(a.q0), round1(a.q1), round1(a.q2), round1(a.q3)}; }
 
   // Philox4x32-10 on 4 counters, one per 64-bit lane (see the AVX-512 build).

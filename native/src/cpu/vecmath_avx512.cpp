@@ -50,6 +50,30 @@ struct Avx512 {
   static F ffnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a*b
   static F fmin(F a, F b) { return _mm512_min_ps(a, b); }  // b when either is NaN
   static F fmax(F a, F b) { return _mm512_max_ps(a, b); }
+  static F fdiv(F a, F b) { return _mm512_div_ps(a, b); }
+  // The first count (< 16) elements; the other lanes hold fill / are not written.
+  static __mmask16 first_lanes(int64_t count) { return static_cast<__mmask16>((1u << count) - 1u); }
+  static F loadf_partial(const float* p, int64_t count, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), first_lanes(count), p);
+  }
+  static void storef_partial(float* p, F v, int64_t count) { _mm512_mask_storeu_ps(p, first_lanes(count), v); }
+  static F fkeep_first(F v, int64_t count) { return _mm512_maskz_mov_ps(first_lanes(count), v); }  // others 0
+  // a < limit ? 0 : v (v for NaN a).
+  static F fzero_below(F a, float limit, F v) {
+    return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(a, _mm512_set1_ps(limit), _CMP_LT_OQ), _mm512_setzero_ps());
+  }
+  // lo <= x <= hi ? in : out (out for NaN).
+  static F fselect_range(F x, float lo, float hi, F in, F out) {
+    const __mmask16 m = _mm512_cmp_ps_mask(x, _mm512_set1_ps(lo), _CMP_GE_OQ) &
+                        _mm512_cmp_ps_mask(x, _mm512_set1_ps(hi), _CMP_LE_OQ);
+    return _mm512_mask_blend_ps(m, out, in);
+  }
+  static F fabs(F a) { return _mm512_abs_ps(a); }
+  // Sign bit of x set ? neg : pos.
+  static F fselect_sign(F x, F neg, F pos) {
+    const __mmask16 m = _mm512_test_epi32_mask(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_mask_blend_ps(m, pos, neg);
+  }
   static F fround(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   // p * 2^n, n integral, rounded once (into subnormals, or to inf).
   static F fldexp(F p, F n) { return _mm512_scalef_ps(p, n); }
@@ -85,6 +109,13 @@ struct Avx512 {
   static D min(D a, D b) { return {_mm512_min_pd(a.lo, b.lo), _mm512_min_pd(a.hi, b.hi)}; }  // b on NaN
   static D max(D a, D b) { return {_mm512_max_pd(a.lo, b.lo), _mm512_max_pd(a.hi, b.hi)}; }
   static D abs(D a) { return {_mm512_abs_pd(a.lo), _mm512_abs_pd(a.hi)}; }
+  // Sum of the 16 lanes as the tree part[t] += part[t + w] for w = 8, 4, 2, 1.
+  static double hsum_tree(D v) {
+    const __m512d s8 = _mm512_add_pd(v.lo, v.hi);
+    const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
   static __m512d round1(__m512d a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static D round(D a) { return {round1(a.lo), round1(a.hi)}; }
   static D ldexp(D p, D n) { return {_mm512_scalef_pd(p.lo, n.lo), _mm512_scalef_pd(p.hi, n.hi)}; }

@@ -24,8 +24,7 @@
 //             50-digit arithmetic: 1.1e-14 relative. t is clamped at 10.5:
 //             past that, everything erfc feeds is below float's smallest
 //             subnormal.
-//   GELU erf: Phi(x) = h or 1 - h with h = erfc(|x|/sqrt2)/2, and e^{-t^2} as
-//             exp(-x*x/2), whose argument is exact in double (x is a float).
+//   GELU erf: in float lanes, see GeluErfF below.
 //   GELU tanh: 0.5 (1 + tanh u) = 1/(1 + e^{-2u}), u and everything after in
 //             double, so the e^{-2u} of very negative x (where float u would
 //             lose 2|u| ulps) stays accurate.
@@ -74,14 +73,17 @@ inline typename S::D exp_d(typename S::D a) {
 constexpr float kLog2eF = 1.44269502f;
 constexpr float kLn2HiF = 0x1.62e430p-1f;    // ln 2 rounded to float
 constexpr float kLn2LoF = -0x1.05c610p-29f;  // ln 2 - kLn2HiF
-// e^90 overflows and e^-110 underflows to 0 in float, and n = rint(a/ln2) in
-// [-159, 130] stays within the two-step 2^n of the AVX2 build.
-constexpr float kExpClampLoF = -110.0f, kExpClampHiF = 90.0f;
+// e^90 overflows to inf in float, and e^a for a < -104 rounds to 0: those
+// lanes are computed from a = 0 and then set to 0, because letting the
+// scaling underflow costs a microcode assist per instruction (the padded
+// keys of attention, at -FLT_MAX, would pay it on every row). n = rint(a/ln2)
+// in [-151, 130] stays within the two-step 2^n of the AVX2 build.
+constexpr float kExpZeroBelowF = -104.0f, kExpClampHiF = 90.0f;
 
 template <class S>
-inline typename S::F exp_f(typename S::F a) {
+inline typename S::F exp_f(typename S::F a0) {
   using F = typename S::F;
-  a = S::fmin(S::fset(kExpClampHiF), S::fmax(S::fset(kExpClampLoF), a));  // NaN passes, as in exp_d
+  F a = S::fmin(S::fset(kExpClampHiF), S::fzero_below(a0, kExpZeroBelowF, a0));  // NaN passes, as in exp_d
   const F n = S::fround(S::fmul(a, S::fset(kLog2eF)));
   // With FMA the first step is exact: n ln2hi has at most 32 significant bits
   // and a - n ln2hi at most 24.
@@ -96,7 +98,7 @@ inline typename S::F exp_f(typename S::F a) {
   p = S::ffmadd(p, r, S::fset(0.5f));
   p = S::ffmadd(p, r, S::fset(1.0f));
   p = S::ffmadd(p, r, S::fset(1.0f));
-  return S::fldexp(p, n);
+  return S::fzero_below(a0, kExpZeroBelowF, S::fldexp(p, n));
 }
 
 // ---- erfc on t >= 0 -------------------------------------------------------------------
@@ -153,58 +155,156 @@ void map_unary(int64_t n, const float* x, float* y) {
 
 // dx[0, n) += dy * Op::derivative(x). The product is rounded before the add,
 // as torch's backward (grad * f'(x)) followed by autograd's accumulation is.
+// Without accumulate, dx = 0 + product: what a zero-filled dx would get.
 template <class S, class Op>
-inline void backward_step(const float* x, const float* dy, float* dx) {
+inline void backward_step(const float* x, const float* dy, float* dx, bool accumulate) {
   const typename S::F prod = S::fmul(S::loadf(dy), Op::derivative(S::loadf(x)));
-  S::storef(dx, S::fadd(S::loadf(dx), prod));
+  S::storef(dx, S::fadd(accumulate ? S::loadf(dx) : S::fset(0.0f), prod));
 }
 
 template <class S, class Op>
-void map_backward(int64_t n, const float* x, const float* dy, float* dx) {
+void map_backward(int64_t n, const float* x, const float* dy, float* dx, bool accumulate) {
   int64_t i = 0;
-  for (; i + kW <= n; i += kW) backward_step<S, Op>(x + i, dy + i, dx + i);
+  for (; i + kW <= n; i += kW) backward_step<S, Op>(x + i, dy + i, dx + i, accumulate);
   if (i < n) {
     const size_t rest = static_cast<size_t>(n - i);
     float xs[kW] = {}, dys[kW] = {}, dxs[kW] = {};
     std::memcpy(xs, x + i, rest * sizeof(float));
     std::memcpy(dys, dy + i, rest * sizeof(float));
     std::memcpy(dxs, dx + i, rest * sizeof(float));
-    backward_step<S, Op>(xs, dys, dxs);
+    backward_step<S, Op>(xs, dys, dxs, accumulate);
     std::memcpy(dx + i, dxs, rest * sizeof(float));
   }
 }
 
-// ---- GELU (erf) ----------------------------------------------------------------------------
+// ---- GELU (erf), float lanes -------------------------------------------------------------
 
-constexpr double kSqrt1_2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+// What the training step runs (BERT's "gelu"): everything in float, as torch
+// computes it; 2.3x faster than the double lanes this replaced (which were
+// within 0.5 ulp, against a few ulps here). Away from 0, with u = |x|:
+//   erfc(u/sqrt2) = e^{-u^2/2} (u + 3)^{-1} P(z),  z = (1.375 u - 3) / (u + 3),
+// the substitution of erfc_scaled with its constants chosen so that z maps
+// [0, 16] onto [-1, 1] with an exact float slope; P of degree 10 was fitted
+// (near-minimax relative, 40-digit references; bench/fit_gelu_erf_float.py)
+// to 9.4e-10 relative, 5.3e-8 with its coefficients rounded to float, and is
+// stored halved so P gives Phi's tail h = erfc/2 directly.
+// e^{-u^2/2} takes u^2 split exactly into hi + lo (FMA), lo entering the
+// reduced argument, so squaring costs no accuracy. Past |x| = 16, h is below
+// float's smallest subnormal: x is clamped there (NaN passes), which also
+// keeps inf out of the FMA split; x * Phi still gives x, inf, or -inf * 0 =
+// NaN as torch does. bench/vecmath-accuracy.cpp measures the result on every
+// float (vecmath.h has the figures).
+constexpr float kGeluErfClampF = 16.0f;
+constexpr float kErfcLF = 3.0f, kErfcAF = 1.375f, kErfcBF = -3.0f;
+constexpr float kInvSqrt2PiF = 0.398942280f;
+
+// e^{a + c}, a <= 0 exact, |c| tiny: exp_f with c added to the reduced argument.
+template <class S>
+inline typename S::F exp_f_plus(typename S::F a0, typename S::F c) {
+  using F = typename S::F;
+  const F a = S::fzero_below(a0, kExpZeroBelowF, a0);  // NaN passes; see exp_f
+  const F n = S::fround(S::fmul(a, S::fset(kLog2eF)));
+  F r = S::ffnmadd(n, S::fset(kLn2HiF), a);
+  r = S::ffnmadd(n, S::fset(kLn2LoF), r);
+  r = S::fadd(r, c);
+  F p = S::fset(0x1.a1256cp-13f);
+  p = S::ffmadd(p, r, S::fset(0x1.6d43b0p-10f));
+  p = S::ffmadd(p, r, S::fset(0x1.1110e0p-7f));
+  p = S::ffmadd(p, r, S::fset(0x1.5554e8p-5f));
+  p = S::ffmadd(p, r, S::fset(0x1.555556p-3f));
+  p = S::ffmadd(p, r, S::fset(0.5f));
+  p = S::ffmadd(p, r, S::fset(1.0f));
+  p = S::ffmadd(p, r, S::fset(1.0f));
+  return S::fzero_below(a0, kExpZeroBelowF, S::fldexp(p, n));
+}
 
 template <class S>
-struct GeluErf {
-  using D = typename S::D;
+struct GeluErfF {
   using F = typename S::F;
 
-  // Phi(x) and, for backward, e^{-x^2/2}.
-  static D normal_cdf(D x, D* exp_half_x2) {
-    const D e = exp_d<S>(S::mul(S::mul(x, x), S::set(-0.5)));  // x*x is exact: x came from a float
-    const D h = S::mul(erfc_scaled<S>(S::mul(S::abs(x), S::set(kSqrt1_2)), e), S::set(0.5));
-    *exp_half_x2 = e;
-    // Phi(x) = erfc(-x/sqrt2)/2: h itself for x < 0, 1 - h (no cancellation: h <= 1/2) otherwise.
-    return S::select_sign(x, h, S::sub(S::set(1.0), h));
+  // t = e^{-x^2/2} P(z) and r = 1/(u + 3), so that erfc(u/sqrt2)/2 = t r, for x
+  // already clamped; e = e^{-x^2/2} for the derivative.
+  static void tail(F x, F* t, F* r, F* e) {
+    const F hi = S::fmul(x, x);
+    const F lo = S::ffmadd(x, x, S::fsub(S::fset(0.0f), hi));  // x*x - hi, exactly
+    *e = exp_f_plus<S>(S::fmul(hi, S::fset(-0.5f)), S::fmul(lo, S::fset(-0.5f)));
+    const F u = S::fabs(x);
+    *r = S::fdiv(S::fset(1.0f), S::fadd(u, S::fset(kErfcLF)));
+    const F z = S::fmul(S::ffmadd(S::fset(kErfcAF), u, S::fset(kErfcBF)), *r);
+    F p = S::fset(0x1.480806p-17f);
+    p = S::ffmadd(p, z, S::fset(0x1.43c6eap-17f));
+    p = S::ffmadd(p, z, S::fset(-0x1.88bba2p-14f));
+    p = S::ffmadd(p, z, S::fset(-0x1.8d9aa4p-13f));
+    p = S::ffmadd(p, z, S::fset(0x1.6e3fe2p-11f));
+    p = S::ffmadd(p, z, S::fset(0x1.327026p-9f));
+    p = S::ffmadd(p, z, S::fset(-0x1.fd3920p-8f));
+    p = S::ffmadd(p, z, S::fset(-0x1.7dc374p-6f));
+    p = S::ffmadd(p, z, S::fset(0x1.6beb44p-3f));
+    p = S::ffmadd(p, z, S::fset(-0x1.f8bab0p-2f));
+    p = S::ffmadd(p, z, S::fset(0x1.a17e76p-1f));
+    *t = S::fmul(*e, p);
   }
 
-  static F value(F xf) {
-    const D x = S::widen(xf);
-    D e;
-    return S::narrow(S::mul(x, normal_cdf(x, &e)));
+  static F clamp(F x) {
+    return S::fmin(S::fset(kGeluErfClampF), S::fmax(S::fset(-kGeluErfClampF), x));  // NaN passes
   }
 
-  // d/dx [x Phi(x)] = Phi(x) + x phi(x).
-  static F derivative(F xf) {
-    const D x = S::widen(xf);
-    D e;
-    const D cdf = normal_cdf(x, &e);
-    return S::narrow(S::fmadd(x, S::mul(e, S::set(kInvSqrt2Pi)), cdf));
+  // Near 0 the pieces above (e near 1, P, r, each rounded) add up to a few
+  // ulps, and most activations live there: inside [-kNearLo, kNearHi] Phi
+  // and the derivative come from their series instead, Phi = 1/2 + x R(x^2)
+  // and Phi + x phi = 1/2 + x D(x^2), each with one rounding in the final
+  // FMA. R and D (degree 7 in x^2 on [0, 1.5^2]) were fitted like P (8e-11
+  // and 8e-10 relative; their float coefficients dominate at 3e-8 and 4e-8).
+  // The forward's range stops at -0.5 on the left, where 1/2 + x R starts
+  // to cancel; the derivative cancels at its zero anyway (-0.75), and is
+  // measured against its terms.
+  static F near_cdf(F x) {
+    const F w = S::fmul(x, x);
+    F p = S::fset(-0x1.b17c98p-26f);
+    p = S::ffmadd(p, w, S::fset(0x1.48a046p-21f));
+    p = S::ffmadd(p, w, S::fset(-0x1.3996b6p-17f));
+    p = S::ffmadd(p, w, S::fset(0x1.e3bc8ep-14f));
+    p = S::ffmadd(p, w, S::fset(-0x1.373c4ep-10f));
+    p = S::ffmadd(p, w, S::fset(0x1.46d01ep-7f));
+    p = S::ffmadd(p, w, S::fset(-0x1.105838p-4f));
+    p = S::ffmadd(p, w, S::fset(0x1.988454p-2f));
+    return S::ffmadd(x, p, S::fset(0.5f));
+  }
+  static F near_derivative(F x) {
+    const F w = S::fmul(x, x);
+    F p = S::fset(-0x1.95269ap-22f);
+    p = S::ffmadd(p, w, S::fset(0x1.18f71ep-17f));
+    p = S::ffmadd(p, w, S::fset(-0x1.d3fcc6p-14f));
+    p = S::ffmadd(p, w, S::fset(0x1.2e1eaep-10f));
+    p = S::ffmadd(p, w, S::fset(-0x1.37373ap-7f));
+    p = S::ffmadd(p, w, S::fset(0x1.ea37bcp-5f));
+    p = S::ffmadd(p, w, S::fset(-0x1.105836p-2f));
+    p = S::ffmadd(p, w, S::fset(0x1.988454p-1f));
+    return S::ffmadd(x, p, S::fset(0.5f));
+  }
+  static constexpr float kNearHi = 1.5f, kNearLoValue = -0.5f, kNearLoDerivative = -1.5f;
+
+  // Away from 0, x < 0: x h = (x t) r, multiplied in that order so that no
+  // factor but the result falls into subnormals (t r alone would, below
+  // x = -13). x >= 0: x (1 - h).
+  static F value(F x) {
+    F t, r, e;
+    tail(clamp(x), &t, &r, &e);
+    const F negative = S::fmul(S::fmul(x, t), r);
+    const F positive = S::fmul(x, S::fsub(S::fset(1.0f), S::fmul(t, r)));
+    const F far = S::fselect_sign(x, negative, positive);
+    return S::fselect_range(x, kNearLoValue, kNearHi, S::fmul(x, near_cdf(x)), far);
+  }
+
+  // d/dx [x Phi(x)] = Phi(x) + x phi(x), phi(x) = e^{-x^2/2} / sqrt(2 pi).
+  static F derivative(F x) {
+    F t, r, e;
+    tail(clamp(x), &t, &r, &e);
+    const F h = S::fmul(t, r);
+    const F cdf = S::fselect_sign(x, h, S::fsub(S::fset(1.0f), h));  // no cancellation: h <= 1/2
+    // x itself, not the clamped x: -inf * 0 gives torch's NaN at x = -inf.
+    const F far = S::ffmadd(x, S::fmul(e, S::fset(kInvSqrt2PiF)), cdf);
+    return S::fselect_range(x, kNearLoDerivative, kNearHi, near_derivative(x), far);
   }
 };
 
@@ -275,27 +375,27 @@ void softmax_row(int64_t n, float scale, const float* bias, float* s) {
     S::storef(s + j, e);
     acc = S::add(acc, S::widen(e));
   }
-  if (j < n) {
-    // Padding with -inf adds exp(-inf) = 0 to the sum (or NaN when max is
-    // -inf, where the real lanes are NaN too).
-    const size_t rest = static_cast<size_t>(n - j);
-    float buf[kW];
-    for (int t = 0; t < kW; ++t) buf[t] = -INFINITY;
-    std::memcpy(buf, s + j, rest * sizeof(float));
-    const F e = exp_f<S>(S::fsub(S::loadf(buf), vmaxb));
-    S::storef(buf, e);
-    std::memcpy(s + j, buf, rest * sizeof(float));
+  const int64_t rest = n - j;
+  if (rest > 0) {
+    // The padding lanes add 0 to the sum. They are computed from the max
+    // (e^0) and then zeroed, not as e^-inf: exp_f's underflow would take a
+    // slow microcode assist on every row (most of the softmax's time at
+    // attention's short rows).
+    const F e = S::fkeep_first(exp_f<S>(S::fsub(S::loadf_partial(s + j, rest, max), vmaxb)), rest);
+    S::storef_partial(s + j, e, rest);
     acc = S::add(acc, S::widen(e));
   }
-  double part[kW];
-  S::store(part, acc);
-  for (int width = kW / 2; width >= 1; width /= 2) {
-    for (int t = 0; t < width; ++t) part[t] += part[t + width];
-  }
-  const float inv = static_cast<float>(1.0 / part[0]);
+  const float inv = static_cast<float>(1.0 / S::hsum_tree(acc));
   const F vinv = S::fset(inv);
   for (j = 0; j + kW <= n; j += kW) S::storef(s + j, S::fmul(S::loadf(s + j), vinv));
-  for (; j < n; ++j) s[j] *= inv;
+  if (rest > 0) S::storef_partial(s + j, S::fmul(S::loadf_partial(s + j, rest, 0.0f), vinv), rest);
+}
+
+// softmax_row over consecutive rows of n; one call for a head's rows lets
+// the rows' dependency chains (max, then sum, then a division) overlap.
+template <class S>
+void softmax_rows(int64_t rows, int64_t n, float scale, const float* bias, float* s) {
+  for (int64_t i = 0; i < rows; ++i) softmax_row<S>(n, scale, bias, s + i * n);
 }
 
 // ---- dropout -------------------------------------------------------------------------------
@@ -317,20 +417,29 @@ inline PhiloxKey philox_key(uint64_t seed) {
   return key;
 }
 
-inline float scalar_factor(uint64_t seed, uint64_t offset, uint64_t index, float p, float scale) {
-  return philox_uniform(seed, offset, index) >= p ? scale : 0.0f;
+// A start inside a Philox block draws the group of that block whole into a
+// buffer and keeps its tail (attention's rows start anywhere: a row of 27
+// then costs one group instead of one scalar block per element before the
+// boundary); then whole groups of S::kPhiloxFloats (S::philox_group: 4
+// elements per counter); a last partial group is drawn whole and cut.
+template <class S>
+int64_t dropout_head(uint64_t offset, const PhiloxKey& key, uint64_t first, int64_t n, float p, float scale,
+                     float* buf) {
+  constexpr int64_t K = S::kPhiloxFloats;
+  const int64_t skip = static_cast<int64_t>(first & 3);
+  if (skip == 0 || n == 0) return 0;
+  S::philox_group(offset + (first >> 2), key, p, scale, buf);
+  return std::min<int64_t>(n, K - skip);
 }
 
-// Elements before the first block boundary go one by one; then whole groups
-// of S::kPhiloxFloats (S::philox_group: 4 elements per counter); a last
-// partial group is drawn whole into a buffer and cut.
 template <class S>
 void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p, float scale,
                      float* factor) {
   constexpr int64_t K = S::kPhiloxFloats;
   const PhiloxKey key = philox_key(seed);
-  int64_t j = 0;
-  for (; j < n && ((first + j) & 3) != 0; ++j) factor[j] = scalar_factor(seed, offset, first + j, p, scale);
+  float head[K];
+  int64_t j = dropout_head<S>(offset, key, first, n, p, scale, head);
+  std::memcpy(factor, head + (first & 3), static_cast<size_t>(j) * sizeof(float));
   for (; j + K <= n; j += K) S::philox_group(offset + ((first + j) >> 2), key, p, scale, factor + j);
   if (j < n) {
     float buf[K];
@@ -339,19 +448,51 @@ void dropout_factors(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, 
   }
 }
 
+// factor for `rows` rows of n elements, row i drawing the flat elements
+// [first + i * stride, + n) into factor + i * n: attention's rows, each a
+// few dozen elements starting anywhere in a Philox block. A row that fits in
+// one group (its start's offset in the block plus n at most
+// S::kPhiloxFloats) is drawn as that group and copied out with vector moves,
+// with no call in the loop, so the rows' independent Philox chains overlap;
+// longer rows go through dropout_factors.
+template <class S>
+void dropout_factor_rows(uint64_t seed, uint64_t offset, uint64_t first, uint64_t stride, int64_t rows, int64_t n,
+                         float p, float scale, float* factor) {
+  constexpr int64_t K = S::kPhiloxFloats;
+  const PhiloxKey key = philox_key(seed);
+  alignas(64) float buf[K];
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint64_t start = first + static_cast<uint64_t>(i) * stride;
+    const int64_t skip = static_cast<int64_t>(start & 3);
+    float* out = factor + i * n;
+    if (skip + n > K) {
+      dropout_factors<S>(seed, offset, start, n, p, scale, out);
+      continue;
+    }
+    S::philox_group(offset + (start >> 2), key, p, scale, buf);
+    for (int64_t c = 0; c < n; c += kW) {
+      const int64_t count = std::min<int64_t>(kW, n - c);
+      if (count == kW) S::storef(out + c, S::loadf(buf + skip + c));
+      else S::storef_partial(out + c, S::loadf_partial(buf + skip + c, count, 0.0f), count);
+    }
+  }
+}
+
 // y = x * factor (or y += x * factor): a product, not a select, so a dropped
 // NaN stays NaN as in torch.
 template <class S>
 void dropout_apply(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, float p, float scale,
-                   const float* x, float* y, bool accumulate) {
+                   const float* x, float* y, Store store) {
+  // Add reads y; WriteSum adds to +0 (0 + -0 is +0, as for a zero-filled y).
+  const bool accumulate = store == Store::Add, write_sum = store == Store::WriteSum;
   constexpr int64_t K = S::kPhiloxFloats;
   const PhiloxKey key = philox_key(seed);
-  int64_t j = 0;
-  for (; j < n && ((first + j) & 3) != 0; ++j) {
-    const float f = scalar_factor(seed, offset, first + j, p, scale);
-    y[j] = accumulate ? y[j] + x[j] * f : x[j] * f;
-  }
   float f[K];
+  int64_t j = dropout_head<S>(offset, key, first, n, p, scale, f);
+  for (int64_t k = 0; k < j; ++k) {
+    const float v = x[k] * f[(first & 3) + k];
+    y[k] = accumulate ? y[k] + v : write_sum ? 0.0f + v : v;
+  }
   for (; j < n; j += K) {
     S::philox_group(offset + ((first + j) >> 2), key, p, scale, f);
     const int64_t count = std::min<int64_t>(K, n - j);
@@ -360,11 +501,71 @@ void dropout_apply(uint64_t seed, uint64_t offset, uint64_t first, int64_t n, fl
     if (count == K) {
       if (accumulate) {
         for (int64_t k = 0; k < K; ++k) ys[k] += xs[k] * f[k];
+      } else if (write_sum) {
+        for (int64_t k = 0; k < K; ++k) ys[k] = 0.0f + xs[k] * f[k];
       } else {
         for (int64_t k = 0; k < K; ++k) ys[k] = xs[k] * f[k];
       }
     } else {
-      for (int64_t k = 0; k < count; ++k) ys[k] = accumulate ? ys[k] + xs[k] * f[k] : xs[k] * f[k];
+      for (int64_t k = 0; k < count; ++k) {
+        const float v = xs[k] * f[k];
+        ys[k] = accumulate ? ys[k] + v : write_sum ? 0.0f + v : v;
+      }
+    }
+  }
+}
+
+// ---- small products (attention) -------------------------------------------------------------
+
+// C[i, j] = sum over t < k of a[i * a_row + t * a_col] * b[t * ldb + j], for
+// i < m, j < n, C written: attention.cpp's matmul (its contract and its
+// bits: every element is one FMA chain over t = 0..k-1 from 0, as the
+// x86-64-v3/v4 clones of that loop compute it), for the small per-head
+// products of attention, whose n and m are rarely multiples of 16 or 4.
+// Tiles of R rows x 16 columns stay in registers for the whole t loop; a
+// last panel of fewer than 16 columns is first copied into a zero-padded
+// k x 16 scratch so the t loop runs full vectors there too.
+template <class S, int R>
+inline void matmul_tile(int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t ldb,
+                        float* c, int64_t ldc, int64_t cols) {
+  using F = typename S::F;
+  F acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = S::fset(0.0f);
+  for (int64_t t = 0; t < k; ++t) {
+    const F bt = S::loadf(b + t * ldb);
+    const float* at = a + t * a_col;
+    for (int r = 0; r < R; ++r) acc[r] = S::ffmadd(S::fset(at[r * a_row]), bt, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    if (cols == kW) S::storef(c + r * ldc, acc[r]);
+    else S::storef_partial(c + r * ldc, acc[r], cols);
+  }
+}
+
+template <class S>
+void small_matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
+                  int64_t ldb, float* c, int64_t ldc, float* scratch) {
+  constexpr int R = 4;
+  for (int64_t j0 = 0; j0 < n; j0 += kW) {
+    const int64_t cols = std::min<int64_t>(kW, n - j0);
+    const float* panel = b + j0;
+    int64_t ld = ldb;
+    if (cols < kW) {
+      for (int64_t t = 0; t < k; ++t) {
+        S::storef(scratch + t * kW, S::loadf_partial(b + t * ldb + j0, cols, 0.0f));
+      }
+      panel = scratch;
+      ld = kW;
+    }
+    int64_t i = 0;
+    for (; i + R <= m; i += R) matmul_tile<S, R>(k, a + i * a_row, a_row, a_col, panel, ld, c + i * ldc + j0, ldc, cols);
+    const float* ai = a + i * a_row;
+    float* ci = c + i * ldc + j0;
+    switch (m - i) {
+      case 3: matmul_tile<S, 3>(k, ai, a_row, a_col, panel, ld, ci, ldc, cols); break;
+      case 2: matmul_tile<S, 2>(k, ai, a_row, a_col, panel, ld, ci, ldc, cols); break;
+      case 1: matmul_tile<S, 1>(k, ai, a_row, a_col, panel, ld, ci, ldc, cols); break;
+      default: break;
     }
   }
 }
@@ -424,15 +625,18 @@ template <class S>
 Kernels make_kernels(Isa isa, const char* name) {
   return Kernels{isa,
                  name,
-                 map_unary<S, GeluErf<S>>,
-                 map_backward<S, GeluErf<S>>,
+                 map_unary<S, GeluErfF<S>>,
+                 map_backward<S, GeluErfF<S>>,
                  map_unary<S, GeluTanh<S>>,
                  map_backward<S, GeluTanh<S>>,
                  softmax_row<S>,
+                 softmax_rows<S>,
                  dropout_factors<S>,
+                 dropout_factor_rows<S>,
                  dropout_apply<S>,
                  exp_f64<S>,
                  erfc_f64<S>,
                  exp_f32<S>,
-                 fill_stream<S>};
+                 fill_stream<S>,
+                 small_matmul<S>};
 }

@@ -12,6 +12,14 @@ OpArgs::OpArgs(const Napi::CallbackInfo& info, const char* op, size_t expected_c
   }
 }
 
+OpArgs::OpArgs(const Napi::CallbackInfo& info, const char* op, size_t min_count, size_t max_count)
+    : info_(info), op_(op) {
+  if (info.Length() < min_count || info.Length() > max_count) {
+    fail("expected " + std::to_string(min_count) + " to " + std::to_string(max_count) + " arguments, got " +
+         std::to_string(info.Length()));
+  }
+}
+
 void OpArgs::fail(const std::string& message) const {
   throw Napi::Error::New(info_.Env(), std::string(op_) + ": " + message);
 }
@@ -88,6 +96,11 @@ bool OpArgs::flag(size_t index, const char* name) {
   Napi::Value v = info_[index];
   if (!v.IsBoolean()) fail(std::string("'") + name + "' must be a boolean");
   return v.As<Napi::Boolean>().Value();
+}
+
+bool OpArgs::optional_flag(size_t index, const char* name) {
+  if (index >= info_.Length() || info_[index].IsUndefined()) return false;
+  return flag(index, name);
 }
 
 void OpArgs::need(NativeBuffer* buf, const char* name, int64_t numel, const std::string& shape) {

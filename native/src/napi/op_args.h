@@ -17,6 +17,8 @@ namespace bertkit {
 class OpArgs {
  public:
   OpArgs(const Napi::CallbackInfo& info, const char* op, size_t expected_count);
+  // For ops whose last arguments are optional: between min_count and max_count arguments.
+  OpArgs(const Napi::CallbackInfo& info, const char* op, size_t min_count, size_t max_count);
 
   // A live buffer of the given dtype; null when optional and the argument is null/undefined.
   NativeBuffer* buffer(size_t index, const char* name, DType dtype, bool optional = false);
@@ -27,6 +29,7 @@ class OpArgs {
   uint64_t u64(size_t index, const char* name);           // non-negative integer or BigInt
   int32_t i32(size_t index, const char* name);
   bool flag(size_t index, const char* name);
+  bool optional_flag(size_t index, const char* name);      // false when absent or undefined
 
   // Fails unless `buf` (when non-null) holds at least `numel` elements; `shape` names the layout.
   void need(NativeBuffer* buf, const char* name, int64_t numel, const std::string& shape);

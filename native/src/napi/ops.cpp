@@ -212,16 +212,21 @@ Napi::Value AddBiasRows(const Napi::CallbackInfo& info) {
   return a.enqueue([=, bias = f32(bias), y = f32(y)](Backend& be) { be.add_bias_rows(rows, cols, bias, y); });
 }
 
-// sumRows(rows, cols, x, out):  out[c] += sum_r x[r, c]
+// sumRows(rows, cols, x, out, write?):  out[c] += sum_r x[r, c]; with write, out
+// holds nothing yet and is written (Backend::sum_rows_write).
 Napi::Value SumRows(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "sumRows", 4);
+  OpArgs a(info, "sumRows", 4, 5);
+  const bool write = a.optional_flag(4, "write");
   int64_t rows = a.dim(0, "rows"), cols = a.dim(1, "cols");
   NativeBuffer* x = a.buffer(2, "x", DType::F32);
   NativeBuffer* out = a.buffer(3, "out", DType::F32);
   a.need(x, "x", checked_mul(a, {rows, cols}), shape_str({rows, cols}));
   a.need(out, "out", cols, shape_str({cols}));
   a.distinct(out, "out", x, "x");
-  return a.enqueue([=, x = f32(x), out = f32(out)](Backend& be) { be.sum_rows(rows, cols, x, out); });
+  return a.enqueue([=, x = f32(x), out = f32(out)](Backend& be) {
+    if (write) be.sum_rows_write(rows, cols, x, out);
+    else be.sum_rows(rows, cols, x, out);
+  });
 }
 
 // sum(n, x, out) / sumSquares(n, x, out):  out[0] += ...
@@ -296,9 +301,11 @@ Napi::Value ActivationForward(const Napi::CallbackInfo& info) {
   return a.enqueue([=, x = f32(x), y = f32(y)](Backend& be) { be.activation_forward(kind, n, x, y); });
 }
 
-// activationBackward(kind, n, x, dy, dx)
+// activationBackward(kind, n, x, dy, dx, write?): with write, dx holds nothing
+// yet and is written (Backend::activation_backward_write).
 Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "activationBackward", 5);
+  OpArgs a(info, "activationBackward", 5, 6);
+  const bool write = a.optional_flag(5, "write");
   Backend::Activation kind = activation_kind(a, 0);
   int64_t n = a.dim(1, "n");
   NativeBuffer* x = a.buffer(2, "x", DType::F32);
@@ -309,7 +316,8 @@ Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
   a.need(dx, "dx", n, shape_str({n}));
   a.distinct(dx, "dx", x, "x");
   return a.enqueue([=, x = f32(x), dy = f32(dy), dx = f32(dx)](Backend& be) {
-    be.activation_backward(kind, n, x, dy, dx);
+    if (write) be.activation_backward_write(kind, n, x, dy, dx);
+    else be.activation_backward(kind, n, x, dy, dx);
   });
 }
 
@@ -362,9 +370,11 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// layernormBackward(rows, cols, x, gamma, mean, rstd, dy, dx|null, dgamma|null, dbeta|null)
+// layernormBackward(rows, cols, x, gamma, mean, rstd, dy, dx|null, dgamma|null, dbeta|null, writeDgamma?,
+//                   writeDbeta?) (write*: that gradient holds nothing yet, Backend::layernorm_backward_write)
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "layernormBackward", 10);
+  OpArgs a(info, "layernormBackward", 10, 12);
+  const bool write_dgamma = a.optional_flag(10, "writeDgamma"), write_dbeta = a.optional_flag(11, "writeDbeta");
   int64_t rows = a.dim(0, "rows"), cols = a.positive_dim(1, "cols");
   NativeBuffer* x = a.buffer(2, "x", DType::F32);
   NativeBuffer* gamma = a.buffer(3, "gamma", DType::F32);
@@ -388,7 +398,11 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   a.distinct(dx, "dx", x, "x");
   return a.enqueue([=, x = f32(x), gamma = f32(gamma), mean = f32(mean), rstd = f32(rstd), dy = f32(dy), dx = f32(dx),
                     dgamma = f32(dgamma), dbeta = f32(dbeta)](Backend& be) {
-    be.layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+    if (write_dgamma || write_dbeta) {
+      be.layernorm_backward_write(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta, write_dgamma, write_dbeta);
+    } else {
+      be.layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
+    }
   });
 }
 
@@ -768,9 +782,11 @@ void check_host_indices(OpArgs& a, NativeBuffer* buf, int64_t n, const char* nam
 }
 
 // dropoutRowsForward(rows, cols, p, seed, offset, rowIndex, x, y) /
-// dropoutRowsBackward(rows, cols, p, seed, offset, rowIndex, dy, dx)
+// dropoutRowsBackward(rows, cols, p, seed, offset, rowIndex, dy, dx, write?)
+// (write: dx holds nothing yet, Backend::dropout_rows_backward_write)
 Napi::Value DropoutRowsImpl(const Napi::CallbackInfo& info, const char* op, bool backward) {
-  OpArgs a(info, op, 8);
+  OpArgs a(info, op, 8, backward ? 9 : 8);
+  const bool write = backward && a.optional_flag(8, "write");
   int64_t rows = a.dim(0, "rows"), cols = a.dim(1, "cols");
   float p = probability(a, 2, "p");
   uint64_t seed = a.u64(3, "seed"), offset = a.u64(4, "offset");
@@ -784,7 +800,8 @@ Napi::Value DropoutRowsImpl(const Napi::CallbackInfo& info, const char* op, bool
   // Any row of a padded tensor of up to 2^31 rows: the flat index row * cols + c must fit 64 bits.
   check_host_indices(a, index, rows, "rowIndex", INT32_MAX);
   return a.enqueue([=, x = f32(x), y = f32(y), index = i32p(index)](Backend& be) {
-    if (backward) be.dropout_rows_backward(rows, cols, p, seed, offset, index, x, y);
+    if (backward && write) be.dropout_rows_backward_write(rows, cols, p, seed, offset, index, x, y);
+    else if (backward) be.dropout_rows_backward(rows, cols, p, seed, offset, index, x, y);
     else be.dropout_rows_forward(rows, cols, p, seed, offset, index, x, y);
   });
 }
@@ -881,9 +898,12 @@ Napi::Value VarlenAttentionForward(const Napi::CallbackInfo& info) {
 }
 
 // varlenAttentionBackward(batch, seq, heads, headDim, scale, dropoutP, seed, offset, cuSeqlens, q, k, v, probs,
-//                         dout, dq|null, dk|null, dv|null)
+//                         dout, dq|null, dk|null, dv|null, writeQ?, writeK?, writeV?)
+// (write*: that gradient holds nothing yet, Backend::varlen_attention_backward_write)
 Napi::Value VarlenAttentionBackward(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "varlenAttentionBackward", 17);
+  OpArgs a(info, "varlenAttentionBackward", 17, 20);
+  const bool write_q = a.optional_flag(17, "writeQ"), write_k = a.optional_flag(18, "writeK");
+  const bool write_v = a.optional_flag(19, "writeV");
   const AttentionArgs g = attention_args(a);
   NativeBuffer* cu = a.buffer(8, "cuSeqlens", DType::I32);
   NativeBuffer* q = a.buffer(9, "q", DType::F32);
@@ -909,8 +929,13 @@ Napi::Value VarlenAttentionBackward(const Napi::CallbackInfo& info) {
   const int64_t tokens = l.tokens;
   return a.enqueue([=, g = AttentionDims(g), q = f32(q), k = f32(k), v = f32(v), probs = f32(probs), dout = f32(dout),
                     dq = f32(dq), dk = f32(dk), dv = f32(dv), cu = i32p(cu)](Backend& be) {
-    be.varlen_attention_backward(g.batch, tokens, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, cu, q,
-                                 k, v, probs, dout, dq, dk, dv);
+    if (write_q || write_k || write_v) {
+      be.varlen_attention_backward_write(g.batch, tokens, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset,
+                                         cu, q, k, v, probs, dout, dq, dk, dv, write_q, write_k, write_v);
+    } else {
+      be.varlen_attention_backward(g.batch, tokens, g.seq, g.heads, g.head_dim, g.scale, g.p, g.seed, g.offset, cu,
+                                   q, k, v, probs, dout, dq, dk, dv);
+    }
   });
 }
 
