@@ -2,8 +2,15 @@
 // cores, or BERTKIT_NUM_THREADS when set. parallel_for splits a range into
 // contiguous chunks, one per thread; chunk boundaries depend only on the range
 // and the thread count, so results are deterministic for a given count.
+//
+// A training step makes hundreds of parallel calls of 10-500 us each. Waking a
+// sleeping thread costs tens of microseconds on a VM, often longer than the
+// work, so idle workers (and a caller waiting for its last chunk) first spin
+// for a short while (BERTKIT_SPIN_US, default kDefaultSpinMicros) and only
+// then sleep on a condition variable, as OpenMP runtimes do.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -15,6 +22,8 @@ namespace bertkit {
 
 class ThreadPool {
  public:
+  static constexpr int kDefaultSpinMicros = 200;
+
   static ThreadPool& instance();
 
   int num_threads() const { return num_threads_; }
@@ -36,19 +45,33 @@ class ThreadPool {
   ThreadPool();
   void start_workers(int count);
   void stop_workers();
-  void worker_loop(int index);
+  void worker_loop();
+  // Takes and runs chunks of job `generation` until none is left to take.
+  void take_chunks(uint32_t generation);
+  template <typename Ready>
+  bool spin_until(Ready ready) const;
 
   int num_threads_ = 1;
+  int spin_micros_ = kDefaultSpinMicros;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
+
+  // The job being run. `ticket_` holds the job's generation (high 32 bits)
+  // and the next chunk to hand out (low 32 bits) in one word, so a worker
+  // that takes a chunk by compare-exchange can never take one of a later
+  // job by mistake; kClosed in the low half marks a finished job.
+  static constexpr uint32_t kClosed = 0xffffffffu;
+  std::atomic<uint64_t> ticket_{kClosed};
+  std::atomic<const std::function<void(int)>*> job_{nullptr};
+  std::atomic<int> job_chunks_{0};
+  std::atomic<int> chunks_finished_{0};
+  uint32_t generation_ = 0;  // written only by the caller, under call_mutex_
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> sleeping_workers_{0};
+  std::atomic<bool> caller_sleeping_{false};
+  std::mutex mutex_;  // guards the sleeps only
   std::condition_variable work_ready_;
   std::condition_variable work_done_;
-  const std::function<void(int)>* job_ = nullptr;
-  int job_chunks_ = 0;
-  int next_chunk_ = 0;
-  int chunks_finished_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
   std::mutex call_mutex_;  // one parallel region at a time
 };
 
