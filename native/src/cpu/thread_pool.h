@@ -22,7 +22,7 @@ namespace bertkit {
 
 class ThreadPool {
  public:
-  static constexpr int kDefaultSpinMicros = 200;
+  static constexpr int kDefaultSpinMicros = 100;
 
   static ThreadPool& instance();
 
