@@ -256,7 +256,14 @@ void CpuBackend::multi_tensor_sum_squares_rows(int64_t count, const int64_t* siz
   for (int64_t t = 0; t < count; ++t) first_block[t + 1] = first_block[t] + (sizes[t] + kReduceBlock - 1) / kReduceBlock;
   const int64_t blocks = first_block[count];
   std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
-  ThreadPool::instance().parallel_for(blocks, 4, [&](int64_t b0, int64_t b1) {
+  // Blocks cost very different amounts (a row-sparse table's blocks are
+  // mostly skipped, and the word embeddings come first), so they are handed
+  // out in many small chunks that idle threads take, not in one even split.
+  ThreadPool& pool = ThreadPool::instance();
+  const int64_t chunks = std::min<int64_t>(blocks, 16 * static_cast<int64_t>(pool.num_threads()));
+  pool.run_chunks(static_cast<int>(chunks), [&](int c) {
+    const int64_t b0 = blocks * c / chunks, b1 = blocks * (c + 1) / chunks;
+    if (b0 == b1) return;
     int64_t t = std::upper_bound(first_block.begin(), first_block.end(), b0) - first_block.begin() - 1;
     for (int64_t b = b0; b < b1; ++b) {
       while (first_block[t + 1] <= b) ++t;  // steps over finished and empty tensors
