@@ -20,6 +20,7 @@
 // the same roundings in the same order, so the results do not change.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -331,13 +332,43 @@ void CpuBackend::adamw_rows(int64_t rows, int64_t width, const int32_t* ids, int
     if (e.from_end) adam_update(e.s, scale, g, p, m, v, begin, width, LerpFromEnd{});
     else adam_update(e.s, scale, g, p, m, v, begin, width, LerpFromSelf{});
   };
+  // A row whose moments are all +0 (one no batch has touched yet: most of a
+  // vocabulary early on) keeps them +0 under a zero gradient, and the dense
+  // step's update of it reduces to param * decay: m / denom is +0 and
+  // p + (-step_size) * +0 / denom adds -0, which changes no value. That holds
+  // when the gradient's scale is finite and not negative (g = +0), step_size
+  // is finite and >= 0, and denom = 0 / bc2 + eps is finite and > 0; other
+  // steps run the full update.
+  std::vector<uint8_t> decay_only(static_cast<size_t>(log_len), 0);
+  for (int64_t j = 0; j < log_len; ++j) {
+    const AdamScalars& s = entries[j].s;
+    const float denom = static_cast<float>(0.0f / s.bias_correction2_sqrt + s.eps);
+    decay_only[j] = std::isfinite(scale_log[j]) && !std::signbit(scale_log[j]) && std::isfinite(s.step_size) &&
+                    s.step_size >= 0.0f && std::isfinite(denom) && denom > 0.0f;
+  }
+  auto all_plus_zero = [width](const float* x) {
+    for (int64_t i = 0; i < width; ++i) {
+      uint32_t u;
+      std::memcpy(&u, x + i, 4);
+      if (u != 0) return false;
+    }
+    return true;
+  };
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, width));
   ThreadPool::instance().parallel_for(static_cast<int64_t>(list.size()), grain, [&](int64_t i0, int64_t i1) {
     // The dense step reads a zero-filled gradient (times the step's scale): the same bits.
     const std::vector<float> zeros(static_cast<size_t>(width), 0.0f);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t r = list[static_cast<size_t>(i)];
-      for (int64_t j = row_steps[r] - first_step + 1; j < replay_end; ++j) update(entries[j], scale_log[j], zeros.data(), true, r);
+      int64_t j = row_steps[r] - first_step + 1;
+      if (j < replay_end && all_plus_zero(exp_avg + r * width) && all_plus_zero(exp_avg_sq + r * width)) {
+        float* p = param + r * width;
+        for (; j < replay_end && decay_only[j]; ++j) {
+          const float decay = entries[j].s.decay;
+          for (int64_t c = 0; c < width; ++c) p[c] = p[c] * decay;
+        }
+      }
+      for (; j < replay_end; ++j) update(entries[j], scale_log[j], zeros.data(), true, r);
       if (grad) update(entries[last], scale_log[last], grad + r * width, false, r);
       row_steps[r] = static_cast<int32_t>(last_step);
     }
