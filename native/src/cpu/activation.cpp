@@ -78,6 +78,16 @@ void for_each_range(int64_t n, Fn fn) {
   ThreadPool::instance().parallel_for(n, kSimdGrain, [fn](int64_t begin, int64_t end) { fn(begin, end - begin); });
 }
 
+// The GELUs' backward on vecmath's vector kernels, adding dy f'(x) into dx
+// (accumulate) or writing 0 + dy f'(x); false when this kind or CPU has none.
+bool gelu_backward_simd(Backend::Activation kind, int64_t n, const float* x, const float* dy, float* dx, bool accumulate) {
+  const vecmath::Kernels* simd = vecmath::simd();
+  if (!simd || (kind != Backend::Activation::GeluErf && kind != Backend::Activation::GeluTanh)) return false;
+  auto* kernel = kind == Backend::Activation::GeluErf ? simd->gelu_erf_backward : simd->gelu_tanh_backward;
+  for_each_range(n, [=](int64_t begin, int64_t count) { kernel(count, x + begin, dy + begin, dx + begin, accumulate); });
+  return true;
+}
+
 }  // namespace
 
 void CpuBackend::activation_forward(Activation kind, int64_t n, const float* x, float* y) {
@@ -160,24 +170,14 @@ void CpuBackend::activation_backward_write(Activation kind, int64_t n, const flo
                                            float* dx) {
   // The GELUs' vector kernels write 0 + dy f'(x) directly; the other kinds
   // are rare enough to keep the default's zero fill.
-  const vecmath::Kernels* simd = vecmath::simd();
-  if (simd && (kind == Activation::GeluErf || kind == Activation::GeluTanh)) {
-    auto* kernel = kind == Activation::GeluErf ? simd->gelu_erf_backward : simd->gelu_tanh_backward;
-    for_each_range(n, [=](int64_t begin, int64_t count) { kernel(count, x + begin, dy + begin, dx + begin, false); });
-    return;
-  }
+  if (gelu_backward_simd(kind, n, x, dy, dx, false)) return;
   fill(dx, n, 0.0f);
   activation_backward(kind, n, x, dy, dx);
 }
 
 void CpuBackend::activation_backward(Activation kind, int64_t n, const float* x, const float* dy,
                                      float* dx) {
-  const vecmath::Kernels* simd = vecmath::simd();
-  if (simd && (kind == Activation::GeluErf || kind == Activation::GeluTanh)) {
-    auto* kernel = kind == Activation::GeluErf ? simd->gelu_erf_backward : simd->gelu_tanh_backward;
-    for_each_range(n, [=](int64_t begin, int64_t count) { kernel(count, x + begin, dy + begin, dx + begin, true); });
-    return;
-  }
+  if (gelu_backward_simd(kind, n, x, dy, dx, true)) return;
   switch (kind) {
     case Activation::GeluErf:
       // d/dx [x Phi(x)] = Phi(x) + x phi(x)

@@ -983,6 +983,20 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// One parameter's AdamW tensors (a null grad passes where the op allows
+// one): `numel` elements each, and no updated one sharing memory with another.
+void check_adam_tensors(OpArgs& a, NativeBuffer* grad, NativeBuffer* param, NativeBuffer* m, NativeBuffer* v,
+                        int64_t numel, const std::string& shape) {
+  a.need(grad, "grad", numel, shape);
+  a.need(param, "param", numel, shape);
+  a.need(m, "expAvg", numel, shape);
+  a.need(v, "expAvgSq", numel, shape);
+  a.distinct(param, "param", grad, "grad");
+  a.distinct(m, "expAvg", v, "expAvgSq");
+  a.distinct(param, "param", m, "expAvg");
+  a.distinct(param, "param", v, "expAvgSq");
+}
+
 // adamwStep(n, lr, beta1, beta2, eps, weightDecay, step, gradScale|null, grad, param, expAvg, expAvgSq)
 Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   OpArgs a(info, "adamwStep", 12);
@@ -999,14 +1013,7 @@ Napi::Value AdamWStep(const Napi::CallbackInfo& info) {
   NativeBuffer* v = a.buffer(11, "expAvgSq", DType::F32);
   std::string shape = shape_str({n});
   a.need(scale, "gradScale", 1, shape_str({1}));
-  a.need(grad, "grad", n, shape);
-  a.need(param, "param", n, shape);
-  a.need(m, "expAvg", n, shape);
-  a.need(v, "expAvgSq", n, shape);
-  a.distinct(param, "param", grad, "grad");
-  a.distinct(m, "expAvg", v, "expAvgSq");
-  a.distinct(param, "param", m, "expAvg");
-  a.distinct(param, "param", v, "expAvgSq");
+  check_adam_tensors(a, grad, param, m, v, n, shape);
   return a.enqueue([=, scale = f32(scale), grad = f32(grad), param = f32(param), m = f32(m),
                     v = f32(v)](Backend& be) {
     be.adamw_step(n, lr, beta1, beta2, eps, wd, step, scale, grad, param, m, v);
@@ -1292,14 +1299,7 @@ Napi::Value AdamWRows(const Napi::CallbackInfo& info) {
   a.need(row_steps, "rowSteps", rows, shape_str({rows}));
   a.need(scale_log, "scaleLog", log_len, shape_str({log_len}));
   a.need(scale, "gradScale", 1, shape_str({1}));
-  a.need(grad, "grad", numel, shape);
-  a.need(param, "param", numel, shape);
-  a.need(m, "expAvg", numel, shape);
-  a.need(v, "expAvgSq", numel, shape);
-  a.distinct(param, "param", grad, "grad");
-  a.distinct(m, "expAvg", v, "expAvgSq");
-  a.distinct(param, "param", m, "expAvg");
-  a.distinct(param, "param", v, "expAvgSq");
+  check_adam_tensors(a, grad, param, m, v, numel, shape);
   a.distinct(scale_log, "scaleLog", scale, "gradScale");
   return a.enqueue([=, log = std::move(log), ids = i32p(ids), marks = i32p(marks),
                     row_steps = static_cast<int32_t*>(row_steps->data()), scale_log = f32(scale_log),
