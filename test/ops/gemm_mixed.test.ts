@@ -63,7 +63,11 @@ function base(dtype: Half, m: number, n: number, k: number, seed: number): Case 
 const TRANSPOSES: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]]
 // [96, 67, 128]: whole 32-row blocks and a depth of whole AMX tiles (A read in
 // place, tiles stored straight into C when alpha is 1 and beta 0) beside edges.
-const SHAPES: Array<[number, number, number]> = [[1, 1, 1], [1, 7, 37], [7, 1, 37], [37, 72, 1], [13, 33, 17], [72, 37, 200], [25, 17, 1023], [96, 67, 128]]
+// [200, 700, 256] and [70, 700, 1536]: large enough for several threads; with
+// A read in place the columns are split between tasks, each packing its own
+// slice of B (one panel per task, then several panels per task).
+const SHAPES: Array<[number, number, number]> = [[1, 1, 1], [1, 7, 37], [7, 1, 37], [37, 72, 1], [13, 33, 17], [72, 37, 200], [25, 17, 1023], [96, 67, 128],
+  [200, 700, 256], [70, 700, 1536]]
 const DTYPES: Half[] = ['float16', 'bfloat16']
 
 for (const dev of devicesUnderTest()) {

@@ -85,6 +85,11 @@ struct Amx {
     if (q1 > q0) pairs_depth_major(b, j0, nc, q0, q1 - q0, padded(nc), out + q0 * padded(nc));
   }
 
+  // A bfloat16 A whose rows run along the depth, with a depth of whole tiles
+  // (no zero pair to pad), already is row-major pairs: rows() reads whole
+  // blocks of 32 rows in place (a last partial block is packed).
+  static bool reads_a_in_place(const Bf16Problem& p) { return !p.a_f32 && !p.trans_a && p.k % 32 == 0; }
+
   static WordBuffer& a_buffer() {
     static thread_local WordBuffer buf;
     return buf;
@@ -96,10 +101,7 @@ struct Amx {
     uint32_t* apack = a_buffer().get(static_cast<size_t>(kRowsPerBlock * kp));
     alignas(64) float block[32 * 32];
     const int64_t b_stride = ncp * 4;
-    // A bfloat16 A whose rows run along the depth, with a depth of whole tiles
-    // (no zero pair to pad), already is row-major pairs: full blocks of 32 rows
-    // are read in place, and only a last partial block is packed (with zero rows).
-    const bool in_place = !a.f32 && a.k_contig && p.k % 32 == 0;
+    const bool in_place = reads_a_in_place(p);
     // alpha 1, beta 0: the tiles are the result, stored straight into C.
     const bool plain = p.alpha == 1.f && p.beta == 0.f;
     configure_tiles();
@@ -123,11 +125,11 @@ struct Amx {
           _tile_zero(3);
           for (int64_t q = 0; q < kp; q += 16) {
             _tile_loadd(4, a0 + q, a_stride);
-            _tile_loadd(5, a1 + q, a_stride);
             _tile_loadd(6, bpanel + q * ncp + cb, b_stride);
-            _tile_loadd(7, bpanel + q * ncp + cb + 16, b_stride);
             _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(7, bpanel + q * ncp + cb + 16, b_stride);
             _tile_dpbf16ps(1, 4, 7);
+            _tile_loadd(5, a1 + q, a_stride);
             _tile_dpbf16ps(2, 5, 6);
             _tile_dpbf16ps(3, 5, 7);
           }

@@ -41,6 +41,8 @@ struct Avx512Bf16 {
   static constexpr int64_t kPairAlign = 1;
   static constexpr int64_t kRowsPerBlock = 96;  // rows of A packed at a time (12 panels)
 
+  static bool reads_a_in_place(const Bf16Problem&) { return false; }
+
   // A packed B panel of up to ~512 KB, half of a 1 MB L2.
   static int64_t panel_cols(int64_t kp) {
     return std::max<int64_t>(NR, (131072 / std::max<int64_t>(kp, 1)) / NR * NR);

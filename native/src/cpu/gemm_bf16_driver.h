@@ -15,6 +15,7 @@
 //                                                  the same panel in disjoint parts
 //   b_words(nc, kp)                                its size in 32-bit words
 //   rows(p, a, i0, i1, bpanel, j0, nc, kp, c)      C rows [i0, i1) x the panel's columns
+//   reads_a_in_place(p)                            rows() packs no part of A for p
 
 // float32 bits -> bfloat16 bits in the low half of each 32-bit lane: round to
 // nearest even, NaN kept quiet (the cast op's floats_to_bf16, lane by lane).
@@ -232,6 +233,22 @@ struct Bf16Driver {
     const double flops = 2.0 * static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k);
     const int64_t by_size = static_cast<int64_t>(flops * static_cast<double>(p.batch) / 4e6);
     want = std::max<int64_t>(1, std::min(want, by_size));
+    // A kernel that reads A in place packs nothing per row: split the columns
+    // instead, one run of column blocks per task, each task packing its own
+    // slice of B, so a product needs no shared packing pass and no second
+    // fork/join (the step's products are small enough for that to matter).
+    if (threads > 1 && K::reads_a_in_place(p) && p.batch == 1 && want > 1) {
+      const int64_t col_blocks = (p.n + K::kColBlock - 1) / K::kColBlock;
+      const int64_t by_panel = (col_blocks + widest / K::kColBlock - 1) / (widest / K::kColBlock);
+      const int64_t tasks_n = std::max(by_panel, std::min<int64_t>(col_blocks, threads));
+      if (tasks_n > 1) {
+        pl.nc_block = (col_blocks + tasks_n - 1) / tasks_n * K::kColBlock;
+        pl.n_tasks_n = (p.n + pl.nc_block - 1) / pl.nc_block;
+        pl.blocks = blocks;
+        pl.n_tasks_m = 1;
+        return pl;
+      }
+    }
     const int64_t have = p.batch * pl.n_tasks_n;
     const int64_t splits = have >= want ? 1 : std::min(blocks, (want + have - 1) / have);
     // Row tasks of floor or ceil(blocks / splits) blocks, so the threads get
