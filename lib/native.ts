@@ -39,6 +39,8 @@ export interface NativeAddon {
   sum(n: number, x: Buf, out: Buf): void
   sumSquares(n: number, x: Buf, out: Buf): void
   cast(n: number, src: Buf, dst: Buf): void
+  /** dst = x [rows, cols] cast to dst's dtype (float16 / bfloat16), and sums (+)= x's column sums, from one read of x. */
+  castSumRows(rows: number, cols: number, x: Buf, dst: Buf, sums: Buf, write?: boolean): void
   sliceRowsForward(batch: number, srcRows: number, cols: number, start: number, count: number, src: Buf, dst: Buf): void
   sliceRowsBackward(batch: number, srcRows: number, cols: number, start: number, count: number, ddst: Buf, dsrc: Buf): void
   activationForward(kind: number, n: number, x: Buf, y: Buf): void

@@ -59,6 +59,16 @@ export function castHalf(x: Tensor, dtype: HalfDType): Tensor {
 }
 
 /** The half copy of a weight for the current region, cast once per weight version. */
+/**
+ * castHalf of a [rows, cols] float32 tensor that also adds its column sums to
+ * sums (writes them when write): one read of x for both (a Linear's backward).
+ */
+export function castHalfSumRows(x: Tensor, dtype: HalfDType, rows: number, cols: number, sums: Tensor, write: boolean): Tensor {
+  const out = new Tensor(Storage.allocate(x.numel, dtype, x.device), x.shape, false)
+  native().castSumRows(rows, cols, x.buffer, out.buffer, sums.buffer, write)
+  return out
+}
+
 export function halfWeight(w: Tensor): Tensor {
   if (!region) throw new Error('internal: halfWeight outside autocast')
   const cached = region.weights.get(w)

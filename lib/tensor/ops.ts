@@ -6,7 +6,7 @@ import { makeRowSparse, rowMarksOf, wantsRowSparse } from './row_sparse.js'
 import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } from './tensor.js'
 import { record, save, willRecord } from './autograd.js'
 import { nextPhiloxRange } from './random.js'
-import { autocastDtype, castHalf, halfActivation, halfWeight, type HalfDType } from './autocast.js'
+import { autocastDtype, castHalf, castHalfSumRows, halfActivation, halfWeight, type HalfDType } from './autocast.js'
 import type { DeviceName } from './device.js'
 
 function fail(op: string, message: string): never {
@@ -244,14 +244,14 @@ function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number
   return record('linear', out, [x, weight, bias],
     [recording && weight.requiresGrad ? save(x16) : null, recording && x.requiresGrad ? save(w16) : null],
     (g, [gx, gw, gb], [sx16, sw16], [freshX, freshW, freshB]) => {
-      const g16 = castHalf(g, half)
+      // The bias gradient (g's column sums) comes from the same read of g as its half copy.
+      const g16 = gb ? castHalfSumRows(g, half, rows, outFeatures, gb, freshB) : castHalf(g, half)
       try {
         if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
         if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, g16.buffer, sx16!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
       } finally {
         g16.dispose()
       }
-      if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer, freshB)
     }, [true, true, true])
 }
 

@@ -271,6 +271,39 @@ for (const dev of devicesUnderTest()) {
       t.same(Array.from(readF64(copy)), Array.from(x))
     })
 
+    await t.test('castSumRows is cast + sumRows bit for bit, from one read', async (t) => {
+      const buf = track(t)
+      // Shapes that stay on one thread, split columns between threads, and
+      // cross the 256-column tiles; values with NaN, infinities, -0 and ties.
+      for (const [rows, cols] of [[1, 1], [37, 72], [433, 384], [97, 1536], [5, 700], [0, 9]] as const) {
+        const values = randomArray(rows * cols, rows * 31 + cols, -40, 40)
+        if (values.length > 8) values.set([NaN, Infinity, -Infinity, -0, 1 + 2 ** -8, 1 + 2 ** -11, 3e-41, 65520])
+        const x = buf(f32Buffer(d, values))
+        const start = randomArray(cols, cols + 7)
+        for (const dtype of ['bfloat16', 'float16'] as const) {
+          for (const write of [false, true]) {
+            const wantHalf = buf(new (N.NativeBuffer)(d, DTYPE_CODE[dtype], Math.max(1, rows * cols)))
+            const wantSums = buf(f32Buffer(d, start))
+            N.cast(rows * cols, x, wantHalf)
+            N.sumRows(rows, cols, x, wantSums, write)
+            const gotHalf = buf(new (N.NativeBuffer)(d, DTYPE_CODE[dtype], Math.max(1, rows * cols)))
+            const gotSums = buf(f32Buffer(d, start))
+            N.castSumRows(rows, cols, x, gotHalf, gotSums, write)
+            const label = `${rows}x${cols} -> ${dtype}, sums ${write ? 'written' : 'added'}`
+            t.same(Array.from(gotHalf.read() as Uint16Array).slice(0, rows * cols), Array.from(wantHalf.read() as Uint16Array).slice(0, rows * cols), `${label}: the cast's bits`)
+            t.same(Array.from(new Uint32Array((gotSums.read() as Float32Array).buffer)), Array.from(new Uint32Array((wantSums.read() as Float32Array).buffer)), `${label}: sumRows' bits`)
+          }
+        }
+      }
+      const x = buf(f32Buffer(d, [1, 2, 3, 4]))
+      const sums = buf(f32Buffer(d, [0, 0]))
+      const h = buf(new (N.NativeBuffer)(d, DTYPE_CODE.bfloat16, 4))
+      t.throws(() => N.castSumRows(2, 2, x, buf(f32Buffer(d, [0, 0, 0, 0])), sums), /^castSumRows: 'dst' must be float16 or bfloat16, got float32/)
+      t.throws(() => N.castSumRows(2, 3, x, h, sums), /^castSumRows: tensor 'x' holds 4 elements but shape \[2, 3\] needs 6/)
+      t.throws(() => N.castSumRows(2, 2, x, h, buf(f32Buffer(d, [0]))), /^castSumRows: tensor 'sums' holds 1 elements? but shape \[2\] needs 2/)
+      t.throws(() => N.castSumRows(2, 2, x, h, x), /^castSumRows: .*'sums'.*'x'/)
+    })
+
     await t.test('bad input names the op', async (t) => {
       const buf = track(t)
       const x = buf(f32Buffer(d, [1, 2, 3]))

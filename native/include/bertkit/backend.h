@@ -85,6 +85,16 @@ class Backend {
     fill(dx, rows * cols, 0.0f);
     dropout_rows_backward(rows, cols, p, seed, offset, row_index, dy, dx);
   }
+  // A [rows, cols] float32 matrix cast to F16 / BF16 (dst_dtype) and, from the
+  // same read, its column sums into sums (added to, or written when
+  // write_sums): a Linear's backward under autocast needs both of its
+  // gradient. Bit for bit cast followed by sum_rows / sum_rows_write.
+  virtual void cast_sum_rows(int64_t rows, int64_t cols, const float* x, DType dst_dtype, void* dst, float* sums,
+                             bool write_sums) {
+    cast(rows * cols, DType::F32, x, dst_dtype, dst);
+    if (write_sums) sum_rows_write(rows, cols, x, sums);
+    else sum_rows(rows, cols, x, sums);
+  }
   // write_q / write_k / write_v: which of dq / dk / dv ([tokens, heads * head_dim]) to write.
   virtual void varlen_attention_backward_write(int64_t batch, int64_t tokens, int64_t seq, int64_t heads,
                                                int64_t head_dim, float scale, float dropout_p, uint64_t seed,

@@ -28,6 +28,8 @@ class CpuBackend final : public Backend {
 #undef BERTKIT_OP
   void activation_backward_write(Activation kind, int64_t n, const float* x, const float* dy, float* dx) override;
   void sum_rows_write(int64_t rows, int64_t cols, const float* x, float* out) override;
+  void cast_sum_rows(int64_t rows, int64_t cols, const float* x, DType dst_dtype, void* dst, float* sums,
+                     bool write_sums) override;
   void dropout_rows_backward_write(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,
                                    const int32_t* row_index, const float* dy, float* dx) override;
   void varlen_attention_backward_write(int64_t batch, int64_t tokens, int64_t seq, int64_t heads, int64_t head_dim,

@@ -228,6 +228,40 @@ void CpuBackend::cast(int64_t n, DType src_dtype, const void* src, DType dst_dty
   }
 }
 
+void CpuBackend::cast_sum_rows(int64_t rows, int64_t cols, const float* x, DType dst_dtype, void* dst, float* sums,
+                               bool write_sums) {
+  if (dst_dtype != DType::BF16 && dst_dtype != DType::F16) {
+    throw Error(std::string("cast_sum_rows: cannot cast float32 to ") + dtype_name(dst_dtype));
+  }
+  if (cols == 0) return;
+  uint16_t* out = static_cast<uint16_t*>(dst);
+  // sum_rows_into's split and order (threads own column ranges, each column
+  // summed over the rows in order, in double), with each row segment cast
+  // while it is in L1: the sums get sum_rows' bits, dst the cast's.
+  constexpr int64_t kTile = 256;
+  int64_t grain_cols = std::max<int64_t>(16, kGrain / std::max<int64_t>(rows, 1));
+  ThreadPool::instance().parallel_for(cols, grain_cols, [&](int64_t c0, int64_t c1) {
+    double acc[kTile];
+    for (int64_t t0 = c0; t0 < c1; t0 += kTile) {
+      const int64_t width = std::min(kTile, c1 - t0);
+      for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* row = x + r * cols + t0;
+        uint16_t* to = out + r * cols + t0;
+        if (dst_dtype == DType::BF16) {
+          floats_to_bf16(width, row, to);
+        } else {
+          for (int64_t c = 0; c < width; ++c) to[c] = float_to_half(row[c]);
+        }
+        sum_columns(1, cols, width, row, acc);
+      }
+      for (int64_t c = 0; c < width; ++c) {
+        sums[t0 + c] = static_cast<float>((write_sums ? 0.0 : static_cast<double>(sums[t0 + c])) + acc[c]);
+      }
+    }
+  });
+}
+
 void CpuBackend::slice_rows_forward(int64_t batch, int64_t src_rows, int64_t cols, int64_t start,
                                     int64_t count, const float* src, float* dst) {
   if (cols == 0) return;

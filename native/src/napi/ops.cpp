@@ -263,6 +263,30 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
   return a.enqueue([=, src = src->data(), dst = dst->data()](Backend& be) { be.cast(n, sd, src, dd, dst); });
 }
 
+// castSumRows(rows, cols, x, dst, sums[, write]): dst = x cast to dst's dtype
+// (float16 / bfloat16), sums += (or = when write) the column sums of x.
+Napi::Value CastSumRows(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "castSumRows", 5, 6);
+  const bool write = a.optional_flag(5, "write");
+  int64_t rows = a.dim(0, "rows"), cols = a.dim(1, "cols");
+  NativeBuffer* x = a.buffer(2, "x", DType::F32);
+  if (!NativeBuffer::Is(info[3])) a.fail("'dst' must be a NativeBuffer");
+  const DType dd = NativeBuffer::Unwrap(info[3])->dtype();
+  if (dd != DType::F16 && dd != DType::BF16) a.fail(std::string("'dst' must be float16 or bfloat16, got ") + dtype_name(dd));
+  NativeBuffer* dst = a.buffer(3, "dst", dd);
+  NativeBuffer* sums = a.buffer(4, "sums", DType::F32);
+  const int64_t n = checked_mul(a, {rows, cols});
+  a.need(x, "x", n, shape_str({rows, cols}));
+  a.need(dst, "dst", n, shape_str({rows, cols}));
+  a.need(sums, "sums", cols, shape_str({cols}));
+  a.distinct(dst, "dst", x, "x");
+  a.distinct(sums, "sums", x, "x");
+  a.distinct(sums, "sums", dst, "dst");
+  return a.enqueue([=, x = f32(x), dst = dst->data(), sums = f32(sums)](Backend& be) {
+    be.cast_sum_rows(rows, cols, x, dd, dst, sums, write);
+  });
+}
+
 // sliceRowsForward(batch, srcRows, cols, start, count, src, dst)
 // sliceRowsBackward(batch, srcRows, cols, start, count, ddst, dsrc)
 Napi::Value SliceRowsImpl(const Napi::CallbackInfo& info, const char* op, bool backward) {
@@ -1332,6 +1356,7 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("sum", Napi::Function::New(env, Sum, "sum"));
   exports.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
   exports.Set("cast", Napi::Function::New(env, Cast, "cast"));
+  exports.Set("castSumRows", Napi::Function::New(env, CastSumRows, "castSumRows"));
   exports.Set("sliceRowsForward", Napi::Function::New(env, SliceRowsForward, "sliceRowsForward"));
   exports.Set("sliceRowsBackward", Napi::Function::New(env, SliceRowsBackward, "sliceRowsBackward"));
   exports.Set("activationForward", Napi::Function::New(env, ActivationForward, "activationForward"));

@@ -172,6 +172,23 @@ export function elementwiseCases(): OpCase[] {
       reference: () => ({ out: wide() }), tolerance: 'bits', parity: 'bits',
     })
   }
+  // castSumRows: the cast and the column sums of one read; against cast + sumRows
+  // bit for bit in elementwise.test.ts, CUDA against the CPU here.
+  for (const [rows, cols, size] of [[37, 72, 'quick'], [1, 5, 'quick'], [433, 384, 'quick'], [2048, 1536, 'full']] as const) {
+    const s = (seed += 2)
+    const data = lazy(() => ({ x: randomArray(rows * cols, s, -3, 3), sums0: randomArray(cols, s + 1) }))
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      cases.push({
+        op: 'castSumRows', label: `${rows}x${cols} -> ${dtype}, sums added`, size,
+        setup: (io) => {
+          const x = io.f32(data().x), dst = io.empty(dtype, rows * cols), sums = io.f32(data().sums0)
+          return { call: () => N().castSumRows(rows, cols, x, dst, sums), outputs: { dst, sums } }
+        },
+        parity: 'bits',
+      })
+    }
+  }
+
   const ints = Int32Array.from([0, -5, 16777216, 16777217, 16777219, 2147483647, -2147483648,
     ...Array.from({ length: 1000 }, (_, i) => Math.imul(i, 2654435761))])
   cases.push({
