@@ -43,13 +43,14 @@ export interface NativeAddon {
   castSumRows(rows: number, cols: number, x: Buf, dst: Buf, sums: Buf, write?: boolean): void
   sliceRowsForward(batch: number, srcRows: number, cols: number, start: number, count: number, src: Buf, dst: Buf): void
   sliceRowsBackward(batch: number, srcRows: number, cols: number, start: number, count: number, ddst: Buf, dsrc: Buf): void
-  activationForward(kind: number, n: number, x: Buf, y: Buf): void
+  /** y = f(x); half (float16 / bfloat16), when given, also gets y cast to its dtype. */
+  activationForward(kind: number, n: number, x: Buf, y: Buf, half?: OptBuf): void
   /** dx += dy * f'(x); write: dx holds nothing yet and is written. */
   activationBackward(kind: number, n: number, x: Buf, dy: Buf, dx: Buf, write?: boolean): void
   dropoutForward(n: number, p: number, seed: number | bigint, offset: number | bigint, x: Buf, y: Buf): void
   dropoutBackward(n: number, p: number, seed: number | bigint, offset: number | bigint, dy: Buf, dx: Buf): void
   layernormForward(rows: number, cols: number, eps: number, x: Buf, residual: OptBuf, gamma: Buf, beta: Buf,
-    y: Buf, sumOut: OptBuf, mean: Buf, rstd: Buf): void
+    y: Buf, sumOut: OptBuf, mean: Buf, rstd: Buf, half?: OptBuf): void
   layernormBackward(rows: number, cols: number, x: Buf, gamma: Buf, mean: Buf, rstd: Buf, dy: Buf,
     dx: OptBuf, dgamma: OptBuf, dbeta: OptBuf, writeDgamma?: boolean, writeDbeta?: boolean): void
   embeddingForward(n: number, dim: number, vocab: number, ids: Buf, table: Buf, out: Buf): void

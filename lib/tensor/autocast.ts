@@ -95,6 +95,27 @@ export { emptyUntracked }
  * many products read it in a row (a layer's query, key and value
  * projections), so owned by the region. Callers that keep it save() it.
  */
+/**
+ * @internal For ops whose output a Linear is likely to read next (an
+ * activation, a LayerNorm): under autocast, an empty half tensor for the op to
+ * write its output's cast into as it computes it, else null. Hand it to
+ * keepHalfActivation once written.
+ */
+export function halfTwin(x: Tensor): Tensor | null {
+  if (!region) return null
+  return new Tensor(Storage.allocate(x.numel, region.dtype, x.device), x.shape, false)
+}
+
+/** @internal Makes half (x cast, written by the op that made x) what halfActivation(x) returns. */
+export function keepHalfActivation(x: Tensor, half: Tensor): void {
+  if (!region) {
+    half.dispose()
+    return
+  }
+  region.lastActivation?.half.dispose()
+  region.lastActivation = { tensor: x, version: x.version, half }
+}
+
 export function halfActivation(x: Tensor): Tensor {
   if (!region) throw new Error('internal: halfActivation outside autocast')
   const last = region.lastActivation

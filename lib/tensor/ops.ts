@@ -6,7 +6,7 @@ import { makeRowSparse, rowMarksOf, wantsRowSparse } from './row_sparse.js'
 import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } from './tensor.js'
 import { record, save, willRecord } from './autograd.js'
 import { nextPhiloxRange } from './random.js'
-import { autocastDtype, castHalf, castHalfSumRows, halfActivation, halfWeight, type HalfDType } from './autocast.js'
+import { autocastDtype, castHalf, castHalfSumRows, halfActivation, halfTwin, halfWeight, keepHalfActivation, type HalfDType } from './autocast.js'
 import type { DeviceName } from './device.js'
 
 function fail(op: string, message: string): never {
@@ -166,7 +166,9 @@ export function activation(x: Tensor, kind: ActivationName): Tensor {
   if (code === undefined) fail('activation', `unknown activation "${kind}" (expected ${Object.keys(ACTIVATION_CODE).join(', ')})`)
   const addon = native()
   const out = empty(x.shape, { device: x.device })
-  addon.activationForward(code, x.numel, x.buffer, out.buffer)
+  const twin = halfTwin(out)
+  addon.activationForward(code, x.numel, x.buffer, out.buffer, twin?.buffer ?? null)
+  if (twin) keepHalfActivation(out, twin)
   return record(kind, out, [x], [save(x)], (g, [gx], [sx], [fresh]) => {
     addon.activationBackward(code, g.numel, sx!.buffer, g.buffer, gx!.buffer, fresh)
   }, [true])
@@ -339,8 +341,10 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
   const meanT = emptyUntracked([rows], x.device)
   const rstdT = emptyUntracked([rows], x.device)
   const summed = residual ? emptyUntracked(x.shape, x.device) : null
+  const twin = halfTwin(out)
   addon.layernormForward(rows, cols, eps, x.buffer, residual ? residual.buffer : null, weight.buffer, bias.buffer,
-    out.buffer, summed ? summed.buffer : null, meanT.buffer, rstdT.buffer)
+    out.buffer, summed ? summed.buffer : null, meanT.buffer, rstdT.buffer, twin?.buffer ?? null)
+  if (twin) keepHalfActivation(out, twin)
   // The node owns the temporaries (mean, rstd, x + residual); they die with it.
   return record('layerNorm', out, [x, weight, bias, residual],
     [summed ?? save(x), save(weight), meanT, rstdT],

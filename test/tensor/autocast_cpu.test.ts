@@ -170,3 +170,36 @@ t.test('Trainer with bf16 on the CPU trains, close to float32', async (t) => {
   t.ok(worst < 0.05, `bf16 losses within 5 % of float32's over 6 steps (worst ${(100 * worst).toFixed(2)} %)`)
   t.ok(fp32.some((v, i) => v !== half[i]), 'and not identical: the products ran in bf16')
 })
+
+t.test('under autocast, gelu and layerNorm hand the next Linear their output already cast', async (t) => {
+  const { gelu, layerNorm } = await import('../../lib/tensor/ops.js')
+  const { halfActivation, castHalf } = await import('../../lib/tensor/autocast.js')
+  const x = keep(tensor(Float32Array.from(randomArray(37 * 70, 5, -3, 3)), { shape: [37, 70] }))
+  const gamma = keep(tensor(Float32Array.from(randomArray(70, 6)), { shape: [70] }))
+  const beta = keep(tensor(Float32Array.from(randomArray(70, 7)), { shape: [70] }))
+  const realCast = N.cast
+  let casts = 0
+  try {
+    for (const [name, op] of [['gelu', () => gelu(x)], ['layerNorm', () => layerNorm(x, gamma, beta, 1e-12)], ['layerNorm + residual', () => layerNorm(x, gamma, beta, 1e-12, x)]] as const) {
+      tidy(() => autocast('bfloat16', () => {
+        const y = op()
+        N.cast = (...args: Parameters<typeof realCast>) => { casts++; return realCast.apply(N, args) }
+        casts = 0
+        const twin = halfActivation(y)
+        t.equal(casts, 0, `${name}: halfActivation(y) casts nothing`)
+        N.cast = realCast
+        const recast = castHalf(y, 'bfloat16')
+        t.same(Array.from(twin.buffer.read() as Uint16Array), Array.from(recast.buffer.read() as Uint16Array), `${name}: the twin is cast(y) bit for bit`)
+        recast.dispose()
+      }))
+    }
+    // Outside autocast nothing extra is made.
+    const live = N.memoryStats().liveBuffers
+    const y = gelu(x)
+    t.equal(N.memoryStats().liveBuffers, live + 1, 'without autocast gelu allocates only its output')
+    y.dispose()
+  } finally {
+    N.cast = realCast
+    for (const p of [x, gamma, beta]) p.dispose()
+  }
+})

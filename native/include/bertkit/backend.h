@@ -85,6 +85,22 @@ class Backend {
     fill(dx, rows * cols, 0.0f);
     dropout_rows_backward(rows, cols, p, seed, offset, row_index, dy, dx);
   }
+  // ---- forward ops that also write a half copy of their output ---------------
+  // Under autocast the next Linear reads a F16 / BF16 copy of an activation or
+  // a LayerNorm output; writing it beside the float32 result saves a second
+  // read of that result. Bit for bit the op followed by cast.
+  virtual void activation_forward_half(Activation kind, int64_t n, const float* x, float* y, DType half_dtype,
+                                       void* half) {
+    activation_forward(kind, n, x, y);
+    cast(n, DType::F32, y, half_dtype, half);
+  }
+  virtual void layernorm_forward_half(int64_t rows, int64_t cols, float eps, const float* x, const float* residual,
+                                      const float* gamma, const float* beta, float* y, float* sum_out, float* mean,
+                                      float* rstd, DType half_dtype, void* half) {
+    layernorm_forward(rows, cols, eps, x, residual, gamma, beta, y, sum_out, mean, rstd);
+    cast(rows * cols, DType::F32, y, half_dtype, half);
+  }
+
   // A [rows, cols] float32 matrix cast to F16 / BF16 (dst_dtype) and, from the
   // same read, its column sums into sums (added to, or written when
   // write_sums): a Linear's backward under autocast needs both of its

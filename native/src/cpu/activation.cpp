@@ -166,6 +166,21 @@ void CpuBackend::activation_forward(Activation kind, int64_t n, const float* x, 
   throw Error("unknown activation kind " + std::to_string(static_cast<int>(kind)));
 }
 
+void CpuBackend::activation_forward_half(Activation kind, int64_t n, const float* x, float* y, DType half_dtype,
+                                         void* half) {
+  // Each thread casts the blocks it has just computed, while they are in L1
+  // (the nested calls run inline on the thread that makes them).
+  constexpr int64_t kBlock = 4096;
+  const size_t half_size = 2;
+  ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; b += kBlock) {
+      const int64_t count = std::min(kBlock, end - b);
+      activation_forward(kind, count, x + b, y + b);
+      cast(count, DType::F32, y + b, half_dtype, static_cast<char*>(half) + b * half_size);
+    }
+  });
+}
+
 void CpuBackend::activation_backward_write(Activation kind, int64_t n, const float* x, const float* dy,
                                            float* dx) {
   // The GELUs' vector kernels write 0 + dy f'(x) directly; the other kinds

@@ -28,6 +28,11 @@ class CpuBackend final : public Backend {
 #undef BERTKIT_OP
   void activation_backward_write(Activation kind, int64_t n, const float* x, const float* dy, float* dx) override;
   void sum_rows_write(int64_t rows, int64_t cols, const float* x, float* out) override;
+  void activation_forward_half(Activation kind, int64_t n, const float* x, float* y, DType half_dtype,
+                               void* half) override;
+  void layernorm_forward_half(int64_t rows, int64_t cols, float eps, const float* x, const float* residual,
+                              const float* gamma, const float* beta, float* y, float* sum_out, float* mean,
+                              float* rstd, DType half_dtype, void* half) override;
   void cast_sum_rows(int64_t rows, int64_t cols, const float* x, DType dst_dtype, void* dst, float* sums,
                      bool write_sums) override;
   void dropout_rows_backward_write(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,

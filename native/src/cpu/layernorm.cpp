@@ -103,6 +103,16 @@ void CpuBackend::layernorm_forward(int64_t rows, int64_t cols, float eps, const 
   });
 }
 
+void CpuBackend::layernorm_forward_half(int64_t rows, int64_t cols, float eps, const float* x, const float* residual,
+                                        const float* gamma, const float* beta, float* y, float* sum_out, float* mean,
+                                        float* rstd, DType half_dtype, void* half) {
+  if (cols == 0) return;
+  // Each chunk of rows is cast right after it is normalised, while in cache.
+  ThreadPool::instance().parallel_for(rows, grain_rows(cols), [&](int64_t r0, int64_t r1) {
+    forward_rows(r0, r1, cols, eps, x, residual, gamma, beta, y, sum_out, mean, rstd);
+    cast((r1 - r0) * cols, DType::F32, y + r0 * cols, half_dtype, static_cast<char*>(half) + r0 * cols * 2);
+  });
+}
 
 namespace {
 

@@ -314,15 +314,35 @@ Napi::Value SliceRowsForward(const Napi::CallbackInfo& info) { return SliceRowsI
 Napi::Value SliceRowsBackward(const Napi::CallbackInfo& info) { return SliceRowsImpl(info, "sliceRowsBackward", true); }
 
 // activationForward(kind, n, x, y)
+// An optional trailing float16 / bfloat16 buffer (null or absent: none).
+NativeBuffer* optional_half(OpArgs& a, const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (info.Length() <= index || info[index].IsNull() || info[index].IsUndefined()) return nullptr;
+  if (!NativeBuffer::Is(info[index])) a.fail(std::string("'") + name + "' must be a NativeBuffer or null");
+  const DType dt = NativeBuffer::Unwrap(info[index])->dtype();
+  if (dt != DType::F16 && dt != DType::BF16) {
+    a.fail(std::string("'") + name + "' must be float16 or bfloat16, got " + dtype_name(dt));
+  }
+  return a.buffer(index, name, dt);
+}
+
+// activationForward(kind, n, x, y[, half]): half, when given, gets y cast to its dtype.
 Napi::Value ActivationForward(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "activationForward", 4);
+  OpArgs a(info, "activationForward", 4, 5);
   Backend::Activation kind = activation_kind(a, 0);
   int64_t n = a.dim(1, "n");
   NativeBuffer* x = a.buffer(2, "x", DType::F32);
   NativeBuffer* y = a.buffer(3, "y", DType::F32);
+  NativeBuffer* half = optional_half(a, info, 4, "half");
   a.need(x, "x", n, shape_str({n}));
   a.need(y, "y", n, shape_str({n}));
-  return a.enqueue([=, x = f32(x), y = f32(y)](Backend& be) { be.activation_forward(kind, n, x, y); });
+  if (!half) return a.enqueue([=, x = f32(x), y = f32(y)](Backend& be) { be.activation_forward(kind, n, x, y); });
+  a.need(half, "half", n, shape_str({n}));
+  a.distinct(half, "half", x, "x");
+  a.distinct(half, "half", y, "y");
+  const DType hd = half->dtype();
+  return a.enqueue([=, x = f32(x), y = f32(y), half = half->data()](Backend& be) {
+    be.activation_forward_half(kind, n, x, y, hd, half);
+  });
 }
 
 // activationBackward(kind, n, x, dy, dx, write?): with write, dx holds nothing
@@ -363,9 +383,10 @@ Napi::Value DropoutImpl(const Napi::CallbackInfo& info, const char* op, bool bac
 Napi::Value DropoutForward(const Napi::CallbackInfo& info) { return DropoutImpl(info, "dropoutForward", false); }
 Napi::Value DropoutBackward(const Napi::CallbackInfo& info) { return DropoutImpl(info, "dropoutBackward", true); }
 
-// layernormForward(rows, cols, eps, x, residual|null, gamma, beta, y, sumOut|null, mean, rstd)
+// layernormForward(rows, cols, eps, x, residual|null, gamma, beta, y, sumOut|null, mean, rstd[, half]):
+// half, when given, gets y cast to its dtype (float16 / bfloat16).
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "layernormForward", 11);
+  OpArgs a(info, "layernormForward", 11, 12);
   int64_t rows = a.dim(0, "rows"), cols = a.positive_dim(1, "cols");
   float eps = a.number(2, "eps");
   if (!(eps > 0)) a.fail("'eps' must be positive");
@@ -388,9 +409,19 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   a.need(sum_out, "sumOut", numel, shape);
   a.need(mean, "mean", rows, shape_str({rows}));
   a.need(rstd, "rstd", rows, shape_str({rows}));
+  NativeBuffer* half = optional_half(a, info, 11, "half");
+  if (half) {
+    a.need(half, "half", numel, shape);
+    a.distinct(half, "half", x, "x");
+    a.distinct(half, "half", y, "y");
+  }
+  const DType hd = half ? half->dtype() : DType::F32;
   return a.enqueue([=, x = f32(x), residual = f32(residual), gamma = f32(gamma), beta = f32(beta), y = f32(y),
-                    sum_out = f32(sum_out), mean = f32(mean), rstd = f32(rstd)](Backend& be) {
-    be.layernorm_forward(rows, cols, eps, x, residual, gamma, beta, y, residual ? sum_out : nullptr, mean, rstd);
+                    sum_out = f32(sum_out), mean = f32(mean), rstd = f32(rstd),
+                    half = half ? half->data() : nullptr](Backend& be) {
+    float* sums = residual ? sum_out : nullptr;
+    if (half) be.layernorm_forward_half(rows, cols, eps, x, residual, gamma, beta, y, sums, mean, rstd, hd, half);
+    else be.layernorm_forward(rows, cols, eps, x, residual, gamma, beta, y, sums, mean, rstd);
   });
 }
 
