@@ -45,6 +45,12 @@ export interface NativeAddon {
   sliceRowsBackward(batch: number, srcRows: number, cols: number, start: number, count: number, ddst: Buf, dsrc: Buf): void
   /** y = f(x); half (float16 / bfloat16), when given, also gets y cast to its dtype. */
   activationForward(kind: number, n: number, x: Buf, y: Buf, half?: OptBuf): void
+  /**
+   * dh = dy * f'(h) (as activationBackward writes it) cast into dst (float16 / bfloat16), with its column sums
+   * added to sums (written when write; none when sums is null); scratch: float32 [rows, cols] a backend may keep dh in.
+   */
+  activationBackwardCastSumRows(kind: number, rows: number, cols: number, h: Buf, dy: Buf, scratch: Buf, dst: Buf,
+    sums: OptBuf, write?: boolean): void
   /** dx += dy * f'(x); write: dx holds nothing yet and is written. */
   activationBackward(kind: number, n: number, x: Buf, dy: Buf, dx: Buf, write?: boolean): void
   dropoutForward(n: number, p: number, seed: number | bigint, offset: number | bigint, x: Buf, y: Buf): void

@@ -101,6 +101,20 @@ class Backend {
     cast(rows * cols, DType::F32, y, half_dtype, half);
   }
 
+  // The backward of activation(linear(x)) under autocast, up to its products:
+  // dh = dy * f'(h) for h [rows, cols] (activation_backward_write), cast to
+  // dst_dtype into dst, and its column sums (the bias gradient) into sums
+  // (added to, or written when write_sums; none when sums is null), so the
+  // float32 dh need never be stored. scratch: a float32 [rows, cols] buffer
+  // this default stores dh in; a backend that fuses the steps leaves it alone.
+  virtual void activation_backward_cast_sum_rows(Activation kind, int64_t rows, int64_t cols, const float* h,
+                                                 const float* dy, float* scratch, DType dst_dtype, void* dst,
+                                                 float* sums, bool write_sums) {
+    activation_backward_write(kind, rows * cols, h, dy, scratch);
+    if (sums) cast_sum_rows(rows, cols, scratch, dst_dtype, dst, sums, write_sums);
+    else cast(rows * cols, DType::F32, scratch, dst_dtype, dst);
+  }
+
   // A [rows, cols] float32 matrix cast to F16 / BF16 (dst_dtype) and, from the
   // same read, its column sums into sums (added to, or written when
   // write_sums): a Linear's backward under autocast needs both of its

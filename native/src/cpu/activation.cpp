@@ -181,6 +181,42 @@ void CpuBackend::activation_forward_half(Activation kind, int64_t n, const float
   });
 }
 
+void CpuBackend::activation_backward_cast_sum_rows(Activation kind, int64_t rows, int64_t cols, const float* h,
+                                                   const float* dy, float* /*scratch*/, DType dst_dtype, void* dst,
+                                                   float* sums, bool write_sums) {
+  if (dst_dtype != DType::BF16 && dst_dtype != DType::F16) {
+    throw Error(std::string("activation_backward_cast_sum_rows: cannot cast float32 to ") + dtype_name(dst_dtype));
+  }
+  if (cols == 0) return;
+  // Threads own column ranges and sum each column over the rows in order, in
+  // double, as sum_rows does (so the sums have its bits); each row segment of
+  // dh is computed into a buffer on the stack, cast and summed from there.
+  constexpr int64_t kTile = 256;
+  const int64_t grain_cols = std::max<int64_t>(16, 32768 / std::max<int64_t>(rows, 1));
+  char* out = static_cast<char*>(dst);
+  ThreadPool::instance().parallel_for(cols, grain_cols, [&](int64_t c0, int64_t c1) {
+    alignas(64) float dh[kTile];
+    double acc[kTile];
+    for (int64_t t0 = c0; t0 < c1; t0 += kTile) {
+      const int64_t width = std::min(kTile, c1 - t0);
+      for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t at = r * cols + t0;
+        activation_backward_write(kind, width, h + at, dy + at, dh);
+        cast(width, DType::F32, dh, dst_dtype, out + at * 2);
+        if (sums) {
+          for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(dh[c]);
+        }
+      }
+      if (sums) {
+        for (int64_t c = 0; c < width; ++c) {
+          sums[t0 + c] = static_cast<float>((write_sums ? 0.0 : static_cast<double>(sums[t0 + c])) + acc[c]);
+        }
+      }
+    }
+  });
+}
+
 void CpuBackend::activation_backward_write(Activation kind, int64_t n, const float* x, const float* dy,
                                            float* dx) {
   // The GELUs' vector kernels write 0 + dy f'(x) directly; the other kinds

@@ -33,6 +33,9 @@ class CpuBackend final : public Backend {
   void layernorm_forward_half(int64_t rows, int64_t cols, float eps, const float* x, const float* residual,
                               const float* gamma, const float* beta, float* y, float* sum_out, float* mean,
                               float* rstd, DType half_dtype, void* half) override;
+  void activation_backward_cast_sum_rows(Activation kind, int64_t rows, int64_t cols, const float* h, const float* dy,
+                                         float* scratch, DType dst_dtype, void* dst, float* sums,
+                                         bool write_sums) override;
   void cast_sum_rows(int64_t rows, int64_t cols, const float* x, DType dst_dtype, void* dst, float* sums,
                      bool write_sums) override;
   void dropout_rows_backward_write(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,

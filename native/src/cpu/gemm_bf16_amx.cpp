@@ -125,9 +125,9 @@ struct Amx {
           _tile_zero(3);
           for (int64_t q = 0; q < kp; q += 16) {
             _tile_loadd(4, a0 + q, a_stride);
-            _tile_loadd(6, bpanel + q * ncp + cb, b_stride);
+            _tile_stream_loadd(6, bpanel + q * ncp + cb, b_stride);
             _tile_dpbf16ps(0, 4, 6);
-            _tile_loadd(7, bpanel + q * ncp + cb + 16, b_stride);
+            _tile_stream_loadd(7, bpanel + q * ncp + cb + 16, b_stride);
             _tile_dpbf16ps(1, 4, 7);
             _tile_loadd(5, a1 + q, a_stride);
             _tile_dpbf16ps(2, 5, 6);

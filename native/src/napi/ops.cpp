@@ -365,6 +365,45 @@ Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// activationBackwardCastSumRows(kind, rows, cols, h, dy, scratch, dst, sums|null[, write]):
+// dh = dy * f'(h) as activationBackward writes it, cast into dst (float16 /
+// bfloat16), its column sums added to (write: written into) sums; scratch is
+// a float32 [rows, cols] buffer a backend may keep dh in (the CPU does not).
+Napi::Value ActivationBackwardCastSumRows(const Napi::CallbackInfo& info) {
+  OpArgs a(info, "activationBackwardCastSumRows", 8, 9);
+  const bool write = a.optional_flag(8, "write");
+  Backend::Activation kind = activation_kind(a, 0);
+  int64_t rows = a.dim(1, "rows"), cols = a.dim(2, "cols");
+  NativeBuffer* h = a.buffer(3, "h", DType::F32);
+  NativeBuffer* dy = a.buffer(4, "dy", DType::F32);
+  NativeBuffer* scratch = a.buffer(5, "scratch", DType::F32);
+  NativeBuffer* dst = optional_half(a, info, 6, "dst");
+  if (!dst) a.fail("'dst' must be a float16 or bfloat16 NativeBuffer");
+  NativeBuffer* sums = a.buffer(7, "sums", DType::F32, true);
+  const int64_t n = checked_mul(a, {rows, cols});
+  const std::string shape = shape_str({rows, cols});
+  a.need(h, "h", n, shape);
+  a.need(dy, "dy", n, shape);
+  a.need(scratch, "scratch", n, shape);
+  a.need(dst, "dst", n, shape);
+  a.need(sums, "sums", cols, shape_str({cols}));
+  a.distinct(scratch, "scratch", h, "h");
+  a.distinct(scratch, "scratch", dy, "dy");
+  a.distinct(dst, "dst", h, "h");
+  a.distinct(dst, "dst", dy, "dy");
+  a.distinct(dst, "dst", scratch, "scratch");
+  if (sums) {
+    a.distinct(sums, "sums", h, "h");
+    a.distinct(sums, "sums", dy, "dy");
+    a.distinct(sums, "sums", scratch, "scratch");
+    a.distinct(sums, "sums", dst, "dst");
+  }
+  const DType dd = dst->dtype();
+  return a.enqueue([=, h = f32(h), dy = f32(dy), scratch = f32(scratch), dst = dst->data(), sums = f32(sums)](Backend& be) {
+    be.activation_backward_cast_sum_rows(kind, rows, cols, h, dy, scratch, dd, dst, sums, write);
+  });
+}
+
 // dropoutForward(n, p, seed, offset, x, y) / dropoutBackward(n, p, seed, offset, dy, dx)
 Napi::Value DropoutImpl(const Napi::CallbackInfo& info, const char* op, bool backward) {
   OpArgs a(info, op, 6);
@@ -1392,6 +1431,8 @@ void RegisterOps(Napi::Env env, Napi::Object exports) {
   exports.Set("sliceRowsBackward", Napi::Function::New(env, SliceRowsBackward, "sliceRowsBackward"));
   exports.Set("activationForward", Napi::Function::New(env, ActivationForward, "activationForward"));
   exports.Set("activationBackward", Napi::Function::New(env, ActivationBackward, "activationBackward"));
+  exports.Set("activationBackwardCastSumRows",
+              Napi::Function::New(env, ActivationBackwardCastSumRows, "activationBackwardCastSumRows"));
   exports.Set("dropoutForward", Napi::Function::New(env, DropoutForward, "dropoutForward"));
   exports.Set("dropoutBackward", Napi::Function::New(env, DropoutBackward, "dropoutBackward"));
   exports.Set("layernormForward", Napi::Function::New(env, LayerNormForward, "layernormForward"));
