@@ -7,7 +7,7 @@ import t, { type Test } from 'tap'
 import { native, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest, type DeviceUnderTest } from '../helpers/devices.js'
 import { f32Buffer, freeAll, randomArray, readF64 } from '../helpers/reference.js'
-import { describeGemm, gemmExtent as extent, gemmReference, gemmStrides as strides, halfValues, initialC, type GemmLayout, type Half } from './cases/gemm.js'
+import { describeGemm, gemmExtent as extent, gemmReference, gemmStrides as strides, halfValues, initialC, SENTINEL, type GemmLayout, type Half } from './cases/gemm.js'
 
 interface Case extends GemmLayout {
   dtype: Half
@@ -154,7 +154,7 @@ for (const dev of devicesUnderTest()) {
         t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 2, 0, 0, 4),
           /^gemmMixed: strideC 4 makes output matrices overlap/, 'overlapping outputs')
         t.throws(() => (g as unknown as (...args: unknown[]) => void)(false, false, 2, 4, 3),
-          /^gemmMixed: expected 14 arguments, got 5/, 'too few arguments')
+          /^gemmMixed: expected 14 to 16 arguments, got 5/, 'too few arguments')
       } finally {
         freeAll(h16, b16, c32, a32)
       }
@@ -231,6 +231,145 @@ for (const dev of devicesUnderTest()) {
         } finally {
           addon.setCpuGemmBf16('auto')
         }
+      }
+    })
+
+    // The bias row (a linear layer's) is added as the product writes C: the
+    // result must have the bits of gemmMixed followed by addBiasRows, on every
+    // CPU path (the AMX kernel's straight tile stores and edge blocks, the
+    // AVX512-BF16 micro-tiles, the widened float32 product, float16) and on
+    // the GPU (cuBLAS, then the bias kernel).
+    t.test('bias: the bits of gemmMixed then addBiasRows, every path', async (t) => {
+      const addon = native()
+      const BIAS_SHAPES: Array<[number, number, number]> = [[1, 1, 1], [7, 1, 37], [13, 33, 17], [72, 37, 200], [96, 67, 128],
+        [64, 64, 64], [33, 96, 256], [200, 700, 256], [70, 700, 1536]]
+      const cases = (dtype: Half, seed: number): Case[] => {
+        const out: Case[] = []
+        for (const [ta, tb] of TRANSPOSES) {
+          for (const [m, n, k] of BIAS_SHAPES) {
+            // The big shapes once (the step's linear layers are NT), the small in every layout.
+            if (m * n * k > 1e6 && !(tb && !ta)) continue
+            out.push({ ...base(dtype, m, n, k, seed++), ta, tb })
+          }
+          out.push({ ...base(dtype, 37, 45, 29, seed++), ta, tb, alpha: -1.25 })
+          out.push({ ...base(dtype, 37, 45, 29, seed++), ta, tb, alpha: 0.5, beta: -0.75 })
+          out.push({ ...base(dtype, 64, 96, 64, seed++), ta, tb, alpha: 1, beta: 1 })
+          out.push({ ...base(dtype, 13, 29, 23, seed++), ta, tb, batch: 4, gapA: 5, gapB: 3, gapC: 7 })
+          out.push({ ...base(dtype, 40, 64, 64, seed++), ta, tb, batch: 3, sharedB: true })
+          out.push({ ...base(dtype, 17, 64, 64, seed++), ta, tb, batch: 5, gapC: 16, sharedB: true, beta: 0.5 })
+        }
+        out.push({ ...base(dtype, 5, 7, 0, seed++), beta: 0 })
+        out.push({ ...base(dtype, 5, 7, 0, seed++), beta: -2, batch: 3, gapC: 4 })
+        return out
+      }
+      const check = (c: Case, label: string): void => {
+        const { sa, sb, sc } = strides(c)
+        const A = halfValues(extent(c.batch, sa, c.m * c.k), c.dtype, c.seed)
+        const B = halfValues(extent(c.batch, sb, c.k * c.n), c.dtype, c.seed + 1)
+        const C0 = initialC(c, c.seed + 3)
+        // Longer than n for some cases: only the first n values count.
+        const biasValues = randomArray(c.n + (c.seed % 3), c.seed + 4, -3, 3)
+        const bufs: NativeBuffer[] = []
+        try {
+          const a = halfBuffer(dev.code, c.dtype, A.bits), b = halfBuffer(dev.code, c.dtype, B.bits)
+          const bias = f32Buffer(dev.code, biasValues)
+          const want = f32Buffer(dev.code, C0), got = f32Buffer(dev.code, C0)
+          bufs.push(a, b, bias, want, got)
+          addon.gemmMixed(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, b, c.beta, want, c.batch, sa, sb, sc)
+          let wantBits: Buffer
+          if (c.batch === 1) {
+            addon.addBiasRows(c.m, c.n, bias, want)
+            wantBits = Buffer.from(want.read().buffer)
+          } else {
+            // Gaps between the matrices: the same float32 sums, one element at a time.
+            const w = want.read() as Float32Array
+            const bias32 = Float32Array.from(biasValues)
+            for (let bi = 0; bi < c.batch; bi++) {
+              for (let x = 0; x < c.m * c.n; x++) w[bi * sc + x] = Math.fround(w[bi * sc + x] + bias32[x % c.n])
+            }
+            wantBits = Buffer.from(w.buffer)
+          }
+          addon.gemmMixed(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, b, c.beta, got, c.batch, sa, sb, sc, null, bias)
+          const gotBits = Buffer.from(got.read().buffer)
+          if (gotBits.equals(wantBits)) {
+            t.pass(`${label} ${describe(c)}`)
+          } else {
+            const g = new Float32Array(gotBits.buffer, gotBits.byteOffset, gotBits.length / 4)
+            const w = new Float32Array(wantBits.buffer, wantBits.byteOffset, wantBits.length / 4)
+            const at = g.findIndex((v, i) => !Object.is(v, w[i]))
+            t.fail(`${label} ${describe(c)}: first difference at [${at}]: got ${g[at]}, want ${w[at]}`)
+          }
+        } finally {
+          freeAll(...bufs)
+        }
+      }
+      if (dev.name !== 'cpu') {
+        let seed = 1300
+        for (const dtype of DTYPES) for (const c of cases(dtype, seed += 100)) check(c, dtype)
+        return
+      }
+      const paths: Array<[string, Half]> = [['amx', 'bfloat16'], ['avx512-bf16', 'bfloat16'], ['widen', 'bfloat16'], ['auto', 'float16']]
+      let seed = 1300
+      for (const [path, dtype] of paths) {
+        const used = addon.setCpuGemmBf16(path)
+        try {
+          for (const c of cases(dtype, seed += 100)) check(c, dtype === 'float16' ? 'float16 (widened)' : used)
+          // A float32 operand rounded as it is read, with halfDtype and a bias.
+          const c = { ...base(dtype, 70, 96, 128, seed++), tb: true }
+          const { sa, sb, sc } = strides(c)
+          const Avals = halfValues(extent(1, sa, c.m * c.k), dtype, c.seed).values
+          const B = halfValues(extent(1, sb, c.k * c.n), dtype, c.seed + 1)
+          const biasValues = randomArray(c.n, c.seed + 4)
+          const a32 = f32Buffer(0, Avals), b = halfBuffer(0, dtype, B.bits), bias = f32Buffer(0, biasValues)
+          const want = f32Buffer(0, new Float32Array(c.m * c.n)), got = f32Buffer(0, new Float32Array(c.m * c.n))
+          try {
+            addon.gemmMixed(c.ta, c.tb, c.m, c.n, c.k, 1, a32, b, 0, want, 1, sa, sb, sc, DTYPE_CODE[dtype])
+            addon.addBiasRows(c.m, c.n, bias, want)
+            addon.gemmMixed(c.ta, c.tb, c.m, c.n, c.k, 1, a32, b, 0, got, 1, sa, sb, sc, DTYPE_CODE[dtype], bias)
+            t.ok(Buffer.from(got.read().buffer).equals(Buffer.from(want.read().buffer)), `${used}: float32 a, halfDtype and bias`)
+          } finally {
+            freeAll(a32, b, bias, want, got)
+          }
+        } finally {
+          addon.setCpuGemmBf16('auto')
+        }
+      }
+    })
+
+    t.test('bad bias: a clear error, and C untouched', async (t) => {
+      const g = native().gemmMixed
+      const h16 = halfBuffer(dev.code, 'float16', new Uint16Array(12))
+      const b16 = halfBuffer(dev.code, 'bfloat16', new Uint16Array(12))
+      const c32 = f32Buffer(dev.code, new Float32Array(8).fill(SENTINEL))
+      const short = f32Buffer(dev.code, new Float32Array(3).fill(1))
+      const bias = f32Buffer(dev.code, new Float32Array(4).fill(1))
+      try {
+        const untouched = (): boolean => (c32.read() as Float32Array).every((v) => v === SENTINEL)
+        t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, short),
+          /^gemmMixed: tensor 'bias' holds 3 elements but shape \[4\] needs 4/, 'bias shorter than n')
+        t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, undefined, b16),
+          /^gemmMixed: tensor 'bias' has dtype bfloat16, expected float32/, 'bias not float32')
+        t.throws(() => (g as unknown as (...args: unknown[]) => void)(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, [1, 2, 3, 4]),
+          /^gemmMixed: argument 'bias' must be a NativeBuffer/, 'bias an array')
+        t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, c32),
+          /^gemmMixed: output 'c' must not be the same buffer as input 'bias'/, 'bias that is also the output')
+        t.throws(() => (g as unknown as (...args: unknown[]) => void)(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, bias, 1),
+          /^gemmMixed: expected 14 to 16 arguments, got 17/, 'too many arguments')
+        t.ok(untouched(), 'C still holds what it held after the refused calls')
+        if (dev.name !== 'cpu') {
+          const cpuBias = f32Buffer(0, new Float32Array(4))
+          try {
+            t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, cpuBias),
+              /^gemmMixed: .*'bias' is on cpu/, 'bias on another device')
+          } finally {
+            cpuBias.free()
+          }
+        }
+        t.doesNotThrow(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, undefined, undefined), 'no bias: undefined')
+        t.doesNotThrow(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, bias), 'a bias of n values')
+        t.ok((c32.read() as Float32Array).every((v) => v === 1), 'zero inputs plus a bias of ones: ones')
+      } finally {
+        freeAll(h16, b16, c32, short, bias)
       }
     })
 

@@ -29,9 +29,13 @@ BERTKIT_OP(gemm, (bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 // autocast matmuls are. Strides count elements of each operand's own dtype.
 // a_f32 / b_f32: that operand is float32, rounded to ab_dtype as it is read
 // (the same bits as multiplying a cast copy, without the copy); CPU only.
+// bias: null, or N float32 values added to every row of every C after the
+// product, C[i, j] = (alpha * acc + beta * C) + bias[j], rounded as gemm_mixed
+// followed by add_bias_rows (a linear layer's bias, without a second pass over C).
 BERTKIT_OP(gemm_mixed, (bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                         const void* a, const void* b, DType ab_dtype, float beta, float* c, int64_t batch,
-                        int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32, bool b_f32))
+                        int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32, bool b_f32,
+                        const float* bias))
 
 // ---- elementwise and reductions (elementwise.cpp) -------------------------
 BERTKIT_OP(fill, (float* x, int64_t n, float value))

@@ -42,6 +42,9 @@ struct Bf16Problem {
   float* c;
   int64_t batch, stride_a, stride_b, stride_c;
   bool a_f32, b_f32;
+  // Null, or n float32 values added to each row of C as it is written (after
+  // alpha * acc + beta * C: the bits of a separate add_bias_rows).
+  const float* bias;
 
   int64_t ld_a() const { return trans_a ? m : k; }
   int64_t ld_b() const { return trans_b ? k : n; }

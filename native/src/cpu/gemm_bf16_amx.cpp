@@ -102,7 +102,7 @@ struct Amx {
     alignas(64) float block[32 * 32];
     const int64_t b_stride = ncp * 4;
     const bool in_place = reads_a_in_place(p);
-    // alpha 1, beta 0: the tiles are the result, stored straight into C.
+    // alpha 1, beta 0, no bias: the tiles are the result, stored straight into C.
     const bool plain = p.alpha == 1.f && p.beta == 0.f;
     configure_tiles();
     for (int64_t ib = i0; ib < i1; ib += kRowsPerBlock) {
@@ -135,7 +135,11 @@ struct Amx {
           }
           const int64_t cols = std::min<int64_t>(32, nc - cb);
           float* out = c + (ib + r) * p.n + j0 + cb;
-          if (plain && rows == 32 && cols == 32) {
+          const float* bias = p.bias ? p.bias + j0 + cb : nullptr;
+          // A bias goes through the block below: C is written once, the tiles' float32
+          // sums and the bias row read back from L1 (measured faster than storing the
+          // tiles into C and adding the bias there, and no slower than a full-block copy loop).
+          if (plain && !bias && rows == 32 && cols == 32) {
             _tile_stored(0, out, p.n * 4);
             _tile_stored(1, out + 16, p.n * 4);
             _tile_stored(2, out + 16 * p.n, p.n * 4);
@@ -146,7 +150,7 @@ struct Amx {
           _tile_stored(1, block + 16, 128);
           _tile_stored(2, block + 16 * 32, 128);
           _tile_stored(3, block + 16 * 32 + 16, 128);
-          for (int64_t i = 0; i < rows; ++i) store_row(out + i * p.n, block + i * 32, cols, p.alpha, p.beta);
+          for (int64_t i = 0; i < rows; ++i) store_row(out + i * p.n, block + i * 32, cols, p.alpha, p.beta, bias);
         }
       }
     }

@@ -3,7 +3,8 @@
 // accumulation, as torch's CPU autocast matmuls). Otherwise, and for float16,
 // A and B are widened to float32 (exactly: every half and bfloat16 value is a
 // float32 value) before the ordinary fp32 gemm, which is also the reference
-// the CUDA backend's tensor-core path is checked against.
+// the CUDA backend's tensor-core path is checked against. An optional bias
+// row is added as C is written (gemm_bf16.h), or after the product when widened.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -47,7 +48,7 @@ void widen(DType dtype, const void* src, bool f32, int64_t n, float* dst) {
 void CpuBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                             const void* a, const void* b, DType ab_dtype, float beta, float* c,
                             int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32,
-                            bool b_f32) {
+                            bool b_f32, const float* bias) {
   if (ab_dtype != DType::F16 && ab_dtype != DType::BF16) {
     throw Error(std::string("gemm_mixed: inputs must be float16 or bfloat16, got ") + dtype_name(ab_dtype));
   }
@@ -57,7 +58,7 @@ void CpuBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, in
     const gemm::Bf16Path path = gemm::current_bf16_path();
     if (path != gemm::Bf16Path::Widen) {
       const gemm::Bf16Problem p{trans_a, trans_b,  m,        n,        k,     alpha, a, b, beta, c,
-                                batch,   stride_a, stride_b, stride_c, a_f32, b_f32};
+                                batch,   stride_a, stride_b, stride_c, a_f32, b_f32, bias};
       if (path == gemm::Bf16Path::Amx) gemm::bf16_gemm_amx(p);
       else gemm::bf16_gemm_avx512(p);
       return;
@@ -73,6 +74,10 @@ void CpuBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, in
   widen(ab_dtype, b, b_f32, len_b, wide_b.data());
   gemm(trans_a, trans_b, m, n, k, alpha, wide_a.data(), wide_b.data(), beta, c, batch, stride_a, stride_b,
        stride_c);
+  // The fallback adds the bias in a second pass, the kernels as they write C.
+  if (bias) {
+    for (int64_t bi = 0; bi < batch; ++bi) add_bias_rows(m, n, bias, c + bi * stride_c);
+  }
 }
 
 }  // namespace bertkit

@@ -78,14 +78,23 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
 
 void CudaBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                              const void* a, const void* b, DType ab_dtype, float beta, float* c, int64_t batch,
-                             int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32, bool b_f32) {
+                             int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32, bool b_f32,
+                             const float* bias) {
   if (ab_dtype != DType::F16 && ab_dtype != DType::BF16) {
     throw Error(std::string("cuda gemm_mixed: inputs must be float16 or bfloat16, got ") + dtype_name(ab_dtype));
   }
   if (a_f32 || b_f32) throw Error("cuda gemm_mixed: float32 operands are read only on the CPU; cast them first");
   if (m == 0 || n == 0 || batch == 0) return;
+  // The bias row, added after the product by the add_bias_rows kernel on the
+  // same stream: the bits of a separate add_bias_rows, as on the CPU.
+  auto add_bias = [&] {
+    if (!bias) return;
+    if (stride_c == m * n) add_bias_rows(batch * m, n, bias, c);
+    else for (int64_t bi = 0; bi < batch; ++bi) add_bias_rows(m, n, bias, c + bi * stride_c);
+  };
   if (k == 0) {
     launch_scale_c(stream_, m, n, batch, stride_c, beta, c);
+    add_bias();
     return;
   }
   check_shape(m, n, k, batch);
@@ -103,6 +112,7 @@ void CudaBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, i
       ab_type, ld_b, static_cast<long long>(stride_b), a, ab_type, ld_a, static_cast<long long>(stride_a), &beta, c,
       CUDA_R_32F, ld_c, static_cast<long long>(stride_c), static_cast<int>(batch), CUBLAS_COMPUTE_32F,
       CUBLAS_GEMM_DEFAULT));
+  add_bias();
 }
 
 void CudaBackend::set_allow_tf32(bool allow) {
