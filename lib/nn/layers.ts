@@ -2,7 +2,7 @@
 // Embedding (weight), LayerNorm (weight, bias), Dropout.
 import { Module } from './module.js'
 import { normalTensor, constantTensor } from './init.js'
-import { linear, embedding, layerNorm, dropout } from '../tensor/ops.js'
+import { linear, linearActivation, activation, embedding, layerNorm, dropout, type ActivationName } from '../tensor/ops.js'
 import { dropoutRows, type PackedBatch } from '../tensor/packing.js'
 import type { Tensor } from '../tensor/tensor.js'
 import type { DeviceName } from '../tensor/device.js'
@@ -27,6 +27,16 @@ export class Linear extends Module {
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias)
   }
+}
+
+/**
+ * activation(dense.forward(x), kind): as one op (linearActivation, whose
+ * backward under autocast fuses) when dense is a plain Linear; anything else
+ * in its place (a LoRA wrapper, a replaced forward) runs as written.
+ */
+export function denseActivation(dense: Module & { forward(x: Tensor): Tensor }, x: Tensor, kind: ActivationName): Tensor {
+  if (dense instanceof Linear && dense.forward === Linear.prototype.forward) return linearActivation(x, dense.weight, dense.bias, kind)
+  return activation(dense.forward(x), kind)
 }
 
 export class Embedding extends Module {

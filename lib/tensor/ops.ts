@@ -1,7 +1,7 @@
 // Differentiable ops on Tensors: each validates its inputs (naming the op and
 // the shapes), runs the native forward, and records its backward beside it.
 import { native, ACTIVATION_CODE, type NativeBuffer } from '../native.js'
-import type { Storage } from './storage.js'
+import { Storage } from './storage.js'
 import { makeRowSparse, rowMarksOf, wantsRowSparse } from './row_sparse.js'
 import { Tensor, empty, emptyUntracked, formatShape, shapeNumel, type Shape } from './tensor.js'
 import { record, save, willRecord } from './autograd.js'
@@ -199,19 +199,7 @@ export function dropout(x: Tensor, p: number, training: boolean): Tensor {
 
 /** y = x · weightᵀ + bias over the last dimension (torch.nn.functional.linear). */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
-  expectDtype('linear', 'x', x, 'float32')
-  expectDtype('linear', 'weight', weight, 'float32')
-  if (bias) expectDtype('linear', 'bias', bias, 'float32')
-  sameDevice('linear', { x, weight, bias })
-  if (weight.ndim !== 2) fail('linear', `weight must be 2-D [out, in], got ${formatShape(weight.shape)}`)
-  const [outFeatures, inFeatures] = weight.shape
-  if (x.ndim < 1 || lastDim(x) !== inFeatures) {
-    fail('linear', `x ${formatShape(x.shape)} does not match weight ${formatShape(weight.shape)}: last dimension must be ${inFeatures}`)
-  }
-  if (bias && (bias.ndim !== 1 || bias.shape[0] !== outFeatures)) {
-    fail('linear', `bias ${formatShape(bias.shape)} must be [${outFeatures}] for weight ${formatShape(weight.shape)}`)
-  }
-  const rows = x.numel / inFeatures
+  const { rows, inFeatures, outFeatures } = linearShape('linear', x, weight, bias)
   const half = autocastDtype()
   if (half) return linearHalf(x, weight, bias, rows, inFeatures, outFeatures, half)
   const addon = native()
@@ -227,6 +215,65 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
       if (gx) addon.gemm(false, false, rows, inFeatures, outFeatures, 1, g.buffer, sw!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
       if (gw) addon.gemm(true, false, outFeatures, inFeatures, rows, 1, g.buffer, sx!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
       if (gb) addon.sumRows(rows, outFeatures, g.buffer, gb.buffer, freshB)
+    }, [true, true, true])
+}
+
+/** Checks linear's operands; the rows, in and out features. */
+function linearShape(op: string, x: Tensor, weight: Tensor, bias: Tensor | null) {
+  expectDtype(op, 'x', x, 'float32')
+  expectDtype(op, 'weight', weight, 'float32')
+  if (bias) expectDtype(op, 'bias', bias, 'float32')
+  sameDevice(op, { x, weight, bias })
+  if (weight.ndim !== 2) fail(op, `weight must be 2-D [out, in], got ${formatShape(weight.shape)}`)
+  const [outFeatures, inFeatures] = weight.shape
+  if (x.ndim < 1 || lastDim(x) !== inFeatures) {
+    fail(op, `x ${formatShape(x.shape)} does not match weight ${formatShape(weight.shape)}: last dimension must be ${inFeatures}`)
+  }
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== outFeatures)) {
+    fail(op, `bias ${formatShape(bias.shape)} must be [${outFeatures}] for weight ${formatShape(weight.shape)}`)
+  }
+  return { rows: x.numel / inFeatures, inFeatures, outFeatures }
+}
+
+/**
+ * activation(linear(x, weight, bias), kind), the feed-forward block's first
+ * half. Under autocast it is one op, with the same results bit for bit: its
+ * backward turns the incoming gradient into the half copy of dh = dy f'(h)
+ * and the bias gradient in one pass, where the two ops would write the float32
+ * dh, read it back to cast it and read it again to sum its columns.
+ */
+export function linearActivation(x: Tensor, weight: Tensor, bias: Tensor | null, kind: ActivationName): Tensor {
+  const half = autocastDtype()
+  if (!half) return activation(linear(x, weight, bias), kind)
+  const { rows, inFeatures, outFeatures } = linearShape('linearActivation', x, weight, bias)
+  const code = Object.hasOwn(ACTIVATION_CODE, kind) ? ACTIVATION_CODE[kind] : undefined
+  if (code === undefined) fail('activation', `unknown activation "${kind}" (expected ${Object.keys(ACTIVATION_CODE).join(', ')})`)
+  const addon = native()
+  const x16 = halfActivation(x)
+  const w16 = halfWeight(weight)
+  const shape = [...x.shape.slice(0, -1), outFeatures]
+  const h = emptyUntracked(shape, x.device)
+  addon.gemmMixed(false, true, rows, outFeatures, inFeatures, 1, x16.buffer, w16.buffer, 0, h.buffer, 1, 0, 0, 0, null, bias?.buffer ?? null)
+  // Saved before the output's half copy replaces x16 as the region's last activation.
+  const recording = willRecord([x, weight, bias])
+  const saved = [recording && weight.requiresGrad ? save(x16) : null, recording && x.requiresGrad ? save(w16) : null, h]
+  const out = empty(shape, { device: x.device })
+  const twin = halfTwin(out)
+  addon.activationForward(code, h.numel, h.buffer, out.buffer, twin?.buffer ?? null)
+  if (twin) keepHalfActivation(out, twin)
+  return record('linearActivation', out, [x, weight, bias], saved,
+    (g, [gx, gw, gb], [sx16, sw16, sh], [freshX, freshW, freshB]) => {
+      const dh16 = new Tensor(Storage.allocate(g.numel, half, g.device), g.shape, false)
+      const scratch = emptyUntracked(g.shape, g.device)  // untouched on the CPU: the block is never written
+      try {
+        addon.activationBackwardCastSumRows(code, rows, outFeatures, sh!.buffer, g.buffer, scratch.buffer, dh16.buffer, gb ? gb.buffer : null, freshB)
+        scratch.dispose()
+        if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, dh16.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
+        if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, dh16.buffer, sx16!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
+      } finally {
+        if (!scratch.disposed) scratch.dispose()
+        dh16.dispose()
+      }
     }, [true, true, true])
 }
 

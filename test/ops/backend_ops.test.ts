@@ -13,7 +13,7 @@ const byOp = new Map<string, OpCase[]>()
 for (const c of ALL_CASES) byOp.set(c.op, [...(byOp.get(c.op) ?? []), c])
 
 t.test('every op the addon exports has cases in the table', async (t) => {
-  const ops = Object.entries(N).filter(([name, v]) => typeof v === 'function' && /(Forward|Backward)$|^(gemm|gemmMixed|fill|axpby|mul|addBiasRows|sumRows|sum|sumSquares|cast|castSumRows|adamwStep|clipCoefficient|multiTensorAdamw|multiTensorSumSquares|nonfiniteFlag)$/.test(name))
+  const ops = Object.entries(N).filter(([name, v]) => typeof v === 'function' && /(Forward|Backward)$|^(gemm|gemmMixed|fill|axpby|mul|addBiasRows|sumRows|sum|sumSquares|cast|castSumRows|activationBackwardCastSumRows|adamwStep|clipCoefficient|multiTensorAdamw|multiTensorSumSquares|nonfiniteFlag)$/.test(name))
   t.ok(ops.length > 30, `${ops.length} op functions`)
   for (const [name] of ops) t.ok(byOp.has(name), `${name} has ${byOp.get(name)?.length ?? 0} cases`)
 })

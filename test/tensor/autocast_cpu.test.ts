@@ -203,3 +203,31 @@ t.test('under autocast, gelu and layerNorm hand the next Linear their output alr
     for (const p of [x, gamma, beta]) p.dispose()
   }
 })
+
+t.test('linearActivation under autocast equals activation(linear(...)) bit for bit, gradients included', async (t) => {
+  const { linearActivation, activation } = await import('../../lib/tensor/ops.js')
+  const [rows, inF, outF] = [53, 64, 150]
+  for (const kind of ['gelu', 'gelu_new', 'relu'] as const) {
+    for (const withBias of [true, false]) {
+      for (const needs of [{ x: true, w: true }, { x: false, w: true }, { x: true, w: false }]) {
+        const run = (fused: boolean) => tidy(() => {
+          const x = tensor(Float32Array.from(randomArray(rows * inF, 11, -2, 2)), { shape: [rows, inF], requiresGrad: needs.x })
+          const w = tensor(Float32Array.from(randomArray(outF * inF, 12)), { shape: [outF, inF], requiresGrad: needs.w })
+          const b = withBias ? tensor(Float32Array.from(randomArray(outF, 13)), { shape: [outF], requiresGrad: true }) : null
+          const g = tensor(Float32Array.from(randomArray(rows * outF, 14)), { shape: [rows, outF] })
+          let y: Float32Array = new Float32Array(0)
+          autocast('bfloat16', () => {
+            const out = fused ? linearActivation(x, w, b, kind) : activation(linear(x, w, b), kind)
+            y = out.toFloat32Array()
+            sum(mul(out, g)).backward()
+          })
+          return [y, x.grad?.toFloat32Array() ?? null, w.grad?.toFloat32Array() ?? null, b?.grad?.toFloat32Array() ?? null]
+        })
+        const bits = (a: Float32Array | null) => (a ? Array.from(new Uint32Array(a.buffer)) : null)
+        const [want, got] = [run(false), run(true)]
+        const label = `${kind}, ${withBias ? 'bias' : 'no bias'}, grads for ${Object.entries(needs).filter(([, v]) => v).map(([k]) => k).join(' ')}`
+        t.same(got.map(bits), want.map(bits), `${label}: output and gradients`)
+      }
+    }
+  }
+})

@@ -3,7 +3,7 @@
 // numerics (erf GELU, LayerNorm eps from the config, additive attention mask
 // with the float32 minimum, pooler = tanh(dense(h[:, 0]))).
 import { Module } from '../../nn/module.js'
-import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
+import { Linear, Embedding, LayerNorm, Dropout, denseActivation } from '../../nn/layers.js'
 import {
   activation, add, attention, reshape, sliceRows, tanh,
   maskedMeanPool, maskedMaxPool,
@@ -148,7 +148,7 @@ export class BertIntermediate extends Module {
   }
 
   forward(hidden: Tensor): Tensor {
-    return activation(this.dense.forward(hidden), this.config.hidden_act)
+    return denseActivation(this.dense, hidden, this.config.hidden_act)
   }
 }
 

@@ -5,7 +5,7 @@
 // mask as BERT's eager path, and the head relu(pre_classifier(h[:, 0])) →
 // dropout → classifier.
 import { Module } from '../../nn/module.js'
-import { Linear, Embedding, LayerNorm, Dropout } from '../../nn/layers.js'
+import { Linear, Embedding, LayerNorm, Dropout, denseActivation } from '../../nn/layers.js'
 import { makeTensor, normalTensor } from '../../nn/init.js'
 import { activation, attention, embedding, relu } from '../../tensor/ops.js'
 import type { Tensor } from '../../tensor/tensor.js'
@@ -152,7 +152,7 @@ export class FFN extends Module {
   }
 
   forward(x: Tensor, packed: PackedBatch | null = null): Tensor {
-    return this.dropout.forward(this.lin2.forward(activation(this.lin1.forward(x), this.config.activation)), packed)
+    return this.dropout.forward(this.lin2.forward(denseActivation(this.lin1, x, this.config.activation)), packed)
   }
 }
 

@@ -189,6 +189,21 @@ export function elementwiseCases(): OpCase[] {
     }
   }
 
+  // activationBackwardCastSumRows (GELU, as the feed-forward block runs it): CUDA against the CPU here; against
+  // the unfused ops bit for bit in half_fusions.test.ts.
+  for (const [rows, cols, size] of [[37, 72, 'quick'], [433, 1536, 'quick'], [2048, 3072, 'full']] as const) {
+    const s = (seed += 3)
+    const data = lazy(() => ({ h: randomArray(rows * cols, s, -4, 4), dy: randomArray(rows * cols, s + 1), sums0: randomArray(cols, s + 2) }))
+    cases.push({
+      op: 'activationBackwardCastSumRows', label: `gelu ${rows}x${cols} -> bfloat16, sums added`, size,
+      setup: (io) => {
+        const h = io.f32(data().h), dy = io.f32(data().dy), scratch = io.nan(rows * cols), dst = io.empty('bfloat16', rows * cols), sums = io.f32(data().sums0)
+        return { call: () => N().activationBackwardCastSumRows(0, rows, cols, h, dy, scratch, dst, sums), outputs: { dst, sums } }
+      },
+      parity: 'bits',
+    })
+  }
+
   const ints = Int32Array.from([0, -5, 16777216, 16777217, 16777219, 2147483647, -2147483648,
     ...Array.from({ length: 1000 }, (_, i) => Math.imul(i, 2654435761))])
   cases.push({

@@ -1,9 +1,10 @@
-// The forward ops that also write a half copy of their output (for the
-// Linear that reads it next under autocast): activationForward and
-// layernormForward with a trailing float16 / bfloat16 buffer give the op's
-// float32 result unchanged and, in the half buffer, exactly what cast gives
-// for that result, on every shape (one thread's block, several threads,
-// block edges) and every activation kind; bad half buffers are refused.
+// The ops fused for autocast's half copies, each against the unfused ops bit
+// for bit on shapes that stay on one thread, split between threads and cross
+// block edges, with bad buffers refused:
+// - activationForward and layernormForward with a trailing float16 / bfloat16
+//   buffer: the float32 results unchanged, the buffer = cast of the output;
+// - activationBackwardCastSumRows: activationBackward (write) followed by
+//   castSumRows, for every activation kind, with and without the sums.
 import t from 'tap'
 import { native, ACTIVATION_CODE, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { devicesUnderTest } from '../helpers/devices.js'
@@ -15,7 +16,7 @@ const bits32 = (b: NativeBuffer) => Array.from(new Uint32Array((b.read() as Floa
 const bits16 = (b: NativeBuffer) => Array.from(b.read() as Uint16Array)
 
 for (const dev of devicesUnderTest()) {
-  t.test(`forward ops with a half copy on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
+  t.test(`ops fused for autocast's half copies on ${dev.name}`, { skip: dev.skip ?? false }, async (t) => {
     const d = dev.code
     const liveBefore = N.memoryStats().liveBuffers
 
@@ -84,6 +85,45 @@ for (const dev of devicesUnderTest()) {
       t.throws(() => N.layernormForward(1, 2, 1e-5, one, null, one, one, out, null, stat, stat, buf(new (N.NativeBuffer)(d, DTYPE_CODE.float16, 1))),
         /^layernormForward: tensor 'half' holds 1 elements? but shape \[1, 2\] needs 2/)
       t.throws(() => N.layernormForward(1, 2, 1e-5, one, null, one, one, out, null, stat, stat, out), /^layernormForward: 'half' must be float16 or bfloat16, got float32/)
+    })
+
+    await t.test('activationBackwardCastSumRows = activationBackward (write) + castSumRows', async (t) => {
+      const buf = track(t)
+      for (const [rows, cols] of [[1, 1], [3, 17], [433, 384], [97, 1536], [40, 600]] as const) {
+        const n = rows * cols
+        const hv = randomArray(n, n + 1, -9, 9)
+        if (n > 8) hv.set([NaN, Infinity, -Infinity, -0, 0, 1e-40, -30, 30])
+        const h = buf(f32Buffer(d, hv))
+        const dy = buf(f32Buffer(d, randomArray(n, n + 2, -2, 2)))
+        const sums0 = randomArray(cols, n + 3)
+        for (const [kind, code] of Object.entries(ACTIVATION_CODE)) {
+          const dh = buf(f32Buffer(d, new Float32Array(n)))
+          N.activationBackward(code, n, h, dy, dh, true)
+          for (const dtype of ['bfloat16', 'float16'] as const) {
+            for (const sumsMode of ['add', 'write', 'none'] as const) {
+              const wantHalf = buf(new (N.NativeBuffer)(d, DTYPE_CODE[dtype], n))
+              const wantSums = buf(f32Buffer(d, sums0))
+              if (sumsMode === 'none') N.cast(n, dh, wantHalf)
+              else N.castSumRows(rows, cols, dh, wantHalf, wantSums, sumsMode === 'write')
+              const gotHalf = buf(new (N.NativeBuffer)(d, DTYPE_CODE[dtype], n))
+              const gotSums = buf(f32Buffer(d, sums0))
+              const scratch = buf(f32Buffer(d, new Float32Array(n)))
+              N.activationBackwardCastSumRows(code, rows, cols, h, dy, scratch, gotHalf, sumsMode === 'none' ? null : gotSums, sumsMode === 'write')
+              const ok = bits16(gotHalf).join() === bits16(wantHalf).join() && bits32(gotSums).join() === bits32(wantSums).join()
+              if (!ok || kind === 'gelu') t.ok(ok, `${kind}, ${rows}x${cols} -> ${dtype}, sums ${sumsMode}: half and sums bit for bit`)
+            }
+          }
+        }
+      }
+      const x = buf(f32Buffer(d, [1, 2, 3, 4]))
+      const s2 = buf(f32Buffer(d, [0, 0]))
+      const h16 = buf(new (N.NativeBuffer)(d, DTYPE_CODE.bfloat16, 4))
+      const scratch = buf(f32Buffer(d, [0, 0, 0, 0]))
+      t.throws(() => N.activationBackwardCastSumRows(0, 2, 2, x, x, scratch, scratch, s2), /^activationBackwardCastSumRows: 'dst' must be float16 or bfloat16, got float32/)
+      t.throws(() => N.activationBackwardCastSumRows(0, 2, 3, x, x, scratch, h16, s2), /^activationBackwardCastSumRows: tensor 'h' holds 4 elements but shape \[2, 3\] needs 6/)
+      t.throws(() => N.activationBackwardCastSumRows(0, 2, 2, x, x, scratch, h16, buf(f32Buffer(d, [0]))), /^activationBackwardCastSumRows: tensor 'sums' holds 1 elements? but shape \[2\] needs 2/)
+      t.throws(() => N.activationBackwardCastSumRows(0, 2, 2, x, x, x, h16, s2), /^activationBackwardCastSumRows: .*'scratch'.*'h'/)
+      t.throws(() => N.activationBackwardCastSumRows(99, 2, 2, x, x, scratch, h16, s2), /^activationBackwardCastSumRows: .*kind/i)
     })
 
     t.equal(N.memoryStats().liveBuffers, liveBefore, 'every buffer the tests made was freed')
