@@ -61,7 +61,7 @@ export interface NativeAddon {
   layernormForward(rows: number, cols: number, eps: number, x: Buf, residual: OptBuf, gamma: Buf, beta: Buf,
     y: Buf, sumOut: OptBuf, mean: Buf, rstd: Buf, half?: OptBuf): void
   layernormBackward(rows: number, cols: number, x: Buf, gamma: Buf, mean: Buf, rstd: Buf, dy: Buf,
-    dx: OptBuf, dgamma: OptBuf, dbeta: OptBuf, writeDgamma?: boolean, writeDbeta?: boolean): void
+    dx: OptBuf, dgamma: OptBuf, dbeta: OptBuf, writeDgamma?: boolean, writeDbeta?: boolean, writeDx?: boolean, dxCopy?: OptBuf): void
   embeddingForward(n: number, dim: number, vocab: number, ids: Buf, table: Buf, out: Buf): void
   embeddingBackward(n: number, dim: number, vocab: number, ids: Buf, dout: Buf, dtable: Buf, paddingIdx: number): void
   /** embeddingBackward into a row-sparse dtable: unmarked rows are written and marked (marksFresh: clear the marks first). CPU only. */

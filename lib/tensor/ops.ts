@@ -396,36 +396,35 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, 
   return record('layerNorm', out, [x, weight, bias, residual],
     [summed ?? save(x), save(weight), meanT, rstdT],
     (g, [gx, gw, gb, gr], [sNormalised, sWeight, sMean, sRstd], [freshX, freshW, freshB, freshR]) => {
-      // The same gradient flows to x and to the residual: compute it once, into
-      // a buffer that holds nothing yet when there is one (the kernel adds to
-      // its dx, so that one is zeroed here rather than by the engine), and add
-      // it to the other; a scratch buffer only when both already hold sums.
+      // The same gradient flows to x and to the residual: compute it once.
+      // Buffers that hold nothing yet are written (both in the kernel's one
+      // pass when both are fresh); one that holds a sum gets it added, from
+      // the written one or from a scratch buffer when neither is fresh.
       let dx = gx ?? gr
-      let zero = gx ? freshX : freshR
-      let other: Tensor | null = null
-      let otherFresh = false
+      let write = gx ? freshX : freshR
+      let copy: Tensor | null = null
+      let others: Tensor[] = []
       let scratch: Tensor | null = null
       if (gx && gr) {
-        if (freshX || freshR) {
+        if (freshX && freshR) {
+          dx = gx
+          copy = gr
+          write = true
+        } else if (freshX || freshR) {
           dx = freshX ? gx : gr
-          other = freshX ? gr : gx
-          otherFresh = freshX ? freshR : false
-          zero = true
+          others = [freshX ? gr : gx]
+          write = true
         } else {
           scratch = emptyUntracked(g.shape, g.device)
           dx = scratch
-          zero = true
+          others = [gx, gr]
+          write = true
         }
       }
       try {
-        if (dx && zero) addon.fill(dx.buffer, dx.numel, 0)
         addon.layernormBackward(rows, cols, sNormalised!.buffer, sWeight!.buffer, sMean!.buffer, sRstd!.buffer, g.buffer,
-          dx ? dx.buffer : null, gw ? gw.buffer : null, gb ? gb.buffer : null, freshW, freshB)
-        if (other) addon.axpby(dx!.numel, 1, dx!.buffer, otherFresh ? 0 : 1, other.buffer)
-        if (scratch) {
-          addon.axpby(scratch.numel, 1, scratch.buffer, 1, gx!.buffer)
-          addon.axpby(scratch.numel, 1, scratch.buffer, 1, gr!.buffer)
-        }
+          dx ? dx.buffer : null, gw ? gw.buffer : null, gb ? gb.buffer : null, freshW, freshB, write, copy ? copy.buffer : null)
+        for (const other of others) addon.axpby(dx!.numel, 1, dx!.buffer, 1, other.buffer)
       } finally {
         scratch?.dispose()
       }

@@ -65,6 +65,23 @@ for (const dev of devicesUnderTest()) {
         N.layernormBackward(rows, cols, xs, gamma, mean, rstd, g, null, dgamma, null, write, false))
       same(`layernormBackward dbeta ${rows}x${cols}`, cols, (dbeta, write) =>
         N.layernormBackward(rows, cols, xs, gamma, mean, rstd, g, dx, null, dbeta, false, write))
+      same(`layernormBackward dx ${rows}x${cols}`, rows * cols, (dxOut, write) =>
+        N.layernormBackward(rows, cols, xs, gamma, mean, rstd, g, dxOut, null, null, false, false, write))
+      // dx and dgamma / dbeta written together, and dx's copy (the residual's gradient) in the same pass.
+      const dgA = buf(zeros(d, cols)), dbA = buf(zeros(d, cols)), dxA = buf(zeros(d, rows * cols))
+      N.layernormBackward(rows, cols, xs, gamma, mean, rstd, g, dxA, dgA, dbA)
+      const dgB = buf(poisoned(d, cols)), dbB = buf(poisoned(d, cols)), dxB = buf(poisoned(d, rows * cols)), copyB = buf(poisoned(d, rows * cols))
+      N.layernormBackward(rows, cols, xs, gamma, mean, rstd, g, dxB, dgB, dbB, true, true, true, copyB)
+      for (const [name, got, want] of [['dx', dxB, dxA], ['dx copy', copyB, dxA], ['dgamma', dgB, dgA], ['dbeta', dbB, dbA]] as const) {
+        t.equal(firstDifference(got.read() as Float32Array, want.read() as Float32Array), 'none', `layernormBackward ${rows}x${cols} all written, ${name}: bit for bit`)
+      }
+    }
+    {
+      const one = buf(f32Buffer(d, [1, 2])), stat = buf(f32Buffer(d, [1]))
+      t.throws(() => N.layernormBackward(1, 2, one, one, stat, stat, one, buf(zeros(d, 2)), null, null, false, false, false, buf(zeros(d, 2))),
+        /^layernormBackward: 'dxCopy' needs a 'dx' that is written/)
+      t.throws(() => N.layernormBackward(1, 2, one, one, stat, stat, one, buf(zeros(d, 2)), null, null, false, false, true, buf(zeros(d, 1))),
+        /^layernormBackward: tensor 'dxCopy' holds 1 elements? but shape \[1, 2\] needs 2/)
     }
 
     for (const [heads, headDim] of [[3, 8], [12, 32]]) {

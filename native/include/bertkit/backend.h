@@ -85,6 +85,18 @@ class Backend {
     fill(dx, rows * cols, 0.0f);
     dropout_rows_backward(rows, cols, p, seed, offset, row_index, dy, dx);
   }
+  // layernorm_backward_write with dx written rather than added to, and also
+  // written into dx_copy when non-null (the same gradient flows to x and to
+  // the residual, and both buffers may hold nothing yet).
+  virtual void layernorm_backward_dx_write(int64_t rows, int64_t cols, const float* x, const float* gamma,
+                                           const float* mean, const float* rstd, const float* dy, float* dx,
+                                           float* dx_copy, float* dgamma, float* dbeta, bool write_dgamma,
+                                           bool write_dbeta) {
+    fill(dx, rows * cols, 0.0f);
+    layernorm_backward_write(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta, write_dgamma, write_dbeta);
+    if (dx_copy) axpby(rows * cols, 1.0f, dx, 0.0f, dx_copy);
+  }
+
   // ---- forward ops that also write a half copy of their output ---------------
   // Under autocast the next Linear reads a F16 / BF16 copy of an activation or
   // a LayerNorm output; writing it beside the float32 result saves a second

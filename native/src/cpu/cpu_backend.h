@@ -36,6 +36,9 @@ class CpuBackend final : public Backend {
   void activation_backward_cast_sum_rows(Activation kind, int64_t rows, int64_t cols, const float* h, const float* dy,
                                          float* scratch, DType dst_dtype, void* dst, float* sums,
                                          bool write_sums) override;
+  void layernorm_backward_dx_write(int64_t rows, int64_t cols, const float* x, const float* gamma, const float* mean,
+                                   const float* rstd, const float* dy, float* dx, float* dx_copy, float* dgamma,
+                                   float* dbeta, bool write_dgamma, bool write_dbeta) override;
   void cast_sum_rows(int64_t rows, int64_t cols, const float* x, DType dst_dtype, void* dst, float* sums,
                      bool write_sums) override;
   void dropout_rows_backward_write(int64_t rows, int64_t cols, float p, uint64_t seed, uint64_t offset,

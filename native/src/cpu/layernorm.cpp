@@ -7,6 +7,7 @@
 // float rounding. Per-element work stays in float.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "cpu_backend.h"
@@ -116,11 +117,14 @@ void CpuBackend::layernorm_forward_half(int64_t rows, int64_t cols, float eps, c
 
 namespace {
 
-// Rows [r0, r1) of backward: dx (when non-null) added to, dg / db (when
-// non-null) this chunk's partial sums.
+// Rows [r0, r1) of backward: dx (when non-null) added to, or written as
+// 0 + value (a zero-filled dx's bits) when write_dx, and then dx_copy (when
+// non-null) written with the same values; dg / db (when non-null) this
+// chunk's partial sums.
 BERTKIT_ROW_CLONES
 void backward_rows(int64_t r0, int64_t r1, int64_t cols, const float* x, const float* gamma, const float* mean,
-                   const float* rstd, const float* dy, float* dx, double* dg, double* db) {
+                   const float* rstd, const float* dy, float* dx, bool write_dx, float* dx_copy, double* dg,
+                   double* db) {
   BERTKIT_NO_CONTRACT
   for (int64_t r = r0; r < r1; ++r) {
     const float* xr = x + r * cols;
@@ -143,13 +147,27 @@ void backward_rows(int64_t r0, int64_t r1, int64_t cols, const float* x, const f
       const float mean_h = static_cast<float>(sum_h / cols);
       const float mean_hx = static_cast<float>(sum_hx / cols);
       float* out = dx + r * cols;
-      for (int64_t c = 0; c < cols; ++c) {
-        out[c] += inv_std * (g[c] * gamma[c] - mean_h - xhat(c) * mean_hx);
+      if (!write_dx) {
+        for (int64_t c = 0; c < cols; ++c) {
+          out[c] += inv_std * (g[c] * gamma[c] - mean_h - xhat(c) * mean_hx);
+        }
+      } else {
+        for (int64_t c = 0; c < cols; ++c) {
+          out[c] = 0.0f + inv_std * (g[c] * gamma[c] - mean_h - xhat(c) * mean_hx);
+        }
+        if (dx_copy) std::memcpy(dx_copy + r * cols, out, static_cast<size_t>(cols) * sizeof(float));
       }
     }
   }
 }
 
+}  // namespace
+
+namespace {
+// The backward of every entry point below: dx added to or written (see backward_rows).
+void backward(int64_t rows, int64_t cols, const float* x, const float* gamma, const float* mean, const float* rstd,
+              const float* dy, float* dx, bool write_dx, float* dx_copy, float* dgamma, float* dbeta,
+              bool write_dgamma, bool write_dbeta);
 }  // namespace
 
 void CpuBackend::layernorm_backward(int64_t rows, int64_t cols, const float* x, const float* gamma,
@@ -161,10 +179,25 @@ void CpuBackend::layernorm_backward(int64_t rows, int64_t cols, const float* x, 
 void CpuBackend::layernorm_backward_write(int64_t rows, int64_t cols, const float* x, const float* gamma,
                                           const float* mean, const float* rstd, const float* dy, float* dx,
                                           float* dgamma, float* dbeta, bool write_dgamma, bool write_dbeta) {
+  backward(rows, cols, x, gamma, mean, rstd, dy, dx, false, nullptr, dgamma, dbeta, write_dgamma, write_dbeta);
+}
+
+void CpuBackend::layernorm_backward_dx_write(int64_t rows, int64_t cols, const float* x, const float* gamma,
+                                             const float* mean, const float* rstd, const float* dy, float* dx,
+                                             float* dx_copy, float* dgamma, float* dbeta, bool write_dgamma,
+                                             bool write_dbeta) {
+  backward(rows, cols, x, gamma, mean, rstd, dy, dx, true, dx_copy, dgamma, dbeta, write_dgamma, write_dbeta);
+}
+
+namespace {
+
+void backward(int64_t rows, int64_t cols, const float* x, const float* gamma, const float* mean, const float* rstd,
+              const float* dy, float* dx, bool write_dx, float* dx_copy, float* dgamma, float* dbeta,
+              bool write_dgamma, bool write_dbeta) {
   if (cols == 0) return;
   if (rows == 0) {
-    if (dgamma && write_dgamma) fill(dgamma, cols, 0.0f);
-    if (dbeta && write_dbeta) fill(dbeta, cols, 0.0f);
+    if (dgamma && write_dgamma) std::fill(dgamma, dgamma + cols, 0.0f);
+    if (dbeta && write_dbeta) std::fill(dbeta, dbeta + cols, 0.0f);
     return;
   }
   if (!dx && !dgamma && !dbeta) return;
@@ -184,7 +217,7 @@ void CpuBackend::layernorm_backward_write(int64_t rows, int64_t cols, const floa
     int64_t r0 = rows * chunk / chunks, r1 = rows * (chunk + 1) / chunks;
     double* dg = dgamma ? dgamma_partial.data() + static_cast<size_t>(chunk) * cols : nullptr;
     double* db = dbeta ? dbeta_partial.data() + static_cast<size_t>(chunk) * cols : nullptr;
-    backward_rows(r0, r1, cols, x, gamma, mean, rstd, dy, dx, dg, db);
+    backward_rows(r0, r1, cols, x, gamma, mean, rstd, dy, dx, write_dx, dx_copy, dg, db);
   });
 
   // Written: 0 + total, the bits of a zero-filled target.
@@ -198,5 +231,7 @@ void CpuBackend::layernorm_backward_write(int64_t rows, int64_t cols, const floa
   if (dgamma) combine(dgamma_partial, dgamma, write_dgamma);
   if (dbeta) combine(dbeta_partial, dbeta, write_dbeta);
 }
+
+}  // namespace
 
 }  // namespace bertkit

@@ -470,10 +470,12 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
 }
 
 // layernormBackward(rows, cols, x, gamma, mean, rstd, dy, dx|null, dgamma|null, dbeta|null, writeDgamma?,
-//                   writeDbeta?) (write*: that gradient holds nothing yet, Backend::layernorm_backward_write)
+//                   writeDbeta?, writeDx?, dxCopy|null?) (write*: that gradient holds nothing yet and is
+//                   written, Backend::layernorm_backward_write / _dx_write; dxCopy: also written with dx)
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
-  OpArgs a(info, "layernormBackward", 10, 12);
+  OpArgs a(info, "layernormBackward", 10, 14);
   const bool write_dgamma = a.optional_flag(10, "writeDgamma"), write_dbeta = a.optional_flag(11, "writeDbeta");
+  const bool write_dx = a.optional_flag(12, "writeDx");
   int64_t rows = a.dim(0, "rows"), cols = a.positive_dim(1, "cols");
   NativeBuffer* x = a.buffer(2, "x", DType::F32);
   NativeBuffer* gamma = a.buffer(3, "gamma", DType::F32);
@@ -495,9 +497,20 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   a.need(dbeta, "dbeta", cols, shape_str({cols}));
   a.distinct(dx, "dx", dy, "dy");
   a.distinct(dx, "dx", x, "x");
+  NativeBuffer* dx_copy = info.Length() > 13 ? a.buffer(13, "dxCopy", DType::F32, true) : nullptr;
+  if (dx_copy) {
+    if (!dx || !write_dx) a.fail("'dxCopy' needs a 'dx' that is written (writeDx true)");
+    a.need(dx_copy, "dxCopy", numel, shape);
+    a.distinct(dx_copy, "dxCopy", dx, "dx");
+    a.distinct(dx_copy, "dxCopy", dy, "dy");
+    a.distinct(dx_copy, "dxCopy", x, "x");
+  }
   return a.enqueue([=, x = f32(x), gamma = f32(gamma), mean = f32(mean), rstd = f32(rstd), dy = f32(dy), dx = f32(dx),
-                    dgamma = f32(dgamma), dbeta = f32(dbeta)](Backend& be) {
-    if (write_dgamma || write_dbeta) {
+                    dx_copy = f32(dx_copy), dgamma = f32(dgamma), dbeta = f32(dbeta)](Backend& be) {
+    if (write_dx && dx) {
+      be.layernorm_backward_dx_write(rows, cols, x, gamma, mean, rstd, dy, dx, dx_copy, dgamma, dbeta, write_dgamma,
+                                     write_dbeta);
+    } else if (write_dgamma || write_dbeta) {
       be.layernorm_backward_write(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta, write_dgamma, write_dbeta);
     } else {
       be.layernorm_backward(rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
