@@ -17,6 +17,7 @@
 // only pays off with AVX2/FMA.
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "cpu_backend.h"
 #include "thread_pool.h"
@@ -189,29 +190,33 @@ void CpuBackend::activation_backward_cast_sum_rows(Activation kind, int64_t rows
   }
   if (cols == 0) return;
   // Threads own column ranges and sum each column over the rows in order, in
-  // double, as sum_rows does (so the sums have its bits); each row segment of
-  // dh is computed into a buffer on the stack, cast and summed from there.
-  constexpr int64_t kTile = 256;
+  // double, as sum_rows does (so the sums have its bits). A thread takes its
+  // whole range of each row at once, computing dh into a buffer of its own,
+  // casting and summing it from there, and prefetches the next row: h comes
+  // from memory, and a row's part is too short a run for the prefetchers.
   const int64_t grain_cols = std::max<int64_t>(16, 32768 / std::max<int64_t>(rows, 1));
   char* out = static_cast<char*>(dst);
   ThreadPool::instance().parallel_for(cols, grain_cols, [&](int64_t c0, int64_t c1) {
-    alignas(64) float dh[kTile];
-    double acc[kTile];
-    for (int64_t t0 = c0; t0 < c1; t0 += kTile) {
-      const int64_t width = std::min(kTile, c1 - t0);
-      for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t at = r * cols + t0;
-        activation_backward_write(kind, width, h + at, dy + at, dh);
-        cast(width, DType::F32, dh, dst_dtype, out + at * 2);
-        if (sums) {
-          for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(dh[c]);
+    const int64_t width = c1 - c0;
+    std::vector<float> dh(static_cast<size_t>(width));
+    std::vector<double> acc(sums ? static_cast<size_t>(width) : 0, 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t at = r * cols + c0;
+      if (r + 1 < rows) {
+        for (int64_t c = 0; c < width; c += 16) {
+          __builtin_prefetch(h + at + cols + c);
+          __builtin_prefetch(dy + at + cols + c);
         }
       }
+      activation_backward_write(kind, width, h + at, dy + at, dh.data());
+      cast(width, DType::F32, dh.data(), dst_dtype, out + at * 2);
       if (sums) {
-        for (int64_t c = 0; c < width; ++c) {
-          sums[t0 + c] = static_cast<float>((write_sums ? 0.0 : static_cast<double>(sums[t0 + c])) + acc[c]);
-        }
+        for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(dh[c]);
+      }
+    }
+    if (sums) {
+      for (int64_t c = 0; c < width; ++c) {
+        sums[c0 + c] = static_cast<float>((write_sums ? 0.0 : static_cast<double>(sums[c0 + c])) + acc[c]);
       }
     }
   });

@@ -236,28 +236,29 @@ void CpuBackend::cast_sum_rows(int64_t rows, int64_t cols, const float* x, DType
   if (cols == 0) return;
   uint16_t* out = static_cast<uint16_t*>(dst);
   // sum_rows_into's split and order (threads own column ranges, each column
-  // summed over the rows in order, in double), with each row segment cast
-  // while it is in L1: the sums get sum_rows' bits, dst the cast's.
-  constexpr int64_t kTile = 256;
+  // summed over the rows in order, in double), so the sums get sum_rows' bits
+  // and dst the cast's. A thread takes its whole range of each row at once,
+  // prefetching the next row (a row's part is too short a run for the
+  // prefetchers).
   int64_t grain_cols = std::max<int64_t>(16, kGrain / std::max<int64_t>(rows, 1));
   ThreadPool::instance().parallel_for(cols, grain_cols, [&](int64_t c0, int64_t c1) {
-    double acc[kTile];
-    for (int64_t t0 = c0; t0 < c1; t0 += kTile) {
-      const int64_t width = std::min(kTile, c1 - t0);
-      for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* row = x + r * cols + t0;
-        uint16_t* to = out + r * cols + t0;
-        if (dst_dtype == DType::BF16) {
-          floats_to_bf16(width, row, to);
-        } else {
-          for (int64_t c = 0; c < width; ++c) to[c] = float_to_half(row[c]);
-        }
-        sum_columns(1, cols, width, row, acc);
+    const int64_t width = c1 - c0;
+    std::vector<double> acc(static_cast<size_t>(width), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * cols + c0;
+      if (r + 1 < rows) {
+        for (int64_t c = 0; c < width; c += 16) __builtin_prefetch(row + cols + c);
       }
-      for (int64_t c = 0; c < width; ++c) {
-        sums[t0 + c] = static_cast<float>((write_sums ? 0.0 : static_cast<double>(sums[t0 + c])) + acc[c]);
+      uint16_t* to = out + r * cols + c0;
+      if (dst_dtype == DType::BF16) {
+        floats_to_bf16(width, row, to);
+      } else {
+        for (int64_t c = 0; c < width; ++c) to[c] = float_to_half(row[c]);
       }
+      sum_columns(1, cols, width, row, acc.data());
+    }
+    for (int64_t c = 0; c < width; ++c) {
+      sums[c0 + c] = static_cast<float>((write_sums ? 0.0 : static_cast<double>(sums[c0 + c])) + acc[c]);
     }
   });
 }
