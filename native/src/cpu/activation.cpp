@@ -172,12 +172,12 @@ void CpuBackend::activation_forward_half(Activation kind, int64_t n, const float
   // Each thread casts the blocks it has just computed, while they are in L1
   // (the nested calls run inline on the thread that makes them).
   constexpr int64_t kBlock = 4096;
-  const size_t half_size = 2;
+  constexpr int64_t kHalfBytes = 2;
   ThreadPool::instance().parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t count = std::min(kBlock, end - b);
       activation_forward(kind, count, x + b, y + b);
-      cast(count, DType::F32, y + b, half_dtype, static_cast<char*>(half) + b * half_size);
+      cast(count, DType::F32, y + b, half_dtype, static_cast<char*>(half) + b * kHalfBytes);
     }
   });
 }

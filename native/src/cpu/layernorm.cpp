@@ -161,13 +161,11 @@ void backward_rows(int64_t r0, int64_t r1, int64_t cols, const float* x, const f
   }
 }
 
-}  // namespace
-
-namespace {
-// The backward of every entry point below: dx added to or written (see backward_rows).
+// The backward of every entry point below (defined after them): dx added to or written (see backward_rows).
 void backward(int64_t rows, int64_t cols, const float* x, const float* gamma, const float* mean, const float* rstd,
               const float* dy, float* dx, bool write_dx, float* dx_copy, float* dgamma, float* dbeta,
               bool write_dgamma, bool write_dbeta);
+
 }  // namespace
 
 void CpuBackend::layernorm_backward(int64_t rows, int64_t cols, const float* x, const float* gamma,
