@@ -153,6 +153,13 @@ export function mean(x: Tensor): Tensor {
 
 export type ActivationName = keyof typeof ACTIVATION_CODE
 
+/** The native code of a hidden_act name, or a clear error. */
+function activationCode(kind: ActivationName): number {
+  const code = Object.hasOwn(ACTIVATION_CODE, kind) ? ACTIVATION_CODE[kind] : undefined
+  if (code === undefined) fail('activation', `unknown activation "${kind}" (expected ${Object.keys(ACTIVATION_CODE).join(', ')})`)
+  return code
+}
+
 /**
  * An elementwise activation by transformers' hidden_act name (ACT2FN): gelu
  * (exact erf), gelu_new and its aliases (tanh approximation), tanh, relu,
@@ -162,8 +169,7 @@ export type ActivationName = keyof typeof ACTIVATION_CODE
 export function activation(x: Tensor, kind: ActivationName): Tensor {
   const op = kind
   expectDtype(op, 'x', x, 'float32')
-  const code = Object.hasOwn(ACTIVATION_CODE, kind) ? ACTIVATION_CODE[kind] : undefined
-  if (code === undefined) fail('activation', `unknown activation "${kind}" (expected ${Object.keys(ACTIVATION_CODE).join(', ')})`)
+  const code = activationCode(kind)
   const addon = native()
   const out = empty(x.shape, { device: x.device })
   const twin = halfTwin(out)
@@ -246,8 +252,7 @@ export function linearActivation(x: Tensor, weight: Tensor, bias: Tensor | null,
   const half = autocastDtype()
   if (!half) return activation(linear(x, weight, bias), kind)
   const { rows, inFeatures, outFeatures } = linearShape('linearActivation', x, weight, bias)
-  const code = Object.hasOwn(ACTIVATION_CODE, kind) ? ACTIVATION_CODE[kind] : undefined
-  if (code === undefined) fail('activation', `unknown activation "${kind}" (expected ${Object.keys(ACTIVATION_CODE).join(', ')})`)
+  const code = activationCode(kind)
   const addon = native()
   const x16 = halfActivation(x)
   const w16 = halfWeight(weight)
@@ -267,11 +272,9 @@ export function linearActivation(x: Tensor, weight: Tensor, bias: Tensor | null,
       const scratch = emptyUntracked(g.shape, g.device)  // untouched on the CPU: the block is never written
       try {
         addon.activationBackwardCastSumRows(code, rows, outFeatures, sh!.buffer, g.buffer, scratch.buffer, dh16.buffer, gb ? gb.buffer : null, freshB)
-        scratch.dispose()
-        if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, dh16.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
-        if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, dh16.buffer, sx16!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
+        halfLinearGrads(rows, inFeatures, outFeatures, dh16, sx16, sw16, gx, gw, freshX, freshW)
       } finally {
-        if (!scratch.disposed) scratch.dispose()
+        scratch.dispose()
         dh16.dispose()
       }
     }, [true, true, true])
@@ -296,12 +299,19 @@ function linearHalf(x: Tensor, weight: Tensor, bias: Tensor | null, rows: number
       // The bias gradient (g's column sums) comes from the same read of g as its half copy.
       const g16 = gb ? castHalfSumRows(g, half, rows, outFeatures, gb, freshB) : castHalf(g, half)
       try {
-        if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
-        if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, g16.buffer, sx16!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
+        halfLinearGrads(rows, inFeatures, outFeatures, g16, sx16, sw16, gx, gw, freshX, freshW)
       } finally {
         g16.dispose()
       }
     }, [true, true, true])
+}
+
+/** A half Linear's products backward from g16 (the half output gradient): dx += g16 · W, dW += g16ᵀ · x (written when fresh). */
+function halfLinearGrads(rows: number, inFeatures: number, outFeatures: number, g16: Tensor, sx16: Tensor | null, sw16: Tensor | null,
+  gx: Tensor | null, gw: Tensor | null, freshX: boolean, freshW: boolean): void {
+  const addon = native()
+  if (gx) addon.gemmMixed(false, false, rows, inFeatures, outFeatures, 1, g16.buffer, sw16!.buffer, freshX ? 0 : 1, gx.buffer, 1, 0, 0, 0)
+  if (gw) addon.gemmMixed(true, false, outFeatures, inFeatures, rows, 1, g16.buffer, sx16!.buffer, freshW ? 0 : 1, gw.buffer, 1, 0, 0, 0)
 }
 
 /**

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "column_sums.h"
 #include "cpu_backend.h"
 #include "thread_pool.h"
 #include "vecmath.h"
@@ -189,36 +190,20 @@ void CpuBackend::activation_backward_cast_sum_rows(Activation kind, int64_t rows
     throw Error(std::string("activation_backward_cast_sum_rows: cannot cast float32 to ") + dtype_name(dst_dtype));
   }
   if (cols == 0) return;
-  // Threads own column ranges and sum each column over the rows in order, in
-  // double, as sum_rows does (so the sums have its bits). A thread takes its
-  // whole range of each row at once, computing dh into a buffer of its own,
-  // casting and summing it from there, and prefetches the next row: h comes
-  // from memory, and a row's part is too short a run for the prefetchers.
-  const int64_t grain_cols = std::max<int64_t>(16, 32768 / std::max<int64_t>(rows, 1));
+  // dh of each row segment goes into a buffer of the thread's own, is cast
+  // from there and summed (column_sums.h: sum_rows' order and bits).
   char* out = static_cast<char*>(dst);
-  ThreadPool::instance().parallel_for(cols, grain_cols, [&](int64_t c0, int64_t c1) {
-    const int64_t width = c1 - c0;
-    std::vector<float> dh(static_cast<size_t>(width));
-    std::vector<double> acc(sums ? static_cast<size_t>(width) : 0, 0.0);
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t at = r * cols + c0;
-      if (r + 1 < rows) {
-        for (int64_t c = 0; c < width; c += 16) {
-          __builtin_prefetch(h + at + cols + c);
-          __builtin_prefetch(dy + at + cols + c);
-        }
-      }
-      activation_backward_write(kind, width, h + at, dy + at, dh.data());
-      cast(width, DType::F32, dh.data(), dst_dtype, out + at * 2);
-      if (sums) {
-        for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(dh[c]);
-      }
+  for_column_ranges(rows, cols, 32768, sums, write_sums, [&](int64_t r, int64_t c0, int64_t width) {
+    thread_local std::vector<float> dh;
+    if (static_cast<int64_t>(dh.size()) < width) dh.resize(static_cast<size_t>(width));
+    const int64_t at = r * cols + c0;
+    if (r + 1 < rows) {
+      prefetch_floats(h + at + cols, width);
+      prefetch_floats(dy + at + cols, width);
     }
-    if (sums) {
-      for (int64_t c = 0; c < width; ++c) {
-        sums[c0 + c] = static_cast<float>((write_sums ? 0.0 : static_cast<double>(sums[c0 + c])) + acc[c]);
-      }
-    }
+    activation_backward_write(kind, width, h + at, dy + at, dh.data());
+    cast(width, DType::F32, dh.data(), dst_dtype, out + at * 2);
+    return static_cast<const float*>(dh.data());
   });
 }
 

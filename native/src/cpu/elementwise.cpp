@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "column_sums.h"
 #include "cpu_backend.h"
 #include "thread_pool.h"
 #include "vecmath.h"
@@ -115,32 +116,13 @@ void add_bias_range(int64_t r0, int64_t r1, int64_t cols, const float* __restric
 
 // acc[c] += x[r, c0 + c] over the rows, in row order, for c < width.
 BERTKIT_ADD_CLONES
-void sum_columns(int64_t rows, int64_t cols, int64_t width, const float* __restrict x, double* __restrict acc) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict row = x + r * cols;
-    for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(row[c]);
-  }
-}
-
 void sum_rows_into(int64_t rows, int64_t cols, const float* x, float* out, bool accumulate) {
-  if (cols == 0) return;
-  // Threads own disjoint column ranges and each column is summed over the rows
-  // in order, so no partials need combining and the result does not depend on
-  // the thread count. Columns go in tiles whose double accumulators stay in L1
-  // while the rows stream past.
-  constexpr int64_t kTile = 256;
-  int64_t grain_cols = std::max<int64_t>(16, kGrain / std::max<int64_t>(rows, 1));
-  ThreadPool::instance().parallel_for(cols, grain_cols, [&](int64_t c0, int64_t c1) {
-    double acc[kTile];
-    for (int64_t t0 = c0; t0 < c1; t0 += kTile) {
-      int64_t width = std::min(kTile, c1 - t0);
-      for (int64_t c = 0; c < width; ++c) acc[c] = 0.0;
-      sum_columns(rows, cols, width, x + t0, acc);
-      // Written: 0 + acc, the bits of a zero-filled out (-0 becomes +0).
-      for (int64_t c = 0; c < width; ++c) {
-        out[t0 + c] = static_cast<float>((accumulate ? static_cast<double>(out[t0 + c]) : 0.0) + acc[c]);
-      }
-    }
+  // column_sums.h: each column summed over the rows in order, whatever the
+  // thread count; written as 0 + total, the bits of a zero-filled out.
+  for_column_ranges(rows, cols, kGrain, out, !accumulate, [&](int64_t r, int64_t c0, int64_t width) {
+    const float* row = x + r * cols + c0;
+    if (r + 1 < rows) prefetch_floats(row + cols, width);
+    return row;
   });
 }
 
@@ -235,31 +217,18 @@ void CpuBackend::cast_sum_rows(int64_t rows, int64_t cols, const float* x, DType
   }
   if (cols == 0) return;
   uint16_t* out = static_cast<uint16_t*>(dst);
-  // sum_rows_into's split and order (threads own column ranges, each column
-  // summed over the rows in order, in double), so the sums get sum_rows' bits
-  // and dst the cast's. A thread takes its whole range of each row at once,
-  // prefetching the next row (a row's part is too short a run for the
-  // prefetchers).
-  int64_t grain_cols = std::max<int64_t>(16, kGrain / std::max<int64_t>(rows, 1));
-  ThreadPool::instance().parallel_for(cols, grain_cols, [&](int64_t c0, int64_t c1) {
-    const int64_t width = c1 - c0;
-    std::vector<double> acc(static_cast<size_t>(width), 0.0);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = x + r * cols + c0;
-      if (r + 1 < rows) {
-        for (int64_t c = 0; c < width; c += 16) __builtin_prefetch(row + cols + c);
-      }
-      uint16_t* to = out + r * cols + c0;
-      if (dst_dtype == DType::BF16) {
-        floats_to_bf16(width, row, to);
-      } else {
-        for (int64_t c = 0; c < width; ++c) to[c] = float_to_half(row[c]);
-      }
-      sum_columns(1, cols, width, row, acc.data());
+  // sum_rows_into's walk (column_sums.h), each row segment cast on the way:
+  // the sums get sum_rows' bits, dst the cast's.
+  for_column_ranges(rows, cols, kGrain, sums, write_sums, [&](int64_t r, int64_t c0, int64_t width) {
+    const float* row = x + r * cols + c0;
+    if (r + 1 < rows) prefetch_floats(row + cols, width);
+    uint16_t* to = out + r * cols + c0;
+    if (dst_dtype == DType::BF16) {
+      floats_to_bf16(width, row, to);
+    } else {
+      for (int64_t c = 0; c < width; ++c) to[c] = float_to_half(row[c]);
     }
-    for (int64_t c = 0; c < width; ++c) {
-      sums[c0 + c] = static_cast<float>((write_sums ? 0.0 : static_cast<double>(sums[c0 + c])) + acc[c]);
-    }
+    return row;
   });
 }
 

@@ -534,21 +534,38 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   });
 }
 
+// The arguments embeddingBackward and embeddingBackwardRows share:
+// (n, dim, vocab, ids, dout, dtable, paddingIdx), checked.
+struct EmbeddingGrad {
+  int64_t n, dim, vocab, padding_idx;
+  NativeBuffer *ids, *dout, *dtable;
+};
+EmbeddingGrad embedding_grad_args(OpArgs& a) {
+  EmbeddingGrad e;
+  e.n = a.dim(0, "n");
+  e.dim = a.dim(1, "dim");
+  e.vocab = a.dim(2, "vocab");
+  e.padding_idx = a.i32(6, "paddingIdx");
+  if (e.padding_idx < -1 || e.padding_idx >= e.vocab) {
+    a.fail("'paddingIdx' " + std::to_string(e.padding_idx) + " is outside [-1, " + std::to_string(e.vocab) + ")");
+  }
+  e.ids = a.buffer(3, "ids", DType::I32);
+  e.dout = a.buffer(4, "dout", DType::F32);
+  e.dtable = a.buffer(5, "dtable", DType::F32);
+  a.need(e.ids, "ids", e.n, shape_str({e.n}));
+  a.need(e.dout, "dout", checked_mul(a, {e.n, e.dim}), shape_str({e.n, e.dim}));
+  a.need(e.dtable, "dtable", checked_mul(a, {e.vocab, e.dim}), shape_str({e.vocab, e.dim}));
+  a.distinct(e.dtable, "dtable", e.dout, "dout");
+  return e;
+}
+
 // embeddingBackward(n, dim, vocab, ids, dout, dtable, paddingIdx)  (paddingIdx -1: none)
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   OpArgs a(info, "embeddingBackward", 7);
-  int64_t n = a.dim(0, "n"), dim = a.dim(1, "dim"), vocab = a.dim(2, "vocab");
-  int64_t padding_idx = a.i32(6, "paddingIdx");
-  if (padding_idx < -1 || padding_idx >= vocab) a.fail("'paddingIdx' " + std::to_string(padding_idx) + " is outside [-1, " + std::to_string(vocab) + ")");
-  NativeBuffer* ids = a.buffer(3, "ids", DType::I32);
-  NativeBuffer* dout = a.buffer(4, "dout", DType::F32);
-  NativeBuffer* dtable = a.buffer(5, "dtable", DType::F32);
-  a.need(ids, "ids", n, shape_str({n}));
-  a.need(dout, "dout", checked_mul(a, {n, dim}), shape_str({n, dim}));
-  a.need(dtable, "dtable", checked_mul(a, {vocab, dim}), shape_str({vocab, dim}));
-  a.distinct(dtable, "dtable", dout, "dout");
-  check_indices(a, ids, n, "ids", vocab, false, 0);
-  return a.enqueue([=, dout = f32(dout), dtable = f32(dtable), ids = i32p(ids)](Backend& be) {
+  const EmbeddingGrad e = embedding_grad_args(a);
+  check_indices(a, e.ids, e.n, "ids", e.vocab, false, 0);
+  return a.enqueue([=, n = e.n, dim = e.dim, vocab = e.vocab, padding_idx = e.padding_idx, dout = f32(e.dout),
+                    dtable = f32(e.dtable), ids = i32p(e.ids)](Backend& be) {
     be.embedding_backward(n, dim, vocab, padding_idx, ids, dout, dtable);
   });
 }
@@ -556,23 +573,14 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
 // embeddingBackwardRows(n, dim, vocab, ids, dout, dtable, paddingIdx, rowMarks, marksFresh)
 Napi::Value EmbeddingBackwardRows(const Napi::CallbackInfo& info) {
   OpArgs a(info, "embeddingBackwardRows", 9);
-  int64_t n = a.dim(0, "n"), dim = a.dim(1, "dim"), vocab = a.dim(2, "vocab");
-  int64_t padding_idx = a.i32(6, "paddingIdx");
-  if (padding_idx < -1 || padding_idx >= vocab) a.fail("'paddingIdx' " + std::to_string(padding_idx) + " is outside [-1, " + std::to_string(vocab) + ")");
-  NativeBuffer* ids = a.buffer(3, "ids", DType::I32);
-  NativeBuffer* dout = a.buffer(4, "dout", DType::F32);
-  NativeBuffer* dtable = a.buffer(5, "dtable", DType::F32);
+  const EmbeddingGrad e = embedding_grad_args(a);
   NativeBuffer* marks = a.buffer(7, "rowMarks", DType::I32);
   bool fresh = a.flag(8, "marksFresh");
-  a.need(ids, "ids", n, shape_str({n}));
-  a.need(dout, "dout", checked_mul(a, {n, dim}), shape_str({n, dim}));
-  a.need(dtable, "dtable", checked_mul(a, {vocab, dim}), shape_str({vocab, dim}));
-  a.need(marks, "rowMarks", vocab, shape_str({vocab}));
-  a.distinct(dtable, "dtable", dout, "dout");
-  a.distinct(marks, "rowMarks", ids, "ids");
-  check_indices(a, ids, n, "ids", vocab, false, 0);
-  return a.enqueue([=, dout = f32(dout), dtable = f32(dtable), ids = i32p(ids),
-                    marks = static_cast<int32_t*>(marks->data())](Backend& be) {
+  a.need(marks, "rowMarks", e.vocab, shape_str({e.vocab}));
+  a.distinct(marks, "rowMarks", e.ids, "ids");
+  check_indices(a, e.ids, e.n, "ids", e.vocab, false, 0);
+  return a.enqueue([=, n = e.n, dim = e.dim, vocab = e.vocab, padding_idx = e.padding_idx, dout = f32(e.dout),
+                    dtable = f32(e.dtable), ids = i32p(e.ids), marks = static_cast<int32_t*>(marks->data())](Backend& be) {
     be.embedding_backward_rows(n, dim, vocab, padding_idx, ids, dout, dtable, marks, fresh);
   });
 }
