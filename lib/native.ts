@@ -26,11 +26,12 @@ export interface NativeAddon {
    * a, b: float16 or bfloat16 (same dtype); c: float32; fp32 accumulation. On the CPU a or b may be
    * float32, rounded to the half dtype as it is read; halfDtype (a dtype code) names it, needed when both are.
    * bias (float32, n values; optional): added to every row of every C after the product, the bits of a
-   * following addBiasRows without its second pass over C.
+   * following addBiasRows without its second pass over C. streamC: C is not read again soon (a weight
+   * gradient, read at the optimizer step), so the CPU writes it with non-temporal stores; the same bits.
    */
   gemmMixed(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Buf, b: Buf,
     beta: number, c: Buf, batch: number, strideA: number, strideB: number, strideC: number, halfDtype?: number | null,
-    bias?: Buf | null): void
+    bias?: Buf | null, streamC?: boolean): void
   /** torch.backends.cuda.matmul.allow_tf32 for the device's fp32 products (off by default; a no-op on the CPU). */
   setAllowTf32(device: number, flag: boolean): void
   fill(x: Buf, n: number, value: number): void

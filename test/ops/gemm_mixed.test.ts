@@ -154,7 +154,7 @@ for (const dev of devicesUnderTest()) {
         t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 2, 0, 0, 4),
           /^gemmMixed: strideC 4 makes output matrices overlap/, 'overlapping outputs')
         t.throws(() => (g as unknown as (...args: unknown[]) => void)(false, false, 2, 4, 3),
-          /^gemmMixed: expected 14 to 16 arguments, got 5/, 'too few arguments')
+          /^gemmMixed: expected 14 to 17 arguments, got 5/, 'too few arguments')
       } finally {
         freeAll(h16, b16, c32, a32)
       }
@@ -336,6 +336,68 @@ for (const dev of devicesUnderTest()) {
       }
     })
 
+    // streamC (a weight gradient's product) writes whole aligned lines of C
+    // with non-temporal stores and the rest as usual: the bits must be those of
+    // the plain product on every path, with rows that start on a line (n a
+    // multiple of 16) or not, partial blocks, alpha / beta / bias and gaps.
+    t.test('streamC: the bits of the same product without it, every path', async (t) => {
+      const addon = native()
+      const cases = (dtype: Half, seed: number): Case[] => {
+        const out: Case[] = []
+        for (const [ta, tb] of TRANSPOSES) {
+          for (const [m, n, k] of [[64, 64, 64], [96, 67, 128], [33, 96, 256], [200, 384, 448], [13, 33, 17]] as const) {
+            out.push({ ...base(dtype, m, n, k, seed++), ta, tb })
+          }
+          out.push({ ...base(dtype, 64, 96, 64, seed++), ta, tb, alpha: -0.5 })
+          out.push({ ...base(dtype, 64, 96, 64, seed++), ta, tb, beta: 1 })
+          out.push({ ...base(dtype, 40, 64, 64, seed++), ta, tb, batch: 3, gapC: 5 })
+        }
+        return out
+      }
+      const check = (c: Case, label: string, withBias: boolean): void => {
+        const { sa, sb, sc } = strides(c)
+        const A = halfValues(extent(c.batch, sa, c.m * c.k), c.dtype, c.seed)
+        const B = halfValues(extent(c.batch, sb, c.k * c.n), c.dtype, c.seed + 1)
+        // NaN in C where beta is 0 (ignored, so any read of it shows), a sentinel in the gaps.
+        const C0 = initialC(c, c.seed + 3)
+        const bufs: NativeBuffer[] = []
+        try {
+          const a = halfBuffer(dev.code, c.dtype, A.bits), b = halfBuffer(dev.code, c.dtype, B.bits)
+          const bias = withBias ? f32Buffer(dev.code, randomArray(c.n, c.seed + 4, -3, 3)) : null
+          const want = f32Buffer(dev.code, C0), got = f32Buffer(dev.code, C0)
+          bufs.push(a, b, want, got)
+          if (bias) bufs.push(bias)
+          addon.gemmMixed(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, b, c.beta, want, c.batch, sa, sb, sc, null, bias, false)
+          addon.gemmMixed(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a, b, c.beta, got, c.batch, sa, sb, sc, null, bias, true)
+          const w = want.read() as Float32Array, g = got.read() as Float32Array
+          const at = g.findIndex((v, i) => !Object.is(v, w[i]))
+          t.ok(at < 0 && w.every(Number.isFinite),
+            `${label} ${describe(c)}${bias ? ' with bias' : ''}${at < 0 ? '' : `: first difference at [${at}]: got ${g[at]}, want ${w[at]}`}`)
+        } finally {
+          freeAll(...bufs)
+        }
+      }
+      const paths: Array<[string, Half]> = dev.name === 'cpu'
+        ? [['amx', 'bfloat16'], ['avx512-bf16', 'bfloat16'], ['widen', 'bfloat16'], ['auto', 'float16']]
+        : [['auto', 'bfloat16'], ['auto', 'float16']]
+      let seed = 2300
+      for (const [path, dtype] of paths) {
+        const used = dev.name === 'cpu' ? addon.setCpuGemmBf16(path) : dev.name
+        try {
+          for (const c of cases(dtype, seed += 100)) check(c, `${dtype} ${used}`, c.seed % 2 === 0)
+        } finally {
+          if (dev.name === 'cpu') addon.setCpuGemmBf16('auto')
+        }
+      }
+      const h16 = halfBuffer(dev.code, 'bfloat16', new Uint16Array(4)), c32 = f32Buffer(dev.code, new Float32Array(4))
+      try {
+        t.throws(() => (addon.gemmMixed as unknown as (...args: unknown[]) => void)(false, false, 2, 2, 2, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, null, 'yes'),
+          /^gemmMixed: .*streamC/, 'streamC not a boolean')
+      } finally {
+        freeAll(h16, c32)
+      }
+    })
+
     t.test('bad bias: a clear error, and C untouched', async (t) => {
       const g = native().gemmMixed
       const h16 = halfBuffer(dev.code, 'float16', new Uint16Array(12))
@@ -353,8 +415,8 @@ for (const dev of devicesUnderTest()) {
           /^gemmMixed: argument 'bias' must be a NativeBuffer/, 'bias an array')
         t.throws(() => g(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, c32),
           /^gemmMixed: output 'c' must not be the same buffer as input 'bias'/, 'bias that is also the output')
-        t.throws(() => (g as unknown as (...args: unknown[]) => void)(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, bias, 1),
-          /^gemmMixed: expected 14 to 16 arguments, got 17/, 'too many arguments')
+        t.throws(() => (g as unknown as (...args: unknown[]) => void)(false, false, 2, 4, 3, 1, h16, h16, 0, c32, 1, 0, 0, 0, null, bias, true, 1),
+          /^gemmMixed: expected 14 to 17 arguments, got 18/, 'too many arguments')
         t.ok(untouched(), 'C still holds what it held after the refused calls')
         if (dev.name !== 'cpu') {
           const cpuBias = f32Buffer(0, new Float32Array(4))

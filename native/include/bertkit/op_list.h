@@ -32,10 +32,14 @@ BERTKIT_OP(gemm, (bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 // bias: null, or N float32 values added to every row of every C after the
 // product, C[i, j] = (alpha * acc + beta * C) + bias[j], rounded as gemm_mixed
 // followed by add_bias_rows (a linear layer's bias, without a second pass over C).
+// stream_c: C is not read again soon (a weight gradient, read at the
+// optimizer step), so a backend may write it around its caches; the CPU's
+// bfloat16 kernels then use non-temporal stores, which skip reading each line
+// of C before writing it. The bits are the same either way.
 BERTKIT_OP(gemm_mixed, (bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                         const void* a, const void* b, DType ab_dtype, float beta, float* c, int64_t batch,
                         int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32, bool b_f32,
-                        const float* bias))
+                        const float* bias, bool stream_c))
 
 // ---- elementwise and reductions (elementwise.cpp) -------------------------
 BERTKIT_OP(fill, (float* x, int64_t n, float value))

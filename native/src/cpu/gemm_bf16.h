@@ -45,6 +45,9 @@ struct Bf16Problem {
   // Null, or n float32 values added to each row of C as it is written (after
   // alpha * acc + beta * C: the bits of a separate add_bias_rows).
   const float* bias;
+  // C is written with non-temporal stores where a whole aligned 64-byte line
+  // is written at once (Backend::gemm_mixed's stream_c); same bits.
+  bool stream_c;
 
   int64_t ld_a() const { return trans_a ? m : k; }
   int64_t ld_b() const { return trans_b ? k : n; }

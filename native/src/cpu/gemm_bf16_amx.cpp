@@ -103,7 +103,7 @@ struct Amx {
     const int64_t b_stride = ncp * 4;
     const bool in_place = reads_a_in_place(p);
     // alpha 1, beta 0, no bias: the tiles are the result, stored straight into C.
-    const bool plain = p.alpha == 1.f && p.beta == 0.f;
+    const bool plain = p.alpha == 1.f && p.beta == 0.f && !p.stream_c;
     configure_tiles();
     for (int64_t ib = i0; ib < i1; ib += kRowsPerBlock) {
       const int64_t mc = std::min<int64_t>(kRowsPerBlock, i1 - ib);
@@ -143,6 +143,7 @@ struct Amx {
           // A bias goes through the block below: C is written once, the tiles' float32
           // sums and the bias row read back from L1 (measured faster than storing the
           // tiles into C and adding the bias there, and no slower than a full-block copy loop).
+          // So do streamed stores (tiles have no non-temporal store).
           if (plain && !bias && rows == 32 && cols == 32) {
             _tile_stored(0, out, p.n * 4);
             _tile_stored(1, out + 16, p.n * 4);
@@ -154,11 +155,14 @@ struct Amx {
           _tile_stored(1, block + 16, 128);
           _tile_stored(2, block + 16 * 32, 128);
           _tile_stored(3, block + 16 * 32 + 16, 128);
-          for (int64_t i = 0; i < rows; ++i) store_row(out + i * p.n, block + i * 32, cols, p.alpha, p.beta, bias);
+          for (int64_t i = 0; i < rows; ++i) {
+            store_row(out + i * p.n, block + i * 32, cols, p.alpha, p.beta, bias, p.stream_c);
+          }
         }
       }
     }
     _tile_release();
+    end_task(p);
   }
 };
 

@@ -68,7 +68,7 @@ struct Avx512Bf16 {
 
   template <int NVA>
   static void micro_kernel(int64_t kp, const uint32_t* __restrict ap, const uint32_t* __restrict bp, float* c,
-                           int64_t ldc, int mr, int nr, float alpha, float beta, const float* bias) {
+                           int64_t ldc, int mr, int nr, float alpha, float beta, const float* bias, bool stream) {
     __m512 acc[MR][NVA];
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NVA; ++j) acc[i][j] = _mm512_setzero_ps();
@@ -91,16 +91,16 @@ struct Avx512Bf16 {
         if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, row + 16 * j), r);
         // The bias last, in its own rounding: the bits of a separate add_bias_rows.
         if (bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, bias + 16 * j));
-        _mm512_mask_storeu_ps(row + 16 * j, mask, r);
+        store_lanes(row + 16 * j, mask, r, stream);
       }
     }
   }
 
   static void tile(int64_t kp, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc, int mr, int nr,
-                   float alpha, float beta, const float* bias) {
-    if (nr <= 16) micro_kernel<1>(kp, ap, bp, c, ldc, mr, nr, alpha, beta, bias);
-    else if (nr <= 32) micro_kernel<2>(kp, ap, bp, c, ldc, mr, nr, alpha, beta, bias);
-    else micro_kernel<3>(kp, ap, bp, c, ldc, mr, nr, alpha, beta, bias);
+                   float alpha, float beta, const float* bias, bool stream) {
+    if (nr <= 16) micro_kernel<1>(kp, ap, bp, c, ldc, mr, nr, alpha, beta, bias, stream);
+    else if (nr <= 32) micro_kernel<2>(kp, ap, bp, c, ldc, mr, nr, alpha, beta, bias, stream);
+    else micro_kernel<3>(kp, ap, bp, c, ldc, mr, nr, alpha, beta, bias, stream);
   }
 
   static WordBuffer& a_buffer() {
@@ -121,10 +121,11 @@ struct Avx512Bf16 {
         for (int64_t jp = 0; jp < nc; jp += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jp));
           tile(kp, apack + ip * kp, bpanel + jp * kp, c + (ib + ip) * p.n + j0 + jp, p.n, mr, nr, p.alpha, p.beta,
-               p.bias ? p.bias + j0 + jp : nullptr);
+               p.bias ? p.bias + j0 + jp : nullptr, p.stream_c);
         }
       }
     }
+    end_task(p);
   }
 };
 

@@ -197,18 +197,31 @@ struct WordBuffer {
   ~WordBuffer() { std::free(ptr); }
 };
 
+// Writes 16 lanes of C (those in mask). stream: a whole 64-byte line goes
+// around the caches (a non-temporal store, no read of the line first); a
+// partial or unaligned one is stored as usual. A task that streamed ends with
+// an sfence (end_task), so its stores are seen before the pool's join.
+inline void store_lanes(float* c, __mmask16 mask, __m512 v, bool stream) {
+  if (stream && mask == 0xffff && (reinterpret_cast<uintptr_t>(c) & 63) == 0) _mm512_stream_ps(c, v);
+  else _mm512_mask_storeu_ps(c, mask, v);
+}
+inline void end_task(const bertkit::gemm::Bf16Problem& p) {
+  if (p.stream_c) _mm_sfence();
+}
+
 // C[i, j0 .. j0 + cols) = alpha * acc[0 .. cols) (+ beta * C) (+ bias), acc
 // float32; beta == 0 ignores what C held (NaN included). bias (null for none)
 // points at the bias of column j0; it is added last, in its own rounding, as
 // a separate add_bias_rows would.
-inline void store_row(float* c, const float* acc, int64_t cols, float alpha, float beta, const float* bias) {
+inline void store_row(float* c, const float* acc, int64_t cols, float alpha, float beta, const float* bias,
+                      bool stream) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int64_t j = 0; j < cols; j += 16) {
     const __mmask16 mask = first_words(cols - j);
     __m512 r = _mm512_mul_ps(va, _mm512_maskz_loadu_ps(mask, acc + j));
     if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, c + j), r);
     if (bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, bias + j));
-    _mm512_mask_storeu_ps(c + j, mask, r);
+    store_lanes(c + j, mask, r, stream);
   }
 }
 

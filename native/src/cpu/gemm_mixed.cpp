@@ -48,7 +48,7 @@ void widen(DType dtype, const void* src, bool f32, int64_t n, float* dst) {
 void CpuBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                             const void* a, const void* b, DType ab_dtype, float beta, float* c,
                             int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32,
-                            bool b_f32, const float* bias) {
+                            bool b_f32, const float* bias, bool stream_c) {
   if (ab_dtype != DType::F16 && ab_dtype != DType::BF16) {
     throw Error(std::string("gemm_mixed: inputs must be float16 or bfloat16, got ") + dtype_name(ab_dtype));
   }
@@ -58,7 +58,7 @@ void CpuBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, in
     const gemm::Bf16Path path = gemm::current_bf16_path();
     if (path != gemm::Bf16Path::Widen) {
       const gemm::Bf16Problem p{trans_a, trans_b,  m,        n,        k,     alpha, a, b, beta, c,
-                                batch,   stride_a, stride_b, stride_c, a_f32, b_f32, bias};
+                                batch,   stride_a, stride_b, stride_c, a_f32, b_f32, bias, stream_c};
       if (path == gemm::Bf16Path::Amx) gemm::bf16_gemm_amx(p);
       else gemm::bf16_gemm_avx512(p);
       return;

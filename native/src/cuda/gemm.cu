@@ -79,7 +79,7 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
 void CudaBackend::gemm_mixed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                              const void* a, const void* b, DType ab_dtype, float beta, float* c, int64_t batch,
                              int64_t stride_a, int64_t stride_b, int64_t stride_c, bool a_f32, bool b_f32,
-                             const float* bias) {
+                             const float* bias, bool /*stream_c: cuBLAS picks its own stores*/) {
   if (ab_dtype != DType::F16 && ab_dtype != DType::BF16) {
     throw Error(std::string("cuda gemm_mixed: inputs must be float16 or bfloat16, got ") + dtype_name(ab_dtype));
   }

@@ -80,15 +80,16 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   });
 }
 
-// gemmMixed(transA, transB, m, n, k, alpha, a, b, beta, c, batch, strideA, strideB, strideC[, halfDtype[, bias]])
+// gemmMixed(transA, transB, m, n, k, alpha, a, b, beta, c, batch, strideA, strideB, strideC[, halfDtype[, bias[, streamC]]])
 // a and b: float16 or bfloat16, the same dtype; c: float32. On the CPU either
 // operand may instead be float32, rounded to the half dtype as it is read;
 // halfDtype (a dtype code) names that dtype, needed when both are float32
 // (undefined or null: none). bias (float32, at least n values; undefined or
-// null: none) is added to every row of every C after the product.
+// null: none) is added to every row of every C after the product. streamC:
+// C is not read again soon, write it around the caches (Backend::gemm_mixed).
 Napi::Value GemmMixed(const Napi::CallbackInfo& info) {
   const bool named = info.Length() >= 15 && !info[14].IsUndefined() && !info[14].IsNull();
-  OpArgs a(info, "gemmMixed", 14, 16);
+  OpArgs a(info, "gemmMixed", 14, 17);
   bool ta = a.flag(0, "transA"), tb = a.flag(1, "transB");
   int64_t m = a.dim(2, "m"), n = a.dim(3, "n"), k = a.dim(4, "k");
   float alpha = a.number(5, "alpha");
@@ -122,7 +123,8 @@ Napi::Value GemmMixed(const Napi::CallbackInfo& info) {
   NativeBuffer* C = a.buffer(9, "c", DType::F32);
   int64_t batch = a.positive_dim(10, "batch");
   int64_t sa = a.dim(11, "strideA"), sb = a.dim(12, "strideB"), sc = a.dim(13, "strideC");
-  NativeBuffer* bias = info.Length() == 16 ? a.buffer(15, "bias", DType::F32, true) : nullptr;
+  NativeBuffer* bias = info.Length() >= 16 ? a.buffer(15, "bias", DType::F32, true) : nullptr;
+  const bool stream_c = a.optional_flag(16, "streamC");
   int64_t size_a = checked_mul(a, {m, k}), size_b = checked_mul(a, {k, n}), size_c = checked_mul(a, {m, n});
   if (batch > 1 && sc < size_c) a.fail("strideC " + std::to_string(sc) + " makes output matrices overlap");
   std::string shape_a = ta ? shape_str({k, m}) : shape_str({m, k});
@@ -138,7 +140,7 @@ Napi::Value GemmMixed(const Napi::CallbackInfo& info) {
     if (a.device() != Device::CPU) a.fail("float32 operands are read only on the CPU; cast them to the half dtype first");
   }
   return a.enqueue([=, C = f32(C), A = A->data(), B = B->data(), bias = bias ? f32(bias) : nullptr](Backend& be) {
-    be.gemm_mixed(ta, tb, m, n, k, alpha, A, B, ab, beta, C, batch, sa, sb, sc, fa, fb, bias);
+    be.gemm_mixed(ta, tb, m, n, k, alpha, A, B, ab, beta, C, batch, sa, sb, sc, fa, fb, bias, stream_c);
   });
 }
 
