@@ -60,6 +60,15 @@ inline __m256i to_bf16(__m512 f) {
   return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
 }
 
+// How far ahead the loops ask for the lines they will read (2 KB of each
+// stream). The optimizer's streams come from memory, and on the 2-core VM of
+// the benchmarks the hardware prefetchers alone left the update at ~32 GB/s;
+// with these requests it ran at ~44 GB/s (10.6M parameters, 2 threads:
+// 9.5-10.0 -> 7.1-7.5 ms; 256 to 2048 floats ahead measured, 512 best).
+constexpr int64_t kPrefetchFloats = 512;
+
+inline void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+
 }  // namespace
 
 // The loop of both entry points. kZeroGrad: the gradient is +0 (a zero row
@@ -75,6 +84,12 @@ int64_t adam_loop(const AdamScalars& s, float scale, const float* grad, float* p
   const __m512d beta2 = _mm512_set1_pd(s.beta2), eps = _mm512_set1_pd(s.eps);
   int64_t i = begin;
   for (; i + 16 <= end; i += 16) {
+    if (i + kPrefetchFloats < end) {
+      if (!kZeroGrad) prefetch(grad + i + kPrefetchFloats);
+      prefetch(param + i + kPrefetchFloats);
+      prefetch(exp_avg + i + kPrefetchFloats);
+      prefetch(exp_avg_sq + i + kPrefetchFloats);
+    }
     const __m512 g = kZeroGrad ? _mm512_setzero_ps() : fmul(_mm512_loadu_ps(grad + i), vscale);
     const __m512 p = fmul(_mm512_loadu_ps(param + i), decay);
     const __m512 self = _mm512_loadu_ps(exp_avg + i);
@@ -123,6 +138,7 @@ int64_t adam_zero_grad_avx512(const AdamScalars& s, float* param, float* exp_avg
 void sum_squares_lanes_avx512(const float* x, int64_t n8, double lanes[8]) {
   __m512d acc = _mm512_loadu_pd(lanes);
   for (int64_t i = 0; i < n8; i += 8) {
+    if ((i & 15) == 0 && i + kPrefetchFloats < n8) prefetch(x + i + kPrefetchFloats);
     const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
     acc = dadd(acc, dmul(v, v));
   }
