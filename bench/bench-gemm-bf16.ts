@@ -74,7 +74,10 @@ function main() {
           : N.gemmMixed(ta, tb, m, n, k, 1, a16, b16, 0, c, 1, 0, 0, 0)
         run()
         N.synchronize(0)
-        const calls = Math.max(3, Math.round(2e9 / (2 * m * n * k * 50)))
+        // At least 5 GFLOP a timing (38 calls of the smallest shape): with a few
+        // calls of 0.7 ms, a timing was as much the pool's wake-up after the
+        // peak loop as the product (the 448 x 384 x 384 share ranged 43-86 %).
+        const calls = Math.max(3, Math.ceil(5e9 / (2 * m * n * k)))
         const times: number[] = []
         for (let r = 0; r < 5; r++) {
           const t0 = process.hrtime.bigint()
@@ -99,7 +102,7 @@ function main() {
   const lines = [
     '# bfloat16 GEMM on this CPU: MiniLM training shapes, % of the measured peak',
     '',
-    `Paths: fp32 = bertkit's built-in AVX-512 SGEMM; bf16 ${Object.entries(names).map(([p, n]) => `${p} = "${n}"`).join(', ')}. ${threads} threads, each figure the median over ${reps} rounds of the median of 5 timings.`,
+    `Paths: fp32 = bertkit's built-in AVX-512 SGEMM; bf16 ${Object.entries(names).map(([p, n]) => `${p} = "${n}"`).join(', ')}. ${threads} threads, each figure the median over ${reps} rounds of the median of 5 timings, each timing at least 5 GFLOP of back-to-back calls.`,
     `Peaks, GFLOP/s on ${threads} threads, median [min–max] of the register-only loops (bench/peak_flops.c), one run just before every timing: fp32 FMA ${peakText('fp32')}, AVX512-BF16 ${peakText('avx512bf16')}, AMX-BF16 ${peakText('amx')}. Nominal at the reported ${mhz} MHz: fp32 ${nominal(64)} (2 FMA x 16 lanes x 2), AVX512-BF16 ${nominal(64)} if VDPBF16PS issued once per cycle (64 FLOP), AMX ${nominal(1024)} (one TDPBF16PS of 16384 FLOP per 16 cycles). "% of its peak": each timing divided by the peak of the path's own instruction measured just before it, median [min–max] over rounds. On a machine shared with other work both figures swing with the neighbours' load (a timing can catch a quieter second than its peak loop, hence shares above 100 %); only a quiet machine gives the real percentage.`,
     `Machine: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores); date ${new Date().toISOString().slice(0, 10)}; load average (1 min) during the run: median ${median(loads).toFixed(1)} [${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}].`,
     `Command: \`npm run bench:gemm-bf16 -- ${args.join(' ')}\``,
