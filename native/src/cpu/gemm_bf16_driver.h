@@ -49,18 +49,6 @@ struct PairSource {
                                           30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     return _mm512_permutex2var_epi16(lo, even, hi);
   }
-
-  // Asks for the lines of the 32 elements from element offset i on (a weight
-  // panel comes from memory; the VM's hardware prefetchers missed the strided
-  // walks of the packing, see pairs_depth_major).
-  void prefetch32(int64_t i) const {
-    if (!f32) {
-      __builtin_prefetch(static_cast<const uint16_t*>(base) + i);
-      return;
-    }
-    __builtin_prefetch(static_cast<const float*>(base) + i);
-    __builtin_prefetch(static_cast<const float*>(base) + i + 16);
-  }
 };
 
 // Operand `base` (bfloat16 or float32 elements) advanced by `offset` elements.
@@ -104,10 +92,6 @@ inline void transpose16x16(__m512i r[16]) {
 
 // out[q * ld_out + x] = word(x0 + x, q0 + q) for q < nq, x < nx; zero for
 // nx <= x < ld_out. (Depth-major: what a B panel, or a broadcast A panel, reads.)
-// Both walks ask for what they read next, ahead of time: the step's 108
-// products on 2 threads (MiniLM's 36 linear layers x NT, NN, TN; bf16, AMX)
-// measured 33.6 -> 32.4 ms with it (medians of 35 rounds, mean of 4
-// interleaved runs each), a sync bf16 step 83.2 -> 82.3 ms (mean of 3).
 inline void pairs_depth_major(const PairSource& s, int64_t x0, int64_t nx, int64_t q0, int64_t nq, int64_t ld_out,
                               uint32_t* __restrict out) {
   if (!s.k_contig) {
@@ -116,15 +100,10 @@ inline void pairs_depth_major(const PairSource& s, int64_t x0, int64_t nx, int64
                                               39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
     const __m512i hi_index = _mm512_set_epi16(63, 31, 62, 30, 61, 29, 60, 28, 59, 27, 58, 26, 57, 25, 56, 24,
                                               55, 23, 54, 22, 53, 21, 52, 20, 51, 19, 50, 18, 49, 17, 48, 16);
-    constexpr int64_t kRowsAhead = 8;
     for (int64_t q = 0; q < nq; ++q) {
       const int64_t d0 = 2 * (q0 + q), d1 = d0 + 1;
       uint32_t* o = out + q * ld_out;
       for (int64_t x = 0; x < ld_out; x += 32) {
-        if (x < nx && d1 + kRowsAhead < s.depth) {
-          s.prefetch32((d0 + kRowsAhead) * s.ld + x0 + x);
-          s.prefetch32((d1 + kRowsAhead) * s.ld + x0 + x);
-        }
         const __mmask32 load = x < nx ? first_halves(nx - x) : 0;
         const __m512i v0 = d0 < s.depth ? s.load32(d0 * s.ld + x0 + x, load) : _mm512_setzero_si512();
         const __m512i v1 = d1 < s.depth ? s.load32(d1 * s.ld + x0 + x, load) : _mm512_setzero_si512();
@@ -143,12 +122,9 @@ inline void pairs_depth_major(const PairSource& s, int64_t x0, int64_t nx, int64
     const int64_t d = 2 * (q0 + qb);
     const __mmask32 halves = d < s.depth ? first_halves(std::min<int64_t>(2 * qn, s.depth - d)) : 0;
     for (int64_t xb = 0; xb < ld_out; xb += 16) {
-      // The next 16 pairs of the same 16 rows, for the next round of qb.
-      const bool ahead = d + 32 < s.depth;
       __m512i r[16];
       for (int i = 0; i < 16; ++i) {
         r[i] = xb + i < nx ? s.load32((x0 + xb + i) * s.ld + d, halves) : _mm512_setzero_si512();
-        if (ahead && xb + i < nx) s.prefetch32((x0 + xb + i) * s.ld + d + 32);
       }
       transpose16x16(r);
       const __mmask16 store = first_words(ld_out - xb);
