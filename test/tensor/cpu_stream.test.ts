@@ -4,6 +4,8 @@
 // synchronizeAsync waits without holding the event loop; setCpuAsync(false)
 // runs every op inline. Results must be identical either way.
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
 import { native, DEVICE_CODE, DTYPE_CODE, type NativeBuffer } from '../../lib/native.js'
 import { f32Buffer, randomArray, freeAll } from '../helpers/reference.js'
 
@@ -158,4 +160,67 @@ t.test('switching modes drains the queue first', async (t) => {
     N.setCpuAsync(true)
     freeAll(x)
   }
+})
+
+// A released block of the block cache (64 KiB and up) goes back to the cache
+// at once, while queued ops may still use it: its next owner's ops are queued
+// after them, so they run after them.
+t.test('a freed block is reused at once, its next owner\'s ops running after the queued ones', async (t) => {
+  withAsync(true, () => {
+    const size = 384, n = size * size // 576 KiB of float32: a cached size
+    const a = f32Buffer(CPU, randomArray(n, 11))
+    const b = f32Buffer(CPU, randomArray(n, 12))
+    const c = new N.NativeBuffer(CPU, DTYPE_CODE.float32, n)
+    const out = new N.NativeBuffer(CPU, DTYPE_CODE.float32, n)
+    let src: NativeBuffer | null = new N.NativeBuffer(CPU, DTYPE_CODE.float32, n)
+    let next: NativeBuffer | null = null
+    try {
+      // Products first, so that what follows is still queued when the block changes hands.
+      for (let i = 0; i < 4; i++) N.gemm(false, false, size, size, size, 1, a, b, 0, c, 1, 0, 0, 0)
+      N.fill(src, n, 3)
+      N.axpby(n, 1, src, 0, out) // out = src, read from the block after the products
+      const before = N.memoryStats().cpuCachedBytes
+      src.free()
+      src = null
+      const cached = N.memoryStats().cpuCachedBytes
+      t.ok(cached >= before + n * 4, `the block is back in the cache before its queued ops ran (${before} -> ${cached} bytes)`)
+      next = new N.NativeBuffer(CPU, DTYPE_CODE.float32, n)
+      t.equal(N.memoryStats().cpuCachedBytes, before, 'the next buffer of that size takes it')
+      N.fill(next, n, 5)
+      t.ok((out.read() as Float32Array).every((v) => v === 3), 'the previous owner\'s queued copy read its values')
+      t.ok((next.read() as Float32Array).every((v) => v === 5), 'the new owner\'s fill ran after it')
+    } finally {
+      freeAll(a, b, c, out, src, next)
+    }
+  })
+})
+
+// When giving a block back pushes the cache over its limit, the block it drops
+// (the oldest) may still be read by a queued op: it is unmapped only after
+// that op. A child with a 1 MiB cache: unmapped at once, the queued copy would
+// read unmapped memory and the child would die of SIGSEGV.
+t.test('a block the cache drops is unmapped only after the queued ops that use it', async (t) => {
+  const child = `
+const { native, DTYPE_CODE } = require(${JSON.stringify(join(__dirname, '..', '..', 'lib', 'native.js'))})
+const N = native()
+const F32 = DTYPE_CODE.float32, n = 160 * 1024 // 640 KiB: one fits the 1 MiB cache, two do not
+const size = 512
+const a = new N.NativeBuffer(0, F32, size * size), b = new N.NativeBuffer(0, F32, size * size), c = new N.NativeBuffer(0, F32, size * size)
+N.fill(a, size * size, 0.5); N.fill(b, size * size, 0.25)
+for (let i = 0; i < 6; i++) N.gemm(false, false, size, size, size, 1, a, b, 0, c, 1, 0, 0, 0)
+const first = new N.NativeBuffer(0, F32, n), out = new N.NativeBuffer(0, F32, n), second = new N.NativeBuffer(0, F32, n)
+N.fill(first, n, 2)
+N.axpby(n, 1, first, 0, out) // queued behind the products
+first.free() // cached at once
+second.free() // over the limit: first is dropped while the copy above still waits
+const values = out.read()
+console.log(JSON.stringify({ async: N.getCpuAsync(), ok: values.every((v) => v === 2), cached: N.memoryStats().cpuCachedBytes }))
+`
+  const r = spawnSync(process.execPath, ['-e', child], { encoding: 'utf8', env: { ...process.env, BERTKIT_CPU_CACHE_MB: '1', BERTKIT_CPU_ASYNC: '1' }, timeout: 120_000 })
+  t.equal(r.signal, null, `the child was not killed (${r.signal ?? 'no signal'}): ${r.stderr}`)
+  t.equal(r.status, 0, `the child exited cleanly: ${r.stderr}`)
+  const got = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { async?: boolean; ok?: boolean; cached?: number }
+  t.equal(got.async, true, 'the child queued its ops')
+  t.equal(got.ok, true, 'the queued copy read the dropped block\'s values')
+  t.ok(got.cached !== undefined && got.cached <= 1024 * 1024, `the cache kept within its 1 MiB limit (${got.cached} bytes)`)
 })

@@ -44,7 +44,9 @@ void enqueue(Device device, Work work) {
   }
 }
 
-void* allocate(Device device, size_t bytes) { return backend_for(device).allocate(bytes); }
+void* allocate(Device device, size_t bytes) {
+  return device == Device::CPU ? CpuStream::instance().allocate(bytes) : backend_for(device).allocate(bytes);
+}
 
 void release(Device device, void* ptr, size_t bytes) {
   if (device == Device::CPU) CpuStream::instance().release(ptr, bytes);

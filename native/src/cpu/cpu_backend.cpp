@@ -80,6 +80,14 @@ class BlockCache {
     return nullptr;
   }
 
+  // Files p again as a block of class `actual` (for a caller of class_of that
+  // keeps the block after all).
+  void remember_class(void* p, size_t actual, size_t cls) {
+    if (actual == cls) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    larger_[p] = actual;
+  }
+
   // The class a block was cut for: cls, unless take() handed out a larger one.
   size_t class_of(void* p, size_t cls) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -90,13 +98,15 @@ class BlockCache {
     return actual;
   }
 
-  // Keeps the block, first freeing the blocks cached longest ago when the
+  // Keeps the block, first dropping the blocks cached longest ago when the
   // cache would exceed its limit (blocks of classes no step asks for any more
-  // are the ones that grow old), unless the block alone exceeds it.
-  bool give(void* p, size_t cls) {
+  // are the ones that grow old), unless the block alone exceeds it. The
+  // dropped blocks go to `evicted` for the caller to unmap (at once, or after
+  // the queued ops that may still use them).
+  bool give(void* p, size_t cls, std::vector<CpuBlock>& evicted) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (cls > limit()) return false;
-    while (cached_bytes_ + cls > limit()) evict_oldest();
+    while (cached_bytes_ + cls > limit()) evicted.push_back(evict_oldest());
     free_[cls].push_back(Cached{p, ++clock_});
     cached_bytes_ += cls;
     return true;
@@ -129,15 +139,16 @@ class BlockCache {
     uint64_t given;  // when it was cached (clock_)
   };
 
-  // Frees the block cached longest ago (each class's deque is oldest first).
-  void evict_oldest() {
+  // Takes out the block cached longest ago (each class's deque is oldest first).
+  CpuBlock evict_oldest() {
     auto oldest = free_.end();
     for (auto it = free_.begin(); it != free_.end(); ++it) {
       if (!it->second.empty() && (oldest == free_.end() || it->second.front().given < oldest->second.front().given)) oldest = it;
     }
-    unmap_block(oldest->second.front().ptr, oldest->first);
+    const CpuBlock block{oldest->second.front().ptr, oldest->first};
     oldest->second.pop_front();
     cached_bytes_ -= oldest->first;
+    return block;
   }
 
   std::mutex mutex_;
@@ -154,33 +165,48 @@ BlockCache& block_cache() {
 
 }  // namespace
 
-void* CpuBackend::allocate(size_t bytes) {
+void* CpuBackend::allocate_or_null(size_t bytes) {
   // 64-byte alignment suits AVX-512 loads; aligned_alloc needs a multiple of it.
   size_t cls = BlockCache::size_class(bytes == 0 ? 1 : bytes);
-  if (cls >= BlockCache::kMinCached) {
-    if (void* p = block_cache().take(cls)) return p;
-  }
-  const bool mapped = cls >= BlockCache::kMinCached;
-  void* ptr = mapped ? map_block(cls) : std::aligned_alloc(64, cls);
-  if (!ptr && mapped) {
-    block_cache().clear();  // idle cached blocks are the first thing to give back
-    ptr = map_block(cls);
-  }
+  if (cls < BlockCache::kMinCached) return std::aligned_alloc(64, cls);
+  if (void* p = block_cache().take(cls)) return p;
+  return map_block(cls);
+}
+
+void* CpuBackend::allocate(size_t bytes) {
+  void* ptr = allocate_or_null(bytes);
   if (!ptr) {
-    throw OutOfMemory("cpu: out of memory allocating " + std::to_string(bytes) + " bytes", bytes);
+    block_cache().clear();  // idle cached blocks are the first thing to give back
+    ptr = allocate_or_null(bytes);
   }
+  if (!ptr) throw cpu_out_of_memory(bytes);
   return ptr;
 }
 
-void CpuBackend::release(void* ptr, size_t bytes) {
-  size_t cls = BlockCache::size_class(bytes == 0 ? 1 : bytes);
-  if (cls >= BlockCache::kMinCached) cls = block_cache().class_of(ptr, cls);
-  if (cls < BlockCache::kMinCached) {
-    std::free(ptr);
-    return;
-  }
-  if (!block_cache().give(ptr, cls)) unmap_block(ptr, cls);
+OutOfMemory cpu_out_of_memory(size_t bytes) {
+  return OutOfMemory("cpu: out of memory allocating " + std::to_string(bytes) + " bytes", bytes);
 }
+
+void CpuBackend::release(void* ptr, size_t bytes) {
+  std::vector<CpuBlock> evicted;
+  if (!cache_block(ptr, bytes, evicted)) {
+    const size_t cls = BlockCache::size_class(bytes == 0 ? 1 : bytes);
+    if (cls < BlockCache::kMinCached) std::free(ptr);
+    else unmap_block(ptr, block_cache().class_of(ptr, cls));
+  }
+  for (const CpuBlock& b : evicted) unmap_cpu_block(b);
+}
+
+bool CpuBackend::cache_block(void* ptr, size_t bytes, std::vector<CpuBlock>& evicted) {
+  const size_t cls = BlockCache::size_class(bytes == 0 ? 1 : bytes);
+  if (cls < BlockCache::kMinCached) return false;
+  const size_t actual = block_cache().class_of(ptr, cls);
+  if (block_cache().give(ptr, actual, evicted)) return true;
+  block_cache().remember_class(ptr, actual, cls);  // release() unmaps it under its real class
+  return false;
+}
+
+void unmap_cpu_block(const CpuBlock& block) { unmap_block(block.ptr, block.bytes); }
 
 size_t cpu_cached_bytes() { return block_cache().cached_bytes(); }
 

@@ -5,9 +5,17 @@
 // is what queues them.
 #pragma once
 
+#include <vector>
+
 #include "bertkit/backend.h"
 
 namespace bertkit {
+
+// A mapped block of the CPU block cache.
+struct CpuBlock {
+  void* ptr;
+  size_t bytes;
+};
 
 class CpuBackend final : public Backend {
  public:
@@ -15,7 +23,15 @@ class CpuBackend final : public Backend {
   std::string describe() const override;
 
   void* allocate(size_t bytes) override;
+  // A cached block or a fresh one, or null when the OS refuses (nothing is
+  // given back first: allocate() empties the cache and tries again).
+  void* allocate_or_null(size_t bytes);
   void release(void* ptr, size_t bytes) override;
+  // Puts a released block in the block cache at once; false when it is not a
+  // cached size (or too large for the cache), and then nothing changed. Blocks
+  // the cache drops to stay within its limit are appended to `evicted`, still
+  // mapped: the caller unmaps them (unmap_cpu_block) once nothing uses them.
+  bool cache_block(void* ptr, size_t bytes, std::vector<CpuBlock>& evicted);
   void upload(void* dst, const void* host_src, size_t bytes) override;
   void download(void* host_dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
@@ -55,6 +71,9 @@ class CpuBackend final : public Backend {
 
 // The one CpuBackend (never destroyed: buffers may be released while the process exits).
 CpuBackend& cpu_backend();
+
+void unmap_cpu_block(const CpuBlock& block);
+OutOfMemory cpu_out_of_memory(size_t bytes);
 
 // Idle bytes held by the CPU block cache, and a way to give them back.
 size_t cpu_cached_bytes();

@@ -19,7 +19,7 @@ CpuStream& CpuStream::instance() {
   return *stream;
 }
 
-CpuStream::CpuStream(Backend& backend) : backend_(backend) {
+CpuStream::CpuStream(CpuBackend& backend) : backend_(backend) {
   const char* env = std::getenv("BERTKIT_CPU_ASYNC");
   async_ = !(env && std::string(env) == "0");
   worker_ = std::thread([this] { worker_loop(); });
@@ -88,17 +88,36 @@ void CpuStream::rethrow_pending_error() {
   if (error) std::rethrow_exception(error);
 }
 
+void CpuStream::drain() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  drained_.wait(lock, [&] { return queue_.empty() && !busy_; });
+}
+
 void CpuStream::synchronize() {
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    drained_.wait(lock, [&] { return queue_.empty() && !busy_; });
-  }
+  drain();
   rethrow_pending_error();
 }
 
 // ---- memory ---------------------------------------------------------------------
 
+void* CpuStream::allocate(size_t bytes) {
+  if (!async_) return backend_.allocate(bytes);
+  if (void* p = backend_.allocate_or_null(bytes)) return p;
+  // The cache's idle blocks are the first thing to give back, once no queued op uses them.
+  drain();
+  cpu_release_cache();
+  if (void* p = backend_.allocate_or_null(bytes)) return p;
+  throw cpu_out_of_memory(bytes);
+}
+
 void CpuStream::release(void* ptr, size_t bytes) {
+  if (async_) {
+    std::vector<CpuBlock> evicted;
+    if (backend_.cache_block(ptr, bytes, evicted)) {
+      for (const CpuBlock& block : evicted) submit(Kind::Memory, [block](Backend&) { unmap_cpu_block(block); });
+      return;
+    }
+  }
   submit(Kind::Memory, [ptr, bytes](Backend& be) { be.release(ptr, bytes); });
 }
 
