@@ -80,14 +80,6 @@ class BlockCache {
     return nullptr;
   }
 
-  // Files p again as a block of class `actual` (for a caller of class_of that
-  // keeps the block after all).
-  void remember_class(void* p, size_t actual, size_t cls) {
-    if (actual == cls) return;
-    std::lock_guard<std::mutex> lock(mutex_);
-    larger_[p] = actual;
-  }
-
   // The class a block was cut for: cls, unless take() handed out a larger one.
   size_t class_of(void* p, size_t cls) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -98,17 +90,21 @@ class BlockCache {
     return actual;
   }
 
-  // Keeps the block, first dropping the blocks cached longest ago when the
+  // Keeps a block released as class cls (filed under the larger class take()
+  // handed out, if so), first dropping the blocks cached longest ago when the
   // cache would exceed its limit (blocks of classes no step asks for any more
-  // are the ones that grow old), unless the block alone exceeds it. The
-  // dropped blocks go to `evicted` for the caller to unmap (at once, or after
-  // the queued ops that may still use them).
+  // are the ones that grow old); false, changing nothing, when the block
+  // alone exceeds it. The dropped blocks go to `evicted` for the caller to
+  // unmap (at once, or after the queued ops that may still use them).
   bool give(void* p, size_t cls, std::vector<CpuBlock>& evicted) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (cls > limit()) return false;
-    while (cached_bytes_ + cls > limit()) evicted.push_back(evict_oldest());
-    free_[cls].push_back(Cached{p, ++clock_});
-    cached_bytes_ += cls;
+    auto larger = larger_.find(p);
+    const size_t actual = larger == larger_.end() ? cls : larger->second;
+    if (actual > limit()) return false;
+    if (larger != larger_.end()) larger_.erase(larger);
+    while (cached_bytes_ + actual > limit()) evicted.push_back(evict_oldest());
+    free_[actual].push_back(Cached{p, ++clock_});
+    cached_bytes_ += actual;
     return true;
   }
 
@@ -179,12 +175,8 @@ void* CpuBackend::allocate(size_t bytes) {
     block_cache().clear();  // idle cached blocks are the first thing to give back
     ptr = allocate_or_null(bytes);
   }
-  if (!ptr) throw cpu_out_of_memory(bytes);
+  if (!ptr) throw OutOfMemory("cpu: out of memory allocating " + std::to_string(bytes) + " bytes", bytes);
   return ptr;
-}
-
-OutOfMemory cpu_out_of_memory(size_t bytes) {
-  return OutOfMemory("cpu: out of memory allocating " + std::to_string(bytes) + " bytes", bytes);
 }
 
 void CpuBackend::release(void* ptr, size_t bytes) {
@@ -199,11 +191,7 @@ void CpuBackend::release(void* ptr, size_t bytes) {
 
 bool CpuBackend::cache_block(void* ptr, size_t bytes, std::vector<CpuBlock>& evicted) {
   const size_t cls = BlockCache::size_class(bytes == 0 ? 1 : bytes);
-  if (cls < BlockCache::kMinCached) return false;
-  const size_t actual = block_cache().class_of(ptr, cls);
-  if (block_cache().give(ptr, actual, evicted)) return true;
-  block_cache().remember_class(ptr, actual, cls);  // release() unmaps it under its real class
-  return false;
+  return cls >= BlockCache::kMinCached && block_cache().give(ptr, cls, evicted);
 }
 
 void unmap_cpu_block(const CpuBlock& block) { unmap_block(block.ptr, block.bytes); }

@@ -23,8 +23,8 @@ class CpuBackend final : public Backend {
   std::string describe() const override;
 
   void* allocate(size_t bytes) override;
-  // A cached block or a fresh one, or null when the OS refuses (nothing is
-  // given back first: allocate() empties the cache and tries again).
+  // A cached block or a fresh one, or null when the OS refuses (allocate()
+  // then empties the cache and tries again).
   void* allocate_or_null(size_t bytes);
   void release(void* ptr, size_t bytes) override;
   // Puts a released block in the block cache at once; false when it is not a
@@ -73,7 +73,6 @@ class CpuBackend final : public Backend {
 CpuBackend& cpu_backend();
 
 void unmap_cpu_block(const CpuBlock& block);
-OutOfMemory cpu_out_of_memory(size_t bytes);
 
 // Idle bytes held by the CPU block cache, and a way to give them back.
 size_t cpu_cached_bytes();

@@ -101,13 +101,11 @@ void CpuStream::synchronize() {
 // ---- memory ---------------------------------------------------------------------
 
 void* CpuStream::allocate(size_t bytes) {
-  if (!async_) return backend_.allocate(bytes);
   if (void* p = backend_.allocate_or_null(bytes)) return p;
-  // The cache's idle blocks are the first thing to give back, once no queued op uses them.
+  // The backend empties the cache before it gives up: first let every queued op
+  // that may still use a cached block run.
   drain();
-  cpu_release_cache();
-  if (void* p = backend_.allocate_or_null(bytes)) return p;
-  throw cpu_out_of_memory(bytes);
+  return backend_.allocate(bytes);
 }
 
 void CpuStream::release(void* ptr, size_t bytes) {
